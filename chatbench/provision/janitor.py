@@ -1,0 +1,97 @@
+"""``chatbench clean``: find and remove what crashed runs left behind.
+
+Each backend labels what it creates with the owning process: local clusters carry ``meta.json``,
+containers ``org.chatbench.*`` labels, DSN run databases a JSON comment. Anything whose owner is
+still alive is left alone; every removal is best-effort and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbench.provision.container import LABEL_MANAGED, LABEL_OWNER, docker_client
+from chatbench.provision.local import CLUSTER_PREFIX
+from chatbench.provision.paths import run_root
+from chatbench.provision.process import pid_alive
+
+
+@dataclass(frozen=True)
+class Removed:
+    kind: str  # "cluster" | "container" | "database"
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+def clean_local(root: Path | None = None) -> list[Removed]:
+    removed: list[Removed] = []
+    base = root or run_root()
+    for cluster in sorted(base.glob(f"{CLUSTER_PREFIX}*")):
+        try:
+            meta = json.loads((cluster / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            meta = {}
+        owner = int(meta.get("owner_pid", 0))
+        if meta.get("owner_host") == socket.gethostname() and pid_alive(owner):
+            continue
+        try:
+            _kill_postmaster(cluster / "data")
+            shutil.rmtree(cluster)
+            removed.append(Removed("cluster", cluster.name, True))
+        except OSError as exc:
+            removed.append(Removed("cluster", cluster.name, False, str(exc)))
+    return removed
+
+
+def _kill_postmaster(data: Path) -> None:
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGQUIT)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def clean_containers() -> list[Removed]:
+    client = docker_client()
+    removed: list[Removed] = []
+    try:
+        for container in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
+            host, _, pid = str(container.labels.get(LABEL_OWNER, ":0")).rpartition(":")
+            if host == socket.gethostname() and pid_alive(int(pid or 0)):
+                continue
+            try:
+                container.remove(force=True, v=True)
+                removed.append(Removed("container", container.name, True))
+            except Exception as exc:
+                removed.append(Removed("container", container.name, False, str(exc)))
+    finally:
+        client.close()
+    return removed
+
+
+def clean_dsn(dsn: str) -> list[Removed]:
+    from chatbench.provision.dsn import drop_database, leftover_run_databases, parse_dsn
+
+    url = parse_dsn(dsn)
+    removed: list[Removed] = []
+    for name in leftover_run_databases(url):
+        try:
+            drop_database(url, name)
+            removed.append(Removed("database", name, True))
+        except Exception as exc:
+            removed.append(Removed("database", name, False, str(exc).splitlines()[0]))
+    return removed

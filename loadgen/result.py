@@ -1,0 +1,79 @@
+"""What a seed hands to the later stages (verification, benchmarks, reports).
+
+``SeedParameters`` are the data scenarios later stages judge plans and latencies on: the whale
+conversations, tiny ones, heavy and light users, cursors inside blocks of equal ``created_at``.
+Verification can also *discover* the same parameters from a database it did not seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """A conversation and its owner, with its message count."""
+
+    conversation_id: int
+    user_id: int
+    messages: int
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """A user and how many conversations they own."""
+
+    user_id: int
+    conversations: int
+
+
+@dataclass(frozen=True)
+class TieCursor:
+    """A keyset cursor inside a block of ``tie_size`` messages sharing one ``created_at``."""
+
+    conversation_id: int
+    user_id: int
+    created_at: datetime
+    id: int
+    tie_size: int
+
+
+@dataclass(frozen=True)
+class SeedParameters:
+    """Parameter sets for scenarios; each tuple is ordered most interesting first."""
+
+    whales: tuple[ConversationRef, ...]  # 1000+ messages, largest first
+    small_conversations: tuple[ConversationRef, ...]  # a handful of messages
+    heavy_users: tuple[UserRef, ...]  # most conversations first
+    light_users: tuple[UserRef, ...]  # one or two conversations
+    tie_cursors: tuple[TieCursor, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        for cursor in data["tie_cursors"]:
+            cursor["created_at"] = cursor["created_at"].isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """The outcome of one seed: what was loaded, how fast, its checksum, and the scenario parameters."""
+
+    database: str
+    profile: str
+    spec: Mapping[str, Any]  # the validated spec as plain data (what the cache key hashes)
+    seed: int
+    order: str  # "time" | "conversation"
+    counts: Mapping[str, int]  # rows per table
+    checksum: str  # content checksum: equal for equal spec+seed, whatever the worker count
+    timings: Mapping[str, float]  # seconds per phase
+    from_cache: bool
+    cache_key: str
+    created_at_correlation: float  # pg_stats.correlation of messages.created_at after ANALYZE
+    params: SeedParameters
+    extra: Mapping[str, Any] = field(default_factory=dict)

@@ -1,0 +1,38 @@
+"""The canonical chat-history schema: models, canonical queries and writes, DDL and fingerprint.
+
+Applications may import this package as their source of truth; chatbench verifies live databases
+against it.
+"""
+
+from schema.ddl import DdlStep, LoadPhases, apply, ddl, fingerprint, load_phases
+from schema.models import (
+    MESSAGE_ROLES,
+    TITLE_MAX_LENGTH,
+    Base,
+    Conversation,
+    Message,
+    User,
+    conversations,
+    messages,
+    metadata,
+    users,
+)
+
+__all__ = [
+    "MESSAGE_ROLES",
+    "TITLE_MAX_LENGTH",
+    "Base",
+    "Conversation",
+    "DdlStep",
+    "LoadPhases",
+    "Message",
+    "User",
+    "apply",
+    "conversations",
+    "ddl",
+    "fingerprint",
+    "load_phases",
+    "messages",
+    "metadata",
+    "users",
+]

@@ -1,0 +1,97 @@
+"""Rendering, fingerprinting and applying the canonical schema.
+
+``ddl()`` is the single source of the schema's text: ``fingerprint()`` hashes it, so reports and the
+seeded-snapshot cache can say exactly which schema they ran on. ``load_phases()`` splits the same
+DDL into what must exist before a bulk load and what is cheaper to build after it (primary keys,
+indexes, foreign keys, triggers): the loader uses it so that the loaded schema is the canonical one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL
+from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable, DropConstraint
+
+from schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
+
+_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+
+
+def _compile(element: sa.schema.ExecutableDDLElement) -> str:
+    return str(element.compile(dialect=_DIALECT)).strip()
+
+
+def ddl() -> str:
+    """The full canonical DDL, one statement per paragraph, in creation order."""
+    statements: list[str] = []
+
+    def record(sql: sa.schema.ExecutableDDLElement, *_: object, **__: object) -> None:
+        statements.append(_compile(sql))
+
+    engine = sa.create_mock_engine("postgresql+psycopg://", record)  # type: ignore[arg-type]
+    metadata.create_all(engine, checkfirst=False)
+    return "\n\n".join(s.rstrip(";") + ";" for s in statements) + "\n"
+
+
+def fingerprint() -> str:
+    """A stable short hash of ``ddl()``: equal fingerprints mean the same canonical schema."""
+    normalised = " ".join(ddl().split())
+    return hashlib.sha256(normalised.encode()).hexdigest()[:16]
+
+
+def apply(url: str | URL) -> None:
+    """Create the canonical schema in the (empty) database at ``url``."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn, checkfirst=False)
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class DdlStep:
+    """One DDL statement of a load phase; ``table`` lets a loader run steps of different tables at once."""
+
+    name: str
+    table: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class LoadPhases:
+    """The canonical schema split around a bulk load; ``before`` + ``after`` = the canonical schema."""
+
+    before: tuple[DdlStep, ...]
+    after: tuple[DdlStep, ...]
+
+
+# Tables whose primary key is dropped for the load and rebuilt after it (the big ones).
+_BULK_TABLES = ("conversations", "messages")
+
+
+def load_phases() -> LoadPhases:
+    """Bare tables first; primary keys of big tables, indexes, foreign keys and triggers after the load."""
+    before: list[DdlStep] = [
+        DdlStep(name, "", body.strip()) for name, body in TRIGGER_FUNCTIONS.items()
+    ]
+    after: list[DdlStep] = []
+    for table in metadata.sorted_tables:
+        before.append(DdlStep(table.name, table.name, _compile(CreateTable(table, include_foreign_key_constraints=[]))))
+        if table.name in _BULK_TABLES:
+            pk = table.primary_key
+            before.append(DdlStep(str(pk.name), table.name, _compile(DropConstraint(pk))))
+            after.append(DdlStep(str(pk.name), table.name, _compile(AddConstraint(pk))))
+    for table in metadata.sorted_tables:
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            after.append(DdlStep(str(index.name), table.name, _compile(CreateIndex(index))))
+    for table in metadata.sorted_tables:
+        for fk in sorted(table.foreign_key_constraints, key=lambda c: str(c.name)):
+            after.append(DdlStep(str(fk.name), table.name, _compile(AddConstraint(fk))))
+    for name, (table_name, create) in TRIGGERS.items():
+        after.append(DdlStep(name, table_name, create))
+    return LoadPhases(tuple(before), tuple(after))
