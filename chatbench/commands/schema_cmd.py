@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from chatbench.provision.dsn import check_reachable, parse_dsn
 
-        url = parse_dsn(args.url)
-        check_reachable(url)
+        url = parse_dsn(args.url, field="--url")
+        check_reachable(url, field="--url")
         try:
             schema.apply(url)
         except Exception as exc:

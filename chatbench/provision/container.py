@@ -49,7 +49,10 @@ def docker_available(timeout: float = 2.0) -> bool:
 
 def start_container(run_id: str, image: str | None, settings: dict[str, str]) -> Any:
     """Start a PostgresContainer with benchmark settings; the caller must ``stop()`` it."""
-    from testcontainers.postgres import PostgresContainer
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers < 4.10
+        from testcontainers.postgres import PostgresContainer  # type: ignore[no-redef]
 
     docker_client().close()
     container = PostgresContainer(

@@ -24,15 +24,15 @@ RUN_DATABASE_PREFIX = "chatbench_run_"
 COMMENT_MARKER = "chatbench-run"
 
 
-def parse_dsn(dsn: str) -> URL:
+def parse_dsn(dsn: str, field: str = "--dsn") -> URL:
     try:
         url = make_url(dsn)
     except ArgumentError:
         raise ConfigError(
-            f"--dsn {redact(dsn)!r} is not a database URL; use postgresql://user:password@host:5432/dbname"
+            f"{field} {redact(dsn)!r} is not a database URL; use postgresql://user:password@host:5432/dbname"
         ) from None
     if not url.drivername.startswith("postgresql"):
-        raise ConfigError(f"--dsn: {url.drivername!r} is not PostgreSQL; use a postgresql:// URL")
+        raise ConfigError(f"{field}: {url.drivername!r} is not PostgreSQL; use a postgresql:// URL")
     return url.set(drivername="postgresql+psycopg", database=url.database or "postgres")
 
 
@@ -40,7 +40,7 @@ def libpq(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def check_reachable(url: URL, timeout: int = 5) -> None:
+def check_reachable(url: URL, timeout: int = 5, field: str = "--dsn") -> None:
     """Connect once; turn libpq's failure into a one-line error naming the fix (no password)."""
     try:
         with psycopg.connect(libpq(url), connect_timeout=timeout, autocommit=True) as conn:
@@ -48,14 +48,14 @@ def check_reachable(url: URL, timeout: int = 5) -> None:
     except psycopg.OperationalError as exc:
         message = str(exc)
         if "password authentication failed" in message or "authentication failed" in message:
-            hint = "check the user name and password in --dsn"
+            hint = f"check the user name and password in {field}"
         elif "does not exist" in message:
-            hint = "check the database name in --dsn"
+            hint = f"check the database name in {field}"
         else:
-            hint = "check host and port in --dsn and that the server accepts connections"
-        first = redact(message.strip().splitlines()[-1] if message.strip() else type(exc).__name__)
+            hint = f"check host and port in {field} and that the server accepts connections"
+        reason = redact(" ".join(message.split()) or type(exc).__name__)[:240]
         raise ProvisionError(
-            f"--dsn {url.render_as_string(hide_password=True)}: cannot connect ({first}); {hint}"
+            f"{field} {url.render_as_string(hide_password=True)}: cannot connect ({reason}); {hint}"
         ) from None
 
 

@@ -1,0 +1,278 @@
+"""Every backend against a real server; teardown on every path; the janitor after a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import schema
+from chatbench.errors import UnsafeOperationError
+from chatbench.provision import Server, provision
+from chatbench.provision.dsn import RUN_DATABASE_PREFIX
+from chatbench.provision.paths import run_root
+from chatbench.provision.process import pid_alive
+from tests.conftest import DEBIAN_PG15, require_docker, require_pg15
+
+
+def _clusters() -> set[str]:
+    return {p.name for p in run_root().glob("cluster-*")}
+
+
+def _databases(server: Server) -> set[str]:
+    with psycopg.connect(server.admin_conninfo()) as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+
+
+def _can_query(server: Server) -> bool:
+    with psycopg.connect(server.conninfo()) as conn:
+        return conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_local_embedded_server_lifecycle() -> None:
+    before = _clusters()
+    with provision("local", announce=lambda _: None) as server:
+        assert server.backend == "local" and server.version_num >= 180000
+        assert server.settings["fsync"] == "off" and server.settings["synchronous_commit"] == "off"
+        assert server.owns_database and server.database == "chatbench"
+        assert _can_query(server)
+        assert server.cluster is not None
+        pid = server.cluster.postmaster_pid()
+        root = server.cluster.root
+        assert pid is not None and root.exists()
+    assert not pid_alive(pid) and not root.exists()
+    assert _clusters() == before
+
+
+def test_local_teardown_runs_on_exception() -> None:
+    with pytest.raises(RuntimeError, match="boom"), provision("local", announce=lambda _: None) as server:
+        assert server.cluster is not None
+        root, pid = server.cluster.root, server.cluster.postmaster_pid()
+        raise RuntimeError("boom")
+    assert not root.exists() and pid is not None and not pid_alive(pid)
+
+
+def test_local_with_debian_pg15_binaries() -> None:
+    require_pg15()
+    with provision("local", pg_bin=DEBIAN_PG15, announce=lambda _: None) as server:
+        assert server.version.startswith("15.")
+        schema.apply(server.url)
+        assert _can_query(server)
+
+
+def test_container_backend_on_a_real_engine() -> None:
+    require_docker()
+    import docker
+
+    with provision("container", announce=lambda _: None) as server:
+        assert server.backend == "container"
+        assert "***" in server.display_url and server.url.password not in server.display_url
+        assert server.settings["fsync"] == "off"
+        schema.apply(server.url)
+        assert _can_query(server)
+        container_id = server.details["container"]
+    client = docker.from_env()
+    try:
+        assert not [c for c in client.containers.list(all=True) if c.short_id == container_id]
+    finally:
+        client.close()
+
+
+def test_dsn_backend_creates_and_drops_its_own_database(pg: Server) -> None:
+    dsn = pg.admin_url.render_as_string(hide_password=False)
+    with provision("dsn", dsn=dsn, announce=lambda _: None) as server:
+        assert server.backend == "dsn" and server.owns_database
+        assert server.database.startswith(RUN_DATABASE_PREFIX)
+        assert server.database in _databases(pg)
+        schema.apply(server.url)
+        server.require_destructive("seed")  # ours: allowed
+        name = server.database
+    assert name not in _databases(pg)
+
+
+def test_dsn_database_of_someone_else_is_read_only_unless_allowed(pg: Server) -> None:
+    dsn = pg.url.render_as_string(hide_password=False)
+    with provision("dsn", dsn=dsn, use_dsn_database=True, announce=lambda _: None) as server:
+        assert not server.owns_database and server.database == pg.database
+        with pytest.raises(UnsafeOperationError, match="did not create.*--allow-destructive"):
+            server.require_destructive("seed")
+    with provision("dsn", dsn=dsn, use_dsn_database=True, allow_destructive=True, announce=lambda _: None) as server:
+        server.require_destructive("seed")
+    assert pg.database in _databases(pg)  # never dropped
+
+
+def test_auto_says_what_it_picked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    said: list[str] = []
+    with provision("auto", announce=said.append) as server:
+        assert server.backend == "local"
+    assert any("picked local" in s for s in said)
+
+
+# --- the CLI: bad input, signals, janitor -----------------------------------------------------------
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "chatbench", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+
+
+def _assert_one_line_usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "running PostgreSQL as" not in line
+             and not line.startswith("backend auto")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_bad_input_gives_one_line_and_leaves_nothing(pg: Server) -> None:
+    before_clusters, before_dbs = _clusters(), _databases(pg)
+    _assert_one_line_usage_error(cli("server", "--backend", "nope"), "--backend", "auto, container, local, dsn")
+    _assert_one_line_usage_error(cli("server", "--backend", "local", "--pg-bin", "/tmp"), "--pg-bin", "initdb")
+    _assert_one_line_usage_error(
+        cli("server", "--backend", "container", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
+        "--backend container", "Docker engine", "--backend local")
+    _assert_one_line_usage_error(
+        cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"), "--dsn", "cannot connect")
+    _assert_one_line_usage_error(cli("server", "--dsn", "not a url"), "--dsn")
+    _assert_one_line_usage_error(cli("schema", "apply", "--url", "postgresql://u:s3cr3t-pw@127.0.0.1:1/x"), "--url")
+    for result in (cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"),):
+        assert "s3cr3t-pw" not in result.stderr + result.stdout
+    assert _clusters() == before_clusters
+    assert _databases(pg) == before_dbs
+
+
+def test_wrong_password_dsn_is_named_without_the_password() -> None:
+    require_docker()
+    with provision("container", announce=lambda _: None) as server:
+        wrong = server.admin_url.set(password="definitely-wrong-pw").render_as_string(hide_password=False)
+        result = cli("server", "--dsn", wrong)
+        _assert_one_line_usage_error(result, "--dsn", "password")
+        assert "definitely-wrong-pw" not in result.stderr + result.stdout
+        assert str(server.url.password) not in result.stderr + result.stdout
+
+
+def _start_server_process(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "server", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("postgresql"), proc.stderr.read() if proc.stderr else ""
+    return proc, url
+
+
+def test_sigterm_on_chatbench_server_leaves_nothing() -> None:
+    before = _clusters()
+    proc, url = _start_server_process("--backend", "local")
+    new = _clusters() - before
+    assert len(new) == 1
+    meta = json.loads((run_root() / next(iter(new)) / "meta.json").read_text())
+    assert meta["owner_pid"] == proc.pid
+    pid = int((run_root() / next(iter(new)) / "data" / "postmaster.pid").read_text().split()[0])
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert _clusters() == before and not pid_alive(pid)
+
+
+def test_sigterm_on_container_server_removes_the_container() -> None:
+    require_docker()
+    import docker
+
+    from chatbench.provision.container import LABEL_OWNER
+
+    proc, _ = _start_server_process("--backend", "container")
+    client = docker.from_env()
+    try:
+        def mine() -> list[object]:
+            return client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={os.uname().nodename}:{proc.pid}"})
+
+        assert len(mine()) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        assert mine() == []
+    finally:
+        client.close()
+
+
+def test_clean_removes_what_a_sigkilled_server_left() -> None:
+    before = _clusters()
+    proc, _ = _start_server_process("--backend", "local")
+    leftover = next(iter(_clusters() - before))
+    pid = int((run_root() / leftover / "data" / "postmaster.pid").read_text().split()[0])
+    proc.kill()
+    proc.wait(timeout=10)
+    assert pid_alive(pid) and leftover in _clusters()  # what SIGKILL leaves behind
+    result = cli("clean")
+    assert result.returncode == 0, result.stderr
+    assert f"cluster {leftover}: removed" in result.stderr
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(pid) and leftover not in _clusters()
+
+
+def test_clean_removes_a_sigkilled_container() -> None:
+    require_docker()
+    import docker
+
+    from chatbench.provision.container import LABEL_OWNER
+
+    proc, _ = _start_server_process("--backend", "container")
+    label = f"{LABEL_OWNER}={os.uname().nodename}:{proc.pid}"
+    proc.kill()
+    proc.wait(timeout=10)
+    client = docker.from_env()
+    try:
+        assert len(client.containers.list(all=True, filters={"label": label})) == 1  # before Ryuk's 10 s
+        result = cli("clean")
+        assert result.returncode == 0, result.stderr
+        assert client.containers.list(all=True, filters={"label": label}) == []
+    finally:
+        client.close()
+
+
+def test_clean_drops_leftover_dsn_run_databases(pg: Server) -> None:
+    dsn = pg.admin_url.render_as_string(hide_password=False)
+    script = (
+        "import os, sys\n"
+        "from chatbench.provision import provision\n"
+        f"with provision('dsn', dsn={dsn!r}, announce=lambda _: None) as s:\n"
+        "    print(s.database, flush=True)\n"
+        "    os._exit(9)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    name = out.stdout.strip()
+    assert name.startswith(RUN_DATABASE_PREFIX) and name in _databases(pg)
+    result = cli("clean", "--dsn", dsn)
+    assert result.returncode == 0, result.stderr
+    assert name not in _databases(pg)
+
+
+def test_schema_cli_prints_and_applies(fresh_db: Server) -> None:
+    ddl = cli("schema", "ddl")
+    assert ddl.returncode == 0 and schema.fingerprint() in ddl.stdout and "CREATE TABLE messages" in ddl.stdout
+    url = fresh_db.url.render_as_string(hide_password=False)
+    assert cli("schema", "apply", "--url", url).returncode == 0
+    _assert_one_line_usage_error(cli("schema", "apply", "--url", url), "already exists")
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    from chatbench.settings import resolve
+
+    (tmp_path / "chatbench.toml").write_text('backend = "local"\nout = "from-file"\n')
+    s = resolve({"backend": None, "out": None}, env={}, cwd=tmp_path)
+    assert (s.backend, s.sources["backend"], s.out) == ("local", "file", "from-file")
+    s = resolve({"backend": None}, env={"CHATBENCH_BACKEND": "container"}, cwd=tmp_path)
+    assert (s.backend, s.sources["backend"]) == ("container", "environment")
+    s = resolve({"backend": "dsn", "out": ""}, env={"CHATBENCH_BACKEND": "container"}, cwd=tmp_path)
+    assert (s.backend, s.out, s.sources["out"]) == ("dsn", "", "argument")  # a falsy argument still wins
