@@ -25,8 +25,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line with exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"chatbench {self.prog.split(' ', 1)[-1] if ' ' in self.prog else ''}: {message} (see --help)".replace("  ", " "),
-              file=sys.stderr)
+        print(
+            f"chatbench {self.prog.split(' ', 1)[-1] if ' ' in self.prog else ''}: {message} (see --help)".replace(
+                "  ", " "
+            ),
+            file=sys.stderr,
+        )
         raise SystemExit(EXIT_USAGE)
 
 
@@ -34,19 +38,31 @@ def server_options() -> argparse.ArgumentParser:
     """Options every server-using command accepts (before or after the subcommand)."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("server")
-    group.add_argument("--backend", default=None, help=f"where the server comes from: {' | '.join(BACKENDS)} (default auto)")
-    group.add_argument("--pg-bin", default=None, help="PostgreSQL bin dir for --backend local (default: embedded wheel)")
+    group.add_argument(
+        "--backend", default=None, help=f"where the server comes from: {' | '.join(BACKENDS)} (default auto)"
+    )
+    group.add_argument(
+        "--pg-bin", default=None, help="PostgreSQL bin dir for --backend local (default: embedded wheel)"
+    )
     group.add_argument("--image", default=None, help="container image for --backend container")
-    group.add_argument("--dsn", default=None, help="existing server; chatbench creates and drops its own database there")
-    group.add_argument("--use-dsn-database", action="store_true",
-                       help="work in the DSN's own database instead of creating one (read-only unless --allow-destructive)")
-    group.add_argument("--allow-destructive", action="store_true",
-                       help="allow seeding/dropping in a database chatbench did not create")
+    group.add_argument(
+        "--dsn", default=None, help="existing server; chatbench creates and drops its own database there"
+    )
+    group.add_argument(
+        "--use-dsn-database",
+        action="store_true",
+        help="work in the DSN's own database instead of creating one (read-only unless --allow-destructive)",
+    )
+    group.add_argument(
+        "--allow-destructive", action="store_true", help="allow seeding/dropping in a database chatbench did not create"
+    )
     return parent
 
 
 def command_modules() -> list[ModuleType]:
-    found = [importlib.import_module(f"chatbench.commands.{info.name}") for info in pkgutil.iter_modules(commands.__path__)]
+    found = [
+        importlib.import_module(f"chatbench.commands.{info.name}") for info in pkgutil.iter_modules(commands.__path__)
+    ]
     return sorted((m for m in found if hasattr(m, "NAME")), key=lambda m: m.NAME)
 
 
@@ -55,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in command_modules():
         parents = [server_options()] if getattr(module, "USES_SERVER", False) else []
-        command = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__, parents=parents)
+        command = sub.add_parser(
+            module.NAME, help=module.HELP, description=module.__doc__, parents=parents  # type: ignore[arg-type]
+        )
         module.add_arguments(command)
         command.set_defaults(_run=module.run)
     return parser

@@ -48,7 +48,10 @@ class Settings:
 
 def file_settings(cwd: Path | None = None) -> dict[str, Any]:
     base = cwd or Path.cwd()
-    for path, pick in ((base / "chatbench.toml", lambda d: d), (base / "pyproject.toml", lambda d: d.get("tool", {}).get("chatbench", {}))):
+    for path, pick in (
+        (base / "chatbench.toml", lambda d: d),
+        (base / "pyproject.toml", lambda d: d.get("tool", {}).get("chatbench", {})),
+    ):
         if path.is_file():
             try:
                 data = pick(tomllib.loads(path.read_text()))

@@ -18,7 +18,7 @@ from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable, DropConst
 
 from schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
 
-_DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
+_DIALECT = postgresql.dialect()
 
 
 def _compile(element: sa.schema.ExecutableDDLElement) -> str:
@@ -85,9 +85,7 @@ _BULK_TABLES = ("conversations", "messages")
 
 def load_phases() -> LoadPhases:
     """Bare tables first; primary keys of big tables, indexes, foreign keys and triggers after the load."""
-    before: list[DdlStep] = [
-        DdlStep(name, "", body.strip()) for name, body in TRIGGER_FUNCTIONS.items()
-    ]
+    before: list[DdlStep] = [DdlStep(name, "", body.strip()) for name, body in TRIGGER_FUNCTIONS.items()]
     after: list[DdlStep] = []
     for table in metadata.sorted_tables:
         before.append(DdlStep(table.name, table.name, _compile(CreateTable(table, include_foreign_key_constraints=[]))))

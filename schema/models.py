@@ -8,17 +8,19 @@ and a 32-bit id overflows at 2.1 billion.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     CheckConstraint,
-    DDL,
     DateTime,
     ForeignKey,
     Identity,
     Index,
     MetaData,
     String,
+    Table,
     Text,
     event,
     func,
@@ -89,9 +91,7 @@ class Message(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("conversations.id", ondelete="CASCADE")
-    )
+    conversation_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("conversations.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(Text)
     content: Mapped[str] = mapped_column(Text)
@@ -99,9 +99,9 @@ class Message(Base):
 
 
 metadata = Base.metadata
-users = User.__table__
-conversations = Conversation.__table__
-messages = Message.__table__
+users = cast(Table, User.__table__)
+conversations = cast(Table, Conversation.__table__)
+messages = cast(Table, Message.__table__)
 
 # --- updated_at maintenance, enforced in the database so every writer gets it -----------------------
 

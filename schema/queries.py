@@ -12,10 +12,24 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import BigInteger, DateTime, Executable, Integer, bindparam, exists, func, insert, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Executable,
+    Integer,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.sql.elements import BindParameter
 
 from schema.models import conversations, messages
 
@@ -25,11 +39,11 @@ c = conversations.c
 _TIMESTAMP = DateTime(timezone=True)
 
 
-def _ts(name: str):  # type: ignore[no-untyped-def]
+def _ts(name: str) -> BindParameter[datetime]:
     return bindparam(name, type_=_TIMESTAMP)
 
 
-def _id(name: str):  # type: ignore[no-untyped-def]
+def _id(name: str) -> BindParameter[int]:
     return bindparam(name, type_=BigInteger)
 
 
@@ -74,7 +88,6 @@ class CanonicalQuery:
 
     @staticmethod
     def _placeholder_order(text: str) -> list[str]:
-
 
         return re.findall(r"%\((\w+)\)s", text)
 
@@ -158,9 +171,7 @@ COUNT_MESSAGES = CanonicalQuery(
     kind="read",
     doc="Conversation header: the number of messages in the conversation.",
     params=("user_id", "conversation_id"),
-    statement=select(func.count().label("messages")).where(
-        m.conversation_id == bindparam("conversation_id"), _OWNED
-    ),
+    statement=select(func.count().label("messages")).where(m.conversation_id == bindparam("conversation_id"), _OWNED),
 )
 
 CREATE_CONVERSATION = CanonicalQuery(

@@ -101,7 +101,7 @@ def test_dsn_database_of_someone_else_is_read_only_unless_allowed(pg: Server) ->
     dsn = pg.url.render_as_string(hide_password=False)
     with provision("dsn", dsn=dsn, use_dsn_database=True, announce=lambda _: None) as server:
         assert not server.owns_database and server.database == pg.database
-        with pytest.raises(UnsafeOperationError, match="did not create.*--allow-destructive"):
+        with pytest.raises(UnsafeOperationError, match=r"did not create.*--allow-destructive"):
             server.require_destructive("seed")
     with provision("dsn", dsn=dsn, use_dsn_database=True, allow_destructive=True, announce=lambda _: None) as server:
         server.require_destructive("seed")
@@ -118,15 +118,24 @@ def test_auto_says_what_it_picked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- the CLI: bad input, signals, janitor -----------------------------------------------------------
 
+
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chatbench", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "chatbench", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def _assert_one_line_usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip() and "running PostgreSQL as" not in line
-             and not line.startswith("backend auto")]
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and "running PostgreSQL as" not in line and not line.startswith("backend auto")
+    ]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     for needle in needles:
@@ -139,9 +148,13 @@ def test_bad_input_gives_one_line_and_leaves_nothing(pg: Server) -> None:
     _assert_one_line_usage_error(cli("server", "--backend", "local", "--pg-bin", "/tmp"), "--pg-bin", "initdb")
     _assert_one_line_usage_error(
         cli("server", "--backend", "container", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
-        "--backend container", "Docker engine", "--backend local")
+        "--backend container",
+        "Docker engine",
+        "--backend local",
+    )
     _assert_one_line_usage_error(
-        cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"), "--dsn", "cannot connect")
+        cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"), "--dsn", "cannot connect"
+    )
     _assert_one_line_usage_error(cli("server", "--dsn", "not a url"), "--dsn")
     _assert_one_line_usage_error(cli("schema", "apply", "--url", "postgresql://u:s3cr3t-pw@127.0.0.1:1/x"), "--url")
     for result in (cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"),):
@@ -161,8 +174,9 @@ def test_wrong_password_dsn_is_named_without_the_password() -> None:
 
 
 def _start_server_process(*args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "server", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatbench", "server", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     assert url.startswith("postgresql"), proc.stderr.read() if proc.stderr else ""
@@ -193,8 +207,11 @@ def test_sigterm_on_container_server_removes_the_container() -> None:
     proc, _ = _start_server_process("--backend", "container")
     client = docker.from_env()
     try:
+
         def mine() -> list[object]:
-            return client.containers.list(all=True, filters={"label": f"{LABEL_OWNER}={os.uname().nodename}:{proc.pid}"})
+            return client.containers.list(
+                all=True, filters={"label": f"{LABEL_OWNER}={os.uname().nodename}:{proc.pid}"}
+            )
 
         assert len(mine()) == 1
         proc.send_signal(signal.SIGTERM)

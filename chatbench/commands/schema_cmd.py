@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
             schema.apply(url)
         except Exception as exc:
             cause = getattr(exc, "orig", exc)
-            if isinstance(cause, psycopg.errors.DuplicateTable | psycopg.errors.DuplicateFunction | psycopg.errors.DuplicateObject):
+            if isinstance(
+                cause, psycopg.errors.DuplicateTable | psycopg.errors.DuplicateFunction | psycopg.errors.DuplicateObject
+            ):
                 raise ConfigError(
                     f"--url {url.render_as_string(hide_password=True)}: the schema already exists there "
                     "(apply needs an empty database)"

@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-
 from chatbench.errors import ConfigError
 from chatbench.provision.server import BENCHMARK_SETTINGS, Server
 
@@ -60,7 +59,9 @@ def resolve_backend(backend: str, *, dsn: str | None, announce: Announce) -> str
         from chatbench.provision.container import docker_available
 
         picked = "container" if docker_available() else "local"
-        announce(f"backend auto: picked {picked} ({'a Docker engine answered' if picked == 'container' else 'no Docker engine answered'})")
+        announce(
+            f"backend auto: picked {picked} ({'a' if picked == 'container' else 'no'} Docker engine answered)"
+        )
         return picked
     return backend
 
@@ -92,8 +93,9 @@ def provision(
         yield server
 
 
-def _local(run_id: str, pg_bin: str | Path | None, settings: dict[str, str], stack: contextlib.ExitStack,
-           announce: Announce) -> Server:
+def _local(
+    run_id: str, pg_bin: str | Path | None, settings: dict[str, str], stack: contextlib.ExitStack, announce: Announce
+) -> Server:
     from chatbench.provision.local import start_local_cluster
     from chatbench.provision.probe import read_version_and_settings
 
@@ -103,10 +105,21 @@ def _local(run_id: str, pg_bin: str | Path | None, settings: dict[str, str], sta
         announce(f"running PostgreSQL as OS user {cluster.user.name!r}: postgres refuses to run as root")
     version, version_num, live = read_version_and_settings(cluster.conninfo())
     return Server(
-        backend="local", url=cluster.url(), admin_url=cluster.url("postgres"), version=version,
-        version_num=version_num, settings=live, database="chatbench", owns_database=True, run_id=run_id,
-        details={"bin_dir": str(cluster.binaries.bin_dir), "binaries": cluster.binaries.source,
-                 "os_user": cluster.user.name, "data_dir": str(cluster.data)},
+        backend="local",
+        url=cluster.url(),
+        admin_url=cluster.url("postgres"),
+        version=version,
+        version_num=version_num,
+        settings=live,
+        database="chatbench",
+        owns_database=True,
+        run_id=run_id,
+        details={
+            "bin_dir": str(cluster.binaries.bin_dir),
+            "binaries": cluster.binaries.source,
+            "os_user": cluster.user.name,
+            "data_dir": str(cluster.data),
+        },
         cluster=cluster,
     )
 
@@ -124,14 +137,20 @@ def _container(run_id: str, image: str | None, settings: dict[str, str], stack: 
     wait_until_ready(conninfo, timeout=30)
     version, version_num, live = read_version_and_settings(conninfo)
     return Server(
-        backend="container", url=url, admin_url=url.set(database="postgres"), version=version,
-        version_num=version_num, settings=live, database=str(url.database), owns_database=True, run_id=run_id,
+        backend="container",
+        url=url,
+        admin_url=url.set(database="postgres"),
+        version=version,
+        version_num=version_num,
+        settings=live,
+        database=str(url.database),
+        owns_database=True,
+        run_id=run_id,
         details={"image": container.image, "container": container.get_wrapped_container().short_id},
     )
 
 
-def _dsn(run_id: str, dsn: str, use_dsn_database: bool, allow_destructive: bool,
-         stack: contextlib.ExitStack) -> Server:
+def _dsn(run_id: str, dsn: str, use_dsn_database: bool, allow_destructive: bool, stack: contextlib.ExitStack) -> Server:
     from chatbench.provision.dsn import check_reachable, create_run_database, drop_database, libpq, parse_dsn
     from chatbench.provision.probe import read_version_and_settings
 
@@ -145,10 +164,17 @@ def _dsn(run_id: str, dsn: str, use_dsn_database: bool, allow_destructive: bool,
     url = admin.set(database=database)
     version, version_num, live = read_version_and_settings(libpq(url))
     return Server(
-        backend="dsn", url=url, admin_url=admin, version=version, version_num=version_num, settings=live,
-        database=database, owns_database=owns, run_id=run_id, allow_destructive=allow_destructive,
+        backend="dsn",
+        url=url,
+        admin_url=admin,
+        version=version,
+        version_num=version_num,
+        settings=live,
+        database=database,
+        owns_database=owns,
+        run_id=run_id,
+        allow_destructive=allow_destructive,
     )
 
 
 __all__ = ["BACKENDS", "BENCHMARK_SETTINGS", "Server", "provision", "resolve_backend"]
-

@@ -1,6 +1,6 @@
 """Benchmark (not a test): time from ``provision(backend)`` to a ready connection, median of N.
 
-    python -m chatbench.provision.bench [--runs 10] [--backend local container]
+python -m chatbench.provision.bench [--runs 10] [--backend local container]
 """
 
 from __future__ import annotations
@@ -46,8 +46,13 @@ def main() -> None:
             console.print(f"{backend}: skipped: {exc}")
             continue
         ready = [s[0] for s in samples]
-        table.add_row(backend, f"{statistics.median(ready):.3f}", f"{min(ready):.3f}", f"{max(ready):.3f}",
-                      f"{statistics.median(s[1] for s in samples):.3f}")
+        table.add_row(
+            backend,
+            f"{statistics.median(ready):.3f}",
+            f"{min(ready):.3f}",
+            f"{max(ready):.3f}",
+            f"{statistics.median(s[1] for s in samples):.3f}",
+        )
     console.print(table)
 
 

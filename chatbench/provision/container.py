@@ -6,6 +6,7 @@ Containers carry testcontainers' session labels (Ryuk reaps them if this process
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -52,7 +53,7 @@ def start_container(run_id: str, image: str | None, settings: dict[str, str]) ->
     try:
         from testcontainers.community.postgres import PostgresContainer
     except ImportError:  # testcontainers < 4.10
-        from testcontainers.postgres import PostgresContainer  # type: ignore[no-redef]
+        from testcontainers.postgres import PostgresContainer
 
     docker_client().close()
     container = PostgresContainer(
@@ -70,10 +71,8 @@ def start_container(run_id: str, image: str | None, settings: dict[str, str]) ->
     try:
         container.start()
     except BaseException as exc:
-        try:
+        with contextlib.suppress(Exception):
             container.stop()
-        except Exception:
-            pass
         if isinstance(exc, Exception):
             raise ProvisionError(
                 f"--image {container.image}: the container did not start ({type(exc).__name__}: "

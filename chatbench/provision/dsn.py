@@ -61,7 +61,9 @@ def check_reachable(url: URL, timeout: int = 5, field: str = "--dsn") -> None:
 
 def create_run_database(url: URL, run_id: str) -> str:
     name = f"{RUN_DATABASE_PREFIX}{run_id}"
-    comment = json.dumps({COMMENT_MARKER: run_id, "host": socket.gethostname(), "pid": os.getpid(), "created": time.time()})
+    comment = json.dumps(
+        {COMMENT_MARKER: run_id, "host": socket.gethostname(), "pid": os.getpid(), "created": time.time()}
+    )
     try:
         with psycopg.connect(libpq(url), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

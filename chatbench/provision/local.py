@@ -57,8 +57,19 @@ def pristine_data_dir(binaries: PgBinaries, user: OsUser) -> Path:
         user.chown(partial)
         data = partial / "data"
         result = user.run(
-            [binaries.tool("initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
-             "--locale=C", "--no-sync", "--no-instructions"],
+            [
+                binaries.tool("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            ],
             env={**os.environ, "LC_ALL": "C"},
         )
         if result.returncode != 0:
@@ -198,10 +209,18 @@ def start_local_cluster(run_id: str, pg_bin: str | Path | None, settings: dict[s
     root = run_root() / f"{CLUSTER_PREFIX}{run_id}"
     root.mkdir(mode=0o755)
     user.chown(root)
-    (root / "meta.json").write_text(json.dumps({
-        "run_id": run_id, "owner_pid": os.getpid(), "owner_host": socket.gethostname(),
-        "created": time.time(), "bin_dir": str(binaries.bin_dir), "os_user": user.name,
-    }))
+    (root / "meta.json").write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "owner_pid": os.getpid(),
+                "owner_host": socket.gethostname(),
+                "created": time.time(),
+                "bin_dir": str(binaries.bin_dir),
+                "os_user": user.name,
+            }
+        )
+    )
     cluster = LocalCluster(root, binaries, user, free_port(), dict(settings))
     try:
         _copy_tree(pristine, cluster.data)
@@ -212,7 +231,7 @@ def start_local_cluster(run_id: str, pg_bin: str | Path | None, settings: dict[s
                 cluster.start()
                 break
             except ProvisionError as exc:
-                if "could not bind" not in str(exc) and "Address already in use" not in str(exc) or attempt == 2:
+                if ("could not bind" not in str(exc) and "Address already in use" not in str(exc)) or attempt == 2:
                     raise
                 cluster.shutdown(fast=False)
                 cluster.port = free_port()
