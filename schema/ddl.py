@@ -91,14 +91,14 @@ def load_phases() -> LoadPhases:
         before.append(DdlStep(table.name, table.name, _compile(CreateTable(table, include_foreign_key_constraints=[]))))
         if table.name in _BULK_TABLES:
             pk = table.primary_key
-            before.append(DdlStep(str(pk.name), table.name, _compile(DropConstraint(pk))))
-            after.append(DdlStep(str(pk.name), table.name, _compile(AddConstraint(pk))))
+            before.append(DdlStep(str(pk.name), table.name, _compile(DropConstraint(pk, isolate_from_table=False))))
+            after.append(DdlStep(str(pk.name), table.name, _compile(AddConstraint(pk, isolate_from_table=False))))
     for table in metadata.sorted_tables:
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             after.append(DdlStep(str(index.name), table.name, _compile(CreateIndex(index))))
     for table in metadata.sorted_tables:
         for fk in sorted(table.foreign_key_constraints, key=lambda c: str(c.name)):
-            after.append(DdlStep(str(fk.name), table.name, _compile(AddConstraint(fk))))
+            after.append(DdlStep(str(fk.name), table.name, _compile(AddConstraint(fk, isolate_from_table=False))))
     for name, (table_name, create) in TRIGGERS.items():
         after.append(DdlStep(name, table_name, create))
     return LoadPhases(tuple(before), tuple(after))
