@@ -1,0 +1,135 @@
+"""Verification of a live database against the canonical schema: drift, index health, plan contracts.
+
+``verify(server, seed_result)`` runs every registered check (see ``registry.py``) over one
+``VerificationContext`` and returns a frozen ``VerificationResult``; ``passed`` is False when any
+finding has error severity. With ``seed_result=None`` the plan scenarios are discovered from the
+data; with ``read_only=True`` nothing is ever written to (or created on) the live server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import psycopg
+
+from chatbench.provision import Server
+from loadgen.result import SeedResult
+from schema.verify import drift, health, plans  # noqa: F401  (importing registers the checks)
+from schema.verify.catalog import CatalogFacts
+from schema.verify.context import VerificationContext, build_context, connect
+from schema.verify.discover import discover
+from schema.verify.findings import Finding, Severity
+from schema.verify.registry import CHECKS
+from schema.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
+
+__all__ = ["CHECKS", "Finding", "Severity", "VerificationContext", "VerificationResult", "verify"]
+
+
+def _run_check(ctx: VerificationContext, name: str) -> tuple[list[Finding], float]:
+    started = time.perf_counter()
+    try:
+        found = list(CHECKS[name].fn(ctx))
+    except psycopg.Error as exc:  # a check that cannot compute is a failure, never a silent pass
+        found = [
+            Finding(
+                name.split(".")[0],
+                "check_failed",
+                name,
+                "the check runs",
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "error",
+            )
+        ]
+    return found, time.perf_counter() - started
+
+
+def verify(
+    server: Server,
+    seed_result: SeedResult | None = None,
+    *,
+    read_only: bool = False,
+    canonical: tuple[CatalogFacts, str] | None = None,
+    only: Iterable[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> VerificationResult:
+    """Run drift, health and plan checks on ``server``'s database.
+
+    ``canonical`` lets a caller reuse already-read canonical facts (tests verifying many mutants);
+    ``only`` restricts to check names or groups (``drift``, ``health.fk_indexes``).
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    selected = [n for n in CHECKS if only is None or any(n == o or n.startswith(o + ".") for o in only)]
+    with connect(server, read_only=read_only) as conn:
+        if seed_result is not None:
+            params, source = seed_result.params, "seed"
+        elif any(n.startswith("plans.") for n in selected):
+            t = time.perf_counter()
+            try:
+                params, source = discover(conn), "discovered"
+            except psycopg.Error as exc:  # e.g. no messages table: drift says why, plans report no scenarios
+                params, source = None, f"discovery failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            timings["discover"] = time.perf_counter() - t
+        else:
+            params, source = None, "none"
+        t = time.perf_counter()
+        ctx = build_context(server, conn, params=params, params_source=source, read_only=read_only, canonical=canonical)
+        timings["catalog"] = time.perf_counter() - t
+        findings: list[Finding] = []
+        outcomes: list[CheckOutcome] = []
+        for name in selected:
+            if progress is not None:
+                progress(name)
+            found, seconds = _run_check(ctx, name)
+            findings.extend(found)
+            outcomes.append(
+                CheckOutcome(
+                    name,
+                    CHECKS[name].doc,
+                    not any(f.severity == "error" for f in found),
+                    sum(f.severity == "error" for f in found),
+                    sum(f.severity == "warning" for f in found),
+                    sum(f.severity == "info" for f in found),
+                    seconds,
+                )
+            )
+            timings[name] = seconds
+        run = ctx.memo.get("plans")
+    curves: list[GrowthCurve] = []
+    summaries: list[PlanSummary] = []
+    if isinstance(run, plans.PlanRun):
+        for curve, query in (("keyset", "messages_before"), ("offset", "messages_offset")):
+            for mode in plans.MODES:
+                points = run.curve(curve, mode)
+                if points:
+                    curves.append(GrowthCurve(curve, query, mode, points))
+        summaries = [
+            PlanSummary(
+                m.scenario.key,
+                m.scenario.description,
+                m.scenario.query,
+                m.plan.mode,
+                m.plan.buffers,
+                m.plan.execution_ms,
+                m.plan.root.shape(),
+            )
+            for m in run.measurements
+        ]
+    timings["total"] = time.perf_counter() - started
+    order = {"error": 0, "warning": 1, "info": 2}
+    return VerificationResult(
+        server=server.describe(),
+        canonical_source=ctx.canonical_source,
+        params_source=source,
+        read_only=read_only,
+        findings=tuple(
+            sorted(
+                findings, key=lambda f: (order[f.severity], f.check, f.object, f.query or "", f.scenario or "", f.kind)
+            )
+        ),
+        checks=tuple(outcomes),
+        curves=tuple(curves),
+        plans=tuple(summaries),
+        timings=timings,
+    )

@@ -1,0 +1,331 @@
+"""One catalog reader for both sides of the drift comparison.
+
+Decision (documented here because drift depends on it): the *expected* catalog facts are not derived
+from the models by hand. The canonical schema is applied (``schema.apply``) into a scratch database
+and read back with this very reader, so both sides are the server's own deparsed text
+(``format_type``, ``pg_get_indexdef``, ``pg_get_constraintdef``, ``pg_get_triggerdef``) and an
+equality is exact: no normalising of ``VARCHAR(255)`` against ``character varying(255)`` or of
+``role IN (...)`` against ``role = ANY (ARRAY[...])``. The SQLAlchemy inspector is exact for tables,
+columns and primary keys but not for DESC/NULLS ordering, partial predicates, INCLUDE columns,
+expressions, CHECK texts or triggers, so everything is read from ``pg_catalog`` in a handful of queries
+(one per object kind) rather than mixing two sources with different spellings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import psycopg
+
+# pg_index.indoption bits
+_DESC = 1
+_NULLS_FIRST = 2
+_ON_DELETE = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+_INT_TYPES = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
+
+
+@dataclass(frozen=True)
+class TableFact:
+    name: str
+    has_primary_key: bool
+    estimated_rows: float
+
+
+@dataclass(frozen=True)
+class ColumnFact:
+    table: str
+    name: str
+    position: int
+    type: str  # format_type: "character varying(255)", "bigint", "timestamp with time zone"
+    not_null: bool
+    default: str | None
+    identity: str  # "" | "ALWAYS" | "BY DEFAULT"
+    generated: str  # "" | "STORED" | "VIRTUAL"
+
+
+@dataclass(frozen=True)
+class ConstraintFact:
+    table: str
+    name: str
+    kind: str  # "PRIMARY KEY" | "FOREIGN KEY" | "UNIQUE" | "CHECK" | "EXCLUDE"
+    columns: tuple[str, ...]
+    definition: str  # pg_get_constraintdef(oid, true)
+    ref_table: str | None = None
+    ref_columns: tuple[str, ...] = ()
+    on_delete: str | None = None
+    on_update: str | None = None
+    deferrable: bool = False
+    validated: bool = True
+
+
+@dataclass(frozen=True)
+class IndexFact:
+    table: str
+    name: str
+    unique: bool
+    primary: bool
+    method: str
+    keys: tuple[str, ...]  # "conversation_id", "updated_at DESC", "lower(email)"
+    key_columns: tuple[str | None, ...]  # plain column name per key, None for an expression
+    include: tuple[str, ...]
+    predicate: str | None
+    valid: bool
+    ready: bool
+    definition: str
+    constraint: str | None  # the constraint this index implements (pk, unique), if any
+
+    @property
+    def leading_column(self) -> str | None:
+        return self.key_columns[0] if self.key_columns else None
+
+    def signature(self) -> tuple[Any, ...]:
+        """Everything but the name: two indexes with equal signatures are the same index."""
+        return (self.table, self.unique, self.method, self.keys, self.include, self.predicate)
+
+    def describe(self) -> str:
+        text = f"{'UNIQUE ' if self.unique else ''}{self.method} ({', '.join(self.keys)})"
+        if self.include:
+            text += f" INCLUDE ({', '.join(self.include)})"
+        if self.predicate:
+            text += f" WHERE {self.predicate}"
+        return text
+
+
+@dataclass(frozen=True)
+class TriggerFact:
+    table: str
+    name: str
+    function: str
+    definition: str  # pg_get_triggerdef with the trigger's name replaced by "<trigger>"
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class FunctionFact:
+    name: str
+    arguments: str
+    returns: str
+    language: str
+    source_hash: str  # sha256 of the whitespace-normalised body
+
+
+@dataclass(frozen=True)
+class SequenceFact:
+    name: str
+    type: str
+    owner: str | None  # "table.column" for serial/identity sequences
+    last_value: int | None
+    max_value: int
+
+
+@dataclass(frozen=True)
+class CatalogFacts:
+    """Everything drift and health compare, keyed by name (tables) or ``(table, name)``."""
+
+    schema: str
+    tables: Mapping[str, TableFact]
+    columns: Mapping[tuple[str, str], ColumnFact]
+    constraints: Mapping[tuple[str, str], ConstraintFact]
+    indexes: Mapping[tuple[str, str], IndexFact]
+    triggers: Mapping[tuple[str, str], TriggerFact]
+    functions: Mapping[str, FunctionFact]
+    sequences: Mapping[str, SequenceFact] = field(default_factory=dict)
+
+    def indexes_of(self, table: str) -> list[IndexFact]:
+        return sorted((i for (t, _), i in self.indexes.items() if t == table), key=lambda i: i.name)
+
+    def index_named(self, name: str) -> IndexFact | None:
+        return next((i for (_, n), i in self.indexes.items() if n == name), None)
+
+    def constraints_of(self, table: str, kind: str | None = None) -> list[ConstraintFact]:
+        return sorted(
+            (c for (t, _), c in self.constraints.items() if t == table and (kind is None or c.kind == kind)),
+            key=lambda c: c.name,
+        )
+
+
+_TABLES = """
+SELECT c.relname,
+       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p'),
+       c.reltuples::float8
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+"""
+
+_COLUMNS = """
+SELECT c.relname, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+_CONSTRAINTS = """
+SELECT c.relname, k.conname, k.contype::text,
+       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(num, ord)
+               JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num ORDER BY u.ord),
+       pg_get_constraintdef(k.oid, true),
+       f.relname,
+       ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(num, ord)
+               JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num ORDER BY u.ord),
+       k.confdeltype::text, k.confupdtype::text, k.condeferrable, k.convalidated
+  FROM pg_constraint k
+  JOIN pg_class c ON c.oid = k.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_class f ON f.oid = k.confrelid
+ WHERE n.nspname = %(schema)s AND k.contype IN ('p', 'f', 'u', 'c', 'x')
+"""
+
+_INDEXES = """
+SELECT c.relname, i.relname, x.indisunique, x.indisprimary, am.amname, x.indnkeyatts,
+       x.indoption::int2[], x.indkey::int2[],
+       ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true) FROM generate_series(1, x.indnatts) k ORDER BY k),
+       pg_get_expr(x.indpred, x.indrelid, true), x.indisvalid, x.indisready, pg_get_indexdef(x.indexrelid),
+       (SELECT k.conname FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid
+         ORDER BY k.conname LIMIT 1)
+  FROM pg_index x
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_class c ON c.oid = x.indrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_am am ON am.oid = i.relam
+ WHERE n.nspname = %(schema)s
+"""
+
+_TRIGGERS = """
+SELECT c.relname, t.tgname, p.proname, pg_get_triggerdef(t.oid, true), t.tgenabled <> 'D'
+  FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_proc p ON p.oid = t.tgfoid
+ WHERE n.nspname = %(schema)s AND NOT t.tgisinternal
+"""
+
+_FUNCTIONS = """
+SELECT p.proname, pg_get_function_identity_arguments(p.oid), format_type(p.prorettype, NULL), l.lanname, p.prosrc
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE n.nspname = %(schema)s AND p.prokind = 'f'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+"""
+
+_SEQUENCES = """
+SELECT c.relname, format_type(s.seqtypid, NULL), s.seqmax,
+       (SELECT t.relname || '.' || a.attname FROM pg_depend d
+          JOIN pg_class t ON t.oid = d.refobjid
+          JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+         WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i') LIMIT 1),
+       CASE WHEN has_sequence_privilege(c.oid, 'SELECT') THEN pg_sequence_last_value(c.oid) END
+  FROM pg_sequence s
+  JOIN pg_class c ON c.oid = s.seqrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s
+"""
+
+
+def _render_key(expression: str, option: int, method: str) -> str:
+    if method != "btree":
+        return expression
+    desc = bool(option & _DESC)
+    nulls_first = bool(option & _NULLS_FIRST)
+    text = expression + (" DESC" if desc else "")
+    if nulls_first and not desc:
+        text += " NULLS FIRST"
+    elif desc and not nulls_first:
+        text += " NULLS LAST"
+    return text
+
+
+def _body_hash(source: str) -> str:
+    return hashlib.sha256(" ".join(source.split()).encode()).hexdigest()[:16]
+
+
+def read_catalog(conn: psycopg.Connection[Any], schema: str = "public") -> CatalogFacts:
+    """Read the facts of one schema of the connected database (read-only queries only)."""
+    p = {"schema": schema}
+    tables = {r[0]: TableFact(r[0], bool(r[1]), float(r[2])) for r in conn.execute(_TABLES, p)}
+    columns = {
+        (r[0], r[1]): ColumnFact(
+            r[0],
+            r[1],
+            int(r[2]),
+            r[3],
+            bool(r[4]),
+            r[5],
+            {"a": "ALWAYS", "d": "BY DEFAULT"}.get(r[6] or "", ""),
+            {"s": "STORED", "v": "VIRTUAL"}.get(r[7] or "", ""),
+        )
+        for r in conn.execute(_COLUMNS, p)
+    }
+    kinds = {"p": "PRIMARY KEY", "f": "FOREIGN KEY", "u": "UNIQUE", "c": "CHECK", "x": "EXCLUDE"}
+    constraints = {
+        (r[0], r[1]): ConstraintFact(
+            table=r[0],
+            name=r[1],
+            kind=kinds[r[2]],
+            columns=tuple(r[3]),
+            definition=r[4],
+            ref_table=r[5],
+            ref_columns=tuple(r[6] or ()),
+            on_delete=_ON_DELETE.get(r[7]) if r[2] == "f" else None,
+            on_update=_ON_DELETE.get(r[8]) if r[2] == "f" else None,
+            deferrable=bool(r[9]),
+            validated=bool(r[10]),
+        )
+        for r in conn.execute(_CONSTRAINTS, p)
+    }
+    indexes: dict[tuple[str, str], IndexFact] = {}
+    for r in conn.execute(_INDEXES, p):
+        table, name, unique, primary, method, nkey = r[0], r[1], bool(r[2]), bool(r[3]), r[4], int(r[5])
+        options, attnums, exprs = list(r[6]), list(r[7]), list(r[8])
+        keys = tuple(_render_key(exprs[k], options[k] if k < len(options) else 0, method) for k in range(nkey))
+        key_columns = tuple(exprs[k] if attnums[k] != 0 else None for k in range(nkey))
+        indexes[(table, name)] = IndexFact(
+            table=table,
+            name=name,
+            unique=unique,
+            primary=primary,
+            method=method,
+            keys=keys,
+            key_columns=key_columns,
+            include=tuple(exprs[nkey:]),
+            predicate=r[9],
+            valid=bool(r[10]),
+            ready=bool(r[11]),
+            definition=r[12],
+            constraint=r[13],
+        )
+    triggers = {
+        (r[0], r[1]): TriggerFact(
+            r[0], r[1], r[2], r[3].replace(f"TRIGGER {r[1]} ", "TRIGGER <trigger> ", 1), bool(r[4])
+        )
+        for r in conn.execute(_TRIGGERS, p)
+    }
+    functions = {
+        r[0]: FunctionFact(r[0], r[1], r[2], r[3], _body_hash(r[4] or "")) for r in conn.execute(_FUNCTIONS, p)
+    }
+    sequences = {
+        r[0]: SequenceFact(r[0], r[1], r[3], None if r[4] is None else int(r[4]), int(r[2]))
+        for r in conn.execute(_SEQUENCES, p)
+    }
+    return CatalogFacts(
+        schema=schema,
+        tables=MappingProxyType(tables),
+        columns=MappingProxyType(columns),
+        constraints=MappingProxyType(constraints),
+        indexes=MappingProxyType(indexes),
+        triggers=MappingProxyType(triggers),
+        functions=MappingProxyType(functions),
+        sequences=MappingProxyType(sequences),
+    )
+
+
+def int_type_max(type_name: str) -> int | None:
+    """The largest value of an integer column type, None for other types."""
+    return _INT_TYPES.get(type_name)

@@ -1,0 +1,128 @@
+"""The one object every check reads: the live connection, the server, both catalogs, the scenarios.
+
+The expected catalog (``canonical``) comes from applying ``schema.apply`` into a scratch database and
+reading it back with the same reader as the live one (see ``catalog.py`` for why). Where it is applied:
+
+* the live server is ours (``read_only=False``): a scratch database on the same server, so both
+  sides are deparsed by the same PostgreSQL version (exact equality, no cross-version noise);
+* ``read_only=True`` (a ``--url`` chatbench does not own, e.g. staging): nothing is created there at
+  all, not even a scratch database; the canonical schema is applied on a throwaway local server
+  (embedded PostgreSQL) instead. Deparsed text is stable across the supported versions for the
+  constructs the canonical schema uses.
+
+The live connection of a read-only run has ``default_transaction_read_only=on``: every statement
+(EXPLAIN ANALYZE of the canonical SELECTs, PREPARE/EXECUTE) runs in a READ ONLY transaction, so a
+write would be refused by the server itself rather than merely avoided by us.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+import schema
+from chatbench.provision import Server
+from loadgen.result import SeedParameters
+from schema.verify.catalog import CatalogFacts, read_catalog
+
+_CANONICAL_CACHE: dict[tuple[str, int, str], tuple[CatalogFacts, str]] = {}
+
+
+@dataclass(frozen=True)
+class VerificationContext:
+    """What checks may look at; nothing in it changes while checks run."""
+
+    server: Server
+    conn: psycopg.Connection[Any]
+    live: CatalogFacts
+    canonical: CatalogFacts
+    canonical_source: str
+    params: SeedParameters | None
+    params_source: str  # "seed" | "discovered" | "none"
+    read_only: bool
+    # Measurements shared by several checks (the plan run), computed once on first use.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+
+def connect(server: Server, *, read_only: bool) -> psycopg.Connection[Any]:
+    """An autocommit connection to the live database; read-only at the server level when asked."""
+    options = "-c statement_timeout=300000 -c lock_timeout=5000"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    return psycopg.connect(server.conninfo(), autocommit=True, options=options, application_name="chatbench-verify")
+
+
+@contextmanager
+def _scratch_database(server: Server) -> Iterator[Server]:
+    name = f"cbv_canon_{secrets.token_hex(4)}"
+    with psycopg.connect(server.admin_conninfo(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    try:
+        yield server.with_database(name, owns_database=True)
+    finally:
+        with psycopg.connect(server.admin_conninfo(), autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _apply_and_read(server: Server, schema_name: str) -> CatalogFacts:
+    with _scratch_database(server) as scratch:
+        schema.apply(scratch.url)
+        with psycopg.connect(scratch.conninfo()) as conn:
+            return read_catalog(conn, schema_name)
+
+
+def canonical_facts(server: Server, *, read_only: bool, schema_name: str = "public") -> tuple[CatalogFacts, str]:
+    """The canonical schema's catalog facts and where they were read (cached per server and schema)."""
+    key = (
+        f"{server.url.host}:{server.url.port}" if not read_only else "local",
+        server.version_num,
+        schema.fingerprint() + schema_name,
+    )
+    if key in _CANONICAL_CACHE:
+        return _CANONICAL_CACHE[key]
+    if not read_only:
+        result = (
+            _apply_and_read(server, schema_name),
+            f"schema.apply into a scratch database on the same server ({server.version})",
+        )
+    else:
+        from chatbench.provision import provision
+
+        with provision("local") as local:
+            result = (
+                _apply_and_read(local, schema_name),
+                f"schema.apply on a throwaway local server ({local.version}); nothing created on the live server",
+            )
+    _CANONICAL_CACHE[key] = result
+    return result
+
+
+def build_context(
+    server: Server,
+    conn: psycopg.Connection[Any],
+    *,
+    params: SeedParameters | None,
+    params_source: str,
+    read_only: bool,
+    canonical: tuple[CatalogFacts, str] | None = None,
+    schema_name: str = "public",
+) -> VerificationContext:
+    facts, source = (
+        canonical if canonical is not None else canonical_facts(server, read_only=read_only, schema_name=schema_name)
+    )
+    return VerificationContext(
+        server=server,
+        conn=conn,
+        live=read_catalog(conn, schema_name),
+        canonical=facts,
+        canonical_source=source,
+        params=params,
+        params_source=params_source,
+        read_only=read_only,
+    )

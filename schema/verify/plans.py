@@ -1,0 +1,340 @@
+"""Plan contracts judged on EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) of every scenario, twice.
+
+* **custom plan**: the statement with literal parameters (psycopg ``ClientCursor`` interpolates them),
+  planned for those very values;
+* **generic plan**: what a prepared statement of the application gets once the plan cache switches:
+  ``PREPARE`` + ``SET plan_cache_mode = force_generic_plan`` + ``EXPLAIN (ANALYZE ...) EXECUTE``.
+
+Both are parsed into a small frozen plan model (``PlanNode``); findings quote the offending node in
+one line. Only SELECTs are executed, so this works inside a READ ONLY transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from schema.contracts import CONTRACTS, IndexAccess, PlanContract
+from schema.queries import QUERIES_BY_NAME
+from schema.verify.catalog import IndexFact
+from schema.verify.context import VerificationContext
+from schema.verify.findings import Finding, Severity
+from schema.verify.registry import check
+from schema.verify.scenarios import Scenario, build_scenarios
+
+SCAN_TYPES = frozenset({"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Scan", "Tid Range Scan"})
+MODES = ("custom", "generic")
+
+# Keyset buffers are "flat" when the deepest page costs at most this much more than the cheapest.
+FLAT_RATIO = 1.5
+FLAT_SLACK_BUFFERS = 10
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    node_type: str
+    relation: str | None
+    index: str | None
+    direction: str | None
+    actual_rows: float
+    loops: float
+    plan_rows: float
+    shared_hit: int
+    shared_read: int
+    sort_method: str | None
+    condition: str | None  # Index Cond / Recheck Cond / Filter: "$1" in it marks a generic plan
+    children: tuple[PlanNode, ...]
+
+    @classmethod
+    def parse(cls, node: Mapping[str, Any]) -> PlanNode:
+        return cls(
+            node_type=str(node["Node Type"]),
+            relation=node.get("Relation Name"),
+            index=node.get("Index Name"),
+            direction=node.get("Scan Direction"),
+            actual_rows=float(node.get("Actual Rows", 0)),
+            loops=float(node.get("Actual Loops", 1)),
+            plan_rows=float(node.get("Plan Rows", 0)),
+            shared_hit=int(node.get("Shared Hit Blocks", 0)),
+            shared_read=int(node.get("Shared Read Blocks", 0)),
+            sort_method=node.get("Sort Method"),
+            condition=node.get("Index Cond") or node.get("Recheck Cond") or node.get("Filter"),
+            children=tuple(cls.parse(c) for c in node.get("Plans", ())),
+        )
+
+    @property
+    def buffers(self) -> int:
+        return self.shared_hit + self.shared_read
+
+    @property
+    def rows_total(self) -> float:
+        return self.actual_rows * self.loops
+
+    def walk(self) -> Iterator[PlanNode]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+    def relations(self) -> set[str]:
+        return {n.relation for n in self.walk() if n.relation}
+
+    def bitmap_indexes(self) -> list[str]:
+        """Indexes of the Bitmap Index Scans feeding this (Bitmap Heap Scan) node."""
+        return [n.index for n in self.walk() if n.node_type == "Bitmap Index Scan" and n.index]
+
+    def label(self) -> str:
+        name = self.node_type + (" Backward" if self.direction == "Backward" else "")
+        if self.index and self.node_type != "Bitmap Heap Scan":
+            name += f" using {self.index}"
+        if self.relation:
+            name += f" on {self.relation}"
+        if self.node_type == "Bitmap Heap Scan":
+            name += f" via {', '.join(self.bitmap_indexes()) or '?'}"
+        return name
+
+    def one_line(self) -> str:
+        """The node in one line, with only what the same database reproduces exactly: actual rows and
+        buffers as hit + read (the split depends on the cache, the sum does not; estimates move with
+        every ANALYZE sample, so they are left out of findings)."""
+        extra = f", {self.sort_method}" if self.sort_method else ""
+        return f"{self.label()} (rows={self.actual_rows:g} loops={self.loops:g}, buffers={self.buffers}{extra})"
+
+    def shape(self) -> str:
+        inner = ", ".join(c.shape() for c in self.children)
+        return self.label() + (f" [{inner}]" if inner else "")
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str  # "custom" | "generic"
+    root: PlanNode
+    planning_ms: float
+    execution_ms: float
+
+    @property
+    def buffers(self) -> int:
+        return self.root.buffers
+
+    @classmethod
+    def parse(cls, mode: str, explain: Any) -> Plan:
+        doc = explain[0] if isinstance(explain, list) else explain
+        return cls(
+            mode,
+            PlanNode.parse(doc["Plan"]),
+            float(doc.get("Planning Time", 0.0)),
+            float(doc.get("Execution Time", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    scenario: Scenario
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class PlanRun:
+    """Every scenario measured in both modes: what plan checks judge and what the result reports."""
+
+    scenarios: tuple[Scenario, ...]
+    measurements: tuple[Measurement, ...]
+    seconds: float
+
+    def curve(self, curve: str, mode: str) -> tuple[tuple[int, int], ...]:
+        """(depth, buffers) points of one growth curve, shallow first."""
+        return tuple(
+            sorted(
+                (m.scenario.depth, m.plan.buffers)
+                for m in self.measurements
+                if m.scenario.curve == curve and m.plan.mode == mode and m.scenario.depth is not None
+            )
+        )
+
+
+def _explain(conn: psycopg.Connection[Any], scenario: Scenario, mode: str) -> Plan:
+    query = QUERIES_BY_NAME[scenario.query]
+    cur = psycopg.ClientCursor(conn)
+    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+    if mode == "custom":
+        row = cur.execute(options + query.sql(), dict(scenario.params)).fetchone()
+    else:
+        text, order = query.sql_positional()
+        name = f"cbv_{scenario.query}"
+        cur.execute(f"PREPARE {name} AS {text}")
+        try:
+            cur.execute("SET plan_cache_mode = force_generic_plan")
+            placeholders = ", ".join(["%s"] * len(order))
+            row = cur.execute(
+                f"{options}EXECUTE {name}({placeholders})", [scenario.params[p] for p in order]
+            ).fetchone()
+        finally:
+            cur.execute("RESET plan_cache_mode")
+            cur.execute(f"DEALLOCATE {name}")
+    assert row is not None
+    return Plan.parse(mode, row[0])
+
+
+def measure(ctx: VerificationContext) -> PlanRun:
+    """Run (once per context) every scenario in both modes."""
+    cached = ctx.memo.get("plans")
+    if isinstance(cached, PlanRun):
+        return cached
+    started = time.perf_counter()
+    scenarios = build_scenarios(ctx.conn, ctx.params) if ctx.params is not None else ()
+    ctx.conn.execute("SET jit = off")
+    measurements = tuple(Measurement(s, _explain(ctx.conn, s, mode)) for s in scenarios for mode in MODES)
+    run = PlanRun(scenarios, measurements, time.perf_counter() - started)
+    ctx.memo["plans"] = run
+    return run
+
+
+def _split_key(key: str) -> tuple[str, bool]:
+    parts = key.split()
+    return parts[0], "DESC" in parts[1:]
+
+
+def serves(index: IndexFact | None, access: IndexAccess) -> bool:
+    """True when ``index`` leads with the access column and its next keys deliver ``order_by``."""
+    if index is None or index.leading_column not in access.leading_columns:
+        return False
+    if not access.order_by:
+        return True
+    wanted = [_split_key(k) for k in access.order_by]
+    have = [_split_key(k) for k in index.keys[1 : 1 + len(wanted)]]
+    if [c for c, _ in have] != [c for c, _ in wanted]:
+        return False
+    same = all(hd == wd for (_, hd), (_, wd) in zip(have, wanted, strict=True))
+    flipped = all(hd != wd for (_, hd), (_, wd) in zip(have, wanted, strict=True))
+    return same or flipped
+
+
+@dataclass(frozen=True)
+class Breach:
+    """One way one plan breaks its contract: the object (relation or index), what and where."""
+
+    kind: str
+    object: str
+    expected: str
+    actual: str
+    node: str  # the offending plan node in one line
+
+
+def judge(ctx: VerificationContext, contract: PlanContract, m: Measurement) -> Iterator[Breach]:
+    """Every breach of ``contract`` by one measured plan."""
+    root = m.plan.root
+    for node in root.walk():
+        if node.node_type == "Seq Scan" and node.relation in contract.no_seq_scan:
+            yield Breach("seq_scan", str(node.relation), f"no Seq Scan on {node.relation}", "Seq Scan", node.one_line())
+    for access in contract.access:
+        scans = [n for n in root.walk() if n.node_type in SCAN_TYPES and n.relation == access.relation]
+        if not scans:
+            yield Breach("index_access", access.relation, access.describe(), "relation not read", root.shape())
+        for scan in scans:
+            if scan.node_type == "Seq Scan":
+                if scan.relation not in contract.no_seq_scan:
+                    yield Breach("index_access", access.relation, access.describe(), "Seq Scan", scan.one_line())
+                continue  # else reported above as seq_scan
+            names = scan.bitmap_indexes() if scan.node_type == "Bitmap Heap Scan" else [scan.index]
+            facts = [ctx.live.index_named(n) if n else None for n in names]
+            if not any(serves(f, access) for f in facts):
+                used = "; ".join(f"{f.name} ({', '.join(f.keys)})" for f in facts if f) or "no index"
+                obj = ", ".join(f"{access.relation}.{f.name}" for f in facts if f) or access.relation
+                yield Breach("index_access", obj, access.describe(), used, scan.one_line())
+    if contract.max_sort_rows is not None:
+        for node in root.walk():
+            if node.node_type in ("Sort", "Incremental Sort") and node.children:
+                sorted_rows = sum(c.rows_total for c in node.children)
+                relations = node.relations() & contract.no_seq_scan
+                if sorted_rows > contract.max_sort_rows and relations:
+                    yield Breach(
+                        "sort_rows",
+                        ", ".join(sorted(relations)),
+                        f"Sort of at most {contract.max_sort_rows} rows",
+                        f"Sort of {sorted_rows:g} rows of {', '.join(sorted(node.relations()))}",
+                        f"{node.one_line()} <- {node.children[0].one_line()}",
+                    )
+    budget = contract.budget(m.scenario.kind)
+    if budget is not None and m.plan.buffers > budget:
+        yield Breach(
+            "buffer_budget",
+            ", ".join(sorted(root.relations())) or "plan",
+            f"at most {budget} buffers",
+            f"{m.plan.buffers} buffers",
+            root.one_line(),
+        )
+
+
+@check("plans.contracts")
+def contracts(ctx: VerificationContext) -> Iterator[Finding]:
+    """Every scenario's custom and generic plan keeps its query's contract."""
+    if ctx.params is None:
+        yield Finding("plans", "no_scenarios", "scenarios", "parameter sets from a seed or the data", "none", "error")
+        return
+    run = measure(ctx)
+    if not run.scenarios:
+        yield Finding("plans", "no_scenarios", "scenarios", "at least one scenario", "none (empty data?)", "error")
+    for m in run.measurements:
+        contract = CONTRACTS.get(m.scenario.query)
+        if contract is None:
+            yield Finding(
+                "plans", "no_contract", m.scenario.query, "a plan contract", "none", "error", query=m.scenario.query
+            )
+            continue
+        severity: Severity = "info" if contract.contrast else "error"
+        for breach in judge(ctx, contract, m):
+            yield Finding(
+                "plans",
+                breach.kind,
+                breach.object,
+                breach.expected,
+                breach.actual,
+                severity,
+                query=f"{m.scenario.query} ({m.plan.mode} plan)",
+                scenario=m.scenario.key,
+                detail=breach.node,
+            )
+
+
+@check("plans.growth")
+def growth(ctx: VerificationContext) -> Iterator[Finding]:
+    """Keyset buffers stay flat across depths (failure if not); OFFSET buffers are measured (info)."""
+    if ctx.params is None:
+        return
+    run = measure(ctx)
+    for mode in MODES:
+        keyset = run.curve("keyset", mode)
+        offset = run.curve("offset", mode)
+        if len(keyset) >= 2:
+            low = min(b for _, b in keyset)
+            high = max(b for _, b in keyset)
+            points = " ".join(f"d{d}:{b}" for d, b in keyset)
+            if high > low * FLAT_RATIO + FLAT_SLACK_BUFFERS:
+                yield Finding(
+                    "plans",
+                    "keyset_growth",
+                    "messages",
+                    f"flat buffers (<= {FLAT_RATIO}x + {FLAT_SLACK_BUFFERS})",
+                    f"{low} -> {high} buffers",
+                    "error",
+                    query=f"messages_before ({mode} plan)",
+                    scenario="keyset-*",
+                    detail=points,
+                )
+        if len(offset) >= 2:
+            points = " ".join(f"d{d}:{b}" for d, b in offset)
+            grows = offset[-1][1] > offset[0][1]
+            yield Finding(
+                "plans",
+                "offset_growth",
+                "messages",
+                "grows with depth (contrast)",
+                f"{offset[0][1]} -> {offset[-1][1]} buffers",
+                "info",
+                query=f"messages_offset ({mode} plan)",
+                scenario="offset-*",
+                detail=points + ("" if grows else " (did not grow: the conversation may be too small)"),
+            )
