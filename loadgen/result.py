@@ -77,3 +77,33 @@ class SeedResult:
     created_at_correlation: float  # pg_stats.correlation of messages.created_at after ANALYZE
     params: SeedParameters
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- JSON round trip (added for the seeded-snapshot cache's meta.json and for reports) -------------
+
+def _params_from_json(data: Mapping[str, Any]) -> SeedParameters:
+    return SeedParameters(
+        whales=tuple(ConversationRef(**c) for c in data["whales"]),
+        small_conversations=tuple(ConversationRef(**c) for c in data["small_conversations"]),
+        heavy_users=tuple(UserRef(**u) for u in data["heavy_users"]),
+        light_users=tuple(UserRef(**u) for u in data["light_users"]),
+        tie_cursors=tuple(
+            TieCursor(**{**t, "created_at": datetime.fromisoformat(t["created_at"])}) for t in data["tie_cursors"]
+        ),
+    )
+
+
+def seed_result_to_json(result: SeedResult) -> dict[str, Any]:
+    """Plain JSON data of a ``SeedResult`` (datetimes as ISO 8601)."""
+    return {
+        "database": result.database, "profile": result.profile, "spec": dict(result.spec), "seed": result.seed,
+        "order": result.order, "counts": dict(result.counts), "checksum": result.checksum,
+        "timings": dict(result.timings), "from_cache": result.from_cache, "cache_key": result.cache_key,
+        "created_at_correlation": result.created_at_correlation, "params": result.params.to_json(),
+        "extra": dict(result.extra),
+    }
+
+
+def seed_result_from_json(data: Mapping[str, Any]) -> SeedResult:
+    """The inverse of ``seed_result_to_json``."""
+    return SeedResult(**{**data, "params": _params_from_json(data["params"])})

@@ -1,0 +1,216 @@
+"""The seeded-snapshot cache: a verified seed is kept and served again for the same key.
+
+The key hashes everything the contents depend on: schema fingerprint, spec, seed, order, the
+server's version, the generator's version and the versions of Faker and numpy (their streams
+define the text and the numbers).
+
+Two stores, one contract (``fetch`` returns a ``SeedResult`` with ``from_cache=True`` or None;
+``save`` publishes only a verified seed, atomically):
+
+- ``SnapshotStore`` (local backend, the cluster's own run database): the stopped data dir is copied
+  into ``<cache_root>/seeds/<key>.partial-*`` with a ``meta.json``, then renamed to ``<key>``; a hit
+  replaces the throwaway cluster's data dir by the copy. A crash leaves only a ``.partial`` dir,
+  which is never read (and removed by the next save of that key).
+- ``TemplateStore`` (container, dsn, or another database of a local server): the seeded database is
+  cloned to ``cbtpl_<key>_p<token>``, described (a JSON comment) and marked ``datistemplate``, then
+  renamed to ``cbtpl_<key>``; a hit re-creates the run database with ``CREATE DATABASE ... TEMPLATE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol
+
+import psycopg
+from psycopg import sql
+
+import schema
+from chatbench.provision.server import Server
+from loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
+from loadgen.spec import Spec
+
+GENERATOR_VERSION = 2  # bump whenever the generated contents change for the same spec and seed
+TEMPLATE_PREFIX = "cbtpl_"
+# Seeded snapshots kept on disk (least recently used go first); CHATBENCH_SEED_SNAPSHOTS overrides.
+_ENTRIES = os.environ.get("CHATBENCH_SEED_SNAPSHOTS", "6").strip()
+SNAPSHOT_ENTRIES = max(1, int(_ENTRIES)) if _ENTRIES.isdigit() else 6
+
+
+def cache_key(server: Server, spec: Spec, seed: int, order: str) -> str:
+    import faker
+    import numpy
+
+    material = {
+        "schema": schema.fingerprint(), "spec": spec.to_dict(), "seed": seed, "order": order,
+        "server_version_num": server.version_num, "generator": GENERATOR_VERSION,
+        "faker": faker.VERSION, "numpy": numpy.__version__,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SeedCache(Protocol):
+    kind: str
+
+    def fetch(self, server: Server, key: str) -> SeedResult | None: ...
+
+    def save(self, server: Server, key: str, result: SeedResult) -> None: ...
+
+
+def _hit(result: SeedResult, server: Server, seconds: float, kind: str) -> SeedResult:
+    return replace(result, database=server.database, from_cache=True, timings={"cache_restore": seconds},
+                   extra={**result.extra, "cache": kind})
+
+
+def snapshot_root() -> Path:
+    """Where seeded snapshots live: ``<cache_root>/seeds``."""
+    from chatbench.provision.paths import cache_root
+
+    return cache_root() / "seeds"
+
+
+class SnapshotStore:
+    """Whole-cluster snapshots for throwaway local servers."""
+
+    kind = "snapshot"
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or snapshot_root()
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def fetch(self, server: Server, key: str) -> SeedResult | None:
+        entry = self.path(key)
+        meta = entry / "meta.json"
+        if server.cluster is None or not meta.is_file() or not (entry / "data").is_dir():
+            return None
+        started = time.perf_counter()
+        result = seed_result_from_json(json.loads(meta.read_text()))
+        server.cluster.restore_snapshot(entry / "data")
+        with contextlib.suppress(OSError):
+            os.utime(entry)  # recently used: evicted last
+        return _hit(result, server, time.perf_counter() - started, self.kind)
+
+    def save(self, server: Server, key: str, result: SeedResult) -> None:
+        assert server.cluster is not None
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(f"{key}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = self.root / f"{key}.partial-{secrets.token_hex(4)}"
+        partial.mkdir()
+        try:
+            server.cluster.save_snapshot(partial / "data")
+            (partial / "meta.json").write_text(json.dumps(seed_result_to_json(result), indent=1))
+            if self.path(key).exists():
+                shutil.rmtree(partial)  # another run published the same key meanwhile
+            else:
+                partial.rename(self.path(key))
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        self.evict(keep=key)
+
+    def evict(self, keep: str) -> None:
+        """Keep the ``SNAPSHOT_ENTRIES`` most recently used snapshots (1M messages take ~0.6 GB)."""
+        entries = sorted((p for p in self.root.iterdir() if p.is_dir() and "." not in p.name),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in [p for p in entries if p.name != keep][SNAPSHOT_ENTRIES - 1:]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class TemplateStore:
+    """Template databases on the server itself (any backend)."""
+
+    kind = "template"
+
+    @staticmethod
+    def name(key: str) -> str:
+        return f"{TEMPLATE_PREFIX}{key}"
+
+    def _admin(self, server: Server) -> psycopg.Connection:
+        return psycopg.connect(server.admin_conninfo(), autocommit=True)
+
+    def fetch(self, server: Server, key: str) -> SeedResult | None:
+        started = time.perf_counter()
+        with self._admin(server) as conn:
+            row = conn.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s AND datistemplate",
+                (self.name(key),),
+            ).fetchone()
+            if row is None or row[0] is None:
+                return None
+            try:
+                result = seed_result_from_json(json.loads(row[0]))
+            except (ValueError, KeyError, TypeError):
+                return None
+            comment = conn.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                (server.database,),
+            ).fetchone()
+            _drop(conn, server.database, server.version_num)
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+                sql.Identifier(server.database), sql.Identifier(self.name(key)), _strategy(server.version_num)))
+            if comment is not None and comment[0] is not None:
+                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    sql.Identifier(server.database), sql.Literal(comment[0])))
+        return _hit(result, server, time.perf_counter() - started, self.kind)
+
+    def save(self, server: Server, key: str, result: SeedResult) -> None:
+        partial = f"{self.name(key)}_p{secrets.token_hex(4)}"
+        with self._admin(server) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+                sql.Identifier(partial), sql.Identifier(server.database), _strategy(server.version_num)))
+            try:
+                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    sql.Identifier(partial), sql.Literal(json.dumps(seed_result_to_json(result)))))
+                conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(partial)))
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(partial), sql.Identifier(self.name(key))))
+            except BaseException as exc:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(partial)))
+                    _drop(conn, partial, server.version_num)
+                if not isinstance(exc, psycopg.errors.DuplicateDatabase):
+                    raise
+
+    @staticmethod
+    def drop(server: Server, key: str) -> None:
+        """Remove one cached template (tests, ``--no-cache`` refresh)."""
+        with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
+            name = TemplateStore.name(key)
+            with contextlib.suppress(psycopg.errors.UndefinedObject, psycopg.errors.InvalidCatalogName):
+                conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
+            _drop(conn, name, server.version_num)
+
+
+def _strategy(version_num: int) -> sql.Composable:
+    # FILE_COPY (PG 15+) copies files instead of WAL-logging every block: much faster for big databases.
+    return sql.SQL(" STRATEGY = FILE_COPY") if version_num >= 150000 else sql.SQL("")
+
+
+def _drop(conn: psycopg.Connection, database: str, version_num: int) -> None:
+    force = sql.SQL(" WITH (FORCE)") if version_num >= 130000 else sql.SQL("")
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(database), force))
+
+
+def store_for(server: Server) -> SeedCache | None:
+    """Snapshots for a local server's own run database, templates otherwise.
+
+    None for a database chatbench did not create (seeded with --allow-destructive): a template hit
+    drops and re-creates the whole database, which is more than seeding its tables.
+    """
+    from chatbench.provision.local import DATABASE
+
+    if not server.owns_database:
+        return None
+    if server.cluster is not None and server.database == DATABASE:
+        return SnapshotStore()
+    return TemplateStore()

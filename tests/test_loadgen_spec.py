@@ -1,0 +1,83 @@
+"""Spec loading and validation: every bad field gives one line naming the field, its value and the rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import loadgen
+from chatbench.errors import ConfigError
+from loadgen.plan import build_plan
+
+
+def test_profiles_load_with_whales_and_target_sizes() -> None:
+    sizes = {"smoke": 20_000, "ci": 200_000, "release": 1_000_000, "scale": 10_000_000}
+    assert set(loadgen.profiles()) == set(sizes)
+    for name, messages in sizes.items():
+        spec = loadgen.load_spec(name)
+        assert spec.messages.count == messages
+        assert spec.whales.count >= 1 and min(spec.whale_sizes()) >= 1000
+    assert max(loadgen.load_spec("release").whale_sizes()) >= 10_000
+    assert max(loadgen.load_spec("scale").whale_sizes()) >= 10_000
+
+
+def test_overrides_dotted_and_nested() -> None:
+    spec = loadgen.load_spec("smoke", overrides={"messages.count": 21_000, "whales": {"count": 2}})
+    assert spec.messages.count == 21_000 and spec.whales.count == 2
+
+
+def test_spec_file(tmp_path: Path) -> None:
+    text = (loadgen.spec.PROFILES_DIR / "smoke.toml").read_text().replace('name = "smoke"', 'name = "mine"')
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    assert loadgen.load_spec(path=path).name == "mine"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needles"),
+    [
+        ({"users.count": -5}, ["users.count", "-5", ">= 1"]),
+        ({"whales.min_messages": 3000, "whales.max_messages": 2000}, ["whales.min_messages", "3000", "<="]),
+        ({"conversations.colour": "blue"}, ["conversations.colour", "unknown", "messages_median"]),
+        ({"surprise": 1}, ["surprise", "unknown"]),
+        ({"messages.count": "many"}, ["messages.count", "'many'", "int"]),
+        ({"messages.tie_share": True}, ["messages.tie_share", "True", "float"]),
+        ({"whales.count": 5000}, ["whales.count", "5000", "conversations.count"]),
+        ({"whales.min_messages": 10}, ["whales.min_messages", "10", "1000"]),
+        ({"messages.count": 5}, ["messages.count", "5", "between"]),
+        ({"non_ascii_share": 1.5}, ["non_ascii_share", "1.5", "between 0.0 and 1.0"]),
+        ({"locales": ["xx_YY"]}, ["locales", "xx_YY", "Faker locale"]),
+        ({"time.start": "yesterday"}, ["time.start", "yesterday", "ISO 8601"]),
+        ({"users.heavy": 400}, ["users.heavy", "400", "users.count"]),
+        ({"conversations.messages_max": 1500}, ["conversations.messages_max", "1500", "whales.min_messages"]),
+    ],
+)
+def test_bad_fields_are_named(overrides: dict[str, Any], needles: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        loadgen.load_spec("smoke", overrides=overrides)
+    message = str(info.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, (needle, message)
+
+
+def test_unknown_profile_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not a profile; use one of .*smoke"):
+        loadgen.load_spec("huge")
+    with pytest.raises(ConfigError, match="cannot read"):
+        loadgen.load_spec(path=tmp_path / "absent.toml")
+
+
+def test_plan_is_deterministic_heavy_tailed_and_exact() -> None:
+    spec = loadgen.load_spec("smoke")
+    a, b = build_plan(spec, 7), build_plan(spec, 7)
+    assert (a.msg_time == b.msg_time).all() and (a.conv_user == b.conv_user).all()
+    assert int(a.conv_messages.sum()) == spec.messages.count
+    assert sorted(a.conv_messages.tolist(), reverse=True)[: spec.whales.count] == list(spec.whale_sizes())
+    owned = sorted((a.conv_user.tolist().count(u) for u in set(a.conv_user.tolist())), reverse=True)
+    assert owned[0] >= 100 and owned[len(owned) // 2] <= 5  # a few heavy users, most light
+    assert (a.msg_time[1:] >= a.msg_time[:-1]).all()  # time order: ids follow created_at
+    c = build_plan(spec, 7, order="conversation")
+    assert (c.msg_conv[1:] >= c.msg_conv[:-1]).all()
