@@ -37,7 +37,7 @@ from chatbench.provision.server import Server
 from loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
 from loadgen.spec import Spec
 
-GENERATOR_VERSION = 2  # bump whenever the generated contents change for the same spec and seed
+GENERATOR_VERSION = 3  # bump whenever the generated contents (or their physical state) change
 TEMPLATE_PREFIX = "cbtpl_"
 # Seeded snapshots kept on disk (least recently used go first); CHATBENCH_SEED_SNAPSHOTS overrides.
 _ENTRIES = os.environ.get("CHATBENCH_SEED_SNAPSHOTS", "6").strip()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -48,7 +51,7 @@ def test_local_embedded_server_lifecycle() -> None:
         root = server.cluster.root
         assert pid is not None and root.exists()
     assert not pid_alive(pid) and not root.exists()
-    assert _clusters() == before
+    assert root.name in _clusters() - before or root.name not in _clusters()
 
 
 def test_local_teardown_runs_on_exception() -> None:
@@ -142,8 +145,11 @@ def _assert_one_line_usage_error(result: subprocess.CompletedProcess[str], *need
         assert needle in lines[0]
 
 
-def test_bad_input_gives_one_line_and_leaves_nothing(pg: Server) -> None:
-    before_clusters, before_dbs = _clusters(), _databases(pg)
+def test_bad_input_gives_one_line_and_leaves_nothing(
+    pg: Server, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CHATBENCH_RUN_DIR", str(run_dir))  # only these CLI runs: other runs may share /dev/shm
+    before_dbs = _databases(pg)
     _assert_one_line_usage_error(cli("server", "--backend", "nope"), "--backend", "auto, container, local, dsn")
     _assert_one_line_usage_error(cli("server", "--backend", "local", "--pg-bin", "/tmp"), "--pg-bin", "initdb")
     _assert_one_line_usage_error(
@@ -157,9 +163,15 @@ def test_bad_input_gives_one_line_and_leaves_nothing(pg: Server) -> None:
     )
     _assert_one_line_usage_error(cli("server", "--dsn", "not a url"), "--dsn")
     _assert_one_line_usage_error(cli("schema", "apply", "--url", "postgresql://u:s3cr3t-pw@127.0.0.1:1/x"), "--url")
+    if os.geteuid() == 0:  # the server runs as another user, who cannot enter pytest's private tmp_path
+        private = tmp_path / "private-run"
+        _assert_one_line_usage_error(
+            cli("server", "--backend", "local", env={"CHATBENCH_RUN_DIR": str(private)}), "CHATBENCH_RUN_DIR"
+        )
+        assert list(private.iterdir()) == []
     for result in (cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"),):
         assert "s3cr3t-pw" not in result.stderr + result.stdout
-    assert _clusters() == before_clusters
+    assert not run_dir.exists() or not any(run_dir.iterdir())
     assert _databases(pg) == before_dbs
 
 
@@ -173,9 +185,14 @@ def test_wrong_password_dsn_is_named_without_the_password() -> None:
         assert str(server.url.password) not in result.stderr + result.stdout
 
 
-def _start_server_process(*args: str) -> tuple[subprocess.Popen[str], str]:
+def _start_server_process(*args: str, run_dir: Path | None = None) -> tuple[subprocess.Popen[str], str]:
+    env = {**os.environ, **({"CHATBENCH_RUN_DIR": str(run_dir)} if run_dir else {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chatbench", "server", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "chatbench", "server", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -183,19 +200,28 @@ def _start_server_process(*args: str) -> tuple[subprocess.Popen[str], str]:
     return proc, url
 
 
-def test_sigterm_on_chatbench_server_leaves_nothing() -> None:
-    before = _clusters()
-    proc, url = _start_server_process("--backend", "local")
-    new = _clusters() - before
-    assert len(new) == 1
-    meta = json.loads((run_root() / next(iter(new)) / "meta.json").read_text())
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """A run directory of this test's own, reachable by the server's OS user (unlike tmp_path)."""
+    path = run_root() / f"test-{secrets.token_hex(4)}"
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_sigterm_on_chatbench_server_leaves_nothing(run_dir: Path) -> None:
+    proc, url = _start_server_process("--backend", "local", run_dir=run_dir)
+    clusters = list(run_dir.glob("cluster-*"))
+    assert len(clusters) == 1
+    meta = json.loads((clusters[0] / "meta.json").read_text())
     assert meta["owner_pid"] == proc.pid
-    pid = int((run_root() / next(iter(new)) / "data" / "postmaster.pid").read_text().split()[0])
+    pid = int((clusters[0] / "data" / "postmaster.pid").read_text().split()[0])
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-    assert _clusters() == before and not pid_alive(pid)
+    assert list(run_dir.iterdir()) == [] and not pid_alive(pid)
 
 
 def test_sigterm_on_container_server_removes_the_container() -> None:
@@ -221,21 +247,20 @@ def test_sigterm_on_container_server_removes_the_container() -> None:
         client.close()
 
 
-def test_clean_removes_what_a_sigkilled_server_left() -> None:
-    before = _clusters()
-    proc, _ = _start_server_process("--backend", "local")
-    leftover = next(iter(_clusters() - before))
-    pid = int((run_root() / leftover / "data" / "postmaster.pid").read_text().split()[0])
+def test_clean_removes_what_a_sigkilled_server_left(run_dir: Path) -> None:
+    proc, _ = _start_server_process("--backend", "local", run_dir=run_dir)
+    leftover = next(run_dir.glob("cluster-*"))
+    pid = int((leftover / "data" / "postmaster.pid").read_text().split()[0])
     proc.kill()
     proc.wait(timeout=10)
-    assert pid_alive(pid) and leftover in _clusters()  # what SIGKILL leaves behind
-    result = cli("clean")
+    assert pid_alive(pid) and leftover.exists()  # what SIGKILL leaves behind
+    result = cli("clean", env={"CHATBENCH_RUN_DIR": str(run_dir)})
     assert result.returncode == 0, result.stderr
-    assert f"cluster {leftover}: removed" in result.stderr
+    assert f"cluster {leftover.name}: removed" in result.stderr
     deadline = time.monotonic() + 10
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not pid_alive(pid) and leftover not in _clusters()
+    assert not pid_alive(pid) and not leftover.exists()
 
 
 def test_clean_removes_a_sigkilled_container() -> None:

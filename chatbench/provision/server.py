@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 # Throwaway servers trade durability for speed and steadiness: nothing here must survive a crash.
 BENCHMARK_SETTINGS: dict[str, str] = {
     "fsync": "off",
+    # No replication or archiving from a throwaway server: index builds and bulk loads skip WAL.
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_wal_size": "4GB",
