@@ -1,0 +1,1 @@
+"""pytest-benchmark suites of the canonical history queries (run with `pytest benchmarks`)."""

@@ -1,0 +1,188 @@
+"""One measuring session over a seeded database: connection, pinning, targets, collected results.
+
+The pytest suite (``benchmarks/conftest.py``), ``chatbench bench`` and the fidelity check all
+measure through ``BenchSession.measure``, so every number is taken the same way: a prepared
+statement on one pinned connection, parameters rotated, warm-up rounds discarded, every timed
+round kept as a raw sample.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from benchmarks import scenarios as sc
+from benchmarks.environment import fingerprint
+from benchmarks.targets import Targets
+from chatbench.pinning import PinMode, PinningResult, pin, restore_client
+from chatbench.provision import Server
+from loadgen.result import SeedResult
+from reports.results import BenchmarkRun, EnvironmentFingerprint, ScenarioResult, params_version
+from reports.stats import fit_growth
+
+ROUNDS = {"smoke": (300, 30), "ci": (2000, 200), "release": (5000, 300), "scale": (5000, 300)}
+"""(timed rounds, warm-up rounds) per profile. 2000 rounds put ~100 samples above p95 and 20
+above p99, enough for a p99 that is more than "the slowest round"; smoke only proves the path."""
+
+
+def rounds_for(profile: str) -> tuple[int, int]:
+    return ROUNDS.get(profile, ROUNDS["ci"])
+
+
+TimedRounds = Callable[[Callable[[], Any], int, int], list[float]]
+"""(target, rounds, warmup) -> raw samples in seconds: pytest-benchmark's pedantic or ``time_rounds``."""
+
+
+def time_rounds(target: Callable[[], Any], rounds: int, warmup: int) -> list[float]:
+    """Plain timing loop (perf_counter around each call), used outside pytest (fidelity)."""
+    for _ in range(warmup):
+        target()
+    samples = []
+    clock = time.perf_counter
+    for _ in range(rounds):
+        start = clock()
+        target()
+        samples.append(clock() - start)
+    return samples
+
+
+@dataclass
+class BenchSession:
+    """State shared by every benchmark of a run. Not frozen: it collects results as they come."""
+
+    server: Server
+    seed: SeedResult
+    profile: str
+    targets: Targets
+    conn: psycopg.Connection[TupleRow]
+    pinning: PinningResult
+    environment: EnvironmentFingerprint
+    rounds: int
+    warmup: int
+    driver: sc.Driver = "psycopg"
+    results: list[ScenarioResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    load_average: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def params_for(self, scenario: sc.Scenario) -> list[sc.Params]:
+        return sc.build_params(scenario, self.conn, self.seed.params)
+
+    def measure(self, scenario: sc.Scenario, timed: TimedRounds = time_rounds,
+                params: list[sc.Params] | None = None) -> ScenarioResult:
+        """Measure one scenario, judge it against its target and keep the result."""
+        params = self.params_for(scenario) if params is None else params
+        if not params:
+            raise LookupError(f"{scenario.name}: the seeded data has no instance of this scenario")
+        query = scenario.canonical
+        buffers = sc.explain_buffers(self.conn, query, params) if scenario.kind == "read" else None
+        run = sc.runner(self.conn, query, self.driver)
+        rotation = sc.rotate(params)
+        rows: list[int] = []
+
+        def one_round() -> None:
+            rows.append(run(next(rotation)))
+
+        self.load_average.append(os.getloadavg())
+        gc.collect()
+        gc.disable()
+        try:
+            samples_s = timed(one_round, self.rounds, self.warmup)
+        finally:
+            gc.enable()
+        if scenario.kind == "write":  # after the timing, in a rolled-back transaction
+            buffers = sc.explain_buffers(self.conn, query, params[:1])
+        described = sc.describe_params(params)
+        result = ScenarioResult.judge(
+            scenario=scenario.name,
+            query=query.name,
+            params_version=params_version(query.sql(), {"scenario": scenario.name, "depth": scenario.depth,
+                                                        "params": described, "driver": self.driver},
+                                          self.environment.schema_fingerprint),
+            samples_ms=[s * 1000.0 for s in samples_s],
+            buffers=buffers,
+            target=self.targets.get(scenario.name, self.profile),
+            extra={"depth": scenario.depth, "doc": scenario.doc, "param_sets": len(params), "driver": self.driver,
+                   "rows_per_round": max(rows) if rows else 0, "warmup_rounds": self.warmup,
+                   **dict(scenario.extra)},
+        )
+        self.results = [r for r in self.results if r.scenario != scenario.name] + [result]
+        return result
+
+    def depth_scaling(self) -> dict[str, Any]:
+        """Growth class of p50 and buffers over page depth, for keyset and OFFSET pages."""
+        out: dict[str, Any] = {}
+        for prefix in ("keyset_page", "offset_page"):
+            points = []
+            for result in self.results:
+                if result.scenario.startswith(prefix + "_"):
+                    depth = result.extra.get("depth")
+                    shown = self._pages_shown(depth)
+                    if shown:
+                        points.append((shown, result.stats.p50, result.buffers.total if result.buffers else None,
+                                       result.stats.iqr))
+            if len(points) >= 3:
+                xs = [p[0] for p in points]
+                entry: dict[str, Any] = {"depths": xs, "p50_ms": [p[1] for p in points],
+                                         "latency": fit_growth(xs, [p[1] for p in points],
+                                                               [p[3] for p in points]).to_dict()}
+                buffers = [p[2] for p in points if p[2] is not None]
+                if len(buffers) == len(points):
+                    entry["buffers"] = buffers
+                    entry["buffer_growth"] = fit_growth(xs, [float(b) for b in buffers]).to_dict()
+                out[prefix] = entry
+        return out
+
+    def _pages_shown(self, depth: Any) -> int | None:
+        if isinstance(depth, int):
+            return depth
+        if depth == "last" and self.seed.params.whales:
+            sizes = [w.messages for w in self.seed.params.whales[:sc.MAX_PARAM_SETS] if w.messages > sc.PAGE]
+            return round(sum((n - 1) // sc.PAGE for n in sizes) / len(sizes)) if sizes else None
+        return None
+
+    def to_run(self) -> BenchmarkRun:
+        order = {s.name: i for i, s in enumerate(sc.SCENARIOS)}
+        results = tuple(sorted(self.results, key=lambda r: order.get(r.scenario, len(order))))
+        return BenchmarkRun(kind="bench", run_id=self.run_id, created_at=datetime.now(UTC).isoformat(),
+                            environment=self.environment, scenarios=results,
+                            notes={"rounds": self.rounds, "warmup": self.warmup, "driver": self.driver,
+                                   "skipped": dict(self.skipped),
+                                   "depth_scaling": self.depth_scaling(), "targets_file": self.targets.source,
+                                   "seed_from_cache": self.seed.from_cache,
+                                   "load_average_1min": [round(a[0], 2) for a in self.load_average],
+                                   "busy_machine": self.busy_machine()})
+
+    def busy_machine(self) -> bool:
+        """True when the 1-minute load average exceeded the core count while measuring: other work
+        competed for the cores, and the tails say more about the machine than about the schema."""
+        return any(a[0] > (os.cpu_count() or 1) for a in self.load_average)
+
+
+@contextmanager
+def open_session(server: Server, seed: SeedResult, *, profile: str, targets: Targets,
+                 pin_mode: PinMode = "same-core", rounds: int | None = None,
+                 warmup: int | None = None, driver: sc.Driver = "psycopg") -> Iterator[BenchSession]:
+    """Connect to the seeded database, pin, fingerprint; restore this process's CPU affinity after."""
+    default_rounds, default_warmup = rounds_for(profile)
+    saved_affinity = os.sched_getaffinity(0)
+    with psycopg.connect(server.conninfo(), autocommit=True, application_name="chatbench-bench") as conn:
+        placement = pin(conn, backend=server.backend, mode=pin_mode)
+        try:
+            yield BenchSession(
+                server=server, seed=seed, profile=profile, targets=targets, conn=conn, pinning=placement,
+                environment=fingerprint(server, seed, placement.to_dict()),
+                rounds=default_rounds if rounds is None else rounds,
+                warmup=default_warmup if warmup is None else warmup, driver=driver)
+        finally:
+            restore_client(saved_affinity)

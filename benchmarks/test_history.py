@@ -1,0 +1,56 @@
+"""One benchmark per canonical query x scenario, judged against ``targets.toml``.
+
+Each test times its scenario with ``benchmark.pedantic`` (pytest-benchmark keeps the raw round
+times), computes p50/p95/p99/IQR/CV from them with ``reports.stats`` and stores statistics, raw
+samples (ms), buffers and verdict in ``benchmark.extra_info``, so ``--benchmark-json`` holds them.
+A missed budget fails the test with one line: ``scenario: p95 1.23 ms > target 0.80 ms``.
+Writes come last (see ``benchmarks/scenarios.py`` for how they are committed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from benchmarks.scenarios import SCENARIOS, Scenario, runner
+from benchmarks.session import BenchSession
+
+
+def _pedantic(benchmark: Any) -> Callable[[Callable[[], Any], int, int], list[float]]:
+    def timed(target: Callable[[], Any], rounds: int, warmup: int) -> list[float]:
+        benchmark.pedantic(target, rounds=rounds, iterations=1, warmup_rounds=warmup)
+        return list(benchmark.stats.stats.data)
+
+    return timed
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_history(benchmark: Any, bench_session: BenchSession, scenario: Scenario) -> None:
+    benchmark.group = scenario.query
+    params = bench_session.params_for(scenario)
+    if not params:
+        reason = f"the {bench_session.profile} data has no instance of {scenario.name} ({scenario.doc})"
+        bench_session.skipped[scenario.name] = reason
+        pytest.skip(reason)
+    if benchmark.disabled:  # --benchmark-disable: prove every parameter set runs, judge nothing
+        run = runner(bench_session.conn, scenario.canonical, bench_session.driver)
+        assert all(run(p) >= 0 for p in params)
+        return
+    result = bench_session.measure(scenario, _pedantic(benchmark), params=params)
+    benchmark.extra_info.update({
+        "scenario": result.scenario,
+        "query": result.query,
+        "params_version": result.params_version,
+        "stats_ms": result.stats.to_dict(),
+        "samples_ms": list(result.samples_ms),
+        "buffers": None if result.buffers is None else result.buffers.total,
+        "target": None if result.target is None else {"p95_ms": result.target.p95_ms,
+                                                      "p99_ms": result.target.p99_ms,
+                                                      "buffers": result.target.buffers},
+        "verdict": result.verdict,
+        "pinning": bench_session.pinning.describe(),
+    })
+    if result.failures:
+        pytest.fail("; ".join(result.failures), pytrace=False)

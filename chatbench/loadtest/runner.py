@@ -1,0 +1,101 @@
+"""Start the load clients as processes, wait for them, merge their histograms into a ``LoadResult``.
+
+Processes, not threads: one Python client saturates a core's worth of interpreter time at these
+latencies, and the GIL would make N threads measure Python, not PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from chatbench.errors import ConfigError
+from chatbench.loadtest.mix import OPERATIONS
+from chatbench.loadtest.worker import ClientTask, new_histogram, run_client
+from reports.results import LoadResult, OperationLoadResult
+
+PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    clients: int = 1
+    duration_s: float = 10.0
+    warmup_s: float = 1.0
+    rate_per_s: float | None = None  # total arrival rate (open loop); None = closed loop
+    weights: Mapping[str, float] = field(default_factory=dict)
+    seed: int = 1
+
+    def validate(self) -> None:
+        if self.clients < 1:
+            raise ConfigError(f"--clients {self.clients}: must be at least 1")
+        if self.duration_s <= 0:
+            raise ConfigError(f"--duration {self.duration_s}: must be greater than 0 seconds")
+        if self.warmup_s < 0:
+            raise ConfigError(f"--warmup {self.warmup_s}: must be 0 or more seconds")
+        if self.rate_per_s is not None and self.rate_per_s <= 0:
+            raise ConfigError(f"--rate {self.rate_per_s}: must be greater than 0 operations per second")
+
+
+def _operation(name: str, query: str, histogram: HdrHistogram, raw: HdrHistogram,
+               errors: int) -> OperationLoadResult:
+    """Percentiles (ms) of the corrected histogram, plus the uncorrected p99: the gap is what
+    coordinated omission would have hidden."""
+    count = histogram.get_total_count()
+    nan = float("nan")
+    percentiles = {label: histogram.get_value_at_percentile(p) / 1000.0 if count else nan
+                   for label, p in PERCENTILES.items()}
+    percentiles["max"] = histogram.get_max_value() / 1000.0 if count else nan
+    percentiles["p99_uncorrected"] = raw.get_value_at_percentile(99.0) / 1000.0 if raw.get_total_count() else nan
+    return OperationLoadResult(name, query, int(raw.get_total_count()), errors, percentiles,
+                               histogram.get_mean_value() / 1000.0 if count else nan,
+                               histogram.encode().decode())
+
+
+def run_load(conninfo: str, config: LoadConfig, pools: Mapping[str, list[dict[str, Any]]],
+             progress: Callable[[str], None] = lambda _m: None) -> LoadResult:
+    """Run ``config.clients`` processes for warm-up + duration and merge what they measured."""
+    config.validate()
+    weights = {name: w for name, w in config.weights.items() if w > 0}
+    per_client_rate = None if config.rate_per_s is None else config.rate_per_s / config.clients
+    context = multiprocessing.get_context("spawn")  # no inherited connections or locks
+    start_at = time.time() + 1.0 + 0.3 * config.clients  # let every process import and connect first
+    tasks = [ClientTask(i, conninfo, {n: OPERATIONS[n].query for n in weights}, weights,
+                        {n: list(pools[n]) for n in weights}, config.warmup_s, config.duration_s,
+                        per_client_rate, config.seed, start_at) for i in range(config.clients)]
+    loop = "closed loop" if config.rate_per_s is None else f"open loop at {config.rate_per_s:.0f}/s"
+    progress(f"{config.clients} client(s), {loop}, {config.warmup_s:g} s warm-up + {config.duration_s:g} s")
+    with context.Pool(config.clients) as pool:
+        outputs = pool.map(run_client, tasks)
+    merged = {n: new_histogram() for n in weights}
+    raw_merged = {n: new_histogram() for n in weights}
+    errors = dict.fromkeys(weights, 0)
+    samples: list[str] = []
+    for out in outputs:
+        for name in weights:
+            merged[name].add(HdrHistogram.decode(out["histograms"][name]))
+            raw_merged[name].add(HdrHistogram.decode(out["raw_histograms"][name]))
+            errors[name] += out["errors"][name]
+        samples += out["error_samples"]
+    overall, raw_overall = new_histogram(), new_histogram()
+    for name in weights:
+        overall.add(merged[name])
+        raw_overall.add(raw_merged[name])
+    total = sum(int(sum(out["counts"].values())) for out in outputs)
+    elapsed = max(out["elapsed_s"] for out in outputs)
+    return LoadResult(
+        clients=config.clients, duration_s=elapsed, mode="closed" if config.rate_per_s is None else "open",
+        rate_per_s=config.rate_per_s, weights=weights, throughput_per_s=total / elapsed if elapsed else 0.0,
+        total=total, errors=sum(errors.values()), corrected_for_coordinated_omission=True,
+        operations=tuple(_operation(n, OPERATIONS[n].query, merged[n], raw_merged[n], errors[n]) for n in weights),
+        overall=_operation("all", "*", overall, raw_overall, sum(errors.values())),
+        error_samples=tuple(samples[:10]),
+        correction=("closed loop: HdrHistogram record_corrected_value, expected interval = each client's "
+                    f"warm-up median ({', '.join(str(out['expected_interval_us']) for out in outputs)} µs)"
+                    if config.rate_per_s is None else
+                    "open loop: latency measured from each request's intended (scheduled) start"))

@@ -1,0 +1,1 @@
+"""Statistics, result model, regression comparison and sign-off reports (see DESIGN.md)."""

@@ -1,0 +1,399 @@
+"""The versioned JSON result model every measuring stage writes and every report reads.
+
+One ``BenchmarkRun`` is one measuring session: an ``EnvironmentFingerprint`` (what it ran on), and
+either per-scenario single-client results (``ScenarioResult``: raw samples, statistics, buffers,
+target, verdict) or a concurrent load result (``LoadResult``), or both. All classes are frozen
+dataclasses; ``to_json``/``from_json`` are the only (de)serialisers, so the format lives here.
+
+Comparability: each ``ScenarioResult`` carries ``params_version``, a hash of the SQL text, the
+scenario's parameter definition and the schema fingerprint (the asv idea): a result is only
+compared with another that has the same version. ``EnvironmentFingerprint.differences`` names the
+environment fields that differ, so a comparison can say "the environment changed" rather than
+"the code regressed".
+
+Format history (``format_version``; bump it on any change a reader must know about, and
+teach ``_upgrade`` to read the older shape):
+
+- 1 (2026-11-24): first version. ``BenchmarkRun{format_version, kind, run_id, created_at,
+  environment, scenarios[], load, notes}``; ``ScenarioResult`` samples are milliseconds;
+  ``LoadResult`` percentiles come from HDR histograms corrected for coordinated omission and
+  each operation keeps its base64 HDR encoding (the raw data of a load run).
+- 2 (2026-11-24): ``ScenarioResult.judged_ms`` (``{"p95": .., "p99": ..}``): the percentiles the
+  verdict is judged on, the median over consecutive batches of rounds
+  (``reports.stats.batch_percentiles``), robust to bursts of other work on a shared machine;
+  ``stats`` stays the pooled summary of all samples. ``LoadResult.correction`` (how coordinated
+  omission was corrected). Version 1 files read as judged on the pooled percentiles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from chatbench.errors import ChatbenchError
+from reports.stats import BATCHES, SampleStats, batch_percentiles, describe
+
+FORMAT_VERSION = 2
+"""The format ``to_json`` writes; ``from_json`` reads this and every older version listed above."""
+
+Verdict = Literal["PASS", "FAIL", "NO TARGET"]
+RunKind = Literal["bench", "load", "fidelity"]
+
+
+def params_version(sql: str, params: Mapping[str, Any], schema_fingerprint: str) -> str:
+    """A short stable hash of what a benchmark measures: SQL + parameter definition + schema.
+
+    ``params`` should describe the scenario (e.g. depth, page size, the parameter sets rotated
+    through), not a single value, and must be JSON-serialisable (datetimes as ISO strings).
+    """
+    payload = json.dumps({"sql": sql, "params": params, "schema": schema_fingerprint}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EnvironmentFingerprint:
+    """Everything about where and on what a run happened that could explain a difference in numbers."""
+
+    server_version: str
+    server_version_num: int
+    server_settings: Mapping[str, str]  # non-default settings (name -> value with unit)
+    backend: str  # local | container | dsn
+    cpu_model: str
+    cpu_count: int
+    pinning: Mapping[str, Any]  # chatbench.pinning.PinningResult.to_dict()
+    python_version: str
+    libraries: Mapping[str, str]  # distribution -> version
+    schema_fingerprint: str
+    profile: str
+    spec: Mapping[str, Any]
+    seed: int
+    data_sizes: Mapping[str, int]  # rows per table
+    platform: str = ""
+    hostname: str = ""
+
+    # Fields whose difference makes numbers incomparable (vs. merely noteworthy).
+    DECISIVE: ClassVar[tuple[str, ...]] = (
+        "server_version_num",
+        "server_settings",
+        "backend",
+        "cpu_model",
+        "cpu_count",
+        "schema_fingerprint",
+        "spec",
+        "seed",
+        "data_sizes",
+    )
+
+    def differences(self, other: EnvironmentFingerprint, *, decisive_only: bool = False) -> tuple[str, ...]:
+        """Names of the fields that differ between two fingerprints (sorted, stable)."""
+        names = self.DECISIVE if decisive_only else tuple(f.name for f in fields(self))
+        return tuple(sorted(n for n in names if _plain(getattr(self, n)) != _plain(getattr(other, n))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EnvironmentFingerprint:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class BufferUsage:
+    """Shared buffers one execution touched (EXPLAIN (ANALYZE, BUFFERS) of a representative run)."""
+
+    shared_hit: int
+    shared_read: int
+    shared_dirtied: int = 0
+    shared_written: int = 0
+
+    @property
+    def total(self) -> int:
+        """Pages touched (hit + read): the budgeted number, independent of cache warmth."""
+        return self.shared_hit + self.shared_read
+
+
+@dataclass(frozen=True)
+class Target:
+    """A scenario's budget: latency percentiles in ms and pages touched per execution."""
+
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    buffers: int | None = None
+    why: str = ""
+
+    def misses(
+        self, scenario: str, stats: SampleStats, buffers: BufferUsage | None, judged: Mapping[str, float] | None = None
+    ) -> tuple[str, ...]:
+        """One line per missed budget, e.g. ``latest_page: p95 1.23 ms > target 0.80 ms``.
+
+        Latency is judged on ``judged`` (batch-median percentiles) when given, else on ``stats``.
+        """
+        lines: list[str] = []
+        for stat, budget in (("p95", self.p95_ms), ("p99", self.p99_ms)):
+            if budget is not None:
+                measured = judged[stat] if judged and stat in judged else stats.percentile(stat)
+                if measured > budget:
+                    lines.append(f"{scenario}: {stat} {measured:.3f} ms > target {budget:.3f} ms")
+        if self.buffers is not None and buffers is not None and buffers.total > self.buffers:
+            lines.append(f"{scenario}: buffers {buffers.total} > target {self.buffers}")
+        return tuple(lines)
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """One scenario of one query, measured single-client: raw samples kept, verdict against its target."""
+
+    scenario: str
+    query: str  # canonical query name
+    params_version: str
+    samples_ms: tuple[float, ...]
+    stats: SampleStats
+    buffers: BufferUsage | None = None
+    target: Target | None = None
+    verdict: Verdict = "NO TARGET"
+    failures: tuple[str, ...] = ()  # the one-line messages of missed budgets
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. depth, rows, transaction handling
+    judged_ms: Mapping[str, float] = field(default_factory=dict)  # p95/p99 the verdict used (format 2)
+
+    @classmethod
+    def judge(
+        cls,
+        *,
+        scenario: str,
+        query: str,
+        params_version: str,
+        samples_ms: Iterable[float],
+        buffers: BufferUsage | None = None,
+        target: Target | None = None,
+        extra: Mapping[str, Any] | None = None,
+        batches: int = BATCHES,
+    ) -> ScenarioResult:
+        """Build a result from raw samples: statistics, judged percentiles and the verdict in one place."""
+        samples = tuple(float(s) for s in samples_ms)
+        stats = describe(samples)
+        judged = batch_percentiles(samples, batches=batches)
+        failures = target.misses(scenario, stats, buffers, judged) if target is not None else ()
+        verdict: Verdict = "NO TARGET" if target is None else ("FAIL" if failures else "PASS")
+        return cls(
+            scenario,
+            query,
+            params_version,
+            samples,
+            stats,
+            buffers,
+            target,
+            verdict,
+            failures,
+            dict(extra or {}),
+            judged,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "query": self.query,
+            "params_version": self.params_version,
+            "samples_ms": list(self.samples_ms),
+            "stats": self.stats.to_dict(),
+            "buffers": asdict(self.buffers) if self.buffers is not None else None,
+            "target": asdict(self.target) if self.target is not None else None,
+            "verdict": self.verdict,
+            "failures": list(self.failures),
+            "extra": _plain(self.extra),
+            "judged_ms": dict(self.judged_ms),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScenarioResult:
+        return cls(
+            scenario=data["scenario"],
+            query=data["query"],
+            params_version=data["params_version"],
+            samples_ms=tuple(float(s) for s in data["samples_ms"]),
+            stats=SampleStats.from_dict(data["stats"]),
+            buffers=BufferUsage(**data["buffers"]) if data.get("buffers") else None,
+            target=Target(**data["target"]) if data.get("target") else None,
+            verdict=data["verdict"],
+            failures=tuple(data.get("failures", ())),
+            extra=dict(data.get("extra", {})),
+            judged_ms={k: float(v) for k, v in data.get("judged_ms", {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class OperationLoadResult:
+    """One operation of a load mix: counts and latency percentiles from its (CO-corrected) HDR histogram."""
+
+    operation: str
+    query: str
+    count: int
+    errors: int
+    percentiles_ms: Mapping[str, float]  # "p50", "p90", "p95", "p99", "p99.9", "max"
+    mean_ms: float
+    histogram: str  # base64 HDR histogram encoding (microseconds): the raw data of a load run
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OperationLoadResult:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A concurrent load run: N client processes, a weighted mix, closed loop or a fixed arrival rate."""
+
+    clients: int
+    duration_s: float  # measured wall time of the measuring phase
+    mode: Literal["closed", "open"]
+    rate_per_s: float | None  # total target arrival rate in open-loop mode
+    weights: Mapping[str, float]
+    throughput_per_s: float  # completed operations per second, all clients
+    total: int
+    errors: int
+    corrected_for_coordinated_omission: bool
+    operations: tuple[OperationLoadResult, ...]
+    overall: OperationLoadResult
+    error_samples: tuple[str, ...] = ()
+    correction: str = ""  # how coordinated omission was corrected (closed vs open loop)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["operations"] = [op.to_dict() for op in self.operations]
+        data["overall"] = self.overall.to_dict()
+        return _plain(data)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoadResult:
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values["operations"] = tuple(OperationLoadResult.from_dict(op) for op in data["operations"])
+        values["overall"] = OperationLoadResult.from_dict(data["overall"])
+        values["error_samples"] = tuple(data.get("error_samples", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """One measuring session: its environment and its results. ``verdict`` is FAIL if any scenario failed."""
+
+    kind: RunKind
+    run_id: str
+    created_at: str  # ISO 8601 UTC
+    environment: EnvironmentFingerprint
+    scenarios: tuple[ScenarioResult, ...] = ()
+    load: LoadResult | None = None
+    notes: Mapping[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def verdict(self) -> Verdict:
+        verdicts = {s.verdict for s in self.scenarios}
+        if "FAIL" in verdicts:
+            return "FAIL"
+        return "PASS" if "PASS" in verdicts else "NO TARGET"
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        return tuple(line for s in self.scenarios for line in s.failures)
+
+    def scenario(self, name: str) -> ScenarioResult:
+        for result in self.scenarios:
+            if result.scenario == name:
+                return result
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "kind": self.kind,
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "environment": self.environment.to_dict(),
+            "scenarios": [s.to_dict() for s in self.scenarios],
+            "load": self.load.to_dict() if self.load is not None else None,
+            "notes": _plain(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkRun:
+        data = _upgrade(data)
+        return cls(
+            kind=data["kind"],
+            run_id=data["run_id"],
+            created_at=data["created_at"],
+            environment=EnvironmentFingerprint.from_dict(data["environment"]),
+            scenarios=tuple(ScenarioResult.from_dict(s) for s in data.get("scenarios", ())),
+            load=LoadResult.from_dict(data["load"]) if data.get("load") else None,
+            notes=dict(data.get("notes", {})),
+            format_version=FORMAT_VERSION,
+        )
+
+
+def to_json(run: BenchmarkRun, *, indent: int | None = 1) -> str:
+    return json.dumps(run.to_dict(), indent=indent, sort_keys=False, allow_nan=True)
+
+
+def from_json(text: str) -> BenchmarkRun:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ChatbenchError(
+            f"result file is not JSON ({exc.msg} at line {exc.lineno}); pass a file written by chatbench"
+        ) from exc
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise ChatbenchError(
+            "result JSON has no format_version; pass a file written by chatbench "
+            "(pytest-benchmark JSON holds its results under benchmarks[].extra_info)"
+        )
+    return BenchmarkRun.from_dict(data)
+
+
+def write(run: BenchmarkRun, path: str | os.PathLike[str]) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(to_json(run) + "\n")
+    return target
+
+
+def read(path: str | os.PathLike[str]) -> BenchmarkRun:
+    source = Path(path)
+    if not source.is_file():
+        raise ChatbenchError(f"result file {source} does not exist; run `chatbench bench` or pass another path")
+    return from_json(source.read_text())
+
+
+def _upgrade(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Bring an older format up to ``FORMAT_VERSION`` (one step per version in the history above)."""
+    version = data.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ChatbenchError(f"result format_version {version!r} is invalid; pass a file written by chatbench")
+    if version > FORMAT_VERSION:
+        raise ChatbenchError(
+            f"result format_version {version} is newer than this chatbench reads ({FORMAT_VERSION}); upgrade chatbench"
+        )
+    # 1 -> 2: the new fields (judged_ms, correction) default to empty: judged on pooled percentiles.
+    return data
+
+
+def _plain(value: Any) -> Any:
+    """Mappings/tuples/datetimes to JSON-plain data (fingerprints then compare by content)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def local_platform() -> tuple[str, str]:
+    """(platform string, hostname) for the fingerprint."""
+    return platform.platform(), platform.node()

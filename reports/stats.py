@@ -1,0 +1,214 @@
+"""Descriptive statistics computed from raw latency samples, and growth-class fits for scaling.
+
+Why here and not in pytest-benchmark: pytest-benchmark keeps min/max/mean/stddev/median/IQR but
+no tail percentiles, and a sign-off is about tails (p95/p99). Every number below is computed
+from the raw samples, which the results keep next to them, so anyone can recompute or re-judge.
+
+Conventions:
+- Samples are milliseconds (floats), one per timed execution (one round).
+- Percentiles use numpy's default linear interpolation ("type 7"), the same as pandas/R default,
+  so numbers can be reproduced elsewhere.
+- "Could not compute" is an error, never a silent pass: ``describe`` raises ``ValueError`` on an
+  empty or non-finite sample set.
+- A result is flagged *unstable* when the coefficient of variation (stddev / mean) is >= 10%,
+  pyperf's threshold: such numbers are reported, not hidden, and the flag travels with them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+UNSTABLE_CV = 0.10
+"""Coefficient of variation from which a sample set is called unstable (pyperf's rule)."""
+
+MIN_ROUNDS_FOR_P99 = 100
+"""Below this many rounds the p99 is (nearly) the maximum: reported, but flagged as thin."""
+
+
+@dataclass(frozen=True)
+class SampleStats:
+    """Summary of one sample set (milliseconds). Immutable; rebuilt from the raw samples on demand."""
+
+    rounds: int
+    min: float
+    max: float
+    mean: float
+    stddev: float  # sample standard deviation (ddof=1); 0.0 for a single round
+    p50: float
+    p95: float
+    p99: float
+    q1: float
+    q3: float
+    iqr: float
+    cv: float  # stddev / mean
+
+    @property
+    def median(self) -> float:
+        return self.p50
+
+    @property
+    def unstable(self) -> bool:
+        """True when the spread is large relative to the mean (CV >= 10%): compare with care."""
+        return self.cv >= UNSTABLE_CV
+
+    @property
+    def thin_tail(self) -> bool:
+        """True when there are too few rounds for p99 to mean more than "the slowest round"."""
+        return self.rounds < MIN_ROUNDS_FOR_P99
+
+    def percentile(self, name: str) -> float:
+        """A statistic by name (``p50``, ``p95``, ``p99``, ``mean``, ...): what targets refer to."""
+        if name not in _STAT_NAMES:
+            raise KeyError(f"unknown statistic {name!r}; expected one of {', '.join(sorted(_STAT_NAMES))}")
+        return float(getattr(self, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["unstable"] = self.unstable
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SampleStats:
+        return cls(**{name: data[name] for name in _FIELD_NAMES})
+
+
+_FIELD_NAMES = tuple(SampleStats.__dataclass_fields__)
+_STAT_NAMES = frozenset(_FIELD_NAMES) - {"rounds"}
+
+
+def describe(samples_ms: Sequence[float] | np.ndarray) -> SampleStats:
+    """Compute the summary of raw samples; raises ``ValueError`` when there is nothing sound to summarise."""
+    data = np.asarray(samples_ms, dtype=float)
+    if data.ndim != 1 or data.size == 0:
+        raise ValueError("cannot compute statistics: no samples")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("cannot compute statistics: samples contain NaN or infinity")
+    p50, p95, p99, q1, q3 = (float(v) for v in np.percentile(data, [50, 95, 99, 25, 75]))
+    mean = float(data.mean())
+    stddev = float(data.std(ddof=1)) if data.size > 1 else 0.0
+    return SampleStats(
+        rounds=int(data.size),
+        min=float(data.min()),
+        max=float(data.max()),
+        mean=mean,
+        stddev=stddev,
+        p50=p50,
+        p95=p95,
+        p99=p99,
+        q1=q1,
+        q3=q3,
+        iqr=q3 - q1,
+        cv=stddev / mean if mean > 0 else math.inf,
+    )
+
+
+BATCHES = 5
+"""Consecutive batches a sample set is cut into for the judged (steady-state) percentiles."""
+
+MIN_BATCH_ROUNDS = 100
+"""Below this many rounds per batch a batch p99 means little: fall back to the pooled samples."""
+
+
+def batch_percentiles(
+    samples_ms: Sequence[float] | np.ndarray, *, batches: int = BATCHES, percentiles: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """The median over ``batches`` consecutive blocks of each block's percentile (p95, p99).
+
+    Why: on a shared machine another job's burst lands in one stretch of a run and drags the
+    pooled p99 with it, although the code under test did not change. A regression (a worse plan,
+    a missing index) slows every batch; a burst slows a few. The median of the batch percentiles
+    is what targets are judged on; the pooled percentiles stay reported next to it. With too few
+    rounds for meaningful batches the pooled percentiles are returned.
+    """
+    wanted = dict(percentiles or {"p95": 95.0, "p99": 99.0})
+    data = np.asarray(samples_ms, dtype=float)
+    if data.size == 0:
+        raise ValueError("cannot compute statistics: no samples")
+    if batches < 2 or data.size < batches * MIN_BATCH_ROUNDS:
+        return {name: float(np.percentile(data, q)) for name, q in wanted.items()}
+    blocks = np.array_split(data, batches)
+    return {name: float(np.median([np.percentile(block, q) for block in blocks])) for name, q in wanted.items()}
+
+
+def seconds_to_ms(samples_s: Sequence[float]) -> tuple[float, ...]:
+    """pytest-benchmark stores seconds; results store milliseconds."""
+    return tuple(float(s) * 1000.0 for s in samples_s)
+
+
+# --- growth classes (scaling) ---------------------------------------------------------------
+
+GrowthClass = Literal["flat", "logarithmic", "linear", "unknown"]
+
+FLAT_GROWTH = 0.5
+"""A fitted increase of less than 50% over the whole x range counts as flat.
+
+Why that loose: single-client latencies on a shared 2-core machine wobble by tens of percent,
+while the shapes we must tell apart differ far more over a 20x range: a linear cost over pages 1..20
+grows ~20x, a logarithmic one ~4x (log2(20)), a flat (index keyset) one stays within noise.
+"""
+
+
+@dataclass(frozen=True)
+class GrowthFit:
+    """Which curve best explains y(x): the class, the fitted growth over the range, and the fits' R²."""
+
+    growth_class: GrowthClass
+    points: int
+    growth: float  # fitted y(x_max) / y(x_min) - 1 of the chosen (or best non-flat) model
+    r2_linear: float
+    r2_log: float
+    slope_linear: float  # y units per x unit
+    slope_log: float  # y units per ln(x) unit
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Least squares y = a + b*x; returns (a, b, R²) (R² = 1 when y is constant and fitted exactly)."""
+    b, a = np.polyfit(x, y, 1)
+    residual = float(np.sum((y - (a + b * x)) ** 2))
+    total = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - residual / total if total > 0 else 1.0
+    return float(a), float(b), r2
+
+
+def fit_growth(xs: Sequence[float], ys: Sequence[float], noise: Sequence[float] | None = None) -> GrowthFit:
+    """Classify how ``ys`` grows with ``xs`` (page depth, data size) as flat, logarithmic or linear.
+
+    Method: fit y = a + b*x and y = a + b*ln(x) by least squares. If the better fit predicts less
+    than ``FLAT_GROWTH`` relative increase from the smallest to the largest x, the class is flat;
+    otherwise the model with the higher R² names the class. Fewer than three distinct x values
+    cannot tell log from linear: the class is then ``unknown`` (reported, never guessed).
+    ``noise`` (e.g. each point's IQR) makes a fitted increase smaller than twice the median noise
+    count as flat too: on a shared machine a p50 wobbles by more than an index lookup costs.
+    """
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError("fit_growth: xs and ys must be equal-length sequences")
+    if np.any(x <= 0):
+        raise ValueError("fit_growth: x values must be positive (a logarithm is fitted)")
+    distinct = np.unique(x).size
+    if distinct < 3:
+        return GrowthFit("unknown", int(x.size), math.nan, math.nan, math.nan, math.nan, math.nan)
+    a_lin, b_lin, r2_lin = _fit(x, y)
+    a_log, b_log, r2_log = _fit(np.log(x), y)
+    lo, hi = float(x.min()), float(x.max())
+    if r2_lin >= r2_log:
+        start, end = a_lin + b_lin * lo, a_lin + b_lin * hi
+    else:
+        start, end = a_log + b_log * math.log(lo), a_log + b_log * math.log(hi)
+    floor = max(start, float(np.min(y)) * 0.5, 1e-12)
+    growth = (end - start) / floor
+    within_noise = noise is not None and len(noise) > 0 and (end - start) < 2 * float(np.median(noise))
+    if growth < FLAT_GROWTH or within_noise:
+        growth_class: GrowthClass = "flat"
+    else:
+        growth_class = "linear" if r2_lin >= r2_log else "logarithmic"
+    return GrowthFit(growth_class, int(x.size), float(growth), r2_lin, r2_log, b_lin, b_log)

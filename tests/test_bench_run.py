@@ -1,0 +1,162 @@
+"""Benchmarks, load and fidelity on real (local, embedded) servers with the smoke profile.
+
+Nothing here asserts on a timing: verdicts are forced with targets that no run can miss (or none
+can meet), and the rest checks structure: raw samples kept, statistics computed from them,
+the one-line failure message, pinning recorded, histograms decodable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from chatbench.pinning import pin, restore_client
+from chatbench.provision import Server
+from reports.results import read
+
+ROOT = Path(__file__).resolve().parents[1]
+ROUNDS = ["--chatbench-rounds", "20", "--chatbench-warmup", "2"]
+
+
+def _run(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHATBENCH_BACKEND": "local"}
+    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _targets(tmp_path: Path, p95_ms: float, scenarios: tuple[str, ...]) -> Path:
+    path = tmp_path / "targets.toml"
+    path.write_text("".join(f'[{name}]\nwhy = "test"\nsmoke = {{ p95_ms = {p95_ms}, p99_ms = {p95_ms * 2} }}\n'
+                            for name in scenarios))
+    return path
+
+
+def test_pinning_records_client_and_backend_on_one_core(pg: Server) -> None:
+    saved = os.sched_getaffinity(0)
+    try:
+        with psycopg.connect(pg.conninfo(), autocommit=True) as conn:
+            result = pin(conn, backend="local")
+            backend_pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            assert result.server_pid == backend_pid
+            assert result.client_pinned and result.server_pinned and result.same_core, result.reason
+            assert result.client_cpus == result.server_cpus == (result.cpu,)
+            assert os.sched_getaffinity(backend_pid) == {result.cpu}
+            elsewhere = pin(conn, backend="container")
+            assert elsewhere.client_pinned and not elsewhere.server_pinned
+            assert "not this host's pid namespace" in elsewhere.reason
+            off = pin(conn, backend="local", mode="off")
+            assert off.to_dict()["same_core"] is False and off.reason == "pinning disabled"
+    finally:
+        restore_client(saved)
+
+
+def test_suite_runs_on_smoke_and_keeps_raw_samples(tmp_path: Path) -> None:
+    from benchmarks.scenarios import SCENARIOS
+
+    targets = _targets(tmp_path, 10_000.0, tuple(s.name for s in SCENARIOS))
+    bench_json, results_json = tmp_path / "bench.json", tmp_path / "run.json"
+    done = _run("-m", "pytest", "benchmarks", "-p", "no:cacheprovider", "-q", "--chatbench-profile", "smoke",
+                *ROUNDS, "--chatbench-targets", str(targets), "--chatbench-results", str(results_json),
+                "--benchmark-json", str(bench_json))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "verdict: PASS" in done.stdout and "p95 ms" in done.stdout
+    benchmarks = json.loads(bench_json.read_text())["benchmarks"]
+    assert {b["extra_info"]["scenario"] for b in benchmarks} == {s.name for s in SCENARIOS}
+    for bench in benchmarks:
+        info = bench["extra_info"]
+        assert len(info["samples_ms"]) == 20 == info["stats_ms"]["rounds"]
+        assert info["stats_ms"]["p99"] >= info["stats_ms"]["p95"] >= info["stats_ms"]["p50"] > 0
+        assert info["verdict"] == "PASS"
+        assert min(info["samples_ms"]) == pytest.approx(bench["stats"]["min"] * 1000)
+    run = read(results_json)
+    assert run.kind == "bench" and run.verdict == "PASS" and len(run.scenarios) == len(SCENARIOS)
+    assert run.environment.profile == "smoke" and run.environment.data_sizes["messages"] > 0
+    assert run.environment.pinning["mode"] == "same-core"
+    keyset = run.notes["depth_scaling"]["keyset_page"]
+    assert keyset["depths"][:3] == [1, 5, 20]
+    # keyset pages touch about the same pages at any depth; OFFSET pages touch more the deeper they go
+    assert max(keyset["buffers"]) <= 2 * min(keyset["buffers"])
+    offset = run.notes["depth_scaling"]["offset_page"]
+    assert offset["buffers"] == sorted(offset["buffers"]) and offset["buffer_growth"]["growth_class"] == "linear"
+    assert run.scenario("append_message").extra["transaction"] == "autocommit (committed)"
+
+
+def test_an_impossible_target_fails_with_one_line(tmp_path: Path) -> None:
+    targets = _targets(tmp_path, 0.001, ("latest_page",))
+    done = _run("-m", "chatbench.cli", "bench", "--backend", "local", "--profile", "smoke", "--rounds", "20",
+                "--warmup", "2", "--targets", str(targets), "-k", "latest_page", "--json", str(tmp_path / "b.json"),
+                "--results", str(tmp_path / "r.json"))
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("latest_page: p95 ")]
+    assert lines, done.stdout[-3000:]
+    assert re.fullmatch(r"latest_page: p95 \d+\.\d{3} ms > target 0\.001 ms; "
+                        r"latest_page: p99 \d+\.\d{3} ms > target 0\.002 ms", lines[0]), lines
+    assert read(tmp_path / "r.json").verdict == "FAIL"
+
+
+def test_load_one_client_for_two_seconds(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    done = _run("-m", "chatbench.cli", "load", "--backend", "local", "--profile", "smoke", "--clients", "1",
+                "--duration", "2", "--warmup", "0.3", "--out", str(out))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "throughput" in done.stdout and "append_message" in done.stdout
+    run = read(out)
+    assert run.kind == "load" and run.load is not None
+    load = run.load
+    assert load.clients == 1 and load.mode == "closed" and load.errors == 0 and load.total > 0
+    assert load.corrected_for_coordinated_omission
+    assert {op.operation for op in load.operations} == set(load.weights)
+    assert sum(op.count for op in load.operations) == load.total
+    from hdrh.histogram import HdrHistogram
+
+    decoded = HdrHistogram.decode(load.overall.histogram)
+    assert decoded.get_total_count() >= load.total  # the correction only adds samples
+
+
+def test_fidelity_runs_pgbench_with_the_same_parameters(pg: Server) -> None:
+    import loadgen
+    from benchmarks.session import open_session
+    from benchmarks.targets import load_targets
+    from chatbench import fidelity
+    from tests.conftest import drop_database, make_database
+
+    db = make_database(pg, "fid")
+    try:
+        seed = loadgen.seed(db, loadgen.load_spec("smoke"), seed=1, use_cache=True, progress=False)
+        with open_session(db, seed, profile="smoke", targets=load_targets()) as session:
+            report = fidelity.check(db, session, scenarios=("latest_page", "message_count"), rounds=30, warmup=3)
+    finally:
+        drop_database(db)
+    assert [row.scenario for row in report.rows] == ["latest_page", "message_count"]
+    assert [row.rows for row in report.rows] == [50, 1]
+    assert all(row.pgbench.rounds == 30 and row.harness.rounds == 30 for row in report.rows)
+    assert "harness" in fidelity.render(report) and all(row.libpq.rounds == 30 for row in report.rows)
+
+
+def test_both_drivers_return_the_same_rows_for_every_read_scenario(pg: Server) -> None:
+    import loadgen
+    from benchmarks import scenarios as sc
+    from tests.conftest import drop_database, make_database
+
+    db = make_database(pg, "drv")
+    try:
+        seed = loadgen.seed(db, loadgen.load_spec("smoke"), seed=1, use_cache=True, progress=False)
+        with psycopg.connect(db.conninfo(), autocommit=True) as conn:
+            for scenario in (s for s in sc.SCENARIOS if s.kind == "read"):
+                params = sc.build_params(scenario, conn, seed.params)
+                assert params, scenario.name
+                via_psycopg = sc.runner(conn, scenario.canonical)
+                via_libpq = sc.runner(conn, scenario.canonical, "libpq")
+                counts = [(via_psycopg(p), via_libpq(p)) for p in params]
+                assert all(a == b > 0 for a, b in counts), (scenario.name, counts)
+                if scenario.name.startswith(("keyset_page_", "offset_page_")) and scenario.depth != "last":
+                    assert {a for a, _ in counts} == {sc.PAGE}, scenario.name
+    finally:
+        drop_database(db)

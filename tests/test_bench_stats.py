@@ -1,0 +1,204 @@
+"""reports.stats, reports.results and benchmarks.targets: pure computations, no server needed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.targets import parse_targets
+from chatbench.errors import ChatbenchError, ConfigError
+from reports.results import (
+    FORMAT_VERSION,
+    BenchmarkRun,
+    BufferUsage,
+    EnvironmentFingerprint,
+    LoadResult,
+    OperationLoadResult,
+    ScenarioResult,
+    Target,
+    from_json,
+    params_version,
+    to_json,
+)
+from reports.stats import describe, fit_growth
+
+
+def test_describe_matches_numpy_on_known_samples() -> None:
+    samples = [float(v) for v in range(1, 101)]  # 1..100 ms
+    stats = describe(samples)
+    assert stats.rounds == 100
+    assert stats.p50 == pytest.approx(50.5)
+    assert stats.p95 == pytest.approx(np.percentile(samples, 95))
+    assert stats.p99 == pytest.approx(99.01)
+    assert stats.iqr == pytest.approx(np.percentile(samples, 75) - np.percentile(samples, 25))
+    assert stats.mean == pytest.approx(50.5)
+    assert stats.stddev == pytest.approx(np.std(samples, ddof=1))
+    assert stats.cv == pytest.approx(stats.stddev / stats.mean)
+    assert stats.unstable  # CV ~57%
+    assert not stats.thin_tail
+
+
+def test_describe_single_and_constant_samples() -> None:
+    stats = describe([2.0])
+    assert (stats.rounds, stats.stddev, stats.p99, stats.cv) == (1, 0.0, 2.0, 0.0)
+    assert stats.thin_tail and not stats.unstable
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, math.nan], [1.0, math.inf]])
+def test_describe_refuses_what_it_cannot_compute(bad: list[float]) -> None:
+    with pytest.raises(ValueError, match="cannot compute"):
+        describe(bad)
+
+
+def test_growth_classes() -> None:
+    depths = [1, 5, 20, 40]
+    assert fit_growth(depths, [0.150, 0.152, 0.149, 0.151]).growth_class == "flat"
+    assert fit_growth(depths, [0.1 * d for d in depths]).growth_class == "linear"
+    sizes = [1e3, 1e4, 1e5, 1e6]
+    assert fit_growth(sizes, [1 + math.log(s) for s in sizes]).growth_class == "logarithmic"
+    assert fit_growth([1, 5], [1.0, 5.0]).growth_class == "unknown"
+
+
+def _environment(**overrides: object) -> EnvironmentFingerprint:
+    values: dict[str, object] = dict(
+        server_version="18.1", server_version_num=180001, server_settings={"fsync": "off"}, backend="local",
+        cpu_model="AMD EPYC", cpu_count=2, pinning={"mode": "same-core", "same_core": True},
+        python_version="3.11.7", libraries={"psycopg": "3.3"}, schema_fingerprint="abc", profile="smoke",
+        spec={"messages": {"count": 20000}}, seed=1, data_sizes={"messages": 20000}, platform="Linux",
+        hostname="h")
+    values.update(overrides)
+    return EnvironmentFingerprint(**values)  # type: ignore[arg-type]
+
+
+def test_run_json_round_trip_keeps_raw_samples_and_verdicts() -> None:
+    target = Target(p95_ms=1.0, p99_ms=2.0, buffers=100, why="index scan")
+    good = ScenarioResult.judge(scenario="latest_page", query="latest_messages", params_version="v1",
+                                samples_ms=[0.1, 0.2, 0.15], buffers=BufferUsage(19, 1), target=target,
+                                extra={"depth": None})
+    bad = ScenarioResult.judge(scenario="offset_page_20", query="messages_offset", params_version="v2",
+                               samples_ms=[3.0, 4.0, 5.0], buffers=BufferUsage(200, 0), target=target)
+    untargeted = ScenarioResult.judge(scenario="x", query="count_messages", params_version="v3", samples_ms=[1.0])
+    histogram = OperationLoadResult("latest_page", "latest_messages", 10, 0, {"p50": 0.1, "p99": 0.3}, 0.12, "HISTv1")
+    load = LoadResult(clients=2, duration_s=2.0, mode="open", rate_per_s=100.0, weights={"latest_page": 1.0},
+                      throughput_per_s=5.0, total=10, errors=0, corrected_for_coordinated_omission=True,
+                      operations=(histogram,), overall=histogram, correction="open loop")
+    run = BenchmarkRun(kind="bench", run_id="r1", created_at="2026-11-24T00:00:00+00:00",
+                       environment=_environment(), scenarios=(good, bad, untargeted), load=load,
+                       notes={"rounds": 3})
+    assert (good.verdict, bad.verdict, untargeted.verdict) == ("PASS", "FAIL", "NO TARGET")
+    assert bad.failures == ("offset_page_20: p95 4.900 ms > target 1.000 ms",
+                            "offset_page_20: p99 4.980 ms > target 2.000 ms",
+                            "offset_page_20: buffers 200 > target 100")
+    assert run.verdict == "FAIL"
+    text = to_json(run)
+    again = from_json(text)
+    assert again == run
+    assert again.scenario("latest_page").samples_ms == (0.1, 0.2, 0.15)
+    assert f'"format_version": {FORMAT_VERSION}' in text
+
+
+def test_from_json_refuses_unknown_versions_in_one_line() -> None:
+    with pytest.raises(ChatbenchError, match="newer than this chatbench reads"):
+        from_json('{"format_version": 999}')
+    with pytest.raises(ChatbenchError, match="no format_version"):
+        from_json('{"benchmarks": []}')
+    with pytest.raises(ChatbenchError, match="not JSON"):
+        from_json("{")
+
+
+def test_environment_differences_name_the_fields() -> None:
+    a, b = _environment(), _environment(server_version_num=150004, hostname="other")
+    assert a.differences(b) == ("hostname", "server_version_num")
+    assert a.differences(b, decisive_only=True) == ("server_version_num",)
+
+
+def test_params_version_changes_with_sql_params_and_schema() -> None:
+    base = params_version("SELECT 1", {"depth": 1}, "schema-a")
+    assert base == params_version("SELECT 1", {"depth": 1}, "schema-a")
+    assert len({base, params_version("SELECT 2", {"depth": 1}, "schema-a"),
+                params_version("SELECT 1", {"depth": 5}, "schema-a"),
+                params_version("SELECT 1", {"depth": 1}, "schema-b")}) == 4
+
+
+def test_targets_parse_per_scenario_and_profile() -> None:
+    targets = parse_targets('[latest_page]\nwhy = "index"\nci = { p95_ms = 1.0, p99_ms = 3, buffers = 120 }\n'
+                            'smoke = { p95_ms = 0.5 }\n')
+    assert targets.get("latest_page", "ci") == Target(p95_ms=1.0, p99_ms=3.0, buffers=120, why="index")
+    assert targets.get("latest_page", "smoke") == Target(p95_ms=0.5, why="index")
+    assert targets.get("latest_page", "release") is None
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[a]\nci = { p95 = 1.0 }", "a.ci: unknown key(s) p95"),
+    ("[a]\nci = { p95_ms = -1 }", "a.ci.p95_ms = -1: must be greater than 0"),
+    ("[a]\nci = { buffers = 1.5 }", "a.ci.buffers = 1.5: expected a whole number"),
+    ("[a]\nci = { p95_ms = 'x' }", "a.ci.p95_ms = 'x'"),
+    ("[a]\nci = 3", "a.ci: expected a table"),
+    ("a = 1", "a must be a table"),
+    ("[a", "not valid TOML"),
+])
+def test_targets_errors_are_one_line_and_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as info:
+        parse_targets(text, "t.toml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_packaged_targets_cover_every_scenario_for_every_profile() -> None:
+    from benchmarks.scenarios import SCENARIOS
+    from benchmarks.targets import load_targets
+
+    targets = load_targets()
+    for scenario in SCENARIOS:
+        for profile in ("smoke", "ci", "release"):
+            target = targets.get(scenario.name, profile)
+            assert target is not None and target.why, (scenario.name, profile)
+            assert target.p95_ms and target.p99_ms and target.buffers
+
+
+def test_size_scaling_fits_each_scenario_and_refuses_mixed_environments() -> None:
+    from benchmarks.scaling import size_scaling
+
+    def run(messages: int, offset_ms: float, **env: object) -> BenchmarkRun:
+        flat = ScenarioResult.judge(scenario="keyset_page_20", query="messages_before", params_version="v",
+                                    samples_ms=[0.1, 0.1, 0.1], buffers=BufferUsage(50, 0))
+        growing = ScenarioResult.judge(scenario="message_count", query="count_messages", params_version="v",
+                                       samples_ms=[offset_ms] * 3, buffers=BufferUsage(messages // 100, 0))
+        return BenchmarkRun(kind="bench", run_id=str(messages), created_at="t",
+                            environment=_environment(data_sizes={"messages": messages}, **env),
+                            scenarios=(flat, growing))
+
+    fits = size_scaling([run(20_000, 0.2), run(200_000, 2.0), run(1_000_000, 10.0)])
+    assert fits["keyset_page_20"]["latency"]["growth_class"] == "flat"
+    assert fits["message_count"]["latency"]["growth_class"] == "linear"
+    assert fits["message_count"]["buffers"] == [200, 2000, 10000]
+    with pytest.raises(ChatbenchError, match="differ in cpu_model"):
+        size_scaling([run(20_000, 0.2), run(200_000, 2.0, cpu_model="other")])
+
+
+def test_batch_percentiles_resist_a_burst_but_not_a_regression() -> None:
+    from reports.stats import batch_percentiles
+
+    steady = [0.1] * 2000
+    burst = steady[:1600] + [5.0] * 100 + steady[1700:]  # one stretch of other work: 5% of rounds
+    assert describe(burst).p99 == 5.0  # the pooled tail shows the burst ...
+    assert batch_percentiles(burst)["p99"] == pytest.approx(0.1)  # ... the judged one does not
+    regression = [0.1 if i % 10 else 5.0 for i in range(2000)]  # every batch slow
+    assert batch_percentiles(regression)["p95"] == 5.0
+    assert batch_percentiles([0.1, 0.2, 0.3]) == {"p95": describe([0.1, 0.2, 0.3]).p95,
+                                                  "p99": describe([0.1, 0.2, 0.3]).p99}
+    result = ScenarioResult.judge(scenario="s", query="q", params_version="v", samples_ms=burst,
+                                  target=Target(p95_ms=1.0, p99_ms=1.0))
+    assert result.verdict == "PASS" and result.judged_ms["p99"] == pytest.approx(0.1)
+    regressed = ScenarioResult.judge(scenario="s", query="q", params_version="v", samples_ms=regression,
+                                     target=Target(p95_ms=1.0))
+    assert regressed.failures == ("s: p95 5.000 ms > target 1.000 ms",)
+
+
+def test_growth_within_noise_is_flat() -> None:
+    sizes = [2e4, 2e5, 1e6]
+    noisy = [0.123, 0.089, 0.163]  # a p50 wobbling on a busy machine
+    assert fit_growth(sizes, noisy).growth_class != "flat"
+    assert fit_growth(sizes, noisy, noise=[0.05, 0.04, 0.06]).growth_class == "flat"
+    assert fit_growth(sizes, [0.5, 1.8, 10.4], noise=[0.1, 0.3, 2.0]).growth_class == "linear"
