@@ -85,20 +85,25 @@ _BULK_TABLES = ("conversations", "messages")
 
 def load_phases() -> LoadPhases:
     """Bare tables first; primary keys of big tables, indexes, foreign keys and triggers after the load."""
+    # AddConstraint/DropConstraint detach the constraint from its table's CREATE TABLE as a side
+    # effect: work on a private copy so the canonical metadata (and ddl(), fingerprint()) stay intact.
+    private = sa.MetaData(naming_convention=metadata.naming_convention)
+    for table in metadata.sorted_tables:
+        table.to_metadata(private)
     before: list[DdlStep] = [DdlStep(name, "", body.strip()) for name, body in TRIGGER_FUNCTIONS.items()]
     after: list[DdlStep] = []
-    for table in metadata.sorted_tables:
+    for table in private.sorted_tables:
         before.append(DdlStep(table.name, table.name, _compile(CreateTable(table, include_foreign_key_constraints=[]))))
         if table.name in _BULK_TABLES:
             pk = table.primary_key
-            before.append(DdlStep(str(pk.name), table.name, _compile(DropConstraint(pk, isolate_from_table=False))))
-            after.append(DdlStep(str(pk.name), table.name, _compile(AddConstraint(pk, isolate_from_table=False))))
-    for table in metadata.sorted_tables:
+            before.append(DdlStep(str(pk.name), table.name, _compile(DropConstraint(pk))))
+            after.append(DdlStep(str(pk.name), table.name, _compile(AddConstraint(pk))))
+    for table in private.sorted_tables:
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             after.append(DdlStep(str(index.name), table.name, _compile(CreateIndex(index))))
-    for table in metadata.sorted_tables:
+    for table in private.sorted_tables:
         for fk in sorted(table.foreign_key_constraints, key=lambda c: str(c.name)):
-            after.append(DdlStep(str(fk.name), table.name, _compile(AddConstraint(fk, isolate_from_table=False))))
+            after.append(DdlStep(str(fk.name), table.name, _compile(AddConstraint(fk))))
     for name, (table_name, create) in TRIGGERS.items():
         after.append(DdlStep(name, table_name, create))
     return LoadPhases(tuple(before), tuple(after))

@@ -1,0 +1,370 @@
+"""A self-contained single-file HTML sign-off: inline CSS, inline SVG plots, no external reference.
+
+Opened from a CI artifact or an e-mail, it must render offline: no script, no font, no stylesheet,
+no image fetched from anywhere (and no ``http(s)://`` in the file at all; the tests check it in a
+real headless browser). Every text from the run is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reports import plots
+from reports.compare import Comparison, ScenarioComparison
+from reports.results import BenchmarkRun
+from reports.signoff import Signoff, TargetSignoff
+
+_CSS = """
+:root { --pass:#047857; --fail:#b91c1c; --error:#b45309; --muted:#6b7280; --line:#e5e7eb; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:#111827;
+       margin: 0 auto; max-width: 1100px; padding: 24px; background:#fff; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 18px; margin: 28px 0 8px; border-bottom:1px solid var(--line); }
+h3 { font-size: 15px; margin: 20px 0 6px; }
+.banner { padding: 14px 18px; border-radius: 8px; color: #fff; margin-bottom: 16px; }
+.banner.PASS { background: var(--pass); }
+.banner.FAIL { background: var(--fail); } .banner.ERROR { background: var(--error); }
+.banner.PASS, .banner.FAIL, .banner.ERROR { color: #fff; }
+.banner .verdict { font-size: 28px; font-weight: 700; letter-spacing: .04em; }
+.failing { border-left: 4px solid var(--fail); background:#fef2f2; padding: 8px 12px 8px 28px; margin: 8px 0; }
+.failing li { margin: 2px 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }
+.warnings { border-left: 4px solid var(--error); background:#fffbeb; padding: 8px 12px 8px 28px; }
+table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; font-size: 13px; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f9fafb; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.ok, .PASS, .improved, .unchanged { color: var(--pass); }
+.failed, .FAIL, .regressed { color: var(--fail); font-weight: 600; }
+.error, .ERROR { color: var(--error); font-weight: 600; }
+.skipped, .muted, .new, .missing, .changed { color: var(--muted); }
+.tag { display:inline-block; padding: 0 6px; border-radius: 4px; font-size: 12px; background:#f3f4f6; }
+figure { margin: 12px 0 20px; } figcaption { color: var(--muted); font-size: 12px; }
+svg.plot { width: 100%; height: auto; max-width: 1000px; display: block; }
+pre { background:#f9fafb; border:1px solid var(--line); padding: 8px; overflow-x: auto; font-size: 12px; }
+details summary { cursor: pointer; } code { font-size: 12.5px; }
+.env { color: var(--error); }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 12px; }
+footer { color: var(--muted); font-size: 12px; margin-top: 32px; border-top: 1px solid var(--line); padding-top: 8px; }
+"""
+
+
+def e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def render_signoff(signoff: Signoff) -> str:
+    """The whole sign-off as one HTML document."""
+    body = [_banner(signoff), _failing(signoff)]
+    if signoff.multi:
+        body.append(_side_by_side(signoff.targets))
+    body.append(_plots(signoff))
+    for target in signoff.targets:
+        body.append(_target(target, signoff.multi))
+    body.append(_footer(signoff))
+    return _document(f"chatbench sign-off: {signoff.verdict}", "".join(body))
+
+
+def render_comparison(comparison: Comparison, *, title: str = "chatbench compare") -> str:
+    """A standalone comparison report (``chatbench compare --out``)."""
+    verdict = {"REGRESSION": "FAIL", "COULD NOT COMPARE": "ERROR", "NO REGRESSION": "PASS"}[comparison.verdict]
+    body = (
+        f'<div class="banner {verdict}"><div class="verdict">{e(comparison.verdict)}</div>'
+        f"<div>{e(title)}: current run <code>{e(comparison.current_run)}</code> against baseline "
+        f"<code>{e(comparison.baseline_run)}</code></div></div>"
+    )
+    if comparison.failing:
+        body += "<h2>Failing</h2>" + _list("failing", (item.line() for item in comparison.failing))
+    body += _comparison(comparison)
+    return _document(f"{title}: {comparison.verdict}", body)
+
+
+def _document(title: str, body: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>\n"
+    )
+
+
+def _banner(signoff: Signoff) -> str:
+    return (
+        f'<div class="banner {signoff.verdict}"><div class="verdict">{e(signoff.verdict)}</div>'
+        f"<div>{e(signoff.headline())}</div></div>"
+    )
+
+
+def _list(css: str, lines: Iterable[str]) -> str:
+    items = "".join(f"<li>{e(line)}</li>" for line in lines)
+    return f'<ul class="{css}">{items}</ul>' if items else ""
+
+
+def _failing(signoff: Signoff) -> str:
+    lines = signoff.failing_lines()
+    out = f"<h2>Failing ({len(lines)})</h2>" + _list("failing", lines) if lines else ""
+    warnings = [f"[{t.label}] {w.line()}" if signoff.multi else w.line() for t in signoff.targets for w in t.warnings]
+    if warnings:
+        out += f"<details><summary>Warnings ({len(warnings)})</summary>{_list('warnings', warnings)}</details>"
+    for note in signoff.notes:
+        out += f'<p class="muted">{e(note)}</p>'
+    return out
+
+
+def _side_by_side(targets: Sequence[TargetSignoff]) -> str:
+    head = "".join(f'<th class="num">{e(t.label)}</th>' for t in targets)
+    verdicts = "".join(f"<td class='num {t.verdict}'>{t.verdict}</td>" for t in targets)
+    seconds = "".join(f"<td class='num'>{t.seconds:.1f}</td>" for t in targets)
+    rows = [f"<tr><th>verdict</th>{verdicts}</tr>", f"<tr><th>seconds</th>{seconds}</tr>"]
+    names: list[str] = []
+    for target in targets:
+        for result in target.benchmark.scenarios if target.benchmark else ():
+            if result.scenario not in names:
+                names.append(result.scenario)
+    for name in names:
+        cells = []
+        for target in targets:
+            found = (
+                next((s for s in target.benchmark.scenarios if s.scenario == name), None) if target.benchmark else None
+            )
+            cells.append(
+                '<td class="num muted">–</td>'
+                if found is None
+                else f'<td class="num {found.verdict if found.verdict != "NO TARGET" else ""}">'
+                f"{found.stats.p50:.3f} / {found.stats.p95:.3f}</td>"
+            )
+        rows.append(f"<tr><th><code>{e(name)}</code></th>{''.join(cells)}</tr>")
+    return (
+        f"<h2>Side by side</h2><p class='muted'>p50 / p95 in ms per server</p>"
+        f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def _plots(signoff: Signoff) -> str:
+    runs = [(t.label, t.benchmark) for t in signoff.targets if t.benchmark is not None]
+    figures = [
+        (
+            "Latency by scenario vs target",
+            plots.latency_vs_target(runs),
+            "p50 bars with p95 and p99 marks; the red tick is the scenario's p95 target.",
+        ),
+        (
+            "Keyset vs OFFSET by depth",
+            plots.keyset_vs_offset(runs),
+            "Keyset pages should stay flat with depth; OFFSET (the contrast) grows.",
+        ),
+        (
+            "Scaling by data size",
+            plots.scaling_by_size([p for t in signoff.targets for p in t.scaling]),
+            "p50 of key scenarios measured on databases of different sizes.",
+        ),
+    ]
+    figures += [
+        (
+            f"Latency distributions{f' ({label})' if signoff.multi else ''}",
+            plots.distributions(run, label),
+            "Violin of every raw sample per scenario.",
+        )
+        for label, run in runs
+    ]
+    out = ["<h2>Plots</h2>"]
+    for title, svg, caption in figures:
+        content = svg if svg is not None else '<p class="muted">No data for this plot in this run.</p>'
+        out.append(f"<figure><h3>{e(title)}</h3>{content}<figcaption>{e(caption)}</figcaption></figure>")
+    return "".join(out)
+
+
+def _target(target: TargetSignoff, multi: bool) -> str:
+    title = f"{target.label}: {target.verdict}" if multi else f"Evidence: {target.label}"
+    out = [f'<h2 class="{target.verdict if multi else ""}">{e(title)}</h2>']
+    if target.error:
+        out.append(f'<p class="error">Stopped early: {e(target.error)}</p>')
+    out.append(_stages(target))
+    if target.benchmark is not None:
+        out.append(_benchmarks(target.benchmark))
+    if target.checks:
+        out.append(_checks(target))
+    if target.seed is not None:
+        out.append(_mapping_table("Data", _seed_rows(target.seed)))
+    if target.comparison is not None:
+        out.append("<h3>Against the baseline</h3>" + _comparison(target.comparison))
+    out.append(_mapping_table("Server", _server_rows(target.server)))
+    if target.benchmark is not None:
+        out.append(_environment(target.benchmark))
+    return "".join(out)
+
+
+def _stages(target: TargetSignoff) -> str:
+    rows = "".join(
+        f'<tr><td>{e(s.stage)}</td><td class="{s.status}">{e(s.status)}</td>'
+        f'<td class="num">{s.seconds:.2f}</td><td>{e(s.detail)}</td></tr>'
+        for s in target.stages
+    )
+    return (
+        "<h3>Stages</h3><table><tr><th>stage</th><th>status</th><th class='num'>seconds</th><th>detail</th></tr>"
+        f"{rows}<tr><th>total</th><th></th><th class='num'>{target.seconds:.2f}</th><th></th></tr></table>"
+    )
+
+
+def _benchmarks(run: BenchmarkRun) -> str:
+    rows = []
+    for s in run.scenarios:
+        target = s.target
+        budget = "–" if target is None or target.p95_ms is None else f"{target.p95_ms:.3f}"
+        buffers = "–" if s.buffers is None else str(s.buffers.total)
+        if target is not None and target.buffers is not None:
+            buffers += f" / {target.buffers}"
+        flag = ' <span class="tag" title="CV ≥ 10%">unstable</span>' if s.stats.unstable else ""
+        rows.append(
+            f"<tr><td><code>{e(s.scenario)}</code>{flag}<br><span class='muted'>{e(s.query)}</span></td>"
+            f"<td class='num'>{s.stats.p50:.3f}</td><td class='num'>{s.stats.p95:.3f}</td>"
+            f"<td class='num'>{s.stats.p99:.3f}</td><td class='num'>{budget}</td>"
+            f"<td class='num'>{buffers}</td><td class='num'>{s.stats.rounds}</td>"
+            f"<td class='{s.verdict.replace(' ', '-')}'>{e(s.verdict)}</td></tr>"
+        )
+    table = (
+        "<h3>Benchmarks vs targets</h3><table><tr><th>scenario</th><th class='num'>p50 ms</th>"
+        "<th class='num'>p95 ms</th><th class='num'>p99 ms</th><th class='num'>target p95</th>"
+        "<th class='num'>buffers</th><th class='num'>rounds</th><th>verdict</th></tr>" + "".join(rows) + "</table>"
+    )
+    if run.load is not None:
+        load = run.load
+        ops = "".join(
+            f"<tr><td><code>{e(op.operation)}</code></td><td class='num'>{op.count}</td>"
+            + "".join(
+                f"<td class='num'>{op.percentiles_ms.get(k, float('nan')):.3f}</td>" for k in ("p50", "p95", "p99")
+            )
+            + f"<td class='num'>{op.errors}</td></tr>"
+            for op in (*load.operations, load.overall)
+        )
+        table += (
+            f"<h3>Load</h3><p>{load.clients} clients, {e(load.mode)} loop, {load.throughput_per_s:.0f} ops/s, "
+            f"{load.errors} errors in {load.total}"
+            f"{', corrected for coordinated omission' if load.corrected_for_coordinated_omission else ''}.</p>"
+            "<table><tr><th>operation</th><th class='num'>count</th><th class='num'>p50 ms</th>"
+            "<th class='num'>p95 ms</th><th class='num'>p99 ms</th><th class='num'>errors</th></tr>"
+            f"{ops}</table>"
+        )
+    return table
+
+
+def _checks(target: TargetSignoff) -> str:
+    shown = [c for c in target.checks if not c.passed]
+    passed = len(target.checks) - len(shown)
+    rows = "".join(
+        f"<tr><td>{e(c.stage)}</td><td class='{'failed' if c.failing else 'skipped'}'>{e(c.severity)}</td>"
+        f"<td><code>{e(c.name)}</code></td><td>{e(c.message)}</td></tr>"
+        for c in shown
+    )
+    table = (
+        (f"<table><tr><th>stage</th><th>severity</th><th>object</th><th>finding</th></tr>{rows}</table>")
+        if rows
+        else ""
+    )
+    return f"<h3>Checks</h3><p>{passed} passed, {len(shown)} not passed (failures and warnings below).</p>{table}"
+
+
+def _comparison(comparison: Comparison) -> str:
+    out = []
+    if comparison.environment:
+        items = "".join(
+            f"<li>{'<b>' if d.decisive else ''}{e(d.describe())}{'</b>' if d.decisive else ''}</li>"
+            for d in comparison.environment
+        )
+        out.append(f'<div class="warnings env"><b>Environment differs</b><ul>{items}</ul></div>')
+    out.append(f"<p>{e(comparison.conclusion())}</p>")
+    rows = "".join(_comparison_row(item) for item in sorted(comparison.all_items, key=_status_rank))
+    out.append(
+        "<table><tr><th>status</th><th>scenario</th><th class='num'>p50</th><th class='num'>p95</th>"
+        "<th class='num'>p99</th><th class='num'>p-value</th><th>reason</th></tr>" + rows + "</table>"
+    )
+    for item in comparison.all_items:
+        if item.plan_change is not None:
+            plan = item.plan_change
+            out.append(
+                f"<details open><summary>Plan of <code>{e(item.scenario)}</code> changed: "
+                f"{e(plan.baseline_shape)} → {e(plan.current_shape)}</summary><div class='grid'>"
+                f"<div><b>baseline</b><pre>{e(plan.baseline_plan)}</pre></div>"
+                f"<div><b>current</b><pre>{e(plan.current_plan)}</pre></div></div></details>"
+            )
+    out += [f'<p class="muted">{e(note)}</p>' for note in comparison.notes]
+    return "".join(out)
+
+
+def _status_rank(item: ScenarioComparison) -> int:
+    return ("regressed", "error", "changed", "missing", "new", "improved", "unchanged").index(item.status)
+
+
+def _comparison_row(item: ScenarioComparison) -> str:
+    def cell(stat: str) -> str:
+        change = item.change(stat)
+        if change is None:
+            return "<td class='num muted'>–</td>"
+        return (
+            f"<td class='num' title='{change.baseline_ms:.4f} → {change.current_ms:.4f} ms'>{change.change:+.1%}"
+            f"<br><span class='muted'>[{change.ci_low - 1:+.1%}, {change.ci_high - 1:+.1%}]</span></td>"
+        )
+
+    p = "–" if item.test is None else f"{item.test.p_value:.2g}"
+    return (
+        f"<tr><td class='{item.status}'>{e(item.status)}</td><td><code>{e(item.scenario)}</code></td>"
+        f"{cell('p50')}{cell('p95')}{cell('p99')}<td class='num'>{p}</td><td>{e(item.reason)}</td></tr>"
+    )
+
+
+def _seed_rows(seed: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    keys = ("profile", "counts", "order", "created_at_correlation", "from_cache", "checksum", "timings", "seed")
+    return [(k, seed[k]) for k in keys if k in seed]
+
+
+def _server_rows(server: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    rows = [(k, v) for k, v in server.items() if k != "settings"]
+    if server.get("settings"):
+        rows.append(("settings", server["settings"]))
+    return rows
+
+
+def _environment(run: BenchmarkRun) -> str:
+    env = run.environment.to_dict()
+    return _mapping_table("Environment fingerprint", [(k, v) for k, v in env.items() if k != "spec"], collapsed=True)
+
+
+def _mapping_table(title: str, rows: Sequence[tuple[str, Any]], *, collapsed: bool = False) -> str:
+    cells = "".join(f"<tr><th>{e(k)}</th><td>{_value(v)}</td></tr>" for k, v in rows)
+    table = f"<table>{cells}</table>"
+    if collapsed:
+        return f"<details><summary><b>{e(title)}</b></summary>{table}</details>"
+    return f"<h3>{e(title)}</h3>{table}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{e(k)}={e(_flat(v))}" for k, v in value.items()) or "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return e(_flat(value))
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_flat(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flat(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _footer(signoff: Signoff) -> str:
+    parts = [
+        f"schema {signoff.schema_fingerprint} ({signoff.schema_source})",
+        f"profile {signoff.profile}",
+        f"chatbench {signoff.chatbench_version}",
+        signoff.created_at,
+    ]
+    if signoff.baseline:
+        parts.append(f"baseline {signoff.baseline}")
+    if signoff.command:
+        parts.append(f"command: {signoff.command}")
+    return f"<footer>{e(' · '.join(parts))}</footer>"

@@ -1,0 +1,33 @@
+"""``signoff.json``: the whole sign-off, machine-readable (verdict, failing lines, fingerprints, raw samples)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from reports.compare import Comparison
+from reports.signoff import Signoff
+
+
+def render_signoff(signoff: Signoff, *, indent: int | None = 1) -> str:
+    return _dump(signoff.to_dict(), indent)
+
+
+def render_comparison(comparison: Comparison, *, indent: int | None = 1) -> str:
+    return _dump({"kind": "chatbench-comparison", "format_version": 1, **comparison.to_dict()}, indent)
+
+
+def _dump(data: Any, indent: int | None) -> str:
+    # NaN is not JSON: a statistic that could not be computed is written as null.
+    return json.dumps(_finite(data), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

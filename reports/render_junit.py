@@ -1,0 +1,78 @@
+"""JUnit XML for CI systems: one test suite per stage (per server), one test case per judged item.
+
+CI dashboards (GitLab, Jenkins, GitHub test reporters) then show each failing check, missed
+target or regression by name. A stage that errored is an ``<error>``; a failing item a ``<failure>``
+whose message is the same one line the Markdown shows.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+
+from reports.signoff import CheckItem, Signoff, TargetSignoff
+
+
+def render_signoff(signoff: Signoff) -> str:
+    root = ET.Element("testsuites", name="chatbench sign-off")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for target in signoff.targets:
+        for suite in _suites(target, signoff.multi):
+            root.append(suite)
+            for key in totals:
+                totals[key] += int(suite.get(key, "0"))
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", f"{sum(t.seconds for t in signoff.targets):.3f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _suites(target: TargetSignoff, multi: bool) -> list[ET.Element]:
+    prefix = f"{target.label} / " if multi else ""
+    by_stage: dict[str, list[CheckItem]] = defaultdict(list)
+    for check in target.checks:
+        by_stage[check.stage].append(check)
+    suites = []
+    for stage in target.stages:
+        suite = ET.Element("testsuite", name=f"{prefix}{stage.stage}", time=f"{stage.seconds:.3f}")
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        items = by_stage.pop(stage.stage, [])
+        if stage.status in ("error", "skipped") or not items:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"{prefix}{stage.stage}", name=stage.stage, time=f"{stage.seconds:.3f}"
+            )
+            counts["tests"] += 1
+            if stage.status == "error":
+                ET.SubElement(case, "error", message=stage.detail or "stage error").text = stage.detail
+                counts["errors"] += 1
+            elif stage.status == "skipped":
+                ET.SubElement(case, "skipped", message=stage.detail or "skipped")
+                counts["skipped"] += 1
+            elif stage.status == "failed":
+                ET.SubElement(case, "failure", message=stage.detail or "stage failed").text = stage.detail
+                counts["failures"] += 1
+        for check in items:
+            _case(suite, f"{prefix}{stage.stage}", check, counts)
+        for key, value in counts.items():
+            suite.set(key, str(value))
+        suites.append(suite)
+    for stage_name, items in by_stage.items():  # checks of a stage with no timing row
+        suite = ET.Element("testsuite", name=f"{prefix}{stage_name}", time="0")
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        for check in items:
+            _case(suite, f"{prefix}{stage_name}", check, counts)
+        for key, value in counts.items():
+            suite.set(key, str(value))
+        suites.append(suite)
+    return suites
+
+
+def _case(suite: ET.Element, classname: str, check: CheckItem, counts: dict[str, int]) -> None:
+    case = ET.SubElement(suite, "testcase", classname=classname, name=check.name)
+    counts["tests"] += 1
+    if check.failing:
+        ET.SubElement(case, "failure", message=check.message).text = check.message
+        counts["failures"] += 1
+    elif not check.passed:
+        ET.SubElement(case, "system-out").text = f"{check.severity}: {check.message}"
