@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from chatbench.errors import ChatbenchError, ConfigError, redact
 from chatbench.provision import Server, provision, resolve_backend
+from chatbench.provision.databases import temporary_database
 from loadgen.result import SeedResult
 from reports.compare import Comparison, Thresholds, compare_runs
 from reports.results import BenchmarkRun
@@ -582,20 +581,6 @@ def _seed_summary(result: SeedResult) -> dict[str, Any]:
     }
 
 
-@contextlib.contextmanager
-def sibling_database(server: Server, prefix: str) -> Iterator[Server]:
-    """A database next to ``server``'s for a canonical seed (dropped afterwards, whatever happens)."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield server.with_database(name, owns_database=True)
-    finally:
-        force = sql.SQL(" WITH (FORCE)") if server.version_num >= 130000 else sql.SQL("")
-        with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
-
-
 def _seed_prebuilt(
     server: Server, spec: Any, options: SignoffOptions, display: Display, stack: contextlib.ExitStack
 ) -> SeedResult:
@@ -603,7 +588,7 @@ def _seed_prebuilt(
     import loadgen
     from schema.verify import prebuilt as builder
 
-    sibling = stack.enter_context(sibling_database(server, "cbs_seed"))
+    sibling = stack.enter_context(temporary_database(server, "cbs_seed"))
     result = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=True)
     source = (
         sibling if result.database == sibling.database else sibling.with_database(result.database, owns_database=True)
@@ -730,7 +715,7 @@ def _scaling(server: Server, options: SignoffOptions, display: Display, rec: _Re
     measured = []
     try:
         for profile in options.scaling():
-            with sibling_database(server, "cbs_scale") as sibling:
+            with temporary_database(server, "cbs_scale") as sibling:
                 small = loadgen.seed(
                     sibling, loadgen.load_spec(profile), seed=options.seed, use_cache=options.use_cache, progress=False
                 )

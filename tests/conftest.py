@@ -9,16 +9,14 @@ Container tests need a Docker engine: they skip with the reason when none answer
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 import schema
 from chatbench.provision import Server, provision
+from chatbench.provision.databases import create_database, drop_database
 
 DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
 
@@ -31,15 +29,7 @@ def pg() -> Iterator[Server]:
 
 def make_database(server: Server, prefix: str = "t") -> Server:
     """A new empty database on ``server``, owned by the test (drop it with ``drop_database``)."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return server.with_database(name, owns_database=True)
-
-
-def drop_database(server: Server) -> None:
-    with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(server.database)))
+    return create_database(server, prefix)
 
 
 @pytest.fixture

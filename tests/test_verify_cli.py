@@ -13,8 +13,9 @@ import pytest
 import schema
 from chatbench.cli import main
 from chatbench.provision import Server
+from chatbench.provision.databases import create_database, drop_database
 from schema.verify import verify
-from tests.verify_fixtures import clone, create_database, drop, seed_database
+from tests.verify_fixtures import clone, seed_database
 
 
 def _ddl_with(replace: tuple[str, str] | None = None) -> str:
@@ -31,7 +32,7 @@ def test_ci_profile_passes_and_gives_the_same_verdict_twice(pg: Server) -> None:
         seeded = seed_database(db, "ci")
         first, second = verify(db, seeded), verify(db, seeded)
     finally:
-        drop(db)
+        drop_database(db)
     assert first.passed, "\n".join(f.message() for f in first.errors)
     assert first.findings == second.findings
     assert [(p.scenario, p.mode, p.buffers) for p in first.plans] == [
@@ -108,4 +109,4 @@ def test_url_is_verified_read_only(pg: Server, tmp_path: Path) -> None:
                 databases = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'cbv%'").fetchone()
             assert tables == (0,) and databases == (0,)
     finally:
-        drop(template)
+        drop_database(template)

@@ -12,12 +12,13 @@ import psycopg
 import pytest
 
 from chatbench.provision import Server
+from chatbench.provision.databases import create_database, drop_database
 from loadgen.result import SeedResult
 from schema.models import TRIGGERS
 from schema.verify import VerificationResult, verify
 from schema.verify.catalog import CatalogFacts
 from schema.verify.context import canonical_facts
-from tests.verify_fixtures import clone, create_database, drop, seed_database
+from tests.verify_fixtures import clone, seed_database
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def seeded(pg: Server) -> Iterator[tuple[Server, SeedResult]]:
         result = seed_database(template, "smoke")
         yield template, result
     finally:
-        drop(template)
+        drop_database(template)
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from chatbench.provision import Server
+from chatbench.provision.databases import create_database, drop_database
 from loadgen.result import SeedResult
 from schema.contracts import CONTRACTS, IndexAccess
 from schema.verify.catalog import IndexFact
 from schema.verify.context import build_context, canonical_facts, connect
 from schema.verify.plans import MODES, measure, serves
-from tests.verify_fixtures import create_database, drop, seed_database
+from tests.verify_fixtures import seed_database
 
 
 def _index(keys: tuple[str, ...]) -> IndexFact:
@@ -44,7 +45,7 @@ def seeded(pg: Server) -> Iterator[tuple[Server, SeedResult]]:
     try:
         yield db, seed_database(db, "smoke")
     finally:
-        drop(db)
+        drop_database(db)
 
 
 def test_custom_plans_use_literals_and_generic_plans_use_parameters(seeded: tuple[Server, SeedResult]) -> None:

@@ -10,15 +10,13 @@ Exit 0 when every check passes, 1 when any error-severity finding fails the verd
 from __future__ import annotations
 
 import argparse
-import contextlib
-import secrets
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 from chatbench.commands._common import console, server_from
 from chatbench.errors import ConfigError
 from chatbench.provision import Server
+from chatbench.provision.databases import temporary_database
 from loadgen.result import SeedResult
 
 NAME = "verify"
@@ -60,22 +58,6 @@ def _seed(server: Server, profile: str) -> SeedResult:
     return result
 
 
-@contextlib.contextmanager
-def _sibling(server: Server) -> Iterator[Server]:
-    """A canonical database next to ``server``'s, for the seed to be transplanted from."""
-    import psycopg
-    from psycopg import sql
-
-    name = f"cbv_seed_{secrets.token_hex(4)}"
-    with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield server.with_database(name, owns_database=True)
-    finally:
-        with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def prepare(server: Server, args: argparse.Namespace) -> SeedResult:
     """Seed ``server``'s database, building its schema the application's way first when asked."""
     from schema.verify import prebuilt
@@ -87,7 +69,7 @@ def prepare(server: Server, args: argparse.Namespace) -> SeedResult:
         prebuilt.build_from_sql(server, args.schema_from)
     else:
         prebuilt.build_from_cmd(server, args.schema_from_cmd)
-    with _sibling(server) as sibling:
+    with temporary_database(server, "cbv_seed") as sibling:
         with console.status(f"seeding profile {args.profile} into a canonical sibling database"):
             result = _seed(sibling, args.profile)
         source = _seeded_database(sibling, result)

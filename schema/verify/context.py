@@ -17,17 +17,14 @@ write would be refused by the server itself rather than merely avoided by us.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 import schema
 from chatbench.provision import Server
+from chatbench.provision.databases import temporary_database
 from loadgen.result import SeedParameters
 from schema.verify.catalog import CatalogFacts, read_catalog
 
@@ -58,20 +55,8 @@ def connect(server: Server, *, read_only: bool) -> psycopg.Connection[Any]:
     return psycopg.connect(server.conninfo(), autocommit=True, options=options, application_name="chatbench-verify")
 
 
-@contextmanager
-def _scratch_database(server: Server) -> Iterator[Server]:
-    name = f"cbv_canon_{secrets.token_hex(4)}"
-    with psycopg.connect(server.admin_conninfo(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
-    try:
-        yield server.with_database(name, owns_database=True)
-    finally:
-        with psycopg.connect(server.admin_conninfo(), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def _apply_and_read(server: Server, schema_name: str) -> CatalogFacts:
-    with _scratch_database(server) as scratch:
+    with temporary_database(server, "cbv_canon", template="template0") as scratch:
         schema.apply(scratch.url)
         with psycopg.connect(scratch.conninfo()) as conn:
             return read_catalog(conn, schema_name)
