@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from loadgen.plan import Plan
 from loadgen.pools import Pools
 
 OnRows = Callable[[int], None]
+# A chunk (50k rows by default) renders and loads in about a second; this long without any word from
+# any worker means one is stuck (a rare hang was seen once under heavy load), and waiting for ever
+# would hang the whole run instead of failing it.
+STALL_SECONDS = float(os.environ.get("CHATBENCH_COPY_STALL_SECONDS", "120"))
 
 
 class LoadError(ChatbenchError):
@@ -118,10 +123,17 @@ def copy_messages(
         if in_parent is not None:
             in_parent()
         done = 0
+        last_event = time.monotonic()
         while done < len(procs):
             try:
                 event = events.get(timeout=0.5)
+                last_event = time.monotonic()
             except queue.Empty:
+                if time.monotonic() - last_event > STALL_SECONDS:
+                    raise LoadError(
+                        f"COPY workers made no progress for {STALL_SECONDS:.0f} s; the seed was abandoned "
+                        "(nothing is cached); run again, or with --workers 1"
+                    ) from None
                 dead = [p for p in procs if p.exitcode not in (None, 0)]
                 if dead:
                     raise LoadError(f"COPY worker {dead[0].pid} died with exit code {dead[0].exitcode}") from None
