@@ -295,9 +295,20 @@ def test_clean_drops_leftover_dsn_run_databases(pg: Server) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     name = out.stdout.strip()
     assert name.startswith(RUN_DATABASE_PREFIX) and name in _databases(pg)
+    # A seed-cache template a crash left half-made (it is a template, so a plain DROP would refuse).
+    partial, complete = "cbtpl_0123456789abcdef_p1a2b3c4d", "cbtpl_0123456789abcdef"
+    with psycopg.connect(pg.admin_conninfo(), autocommit=True) as conn:
+        for database in (partial, complete):
+            conn.execute(f"CREATE DATABASE {database}")
+            conn.execute(f"ALTER DATABASE {database} IS_TEMPLATE true")
     result = cli("clean", "--dsn", dsn)
     assert result.returncode == 0, result.stderr
-    assert name not in _databases(pg)
+    assert f"database {partial}: removed" in result.stderr
+    assert not {name, partial} & _databases(pg)
+    assert complete in _databases(pg)  # a finished cache entry is not litter
+    with psycopg.connect(pg.admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {complete} IS_TEMPLATE false")
+        conn.execute(f"DROP DATABASE {complete}")
 
 
 def test_schema_cli_prints_and_applies(fresh_db: Server) -> None:

@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg import sql
+from sqlalchemy.engine import URL
+
 from chatbench.provision.container import LABEL_MANAGED, LABEL_OWNER, docker_client
 from chatbench.provision.local import CLUSTER_PREFIX
 from chatbench.provision.paths import run_root
@@ -83,12 +86,28 @@ def clean_containers() -> list[Removed]:
     return removed
 
 
+def partial_templates(url: URL) -> list[str]:
+    """Seed-cache templates a crash left half-made (``cbtpl_<key>_p<token>``): never served, only in the way.
+
+    A run saving one at this very moment loses only its cache entry (saving is best-effort).
+    """
+    import psycopg
+
+    from chatbench.provision.dsn import libpq
+
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname ~ '^cbtpl_[0-9a-f]+_p[0-9a-f]+$'").fetchall()
+        for (name,) in rows:
+            conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
+    return [str(name) for (name,) in rows]
+
+
 def clean_dsn(dsn: str) -> list[Removed]:
     from chatbench.provision.dsn import drop_database, leftover_run_databases, parse_dsn
 
     url = parse_dsn(dsn)
     removed: list[Removed] = []
-    for name in leftover_run_databases(url):
+    for name in leftover_run_databases(url) + partial_templates(url):
         try:
             drop_database(url, name)
             removed.append(Removed("database", name, True))
