@@ -43,16 +43,33 @@ TimedRounds = Callable[[Callable[[], Any], int, int], list[float]]
 """(target, rounds, warmup) -> raw samples in seconds: pytest-benchmark's pedantic or ``time_rounds``."""
 
 
-def time_rounds(target: Callable[[], Any], rounds: int, warmup: int) -> list[float]:
-    """Plain timing loop (perf_counter around each call), used outside pytest (fidelity)."""
-    for _ in range(warmup):
+MIN_BUDGET_ROUNDS = 20
+"""Rounds ``time_rounds`` always times under a budget, so the statistics (and a comparison's tests)
+have samples to work on even when every round is slow."""
+
+
+def time_rounds(target: Callable[[], Any], rounds: int, warmup: int, budget_s: float | None = None) -> list[float]:
+    """Plain timing loop (perf_counter around each call), used outside pytest (fidelity, sign-off).
+
+    With ``budget_s``, the loop is cut after that many seconds of timed rounds (at least
+    ``MIN_BUDGET_ROUNDS``), and warm-up after a tenth of it (at least one round): a slow query
+    (a schema that lost its index) then costs seconds, not half an hour. None times every round.
+    """
+    clock = time.perf_counter
+    deadline = clock() + budget_s / 10 if budget_s is not None else None
+    for done in range(warmup):
+        if deadline is not None and done and clock() > deadline:
+            break
         target()
     samples = []
-    clock = time.perf_counter
+    deadline = clock() + budget_s if budget_s is not None else None
     for _ in range(rounds):
         start = clock()
         target()
-        samples.append(clock() - start)
+        end = clock()
+        samples.append(end - start)
+        if deadline is not None and end > deadline and len(samples) >= MIN_BUDGET_ROUNDS:
+            break
     return samples
 
 

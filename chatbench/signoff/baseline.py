@@ -1,0 +1,53 @@
+"""The optional comparison with a baseline: which run to compare with, and its items as checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from chatbench.errors import ConfigError
+from chatbench.provision import Server
+from chatbench.signoff.recorder import Recorder
+from reports.compare import Comparison
+from reports.results import BenchmarkRun
+
+
+def load_baselines(path: Path) -> tuple[tuple[str, BenchmarkRun], ...]:
+    """Benchmark runs in a baseline file: a ``signoff.json`` (one per server) or a benchmark result JSON."""
+    from reports.inputs import read_runs
+
+    return read_runs(path)
+
+
+def pick_baseline(baselines: Sequence[tuple[str, BenchmarkRun]], server: Server) -> BenchmarkRun:
+    """The baseline run for this server: same major version if the file has several, else the only one."""
+    if not baselines:
+        raise ConfigError("--baseline: the file holds no benchmark run to compare with")
+    if len(baselines) == 1:
+        return baselines[0][1]
+    major = server.version_num // 10000
+    for _, run in baselines:
+        if run.environment.server_version_num // 10000 == major:
+            return run
+    return baselines[0][1]
+
+
+def comparison_checks(comparison: Comparison, rec: Recorder) -> None:
+    for difference in comparison.environment:
+        if difference.decisive:
+            rec.check(
+                "compare",
+                f"environment.{difference.field}",
+                False,
+                f"environment differs from the baseline: {difference.describe()}",
+                "warning",
+            )
+    for item in comparison.all_items:
+        if item.failing:
+            rec.check("compare", item.scenario, False, item.line())
+        elif item.status in ("changed", "missing"):
+            rec.check("compare", item.scenario, False, item.line(), "warning")
+        else:
+            rec.check("compare", item.scenario, True, item.line())
+    for note in comparison.notes:
+        rec.check("compare", "note", False, note, "warning")
