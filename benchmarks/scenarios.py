@@ -25,11 +25,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 import psycopg
+from chatbench.benchmarks.results import BufferUsage
+from chatbench.loadgen.result import SeedParameters
+from chatbench.schema.queries import QUERIES_BY_NAME, CanonicalQuery
 from psycopg.rows import TupleRow
-
-from loadgen.result import SeedParameters
-from reports.results import BufferUsage
-from schema.queries import QUERIES_BY_NAME, CanonicalQuery
 
 PAGE = 50
 LIST_PAGE = 20

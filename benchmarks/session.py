@@ -19,16 +19,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from chatbench.benchmarks import scenarios as sc
+from chatbench.benchmarks.environment import fingerprint
+from chatbench.benchmarks.pinning import PinMode, PinningResult, pin, restore_client
+from chatbench.benchmarks.results import BenchmarkRun, EnvironmentFingerprint, ScenarioResult, params_version
+from chatbench.benchmarks.stats import fit_growth
+from chatbench.benchmarks.targets import Targets
+from chatbench.loadgen.result import SeedResult
 from psycopg.rows import TupleRow
 
-from benchmarks import scenarios as sc
-from benchmarks.environment import fingerprint
-from benchmarks.targets import Targets
-from chatbench.pinning import PinMode, PinningResult, pin, restore_client
 from chatbench.provision import Server
-from loadgen.result import SeedResult
-from reports.results import BenchmarkRun, EnvironmentFingerprint, ScenarioResult, params_version
-from reports.stats import fit_growth
 
 ROUNDS = {"smoke": (300, 30), "ci": (2000, 200), "release": (5000, 300), "scale": (5000, 300)}
 """(timed rounds, warm-up rounds) per profile. 2000 rounds put ~100 samples above p95 and 20

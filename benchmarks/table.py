@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 
+from chatbench.benchmarks.results import BenchmarkRun
 from rich.console import Console
 from rich.table import Table
-
-from reports.results import BenchmarkRun
 
 _STYLE = {"PASS": "green", "FAIL": "bold red", "NO TARGET": "yellow"}
 

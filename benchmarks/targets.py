@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatbench.benchmarks.results import Target
+
 from chatbench.errors import ConfigError
-from reports.results import Target
 
 DEFAULT_TARGETS = Path(__file__).with_name("targets.toml")
 TARGETS_ENV = "CHATBENCH_TARGETS"

@@ -1,7 +1,7 @@
 """One benchmark per canonical query x scenario, judged against ``targets.toml``.
 
 Each test times its scenario with ``benchmark.pedantic`` (pytest-benchmark keeps the raw round
-times), computes p50/p95/p99/IQR/CV from them with ``reports.stats`` and stores statistics, raw
+times), computes p50/p95/p99/IQR/CV from them with ``chatbench.benchmarks.stats`` and stores statistics, raw
 samples (ms), buffers and verdict in ``benchmark.extra_info``, so ``--benchmark-json`` holds them.
 A missed budget fails the test with one line: ``scenario: p95 1.23 ms > target 0.80 ms``.
 Writes come last (see ``benchmarks/scenarios.py`` for how they are committed).
@@ -13,9 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from benchmarks.scenarios import SCENARIOS, Scenario, runner
-from benchmarks.session import BenchSession
+from chatbench.benchmarks.scenarios import SCENARIOS, Scenario, runner
+from chatbench.benchmarks.session import BenchSession
 
 
 def _pedantic(benchmark: Any) -> Callable[[Callable[[], Any], int, int], list[float]]:

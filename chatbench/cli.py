@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from chatbench import commands
+from chatbench import __version__, commands
 from chatbench.errors import ChatbenchError
 from chatbench.provision import BACKENDS
 
@@ -68,6 +68,7 @@ def command_modules() -> list[ModuleType]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="chatbench", description="Benchmark and sign-off harness for the chat-history schema.")
+    parser.add_argument("--version", action="version", version=f"chatbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in command_modules():
         parents = [server_options()] if getattr(module, "USES_SERVER", False) else []

@@ -4,9 +4,15 @@
 seeded-snapshot cache) and returns a ``SeedResult``, ``check_integrity`` verifies a seeded database.
 """
 
-from loadgen.cache import TemplateStore, cache_key
-from loadgen.integrity import IntegrityCheck, IntegrityError, IntegrityReport, check_integrity, content_checksum
-from loadgen.result import (
+from chatbench.loadgen.cache import TemplateStore, cache_key
+from chatbench.loadgen.integrity import (
+    IntegrityCheck,
+    IntegrityError,
+    IntegrityReport,
+    check_integrity,
+    content_checksum,
+)
+from chatbench.loadgen.result import (
     ConversationRef,
     SeedParameters,
     SeedResult,
@@ -15,8 +21,8 @@ from loadgen.result import (
     seed_result_from_json,
     seed_result_to_json,
 )
-from loadgen.seeder import seed
-from loadgen.spec import Spec, load_spec, profiles
+from chatbench.loadgen.seeder import seed
+from chatbench.loadgen.spec import Spec, load_spec, profiles
 
 __all__ = [
     "ConversationRef",

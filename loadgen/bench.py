@@ -1,6 +1,6 @@
 """Loadgen throughput benchmark: how close a full seed gets to the server's raw COPY limit.
 
-``python -m loadgen.bench --messages 1000000`` on one throwaway server:
+``python -m chatbench.loadgen.bench --messages 1000000`` on one throwaway server:
 
 (a) raw limit: the same rows, already rendered in memory, binary-COPYed by ``--workers``
     connections into bare tables (no keys, indexes, FKs);
@@ -26,18 +26,25 @@ import time
 from pathlib import Path
 
 import psycopg
+from chatbench.loadgen import ddl
+from chatbench.loadgen.cache import SnapshotStore, TemplateStore
+from chatbench.loadgen.copy import copy_bytes
+from chatbench.loadgen.encode import (
+    CONVERSATIONS_COPY,
+    MESSAGES_COPY,
+    USERS_COPY,
+    conversation_rows,
+    message_rows,
+    user_rows,
+)
+from chatbench.loadgen.plan import build_plan, chunk_slices
+from chatbench.loadgen.pools import build_pools
+from chatbench.loadgen.result import SeedResult
+from chatbench.loadgen.seeder import CHUNK_ROWS, default_workers
+from chatbench.loadgen.spec import Spec
 
-import loadgen
+from chatbench import loadgen
 from chatbench.provision import Server, provision
-from loadgen import ddl
-from loadgen.cache import SnapshotStore, TemplateStore
-from loadgen.copy import copy_bytes
-from loadgen.encode import CONVERSATIONS_COPY, MESSAGES_COPY, USERS_COPY, conversation_rows, message_rows, user_rows
-from loadgen.plan import build_plan, chunk_slices
-from loadgen.pools import build_pools
-from loadgen.result import SeedResult
-from loadgen.seeder import CHUNK_ROWS, default_workers
-from loadgen.spec import Spec
 
 SEED_PHASES = ("plan", "schema", "copy", "indexes", "constraints", "sequences", "vacuum_analyze")
 
@@ -197,7 +204,7 @@ def run_bench(server: Server, spec: Spec, seed: int, workers: int, rss_only: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadgen.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m chatbench.loadgen.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--profile", default=None, help="profile to scale (default: release, scale at 10M+)")
     parser.add_argument("--workers", type=int, default=None)

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Protocol
 
 import psycopg
+from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
+from chatbench.loadgen.spec import Spec
 from psycopg import sql
 
-import schema
+from chatbench import schema
 from chatbench.provision.server import Server
-from loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
-from loadgen.spec import Spec
 
 GENERATOR_VERSION = 3  # bump whenever the generated contents (or their physical state) change
 TEMPLATE_PREFIX = "cbtpl_"

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from chatbench.loadgen.encode import MESSAGES_COPY, SIGNATURE, TRAILER, message_rows
+from chatbench.loadgen.plan import Plan
+from chatbench.loadgen.pools import Pools
 
 from chatbench.errors import ChatbenchError, redact
-from loadgen.encode import MESSAGES_COPY, SIGNATURE, TRAILER, message_rows
-from loadgen.plan import Plan
-from loadgen.pools import Pools
 
 OnRows = Callable[[int], None]
 # A chunk (50k rows by default) renders and loads in about a second; this long without any word from

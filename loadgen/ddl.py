@@ -12,10 +12,10 @@ import threading
 from collections.abc import Sequence
 
 import psycopg
+from chatbench.schema.ddl import DdlStep
+from chatbench.schema.models import TRIGGER_FUNCTIONS, metadata
 
-import schema
-from schema.ddl import DdlStep
-from schema.models import TRIGGER_FUNCTIONS, metadata
+from chatbench import schema
 
 # Rough cost order for scheduling: the big table's builds first.
 _TABLE_WEIGHT = {"messages": 0, "conversations": 1, "users": 2}

@@ -17,9 +17,8 @@ import re
 import unicodedata
 
 import numpy as np
-
-from loadgen.plan import Plan
-from loadgen.pools import Pools, text_field
+from chatbench.loadgen.plan import Plan
+from chatbench.loadgen.pools import Pools, text_field
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"

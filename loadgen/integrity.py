@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
+from chatbench.loadgen.result import SeedResult
+from chatbench.loadgen.spec import Spec
 
 from chatbench.errors import ChatbenchError
 from chatbench.provision.server import Server
-from loadgen.result import SeedResult
-from loadgen.spec import Spec
 
 TABLES = ("users", "conversations", "messages")
 _STABLE_TEXT = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
-from loadgen.plan import Plan, from_pg_us
-from loadgen.result import ConversationRef, SeedParameters, TieCursor, UserRef
+from chatbench.loadgen.plan import Plan, from_pg_us
+from chatbench.loadgen.result import ConversationRef, SeedParameters, TieCursor, UserRef
 
 SMALL_MAX = 5  # "a handful of messages"
 PER_KIND = 10

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-
-from loadgen.pools import LONG_TITLES, TITLES
-from loadgen.spec import Spec
+from chatbench.loadgen.pools import LONG_TITLES, TITLES
+from chatbench.loadgen.spec import Spec
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 US = 1_000_000

@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from chatbench.schema.models import TITLE_MAX_LENGTH
 from faker import Faker
-
-from schema.models import TITLE_MAX_LENGTH
 
 ROLES: tuple[str, ...] = ("user", "assistant", "system", "tool")
 EMOJI = ("😀", "🚀", "👍", "🎉", "🤖", "✨", "🙏", "🔥", "💡", "📎")
@@ -135,8 +134,8 @@ def build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int) -> 
             cached = pickle.load(file)
         if isinstance(cached, Pools):
             return cached
-    except (OSError, pickle.PickleError, EOFError, AttributeError, TypeError):
-        pass
+    except (OSError, pickle.PickleError, EOFError, AttributeError, TypeError, ImportError):
+        pass  # unreadable, or pickled by an older layout of the classes: rebuild
     pools = _build_pools(locales, non_ascii_share, seed)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

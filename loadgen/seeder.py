@@ -14,20 +14,20 @@ import os
 import time
 
 import psycopg
+from chatbench.loadgen import ddl
+from chatbench.loadgen.cache import SeedCache, cache_key, store_for
+from chatbench.loadgen.copy import copy_bytes, copy_messages
+from chatbench.loadgen.encode import CONVERSATIONS_COPY, USERS_COPY, conversation_rows, user_rows
+from chatbench.loadgen.integrity import check_integrity
+from chatbench.loadgen.params import seed_parameters
+from chatbench.loadgen.plan import ORDERS, build_plan, chunk_slices
+from chatbench.loadgen.pools import build_pools
+from chatbench.loadgen.progress import Reporter
+from chatbench.loadgen.result import SeedResult
+from chatbench.loadgen.spec import Spec
 
 from chatbench.errors import ConfigError
 from chatbench.provision.server import Server
-from loadgen import ddl
-from loadgen.cache import SeedCache, cache_key, store_for
-from loadgen.copy import copy_bytes, copy_messages
-from loadgen.encode import CONVERSATIONS_COPY, USERS_COPY, conversation_rows, user_rows
-from loadgen.integrity import check_integrity
-from loadgen.params import seed_parameters
-from loadgen.plan import ORDERS, build_plan, chunk_slices
-from loadgen.pools import build_pools
-from loadgen.progress import Reporter
-from loadgen.result import SeedResult
-from loadgen.spec import Spec
 
 CHUNK_ROWS = 50_000
 
@@ -147,8 +147,7 @@ def seed_fresh(
     key: str = "",
 ) -> SeedResult:
     """Seed without the cache (the caller checked permission and arguments)."""
-    import schema
-
+    from chatbench import schema
     conninfo = server.conninfo()
     with Reporter(progress) as report:
         with report.phase("plan"):

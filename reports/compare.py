@@ -32,8 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
-
-from reports.results import BenchmarkRun, EnvironmentFingerprint, LoadResult, ScenarioResult
+from chatbench.benchmarks.results import BenchmarkRun, EnvironmentFingerprint, LoadResult, ScenarioResult
 
 Status = Literal["improved", "unchanged", "regressed", "new", "missing", "changed", "error"]
 FAILING_STATUSES: frozenset[str] = frozenset({"regressed", "error"})

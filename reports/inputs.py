@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from chatbench.benchmarks.results import BenchmarkRun, from_json
+from chatbench.reports.signoff import benchmark_runs_in, is_signoff_document
+
 from chatbench.errors import ChatbenchError
-from reports.results import BenchmarkRun, from_json
-from reports.signoff import benchmark_runs_in, is_signoff_document
 
 
 def read_runs(path: str | Path) -> tuple[tuple[str, BenchmarkRun], ...]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from chatbench.reports import render_html, render_json, render_junit, render_markdown
+from chatbench.reports.compare import Comparison
+from chatbench.reports.signoff import Signoff
+
 from chatbench.errors import redact
-from reports import render_html, render_json, render_junit, render_markdown
-from reports.compare import Comparison
-from reports.signoff import Signoff
 
 SIGNOFF_FILES = ("signoff.md", "signoff.html", "signoff.json", "signoff.junit.xml")
 COMPARE_FILES = ("compare.md", "compare.html", "compare.json")

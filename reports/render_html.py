@@ -11,10 +11,10 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from reports import plots
-from reports.compare import Comparison, ScenarioComparison
-from reports.results import BenchmarkRun
-from reports.signoff import Signoff, TargetSignoff
+from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.reports import plots
+from chatbench.reports.compare import Comparison, ScenarioComparison
+from chatbench.reports.signoff import Signoff, TargetSignoff
 
 _CSS = """
 :root { --pass:#047857; --fail:#b91c1c; --error:#b45309; --muted:#6b7280; --line:#e5e7eb; }

@@ -6,8 +6,8 @@ import json
 import math
 from typing import Any
 
-from reports.compare import Comparison
-from reports.signoff import Signoff
+from chatbench.reports.compare import Comparison
+from chatbench.reports.signoff import Signoff
 
 
 def render_signoff(signoff: Signoff, *, indent: int | None = 1) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
-from reports.signoff import CheckItem, Signoff, TargetSignoff
+from chatbench.reports.signoff import CheckItem, Signoff, TargetSignoff
 
 
 def render_signoff(signoff: Signoff) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from reports.compare import Comparison, ScenarioComparison
-from reports.results import BenchmarkRun, ScenarioResult
-from reports.signoff import Signoff, TargetSignoff
+from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
+from chatbench.reports.compare import Comparison, ScenarioComparison
+from chatbench.reports.signoff import Signoff, TargetSignoff
 
 MAX_CHARS = 60_000
 _ICON = {"PASS": "✅", "FAIL": "❌", "ERROR": "⚠️"}

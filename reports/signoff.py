@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from reports.compare import Comparison
-from reports.results import BenchmarkRun
+from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.reports.compare import Comparison
 
 Verdict = Literal["PASS", "FAIL", "ERROR"]
 StageStatus = Literal["ok", "failed", "error", "skipped"]

@@ -4,8 +4,8 @@ Applications may import this package as their source of truth; chatbench verifie
 against it.
 """
 
-from schema.ddl import DdlStep, LoadPhases, apply, ddl, fingerprint, load_phases
-from schema.models import (
+from chatbench.schema.ddl import DdlStep, LoadPhases, apply, ddl, fingerprint, load_phases
+from chatbench.schema.models import (
     MESSAGE_ROLES,
     TITLE_MAX_LENGTH,
     Base,

@@ -18,7 +18,7 @@ the same database gives the same verdict run after run:
   OFFSET contrast (expected to grow: measured and reported, never failed; ``contrast=True`` also turns
   the OFFSET query's other breaches into info findings).
 
-Scenario kinds (see ``schema.verify.scenarios``): ``page`` (a page of messages: latest, keyset at a
+Scenario kinds (see ``chatbench.verify.scenarios``): ``page`` (a page of messages: latest, keyset at a
 depth, a cursor inside a tie block), ``small_page`` (the latest page of a tiny conversation),
 ``count`` (count of a whale conversation), ``list`` (a user's conversation list page).
 """

@@ -12,11 +12,10 @@ import hashlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from chatbench.schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable, DropConstraint
-
-from schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
 
 _DIALECT = postgresql.dialect()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from chatbench.schema.models import conversations, messages
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -30,8 +31,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql.elements import BindParameter
-
-from schema.models import conversations, messages
 
 m = messages.c
 c = conversations.c

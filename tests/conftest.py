@@ -8,28 +8,36 @@ Container tests need a Docker engine: they skip with the reason when none answer
 
 from __future__ import annotations
 
-import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import drop_database, make_database
 
-import schema
+from chatbench import schema
 from chatbench.provision import Server, provision
-from chatbench.provision.databases import create_database, drop_database
 
-DEBIAN_PG15 = Path("/usr/lib/postgresql/15/bin")
+REPO = Path(__file__).resolve().parents[1]
+STAGE_FOLDERS = ("schema", "loadgen", "verify", "benchmarks", "reports")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_import_root() -> Iterator[None]:
+    """Everything runs under ``chatbench.*``: no stage folder is ever imported by its folder name."""
+    yield
+    leaked = sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] in STAGE_FOLDERS and str(getattr(module, "__file__", "") or "").startswith(str(REPO))
+    )
+    assert not leaked, f"imported by folder name instead of chatbench.*: {leaked}"
 
 
 @pytest.fixture(scope="session")
 def pg() -> Iterator[Server]:
     with provision("local") as server:
         yield server
-
-
-def make_database(server: Server, prefix: str = "t") -> Server:
-    """A new empty database on ``server``, owned by the test (drop it with ``drop_database``)."""
-    return create_database(server, prefix)
 
 
 @pytest.fixture
@@ -45,19 +53,3 @@ def fresh_db(pg: Server) -> Iterator[Server]:
 def schema_db(fresh_db: Server) -> Server:
     schema.apply(fresh_db.url)
     return fresh_db
-
-
-def require_docker() -> None:
-    from chatbench.provision.container import docker_available
-
-    if not docker_available():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no Docker engine answers: .ci/run must bring one up")
-        pytest.skip("no Docker engine answers (run ../shared/docker-engine/engine.sh up and export its env)")
-
-
-def require_pg15() -> None:
-    if not (DEBIAN_PG15 / "initdb").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {DEBIAN_PG15} is missing: .ci/run must install postgresql-15")
-        pytest.skip(f"Debian's PostgreSQL 15 is not installed at {DEBIAN_PG15}")

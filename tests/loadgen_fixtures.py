@@ -11,9 +11,10 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import loadgen
+from servers import drop_database, make_database
+
+from chatbench import loadgen
 from chatbench.provision import Server
-from tests.conftest import drop_database, make_database
 
 
 @contextlib.contextmanager

@@ -12,9 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-
-from reports.results import BenchmarkRun, BufferUsage, EnvironmentFingerprint, ScenarioResult, Target
-from reports.signoff import CheckItem, ScalingPoint, Signoff, StageTiming, TargetSignoff
+from chatbench.benchmarks.results import BenchmarkRun, BufferUsage, EnvironmentFingerprint, ScenarioResult, Target
+from chatbench.reports.signoff import CheckItem, ScalingPoint, Signoff, StageTiming, TargetSignoff
 
 SCENARIOS: tuple[tuple[str, str, float, int, int | None], ...] = (
     # name, query, p50 ms, buffers, depth

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from chatbench.benchmarks.pinning import pin, restore_client
+from chatbench.benchmarks.results import read
 
-from chatbench.pinning import pin, restore_client
 from chatbench.provision import Server
-from reports.results import read
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = ["--chatbench-rounds", "20", "--chatbench-warmup", "2"]
@@ -58,7 +58,7 @@ def test_pinning_records_client_and_backend_on_one_core(pg: Server) -> None:
 
 
 def test_suite_runs_on_smoke_and_keeps_raw_samples(tmp_path: Path) -> None:
-    from benchmarks.scenarios import SCENARIOS
+    from chatbench.benchmarks.scenarios import SCENARIOS
 
     targets = _targets(tmp_path, 10_000.0, tuple(s.name for s in SCENARIOS))
     bench_json, results_json = tmp_path / "bench.json", tmp_path / "run.json"
@@ -121,11 +121,12 @@ def test_load_one_client_for_two_seconds(tmp_path: Path) -> None:
 
 
 def test_fidelity_runs_pgbench_with_the_same_parameters(pg: Server) -> None:
-    import loadgen
-    from benchmarks.session import open_session
-    from benchmarks.targets import load_targets
-    from chatbench import fidelity
-    from tests.conftest import drop_database, make_database
+    from chatbench.benchmarks import fidelity
+    from chatbench.benchmarks.session import open_session
+    from chatbench.benchmarks.targets import load_targets
+    from servers import drop_database, make_database
+
+    from chatbench import loadgen
 
     db = make_database(pg, "fid")
     try:
@@ -141,9 +142,10 @@ def test_fidelity_runs_pgbench_with_the_same_parameters(pg: Server) -> None:
 
 
 def test_both_drivers_return_the_same_rows_for_every_read_scenario(pg: Server) -> None:
-    import loadgen
-    from benchmarks import scenarios as sc
-    from tests.conftest import drop_database, make_database
+    from chatbench.benchmarks import scenarios as sc
+    from servers import drop_database, make_database
+
+    from chatbench import loadgen
 
     db = make_database(pg, "drv")
     try:

@@ -1,4 +1,4 @@
-"""reports.stats, reports.results and benchmarks.targets: pure computations, no server needed."""
+"""Benchmark statistics, results format and targets: pure computations, no server needed."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from benchmarks.targets import parse_targets
-from chatbench.errors import ChatbenchError, ConfigError
-from reports.results import (
+from chatbench.benchmarks.results import (
     FORMAT_VERSION,
     BenchmarkRun,
     BufferUsage,
@@ -22,7 +19,10 @@ from reports.results import (
     params_version,
     to_json,
 )
-from reports.stats import describe, fit_growth
+from chatbench.benchmarks.stats import describe, fit_growth
+from chatbench.benchmarks.targets import parse_targets
+
+from chatbench.errors import ChatbenchError, ConfigError
 
 
 def test_describe_matches_numpy_on_known_samples() -> None:
@@ -146,8 +146,8 @@ def test_targets_errors_are_one_line_and_name_the_key(text: str, message: str) -
 
 
 def test_packaged_targets_cover_every_scenario_for_every_profile() -> None:
-    from benchmarks.scenarios import SCENARIOS
-    from benchmarks.targets import load_targets
+    from chatbench.benchmarks.scenarios import SCENARIOS
+    from chatbench.benchmarks.targets import load_targets
 
     targets = load_targets()
     for scenario in SCENARIOS:
@@ -158,7 +158,7 @@ def test_packaged_targets_cover_every_scenario_for_every_profile() -> None:
 
 
 def test_size_scaling_fits_each_scenario_and_refuses_mixed_environments() -> None:
-    from benchmarks.scaling import size_scaling
+    from chatbench.benchmarks.scaling import size_scaling
 
     def run(messages: int, offset_ms: float, **env: object) -> BenchmarkRun:
         flat = ScenarioResult.judge(scenario="keyset_page_20", query="messages_before", params_version="v",
@@ -178,7 +178,7 @@ def test_size_scaling_fits_each_scenario_and_refuses_mixed_environments() -> Non
 
 
 def test_batch_percentiles_resist_a_burst_but_not_a_regression() -> None:
-    from reports.stats import batch_percentiles
+    from chatbench.benchmarks.stats import batch_percentiles
 
     steady = [0.1] * 2000
     burst = steady[:1600] + [5.0] * 100 + steady[1700:]  # one stretch of other work: 5% of rounds

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from chatbench.loadgen import IntegrityError, SeedResult, TemplateStore
+from chatbench.loadgen.pools import build_pools
 from psycopg import sql
+from servers import drop_database, make_database
 
-import loadgen
+from chatbench import loadgen
 from chatbench.errors import UnsafeOperationError
 from chatbench.provision import Server, provision
-from loadgen import IntegrityError, SeedResult, TemplateStore
-from loadgen.pools import build_pools
-from tests.conftest import drop_database, make_database
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_crash_mid_seed_leaves_no_usable_template(pg: Server, fresh_db: Server, 
     def crash(*_: object, **__: object) -> None:
         raise KeyboardInterrupt  # as if the user hit Ctrl-C while indexes were being built
 
-    monkeypatch.setattr("loadgen.ddl.run_parallel", crash)
+    monkeypatch.setattr("chatbench.loadgen.ddl.run_parallel", crash)
     with pytest.raises(KeyboardInterrupt):
         loadgen.seed(fresh_db, smoke_spec, seed=seed, progress=False)
     monkeypatch.undo()
@@ -235,7 +235,7 @@ def test_refuses_database_it_did_not_create(fresh_db: Server, smoke_spec: loadge
 
 def test_local_snapshot_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The local backend's run database is cached as a whole-cluster snapshot; partial ones are ignored."""
-    monkeypatch.setattr("loadgen.cache.snapshot_root", lambda: tmp_path / "seeds")
+    monkeypatch.setattr("chatbench.loadgen.cache.snapshot_root", lambda: tmp_path / "seeds")
     spec = loadgen.load_spec("smoke", overrides={"messages.count": 8_000, "conversations.count": 500})
     with provision("local") as server:
         key = loadgen.cache_key(server, spec, 0, "time")

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chatbench.loadgen.plan import build_plan
 
-import loadgen
+from chatbench import loadgen
 from chatbench.errors import ConfigError
-from loadgen.plan import build_plan
 
 
 def test_profiles_load_with_whales_and_target_sizes() -> None:

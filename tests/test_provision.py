@@ -15,14 +15,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from servers import DEBIAN_PG15, require_docker, require_pg15
 
-import schema
+from chatbench import schema
 from chatbench.errors import UnsafeOperationError
 from chatbench.provision import Server, provision
 from chatbench.provision.dsn import RUN_DATABASE_PREFIX
 from chatbench.provision.paths import run_root
 from chatbench.provision.process import pid_alive
-from tests.conftest import DEBIAN_PG15, require_docker, require_pg15
 
 
 def _clusters() -> set[str]:

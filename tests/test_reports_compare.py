@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chatbench.benchmarks.results import write
+from chatbench.reports import render_json, render_markdown
+from chatbench.reports.compare import Thresholds, compare_runs, compare_scenario, judge_latency
+from reports_fixtures import environment, make_run, make_signoff, make_target
 
 from chatbench.cli import main
-from reports import render_json, render_markdown
-from reports.compare import Thresholds, compare_runs, compare_scenario, judge_latency
-from reports.results import write
-from tests.reports_fixtures import environment, make_run, make_signoff, make_target
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
@@ -263,10 +263,9 @@ def test_verification_plans_travel_with_the_run_and_are_compared_exactly() -> No
 def test_load_runs_are_compared_through_their_hdr_histograms() -> None:
     from dataclasses import replace
 
+    from chatbench.benchmarks.results import LoadResult, OperationLoadResult
+    from chatbench.reports.compare import histogram_samples
     from hdrh.histogram import HdrHistogram
-
-    from reports.compare import histogram_samples
-    from reports.results import LoadResult, OperationLoadResult
 
     def operation(scale: float, errors: int = 0) -> OperationLoadResult:
         histogram = HdrHistogram(1, 60_000_000, 3)

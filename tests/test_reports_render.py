@@ -13,12 +13,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from reports import render_html, render_json, render_junit, render_markdown
-from reports.compare import compare_runs
-from reports.output import scrub, write_signoff
-from reports.signoff import benchmark_runs_in
-from tests.reports_fixtures import make_run, make_signoff, make_target
+from chatbench.reports import render_html, render_json, render_junit, render_markdown
+from chatbench.reports.compare import compare_runs
+from chatbench.reports.output import scrub, write_signoff
+from chatbench.reports.signoff import benchmark_runs_in
+from reports_fixtures import make_run, make_signoff, make_target
 
 CHROMIUM_FLAGS = (
     "--headless",

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from chatbench.benchmarks.scenarios import SCENARIOS
+from chatbench.reports.output import SIGNOFF_FILES
 from psycopg import sql
 
-import schema
-from benchmarks.scenarios import SCENARIOS
+from chatbench import schema
 from chatbench.cli import main
 from chatbench.provision import Server
-from reports.output import SIGNOFF_FILES
 
 FAST = ["--profile", "smoke", "--rounds", "40", "--warmup", "5", "--scaling", "none"]
 HISTORY_INDEX = "ix_messages_conversation_id_created_at_id"
@@ -199,7 +199,7 @@ def test_pg_versions_pick_binaries_and_refuse_unknown_ones() -> None:
 
 
 def test_signoff_side_by_side_on_two_versions(tmp_path: Path, generous_targets: Path) -> None:
-    from tests.conftest import require_pg15
+    from servers import require_pg15
 
     require_pg15()
     out = tmp_path / "out"

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from servers import drop_database, make_database
 
-import schema
+from chatbench import schema
 from chatbench.provision import Server
-from tests.conftest import drop_database, make_database
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

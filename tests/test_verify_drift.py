@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import psycopg
+from chatbench.verify import verify
+from chatbench.verify.context import canonical_facts
 
 from chatbench.provision import Server
-from schema.verify import verify
-from schema.verify.context import canonical_facts
 
 
 def _run(db: Server, *statements: str):  # type: ignore[no-untyped-def]
@@ -71,8 +71,7 @@ def test_check_definition_and_function_body_changes(schema_db: Server) -> None:
 
 def test_load_phases_leave_the_canonical_models_intact() -> None:
     """Drift's expected side is ``schema.apply``: building load phases must not strip constraints from it."""
-    import schema
-
+    from chatbench import schema
     before = schema.ddl()
     schema.load_phases()
     assert schema.ddl() == before

@@ -10,15 +10,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from chatbench.loadgen.result import SeedResult
+from chatbench.schema.models import TRIGGERS
+from chatbench.verify import VerificationResult, verify
+from chatbench.verify.catalog import CatalogFacts
+from chatbench.verify.context import canonical_facts
+from verify_fixtures import clone, seed_database
 
 from chatbench.provision import Server
 from chatbench.provision.databases import create_database, drop_database
-from loadgen.result import SeedResult
-from schema.models import TRIGGERS
-from schema.verify import VerificationResult, verify
-from schema.verify.catalog import CatalogFacts
-from schema.verify.context import canonical_facts
-from tests.verify_fixtures import clone, seed_database
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +204,8 @@ def test_health_catches_invalid_missing_pk_narrow_ids_and_redundant(seeded, cano
 
 
 def test_read_only_discovers_scenarios_and_never_writes(seeded, canonical) -> None:
-    from schema.verify.context import connect
-    from schema.verify.discover import discover
+    from chatbench.verify.context import connect
+    from chatbench.verify.discover import discover
 
     with clone(seeded[0]) as db:
         with connect(db, read_only=True) as conn:

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from chatbench.loadgen.result import SeedResult
+from chatbench.schema.contracts import CONTRACTS, IndexAccess
+from chatbench.verify.catalog import IndexFact
+from chatbench.verify.context import build_context, canonical_facts, connect
+from chatbench.verify.plans import MODES, measure, serves
+from verify_fixtures import seed_database
 
 from chatbench.provision import Server
 from chatbench.provision.databases import create_database, drop_database
-from loadgen.result import SeedResult
-from schema.contracts import CONTRACTS, IndexAccess
-from schema.verify.catalog import IndexFact
-from schema.verify.context import build_context, canonical_facts, connect
-from schema.verify.plans import MODES, measure, serves
-from tests.verify_fixtures import seed_database
 
 
 def _index(keys: tuple[str, ...]) -> IndexFact:
@@ -33,7 +33,7 @@ def test_serves_needs_the_leading_column_and_the_order_in_either_direction() -> 
 
 
 def test_every_canonical_read_query_has_a_contract() -> None:
-    from schema.queries import READ_QUERIES
+    from chatbench.schema.queries import READ_QUERIES
 
     assert {q.name for q in READ_QUERIES} == set(CONTRACTS)
     assert [c.query for c in CONTRACTS.values() if c.contrast] == ["messages_offset"]

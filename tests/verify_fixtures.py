@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from chatbench.loadgen.result import SeedResult
+
 from chatbench.provision import Server
 from chatbench.provision.databases import create_database, drop_database
-from loadgen.result import SeedResult
 
 
 def seed_database(server: Server, profile: str = "smoke") -> SeedResult:
     """Seed the (empty) database of ``server`` with a loadgen profile (the template cache may serve it)."""
-    from loadgen import load_spec, seed
+    from chatbench.loadgen import load_spec, seed
 
     return seed(server, load_spec(profile), progress=False)
 

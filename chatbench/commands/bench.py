@@ -54,11 +54,10 @@ def run(args: argparse.Namespace) -> int:
         return _fidelity(args)
     import pytest
 
-    import benchmarks
-
+    from chatbench import benchmarks
     _server_environment(args)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    argv = [str(Path(benchmarks.__file__).parent), "-p", "no:cacheprovider", "-p", "no:faker", "-q",
+    argv = [str(Path(benchmarks.__file__).parent), "-q",
             "--chatbench-profile", args.profile, "--chatbench-seed", str(args.seed),
             "--chatbench-pin", args.pin, "--chatbench-driver", args.driver,
             "--chatbench-results", args.results or "out/bench-run.json",
@@ -83,12 +82,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fidelity(args: argparse.Namespace) -> int:
-    import loadgen
-    from benchmarks.session import open_session
-    from benchmarks.targets import load_targets
-    from chatbench import fidelity
+    from chatbench import loadgen
+    from chatbench.benchmarks import fidelity
+    from chatbench.benchmarks.results import BenchmarkRun, write
+    from chatbench.benchmarks.session import open_session
+    from chatbench.benchmarks.targets import load_targets
     from chatbench.commands._common import console, server_from
-    from reports.results import BenchmarkRun, write
 
     with server_from(args) as server:
         seed = loadgen.seed(server, loadgen.load_spec(args.profile), seed=args.seed, use_cache=True)

@@ -42,10 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from chatbench.errors import ConfigError
-    from reports.compare import Thresholds, compare_runs
-    from reports.inputs import read_one
-    from reports.output import write_comparison
-    from reports.render_markdown import render_comparison
+    from chatbench.reports.compare import Thresholds, compare_runs
+    from chatbench.reports.inputs import read_one
+    from chatbench.reports.output import write_comparison
+    from chatbench.reports.render_markdown import render_comparison
 
     if not 0 < args.min_effect < 10:
         raise ConfigError(f"--min-effect {args.min_effect}: give a fraction, e.g. 0.10 for 10%")

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reports.results import BenchmarkRun
+    from chatbench.benchmarks.results import BenchmarkRun
 
 NAME = "load"
 HELP = "concurrent clients running a weighted read/append mix (HDR percentiles, throughput, errors)"
@@ -22,7 +22,7 @@ USES_SERVER = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from chatbench.loadtest import DEFAULT_WEIGHTS
+    from chatbench.benchmarks.loadtest import DEFAULT_WEIGHTS
 
     parser.add_argument("--profile", default="ci", help="data profile to seed or reuse (default ci)")
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
@@ -40,13 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import psycopg
 
-    import loadgen
-    from benchmarks.environment import fingerprint
+    from chatbench import loadgen
+    from chatbench.benchmarks.environment import fingerprint
+    from chatbench.benchmarks.loadtest import LoadConfig, parse_weights, run_load
+    from chatbench.benchmarks.loadtest.mix import parameter_pools
+    from chatbench.benchmarks.pinning import PinningResult
+    from chatbench.benchmarks.results import BenchmarkRun, write
     from chatbench.commands._common import console, server_from
-    from chatbench.loadtest import LoadConfig, parse_weights, run_load
-    from chatbench.loadtest.mix import parameter_pools
-    from chatbench.pinning import PinningResult
-    from reports.results import BenchmarkRun, write
 
     weights = parse_weights(args.mix)
     config = LoadConfig(clients=args.clients, duration_s=args.duration, warmup_s=args.warmup,

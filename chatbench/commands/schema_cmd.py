@@ -6,7 +6,7 @@ import argparse
 
 import psycopg
 
-import schema
+from chatbench import schema
 from chatbench.commands._common import console
 from chatbench.errors import ConfigError, ProvisionError, redact
 

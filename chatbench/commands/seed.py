@@ -15,7 +15,7 @@ USES_SERVER = True
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from loadgen import profiles
+    from chatbench.loadgen import profiles
 
     parser.add_argument("--profile", default="smoke", help=f"named profile: {', '.join(profiles())} (default smoke)")
     parser.add_argument("--spec", metavar="FILE", help="a TOML spec file (instead of --profile)")
@@ -46,8 +46,7 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import loadgen
-
+    from chatbench import loadgen
     spec = loadgen.load_spec(args.profile, args.spec, _overrides(args.set))
     with server_from(args) as server:
         started = time.perf_counter()
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def summary_table(result: object, wall: float) -> Table:
-    from loadgen import SeedResult
+    from chatbench.loadgen import SeedResult
 
     assert isinstance(result, SeedResult)
     rows = sum(result.counts.values())

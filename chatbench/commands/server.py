@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 
-import schema
+from chatbench import schema
 from chatbench.commands._common import console, server_from
 
 NAME = "server"

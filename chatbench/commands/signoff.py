@@ -160,9 +160,9 @@ def options_from(args: argparse.Namespace) -> SignoffOptions:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    import loadgen
+    from chatbench import loadgen
+    from chatbench.reports.output import write_signoff
     from chatbench.signoff import Display, run_signoff, summary_table
-    from reports.output import write_signoff
 
     options = options_from(args)
     loadgen.load_spec(options.profile)  # a bad profile is a usage error before any server starts

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from chatbench.commands._common import console, server_from
 from chatbench.errors import ConfigError
+from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
-from loadgen.result import SeedResult
 
 NAME = "verify"
 HELP = "check drift, index health and plan contracts (exit 1 on FAIL)"
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _seed(server: Server, profile: str) -> SeedResult:
     try:
-        from loadgen import load_spec, seed
+        from chatbench.loadgen import load_spec, seed
     except ImportError as exc:
         raise ConfigError(
             f"--profile {profile}: the loader is not available ({exc}); install chatbench fully"
@@ -60,21 +60,22 @@ def _seed(server: Server, profile: str) -> SeedResult:
 
 def prepare(server: Server, args: argparse.Namespace) -> SeedResult:
     """Seed ``server``'s database, building its schema the application's way first when asked."""
-    from schema.verify import prebuilt
+    from chatbench.loadgen.transplant import transplant
+    from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
     if args.schema_from is None and args.schema_from_cmd is None:
         with console.status(f"seeding profile {args.profile}"):
             return _seed(server, args.profile)
     if args.schema_from is not None:
-        prebuilt.build_from_sql(server, args.schema_from)
+        build_from_sql(server, args.schema_from)
     else:
-        prebuilt.build_from_cmd(server, args.schema_from_cmd)
+        build_from_cmd(server, args.schema_from_cmd)
     with temporary_database(server, "cbv_seed") as sibling:
         with console.status(f"seeding profile {args.profile} into a canonical sibling database"):
             result = _seed(sibling, args.profile)
         source = _seeded_database(sibling, result)
         with console.status("loading the seeded rows into the pre-built schema"):
-            counts = prebuilt.transplant(source, server)
+            counts = transplant(source, server)
     console.print(f"[dim]loaded into the pre-built schema: {counts}[/dim]")
     return replace(result, database=server.database)
 
@@ -87,8 +88,8 @@ def _seeded_database(server: Server, result: SeedResult) -> Server:
 
 
 def run(args: argparse.Namespace) -> int:
-    from schema.verify import verify
-    from schema.verify.render import render_terminal, write_json
+    from chatbench.verify import verify
+    from chatbench.verify.render import render_terminal, write_json
 
     if args.schema_from is not None and args.schema_from_cmd is not None:
         raise ConfigError("--schema-from and --schema-from-cmd: give one of them, not both")

@@ -6,7 +6,7 @@ provision → schema (canonical, or the application's own ``--schema-from``) →
 ``StageTiming``; what it judged becomes ``CheckItem``s; the whole is a frozen ``reports.signoff``
 model that the renderers turn into files. This package wires stages together and measures nothing
 itself: benchmarks go through ``benchmarks.session.BenchSession.measure``, checks through
-``schema.verify.verify``, data through ``loadgen``.
+``chatbench.verify.verify``, data through ``loadgen``.
 
 A stage that cannot run (a ChatbenchError, a database error, a bug) stops that server's pipeline:
 the remaining stages are recorded as skipped and the verdict is ERROR (exit 2); a stage that ran
@@ -20,7 +20,7 @@ other code imports, so ``from chatbench.signoff import ...`` stays the one entry
 
 from __future__ import annotations
 
-from benchmarks.session import MIN_BUDGET_ROUNDS
+from chatbench.benchmarks.session import MIN_BUDGET_ROUNDS
 from chatbench.signoff.baseline import load_baselines, pick_baseline
 from chatbench.signoff.display import Display, summary_table
 from chatbench.signoff.measure import budgeted_rounds, measure, run_load_stage

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import ConfigError
 from chatbench.provision import Server
+from chatbench.reports.compare import Comparison
 from chatbench.signoff.recorder import Recorder
-from reports.compare import Comparison
-from reports.results import BenchmarkRun
 
 
 def load_baselines(path: Path) -> tuple[tuple[str, BenchmarkRun], ...]:
     """Benchmark runs in a baseline file: a ``signoff.json`` (one per server) or a benchmark result JSON."""
-    from reports.inputs import read_runs
+    from chatbench.reports.inputs import read_runs
 
     return read_runs(path)
 

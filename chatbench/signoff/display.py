@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reports.signoff import Signoff, StageTiming
+from chatbench.reports.signoff import Signoff, StageTiming
 
 
 class Display:

@@ -14,14 +14,14 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.scenarios import SCENARIOS
-from benchmarks.session import TimedRounds, open_session, rounds_for, time_rounds
-from benchmarks.targets import load_targets
+from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.benchmarks.scenarios import SCENARIOS
+from chatbench.benchmarks.session import TimedRounds, open_session, rounds_for, time_rounds
+from chatbench.benchmarks.targets import load_targets
+from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
 from chatbench.signoff.display import Display
 from chatbench.signoff.options import CONTRAST_ROUNDS, SIGNOFF_ROUNDS, SignoffOptions
-from loadgen.result import SeedResult
-from reports.results import BenchmarkRun
 
 
 def measure(
@@ -90,8 +90,8 @@ def budgeted_rounds(budget_s: float | None) -> TimedRounds:
 
 
 def run_load_stage(server: Server, seed_result: SeedResult, options: SignoffOptions, display: Display) -> Any:
-    from chatbench.loadtest import DEFAULT_WEIGHTS, LoadConfig, run_load
-    from chatbench.loadtest.mix import parameter_pools
+    from chatbench.benchmarks.loadtest import DEFAULT_WEIGHTS, LoadConfig, run_load
+    from chatbench.benchmarks.loadtest.mix import parameter_pools
 
     weights = dict(DEFAULT_WEIGHTS)
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports.compare import Thresholds
+from chatbench.reports.compare import Thresholds
 
 PROFILE_ORDER = ("smoke", "ci", "release", "scale")
 SIGNOFF_ROUNDS = (1000, 100)

@@ -13,8 +13,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import redact
 from chatbench.provision import Server, provision
+from chatbench.reports.compare import compare_runs
+from chatbench.reports.signoff import Signoff, StageTiming, TargetSignoff
 from chatbench.signoff.baseline import comparison_checks, load_baselines, pick_baseline
 from chatbench.signoff.display import Display
 from chatbench.signoff.measure import measure, run_load_stage
@@ -30,15 +33,11 @@ from chatbench.signoff.stages import (
     seed_prebuilt,
     seed_summary,
 )
-from reports.compare import compare_runs
-from reports.results import BenchmarkRun
-from reports.signoff import Signoff, StageTiming, TargetSignoff
 
 
 def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, frozenset[str]]:
     """Run the pipeline on every chosen server; returns the sign-off and the secrets to scrub from files."""
-    import schema
-
+    from chatbench import schema
     started = time.perf_counter()
     baselines = load_baselines(options.baseline) if options.baseline is not None else ()
     found_secrets: set[str] = set()
@@ -118,8 +117,7 @@ def _pipeline(
     baselines: Sequence[tuple[str, BenchmarkRun]],
     found_secrets: set[str],
 ) -> None:
-    import loadgen
-
+    from chatbench import loadgen
     with rec.stage("provision") as info:
         server = stack.enter_context(
             provision(
@@ -142,13 +140,13 @@ def _pipeline(
 
     with rec.stage("schema") as info:
         if prebuilt:
-            from schema.verify import prebuilt as builder
+            from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
             if options.schema_from is not None:
-                builder.build_from_sql(server, options.schema_from)
+                build_from_sql(server, options.schema_from)
             else:
                 assert options.schema_from_cmd is not None
-                builder.build_from_cmd(server, options.schema_from_cmd)
+                build_from_cmd(server, options.schema_from_cmd)
             info["detail"] = f"built by {options.schema_source}"
         else:
             info["detail"] = "canonical models (built around the bulk load from schema.load_phases())"

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 
 from chatbench.errors import ChatbenchError, redact
+from chatbench.reports.signoff import CheckItem, Severity, StageStatus, StageTiming
 from chatbench.signoff.display import Display
-from reports.signoff import CheckItem, Severity, StageStatus, StageTiming
 
 
 class StageError(Exception):

@@ -1,6 +1,6 @@
 """The verification, seeding and scaling stages that need more than a few lines of the pipeline.
 
-Each takes the server and the ``Recorder`` and turns what ``schema.verify`` / ``loadgen`` report
+Each takes the server and the ``Recorder`` and turns what ``chatbench.verify`` / ``loadgen`` report
 into checks; the order in which they run is the pipeline's business.
 """
 
@@ -13,22 +13,22 @@ from typing import Any
 
 import psycopg
 
+from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import ChatbenchError
+from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
+from chatbench.reports.signoff import ScalingPoint, StageTiming
 from chatbench.signoff.display import Display
 from chatbench.signoff.measure import measure
 from chatbench.signoff.options import SCALING_SCENARIOS, SignoffOptions
 from chatbench.signoff.recorder import Recorder, one_line
-from loadgen.result import SeedResult
-from reports.results import BenchmarkRun
-from reports.signoff import ScalingPoint, StageTiming
 
 
 def drift(
     server: Server, seed_result: SeedResult | None, rec: Recorder, state: dict[str, Any], display: Display
 ) -> None:
-    from schema.verify import verify
+    from chatbench.verify import verify
 
     with rec.stage("drift") as info:
         with display.status("drift") as update:
@@ -43,7 +43,7 @@ def health_and_plans(
     server: Server, seed_result: SeedResult, rec: Recorder, state: dict[str, Any], display: Display
 ) -> None:
     """One verification call for both (one catalog read); its own timings split the wall time."""
-    from schema.verify import verify
+    from chatbench.verify import verify
 
     started = time.perf_counter()
     try:
@@ -100,8 +100,8 @@ def seed_prebuilt(
     server: Server, spec: Any, options: SignoffOptions, display: Display, stack: contextlib.ExitStack
 ) -> SeedResult:
     """Seed a canonical sibling (cache), then load its rows into the schema the application built."""
-    import loadgen
-    from schema.verify import prebuilt as builder
+    from chatbench import loadgen
+    from chatbench.loadgen.transplant import transplant
 
     sibling = stack.enter_context(temporary_database(server, "cbs_seed"))
     result = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=True)
@@ -109,7 +109,7 @@ def seed_prebuilt(
         sibling if result.database == sibling.database else sibling.with_database(result.database, owns_database=True)
     )
     with display.status("loading the seeded rows into the pre-built schema"):
-        builder.transplant(source, server)
+        transplant(source, server)
     return replace(result, database=server.database)
 
 
@@ -128,8 +128,7 @@ def scaling(server: Server, options: SignoffOptions, display: Display, rec: Reco
 
     Evidence, not a check: a failure here is shown as a warning and does not fail the sign-off.
     """
-    import loadgen
-
+    from chatbench import loadgen
     points: list[ScalingPoint] = []
     started = time.perf_counter()
     measured = []

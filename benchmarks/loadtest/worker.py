@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from chatbench.schema.queries import QUERIES_BY_NAME
 from hdrh.histogram import HdrHistogram
-
-from schema.queries import QUERIES_BY_NAME
 
 HIGHEST_US = 60_000_000  # one minute: anything slower is clipped (and counted)
 SIGNIFICANT_DIGITS = 3

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-
-from loadgen.result import ConversationRef, SeedParameters, TieCursor, UserRef
+from chatbench.loadgen.result import ConversationRef, SeedParameters, TieCursor, UserRef
 
 WHALE_MIN_MESSAGES = 1000
 SMALL_MAX_MESSAGES = 5

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from chatbench.loadgen.result import SeedParameters
+from chatbench.verify.catalog import CatalogFacts, read_catalog
 
-import schema
+from chatbench import schema
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
-from loadgen.result import SeedParameters
-from schema.verify.catalog import CatalogFacts, read_catalog
 
 _CANONICAL_CACHE: dict[tuple[str, int, str], tuple[CatalogFacts, str]] = {}
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import cache
 from typing import Any, TypeVar
 
-from schema.queries import CANONICAL_QUERIES
-from schema.verify.catalog import ConstraintFact, IndexFact, TriggerFact
-from schema.verify.context import VerificationContext
-from schema.verify.findings import Finding, Severity
-from schema.verify.registry import check
+from chatbench.schema.queries import CANONICAL_QUERIES
+from chatbench.verify.catalog import ConstraintFact, IndexFact, TriggerFact
+from chatbench.verify.context import VerificationContext
+from chatbench.verify.findings import Finding, Severity
+from chatbench.verify.registry import check
 
 # Tables some migration tools add next to the application's; reported as info, never as drift.
 TOOL_TABLES = frozenset({"alembic_version", "flyway_schema_history", "schema_migrations", "django_migrations"})

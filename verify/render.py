@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from chatbench.verify.result import VerificationResult
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
-
-from schema.verify.result import VerificationResult
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 

@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatbench.benchmarks.loadtest.mix import OPERATIONS
+from chatbench.benchmarks.loadtest.worker import ClientTask, new_histogram, run_client
+from chatbench.benchmarks.results import LoadResult, OperationLoadResult
 from hdrh.histogram import HdrHistogram
 
 from chatbench.errors import ConfigError
-from chatbench.loadtest.mix import OPERATIONS
-from chatbench.loadtest.worker import ClientTask, new_histogram, run_client
-from reports.results import LoadResult, OperationLoadResult
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
 

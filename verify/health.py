@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import combinations
 
-from schema.verify.catalog import IndexFact, int_type_max
-from schema.verify.context import VerificationContext
-from schema.verify.drift import queries_touching
-from schema.verify.findings import Finding, Severity
-from schema.verify.registry import check
+from chatbench.verify.catalog import IndexFact, int_type_max
+from chatbench.verify.context import VerificationContext
+from chatbench.verify.drift import queries_touching
+from chatbench.verify.findings import Finding, Severity
+from chatbench.verify.registry import check
 
 # A 32-bit sequence this far consumed is an incident in waiting, not a style remark.
 SEQUENCE_USAGE_ERROR = 0.5

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-
-from schema.contracts import CONTRACTS, IndexAccess, PlanContract
-from schema.queries import QUERIES_BY_NAME
-from schema.verify.catalog import IndexFact
-from schema.verify.context import VerificationContext
-from schema.verify.findings import Finding, Severity
-from schema.verify.registry import check
-from schema.verify.scenarios import Scenario, build_scenarios
+from chatbench.schema.contracts import CONTRACTS, IndexAccess, PlanContract
+from chatbench.schema.queries import QUERIES_BY_NAME
+from chatbench.verify.catalog import IndexFact
+from chatbench.verify.context import VerificationContext
+from chatbench.verify.findings import Finding, Severity
+from chatbench.verify.registry import check
+from chatbench.verify.scenarios import Scenario, build_scenarios
 
 SCAN_TYPES = frozenset({"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Scan", "Tid Range Scan"})
 MODES = ("custom", "generic")

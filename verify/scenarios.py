@@ -14,9 +14,8 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
-
-from loadgen.result import ConversationRef, SeedParameters
-from schema.contracts import PAGE_SIZE
+from chatbench.loadgen.result import ConversationRef, SeedParameters
+from chatbench.schema.contracts import PAGE_SIZE
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from schema.verify.findings import Finding
+from chatbench.verify.findings import Finding
 
 if TYPE_CHECKING:
-    from schema.verify.context import VerificationContext
+    from chatbench.verify.context import VerificationContext
 
 CheckFn = Callable[["VerificationContext"], Iterable[Finding]]
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from schema.verify.findings import Finding
+from chatbench.verify.findings import Finding
 
 RESULT_FORMAT_VERSION = 1  # bump on any change of ``to_json``'s shape
 

@@ -12,16 +12,16 @@ import time
 from collections.abc import Callable, Iterable
 
 import psycopg
+from chatbench.loadgen.result import SeedResult
+from chatbench.verify import drift, health, plans  # noqa: F401  (importing registers the checks)
+from chatbench.verify.catalog import CatalogFacts
+from chatbench.verify.context import VerificationContext, build_context, connect
+from chatbench.verify.discover import discover
+from chatbench.verify.findings import Finding, Severity
+from chatbench.verify.registry import CHECKS
+from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
 
 from chatbench.provision import Server
-from loadgen.result import SeedResult
-from schema.verify import drift, health, plans  # noqa: F401  (importing registers the checks)
-from schema.verify.catalog import CatalogFacts
-from schema.verify.context import VerificationContext, build_context, connect
-from schema.verify.discover import discover
-from schema.verify.findings import Finding, Severity
-from schema.verify.registry import CHECKS
-from schema.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
 
 __all__ = ["CHECKS", "Finding", "Severity", "VerificationContext", "VerificationResult", "verify"]
 

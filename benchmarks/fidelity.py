@@ -10,7 +10,7 @@ To say *where* a larger ratio comes from, the harness is also timed in two reduc
 through the same path (the fixed per-call cost of driver + timer). The difference between the
 full harness and ``execute`` only is row decoding; between ``execute`` only and pgbench the driver.
 
-Placement: the harness client and its backend are pinned to one core (``chatbench.pinning``);
+Placement: the harness client and its backend are pinned to one core (``chatbench.benchmarks.pinning``);
 pgbench runs under ``taskset`` on that core and its backend inherits the core from the postmaster,
 which is pinned for the duration of the pgbench run (local backend only; otherwise it is recorded
 as not pinned).
@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from chatbench.benchmarks.stats import SampleStats, describe
 
 from chatbench.errors import ChatbenchError
 from chatbench.provision import Server
-from reports.stats import SampleStats, describe
 
 FIDELITY_SCENARIOS = ("latest_page", "keyset_page_20", "offset_page_20", "message_count",
                       "conversation_list_first")
@@ -165,7 +165,7 @@ def run_pgbench(pgbench: str, server: Server, sql_text: str, params: Mapping[str
 
 
 def _timed(target: Callable[[], Any], rounds: int, warmup: int) -> list[float]:
-    from benchmarks.session import time_rounds
+    from chatbench.benchmarks.session import time_rounds
 
     return [s * 1000.0 for s in time_rounds(target, rounds, warmup)]
 
@@ -200,7 +200,7 @@ def check(server: Server, session: Any, *, scenarios: Sequence[str] = FIDELITY_S
     ...), ``rounds // repeats`` timed rounds each, so a slow phase of a shared machine hits all
     variants alike instead of skewing one of them.
     """
-    from benchmarks import scenarios as sc
+    from chatbench.benchmarks import scenarios as sc
 
     pgbench = find_pgbench(server)
     cpu = session.pinning.cpu if session.pinning.mode != "off" else None

@@ -2,10 +2,10 @@
 
 ``mix`` says what runs (operations, weights, parameter pools), ``worker`` is one client process
 (closed loop or open loop at a fixed arrival rate, HDR histograms), ``runner`` starts the clients,
-merges their histograms and builds the ``LoadResult`` of ``reports.results``.
+merges their histograms and builds the ``LoadResult`` of ``chatbench.benchmarks.results``.
 """
 
-from chatbench.loadtest.mix import DEFAULT_WEIGHTS, OPERATIONS, parse_weights
-from chatbench.loadtest.runner import LoadConfig, run_load
+from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS, OPERATIONS, parse_weights
+from chatbench.benchmarks.loadtest.runner import LoadConfig, run_load
 
 __all__ = ["DEFAULT_WEIGHTS", "OPERATIONS", "LoadConfig", "parse_weights", "run_load"]

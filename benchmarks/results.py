@@ -20,7 +20,7 @@ teach ``_upgrade`` to read the older shape):
   each operation keeps its base64 HDR encoding (the raw data of a load run).
 - 2 (2026-11-24): ``ScenarioResult.judged_ms`` (``{"p95": .., "p99": ..}``): the percentiles the
   verdict is judged on, the median over consecutive batches of rounds
-  (``reports.stats.batch_percentiles``), robust to bursts of other work on a shared machine;
+  (``chatbench.benchmarks.stats.batch_percentiles``), robust to bursts of other work on a shared machine;
   ``stats`` stays the pooled summary of all samples. ``LoadResult.correction`` (how coordinated
   omission was corrected). Version 1 files read as judged on the pooled percentiles.
 """
@@ -36,8 +36,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from chatbench.benchmarks.stats import BATCHES, SampleStats, batch_percentiles, describe
+
 from chatbench.errors import ChatbenchError
-from reports.stats import BATCHES, SampleStats, batch_percentiles, describe
 
 FORMAT_VERSION = 2
 """The format ``to_json`` writes; ``from_json`` reads this and every older version listed above."""
@@ -66,7 +67,7 @@ class EnvironmentFingerprint:
     backend: str  # local | container | dsn
     cpu_model: str
     cpu_count: int
-    pinning: Mapping[str, Any]  # chatbench.pinning.PinningResult.to_dict()
+    pinning: Mapping[str, Any]  # chatbench.benchmarks.pinning.PinningResult.to_dict()
     python_version: str
     libraries: Mapping[str, str]  # distribution -> version
     schema_fingerprint: str
