@@ -18,11 +18,11 @@ import os
 from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 
-PinMode = Literal["same-core", "off"]
+from chatbench.settings import PinMode
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,15 @@ import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from chatbench.benchmarks.results import BufferUsage
 from chatbench.loadgen.result import SeedParameters
 from chatbench.schema.queries import QUERIES_BY_NAME, CanonicalQuery
 from psycopg.rows import TupleRow
+
+from chatbench.settings import Driver
 
 PAGE = 50
 LIST_PAGE = 20
@@ -161,7 +163,6 @@ def describe_params(params: Sequence[Params]) -> list[dict[str, Any]]:
 
 # --- execution -------------------------------------------------------------------------------
 
-Driver = Literal["psycopg", "libpq"]
 DRIVERS: tuple[str, ...] = ("psycopg", "libpq")
 
 

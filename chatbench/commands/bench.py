@@ -11,67 +11,48 @@ Exit 0 when every target is met, 1 when one is missed.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from chatbench.benchmarks.options import SUITE_SETTINGS
 from chatbench.errors import ChatbenchError
+from chatbench.settings import Settings, pytest_option
 
 NAME = "bench"
 HELP = "benchmark the history queries against targets (p50/p95/p99 table, JSON with raw samples)"
-USES_SERVER = True
+SETTINGS = (*SUITE_SETTINGS, "json", "select", "fidelity")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", default="ci", help="data profile to seed or reuse (default ci)")
-    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    parser.add_argument("--targets", default=None, metavar="FILE",
-                        help="targets TOML (default benchmarks/targets.toml)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per scenario (default by profile)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up rounds per scenario (default by profile)")
-    parser.add_argument("--pin", choices=("same-core", "off"), default="same-core",
-                        help="CPU placement of client and server backend (default same-core)")
-    parser.add_argument("--driver", choices=("psycopg", "libpq"), default="psycopg",
-                        help="psycopg: what the app pays (default); libpq: what the database costs, pgbench-like")
-    parser.add_argument("--json", default="out/bench.json", metavar="FILE",
-                        help="pytest-benchmark JSON (default out/bench.json)")
-    parser.add_argument("--results", default=None, metavar="FILE",
-                        help="chatbench results JSON (default out/bench-run.json, with --fidelity out/fidelity.json)")
-    parser.add_argument("-k", dest="select", default=None, metavar="EXPR", help="only scenarios matching (pytest -k)")
-    parser.add_argument("--fidelity", action="store_true",
-                        help="compare harness p50 with pgbench -M prepared per query instead of running the suite")
+def _suite_arguments(settings: Settings) -> list[str]:
+    """The command-line settings as the suite's own pytest options; the suite resolves the rest itself
+    (environment, file, the ``bench`` defaults) exactly as this command did, so both measure the same."""
+    argv: list[str] = []
+    for name in SUITE_SETTINGS:
+        if settings.source(name) != "argument":
+            continue
+        value = getattr(settings, name)
+        if isinstance(value, bool):
+            argv += [pytest_option(name)]  # a flag given on the command line: its non-default side
+        elif isinstance(value, tuple):
+            for item in value:
+                argv += [pytest_option(name), item]
+        elif value is not None:
+            argv += [pytest_option(name), str(value)]
+    return argv
 
 
-def _server_environment(args: argparse.Namespace) -> None:
-    """Hand --pg-bin/--image/--dsn to the suite's provisioning (it resolves settings from the environment)."""
-    for option, env in (("pg_bin", "CHATBENCH_PG_BIN"), ("image", "CHATBENCH_IMAGE"), ("dsn", "CHATBENCH_DSN")):
-        value = getattr(args, option, None)
-        if value is not None:
-            os.environ[env] = str(value)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.fidelity:
-        return _fidelity(args)
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.fidelity:
+        return _fidelity(settings)
     import pytest
 
     from chatbench import benchmarks
-    _server_environment(args)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    argv = [str(Path(benchmarks.__file__).parent), "-q",
-            "--chatbench-profile", args.profile, "--chatbench-seed", str(args.seed),
-            "--chatbench-pin", args.pin, "--chatbench-driver", args.driver,
-            "--chatbench-results", args.results or "out/bench-run.json",
-            "--benchmark-json", args.json, "--benchmark-sort", "name"]
-    if args.backend is not None:
-        argv += ["--chatbench-backend", args.backend]
-    if args.targets is not None:
-        argv += ["--chatbench-targets", args.targets]
-    if args.rounds is not None:
-        argv += ["--chatbench-rounds", str(args.rounds)]
-    if args.warmup is not None:
-        argv += ["--chatbench-warmup", str(args.warmup)]
-    if args.select is not None:
-        argv += ["-k", args.select]
+
+    assert settings.json is not None
+    Path(settings.json).parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(Path(benchmarks.__file__).parent), "-q", *_suite_arguments(settings),
+            "--benchmark-json", settings.json, "--benchmark-sort", "name"]
+    if settings.select is not None:
+        argv += ["-k", settings.select]
     code = int(pytest.main(argv))
     if code == 0:
         return 0
@@ -81,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                          "see the output above")
 
 
-def _fidelity(args: argparse.Namespace) -> int:
+def _fidelity(settings: Settings) -> int:
     from chatbench import loadgen
     from chatbench.benchmarks import fidelity
     from chatbench.benchmarks.results import BenchmarkRun, write
@@ -89,20 +70,21 @@ def _fidelity(args: argparse.Namespace) -> int:
     from chatbench.benchmarks.targets import load_targets
     from chatbench.commands._common import console, server_from
 
-    with server_from(args) as server:
-        seed = loadgen.seed(server, loadgen.load_spec(args.profile), seed=args.seed, use_cache=True)
+    with server_from(settings) as server:
+        seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=settings.cache)
         if seed.database != server.database:
             server = server.with_database(seed.database, owns_database=True)
-        with open_session(server, seed, profile=args.profile, targets=load_targets(args.targets),
-                          pin_mode=args.pin) as session:
+        with open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),
+                          pin_mode=settings.pin) as session:
             console.print(f"[dim]{session.pinning.describe()}[/dim]")
             with console.status("fidelity") as status:
-                report = fidelity.check(server, session, rounds=args.rounds or 3000,
-                                        warmup=args.warmup if args.warmup is not None else 300,
+                report = fidelity.check(server, session, rounds=3000 if settings.rounds is None else settings.rounds,
+                                        warmup=settings.warmup if settings.warmup is not None else 300,
                                         progress=lambda message: status.update(f"fidelity: {message}"))
             run = BenchmarkRun(kind="fidelity", run_id=session.run_id, created_at=session.to_run().created_at,
                                environment=session.environment, notes={"fidelity": report.to_dict()})
     print(fidelity.render(report))
-    path = write(run, args.results or "out/fidelity.json")
+    given = settings.results if settings.source("results") != "default" else None
+    path = write(run, "out/fidelity.json" if given is None else given)
     console.print(f"results: {path}")
     return 0

@@ -7,23 +7,21 @@ import argparse
 from chatbench.commands._common import console
 from chatbench.errors import ProvisionError
 from chatbench.provision import janitor
+from chatbench.settings import Settings
 
 NAME = "clean"
-HELP = "remove leftover clusters, containers and run databases of dead runs"
+HELP = "remove leftover clusters, containers and (with --dsn) run databases of dead runs"
+SETTINGS = ("dsn",)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dsn", default=None, help="also drop leftover chatbench run databases on this server")
-
-
-def run(args: argparse.Namespace) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     removed = janitor.clean_local()
     try:
         removed += janitor.clean_containers()
     except ProvisionError:
         console.print("[dim]containers: no Docker engine answers, nothing to check[/dim]")
-    if args.dsn:
-        removed += janitor.clean_dsn(args.dsn)
+    if settings.dsn is not None:
+        removed += janitor.clean_dsn(settings.dsn)
     for item in removed:
         status = "removed" if item.ok else f"[red]failed[/red] ({item.detail})"
         console.print(f"{item.kind} {item.name}: {status}")

@@ -13,31 +13,17 @@ import os
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from chatbench.settings import SERVER_SETTINGS, Settings
+
 if TYPE_CHECKING:
     from chatbench.benchmarks.results import BenchmarkRun
 
 NAME = "load"
 HELP = "concurrent clients running a weighted read/append mix (HDR percentiles, throughput, errors)"
-USES_SERVER = True
+SETTINGS = (*SERVER_SETTINGS, "profile", "seed", "clients", "duration", "warmup_seconds", "rate", "mix", "results")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from chatbench.benchmarks.loadtest import DEFAULT_WEIGHTS
-
-    parser.add_argument("--profile", default="ci", help="data profile to seed or reuse (default ci)")
-    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    parser.add_argument("--clients", type=int, default=1, help="client processes (default 1)")
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
-    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds, not recorded (default 1)")
-    parser.add_argument("--rate", type=float, default=None,
-                        help="open loop: total arrivals per second (default: closed loop, as fast as possible)")
-    default_mix = ",".join(f"{k}={v:g}" for k, v in DEFAULT_WEIGHTS.items())
-    parser.add_argument("--mix", default=None, metavar="NAME=W,...", help=f"operation weights (default {default_mix})")
-    parser.add_argument("--out", default="out/load-run.json", metavar="FILE",
-                        help="results JSON (default out/load-run.json)")
-
-
-def run(args: argparse.Namespace) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     import psycopg
 
     from chatbench import loadgen
@@ -48,25 +34,26 @@ def run(args: argparse.Namespace) -> int:
     from chatbench.benchmarks.results import BenchmarkRun, write
     from chatbench.commands._common import console, server_from
 
-    weights = parse_weights(args.mix)
-    config = LoadConfig(clients=args.clients, duration_s=args.duration, warmup_s=args.warmup,
-                        rate_per_s=args.rate, weights=weights, seed=args.seed)
+    weights = parse_weights(settings.mix)
+    config = LoadConfig(clients=settings.clients, duration_s=settings.duration, warmup_s=settings.warmup_seconds,
+                        rate_per_s=settings.rate, weights=weights, seed=settings.seed)
     config.validate()
-    with server_from(args) as server:
-        seed = loadgen.seed(server, loadgen.load_spec(args.profile), seed=args.seed, use_cache=True)
+    with server_from(settings) as server:
+        seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=True)
         if seed.database != server.database:
             server = server.with_database(seed.database, owns_database=True)
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
             pools = parameter_pools(conn, seed.params, weights)
         placement = PinningResult("off", None, os.getpid(), False, tuple(sorted(os.sched_getaffinity(0))), None, False,
-                                  (), f"load: {args.clients} client process(es), placement left to the scheduler")
+                                  (), f"load: {settings.clients} client process(es), placement left to the scheduler")
         environment = fingerprint(server, seed, placement.to_dict())
         with console.status("load") as status:
             result = run_load(server.conninfo(), config, pools, progress=lambda m: status.update(f"load: {m}"))
     run_record = BenchmarkRun(kind="load", run_id=os.urandom(6).hex(), created_at=datetime.now(UTC).isoformat(),
                               environment=environment, load=result)
     print(render(run_record))
-    path = write(run_record, args.out)
+    assert settings.results is not None  # the load command's default is a file
+    path = write(run_record, settings.results)
     console.print(f"results: {path}")
     return 1 if result.errors else 0
 

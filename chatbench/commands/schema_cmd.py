@@ -9,20 +9,20 @@ import psycopg
 from chatbench import schema
 from chatbench.commands._common import console
 from chatbench.errors import ConfigError, ProvisionError, redact
+from chatbench.settings import Settings
 
 NAME = "schema"
 HELP = "print the canonical DDL (ddl) or create it in a database (apply --url)"
+SETTINGS = ("url", "allow_destructive")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=type(parser))
-    actions.add_parser("ddl", help="print the canonical DDL")
-    actions.add_parser("fingerprint", help="print the schema fingerprint")
-    apply = actions.add_parser("apply", help="create the canonical schema in an empty database")
-    apply.add_argument("--url", required=True, help="postgresql://user:password@host:port/db")
+    parser.add_argument("action", choices=("ddl", "fingerprint", "apply"),
+                        help="ddl: print the canonical DDL; fingerprint: print its fingerprint; "
+                        "apply: create it in the empty database --url names")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "ddl":
         print(f"-- chatbench canonical schema, fingerprint {schema.fingerprint()}")
         print(schema.ddl(), end="")
@@ -31,7 +31,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         from chatbench.provision.dsn import check_reachable, parse_dsn
 
-        url = parse_dsn(args.url, field="--url")
+        if settings.url is None:
+            raise ConfigError("schema apply needs --url postgresql://user:password@host:port/db (an empty database)")
+        url = parse_dsn(settings.url, field="--url")
+        if not settings.allow_destructive:
+            raise ConfigError(
+                f"--url {url.render_as_string(hide_password=True)}: chatbench did not create that database; "
+                "creating tables there needs --allow-destructive"
+            )
         check_reachable(url, field="--url")
         try:
             schema.apply(url)

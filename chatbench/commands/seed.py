@@ -7,37 +7,21 @@ import time
 
 from rich.table import Table
 
-from chatbench.commands._common import console, server_from
+from chatbench.commands._common import SERVER_SETTINGS, console, server_from
+from chatbench.settings import Settings
 
 NAME = "seed"
 HELP = "seed a database with deterministic chat history (profile or TOML spec) by binary COPY"
-USES_SERVER = True
+SETTINGS = (*SERVER_SETTINGS, "profile", "spec", "set", "seed", "workers", "order", "cache")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from chatbench.loadgen import profiles
-
-    parser.add_argument("--profile", default="smoke", help=f"named profile: {', '.join(profiles())} (default smoke)")
-    parser.add_argument("--spec", metavar="FILE", help="a TOML spec file (instead of --profile)")
-    parser.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[],
-                        help="override one spec field, e.g. --set messages.count=50000 (repeatable)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="COPY worker processes (default: CPU count, max 4)")
-    parser.add_argument("--order", choices=("time", "conversation"), default="time",
-                        help="physical row order of messages (default time, as a live product writes them)")
-    parser.add_argument("--no-cache", action="store_true", help="seed from scratch; neither read nor write the cache")
-
-
-def _overrides(pairs: list[str]) -> dict[str, object]:
+def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
+    """``FIELD=VALUE`` pairs (checked for shape by the settings) with TOML-typed values."""
     import tomllib
-
-    from chatbench.errors import ConfigError
 
     out: dict[str, object] = {}
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {pair!r}: use FIELD=VALUE, e.g. --set messages.count=50000")
+        key, _, raw = pair.partition("=")
         try:
             out[key.strip()] = tomllib.loads(f"v = {raw.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -45,13 +29,14 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench import loadgen
-    spec = loadgen.load_spec(args.profile, args.spec, _overrides(args.set))
-    with server_from(args) as server:
+
+    spec = loadgen.load_spec(settings.profile, settings.spec, _overrides(settings.set))
+    with server_from(settings) as server:
         started = time.perf_counter()
-        result = loadgen.seed(server, spec, seed=args.seed, workers=args.workers, order=args.order,
-                              use_cache=not args.no_cache, progress=True)
+        result = loadgen.seed(server, spec, seed=settings.seed, workers=settings.workers, order=settings.order,
+                              use_cache=settings.cache, progress=True)
         wall = time.perf_counter() - started
         console.print(summary_table(result, wall))
         source = f"restored from the cache ({result.extra.get('cache', 'cache')})" if result.from_cache else "seeded"

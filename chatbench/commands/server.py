@@ -6,20 +6,17 @@ import argparse
 import threading
 
 from chatbench import schema
-from chatbench.commands._common import console, server_from
+from chatbench.commands._common import SERVER_SETTINGS, console, server_from
+from chatbench.settings import Settings
 
 NAME = "server"
 HELP = "start a throwaway server and keep it until Ctrl-C"
-USES_SERVER = True
+SETTINGS = (*SERVER_SETTINGS, "apply_schema")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--apply-schema", action="store_true", help="create the canonical schema in its database")
-
-
-def run(args: argparse.Namespace) -> int:
-    with server_from(args) as server:
-        if args.apply_schema:
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    with server_from(settings) as server:
+        if settings.apply_schema:
             schema.apply(server.url)
         console.print(f"PostgreSQL {server.version} ({server.backend}) ready; Ctrl-C stops it and removes everything")
         # The URL goes to stdout so scripts can capture it; with a password only for container/dsn.

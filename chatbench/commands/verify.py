@@ -13,66 +13,46 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from chatbench.commands._common import console, server_from
+from chatbench.commands._common import SERVER_SETTINGS, announce, console, server_from
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
+from chatbench.settings import Settings
 
 NAME = "verify"
 HELP = "check drift, index health and plan contracts (exit 1 on FAIL)"
-USES_SERVER = True
+SETTINGS = (*SERVER_SETTINGS, "url", "profile", "seed", "json", "schema_from", "schema_from_cmd", "command_timeout")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--url", default=None, help="verify this existing database read-only (postgresql://user:password@host:port/db)"
-    )
-    parser.add_argument("--profile", default="ci", help="loadgen profile to seed when no --url is given (default ci)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the result as JSON")
-    parser.add_argument(
-        "--schema-from",
-        type=Path,
-        default=None,
-        metavar="FILE.sql",
-        help="build the schema by running this SQL file instead of the canonical models",
-    )
-    parser.add_argument(
-        "--schema-from-cmd",
-        default=None,
-        metavar="CMD",
-        help="build the schema with this command (e.g. 'alembic upgrade head'); "
-        "DATABASE_URL and CHATBENCH_DATABASE_URL point at the throwaway database",
-    )
-
-
-def _seed(server: Server, profile: str) -> SeedResult:
+def _seed(server: Server, profile: str, seed_number: int) -> SeedResult:
     try:
         from chatbench.loadgen import load_spec, seed
     except ImportError as exc:
         raise ConfigError(
             f"--profile {profile}: the loader is not available ({exc}); install chatbench fully"
         ) from None
-    result = seed(server, load_spec(profile))
+    result = seed(server, load_spec(profile), seed=seed_number)
     assert isinstance(result, SeedResult)
     return result
 
 
-def prepare(server: Server, args: argparse.Namespace) -> SeedResult:
+def prepare(server: Server, settings: Settings) -> SeedResult:
     """Seed ``server``'s database, building its schema the application's way first when asked."""
     from chatbench.loadgen.transplant import transplant
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
-    if args.schema_from is None and args.schema_from_cmd is None:
-        with console.status(f"seeding profile {args.profile}"):
-            return _seed(server, args.profile)
-    if args.schema_from is not None:
-        build_from_sql(server, args.schema_from)
+    if settings.schema_from is None and settings.schema_from_cmd is None:
+        with console.status(f"seeding profile {settings.profile}"):
+            return _seed(server, settings.profile, settings.seed)
+    if settings.schema_from is not None:
+        build_from_sql(server, Path(settings.schema_from))
     else:
-        build_from_cmd(server, args.schema_from_cmd)
+        assert settings.schema_from_cmd is not None
+        build_from_cmd(server, settings.schema_from_cmd, timeout=settings.command_timeout)
     with temporary_database(server, "cbv_seed") as sibling:
-        with console.status(f"seeding profile {args.profile} into a canonical sibling database"):
-            result = _seed(sibling, args.profile)
+        with console.status(f"seeding profile {settings.profile} into a canonical sibling database"):
+            result = _seed(sibling, settings.profile, settings.seed)
         source = _seeded_database(sibling, result)
         with console.status("loading the seeded rows into the pre-built schema"):
             counts = transplant(source, server)
@@ -87,14 +67,14 @@ def _seeded_database(server: Server, result: SeedResult) -> Server:
     return server.with_database(result.database, owns_database=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.verify import verify
     from chatbench.verify.render import render_terminal, write_json
 
-    if args.schema_from is not None and args.schema_from_cmd is not None:
+    if settings.schema_from is not None and settings.schema_from_cmd is not None:
         raise ConfigError("--schema-from and --schema-from-cmd: give one of them, not both")
-    if args.url is not None:
-        if args.schema_from is not None or args.schema_from_cmd is not None:
+    if settings.url is not None:
+        if settings.schema_from is not None or settings.schema_from_cmd is not None:
             raise ConfigError(
                 "--url verifies an existing database read-only; --schema-from/--schema-from-cmd "
                 "need a throwaway server (drop --url)"
@@ -102,20 +82,18 @@ def run(args: argparse.Namespace) -> int:
         from chatbench.provision import provision
 
         with (
-            provision(
-                "dsn", dsn=args.url, use_dsn_database=True, announce=lambda m: console.print(f"[dim]{m}[/dim]")
-            ) as server,
+            provision("dsn", dsn=settings.url, use_dsn_database=True, dsn_field="--url", announce=announce) as server,
             console.status("verifying (read-only)") as status,
         ):
             result = verify(server, None, read_only=True, progress=lambda n: status.update(f"verifying: {n}"))
     else:
-        with server_from(args) as server:
-            seed_result = prepare(server, args)
+        with server_from(settings) as server:
+            seed_result = prepare(server, settings)
             server = _seeded_database(server, seed_result)
             with console.status("verifying") as status:
                 result = verify(server, seed_result, progress=lambda n: status.update(f"verifying: {n}"))
     render_terminal(result, console)
-    if args.json is not None:
-        write_json(result, args.json)
-        console.print(f"[dim]wrote {args.json}[/dim]")
+    if settings.json is not None:
+        write_json(result, Path(settings.json))
+        console.print(f"[dim]wrote {settings.json}[/dim]")
     return 0 if result.passed else 1

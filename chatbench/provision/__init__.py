@@ -16,8 +16,7 @@ from pathlib import Path
 
 from chatbench.errors import ConfigError
 from chatbench.provision.server import BENCHMARK_SETTINGS, Server
-
-BACKENDS = ("auto", "container", "local", "dsn")
+from chatbench.settings import BACKENDS, default
 
 Announce = Callable[[str], None]
 
@@ -76,30 +75,38 @@ def provision(
     use_dsn_database: bool = False,
     allow_destructive: bool = False,
     settings: dict[str, str] | None = None,
+    start_timeout: float | None = None,
+    dsn_field: str = "--dsn",
     announce: Announce = _stderr,
 ) -> Iterator[Server]:
     """Provide a server for one run and tear it down afterwards, whatever happens."""
     chosen = resolve_backend(backend, dsn=dsn, announce=announce)
     run_id = new_run_id()
     wanted = dict(BENCHMARK_SETTINGS if settings is None else settings)
+    timeout = float(default("start_timeout")) if start_timeout is None else start_timeout
     with terminate_as_exit(), contextlib.ExitStack() as stack:
         if chosen == "local":
-            server = _local(run_id, pg_bin, wanted, stack, announce)
+            server = _local(run_id, pg_bin, wanted, stack, announce, timeout)
         elif chosen == "container":
-            server = _container(run_id, image, wanted, stack)
+            server = _container(run_id, image, wanted, stack, timeout)
         else:
             assert dsn is not None
-            server = _dsn(run_id, dsn, use_dsn_database, allow_destructive, stack)
+            server = _dsn(run_id, dsn, use_dsn_database, allow_destructive, stack, dsn_field)
         yield server
 
 
 def _local(
-    run_id: str, pg_bin: str | Path | None, settings: dict[str, str], stack: contextlib.ExitStack, announce: Announce
+    run_id: str,
+    pg_bin: str | Path | None,
+    settings: dict[str, str],
+    stack: contextlib.ExitStack,
+    announce: Announce,
+    timeout: float,
 ) -> Server:
     from chatbench.provision.local import start_local_cluster
     from chatbench.provision.probe import read_version_and_settings
 
-    cluster = start_local_cluster(run_id, pg_bin, settings)
+    cluster = start_local_cluster(run_id, pg_bin, settings, timeout=timeout)
     stack.callback(cluster.stop)
     if cluster.user.switched:
         announce(f"running PostgreSQL as OS user {cluster.user.name!r}: postgres refuses to run as root")
@@ -124,7 +131,9 @@ def _local(
     )
 
 
-def _container(run_id: str, image: str | None, settings: dict[str, str], stack: contextlib.ExitStack) -> Server:
+def _container(
+    run_id: str, image: str | None, settings: dict[str, str], stack: contextlib.ExitStack, timeout: float
+) -> Server:
     from sqlalchemy.engine import make_url
 
     from chatbench.provision.container import start_container
@@ -134,7 +143,7 @@ def _container(run_id: str, image: str | None, settings: dict[str, str], stack: 
     stack.callback(container.stop)
     url = make_url(container.get_connection_url()).set(host="127.0.0.1")
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    wait_until_ready(conninfo, timeout=30)
+    wait_until_ready(conninfo, timeout=timeout)
     version, version_num, live = read_version_and_settings(conninfo)
     return Server(
         backend="container",
@@ -150,12 +159,14 @@ def _container(run_id: str, image: str | None, settings: dict[str, str], stack: 
     )
 
 
-def _dsn(run_id: str, dsn: str, use_dsn_database: bool, allow_destructive: bool, stack: contextlib.ExitStack) -> Server:
+def _dsn(
+    run_id: str, dsn: str, use_dsn_database: bool, allow_destructive: bool, stack: contextlib.ExitStack, field: str
+) -> Server:
     from chatbench.provision.dsn import check_reachable, create_run_database, drop_database, libpq, parse_dsn
     from chatbench.provision.probe import read_version_and_settings
 
-    admin = parse_dsn(dsn)
-    check_reachable(admin)
+    admin = parse_dsn(dsn, field=field)
+    check_reachable(admin, field=field)
     if use_dsn_database:
         database, owns = str(admin.database), False
     else:

@@ -244,7 +244,9 @@ def _copy_tree(source: Path, target: Path) -> None:
     subprocess.run(["cp", "-a", str(source), str(target)], check=True, capture_output=True)
 
 
-def start_local_cluster(run_id: str, pg_bin: str | Path | None, settings: dict[str, str]) -> LocalCluster:
+def start_local_cluster(
+    run_id: str, pg_bin: str | Path | None, settings: dict[str, str], *, timeout: float = 60.0
+) -> LocalCluster:
     """Copy the pristine data dir for this build, start it on a free loopback port, wait until ready."""
     user = server_os_user()
     binaries = runnable_binaries(resolve_binaries(pg_bin), user)
@@ -277,7 +279,7 @@ def start_local_cluster(run_id: str, pg_bin: str | Path | None, settings: dict[s
         user.chown(cluster.socket_dir)
         for attempt in range(3):
             try:
-                cluster.start()
+                cluster.start(timeout)
                 break
             except ProvisionError as exc:
                 if ("could not bind" not in str(exc) and "Address already in use" not in str(exc)) or attempt == 2:

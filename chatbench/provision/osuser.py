@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbench.errors import ProvisionError
+from chatbench.settings import current
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def server_os_user() -> OsUser:
     if os.geteuid() != 0:
         entry = pwd.getpwuid(os.geteuid())
         return OsUser(entry.pw_name, entry.pw_uid, entry.pw_gid, switched=False)
-    wanted = os.environ.get("CHATBENCH_PG_OS_USER")
+    wanted = current("pg_os_user")
     names = [wanted] if wanted else ["postgres", "nobody"]
     for name in names:
         try:

@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from chatbench.settings import current
+
 
 def _ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
@@ -20,8 +22,8 @@ def _ensure(path: Path) -> Path:
 
 
 def run_root() -> Path:
-    """Parent of every live cluster directory (``CHATBENCH_RUN_DIR`` overrides)."""
-    override = os.environ.get("CHATBENCH_RUN_DIR")
+    """Parent of every live cluster directory (setting ``run_dir``, e.g. ``CHATBENCH_RUN_DIR``)."""
+    override = current("run_dir")
     if override:
         return _ensure(Path(override))
     shm = Path("/dev/shm")
@@ -31,8 +33,8 @@ def run_root() -> Path:
 
 
 def cache_root() -> Path:
-    """Persistent cache of pristine data dirs, relocated binaries and snapshots (``CHATBENCH_CACHE_DIR``)."""
-    override = os.environ.get("CHATBENCH_CACHE_DIR")
+    """Persistent cache of pristine data dirs, relocated binaries and snapshots (setting ``cache_dir``)."""
+    override = current("cache_dir")
     if override:
         return _ensure(Path(override))
     return _ensure(Path("/var/tmp") / "chatbench" if os.geteuid() == 0 else Path.home() / ".cache" / "chatbench")

@@ -31,7 +31,8 @@ def wait_until_ready(conninfo: str, *, timeout: float, is_alive: object = None, 
             tail = log_tail() if callable(log_tail) else ""
             raise ProvisionError(
                 f"PostgreSQL did not accept connections within {timeout:.0f} s "
-                f"(last error: {redact(last_error)}; {tail}); raise --start-timeout or check the server log"
+                f"(last error: {redact(last_error)}; {tail}); "
+                "raise --start-timeout (CHATBENCH_START_TIMEOUT) or check the server log"
             )
         time.sleep(0.01)
 

@@ -12,7 +12,7 @@ A stage that cannot run (a ChatbenchError, a database error, a bug) stops that s
 the remaining stages are recorded as skipped and the verdict is ERROR (exit 2); a stage that ran
 and found problems is ``failed`` and the pipeline goes on, so one run lists every failing item.
 
-Layout: ``options`` (what to run), ``servers`` (where), ``display`` (the terminal), ``recorder``
+Layout: ``options`` (what to run; where is ``chatbench.provision.choice``), ``display`` (the terminal), ``recorder``
 (stage and check bookkeeping), ``measure`` (the benchmark adapter), ``stages`` (verification, seed,
 scaling), ``baseline`` (comparison), ``pipeline`` (the order). This module only re-exports the names
 other code imports, so ``from chatbench.signoff import ...`` stays the one entry point.
@@ -28,27 +28,21 @@ from chatbench.signoff.options import (
     CONTRAST_ROUNDS,
     PROFILE_ORDER,
     SCALING_SCENARIOS,
-    SCENARIO_BUDGET_S,
     SIGNOFF_ROUNDS,
-    ServerChoice,
     SignoffOptions,
     planned_stages,
 )
 from chatbench.signoff.pipeline import run_signoff, run_target
-from chatbench.signoff.servers import choose_servers
 
 __all__ = [
     "CONTRAST_ROUNDS",
     "MIN_BUDGET_ROUNDS",
     "PROFILE_ORDER",
     "SCALING_SCENARIOS",
-    "SCENARIO_BUDGET_S",
     "SIGNOFF_ROUNDS",
     "Display",
-    "ServerChoice",
     "SignoffOptions",
     "budgeted_rounds",
-    "choose_servers",
     "load_baselines",
     "measure",
     "pick_baseline",

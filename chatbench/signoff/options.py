@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chatbench.provision.choice import ServerChoice
 from chatbench.reports.compare import Thresholds
 
 PROFILE_ORDER = ("smoke", "ci", "release", "scale")
@@ -22,54 +23,39 @@ CONTRAST_ROUNDS = (200, 20)
 """Rounds for the contrast scenarios (OFFSET pages, tagged ``contrast``): they are expected to be slow
 (20 ms for the last page of a 20k-message whale) and only show the growth with depth; 200 rounds do
 that, 1000 would cost the sign-off 20 s."""
-SCENARIO_BUDGET_S = 3.0
-"""Seconds of timed rounds one scenario may take in a sign-off (after at least
-``benchmarks.session.MIN_BUDGET_ROUNDS``).
-
-Why: a schema that lost its history index turns a 0.2 ms page into a 100 ms scan; 1000 rounds of
-each would make the FAIL take half an hour. The budget keeps a broken schema's sign-off to about a
-minute; the rounds actually taken are in every result (``stats.rounds``)."""
 SCALING_SCENARIOS = ("latest_page", "keyset_page_20", "offset_page_20", "conversation_list_first", "message_count")
 """Measured again on smaller databases for the scaling plot: the central reads and the OFFSET contrast."""
 
 
 @dataclass(frozen=True)
-class ServerChoice:
-    """One server to sign off on: a backend plus the binaries or image that pick its version."""
-
-    backend: str
-    pg_bin: str | None = None
-    image: str | None = None
-    dsn: str | None = None
-    version_hint: str | None = None  # what --pg-versions asked for
-
-
-@dataclass(frozen=True)
 class SignoffOptions:
-    """Everything the pipeline needs, resolved (the command turns arguments into this)."""
+    """Everything the pipeline needs, resolved (the command builds it from ``chatbench.settings``, where
+    every value's default is declared; none is repeated here)."""
 
     servers: tuple[ServerChoice, ...]
-    profile: str = "release"
-    seed: int = 1
-    out: Path = Path("out")
-    baseline: Path | None = None
-    schema_from: Path | None = None
-    schema_from_cmd: str | None = None
-    load: bool = False
-    load_clients: int = 2
-    load_seconds: float = 5.0
-    rounds: int | None = None  # None: the profile's default (benchmarks.session.ROUNDS)
-    warmup: int | None = None
-    targets_file: Path | None = None
-    pin_mode: str = "same-core"
-    use_cache: bool = True
-    scaling_profiles: tuple[str, ...] | None = None  # None: every profile smaller than ``profile``
+    profile: str
+    seed: int
+    out: Path
+    baseline: Path | None
+    schema_from: Path | None
+    schema_from_cmd: str | None
+    command_timeout: float
+    load: bool
+    load_clients: int
+    load_seconds: float
+    rounds: int | None  # None: the profile's default (benchmarks.session.ROUNDS)
+    warmup: int | None
+    targets_file: Path | None
+    pin_mode: str
+    use_cache: bool
+    scenario_budget_s: float | None  # None: every round, however long
+    scaling_profiles: tuple[str, ...] | None  # None: every profile smaller than ``profile``
+    use_dsn_database: bool
+    allow_destructive: bool
+    start_timeout: float
+    command: str
     scaling_rounds: int = 300
-    scenario_budget_s: float | None = SCENARIO_BUDGET_S  # None: every round, however long
-    use_dsn_database: bool = False
-    allow_destructive: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
-    command: str = ""
 
     @property
     def schema_source(self) -> str:

@@ -16,14 +16,14 @@ from typing import Any
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import redact
 from chatbench.provision import Server, provision
+from chatbench.provision.choice import ServerChoice, choice_text
 from chatbench.reports.compare import compare_runs
 from chatbench.reports.signoff import Signoff, StageTiming, TargetSignoff
 from chatbench.signoff.baseline import comparison_checks, load_baselines, pick_baseline
 from chatbench.signoff.display import Display
 from chatbench.signoff.measure import measure, run_load_stage
-from chatbench.signoff.options import ServerChoice, SignoffOptions, planned_stages
+from chatbench.signoff.options import SignoffOptions, planned_stages
 from chatbench.signoff.recorder import Recorder, StageError, one_line
-from chatbench.signoff.servers import choice_text
 from chatbench.signoff.stages import (
     drift,
     health_and_plans,
@@ -127,6 +127,7 @@ def _pipeline(
                 dsn=choice.dsn,
                 use_dsn_database=options.use_dsn_database,
                 allow_destructive=options.allow_destructive,
+                start_timeout=options.start_timeout,
                 announce=display.note,
             )
         )
@@ -146,7 +147,7 @@ def _pipeline(
                 build_from_sql(server, options.schema_from)
             else:
                 assert options.schema_from_cmd is not None
-                build_from_cmd(server, options.schema_from_cmd)
+                build_from_cmd(server, options.schema_from_cmd, timeout=options.command_timeout)
             info["detail"] = f"built by {options.schema_source}"
         else:
             info["detail"] = "canonical models (built around the bulk load from schema.load_phases())"
