@@ -129,8 +129,15 @@ def choice_text(choice: ServerChoice) -> str:
 @contextlib.contextmanager
 def provision_from(settings: Settings, *, announce: Announce) -> Iterator[Server]:
     """Provision the one server the settings ask for (every single-server command, the benchmark suite)."""
-    choice = one_server(settings, announce=announce)
-    with provision(
+    with provision_choice(one_server(settings, announce=announce), settings, announce=announce) as server:
+        yield server
+
+
+def provision_choice(
+    choice: ServerChoice, settings: Settings, *, announce: Announce
+) -> contextlib.AbstractContextManager[Server]:
+    """Provision one chosen server with the settings' server options (the sign-off runs several)."""
+    return provision(
         choice.backend,
         pg_bin=choice.pg_bin,
         image=choice.image,
@@ -139,5 +146,4 @@ def provision_from(settings: Settings, *, announce: Announce) -> Iterator[Server
         allow_destructive=settings.allow_destructive,
         start_timeout=settings.start_timeout,
         announce=announce,
-    ) as server:
-        yield server
+    )
