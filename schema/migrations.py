@@ -56,5 +56,3 @@ def build_from_cmd(server: Server, command: str, cwd: Path | None = None) -> Non
     if done.returncode != 0:
         tail = redact(" | ".join((done.stderr or done.stdout).strip().splitlines()[-3:]))
         raise ConfigError(f"--schema-from-cmd {command!r} exited {done.returncode}: {tail}")
-
-
