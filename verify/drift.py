@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Generic, TypeVar
 
@@ -316,29 +316,12 @@ def _foreign_keys(exp: list[ConstraintFact], act: list[ConstraintFact]) -> Itera
         lambda c: (c.table, c.name),
     )
     for e, a in paired.pairs:
-        obj = f"{e.table}.{e.name}"
-        query = queries_touching(e.table, e.columns)
-        yield from _renamed("constraint", e, a, query, e.definition)
-        if (e.columns, e.ref_table, e.ref_columns) != (a.columns, a.ref_table, a.ref_columns):
-            yield _finding(
-                "foreign_key_target",
-                obj,
-                f"({', '.join(e.columns)}) -> {e.ref_table}({', '.join(e.ref_columns)})",
-                f"({', '.join(a.columns)}) -> {a.ref_table}({', '.join(a.ref_columns)})",
-                query=query,
-            )
-        if e.on_delete != a.on_delete:
-            yield _finding(
-                "foreign_key_on_delete", obj, f"ON DELETE {e.on_delete}", f"ON DELETE {a.on_delete}", query=query
-            )
-        if e.on_update != a.on_update:
-            yield _finding(
-                "foreign_key_on_update", obj, f"ON UPDATE {e.on_update}", f"ON UPDATE {a.on_update}", query=query
-            )
-        if e.deferrable != a.deferrable:
-            yield _finding("foreign_key_deferrable", obj, e.deferrable, a.deferrable, "warning", query=query)
-        if e.validated and not a.validated:
-            yield _finding("not_validated", obj, "VALID", "NOT VALID (existing rows unchecked)", query=query)
+        differences = list(_foreign_key_differences(e, a))
+        if not differences:
+            yield from _renamed("constraint", e, a, queries_touching(e.table, e.columns), e.definition)
+        for f in differences:  # the name goes with what differs: one object, no separate rename line
+            renamed = f"named {a.name} here" if e.name != a.name else ""
+            yield replace(f, detail="; ".join(x for x in (f.detail, renamed) if x))
     for e in paired.missing:
         yield _finding(
             "missing_foreign_key",
@@ -355,6 +338,39 @@ def _foreign_keys(exp: list[ConstraintFact], act: list[ConstraintFact]) -> Itera
             a.definition,
             query=queries_touching(a.table, a.columns),
         )
+
+
+def _foreign_key_differences(e: ConstraintFact, a: ConstraintFact) -> Iterator[Finding]:
+    obj = f"{e.table}.{e.name}"
+    query = queries_touching(e.table, e.columns)
+    if (e.columns, e.ref_table, e.ref_columns) != (a.columns, a.ref_table, a.ref_columns):
+        yield _finding(
+            "foreign_key_target",
+            obj,
+            f"({', '.join(e.columns)}) -> {e.ref_table}({', '.join(e.ref_columns)})",
+            f"({', '.join(a.columns)}) -> {a.ref_table}({', '.join(a.ref_columns)})",
+            query=query,
+        )
+    if e.on_delete != a.on_delete:
+        yield _finding(
+            "foreign_key_on_delete", obj, f"ON DELETE {e.on_delete}", f"ON DELETE {a.on_delete}", query=query
+        )
+    if e.on_update != a.on_update:
+        yield _finding(
+            "foreign_key_on_update", obj, f"ON UPDATE {e.on_update}", f"ON UPDATE {a.on_update}", query=query
+        )
+    if e.deferrable != a.deferrable:
+        yield _finding(
+            "foreign_key_deferrable",
+            obj,
+            "NOT DEFERRABLE" if not e.deferrable else "DEFERRABLE",
+            "DEFERRABLE" if a.deferrable else "NOT DEFERRABLE",
+            "warning",
+            query=query,
+            detail="the probes check its cascades with constraints made immediate",
+        )
+    if e.validated and not a.validated:
+        yield _finding("not_validated", obj, "VALID", "NOT VALID (existing rows unchecked)", query=query)
 
 
 def _checks(ctx: VerificationContext, exp: list[ConstraintFact], act: list[ConstraintFact]) -> Iterator[Finding]:
