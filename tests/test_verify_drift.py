@@ -56,7 +56,8 @@ def test_index_direction_predicate_include_and_renames_are_named(schema_db: Serv
     assert ("conversations.updated_at", "renaming a conversation does not touch updated_at") in [
         (o, a.split(" (")[0]) for o, a in breaches
     ]
-    assert any(o == "conversations.created_at" and "without created_at or updated_at is rejected" in a for o, a in breaches)
+    rejected = "without created_at or updated_at is rejected"
+    assert any(o == "conversations.created_at" and rejected in a for o, a in breaches)
     assert any(o == "messages.id" and 'null value in column "id" of relation "messages"' in a for o, a in breaches)
     assert not result.passed
 
@@ -91,6 +92,7 @@ def test_check_definition_and_function_body_changes(schema_db: Server) -> None:
 def test_load_phases_leave_the_canonical_models_intact() -> None:
     """Drift's expected side is ``schema.apply``: building load phases must not strip constraints from it."""
     from chatbench import schema
+
     before = schema.ddl()
     schema.load_phases()
     assert schema.ddl() == before

@@ -162,6 +162,7 @@ MUTATIONS: dict[str, tuple[list[str], list[tuple[str, str | None, str, str]]]] =
     ),
 }
 
+
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_mutant_fails_naming_object_and_query(name: str, seeded, canonical) -> None:
     statements, expected = MUTATIONS[name]
@@ -245,7 +246,10 @@ BEHAVIOUR_MUTANTS: dict[str, tuple[list[str], str]] = {
         ],
         "a conversation whose updated_at precedes its created_at is accepted",
     ),
-    "ids_generated": (["ALTER TABLE users ALTER COLUMN id DROP IDENTITY"], "(inserting a user without an id) is rejected"),
+    "ids_generated": (
+        ["ALTER TABLE users ALTER COLUMN id DROP IDENTITY"],
+        "(inserting a user without an id) is rejected",
+    ),
     "history_order": (
         [
             "ALTER TABLE messages ALTER COLUMN id SET INCREMENT BY -1 SET MINVALUE -9223372036854775808 "
@@ -257,7 +261,10 @@ BEHAVIOUR_MUTANTS: dict[str, tuple[list[str], str]] = {
         ["ALTER TABLE messages ALTER COLUMN created_at SET DEFAULT '2000-01-01 00:00:00+00'"],
         "messages.created_at do not default to the current time",
     ),
-    "email_length": (["ALTER TABLE users ALTER COLUMN email TYPE varchar(400)"], "an email of 321 characters is accepted"),
+    "email_length": (
+        ["ALTER TABLE users ALTER COLUMN email TYPE varchar(400)"],
+        "an email of 321 characters is accepted",
+    ),
     "display_name_length": (
         ["ALTER TABLE users ALTER COLUMN display_name TYPE varchar(200)"],
         "inserting a display_name of 255 characters is rejected",

@@ -21,6 +21,16 @@ def site(ctx: VerificationContext) -> Iterator[Finding]:
     run = probe_run(ctx)
     if run.not_run is not None:
         yield Finding("drift", "probes_not_run", "behaviour", "the probes run", run.not_run, "info")
+    if run.failed is not None:
+        yield Finding(
+            "drift",
+            "probes_failed",
+            "behaviour",
+            "every probe runs",
+            f"the probe run broke off {run.failed}",
+            "error",
+            detail=f"on {run.site}",
+        )
     for note in run.notes:
         yield Finding(
             "drift",
@@ -35,18 +45,36 @@ def site(ctx: VerificationContext) -> Iterator[Finding]:
 
 def _contract_check(contract: BehaviourContract) -> None:
     def run(ctx: VerificationContext) -> Iterator[Finding]:
-        for outcome in probe_run(ctx).of(contract.name):
-            if outcome.status == "holds":
-                continue
+        outcomes = probe_run(ctx).of(contract.name)
+        query = ", ".join(contract.queries) or None
+        for outcome in outcomes:
+            if outcome.status == "breached":
+                yield Finding(
+                    "drift",
+                    "behaviour",
+                    outcome.subject,
+                    contract.statement,
+                    outcome.observed,
+                    "error",
+                    query=query,
+                    detail=f"probe {outcome.probe}: {outcome.evidence}",
+                )
+        # a probe that could not run is not a pass; the same failure of several probes is one line
+        errors: dict[str, list[str]] = {}
+        for outcome in outcomes:
+            if outcome.status == "error":
+                errors.setdefault(outcome.cause, []).append(outcome.probe)
+        for probes in errors.values():
+            first = next(o for o in outcomes if o.probe == probes[0])
             yield Finding(
                 "drift",
-                "behaviour" if outcome.status == "breached" else "probe_error",
-                outcome.subject,
+                "probe_error",
+                first.subject,
                 contract.statement,
-                outcome.observed,
+                first.observed,
                 "error",
-                query=", ".join(contract.queries) or None,
-                detail=f"probe {outcome.probe}: {outcome.evidence}",
+                query=query,
+                detail=f"probe {', '.join(probes)} could not run: {first.evidence}",
             )
 
     run.__doc__ = contract.statement

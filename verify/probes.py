@@ -42,6 +42,7 @@ class ProbeOutcome:
     status: Status
     observed: str  # what happened, in one line
     evidence: str  # the probe's action (SQL, one line)
+    cause: str = ""  # for "error": the server's error alone, the same for every probe it stopped
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,16 @@ class ProbeRun:
     site: str
     outcomes: tuple[ProbeOutcome, ...]
     seconds: float
-    not_run: str | None = None
+    not_run: str | None = None  # the schema lacks what the probes use (drift reports it as an error)
     notes: tuple[str, ...] = ()  # e.g. what the schema-only copy could not restore
+    failed: str | None = None  # the run broke off (a lost connection): not judged, never a pass
 
     def of(self, contract: str) -> tuple[ProbeOutcome, ...]:
         return tuple(o for o in self.outcomes if o.contract == contract)
 
     def holds(self, contracts: Iterable[str]) -> bool | None:
         """True if every probe of these contracts holds, False if one does not, None if they did not run."""
-        if self.not_run is not None:
+        if self.not_run is not None or self.failed is not None:
             return None
         return all(o.status == "holds" for name in contracts for o in self.of(name))
 
@@ -107,8 +109,8 @@ def run_probe(
     evidence = _one_line(probe.action.sql)
     subject = probe.subject or contract.subject
 
-    def outcome(status: Status, observed: str) -> ProbeOutcome:
-        return ProbeOutcome(contract.name, probe.name, subject, status, observed, evidence)
+    def outcome(status: Status, observed: str, cause: str = "") -> ProbeOutcome:
+        return ProbeOutcome(contract.name, probe.name, subject, status, observed, evidence, cause)
 
     current, stage = probe.action, "setup"
     result: ProbeOutcome | None = None
@@ -136,7 +138,7 @@ def run_probe(
             return outcome("breached", f"{current.does} is rejected ({describe_error(exc)})")
         if stage == "setup" and is_rejection(exc):
             return outcome("breached", f"the probe's setup ({current.does}) is rejected ({describe_error(exc)})")
-        return outcome("error", f"{current.does} failed unexpectedly ({describe_error(exc)})")
+        return outcome("error", f"{current.does} failed unexpectedly ({describe_error(exc)})", describe_error(exc))
     assert result is not None
     return result
 
@@ -175,11 +177,8 @@ def run_probes(
                 for probe in contract.probes:
                     outcomes.append(run_probe(conn, contract, probe, base))
     except psycopg.Error as exc:
+        done = f"after {len(outcomes)} probes" if outcomes else "before the first probe"
         return ProbeRun(
-            site,
-            tuple(outcomes),
-            time.perf_counter() - started,
-            f"the probes could not start: {describe_error(exc)}",
-            notes,
+            site, tuple(outcomes), time.perf_counter() - started, None, notes, f"{done}: {describe_error(exc)}"
         )
     return ProbeRun(site, tuple(outcomes), time.perf_counter() - started, None, notes)
