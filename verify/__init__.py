@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 from chatbench.loadgen.result import SeedResult
-from chatbench.verify import behaviour, drift, health, plans  # noqa: F401  (importing registers the checks)
+from chatbench.verify import drift, drift_behaviour, health, plans  # noqa: F401  (importing registers the checks, in order)
 from chatbench.verify.catalog import CatalogFacts
 from chatbench.verify.context import VerificationContext, build_context, connect
 from chatbench.verify.discover import discover

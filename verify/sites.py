@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,8 +146,12 @@ def restore_schema(dump: bytes, target: Server, tools: PgBinaries) -> tuple[str,
 def schema_only_copy(live: Server, host: Server, stack: contextlib.ExitStack, schema: str = "public") -> SchemaCopy:
     """The live schema restored into a temporary database on ``host`` (dropped with ``stack``)."""
     tools = client_binaries(host)
-    dump = dump_schema(live, tools, schema)
-    copy = stack.enter_context(temporary_database(host, "cbv_probe", template="template0"))
+    # pg_dump (a process reading the live catalog) and CREATE DATABASE (the host copying template0)
+    # wait on different servers' work: run them side by side (about 20 ms of a ~100 ms copy).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="chatbench-pg-dump") as pool:
+        dumping = pool.submit(dump_schema, live, tools, schema)
+        copy = stack.enter_context(temporary_database(host, "cbv_probe", template="template0"))
+        dump = dumping.result()
     errors = restore_schema(dump, copy, tools)
     if host is live or host.url.render_as_string() == live.url.set(database=host.database).render_as_string():
         where = f"the same server ({host.version}); the seeded rows are never touched"

@@ -2,8 +2,9 @@
 
 Without ``--url``: provisions a throwaway server, seeds it with ``--profile`` (optionally building the
 schema the application's way first: ``--schema-from`` / ``--schema-from-cmd``) and verifies it.
-With ``--url``: verifies an existing database read-only (scenarios discovered from its data; nothing
-is written to, or created on, that server).
+With ``--url``: verifies an existing database read-only (scenarios discovered from its data; the
+behaviour probes run on a schema-only copy on a throwaway local server; nothing is written to, or
+created on, that server).
 Exit 0 when every check passes, 1 when any error-severity finding fails the verdict.
 """
 
@@ -13,7 +14,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from chatbench.commands._common import console, server_from
+from chatbench.commands._common import console, server_from, settings_from
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
@@ -107,7 +108,15 @@ def run(args: argparse.Namespace) -> int:
             ) as server,
             console.status("verifying (read-only)") as status,
         ):
-            result = verify(server, None, read_only=True, progress=lambda n: status.update(f"verifying: {n}"))
+            # --pg-bin picks the throwaway local server that holds the canonical schema and the probes'
+            # schema-only copy (its pg_dump must be at least the live server's version).
+            result = verify(
+                server,
+                None,
+                read_only=True,
+                progress=lambda n: status.update(f"verifying: {n}"),
+                pg_bin=settings_from(args).pg_bin,
+            )
     else:
         with server_from(args) as server:
             seed_result = prepare(server, args)
