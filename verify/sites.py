@@ -90,8 +90,9 @@ def dump_schema(live: Server, tools: PgBinaries, schema: str) -> bytes:
     live_major = live.version_num // 10000
     if live_major > tools.major:
         raise ChatbenchError(
-            f"--url: the live server is PostgreSQL {live.version} and pg_dump here is {tools.version}; "
-            f"pg_dump must be at least the server's version: give --pg-bin with PostgreSQL {live_major}+ binaries"
+            f"the server is PostgreSQL {live.version} and pg_dump here is {tools.version}; "
+            f"to copy the schema for the behaviour probes pg_dump must be at least the server's version: "
+            f"give --pg-bin with PostgreSQL {live_major}+ binaries"
         )
     url, env = _client_env(live)
     # pg_dump reads in one REPEATABLE READ, READ ONLY snapshot already; the option makes the server refuse
@@ -114,10 +115,10 @@ def dump_schema(live: Server, tools: PgBinaries, schema: str) -> bytes:
     try:
         done = subprocess.run(command, env=env, capture_output=True, timeout=DUMP_TIMEOUT_S, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ChatbenchError(f"--url: pg_dump --schema-only of the live database did not finish: {exc}") from None
+        raise ChatbenchError(f"pg_dump --schema-only (the behaviour probes' copy) did not finish: {exc}") from None
     if done.returncode != 0:
         raise ChatbenchError(
-            "--url: pg_dump --schema-only of the live database failed: "
+            "pg_dump --schema-only (the behaviour probes' copy) failed: "
             f"{_last_lines(done.stderr.decode(errors='replace'))}; the role needs to read the schema's catalog "
             "and to lock its tables in ACCESS SHARE mode (SELECT privilege)"
         )
