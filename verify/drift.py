@@ -266,8 +266,8 @@ def _renamed(kind: str, e: Any, a: Any, query: str | None, detail: str = "") -> 
 def _keys(
     ctx: VerificationContext, kind: str, exp: list[ConstraintFact], act: list[ConstraintFact]
 ) -> Iterator[Finding]:
-    """PRIMARY KEY, UNIQUE, EXCLUDE: the same columns (or definition) is the same constraint."""
-    paired = pair(exp, act, lambda c: (c.table, c.columns, c.definition.split("(")[0]), lambda c: (c.table, c.name))
+    """PRIMARY KEY, UNIQUE, EXCLUDE: the same columns make the same constraint (a UNIQUE may be a unique index)."""
+    paired = pair(exp, act, lambda c: (c.table, c.columns), lambda c: (c.table, c.name))
     label = kind.lower().replace(" ", "_")
     for e, a in paired.pairs:
         query = queries_touching(e.table, e.columns)

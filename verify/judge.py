@@ -19,8 +19,12 @@ _MEMO = "behaviour"
 
 
 def copy_on_same_server(ctx: VerificationContext) -> bool:
-    """A scratch database may go on the live server only where the harness may write: a server it runs."""
-    return not ctx.read_only and (ctx.server.owns_database or ctx.server.allow_destructive)
+    """The copy may go on the live server only where the harness created the database (so it may create one).
+
+    A database the user lent (``--use-dsn-database --allow-destructive``) or gave read-only (``--url``)
+    gets its copy on a throwaway local server: nothing is created on a server chatbench does not run.
+    """
+    return not ctx.read_only and ctx.server.owns_database
 
 
 def probe_run(ctx: VerificationContext) -> ProbeRun:
