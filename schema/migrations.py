@@ -42,11 +42,18 @@ def build_from_sql(server: Server, path: Path) -> None:
     server.require_destructive(f"run {path}")
     if not path.is_file():
         raise ConfigError(f"--schema-from {path}: no such file; give the SQL file that builds the schema")
+    text = path.read_text()
     try:
         with psycopg.connect(server.conninfo()) as conn:
-            conn.execute(path.read_text().encode())  # bytes: no placeholders parsed; many statements
+            conn.execute(text.encode())  # bytes: no placeholders parsed; many statements, one transaction
     except psycopg.Error as exc:
-        raise ConfigError(f"--schema-from {path}: the SQL failed: {str(exc).splitlines()[0]}") from None
+        # The server reports the position in the whole text: say which line, so a file that fails halfway
+        # is fixed without bisecting it (nothing of it was kept: one transaction).
+        position = exc.diag.statement_position
+        where = f" at line {text[: int(position)].count(chr(10)) + 1}" if position and position.isdigit() else ""
+        raise ConfigError(
+            f"--schema-from {path}: the SQL failed{where} (nothing was kept): {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def build_from_cmd(server: Server, command: str, cwd: Path | None = None, *, timeout: float = 600.0) -> None:
@@ -64,5 +71,3 @@ def build_from_cmd(server: Server, command: str, cwd: Path | None = None, *, tim
     if done.returncode != 0:
         tail = redact(" | ".join((done.stderr or done.stdout).strip().splitlines()[-3:]))
         raise ConfigError(f"--schema-from-cmd {command!r} exited {done.returncode}: {tail}")
-
-

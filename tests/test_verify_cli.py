@@ -53,10 +53,18 @@ def test_schema_from_sql_file_drift_fails_and_exact_ddl_passes(tmp_path: Path) -
     data = json.loads(out.read_text())
     assert not data["passed"]
     errors = [f for f in data["findings"] if f["severity"] == "error"]
-    assert [(f["kind"], f["object"], f["actual"]) for f in errors] == [
-        ("column_type", "conversations.title", "character varying(400)")
+    # the length is judged by what the column accepts: the probes are the errors, the type a warning
+    assert sorted((f["kind"], f["object"], f["actual"]) for f in errors) == [
+        ("behaviour", "conversations.title", "a rename to 256 characters is accepted"),
+        ("behaviour", "conversations.title", "a title of 256 characters is accepted"),
     ]
-    assert "list_conversations_first" in errors[0]["query"]
+    assert all("rename_conversation" in f["query"] for f in errors)
+    column = next(f for f in data["findings"] if f["kind"] == "column_type")
+    assert (column["object"], column["actual"], column["severity"]) == (
+        "conversations.title",
+        "character varying(400)",
+        "warning",
+    )
     assert data["plans"], "the seed was loaded into the pre-built schema and plans were judged"
 
     exact = tmp_path / "exact.sql"
@@ -110,3 +118,19 @@ def test_url_is_verified_read_only(pg: Server, tmp_path: Path) -> None:
             assert tables == (0,) and databases == (0,)
     finally:
         drop_database(template)
+
+
+def test_schema_from_file_failing_halfway_is_one_line_with_the_line_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    statements = schema.ddl().split(";\n\n")
+    broken_at = len(statements) // 2
+    statements[broken_at] = statements[broken_at].replace("CREATE", "CREAT", 1)
+    broken = tmp_path / "broken.sql"
+    broken.write_text(";\n\n".join(statements))
+    line = ";\n\n".join(statements[:broken_at]).count("\n") + 3
+    assert main(["verify", "--backend", "local", "--profile", "smoke", "--schema-from", str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([e for e in err if "error" in e]) == 1 and "Traceback" not in "\n".join(err)
+    assert f"--schema-from {broken}: the SQL failed at line {line} (nothing was kept)" in err[-1]
+    assert 'syntax error at or near "CREAT"' in err[-1]

@@ -114,20 +114,24 @@ MUTATIONS: dict[str, tuple[list[str], list[tuple[str, str | None, str, str]]]] =
             ("plans", None, "messages", "messages_before"),
         ],
     ),
+    # A length is judged by what the column accepts: the type difference is a warning, the probe the error.
     "title_widened": (
         _with_title_trigger_off("ALTER TABLE conversations ALTER COLUMN title TYPE varchar(1000)"),
-        [("drift", "column_type", "conversations.title", "list_conversations_first")],
+        [("drift", "behaviour", "conversations.title", "rename_conversation")],
     ),
     "title_narrowed": (
         _with_title_trigger_off(
             "UPDATE conversations SET title = left(title, 100) WHERE length(title) > 100",
             "ALTER TABLE conversations ALTER COLUMN title TYPE varchar(100)",
         ),
-        [("drift", "column_type", "conversations.title", "list_conversations_first")],
+        [("drift", "behaviour", "conversations.title", "create_conversation")],
     ),
     "not_null_dropped": (
         ["ALTER TABLE messages ALTER COLUMN content DROP NOT NULL"],
-        [("drift", "nullability", "messages.content", "latest_messages")],
+        [
+            ("drift", "nullability", "messages.content", "latest_messages"),
+            ("drift", "behaviour", "messages.content", "append_message"),
+        ],
     ),
     "fk_on_delete_changed": (
         [
@@ -135,14 +139,15 @@ MUTATIONS: dict[str, tuple[list[str], list[tuple[str, str | None, str, str]]]] =
             f"ALTER TABLE messages ADD CONSTRAINT {FK} FOREIGN KEY (conversation_id) REFERENCES conversations (id) "
             "ON DELETE RESTRICT",
         ],
-        [("drift", "foreign_key_on_delete", f"messages.{FK}", "latest_messages")],
+        [
+            ("drift", "foreign_key_on_delete", f"messages.{FK}", "latest_messages"),
+            ("drift", "behaviour", "messages.conversation_id", ""),
+        ],
     ),
+    # An extra index is not a difference in meaning (drift warns); a duplicate is a health error.
     "duplicate_index_added": (
         ["CREATE INDEX ix_messages_history_copy ON messages (conversation_id, created_at, id)"],
-        [
-            ("health", "duplicate_index", "messages.ix_messages_history_copy", "latest_messages"),
-            ("drift", "extra_index", "messages.ix_messages_history_copy", "latest_messages"),
-        ],
+        [("health", "duplicate_index", "messages.ix_messages_history_copy", "latest_messages")],
     ),
     "conversations_index_on_user_id_alone": (
         [f"DROP INDEX {CONV_INDEX}", "CREATE INDEX ix_conversations_user_id ON conversations (user_id)"],
@@ -153,7 +158,7 @@ MUTATIONS: dict[str, tuple[list[str], list[tuple[str, str | None, str, str]]]] =
     ),
     "check_removed": (
         ["ALTER TABLE messages DROP CONSTRAINT ck_messages_role_allowed"],
-        [("drift", "missing_check", "messages.ck_messages_role_allowed", "append_message")],
+        [("drift", "behaviour", "messages.role", "append_message")],
     ),
 }
 
@@ -179,6 +184,115 @@ def test_mutant_fails_naming_object_and_query(name: str, seeded, canonical) -> N
         )
         message = matching[0].message()
         assert obj in message and query in message
+
+
+def _only_failing_checks(result: VerificationResult) -> set[str]:
+    return {c.name for c in result.checks if not c.passed}
+
+
+TITLE_FN = "chatbench_touch_conversation_on_title"
+MESSAGE_FN = "chatbench_touch_conversation_on_message"
+
+# contract -> (a mutant only that contract's probes catch, the breach it reports). Each keeps every
+# structure drift compares exactly (names, keys, FKs, index shapes, trigger timing and events): what
+# changes is spelled in a CHECK, a default, a sequence or a trigger function, so only behaviour tells.
+BEHAVIOUR_MUTANTS: dict[str, tuple[list[str], str]] = {
+    "role_allowed": (
+        [
+            "ALTER TABLE messages DROP CONSTRAINT ck_messages_role_allowed",
+            "ALTER TABLE messages ADD CONSTRAINT ck_messages_role_allowed "
+            "CHECK (role IN ('user', 'assistant', 'system', 'tool', 'admin'))",
+        ],
+        "a role 'admin' is accepted",
+    ),
+    "title_length": (
+        _with_title_trigger_off(
+            "ALTER TABLE conversations ALTER COLUMN title TYPE text",
+            "ALTER TABLE conversations ADD CONSTRAINT title_length CHECK (char_length(title) <= 300)",
+        ),
+        "a title of 256 characters is accepted",
+    ),
+    "content_required": (
+        [
+            "CREATE FUNCTION fill_content() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN NEW.content := coalesce(NEW.content, ''); RETURN NEW; END $$",
+            "CREATE TRIGGER fill_content BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION fill_content()",
+        ],
+        "a message without content (NULL) is accepted",
+    ),
+    "deletes_cascade": (
+        [
+            "CREATE FUNCTION keep_messages() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+            "CREATE TRIGGER keep_messages BEFORE DELETE ON messages FOR EACH ROW EXECUTE FUNCTION keep_messages()",
+        ],
+        "deleting a conversation leaves its messages behind",
+    ),
+    "append_moves_updated_at": (
+        [
+            f"CREATE OR REPLACE FUNCTION {MESSAGE_FN}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "UPDATE conversations SET updated_at = NEW.created_at WHERE id = NEW.conversation_id; RETURN NULL; END $$"
+        ],
+        "appending an older message moves updated_at backwards",
+    ),
+    "rename_touches_updated_at": (
+        [f"CREATE OR REPLACE FUNCTION {TITLE_FN}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$"],
+        "renaming a conversation does not touch updated_at",
+    ),
+    "updated_not_before_created": (
+        [
+            "ALTER TABLE conversations DROP CONSTRAINT ck_conversations_updated_after_created",
+            "ALTER TABLE conversations ADD CONSTRAINT ck_conversations_updated_after_created "
+            "CHECK (updated_at >= created_at - interval '1 day')",
+        ],
+        "a conversation whose updated_at precedes its created_at is accepted",
+    ),
+    "ids_generated": (
+        ["ALTER TABLE users ALTER COLUMN id DROP IDENTITY"],
+        "(inserting a user without an id) is rejected",
+    ),
+    "history_order": (
+        [
+            "ALTER TABLE messages ALTER COLUMN id SET INCREMENT BY -1 SET MINVALUE -9223372036854775808 "
+            "SET MAXVALUE -1 SET START WITH -1 RESTART"
+        ],
+        "messages with equal created_at do not page in the order they were appended",
+    ),
+    "times_default_to_now": (
+        ["ALTER TABLE messages ALTER COLUMN created_at SET DEFAULT '2000-01-01 00:00:00+00'"],
+        "messages.created_at do not default to the current time",
+    ),
+    "email_length": (
+        ["ALTER TABLE users ALTER COLUMN email TYPE varchar(400)"],
+        "an email of 321 characters is accepted",
+    ),
+    "display_name_length": (
+        ["ALTER TABLE users ALTER COLUMN display_name TYPE varchar(200)"],
+        "inserting a display_name of 255 characters is rejected",
+    ),
+}
+
+
+def test_every_contract_has_a_mutant() -> None:
+    from chatbench.schema.behaviour import BEHAVIOUR_CONTRACTS
+
+    assert set(BEHAVIOUR_MUTANTS) == set(BEHAVIOUR_CONTRACTS)
+
+
+@pytest.mark.parametrize("contract", sorted(BEHAVIOUR_MUTANTS))
+def test_behaviour_mutant_is_caught_by_its_contract_alone(contract: str, seeded, canonical) -> None:
+    statements, breach = BEHAVIOUR_MUTANTS[contract]
+    with clone(seeded[0]) as db:
+        _mutate(db, statements)
+        result = _verify(db, seeded, canonical)
+    assert _only_failing_checks(result) == {f"drift.behaviour.{contract}"}, "\n".join(
+        f.message() for f in result.errors
+    )
+    assert all(f.kind == "behaviour" for f in result.errors)
+    messages = [f.actual for f in result.errors]
+    assert any(breach in m for m in messages), messages
+    for f in result.errors:
+        assert f.detail.startswith("probe "), f.detail  # the probe is the evidence
+    assert "schema-only copy" in result.probes_site and "same server" in result.probes_site
 
 
 def test_health_catches_invalid_missing_pk_narrow_ids_and_redundant(seeded, canonical) -> None:

@@ -3,23 +3,28 @@
 ``verify(server, seed_result)`` runs every registered check (see ``registry.py``) over one
 ``VerificationContext`` and returns a frozen ``VerificationResult``; ``passed`` is False when any
 finding has error severity. With ``seed_result=None`` the plan scenarios are discovered from the
-data; with ``read_only=True`` nothing is ever written to (or created on) the live server.
+data; with ``read_only=True`` nothing is ever written to (or created on) the live server: the
+canonical schema and the behaviour probes' schema-only copy live on a throwaway local server.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import psycopg
 from chatbench.loadgen.result import SeedResult
-from chatbench.verify import drift, health, plans  # noqa: F401  (importing registers the checks)
+from chatbench.verify import drift, drift_behaviour, health, plans  # noqa: F401  (importing registers the checks, in order)
 from chatbench.verify.catalog import CatalogFacts
 from chatbench.verify.context import VerificationContext, build_context, connect
 from chatbench.verify.discover import discover
 from chatbench.verify.findings import Finding, Severity
+from chatbench.verify.probes import ProbeRun
 from chatbench.verify.registry import CHECKS
 from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
+from chatbench.verify.sites import LocalScratch
 
 from chatbench.provision import Server
 
@@ -52,16 +57,19 @@ def verify(
     canonical: tuple[CatalogFacts, str] | None = None,
     only: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    pg_bin: str | Path | None = None,
 ) -> VerificationResult:
-    """Run drift, health and plan checks on ``server``'s database.
+    """Run drift (with the behaviour probes), health and plan checks on ``server``'s database.
 
     ``canonical`` lets a caller reuse already-read canonical facts (tests verifying many mutants);
-    ``only`` restricts to check names or groups (``drift``, ``health.fk_indexes``).
+    ``only`` restricts to check names or groups (``drift``, ``health.fk_indexes``); ``pg_bin`` picks
+    the binaries of the throwaway local server a read-only verification uses (default: embedded).
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     selected = [n for n in CHECKS if only is None or any(n == o or n.startswith(o + ".") for o in only)]
-    with connect(server, read_only=read_only) as conn:
+    with contextlib.ExitStack() as stack:
+        conn = stack.enter_context(connect(server, read_only=read_only))
         if seed_result is not None:
             params, source = seed_result.params, "seed"
         elif any(n.startswith("plans.") for n in selected):
@@ -74,7 +82,16 @@ def verify(
         else:
             params, source = None, "none"
         t = time.perf_counter()
-        ctx = build_context(server, conn, params=params, params_source=source, read_only=read_only, canonical=canonical)
+        ctx = build_context(
+            server,
+            conn,
+            params=params,
+            params_source=source,
+            read_only=read_only,
+            canonical=canonical,
+            stack=stack,
+            scratch=LocalScratch(stack, pg_bin),
+        )
         timings["catalog"] = time.perf_counter() - t
         findings: list[Finding] = []
         outcomes: list[CheckOutcome] = []
@@ -96,6 +113,7 @@ def verify(
             )
             timings[name] = seconds
         run = ctx.memo.get("plans")
+        probes = ctx.memo.get("behaviour")
     curves: list[GrowthCurve] = []
     summaries: list[PlanSummary] = []
     if isinstance(run, plans.PlanRun):
@@ -123,6 +141,7 @@ def verify(
         canonical_source=ctx.canonical_source,
         params_source=source,
         read_only=read_only,
+        probes_site=probes.site if isinstance(probes, ProbeRun) else "",
         findings=tuple(
             sorted(
                 findings, key=lambda f: (order[f.severity], f.check, f.object, f.query or "", f.scenario or "", f.kind)

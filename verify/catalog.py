@@ -1,19 +1,21 @@
 """One catalog reader for both sides of the drift comparison.
 
-Decision (documented here because drift depends on it): the *expected* catalog facts are not derived
-from the models by hand. The canonical schema is applied (``schema.apply``) into a scratch database
-and read back with this very reader, so both sides are the server's own deparsed text
-(``format_type``, ``pg_get_indexdef``, ``pg_get_constraintdef``, ``pg_get_triggerdef``) and an
-equality is exact: no normalising of ``VARCHAR(255)`` against ``character varying(255)`` or of
-``role IN (...)`` against ``role = ANY (ARRAY[...])``. The SQLAlchemy inspector is exact for tables,
-columns and primary keys but not for DESC/NULLS ordering, partial predicates, INCLUDE columns,
-expressions, CHECK texts or triggers, so everything is read from ``pg_catalog`` in a handful of queries
-(one per object kind) rather than mixing two sources with different spellings.
+The *expected* catalog facts are not derived from the models by hand: the canonical schema is applied
+(``schema.apply``) into a scratch database and read back with this very reader, so both sides are the
+server's own deparsed text (``format_type``, ``pg_get_indexdef``, ``pg_get_constraintdef``,
+``pg_get_triggerdef``). Drift compares what has one spelling (columns, key columns and their order,
+direction, opclass, predicate, method, FK targets and actions, trigger timing and events) exactly and
+pairs objects by it, never by name; what has many spellings (CHECK texts, defaults, trigger
+functions) is judged by behaviour (``chatbench.schema.behaviour``). The SQLAlchemy inspector is exact
+for tables, columns and primary keys but not for DESC/NULLS ordering, opclasses, partial predicates,
+INCLUDE columns, expressions, CHECK texts or triggers, so everything is read from ``pg_catalog`` in a
+handful of queries (one per object kind).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -102,6 +104,21 @@ class TriggerFact:
     function: str
     definition: str  # pg_get_triggerdef with the trigger's name replaced by "<trigger>"
     enabled: bool
+    timing: str = ""  # "BEFORE" | "AFTER" | "INSTEAD OF"
+    events: tuple[str, ...] = ()  # ("INSERT", "UPDATE"), in that fixed order
+    level: str = ""  # "ROW" | "STATEMENT"
+    columns: tuple[str, ...] = ()  # UPDATE OF columns
+    condition: str | None = None  # the WHEN clause
+
+    def kind(self) -> tuple[str, str, tuple[str, ...], str]:
+        """What the trigger is, whatever its name, function, column list or WHEN: table, timing, events, level."""
+        return (self.table, self.timing, self.events, self.level)
+
+    def describe(self) -> str:
+        of = f" OF {', '.join(self.columns)}" if self.columns else ""
+        when = f" WHEN ({self.condition})" if self.condition else ""
+        events = " OR ".join(self.events)
+        return f"{self.timing} {events}{of} FOR EACH {self.level}{when} EXECUTE FUNCTION {self.function}()"
 
 
 @dataclass(frozen=True)
@@ -186,6 +203,9 @@ _INDEXES = """
 SELECT c.relname, i.relname, x.indisunique, x.indisprimary, am.amname, x.indnkeyatts,
        x.indoption::int2[], x.indkey::int2[],
        ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, true) FROM generate_series(1, x.indnatts) k ORDER BY k),
+       ARRAY(SELECT CASE WHEN o.opcdefault THEN '' ELSE o.opcname::text END
+               FROM unnest(x.indclass::oid[]) WITH ORDINALITY u(opc, ord) JOIN pg_opclass o ON o.oid = u.opc
+              ORDER BY u.ord),
        pg_get_expr(x.indpred, x.indrelid, true), x.indisvalid, x.indisready, pg_get_indexdef(x.indexrelid),
        (SELECT k.conname FROM pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid
          ORDER BY k.conname LIMIT 1)
@@ -198,7 +218,9 @@ SELECT c.relname, i.relname, x.indisunique, x.indisprimary, am.amname, x.indnkey
 """
 
 _TRIGGERS = """
-SELECT c.relname, t.tgname, p.proname, pg_get_triggerdef(t.oid, true), t.tgenabled <> 'D'
+SELECT c.relname, t.tgname, p.proname, pg_get_triggerdef(t.oid, true), t.tgenabled <> 'D', t.tgtype::int,
+       ARRAY(SELECT a.attname::text FROM unnest(t.tgattr::int2[]) WITH ORDINALITY u(num, ord)
+               JOIN pg_attribute a ON a.attrelid = t.tgrelid AND a.attnum = u.num ORDER BY u.ord)
   FROM pg_trigger t
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -229,7 +251,10 @@ SELECT c.relname, format_type(s.seqtypid, NULL), s.seqmax,
 """
 
 
-def _render_key(expression: str, option: int, method: str) -> str:
+def _render_key(expression: str, option: int, method: str, opclass: str = "") -> str:
+    """A key as written in CREATE INDEX: a non-default opclass and btree's DESC/NULLS are part of it."""
+    if opclass:
+        expression = f"{expression} {opclass}"
     if method != "btree":
         return expression
     desc = bool(option & _DESC)
@@ -240,6 +265,34 @@ def _render_key(expression: str, option: int, method: str) -> str:
     elif desc and not nulls_first:
         text += " NULLS LAST"
     return text
+
+
+# pg_trigger.tgtype bits
+_ROW, _BEFORE, _INSERT, _DELETE, _UPDATE, _TRUNCATE, _INSTEAD = 1, 2, 4, 8, 16, 32, 64
+_WHEN = re.compile(r" WHEN \((.*)\) EXECUTE ", re.DOTALL)
+
+
+def _trigger(r: tuple[Any, ...]) -> TriggerFact:
+    table, name, function, definition, enabled, tgtype, columns = r
+    timing = "INSTEAD OF" if tgtype & _INSTEAD else "BEFORE" if tgtype & _BEFORE else "AFTER"
+    events = tuple(
+        e
+        for bit, e in ((_INSERT, "INSERT"), (_UPDATE, "UPDATE"), (_DELETE, "DELETE"), (_TRUNCATE, "TRUNCATE"))
+        if tgtype & bit
+    )
+    when = _WHEN.search(definition)
+    return TriggerFact(
+        table=table,
+        name=name,
+        function=function,
+        definition=definition.replace(f"TRIGGER {name} ", "TRIGGER <trigger> ", 1),
+        enabled=bool(enabled),
+        timing=timing,
+        events=events,
+        level="ROW" if tgtype & _ROW else "STATEMENT",
+        columns=tuple(columns or ()),
+        condition=when.group(1) if when else None,
+    )
 
 
 def _body_hash(source: str) -> str:
@@ -283,8 +336,13 @@ def read_catalog(conn: psycopg.Connection[Any], schema: str = "public") -> Catal
     indexes: dict[tuple[str, str], IndexFact] = {}
     for r in conn.execute(_INDEXES, p):
         table, name, unique, primary, method, nkey = r[0], r[1], bool(r[2]), bool(r[3]), r[4], int(r[5])
-        options, attnums, exprs = list(r[6]), list(r[7]), list(r[8])
-        keys = tuple(_render_key(exprs[k], options[k] if k < len(options) else 0, method) for k in range(nkey))
+        options, attnums, exprs, opclasses = list(r[6]), list(r[7]), list(r[8]), list(r[9])
+        keys = tuple(
+            _render_key(
+                exprs[k], options[k] if k < len(options) else 0, method, opclasses[k] if k < len(opclasses) else ""
+            )
+            for k in range(nkey)
+        )
         key_columns = tuple(exprs[k] if attnums[k] != 0 else None for k in range(nkey))
         indexes[(table, name)] = IndexFact(
             table=table,
@@ -295,18 +353,13 @@ def read_catalog(conn: psycopg.Connection[Any], schema: str = "public") -> Catal
             keys=keys,
             key_columns=key_columns,
             include=tuple(exprs[nkey:]),
-            predicate=r[9],
-            valid=bool(r[10]),
-            ready=bool(r[11]),
-            definition=r[12],
-            constraint=r[13],
+            predicate=r[10],
+            valid=bool(r[11]),
+            ready=bool(r[12]),
+            definition=r[13],
+            constraint=r[14],
         )
-    triggers = {
-        (r[0], r[1]): TriggerFact(
-            r[0], r[1], r[2], r[3].replace(f"TRIGGER {r[1]} ", "TRIGGER <trigger> ", 1), bool(r[4])
-        )
-        for r in conn.execute(_TRIGGERS, p)
-    }
+    triggers = {(r[0], r[1]): _trigger(r) for r in conn.execute(_TRIGGERS, p)}
     functions = {
         r[0]: FunctionFact(r[0], r[1], r[2], r[3], _body_hash(r[4] or "")) for r in conn.execute(_FUNCTIONS, p)
     }

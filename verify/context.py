@@ -7,8 +7,9 @@ reading it back with the same reader as the live one (see ``catalog.py`` for why
   sides are deparsed by the same PostgreSQL version (exact equality, no cross-version noise);
 * ``read_only=True`` (a ``--url`` chatbench does not own, e.g. staging): nothing is created there at
   all, not even a scratch database; the canonical schema is applied on a throwaway local server
-  (embedded PostgreSQL) instead. Deparsed text is stable across the supported versions for the
-  constructs the canonical schema uses.
+  (embedded PostgreSQL, or ``--pg-bin``) instead, the same one that holds the schema-only copy the
+  behaviour probes run on (see ``sites.py``). Deparsed text is stable across the supported versions
+  for the constructs the canonical schema uses.
 
 The live connection of a read-only run has ``default_transaction_read_only=on``: every statement
 (EXPLAIN ANALYZE of the canonical SELECTs, PREPARE/EXECUTE) runs in a READ ONLY transaction, so a
@@ -17,12 +18,14 @@ write would be refused by the server itself rather than merely avoided by us.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from chatbench.loadgen.result import SeedParameters
 from chatbench.verify.catalog import CatalogFacts, read_catalog
+from chatbench.verify.sites import LocalScratch
 
 from chatbench import schema
 from chatbench.provision import Server
@@ -43,8 +46,18 @@ class VerificationContext:
     params: SeedParameters | None
     params_source: str  # "seed" | "discovered" | "none"
     read_only: bool
-    # Measurements shared by several checks (the plan run), computed once on first use.
+    schema_name: str = "public"
+    # What a check opens (a scratch server, a schema-only copy) is closed with the verification.
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, compare=False, repr=False)
+    scratch: LocalScratch | None = field(default=None, compare=False, repr=False)
+    # Measurements shared by several checks (the plan run, the probe run), computed once on first use.
     memo: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def scratch_server(self) -> Server:
+        """The throwaway local server of this verification (started on first use)."""
+        if self.scratch is None:
+            raise RuntimeError("this verification context has no scratch server")
+        return self.scratch.server()
 
 
 def connect(server: Server, *, read_only: bool) -> psycopg.Connection[Any]:
@@ -62,8 +75,14 @@ def _apply_and_read(server: Server, schema_name: str) -> CatalogFacts:
             return read_catalog(conn, schema_name)
 
 
-def canonical_facts(server: Server, *, read_only: bool, schema_name: str = "public") -> tuple[CatalogFacts, str]:
-    """The canonical schema's catalog facts and where they were read (cached per server and schema)."""
+def canonical_facts(
+    server: Server, *, read_only: bool, schema_name: str = "public", scratch: LocalScratch | None = None
+) -> tuple[CatalogFacts, str]:
+    """The canonical schema's catalog facts and where they were read (cached per server and schema).
+
+    Read-only: applied on ``scratch``'s local server when given (it also holds the probes' schema-only
+    copy), else on a local server started and stopped for this alone.
+    """
     key = (
         f"{server.url.host}:{server.url.port}" if not read_only else "local",
         server.version_num,
@@ -77,9 +96,8 @@ def canonical_facts(server: Server, *, read_only: bool, schema_name: str = "publ
             f"schema.apply into a scratch database on the same server ({server.version})",
         )
     else:
-        from chatbench.provision import provision
-
-        with provision("local") as local:
+        with contextlib.ExitStack() as own:
+            local = (scratch or LocalScratch(own)).server()
             result = (
                 _apply_and_read(local, schema_name),
                 f"schema.apply on a throwaway local server ({local.version}); nothing created on the live server",
@@ -97,9 +115,13 @@ def build_context(
     read_only: bool,
     canonical: tuple[CatalogFacts, str] | None = None,
     schema_name: str = "public",
+    stack: contextlib.ExitStack | None = None,
+    scratch: LocalScratch | None = None,
 ) -> VerificationContext:
     facts, source = (
-        canonical if canonical is not None else canonical_facts(server, read_only=read_only, schema_name=schema_name)
+        canonical
+        if canonical is not None
+        else canonical_facts(server, read_only=read_only, schema_name=schema_name, scratch=scratch)
     )
     return VerificationContext(
         server=server,
@@ -110,4 +132,7 @@ def build_context(
         params=params,
         params_source=params_source,
         read_only=read_only,
+        schema_name=schema_name,
+        stack=stack if stack is not None else contextlib.ExitStack(),
+        scratch=scratch,
     )

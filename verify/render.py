@@ -77,7 +77,8 @@ def render_terminal(result: VerificationResult, console: Console) -> None:
     header = Text.assemble("verify: ", verdict, f"  on {result.server.get('url')} ({result.server.get('version')})")
     notes = Text(
         f"canonical: {result.canonical_source}; scenarios: {result.params_source}"
-        + ("; read-only" if result.read_only else ""),
+        + ("; read-only" if result.read_only else "")
+        + (f"\nbehaviour probes ran on {result.probes_site}" if result.probes_site else ""),
         "dim",
     )
     parts: list[Table | Text] = [header, notes, checks_table(result)]

@@ -8,7 +8,8 @@ from typing import Any
 
 from chatbench.verify.findings import Finding
 
-RESULT_FORMAT_VERSION = 1  # bump on any change of ``to_json``'s shape
+# Bump on any change of ``to_json``'s shape. 2: ``probes_site`` (where the behaviour probes ran).
+RESULT_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class VerificationResult:
     canonical_source: str
     params_source: str
     read_only: bool
+    probes_site: str  # where the behaviour probes ran ("" when none ran)
     findings: tuple[Finding, ...]
     checks: tuple[CheckOutcome, ...]
     curves: tuple[GrowthCurve, ...]
@@ -73,6 +75,7 @@ class VerificationResult:
             "canonical_source": self.canonical_source,
             "params_source": self.params_source,
             "read_only": self.read_only,
+            "probes_site": self.probes_site,
             "checks": [asdict(c) for c in self.checks],
             "findings": [f.to_json() for f in self.findings],
             "curves": [asdict(c) for c in self.curves],

@@ -2,8 +2,9 @@
 
 Without ``--url``: provisions a throwaway server, seeds it with ``--profile`` (optionally building the
 schema the application's way first: ``--schema-from`` / ``--schema-from-cmd``) and verifies it.
-With ``--url``: verifies an existing database read-only (scenarios discovered from its data; nothing
-is written to, or created on, that server).
+With ``--url``: verifies an existing database read-only (scenarios discovered from its data; the
+behaviour probes run on a schema-only copy on a throwaway local server; nothing is written to, or
+created on, that server).
 Exit 0 when every check passes, 1 when any error-severity finding fails the verdict.
 """
 
@@ -67,6 +68,12 @@ def _seeded_database(server: Server, result: SeedResult) -> Server:
     return server.with_database(result.database, owns_database=True)
 
 
+def _one_pg_bin(settings: Settings) -> str | None:
+    if len(settings.pg_bin) > 1:
+        raise ConfigError("--pg-bin given more than once: verify --url uses one throwaway server; give one")
+    return settings.pg_bin[0] if settings.pg_bin else None
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.verify import verify
     from chatbench.verify.render import render_terminal, write_json
@@ -85,7 +92,15 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             provision("dsn", dsn=settings.url, use_dsn_database=True, dsn_field="--url", announce=announce) as server,
             console.status("verifying (read-only)") as status,
         ):
-            result = verify(server, None, read_only=True, progress=lambda n: status.update(f"verifying: {n}"))
+            # --pg-bin picks the throwaway local server that holds the canonical schema and the probes'
+            # schema-only copy (its pg_dump must be at least the live server's version).
+            result = verify(
+                server,
+                None,
+                read_only=True,
+                progress=lambda n: status.update(f"verifying: {n}"),
+                pg_bin=_one_pg_bin(settings),
+            )
     else:
         with server_from(settings) as server:
             seed_result = prepare(server, settings)
