@@ -34,7 +34,7 @@ import pytest
 
 from chatbench.benchmarks.options import SUITE_SETTINGS
 from chatbench.errors import ChatbenchError, ConfigError
-from chatbench.settings import SERVER_SETTINGS, Settings, add_pytest_options, resolve_pytest
+from chatbench.settings import SERVER_SETTINGS, Settings, add_pytest_options, resolve_pytest, where
 from chatbench.settings import pytest_option as spelled  # (a name starting "pytest_" would be taken for a hook)
 from chatbench.testing.databases import ChatDatabase, ChatServer, SeededChatDatabase
 
@@ -64,10 +64,17 @@ def profile_names() -> tuple[str, ...]:
     return tuple(sorted(p.stem for folder in folders for p in (Path(folder) / "profiles").glob("*.toml")))
 
 
+def _named(settings: Settings, name: str) -> str:
+    """A setting in the form it was given: ``--chatbench-profile ci``, ``CHATBENCH_PROFILE=ci``, a file key."""
+    if settings.source(name) == "argument":
+        return f"{spelled(name)} {getattr(settings, name)}"
+    return where(settings, name)
+
+
 def _check(settings: Settings) -> None:
     """What the declarations cannot check alone: a known profile, one schema source."""
     if settings.source("profile") != "default" and settings.spec is None and settings.profile not in profile_names():
-        raise ConfigError(f"{spelled('profile')} {settings.profile}: not a profile; use one of "
+        raise ConfigError(f"{_named(settings, 'profile')}: not a profile; use one of "
                           f"{', '.join(profile_names())} (or {spelled('spec')} FILE.toml)")
     if settings.schema_from is not None and settings.schema_from_cmd is not None:
         raise ConfigError(f"{spelled('schema_from')} and {spelled('schema_from_cmd')}: "
@@ -121,7 +128,7 @@ def _one_line() -> Iterator[None]:
     try:
         yield
     except ChatbenchError as exc:
-        pytest.fail(f"chatbench: {exc}", pytrace=False)
+        raise pytest.fail.Exception(f"chatbench: {exc}", pytrace=False) from None  # (no chained report)
 
 
 @pytest.fixture(scope="session")

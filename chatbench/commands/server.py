@@ -26,7 +26,7 @@ def printed_url(server: Server) -> str:
     """The plain libpq URL; without the password for a server chatbench did not start."""
     url = server.url.set(drivername="postgresql")
     if server.backend == "dsn":
-        url = url.set(password=None)
+        url = url._replace(password=None)  # (URL.set ignores None)
     return str(url.render_as_string(hide_password=False))
 
 

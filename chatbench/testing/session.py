@@ -75,7 +75,7 @@ class Tally:
 def server_to_json(server: Server) -> dict[str, Any]:
     """The shared server entry. A dsn server's password stays out: every worker has it from its settings."""
     def render(url: Any) -> str:
-        return str(url.set(password=None).render_as_string(hide_password=False) if server.backend == "dsn"
+        return str(url._replace(password=None).render_as_string(hide_password=False) if server.backend == "dsn"
                    else url.render_as_string(hide_password=False))
 
     return {
