@@ -116,7 +116,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _parametrize_args(marker: pytest.Mark) -> tuple[list[str], list[Any], Any]:
-    args = dict(zip(("argnames", "argvalues"), marker.args, strict=False)) | marker.kwargs
+    args = {**dict(zip(("argnames", "argvalues"), marker.args, strict=False)), **marker.kwargs}
     names = args.get("argnames", ())
     names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
     return names, list(args.get("argvalues", ())), args.get("indirect", False)

@@ -9,15 +9,14 @@ is one line.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from chatbench.schema import messages
 from sqlalchemy import bindparam, select
 
 from chatbench.errors import ConfigError
 from chatbench.pytest_plugin import FIXTURE_COMMAND, FIXTURE_SETTINGS
-from chatbench.schema import messages
 from chatbench.settings import resolve
 from chatbench.testing import PlanContractError, SeededChatDatabase, assert_plan
 from chatbench.testing.session import FixtureSession

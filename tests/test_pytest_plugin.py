@@ -24,9 +24,9 @@ import psycopg
 import pytest
 
 from chatbench import schema
-from chatbench.pytest_plugin import FIXTURE_COMMAND, FIXTURE_SETTINGS, summary_lines
 from chatbench.provision import Server
 from chatbench.provision.paths import run_root
+from chatbench.pytest_plugin import FIXTURE_COMMAND, FIXTURE_SETTINGS, summary_lines
 from chatbench.settings import resolve
 from chatbench.testing.session import FixtureSession
 from chatbench.testing.sharing import Lease, run_folder
@@ -209,7 +209,8 @@ def test_two_workers_share_one_server_and_seed_once(app_schema_sessions: tuple[F
     with first.seeded_chat_db(None) as a, second.seeded_chat_db(None) as b:
         assert a.template == b.template and a.name != b.name
     made = [m for m in first.tally.made + second.tally.made if m.kind == "seed"]
-    assert len(made) == 1 and made[0].label == f"smoke (seed 1) into --chatbench-schema-from {first.settings.schema_from}"
+    assert len(made) == 1
+    assert made[0].label == f"smoke (seed 1) into --chatbench-schema-from {first.settings.schema_from}"
     assert sum(len(v) for t in (first.tally, second.tally) for v in t.clones.values()) == 2
 
 
@@ -237,7 +238,8 @@ def test_seeded_chat_db_holds_the_scenario_facts_in_the_application_schema(
         whale_rows = conn.execute("SELECT count(*) FROM messages WHERE conversation_id = %s",
                                   (db.whale.conversation_id,)).fetchone()
         assert whale_rows == (db.whale.messages,)
-        heavy = conn.execute("SELECT count(*) FROM conversations WHERE user_id = %s", (db.heavy_user.user_id,)).fetchone()
+        heavy = conn.execute("SELECT count(*) FROM conversations WHERE user_id = %s",
+                             (db.heavy_user.user_id,)).fetchone()
         assert heavy == (db.heavy_user.conversations,)
         cursor = db.deep_cursor
         newer = conn.execute(

@@ -204,9 +204,10 @@ def assert_plan(
         raise ConfigError(f"assert_plan(modes={modes!r}): use {' and/or '.join(MODES)}")
     guarded = BIG_TABLES | {a.relation for a in accesses} if no_seq_scan is None else frozenset(
         _names(no_seq_scan, "no_seq_scan"))
+    budget = _count(max_buffers, "max_buffers")
     contract = PlanContract(
         query=name, access=accesses, no_seq_scan=frozenset(guarded),
-        buffer_budgets={} if _count(max_buffers, "max_buffers") is None else {SCENARIO_KIND: max_buffers},
+        buffer_budgets={} if budget is None else {SCENARIO_KIND: budget},
         max_sort_rows=_count(max_sort_rows, "max_sort_rows"),
     )
     text, values = _statement(query, params)
