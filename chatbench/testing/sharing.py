@@ -35,7 +35,7 @@ FOLDER = "chatbench"
 def run_folder(basetemp: Path, *, xdist_worker: bool) -> Path:
     """The folder every process of this pytest run shares (the xdist controller's base temp dir)."""
     folder = (basetemp.parent if xdist_worker else basetemp) / FOLDER
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
 
 
