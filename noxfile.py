@@ -14,6 +14,7 @@ Arguments after ``--`` are passed through to the underlying command.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -23,6 +24,8 @@ nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
 ROOT = Path(__file__).resolve().parent
+WORKFLOW_DOCS = ROOT / "docs" / "github-actions.md"
+_WORKFLOW_BLOCK = re.compile(r"^```yaml\n# (?P<path>\.github/workflows/[\w.-]+\.ya?ml)\n(?P<body>.*?)^```", re.M | re.S)
 
 
 def _install(session: nox.Session, *extras: str) -> None:
@@ -37,7 +40,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff on the sources; mypy and the layering contract on the installed package.
+    """ruff on the sources; mypy and the layering contract on the installed package; actionlint on the
+    workflow docs/github-actions.md documents (taken from the page itself, with shellcheck on its scripts).
 
     The stage folders install as ``chatbench.schema`` etc. (package-dir mapping), a shape that exists
     only once installed: mypy and import-linter read the installed copy (non-editable, so it is also
@@ -56,6 +60,22 @@ def lint(session: nox.Session) -> None:
         if report and not report.rstrip().splitlines()[-1].startswith("Success"):
             session.error("mypy found errors (above)")
         session.run("lint-imports", config)
+        workflows = write_documented_workflows(Path(scratch), WORKFLOW_DOCS.read_text())
+        if not workflows:
+            session.error(f"{WORKFLOW_DOCS}: no ```yaml block starting with '# .github/workflows/NAME.yml'")
+        session.run("actionlint", *map(str, workflows))
+
+
+def write_documented_workflows(base: Path, markdown: str) -> list[Path]:
+    """Every ```yaml block whose first line names a workflow file, written there under ``base``: what the
+    page shows is exactly what actionlint checks."""
+    written = []
+    for block in _WORKFLOW_BLOCK.finditer(markdown):
+        path = base / block.group("path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# {block.group('path')}\n{block.group('body')}")
+        written.append(path)
+    return written
 
 
 def _source_paths(text: str, installed: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chatbench.benchmarks.flags import refusal
 from chatbench.benchmarks.options import SUITE_COMMAND, SUITE_SETTINGS
 from chatbench.benchmarks.session import BenchSession, open_session
 from chatbench.benchmarks.table import render_table
@@ -27,6 +28,15 @@ from chatbench.errors import ChatbenchError
 from chatbench.settings import Settings, resolve_pytest
 
 _SESSION_KEY = pytest.StashKey[BenchSession]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config) -> None:
+    """pytest-benchmark's flags that the suite cannot honour are a usage error before anything runs
+    (benchmarks/flags.py); checked here, not at configure, so ``--pyargs`` (which loads this file late)
+    gets the same one line."""
+    problem = refusal(config)
+    if problem is not None:
+        raise pytest.UsageError(problem)
 
 
 @pytest.fixture(scope="session")

@@ -164,7 +164,7 @@ class Settings:
     # -- data ---------------------------------------------------------------------------------
     profile: str = setting(
         "ci", "data profile: smoke (20k messages), ci (200k), release (1M), scale (10M)",
-        defaults={"signoff": "release", "seed": "smoke"}, metavar="NAME")
+        defaults={"signoff": "release", "seed": "smoke", "fixtures": "smoke"}, metavar="NAME")
     spec: str | None = setting(None, "a TOML data spec file (instead of --profile)", kind="path",
                                must_exist="file", metavar="FILE")
     set: tuple[str, ...] = setting(
@@ -316,10 +316,10 @@ def read_file(cwd: Path | None = None) -> FileSettings:
 # -- parsing and checking ------------------------------------------------------------------------
 
 
-def _where(name: str, source: str, raw: Any, file: FileSettings) -> str:
+def _where(name: str, source: str, raw: Any, file: FileSettings, spelling: Callable[[str], str] = option) -> str:
     shown = redact(raw if isinstance(raw, str) else repr(raw))
     if source == "argument":
-        return f"{option(name)} {shown}"
+        return f"{spelling(name)} {shown}"
     if source == "environment":
         return f"{env_var(name)}={shown}"
     if source == "file":
@@ -435,12 +435,14 @@ def resolve(
     names: Iterable[str] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    spelling: Callable[[str], str] = option,
 ) -> Settings:
     """Settings for ``command``: argument > environment > file > default, each value parsed and checked.
 
     ``given`` holds raw values from the command line (None: not given). Only ``names`` (default: every
     setting) are resolved and checked; the others keep their defaults, so a bad value in the
-    environment for an option a command does not take does not stop it.
+    environment for an option a command does not take does not stop it. ``spelling`` names an argument
+    in errors the way its command line spells it (``--profile``; pytest: ``--chatbench-profile``).
     """
     environ = os.environ if env is None else env
     given = {} if given is None else given
@@ -461,7 +463,7 @@ def resolve(
         else:
             sources[name] = "default"
             continue
-        where = _where(name, source, raw, file)
+        where = _where(name, source, raw, file, spelling)
         value = _parse(name, raw, where)
         if name == "scaling" and value in ((), ("none",)):
             value = ()
@@ -514,4 +516,4 @@ def resolve_pytest(config: Any, command: str, names: Iterable[str]) -> Settings:
     """Settings from ``--chatbench-*`` options (registered by ``add_pytest_options``) > env > file > default."""
     wanted = tuple(names)
     given = {name: config.getoption(f"chatbench_{name}", default=None) for name in wanted}
-    return resolve(command, given, names=wanted)
+    return resolve(command, given, names=wanted, spelling=pytest_option)

@@ -1,4 +1,11 @@
-"""Start a throwaway PostgreSQL server, print its URL and keep it until Ctrl-C or SIGTERM."""
+"""Start a throwaway PostgreSQL server, print its URL and keep it until Ctrl-C or SIGTERM.
+
+The URL goes to stdout alone, as the first line, in the plain ``postgresql://`` form that psql,
+libpq and psycopg accept (``psql "$(head -1 server.url)"``); the status lines go to stderr. A
+throwaway server's URL holds its password (local: none, trust on loopback; container: the
+container's throwaway one). A ``--dsn`` server's never does: it is the one you gave, and the line on
+stderr says where it came from.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,20 @@ import threading
 
 from chatbench import schema
 from chatbench.commands._common import SERVER_SETTINGS, console, server_from
-from chatbench.settings import Settings
+from chatbench.provision import Server
+from chatbench.settings import Settings, where
 
 NAME = "server"
-HELP = "start a throwaway server and keep it until Ctrl-C"
+HELP = "start a throwaway server, print its postgresql:// URL and keep the server until Ctrl-C"
 SETTINGS = (*SERVER_SETTINGS, "apply_schema")
+
+
+def printed_url(server: Server) -> str:
+    """The plain libpq URL; without the password for a server chatbench did not start."""
+    url = server.url.set(drivername="postgresql")
+    if server.backend == "dsn":
+        url = url._replace(password=None)  # (URL.set ignores None)
+    return str(url.render_as_string(hide_password=False))
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -19,7 +35,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if settings.apply_schema:
             schema.apply(server.url)
         console.print(f"PostgreSQL {server.version} ({server.backend}) ready; Ctrl-C stops it and removes everything")
-        # The URL goes to stdout so scripts can capture it; with a password only for container/dsn.
-        print(server.url.render_as_string(hide_password=False), flush=True)
+        if server.backend == "dsn" and server.url.password:
+            console.print(f"the URL leaves the password out: it is the one in {where(settings, 'dsn')} "
+                          "(psql asks for it; or set PGPASSWORD, or keep it in ~/.pgpass)")
+        print(printed_url(server), flush=True)
         threading.Event().wait()
     return 0

@@ -17,12 +17,19 @@ from psycopg import sql
 from chatbench.provision.server import Server
 
 
-def create_database(server: Server, prefix: str, *, template: str | None = None) -> Server:
-    """A new database ``<prefix>_<random>`` on ``server`` (optionally a copy of ``template``)."""
+def create_database(server: Server, prefix: str, *, template: str | None = None, file_copy: bool = False) -> Server:
+    """A new database ``<prefix>_<random>`` on ``server`` (optionally a copy of ``template``).
+
+    ``file_copy`` copies the template's files (PostgreSQL 15+ ``STRATEGY = FILE_COPY``) instead of
+    WAL-logging every block: 17-20 ms instead of 40-50 ms for a 16 MB template on a throwaway server.
+    It forces a checkpoint, so it is for throwaway servers, not a shared one.
+    """
     name = f"{prefix}_{secrets.token_hex(4)}"
     query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template is not None:
         query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        if file_copy and server.version_num >= 150000:
+            query += sql.SQL(" STRATEGY = FILE_COPY")
     with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
         conn.execute(query)
     return server.with_database(name, owns_database=True)
