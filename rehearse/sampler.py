@@ -143,7 +143,6 @@ class LockSampler:
                     and migration & set(blockers) and granted is False:
                 key = (pid, str(query_start))
                 seen = s.blocked.get(key)
-                if seen is None:
                 wanted = mode if locktype == "relation" else str(locktype)
                 if seen is None:
                     s.blocked[key] = BlockedQuery(pid, query or "", t, t, float(age or 0.0), relation, wanted,
@@ -153,7 +152,8 @@ class LockSampler:
 
     def _migration_row(self, t: float, owner: int, leader: bool, state: str | None, wait_type: str | None,
                        age: float | None, query_start: str | None, query: str | None, locktype: str | None,
-                       relation: int | None, mode: str | None, granted: bool | None, blockers: list[int] | None) -> None:
+                       relation: int | None, mode: str | None, granted: bool | None,
+                       blockers: list[int] | None) -> None:
         s = self.samples
         if locktype == "relation" and relation is not None and mode is not None:
             key = (owner, relation, mode, bool(granted))
