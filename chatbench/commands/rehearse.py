@@ -80,6 +80,8 @@ def plan_from(settings: Settings) -> RehearsalPlan:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from chatbench.rehearse import rehearse
     from chatbench.reports.rehearsal_output import write_rehearsal
 
@@ -95,11 +97,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     written = write_rehearsal(result, Path(settings.out), secrets=secrets)
     for finding in result.findings:
         color = "red" if finding.severity == "FAIL" else "yellow"
-        console.print(f"[{color}]{finding.severity}[/] {finding.line()[len(finding.severity) + 1:]}", soft_wrap=True)
+        console.print(f"[{color}]{finding.severity}[/] {escape(finding.line()[len(finding.severity) + 1:])}",
+                      soft_wrap=True)
     if result.verification is not None:
         for finding in result.verification.errors:
-            console.print(f"[red]FAIL[/] verification: {finding.message()}", soft_wrap=True)
+            console.print(f"[red]FAIL[/] verification: {escape(finding.message())}", soft_wrap=True)
     console.print(f"[dim]reports: {', '.join(str(p) for p in written.values())}[/dim]", soft_wrap=True)
     color = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}.get(result.verdict, "yellow")
-    console.print(f"[b {color}]{result.headline()}[/]", soft_wrap=True)
+    console.print(f"[b {color}]{escape(result.headline())}[/]", soft_wrap=True)
     return result.exit_code
