@@ -159,12 +159,18 @@ class Analysis:
                 continue
             release = max([run.start_s + h.held_s for h in run.locks] + [run.release_s])
             out.append(_replace(run, index=len(out) + 1, release_s=release))
-        rewritten = self._rewrites(changed)
-        for table in rewritten:  # a command's rewrite: the statement that held ACCESS EXCLUSIVE there longest
+        for table in self._rewrites(changed):  # a command's rewrite: the statement that held ACCESS EXCLUSIVE longest
             holders = [r for r in out if any(h.table == table and h.mode == "AccessExclusiveLock" for h in r.locks)]
             if holders:
                 chosen = max(holders, key=lambda r: r.blocking_s(table, "reads"))
                 out[out.index(chosen)] = _replace(chosen, rewrites=(*chosen.rewrites, table))
+        scanned = sorted({self.names[o].table for o in self.outcome.scanned if o in self.names})
+        for table in scanned:  # a command's scans: the statement that held the strongest lock there longest
+            holders = [r for r in out if any(h.table == table for h in r.locks)]
+            if holders:
+                chosen = max(holders, key=lambda r: max((strength(h.mode), h.held_s) for h in r.locks
+                                                        if h.table == table))
+                out[out.index(chosen)] = _replace(chosen, scanned=(*chosen.scanned, table))
         return out
 
     def blocked(self, statements: list[StatementRun]) -> tuple[list[StatementRun], tuple[BlockedSpan, ...]]:

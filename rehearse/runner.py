@@ -66,6 +66,7 @@ class MigrationOutcome:
     traces: tuple[Trace, ...] = ()
     storage_before: Mapping[int, int] = field(default_factory=dict)
     storage_after: Mapping[int, int] = field(default_factory=dict)
+    scanned: Mapping[int, int] = field(default_factory=dict)  # a command's sequential reads per table oid
 
 
 def _storage(conn: psycopg.Connection) -> dict[int, int]:
@@ -195,10 +196,29 @@ class SqlRunner:
         trace.reads_known = False
 
 
+_SEQ_READS = "SELECT relid::int8, coalesce(seq_tup_read, 0) FROM pg_stat_user_tables"
+_OTHERS = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+           "AND backend_type = 'client backend' AND application_name NOT LIKE 'chatbench-rehearse-%'")
+
+
+def _seq_reads_after(conninfo: str, before: Mapping[int, int]) -> dict[int, int]:
+    """Rows a command read by sequential scans, per table: its sessions flush their statistics when they end.
+
+    The app's queries read by index, so a table's ``seq_tup_read`` moves only when the migration scans it.
+    """
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        deadline = time.monotonic() + 5.0
+        while (conn.execute(_OTHERS).fetchone() or (0,))[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after = dict(conn.execute(_SEQ_READS).fetchall())
+    return {oid: n - before.get(oid, 0) for oid, n in after.items() if n - before.get(oid, 0) > 0}
+
+
 def run_command(command: str, env: Mapping[str, str], *, timeout_s: float, conninfo: str) -> MigrationOutcome:
     """Run a migration command; a timeout or Ctrl-C ends its whole process group."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         before = _storage(conn)
+        seq_before = dict(conn.execute(_SEQ_READS).fetchall())
     start = time.monotonic()
     try:
         process = subprocess.Popen(shlex.split(command), env=dict(env), stdout=subprocess.PIPE,
@@ -223,7 +243,7 @@ def run_command(command: str, env: Mapping[str, str], *, timeout_s: float, conni
         tail = redact(" | ".join((output or "").strip().splitlines()[-3:]))
         return MigrationOutcome("failed", f"--migration-cmd {command!r} exited {process.returncode}: {tail}",
                                 start, end, (), before, after)
-    return MigrationOutcome("completed", None, start, end, (), before, after)
+    return MigrationOutcome("completed", None, start, end, (), before, after, _seq_reads_after(conninfo, seq_before))
 
 
 def _end_group(process: subprocess.Popen[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,7 +15,9 @@ REHEARSAL_FILES = ("rehearsal.md", "rehearsal.html", "rehearsal.json", "rehearsa
 
 
 def render_json(r: Rehearsal) -> str:
-    return _dump(r.to_dict(), 1)
+    """``rehearsal.json``; a round trip through ``json`` first turns tuples into lists, where ``_dump``
+    writes a value that could not be computed (NaN) as null."""
+    return _dump(json.loads(json.dumps(r.to_dict())), 1)
 
 
 def write_rehearsal(r: Rehearsal, out_dir: Path, *, secrets: Iterable[str] = ()) -> dict[str, Path]:
