@@ -69,7 +69,8 @@ CASES: tuple[Case, ...] = (
          "CHECK (updated_at >= created_at) NOT VALID;\n"
          "ALTER TABLE conversations VALIDATE CONSTRAINT ck_conversations_updated_after_created;",
          "conversations", "AccessExclusiveLock"),
-    Case("fk_messages_conversation", ("ALTER TABLE messages DROP CONSTRAINT fk_messages_conversation_id_conversations",),
+    Case("fk_messages_conversation",
+         ("ALTER TABLE messages DROP CONSTRAINT fk_messages_conversation_id_conversations",),
          "ALTER TABLE messages ADD CONSTRAINT fk_messages_conversation_id_conversations FOREIGN KEY (conversation_id) "
          "REFERENCES conversations (id) ON DELETE CASCADE;",
          f"{TIMEOUT}\nALTER TABLE messages ADD CONSTRAINT fk_messages_conversation_id_conversations "

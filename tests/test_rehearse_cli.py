@@ -10,10 +10,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from chatbench.rehearse.statements import split_sql
 from rehearse_corpus import CASES
 
 from chatbench.cli import main
-from chatbench.rehearse.statements import split_sql
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -95,8 +95,8 @@ def test_alembic_migration_via_migration_cmd(tmp_path: Path, capsys: pytest.Capt
     before = CASES[0].before_sql(tmp_path, safe=False)  # the canonical schema without ix_messages_user_id
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    code, err = _run(["--backend", "local", "--from", str(before), "--migration-cmd",
-                      f"{sys.executable} -m alembic -c {project / 'alembic.ini'} upgrade head", "--rate", "100", "--clients", "2",
+    alembic = f"{sys.executable} -m alembic -c {project / 'alembic.ini'} upgrade head"
+    code, err = _run(["--backend", "local", "--from", str(before), "--migration-cmd", alembic, "--rate", "100", "--clients", "2",
                       "--baseline-seconds", "0.3", "--out", str(out)], capsys)
     assert code == 1, err
     report = json.loads((out / "rehearsal.json").read_text())
