@@ -143,7 +143,7 @@ class AppLoad:
 
 def _read_all(process: subprocess.Popen[bytes], deadline: float) -> bytes:
     assert process.stdout is not None
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         if not select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
             raise TimeoutError

@@ -51,7 +51,7 @@ def strength(mode: str) -> int:
 
 def short(mode: str) -> str:
     """``ShareRowExclusiveLock`` -> ``SHARE ROW EXCLUSIVE``: how the SQL and the docs spell it."""
-    words = []
+    words: list[str] = []
     for char in mode.removesuffix("Lock"):
         if char.isupper() and words:
             words.append(" ")

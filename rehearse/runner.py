@@ -210,7 +210,7 @@ def _seq_reads_after(conninfo: str, before: Mapping[int, int]) -> dict[int, int]
         deadline = time.monotonic() + 5.0
         while (conn.execute(_OTHERS).fetchone() or (0,))[0] and time.monotonic() < deadline:
             time.sleep(0.05)
-        after = dict(conn.execute(_SEQ_READS).fetchall())
+        after: dict[int, int] = dict(conn.execute(_SEQ_READS).fetchall())
     return {oid: n - before.get(oid, 0) for oid, n in after.items() if n - before.get(oid, 0) > 0}
 
 
@@ -218,7 +218,7 @@ def run_command(command: str, env: Mapping[str, str], *, timeout_s: float, conni
     """Run a migration command; a timeout or Ctrl-C ends its whole process group."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         before = _storage(conn)
-        seq_before = dict(conn.execute(_SEQ_READS).fetchall())
+        seq_before: dict[int, int] = dict(conn.execute(_SEQ_READS).fetchall())
     start = time.monotonic()
     try:
         process = subprocess.Popen(shlex.split(command), env=dict(env), stdout=subprocess.PIPE,

@@ -11,7 +11,7 @@ from chatbench.rehearse.result import Rehearsal
 def render_rehearsal(r: Rehearsal) -> str:
     suite = ET.Element("testsuite", name="chatbench rehearsal", time=f"{sum(s.migration_s for s in r.sizes):.3f}")
     failures = 0
-    cases = [(run.index, run.sql) for run in r.measured.statements]
+    cases: list[tuple[int | None, str]] = [(run.index, run.sql) for run in r.measured.statements]
     if not cases or any(f.statement is None for f in r.findings):
         cases.append((None, r.migration))
     for index, sql in cases:

@@ -44,7 +44,7 @@ def statements(size: SizeRun) -> Table:
 def estimates(rehearsal: Rehearsal) -> Table:
     header = ("#", "table", "blocks", "lock", "at smaller size", "at profile size", "extrapolated to production",
               "basis", "budget")
-    rows = [(str(e.statement), e.table, e.access, short(e.mode) if e.mode else "?",
+    rows: list[tuple[str, ...]] = [(str(e.statement), e.table, str(e.access), short(e.mode) if e.mode else "?",
              f"{e.small_s:.3f} s ({e.small_messages:,})", f"{e.large_s:.3f} s ({e.large_messages:,})",
              f"{e.extrapolated_s:.2f} s ({e.production_messages:,})", e.basis,
              f"{rehearsal.budgets.get(e.table, rehearsal.budgets.get('default', {})).get(e.access, math.nan):g} s")

@@ -96,8 +96,8 @@ def test_alembic_migration_via_migration_cmd(tmp_path: Path, capsys: pytest.Capt
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     alembic = f"{sys.executable} -m alembic -c {project / 'alembic.ini'} upgrade head"
-    code, err = _run(["--backend", "local", "--from", str(before), "--migration-cmd", alembic, "--rate", "100", "--clients", "2",
-                      "--baseline-seconds", "0.3", "--out", str(out)], capsys)
+    code, err = _run(["--backend", "local", "--from", str(before), "--migration-cmd", alembic, "--rate", "100",
+                      "--clients", "2", "--baseline-seconds", "0.3", "--out", str(out)], capsys)
     assert code == 1, err
     report = json.loads((out / "rehearsal.json").read_text())
     assert report["verdict"] == "FAIL"

@@ -100,8 +100,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"[{color}]{finding.severity}[/] {escape(finding.line()[len(finding.severity) + 1:])}",
                       soft_wrap=True)
     if result.verification is not None:
-        for finding in result.verification.errors:
-            console.print(f"[red]FAIL[/] verification: {escape(finding.message())}", soft_wrap=True)
+        for error in result.verification.errors:
+            console.print(f"[red]FAIL[/] verification: {escape(error.message())}", soft_wrap=True)
     console.print(f"[dim]reports: {', '.join(str(p) for p in written.values())}[/dim]", soft_wrap=True)
     color = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}.get(result.verdict, "yellow")
     console.print(f"[b {color}]{escape(result.headline())}[/]", soft_wrap=True)
