@@ -112,9 +112,15 @@ class Analysis:
 
     def _statement(self, index: int, sql: str, line: int | None, kind: str, start: float, end: float,
                    release: float, holds: list[_Hold], rewrites: tuple[str, ...], scanned: tuple[str, ...],
-                   lock_timeout: str | None, error: str | None) -> StatementRun:
+                   lock_timeout: str | None, error: str | None, *, sampled: str = "all") -> StatementRun:
+        """``sampled``: which sampled locks belong to it. ``all`` (a command's statement: the sampler is all
+        there is), ``alone`` (run outside a transaction: the locks first seen while it ran), ``waits`` (the
+        runner's snapshot has its granted locks exactly; only the waits it was seen in come from the sampler)."""
+        slack = self.interval if sampled == "all" else 0.0
         for _oid, relation, mode, granted, s_start, s_end in self.spans():
-            if start - self.interval <= s_start <= max(end, release) + self.interval:
+            if sampled == "waits" and granted:
+                continue
+            if start - slack <= s_start <= (max(end, release) if sampled == "all" else end) + self.interval:
                 holds.append(_Hold(relation.name, relation.table, mode, s_start, s_end,
                                    0.0 if granted else s_end - s_start))
         locks = _strongest(holds, start, self.app)
@@ -142,7 +148,8 @@ class Analysis:
             scanned = tuple(sorted({self.names[o].table for o, n in trace.read_rows.items() if o in self.names and n}))
             out.append(self._statement(st.index, st.short(400), st.line, st.kind, trace.start, trace.end or trace.start,
                                        trace.release or trace.end, holds, self._rewrites(trace.rewrites), scanned,
-                                       trace.lock_timeout, trace.error))
+                                       trace.lock_timeout, trace.error,
+                                       sampled="waits" if trace.reads_known else "alone"))
         return out
 
     def _from_activity(self, activity: Sequence[Activity]) -> list[StatementRun]:
