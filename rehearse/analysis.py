@@ -234,7 +234,7 @@ class Analysis:
         """What the migration was doing when it was stopped: the evidence for a hang."""
         if not self.samples.activity:
             return "the sampler saw no statement of the migration"
-        last = max(self.samples.activity.values(), key=lambda a: a.last_seen)
+        last = max(self.samples.activity.values(), key=lambda a: a.last_active - a.start)  # the long one
         text = f"it was running: {' '.join(last.query.split())[:200]}"
         if last.waiting_for:
             what = last.waiting_for
