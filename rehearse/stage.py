@@ -92,7 +92,14 @@ def smaller_spec(spec: Spec) -> Spec:
 @contextlib.contextmanager
 def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progress) -> Iterator[tuple[Server,
                                                                                                       SeedResult]]:
-    """A database holding the before-schema filled with ``spec``'s history: the template of a run."""
+    """A database holding the before-schema filled with ``spec``'s history: the template of a run.
+
+    A before-schema from a file is cached like a seed (``loadgen.TemplateStore``, keyed by the seed's
+    key and the file's bytes): the safe and the unsafe version of a migration, or a second rehearsal of
+    the same release, start from the same filled before-schema without building and loading it again.
+    A ``--from-cmd`` schema is never cached (what the command does cannot be hashed).
+    """
+    from chatbench.loadgen.cache import TemplateStore
     from chatbench.loadgen.transplant import transplant
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
@@ -107,6 +114,10 @@ def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progres
             yield source, seeded
             return
         with temporary_database(server, "cbr_before") as before:
+            store, key = TemplateStore(), _before_key(seeded.cache_key, plan)
+            if key is not None and store.fetch(before, key) is not None:
+                yield before, seeded
+                return
             progress(f"building the before-schema ({plan.before_source})")
             if plan.before_file is not None:
                 build_from_sql(before, plan.before_file, option="--from")
@@ -115,7 +126,18 @@ def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progres
                 build_from_cmd(before, plan.before_cmd, timeout=plan.timeout_s, option="--from-cmd")
             progress("loading the seeded rows into the before-schema")
             transplant(source, before)
+            if key is not None:
+                store.save(before, key, seeded)
             yield before, seeded
+
+
+def _before_key(seed_key: str, plan: RehearsalPlan) -> str | None:
+    import hashlib
+
+    if plan.before_file is None or not plan.use_cache or not seed_key:
+        return None
+    material = b"rehearse-before-1\0" + seed_key.encode() + b"\0" + plan.before_file.read_bytes()
+    return hashlib.sha256(material).hexdigest()[:16]
 
 
 @contextlib.contextmanager
