@@ -213,6 +213,9 @@ def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Pro
 def rehearse(server: Server, plan: RehearsalPlan, progress: Progress = lambda _m: None) -> Rehearsal:
     """Rehearse the migration on ``server`` at two sizes under live load; judge and verify it."""
     server.require_destructive("rehearse a migration")
+    if plan.small_spec.messages.count >= plan.spec.messages.count:
+        raise ChatbenchError(f"rehearse: the second size ({plan.small_spec.name}) must hold fewer messages than "
+                             f"{plan.spec.name}; use a profile larger than smoke")
     sizes: list[SizeRun] = []
     app_locks: AppLocks | None = None
     verification = None
@@ -233,8 +236,6 @@ def rehearse(server: Server, plan: RehearsalPlan, progress: Progress = lambda _m
         notes.append("a --migration-cmd's statements are known only from the lock sampler (every "
                      f"{INTERVAL_S * 1000:g} ms): a statement shorter than that may be missed, and its "
                      "lock_timeout cannot be observed")
-    if len(sizes) == 2 and sizes[-1].messages <= sizes[0].messages:
-        raise ChatbenchError("rehearse: the two sizes must differ; use a profile larger than smoke")
     from chatbench.verify.result import VerificationResult
 
     return Rehearsal(
