@@ -96,15 +96,17 @@ class Analysis:
         self.interval = interval_s
         self.t0 = outcome.start
 
-    def spans(self) -> list[tuple[int, Relation, str, bool, float, float]]:
-        """Sampled migration locks on the application's relations: (oid, relation, mode, granted, start, end)."""
+    def spans(self, statement: tuple[int, str] | None = None) -> list[tuple[int, Relation, str, bool, float, float]]:
+        """Sampled migration locks on the application's relations: (oid, relation, mode, granted, start, end);
+        with ``statement`` (pid, query_start), only those its session took while running that statement."""
         out = []
         for (_owner, oid, mode, granted), spans in self.samples.locks.items():
             relation = self.names.get(oid)
             if relation is None:
                 continue
             for span in spans:
-                out.append((oid, relation, mode, granted, span.first, span.last + self.interval))
+                if statement is None or span.statement == statement:
+                    out.append((oid, relation, mode, granted, span.first, span.last + self.interval))
         return sorted(out, key=lambda s: s[4])
 
     def _rewrites(self, oids: Sequence[int]) -> tuple[str, ...]:
@@ -112,15 +114,16 @@ class Analysis:
 
     def _statement(self, index: int, sql: str, line: int | None, kind: str, start: float, end: float,
                    release: float, holds: list[_Hold], rewrites: tuple[str, ...], scanned: tuple[str, ...],
-                   lock_timeout: str | None, error: str | None, *, sampled: str = "all") -> StatementRun:
-        """``sampled``: which sampled locks belong to it. ``all`` (a command's statement: the sampler is all
-        there is), ``alone`` (run outside a transaction: the locks first seen while it ran), ``waits`` (the
-        runner's snapshot has its granted locks exactly; only the waits it was seen in come from the sampler)."""
-        slack = self.interval if sampled == "all" else 0.0
-        for _oid, relation, mode, granted, s_start, s_end in self.spans():
+                   lock_timeout: str | None, error: str | None, *, sampled: str = "all",
+                   key: tuple[int, str] | None = None) -> StatementRun:
+        """``sampled``: which sampled locks belong to it. ``all`` (a command's statement ``key``: the locks its
+        session took while the sampler saw it running that statement), ``alone`` (run outside a transaction: the
+        locks first seen while it ran), ``waits`` (the runner's snapshot has its granted locks exactly; only
+        the waits it was seen in come from the sampler)."""
+        for _oid, relation, mode, granted, s_start, s_end in self.spans(key if sampled == "all" else None):
             if sampled == "waits" and granted:
                 continue
-            if start - slack <= s_start <= (max(end, release) if sampled == "all" else end) + self.interval:
+            if sampled == "all" or start <= s_start <= end + self.interval:
                 holds.append(_Hold(relation.name, relation.table, mode, s_start, s_end,
                                    0.0 if granted else s_end - s_start))
         locks = _strongest(holds, start, self.app)
@@ -161,7 +164,7 @@ class Analysis:
         for act in activity:
             end = act.last_active + self.interval
             run = self._statement(len(out) + 1, " ".join(act.query.split())[:400], None, kind_of(act.query),
-                                  act.start, end, end, [], (), (), None, None)
+                                  act.start, end, end, [], (), (), None, None, key=(act.pid, act.query_start))
             if not run.locks:
                 continue
             release = max([run.start_s + h.held_s for h in run.locks] + [run.release_s])

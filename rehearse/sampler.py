@@ -37,6 +37,7 @@ class Span:
     first: float
     last: float
     sample: int  # number of the last sample that saw it
+    statement: tuple[int, str] | None = None  # the (pid, query_start) its session was running when first seen
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Activity:
     """One statement of a migration backend as sampled: (pid, query_start)."""
 
     pid: int
+    query_start: str
     query: str
     start: float  # on the monotonic clock (sample time minus the statement's age)
     last_active: float
@@ -93,6 +95,7 @@ class LockSampler:
         self._conn = psycopg.connect(conninfo, autocommit=True, application_name=SAMPLER_NAME)
         self._conn.execute("SET statement_timeout = '5s'")
         self._stopping = threading.Event()
+        self._running: dict[int, tuple[int, str]] = {}
         self._thread = threading.Thread(target=self._run, name=SAMPLER_NAME, daemon=True)
 
     def start(self) -> None:
@@ -133,6 +136,8 @@ class LockSampler:
                 names[pid] = app_name or ""
         migration = {pid for pid, name in names.items() if not name.startswith((APP_PREFIX, SAMPLER_NAME))}
         s.migration_pids |= migration
+        self._running = {pid: (pid, str(query_start)) for pid, leader, _a, _t, _s, _w, _age, query_start, *_ in rows
+                         if pid == leader and pid in migration and query_start is not None}
         for (pid, leader, _app, _type, state, wait_type, age, query_start, query, locktype, relation, mode,
              granted, blockers) in rows:
             owner = leader if leader in names else pid
@@ -161,12 +166,12 @@ class LockSampler:
             if spans and spans[-1].sample == s.count - 1:
                 spans[-1].last, spans[-1].sample = t, s.count
             elif not spans or spans[-1].sample != s.count:
-                spans.append(Span(t, t, s.count))
+                spans.append(Span(t, t, s.count, self._running.get(owner)))
         if leader and query_start is not None:
             key2 = (owner, query_start)
             activity = s.activity.get(key2)
             if activity is None:
-                activity = s.activity[key2] = Activity(owner, query or "", t - float(age or 0.0), t, t)
+                activity = s.activity[key2] = Activity(owner, query_start, query or "", t - float(age or 0.0), t, t)
             activity.last_seen = t
             if state == "active":
                 activity.last_active = t
