@@ -20,6 +20,8 @@ from chatbench.errors import ConfigError
 
 DEFAULT_TARGETS = Path(__file__).with_name("targets.toml")
 _BUDGET_KEYS = {"p95_ms": float, "p99_ms": float, "buffers": int}
+REHEARSAL_SECTION = "rehearsal"
+"""The table of the same file that holds the migration rehearsal's budgets, not a scenario."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def parse_targets(text: str, source: str = "targets.toml") -> Targets:
         raise ConfigError(f"{source}: not valid TOML ({exc}); fix the file") from None
     budgets: dict[tuple[str, str], Target] = {}
     for scenario, table in data.items():
+        if scenario == REHEARSAL_SECTION:
+            continue  # the migration rehearsal's blocking budgets (chatbench.rehearse.budgets)
         if not isinstance(table, dict):
             raise ConfigError(f"{source}: {scenario} must be a table [{scenario}] with a why and per-profile budgets")
         why = table.get("why", "")

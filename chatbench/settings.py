@@ -144,7 +144,7 @@ class Settings:
         60.0, "seconds a throwaway server may take to accept connections", kind="float", above=0,
         maximum=3600, metavar="SECONDS")
     command_timeout: float = setting(
-        600.0, "seconds an external command (--schema-from-cmd, --migration-cmd) may run", kind="float",
+        600.0, "seconds an external command (--schema-from-cmd, --from-cmd) or a migration may run", kind="float",
         above=0, maximum=86400, metavar="SECONDS")
     # -- machine (environment or file only) -------------------------------------------------------
     run_dir: str | None = setting(
@@ -186,6 +186,25 @@ class Settings:
     schema_from_cmd: str | None = setting(
         None, "build the schema with this command (e.g. 'alembic upgrade head'); DATABASE_URL is set",
         metavar="CMD", check=_shell_words)
+    # -- migration rehearsal -------------------------------------------------------------------------
+    from_file: str | None = setting(
+        None, "rehearse: build the schema before the release with this SQL file (default: the canonical schema)",
+        kind="path", must_exist="file", flag="--from", metavar="FILE.sql")
+    from_cmd: str | None = setting(
+        None, "rehearse: build the schema before the release with this command; DATABASE_URL is set",
+        metavar="CMD", check=_shell_words)
+    migration: str | None = setting(
+        None, "rehearse: the release's migration as a SQL file (statements run one by one in autocommit, "
+        "unless the file has its own BEGIN/COMMIT)", kind="path", must_exist="file", metavar="FILE.sql")
+    migration_cmd: str | None = setting(
+        None, "rehearse: the release's migration as a command (e.g. 'alembic upgrade head'); DATABASE_URL is set",
+        metavar="CMD", check=_shell_words)
+    production_messages: float = setting(
+        1e9, "rehearse: messages in production; blocking times measured at two sizes are extrapolated "
+        "linearly to it", kind="float", minimum=1, maximum=1e13, metavar="N")
+    baseline_seconds: float = setting(
+        1.0, "rehearse: seconds of live load measured before the migration starts and again after it ends",
+        kind="float", minimum=0.2, maximum=3600, metavar="SECONDS")
     url: str | None = setting(None, "an existing database: postgresql://user:password@host:port/db", metavar="URL",
                               check=_database_url)
     apply_schema: bool = setting(False, "create the canonical schema in the server's database", kind="bool")
@@ -213,14 +232,15 @@ class Settings:
                              kind="bool")
     # -- load -----------------------------------------------------------------------------------
     load: bool = setting(False, "signoff: also run a short concurrent load (chatbench load)", kind="bool")
-    clients: int = setting(1, "concurrent client processes", kind="int", minimum=1, defaults={"signoff": 2},
+    clients: int = setting(1, "concurrent client processes", kind="int", minimum=1,
+                           defaults={"signoff": 2, "rehearse": 3},
                            maximum=lambda: 8 * _cores(), why_maximum="eight per core")
     duration: float = setting(10.0, "measured seconds of load", kind="float", above=0, maximum=86400,
                               defaults={"signoff": 5.0}, metavar="SECONDS")
     warmup_seconds: float = setting(1.0, "warm-up seconds of load, not recorded", kind="float", minimum=0,
                                     maximum=3600, metavar="SECONDS")
     rate: float | None = setting(None, "open loop: total arrivals per second (default: closed loop)",
-                                 kind="float", above=0, maximum=1_000_000)
+                                 kind="float", above=0, maximum=1_000_000, defaults={"rehearse": 150.0})
     mix: str | None = setting(None, "operation weights NAME=W,... (default: the read-heavy chat mix)",
                               metavar="NAME=W,...")
     # -- outputs ----------------------------------------------------------------------------------

@@ -37,11 +37,13 @@ def database_env(server: Server) -> dict[str, str]:
     }
 
 
-def build_from_sql(server: Server, path: Path) -> None:
-    """Run the statements of ``path`` in the (empty) database of ``server``, in one transaction."""
+def build_from_sql(server: Server, path: Path, *, option: str = "--schema-from") -> None:
+    """Run the statements of ``path`` in the (empty) database of ``server``, in one transaction.
+
+    ``option`` names the setting in errors (``--schema-from``, or the rehearsal's ``--from``)."""
     server.require_destructive(f"run {path}")
     if not path.is_file():
-        raise ConfigError(f"--schema-from {path}: no such file; give the SQL file that builds the schema")
+        raise ConfigError(f"{option} {path}: no such file; give the SQL file that builds the schema")
     text = path.read_text()
     try:
         with psycopg.connect(server.conninfo()) as conn:
@@ -52,11 +54,12 @@ def build_from_sql(server: Server, path: Path) -> None:
         position = exc.diag.statement_position
         where = f" at line {text[: int(position)].count(chr(10)) + 1}" if position and position.isdigit() else ""
         raise ConfigError(
-            f"--schema-from {path}: the SQL failed{where} (nothing was kept): {str(exc).splitlines()[0]}"
+            f"{option} {path}: the SQL failed{where} (nothing was kept): {str(exc).splitlines()[0]}"
         ) from None
 
 
-def build_from_cmd(server: Server, command: str, cwd: Path | None = None, *, timeout: float = 600.0) -> None:
+def build_from_cmd(server: Server, command: str, cwd: Path | None = None, *, timeout: float = 600.0,
+                   option: str = "--schema-from-cmd") -> None:
     """Run ``command`` (a shell command line) with the database URL in DATABASE_URL and friends."""
     server.require_destructive(f"run {command!r}")
     try:
@@ -64,10 +67,12 @@ def build_from_cmd(server: Server, command: str, cwd: Path | None = None, *, tim
                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ConfigError(
-            f"--schema-from-cmd {command!r} ran longer than {timeout:g} s; raise --command-timeout or fix the command"
+            f"{option} {command!r} ran longer than {timeout:g} s; raise --command-timeout or fix the command"
         ) from None
     except OSError as exc:
-        raise ConfigError(f"--schema-from-cmd {command!r}: cannot run it ({exc.strerror}); check the program") from None
+        raise ConfigError(f"{option} {command!r}: cannot run it ({exc.strerror}); check the program") from None
     if done.returncode != 0:
         tail = redact(" | ".join((done.stderr or done.stdout).strip().splitlines()[-3:]))
-        raise ConfigError(f"--schema-from-cmd {command!r} exited {done.returncode}: {tail}")
+        raise ConfigError(f"{option} {command!r} exited {done.returncode}: {tail}")
+
+

@@ -30,6 +30,8 @@ VALID: dict[str, tuple[Any, Any]] = {
     "dsn": ("postgresql://u@127.0.0.1:5432/db", "postgresql://u@127.0.0.1:5432/db"),
     "url": ("postgresql://u@127.0.0.1:5432/db", "postgresql://u@127.0.0.1:5432/db"),
     "schema_from_cmd": ("true", "true"),
+    "from_cmd": ("true", "true"),
+    "migration_cmd": ("true", "true"),
     "pg_versions": (["15"], ["15"]),
     "set": (["messages.count=5"], ["messages.count=5"]),
     "alpha": (0.05, "0.05"),

@@ -1,0 +1,108 @@
+"""Rehearse a release's migration on seeded volume, under live load, and say how long the chat was blocked.
+
+The schema before the release (the canonical one, ``--from FILE.sql`` or ``--from-cmd CMD``) is seeded
+with ``--profile`` and with the next smaller profile; on each, the migration (``--migration FILE.sql``,
+run statement by statement as psql would, or ``--migration-cmd CMD`` such as 'alembic upgrade head',
+run with DATABASE_URL set) runs while the app's canonical reads and appends run open loop at
+``--rate`` from ``--clients`` processes and a sampler records every lock the migration holds or waits
+for and every app query it blocks. Blocking times are extrapolated linearly to
+``--production-messages`` and judged against the ``[rehearsal]`` budgets of the targets file; the
+migrated schema is verified (drift, health, plan contracts). Writes rehearsal.md/.html/.json and JUnit XML.
+
+Exit 0 PASS or WARN, 1 FAIL (a budget exceeded, the migration failed or hung, verification failed),
+2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chatbench.commands._common import SERVER_SETTINGS, console, server_from
+from chatbench.errors import ConfigError
+from chatbench.settings import Settings, where
+
+if TYPE_CHECKING:
+    from chatbench.rehearse import RehearsalPlan
+
+NAME = "rehearse"
+HELP = "rehearse a migration on seeded volume under live load: locks, blocked app queries, extrapolation (exit 1 FAIL)"
+SETTINGS = (
+    *SERVER_SETTINGS, "profile", "seed", "cache", "from_file", "from_cmd", "migration", "migration_cmd",
+    "production_messages", "clients", "rate", "mix", "baseline_seconds", "targets", "command_timeout", "out",
+)
+
+
+def plan_from(settings: Settings) -> RehearsalPlan:
+    """The rehearsal plan, every input checked before any server starts."""
+    from chatbench import loadgen
+    from chatbench.benchmarks.loadtest import parse_weights
+    from chatbench.rehearse.budgets import load_budgets
+    from chatbench.rehearse.stage import SMALLER_PROFILE, RehearsalPlan, smaller_spec
+    from chatbench.rehearse.statements import read_migration
+
+    if (settings.migration is None) == (settings.migration_cmd is None):
+        raise ConfigError("rehearse needs the migration: give --migration FILE.sql or --migration-cmd CMD (one)")
+    if settings.from_file is not None and settings.from_cmd is not None:
+        raise ConfigError("--from and --from-cmd: give one of them, not both (neither: the canonical schema)")
+    spec = loadgen.load_spec(settings.profile)
+    if spec.name not in SMALLER_PROFILE:
+        raise ConfigError(f"{where(settings, 'profile')}: a rehearsal measures two sizes, the profile and the next "
+                          f"smaller one; use one of {', '.join(SMALLER_PROFILE)}")
+    if settings.production_messages < spec.messages.count:
+        raise ConfigError(f"{where(settings, 'production_messages')}: fewer messages than the profile's "
+                          f"{spec.messages.count:,}; give the production table's size (e.g. 2e9)")
+    migration = None if settings.migration is None else read_migration(Path(settings.migration))
+    assert settings.rate is not None  # rehearse's default rate
+    return RehearsalPlan(
+        migration=migration,
+        migration_source=f"--migration {settings.migration}" if settings.migration is not None
+        else f"--migration-cmd {settings.migration_cmd!r}",
+        migration_cmd=settings.migration_cmd,
+        before_file=None if settings.from_file is None else Path(settings.from_file),
+        before_cmd=settings.from_cmd,
+        spec=spec,
+        small_spec=smaller_spec(spec),
+        seed=settings.seed,
+        production_messages=int(settings.production_messages),
+        clients=settings.clients,
+        rate_per_s=settings.rate,
+        weights=parse_weights(settings.mix),
+        baseline_s=settings.baseline_seconds,
+        budgets=load_budgets(settings.targets),
+        timeout_s=settings.command_timeout,
+        use_cache=settings.cache,
+        command="chatbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from chatbench.rehearse import rehearse
+    from chatbench.reports.rehearsal_output import write_rehearsal
+
+    plan = plan_from(settings)
+    assert settings.out is not None  # rehearse's default is a folder
+    console.print(f"[b]chatbench rehearse[/b]: {plan.migration_source} on {plan.before_source}, profile "
+                  f"{plan.spec.name} and {plan.small_spec.name}, {plan.clients} app clients at {plan.rate_per_s:g}/s",
+                  soft_wrap=True)
+    with server_from(settings) as server:
+        secrets = {str(server.url.password or "")}
+        with console.status("rehearsing") as status:
+            result = rehearse(server, plan, progress=lambda m: status.update(f"rehearsing: {m}"))
+    written = write_rehearsal(result, Path(settings.out), secrets=secrets)
+    for finding in result.findings:
+        color = "red" if finding.severity == "FAIL" else "yellow"
+        console.print(f"[{color}]{finding.severity}[/] {escape(finding.line()[len(finding.severity) + 1:])}",
+                      soft_wrap=True)
+    if result.verification is not None:
+        for error in result.verification.errors:
+            console.print(f"[red]FAIL[/] verification: {escape(error.message())}", soft_wrap=True)
+    console.print(f"[dim]reports: {', '.join(str(p) for p in written.values())}[/dim]", soft_wrap=True)
+    color = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}.get(result.verdict, "yellow")
+    console.print(f"[b {color}]{escape(result.headline())}[/]", soft_wrap=True)
+    return result.exit_code

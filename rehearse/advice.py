@@ -1,0 +1,44 @@
+"""The safe way to write a statement that blocked the app: one suggestion per kind of danger.
+
+Chosen from the statement's parse tree (pglast) and from what the rehearsal saw it do (rewrite, rows
+read), in the spirit of squawk and strong_migrations, whose rules these are.
+"""
+
+from __future__ import annotations
+
+import re
+
+from chatbench.rehearse.result import StatementRun
+
+LOCK_TIMEOUT = ("SET lock_timeout = '2s' before it (and retry the migration when it times out), so that "
+                "waiting for its lock never queues the app's queries behind it")
+INDEX = ("CREATE INDEX CONCURRENTLY (outside a transaction block; if it fails, DROP INDEX CONCURRENTLY the "
+         "invalid index and retry): reads and appends go on while it builds")
+CONSTRAINT = ("ADD CONSTRAINT ... NOT VALID (a moment's lock, no scan), then ALTER TABLE ... VALIDATE CONSTRAINT "
+              "in its own transaction (SHARE UPDATE EXCLUSIVE: reads and appends go on)")
+NOT_NULL = ("ADD CONSTRAINT ... CHECK (column IS NOT NULL) NOT VALID; VALIDATE CONSTRAINT; then SET NOT NULL "
+            "(PostgreSQL 12+ skips the scan when a valid CHECK proves it) and DROP the CHECK")
+VOLATILE_DEFAULT = ("add the column without a default or with a constant one (no rewrite since PostgreSQL 11), "
+                    "backfill it in batches of a few thousand rows, then SET DEFAULT for new rows")
+TYPE_CHANGE = ("avoid the rewrite: add a column of the new type, backfill it in batches, switch the app to it, "
+               "drop the old one (varchar(n) -> text or a longer varchar is free when no CHECK uses the column)")
+REWRITE = "split it so the table is not rewritten under an exclusive lock: new column or table, batched backfill"
+GENERIC = "keep the lock short: split the statement, do the heavy part with a weaker lock, and " + LOCK_TIMEOUT
+
+
+def suggest(run: StatementRun, table: str) -> str:
+    """The safe rewrite for a statement that blocked the app on ``table``."""
+    sql = " ".join(run.sql.upper().split())
+    if run.kind in ("IndexStmt", "ReindexStmt") or re.search(r"\bCREATE (UNIQUE )?INDEX\b", sql):
+        return INDEX if "CONCURRENTLY" not in sql else GENERIC
+    if "SET NOT NULL" in sql:
+        return NOT_NULL
+    if re.search(r"\bADD (CONSTRAINT\b.*)?(CHECK|FOREIGN KEY|REFERENCES)\b", sql) or "VALIDATE CONSTRAINT" in sql:
+        return CONSTRAINT if "NOT VALID" not in sql else GENERIC
+    if "ADD COLUMN" in sql and table in run.rewrites:
+        return VOLATILE_DEFAULT
+    if re.search(r"\bTYPE\b", sql) and "ALTER COLUMN" in sql:
+        return TYPE_CHANGE
+    if table in run.rewrites:
+        return REWRITE
+    return GENERIC

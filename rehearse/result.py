@@ -1,0 +1,288 @@
+"""The frozen result of a migration rehearsal, handed to the reports (and to a sign-off pipeline).
+
+``Rehearsal`` holds both measured sizes (``SizeRun``: per statement what the migration locked, for
+how long, what it rewrote and scanned, which app queries it blocked and how the app's latency
+moved), the linear extrapolation of each blocking time to the production size (``Estimate``), the
+verdict rules' findings (``RuleFinding``, each with its evidence and a safe rewrite) and the
+verification of the schema the migration produced. ``to_dict`` is its only serialiser.
+
+Times on a run's timeline are seconds relative to the migration's start (the baseline before it is
+negative). Format history (``FORMAT_VERSION``): 1, first version.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from chatbench.verify.result import VerificationResult
+
+FORMAT_VERSION = 1
+Access = Literal["reads", "appends"]
+ACCESSES: tuple[Access, ...] = ("reads", "appends")
+Verdict = Literal["PASS", "WARN", "FAIL", "ERROR"]
+
+
+@dataclass(frozen=True)
+class LockHold:
+    """The strongest lock one statement held on one relation, and how long the app could not pass it."""
+
+    relation: str
+    table: str  # the table the relation belongs to (itself, or an index's table)
+    mode: str  # e.g. ShareLock
+    held_s: float  # from the statement's start (queueing included) until the lock was released
+    waited_s: float  # part of ``held_s`` spent waiting to be granted (the app queues behind a waiter too)
+    blocks: tuple[Access, ...]  # which of the app's accesses conflict with it
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """App queries a statement blocked (seen waiting on a lock the migration held), per access."""
+
+    count: int = 0
+    longest_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Latency:
+    """The app's requests in one window: count, errors and latency from the intended start (open loop)."""
+
+    requests: int = 0
+    errors: int = 0
+    p50_ms: float = math.nan
+    p99_ms: float = math.nan
+    max_ms: float = math.nan
+
+
+@dataclass(frozen=True)
+class AppWindow:
+    reads: Latency = field(default_factory=Latency)
+    appends: Latency = field(default_factory=Latency)
+
+    def of(self, access: Access) -> Latency:
+        return self.reads if access == "reads" else self.appends
+
+
+@dataclass(frozen=True)
+class StatementRun:
+    """One statement of the migration at one data size."""
+
+    index: int
+    sql: str
+    line: int | None  # in the migration file (None for a command's statements)
+    kind: str  # parse node (IndexStmt, AlterTableStmt...) or "" when unknown
+    start_s: float
+    duration_s: float  # execution time of the statement
+    release_s: float  # when its locks were released (its transaction's end), relative to the start
+    locks: tuple[LockHold, ...]  # strongest per relation
+    rewrites: tuple[str, ...]  # tables whose storage was rewritten (relfilenode changed)
+    scanned: tuple[str, ...]  # tables the statement read rows of (pg_stat_xact_user_tables)
+    lock_timeout: str | None  # the session's lock_timeout when it ran ("0" = none), None when unobservable
+    blocked: Mapping[str, Blocked]  # access -> app queries it blocked
+    app: AppWindow  # the app's latency while it ran
+    error: str | None = None
+
+    def blocking_s(self, table: str, access: Access) -> float:
+        """How long this statement kept ``access`` out of ``table`` (0 when it took no conflicting lock)."""
+        return max((h.held_s for h in self.locks if h.table == table and access in h.blocks), default=0.0)
+
+    def blocking_lock(self, table: str, access: Access) -> LockHold | None:
+        holds = [h for h in self.locks if h.table == table and access in h.blocks]
+        return max(holds, key=lambda h: h.held_s) if holds else None
+
+    def strong(self) -> bool:
+        """Took a lock that conflicts with the app's reads or appends."""
+        return any(h.blocks for h in self.locks)
+
+    def tables_blocked(self) -> tuple[str, ...]:
+        return tuple(sorted({h.table for h in self.locks if h.blocks}))
+
+
+@dataclass(frozen=True)
+class LockSpan:
+    """A lock the migration held (or waited for) on the timeline."""
+
+    relation: str
+    table: str
+    mode: str
+    granted: bool
+    start_s: float
+    end_s: float
+    blocks: tuple[Access, ...]
+
+
+@dataclass(frozen=True)
+class AppPoint:
+    """One app request on the timeline: when it was due, its latency, what it was, whether it failed."""
+
+    t_s: float
+    latency_ms: float
+    access: Access
+    ok: bool
+
+
+@dataclass(frozen=True)
+class BlockedSpan:
+    """One app query seen waiting behind the migration."""
+
+    start_s: float
+    end_s: float
+    access: Access
+    relation: str
+    statement: int | None
+
+
+@dataclass(frozen=True)
+class SizeRun:
+    """The migration rehearsed once on one seeded size under live load."""
+
+    profile: str
+    messages: int
+    counts: Mapping[str, int]
+    outcome: Literal["completed", "failed", "timed out"]
+    failure: str | None  # the failing statement and its error, or what a hung migration waited for
+    migration_s: float
+    statements: tuple[StatementRun, ...]
+    phases: Mapping[str, AppWindow]  # before | during | after
+    locks: tuple[LockSpan, ...]
+    app: tuple[AppPoint, ...]
+    blocked: tuple[BlockedSpan, ...]
+    samples: int  # lock samples taken while the migration ran
+    sample_interval_ms: float  # their mean spacing
+    load: str  # how the app load ran (clients, rate, mix)
+    app_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One statement's blocking of one access to one table at both sizes, extrapolated linearly."""
+
+    statement: int
+    table: str
+    access: Access
+    mode: str
+    small_messages: int
+    small_s: float
+    large_messages: int
+    large_s: float
+    production_messages: int
+    scales: bool  # grows with the table (rewrite, scan, or measured growth); else constant
+    basis: str  # why it does or does not scale
+    extrapolated_s: float
+
+
+@dataclass(frozen=True)
+class RuleFinding:
+    """A verdict rule that fired: its evidence and the safe way to write the statement."""
+
+    rule: str  # blocking | lock_timeout | failed | timed_out
+    severity: Literal["FAIL", "WARN"]
+    statement: int | None
+    sql: str
+    table: str | None
+    lock: str | None
+    measured_s: float | None
+    extrapolated_s: float | None
+    budget_s: float | None
+    evidence: str
+    rewrite: str
+
+    def line(self) -> str:
+        """One line for a terminal, a CI log or a PR comment."""
+        where = f"statement {self.statement}" if self.statement is not None else "migration"
+        return f"{self.severity} {self.rule}: {where}: {self.evidence}; fix: {self.rewrite}"
+
+
+@dataclass(frozen=True)
+class AppLocks:
+    """The lock modes the app's own reads and appends take, per relation (measured on the before-schema)."""
+
+    reads: Mapping[str, tuple[str, ...]]
+    appends: Mapping[str, tuple[str, ...]]
+
+    def of(self, access: Access) -> Mapping[str, tuple[str, ...]]:
+        return self.reads if access == "reads" else self.appends
+
+
+@dataclass(frozen=True)
+class Rehearsal:
+    """Everything one rehearsal found; ``verdict`` decides, ``findings`` say why."""
+
+    created_at: str
+    server: Mapping[str, Any]
+    before: str  # where the before-schema came from
+    migration: str  # the migration (file or command)
+    production_messages: int
+    budgets_source: str
+    budgets: Mapping[str, Mapping[str, float]]  # table -> access -> seconds
+    app_locks: AppLocks
+    sizes: tuple[SizeRun, ...]  # smaller first
+    estimates: tuple[Estimate, ...]
+    findings: tuple[RuleFinding, ...]
+    verification: VerificationResult | None
+    notes: tuple[str, ...] = ()
+    command: str = ""
+
+    @property
+    def verdict(self) -> Verdict:
+        if any(f.severity == "FAIL" for f in self.findings):
+            return "FAIL"
+        if self.verification is not None and not self.verification.passed:
+            return "FAIL"
+        if any(f.severity == "WARN" for f in self.findings):
+            return "WARN"
+        return "PASS"
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.verdict == "FAIL" else 0
+
+    @property
+    def measured(self) -> SizeRun:
+        """The run at the profile's size (the larger one): what the timeline shows."""
+        return self.sizes[-1]
+
+    def failing_lines(self) -> tuple[str, ...]:
+        lines = [f.line() for f in self.findings if f.severity == "FAIL"]
+        if self.verification is not None:
+            lines += [f"FAIL verification: {f.message()}" for f in self.verification.errors]
+        return tuple(lines)
+
+    def headline(self) -> str:
+        fails = sum(f.severity == "FAIL" for f in self.findings)
+        warns = sum(f.severity == "WARN" for f in self.findings)
+        statements = len(self.measured.statements)
+        verification = (
+            "verification not run" if self.verification is None
+            else "verification passed" if self.verification.passed
+            else f"verification failed ({len(self.verification.errors)} errors)"
+        )
+        return (f"{self.verdict}: {statements} statement(s) rehearsed at {self.measured.messages:,} messages, "
+                f"{fails} failing, {warns} warning(s), {verification}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            "kind": "chatbench-rehearsal",
+            "format_version": FORMAT_VERSION,
+            "verdict": self.verdict,
+            "headline": self.headline(),
+            "failing": list(self.failing_lines()),
+            "created_at": self.created_at,
+            "command": self.command,
+            "server": dict(self.server),
+            "before": self.before,
+            "migration": self.migration,
+            "production_messages": self.production_messages,
+            "budgets_source": self.budgets_source,
+            "budgets": {t: dict(a) for t, a in self.budgets.items()},
+            "app_locks": asdict(self.app_locks),
+            "sizes": [asdict(s) for s in self.sizes],
+            "estimates": [asdict(e) for e in self.estimates],
+            "findings": [asdict(f) for f in self.findings],
+            "verification": None if self.verification is None else self.verification.to_json(),
+            "notes": list(self.notes),
+        }
+        return data

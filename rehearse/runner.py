@@ -1,0 +1,257 @@
+"""Running the migration as its tool would: a SQL file statement by statement, or a command.
+
+SQL file: statements run one by one in autocommit (as ``psql -f`` does), the file's own
+``BEGIN``/``COMMIT`` blocks run as transactions, and statements that cannot run in a transaction
+block (``CREATE INDEX CONCURRENTLY``) run alone. To know exactly what each statement locked, scanned
+and rewrote, a transactional statement outside the file's own blocks runs inside a one-statement
+transaction (what autocommit does implicitly), and just before that transaction ends the runner
+reads, in the same backend, the locks it holds (``pg_locks``), the rows it read per table
+(``pg_stat_xact_user_tables``), the tables' ``relfilenode`` (a change is a rewrite) and its
+``lock_timeout``. Those reads take about a millisecond, which the statement's locks are held longer.
+The first failing statement stops the migration (as ``ON_ERROR_STOP`` and every migration tool do).
+
+Command: run with the database's URL in ``DATABASE_URL`` (and friends), in its own process group so
+a timeout or Ctrl-C ends all of it; its statements are known only from the sampler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+from chatbench.rehearse.statements import Statement
+
+from chatbench.errors import ChatbenchError, redact
+
+MIGRATION_NAME = "chatbench-rehearse-migration"
+
+_STORAGE = ("SELECT c.oid::int8, c.relfilenode::int8 FROM pg_class c "
+            "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'i', 'p', 'm')")
+_READS = ("SELECT relid::int8, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
+          "FROM pg_stat_xact_user_tables")
+_LOCKS = ("SELECT relation::int8, mode FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation' "
+          "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+
+
+@dataclass
+class Trace:
+    """What the runner saw of one statement (times on the monotonic clock)."""
+
+    statement: Statement
+    start: float
+    end: float = 0.0
+    release: float = 0.0
+    locks: tuple[tuple[int, str], ...] = ()  # (relation oid, mode) held right after it ran, in its transaction
+    read_rows: Mapping[int, int] = field(default_factory=dict)  # table oid -> rows read (None: not observable)
+    reads_known: bool = True
+    rewrites: tuple[int, ...] = ()  # oids whose relfilenode changed
+    lock_timeout: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    outcome: str  # completed | failed | timed out
+    failure: str | None
+    start: float
+    end: float
+    traces: tuple[Trace, ...] = ()
+    storage_before: Mapping[int, int] = field(default_factory=dict)
+    storage_after: Mapping[int, int] = field(default_factory=dict)
+    scanned: Mapping[int, int] = field(default_factory=dict)  # a command's sequential reads per table oid
+
+
+def _storage(conn: psycopg.Connection) -> dict[int, int]:
+    return dict(conn.execute(_STORAGE).fetchall())
+
+
+def _reads(conn: psycopg.Connection) -> dict[int, int]:
+    return dict(conn.execute(_READS).fetchall())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {text[0] if text else ''}")
+
+
+class SqlRunner:
+    """Runs a migration file's statements on one session of the rehearsal database."""
+
+    def __init__(self, conninfo: str, statements: Sequence[Statement], *, timeout_s: float,
+                 on_statement: Callable[[Statement], None] = lambda _s: None) -> None:
+        self.conninfo = conninfo
+        self.statements = statements
+        self.timeout_s = timeout_s
+        self.on_statement = on_statement
+        self.timed_out = threading.Event()
+
+    def run(self) -> MigrationOutcome:
+        traces: list[Trace] = []
+        with psycopg.connect(self.conninfo, autocommit=True, application_name=MIGRATION_NAME) as conn:
+            before = _storage(conn)
+            timer = threading.Timer(self.timeout_s, self._expire, args=(conn,))
+            timer.daemon = True
+            start = time.monotonic()
+            timer.start()
+            outcome, failure = "completed", None
+            try:
+                outcome, failure = self._statements(conn, traces)
+            finally:
+                timer.cancel()
+            end = time.monotonic()
+            with contextlib.suppress(psycopg.Error):
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+            after = _storage(conn) if not conn.closed and not conn.broken else before
+        return MigrationOutcome(outcome, failure, start, end, tuple(traces), before, after)
+
+    def _expire(self, conn: psycopg.Connection) -> None:
+        self.timed_out.set()
+        with contextlib.suppress(psycopg.Error):
+            conn.cancel_safe() if hasattr(conn, "cancel_safe") else conn.cancel()
+
+    def _statements(self, conn: psycopg.Connection, traces: list[Trace]) -> tuple[str, str | None]:
+        block: list[Trace] = []  # statements of the file's own open transaction
+        in_block = False
+        for statement in self.statements:
+            self.on_statement(statement)
+            trace = Trace(statement, time.monotonic())
+            traces.append(trace)
+            try:
+                if statement.transaction_control == "begin":
+                    conn.execute(statement.sql)
+                    in_block, block = True, []
+                elif statement.transaction_control is not None:
+                    conn.execute(statement.sql)
+                    in_block = False
+                    for held in block:
+                        held.release = time.monotonic()
+                elif in_block:
+                    self._observed(conn, trace)
+                    block.append(trace)
+                elif statement.no_transaction_block:
+                    self._alone(conn, trace)
+                else:
+                    conn.execute("BEGIN")
+                    try:
+                        self._observed(conn, trace)
+                    except psycopg.errors.ActiveSqlTransaction:  # refused in a block after all: run it alone
+                        conn.execute("ROLLBACK")
+                        trace.start = time.monotonic()
+                        self._alone(conn, trace)
+                    else:
+                        conn.execute("COMMIT")
+                        trace.release = time.monotonic()
+            except psycopg.Error as exc:
+                trace.end = trace.end or time.monotonic()
+                trace.release = time.monotonic()
+                for held in block:
+                    held.release = trace.release
+                if self.timed_out.is_set():
+                    trace.error = f"did not finish within {self.timeout_s:g} s (--command-timeout)"
+                    return "timed out", f"statement {statement.index} (line {statement.line}) {trace.error}"
+                trace.error = _one_line(exc)
+                return "failed", f"statement {statement.index} (line {statement.line}) failed: {trace.error}"
+            trace.end = trace.end or time.monotonic()
+            trace.release = trace.release or trace.end
+        if in_block:
+            for held in block:
+                held.release = time.monotonic()
+        return "completed", None
+
+    @staticmethod
+    def _observed(conn: psycopg.Connection, trace: Trace) -> None:
+        """Run the statement inside the current transaction and read what it took before it ends."""
+        storage, reads = _storage(conn), _reads(conn)
+        trace.start = time.monotonic()
+        conn.execute(trace.statement.sql.encode())
+        trace.end = time.monotonic()
+        after_reads = _reads(conn)
+        trace.read_rows = {oid: n - reads.get(oid, 0) for oid, n in after_reads.items() if n - reads.get(oid, 0) > 0}
+        after = _storage(conn)
+        trace.rewrites = tuple(oid for oid, node in storage.items() if oid in after and after[oid] != node)
+        trace.locks = tuple((int(r), str(m)) for r, m in conn.execute(_LOCKS).fetchall())
+        row = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
+        trace.lock_timeout = str(row[0]) if row else None
+
+    @staticmethod
+    def _alone(conn: psycopg.Connection, trace: Trace) -> None:
+        """A statement that must run outside a transaction block: its locks come from the sampler."""
+        row = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
+        trace.lock_timeout = str(row[0]) if row else None
+        storage = _storage(conn)
+        trace.start = time.monotonic()
+        conn.execute(trace.statement.sql.encode())
+        trace.end = trace.release = time.monotonic()
+        after = _storage(conn)
+        trace.rewrites = tuple(oid for oid, node in storage.items() if oid in after and after[oid] != node)
+        trace.reads_known = False
+
+
+_SEQ_READS = "SELECT relid::int8, coalesce(seq_tup_read, 0) FROM pg_stat_user_tables"
+_OTHERS = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+           "AND backend_type = 'client backend' AND application_name NOT LIKE 'chatbench-rehearse-%'")
+
+
+def _seq_reads_after(conninfo: str, before: Mapping[int, int]) -> dict[int, int]:
+    """Rows a command read by sequential scans, per table: its sessions flush their statistics when they end.
+
+    The app's queries read by index, so a table's ``seq_tup_read`` moves only when the migration scans it.
+    """
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        deadline = time.monotonic() + 5.0
+        while (conn.execute(_OTHERS).fetchone() or (0,))[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        after: dict[int, int] = dict(conn.execute(_SEQ_READS).fetchall())
+    return {oid: n - before.get(oid, 0) for oid, n in after.items() if n - before.get(oid, 0) > 0}
+
+
+def run_command(command: str, env: Mapping[str, str], *, timeout_s: float, conninfo: str) -> MigrationOutcome:
+    """Run a migration command; a timeout or Ctrl-C ends its whole process group."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        before = _storage(conn)
+        seq_before: dict[int, int] = dict(conn.execute(_SEQ_READS).fetchall())
+    start = time.monotonic()
+    try:
+        process = subprocess.Popen(shlex.split(command), env=dict(env), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    except OSError as exc:
+        raise ChatbenchError(
+            f"--migration-cmd {command!r}: cannot run it ({exc.strerror}); check the program") from None
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _end_group(process)
+        end = time.monotonic()
+        return MigrationOutcome("timed out", f"--migration-cmd {command!r} did not finish within {timeout_s:g} s "
+                                "(--command-timeout)", start, end, (), before, before)
+    except BaseException:
+        _end_group(process)
+        raise
+    end = time.monotonic()
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        after = _storage(conn)
+    if process.returncode != 0:
+        tail = redact(" | ".join((output or "").strip().splitlines()[-3:]))
+        return MigrationOutcome("failed", f"--migration-cmd {command!r} exited {process.returncode}: {tail}",
+                                start, end, (), before, after)
+    return MigrationOutcome("completed", None, start, end, (), before, after, _seq_reads_after(conninfo, seq_before))
+
+
+def _end_group(process: subprocess.Popen[str]) -> None:
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

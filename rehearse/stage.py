@@ -1,0 +1,256 @@
+"""The rehearsal stage: one call, ``rehearse(server, plan)``, returning a frozen ``Rehearsal``.
+
+For each of two data sizes (the profile's and a smaller one), smaller first:
+
+1. seed the canonical history (seed cache) into a sibling database and, when the before-schema is
+   the application's own (``--from`` / ``--from-cmd``), build it in another database and load the
+   seeded rows into it (``loadgen.transplant``): that database is the template of the run;
+2. clone the template, measure the locks the app's queries take, start the live load (open loop,
+   fixed rate) and the lock sampler, wait ``baseline_s``, run the migration, wait ``baseline_s``;
+3. stop, analyse (``analysis``), and at the profile's size verify the migrated schema
+   (``chatbench.verify``: drift against the canonical models, health, plan contracts).
+
+Then the blocking times are extrapolated to the production size and judged (``rules``). Every
+database, process and thread this creates is dropped or stopped on every way out (errors, Ctrl-C).
+A migration that fails or hangs at the smaller size is not run again at the larger one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from chatbench.loadgen.result import SeedResult
+from chatbench.loadgen.spec import Spec
+from chatbench.rehearse.analysis import Analysis, relations
+from chatbench.rehearse.appclient import APP_PREFIX
+from chatbench.rehearse.appload import app_load, operation_pools
+from chatbench.rehearse.applocks import measure_app_locks
+from chatbench.rehearse.budgets import Budgets
+from chatbench.rehearse.extrapolate import extrapolate
+from chatbench.rehearse.result import AppLocks, Rehearsal, SizeRun
+from chatbench.rehearse.rules import judge
+from chatbench.rehearse.runner import MigrationOutcome, SqlRunner, run_command
+from chatbench.rehearse.sampler import INTERVAL_S, SAMPLER_NAME, LockSampler
+from chatbench.rehearse.statements import Statement
+
+from chatbench.errors import ChatbenchError
+from chatbench.provision import Server
+from chatbench.provision.databases import temporary_database
+
+SMALLER_PROFILE = {"ci": "smoke", "release": "ci", "scale": "release"}
+WARMUP_S = 0.3
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RehearsalPlan:
+    """What to rehearse and how (every value already checked by the settings)."""
+
+    migration: tuple[Statement, ...] | None  # the statements of --migration FILE.sql
+    migration_source: str  # how reports name the migration
+    migration_cmd: str | None
+    before_file: Path | None
+    before_cmd: str | None
+    spec: Spec  # the profile's data
+    small_spec: Spec  # the smaller size
+    seed: int
+    production_messages: int
+    clients: int
+    rate_per_s: float
+    weights: Mapping[str, float]
+    baseline_s: float
+    budgets: Budgets
+    timeout_s: float
+    use_cache: bool = True
+    verify: bool = True
+    command: str = ""
+
+    @property
+    def before_source(self) -> str:
+        if self.before_file is not None:
+            return f"--from {self.before_file}"
+        if self.before_cmd is not None:
+            return f"--from-cmd {self.before_cmd!r}"
+        return "the canonical schema (chatbench.schema)"
+
+
+def smaller_spec(spec: Spec) -> Spec:
+    """The second size: the next smaller profile, or a tenth of a custom spec's messages."""
+    from chatbench import loadgen
+
+    if spec.name in SMALLER_PROFILE:
+        return loadgen.load_spec(SMALLER_PROFILE[spec.name])
+    return loadgen.load_spec("smoke")
+
+
+@contextlib.contextmanager
+def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progress) -> Iterator[tuple[Server,
+                                                                                                      SeedResult]]:
+    """A database holding the before-schema filled with ``spec``'s history: the template of a run.
+
+    A before-schema from a file is cached like a seed (``loadgen.TemplateStore``, keyed by the seed's
+    key and the file's bytes): the safe and the unsafe version of a migration, or a second rehearsal of
+    the same release, start from the same filled before-schema without building and loading it again.
+    A ``--from-cmd`` schema is never cached (what the command does cannot be hashed).
+    """
+    from chatbench.loadgen.cache import TemplateStore
+    from chatbench.loadgen.transplant import transplant
+    from chatbench.schema.migrations import build_from_cmd, build_from_sql
+
+    from chatbench import loadgen
+
+    with temporary_database(server, "cbr_seed") as sibling:
+        progress(f"seeding {spec.name} ({spec.messages.count:,} messages)")
+        seeded = loadgen.seed(sibling, spec, seed=plan.seed, use_cache=plan.use_cache, progress=False)
+        source = sibling if seeded.database == sibling.database else sibling.with_database(seeded.database,
+                                                                                             owns_database=True)
+        if plan.before_file is None and plan.before_cmd is None:
+            yield source, seeded
+            return
+        with temporary_database(server, "cbr_before") as before:
+            store, key = TemplateStore(), _before_key(seeded.cache_key, plan)
+            if key is not None and store.fetch(before, key) is not None:
+                yield before, seeded
+                return
+            progress(f"building the before-schema ({plan.before_source})")
+            if plan.before_file is not None:
+                build_from_sql(before, plan.before_file, option="--from")
+            else:
+                assert plan.before_cmd is not None
+                build_from_cmd(before, plan.before_cmd, timeout=plan.timeout_s, option="--from-cmd")
+            progress("loading the seeded rows into the before-schema")
+            transplant(source, before)
+            if key is not None:
+                store.save(before, key, seeded)
+            yield before, seeded
+
+
+def _before_key(seed_key: str, plan: RehearsalPlan) -> str | None:
+    import hashlib
+
+    if plan.before_file is None or not plan.use_cache or not seed_key:
+        return None
+    material = b"rehearse-before-1\0" + seed_key.encode() + b"\0" + plan.before_file.read_bytes()
+    return hashlib.sha256(material).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _sampling(conninfo: str) -> Iterator[LockSampler]:
+    sampler = LockSampler(conninfo)
+    try:
+        sampler.start()
+        yield sampler
+    finally:
+        sampler.stop()
+
+
+def _terminate_migration(conninfo: str) -> None:
+    """End every session of the rehearsal database that is not ours: a failed or hung migration's."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                     "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                     "AND application_name NOT LIKE %s AND application_name <> %s", (APP_PREFIX + "%", SAMPLER_NAME))
+
+
+def _migrate(run: Server, plan: RehearsalPlan, progress: Progress) -> MigrationOutcome:
+    if plan.migration is not None:
+        statements = plan.migration
+        return SqlRunner(run.conninfo(), statements, timeout_s=plan.timeout_s,
+                         on_statement=lambda s: progress(f"statement {s.index}/{len(statements)}: {s.short(60)}")).run()
+    from chatbench.schema.migrations import database_env
+
+    assert plan.migration_cmd is not None
+    progress(f"running {plan.migration_cmd!r}")
+    return run_command(plan.migration_cmd, database_env(run), timeout_s=plan.timeout_s, conninfo=run.conninfo())
+
+
+def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progress, *,
+                  app_locks: AppLocks | None, verify: bool) -> tuple[SizeRun, AppLocks, object | None]:
+    """One size: template, clone, load + sampler, migration, analysis (and verification when asked)."""
+    with _template(server, spec, plan, progress) as (template, seeded), \
+            temporary_database(server, "cbr_run", template=template.database) as run:
+        conninfo = run.conninfo()
+        pools = operation_pools(conninfo, seeded.params, plan.weights)
+        locks = app_locks if app_locks is not None else measure_app_locks(conninfo, pools)
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            names = relations(conn)
+        progress(f"{spec.name}: starting the live load")
+        with app_load(conninfo, plan.weights, pools, clients=plan.clients, rate_per_s=plan.rate_per_s,
+                      seed=plan.seed) as load, _sampling(conninfo) as sampler:
+            time.sleep(WARMUP_S)
+            before_start = time.monotonic()
+            time.sleep(plan.baseline_s)
+            outcome = _migrate(run, plan, lambda m: progress(f"{spec.name}: {m}"))
+            if outcome.outcome != "completed":
+                _terminate_migration(conninfo)
+            time.sleep(plan.baseline_s)
+            after_end = time.monotonic()
+            requests = load.stop()
+            samples = sampler.stop()
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            names = {**names, **relations(conn)}
+            counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                      for t in ("users", "conversations", "messages") if any(r.name == t for r in names.values())}
+        size = Analysis(outcome=outcome, samples=samples, requests=requests, names=names, app_locks=locks,
+                        interval_s=INTERVAL_S).size_run(profile=spec.name, messages=spec.messages.count,
+                                                        counts=counts, before_start=before_start, after_end=after_end)
+        verification = None
+        if verify and outcome.outcome == "completed":
+            from chatbench.verify import verify as run_verify
+
+            progress(f"{spec.name}: verifying the migrated schema")
+            verification = run_verify(run, replace(seeded, database=run.database), progress=lambda n: progress(
+                f"verifying: {n}"))
+        return size, locks, verification
+
+
+def rehearse(server: Server, plan: RehearsalPlan, progress: Progress = lambda _m: None) -> Rehearsal:
+    """Rehearse the migration on ``server`` at two sizes under live load; judge and verify it."""
+    server.require_destructive("rehearse a migration")
+    if plan.small_spec.messages.count >= plan.spec.messages.count:
+        raise ChatbenchError(f"rehearse: the second size ({plan.small_spec.name}) must hold fewer messages than "
+                             f"{plan.spec.name}; use a profile larger than smoke")
+    sizes: list[SizeRun] = []
+    app_locks: AppLocks | None = None
+    verification = None
+    notes = []
+    for spec in (plan.small_spec, plan.spec):
+        last = spec is plan.spec
+        size, app_locks, checked = rehearse_size(server, spec, plan, progress, app_locks=app_locks,
+                                                 verify=plan.verify and last)
+        sizes.append(size)
+        if last:
+            verification = checked
+        if size.outcome != "completed":
+            notes.append(f"the migration {size.outcome} at {size.messages:,} messages; the larger size was not run")
+            break
+    assert app_locks is not None
+    estimates = extrapolate(sizes[0], sizes[-1], plan.production_messages) if len(sizes) == 2 else ()
+    if plan.migration is None:
+        notes.append("a --migration-cmd's statements are known only from the lock sampler (every "
+                     f"{INTERVAL_S * 1000:g} ms): a statement shorter than that may be missed, and its "
+                     "lock_timeout cannot be observed")
+    from chatbench.verify.result import VerificationResult
+
+    return Rehearsal(
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        server=server.describe(),
+        before=plan.before_source,
+        migration=plan.migration_source,
+        production_messages=plan.production_messages,
+        budgets_source=plan.budgets.source,
+        budgets=plan.budgets.as_mapping(),
+        app_locks=app_locks,
+        sizes=tuple(sizes),
+        estimates=estimates,
+        findings=judge(tuple(sizes), estimates, plan.budgets),
+        verification=verification if isinstance(verification, VerificationResult) else None,
+        notes=tuple(notes),
+        command=plan.command,
+    )

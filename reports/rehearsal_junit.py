@@ -1,0 +1,36 @@
+"""JUnit XML of a rehearsal: one test case per statement (failure: its FAIL finding), and one for the
+verification of the migrated schema, so CI dashboards name the blocking statement."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from chatbench.rehearse.result import Rehearsal
+
+
+def render_rehearsal(r: Rehearsal) -> str:
+    suite = ET.Element("testsuite", name="chatbench rehearsal", time=f"{sum(s.migration_s for s in r.sizes):.3f}")
+    failures = 0
+    cases: list[tuple[int | None, str]] = [(run.index, run.sql) for run in r.measured.statements]
+    if not cases or any(f.statement is None for f in r.findings):
+        cases.append((None, r.migration))
+    for index, sql in cases:
+        name = f"statement {index}: {sql[:120]}" if index is not None else f"migration: {sql[:120]}"
+        case = ET.SubElement(suite, "testcase", classname="rehearsal", name=name)
+        for finding in (f for f in r.findings if f.statement == index):
+            if finding.severity == "FAIL":
+                ET.SubElement(case, "failure", message=finding.evidence).text = finding.line()
+                failures += 1
+            else:
+                ET.SubElement(case, "system-out").text = finding.line()
+    case = ET.SubElement(suite, "testcase", classname="rehearsal", name="verification of the migrated schema")
+    if r.verification is None:
+        ET.SubElement(case, "skipped", message="the migration did not complete")
+    elif not r.verification.passed:
+        text = "\n".join(f.message() for f in r.verification.errors)
+        ET.SubElement(case, "failure", message=text.splitlines()[0]).text = text
+        failures += 1
+    suite.set("tests", str(len(suite)))
+    suite.set("failures", str(failures))
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

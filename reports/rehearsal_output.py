@@ -1,0 +1,32 @@
+"""Writing a rehearsal's report files (Markdown, HTML, JSON, JUnit), each through the one secret scrub."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from chatbench.rehearse.result import Rehearsal
+from chatbench.reports import rehearsal_html, rehearsal_junit, rehearsal_markdown
+from chatbench.reports.output import scrub
+from chatbench.reports.render_json import _dump
+
+REHEARSAL_FILES = ("rehearsal.md", "rehearsal.html", "rehearsal.json", "rehearsal.junit.xml")
+
+
+def render_json(r: Rehearsal) -> str:
+    """``rehearsal.json``; a round trip through ``json`` first turns tuples into lists, where ``_dump``
+    writes a value that could not be computed (NaN) as null."""
+    return _dump(json.loads(json.dumps(r.to_dict())), 1)
+
+
+def write_rehearsal(r: Rehearsal, out_dir: Path, *, secrets: Iterable[str] = ()) -> dict[str, Path]:
+    texts = dict(zip(REHEARSAL_FILES, (rehearsal_markdown.render_rehearsal(r), rehearsal_html.render_rehearsal(r),
+                                       render_json(r), rehearsal_junit.render_rehearsal(r)), strict=True))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, text in texts.items():
+        path = out_dir / name
+        path.write_text(scrub(text, tuple(secrets)), encoding="utf-8")
+        written[name] = path
+    return written

@@ -1,0 +1,108 @@
+"""The rehearsal's corpus: migrations of the canonical schema, each in an unsafe and a safe version.
+
+Each case starts from the canonical schema with one thing undone (``down``: the schema of the
+previous release) and migrates it back to the canonical schema, so the migrated schema verifies
+clean and a verdict is about the migration alone. ``blocks`` is what the unsafe version must be
+failed for: the table, the lock mode and the statement (1-based, in the unsafe file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbench import schema
+
+TIMEOUT = "SET lock_timeout = '2s';"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    down: tuple[str, ...]
+    unsafe: str
+    safe: str
+    table: str
+    lock: str
+    statement: int = 1
+    safe_down: tuple[str, ...] | None = None  # when the safe version starts elsewhere (the type-change pair)
+
+    def before_sql(self, folder: Path, safe: bool) -> Path:
+        path = folder / f"{self.name}.{'safe' if safe else 'unsafe'}.before.sql"
+        down = self.safe_down if safe and self.safe_down is not None else self.down
+        path.write_text(schema.ddl() + "\n" + "\n".join(s + ";" for s in down) + "\n")
+        return path
+
+    def migration(self, folder: Path, safe: bool) -> Path:
+        path = folder / f"{self.name}.{'safe' if safe else 'unsafe'}.sql"
+        path.write_text((self.safe if safe else self.unsafe) + "\n")
+        return path
+
+
+ROLES = "('user', 'assistant', 'system', 'tool')"
+
+CASES: tuple[Case, ...] = (
+    Case("index_messages_user_id", ("DROP INDEX ix_messages_user_id",),
+         "CREATE INDEX ix_messages_user_id ON messages (user_id);",
+         f"{TIMEOUT}\nCREATE INDEX CONCURRENTLY ix_messages_user_id ON messages (user_id);",
+         "messages", "ShareLock"),
+    Case("index_conversations_sidebar", ("DROP INDEX ix_conversations_user_id_updated_at_id",),
+         "CREATE INDEX ix_conversations_user_id_updated_at_id ON conversations (user_id, updated_at DESC, id DESC);",
+         f"{TIMEOUT}\nCREATE INDEX CONCURRENTLY ix_conversations_user_id_updated_at_id "
+         "ON conversations (user_id, updated_at DESC, id DESC);",
+         "conversations", "ShareLock"),
+    Case("column_default_users_created_at", ("ALTER TABLE users DROP COLUMN created_at",),
+         "ALTER TABLE users ADD COLUMN created_at timestamptz NOT NULL DEFAULT clock_timestamp();\n"
+         "ALTER TABLE users ALTER COLUMN created_at SET DEFAULT now();",
+         f"{TIMEOUT}\nALTER TABLE users ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();",
+         "users", "AccessExclusiveLock"),
+    Case("check_messages_role", ("ALTER TABLE messages DROP CONSTRAINT ck_messages_role_allowed",),
+         f"ALTER TABLE messages ADD CONSTRAINT ck_messages_role_allowed CHECK (role IN {ROLES});",
+         f"{TIMEOUT}\nALTER TABLE messages ADD CONSTRAINT ck_messages_role_allowed CHECK (role IN {ROLES}) NOT VALID;\n"
+         "ALTER TABLE messages VALIDATE CONSTRAINT ck_messages_role_allowed;",
+         "messages", "AccessExclusiveLock"),
+    Case("check_conversations_updated_after_created",
+         ("ALTER TABLE conversations DROP CONSTRAINT ck_conversations_updated_after_created",),
+         "ALTER TABLE conversations ADD CONSTRAINT ck_conversations_updated_after_created "
+         "CHECK (updated_at >= created_at);",
+         f"{TIMEOUT}\nALTER TABLE conversations ADD CONSTRAINT ck_conversations_updated_after_created "
+         "CHECK (updated_at >= created_at) NOT VALID;\n"
+         "ALTER TABLE conversations VALIDATE CONSTRAINT ck_conversations_updated_after_created;",
+         "conversations", "AccessExclusiveLock"),
+    Case("fk_messages_conversation",
+         ("ALTER TABLE messages DROP CONSTRAINT fk_messages_conversation_id_conversations",),
+         "ALTER TABLE messages ADD CONSTRAINT fk_messages_conversation_id_conversations FOREIGN KEY (conversation_id) "
+         "REFERENCES conversations (id) ON DELETE CASCADE;",
+         f"{TIMEOUT}\nALTER TABLE messages ADD CONSTRAINT fk_messages_conversation_id_conversations "
+         "FOREIGN KEY (conversation_id) REFERENCES conversations (id) ON DELETE CASCADE NOT VALID;\n"
+         "ALTER TABLE messages VALIDATE CONSTRAINT fk_messages_conversation_id_conversations;",
+         "messages", "ShareRowExclusiveLock"),
+    Case("fk_messages_user", ("ALTER TABLE messages DROP CONSTRAINT fk_messages_user_id_users",),
+         "ALTER TABLE messages ADD CONSTRAINT fk_messages_user_id_users FOREIGN KEY (user_id) "
+         "REFERENCES users (id) ON DELETE CASCADE;",
+         f"{TIMEOUT}\nALTER TABLE messages ADD CONSTRAINT fk_messages_user_id_users FOREIGN KEY (user_id) "
+         "REFERENCES users (id) ON DELETE CASCADE NOT VALID;\n"
+         "ALTER TABLE messages VALIDATE CONSTRAINT fk_messages_user_id_users;",
+         "messages", "ShareRowExclusiveLock"),
+    # unsafe: integer -> bigint rewrites messages and its indexes; safe: varchar(n) -> text is binary-coercible
+    # (on a column no CHECK uses: a CHECK on the column is re-validated, a scan under ACCESS EXCLUSIVE)
+    Case("type_change", ("ALTER TABLE messages ALTER COLUMN user_id TYPE integer",),
+         "ALTER TABLE messages ALTER COLUMN user_id TYPE bigint;",
+         f"{TIMEOUT}\nALTER TABLE messages ALTER COLUMN content TYPE text;",
+         "messages", "AccessExclusiveLock",
+         safe_down=("ALTER TABLE messages ALTER COLUMN content TYPE varchar(10000)",)),
+    Case("not_null_messages_content", ("ALTER TABLE messages ALTER COLUMN content DROP NOT NULL",),
+         "ALTER TABLE messages ALTER COLUMN content SET NOT NULL;",
+         f"{TIMEOUT}\nALTER TABLE messages ADD CONSTRAINT ck_content_not_null CHECK (content IS NOT NULL) NOT VALID;\n"
+         "ALTER TABLE messages VALIDATE CONSTRAINT ck_content_not_null;\n"
+         "ALTER TABLE messages ALTER COLUMN content SET NOT NULL;\n"
+         "ALTER TABLE messages DROP CONSTRAINT ck_content_not_null;",
+         "messages", "AccessExclusiveLock"),
+    Case("not_null_conversations_user_id", ("ALTER TABLE conversations ALTER COLUMN user_id DROP NOT NULL",),
+         "ALTER TABLE conversations ALTER COLUMN user_id SET NOT NULL;",
+         f"{TIMEOUT}\nALTER TABLE conversations ADD CONSTRAINT ck_user_not_null CHECK (user_id IS NOT NULL) "
+         "NOT VALID;\nALTER TABLE conversations VALIDATE CONSTRAINT ck_user_not_null;\n"
+         "ALTER TABLE conversations ALTER COLUMN user_id SET NOT NULL;\n"
+         "ALTER TABLE conversations DROP CONSTRAINT ck_user_not_null;",
+         "conversations", "AccessExclusiveLock"),
+)
