@@ -13,7 +13,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from chatbench.commands._common import SERVER_SETTINGS, announce, console, server_from
+from chatbench.commands._common import SERVER_SETTINGS, announce, console, require_writable, server_from
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
@@ -87,6 +87,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         ):
             result = verify(server, None, read_only=True, progress=lambda n: status.update(f"verifying: {n}"))
     else:
+        from chatbench.loadgen import load_spec
+
+        load_spec(settings.profile)  # a bad profile is a usage error before any server starts
+        require_writable(settings, "verify without --url seeds the data")
         with server_from(settings) as server:
             seed_result = prepare(server, settings)
             server = _seeded_database(server, seed_result)
