@@ -33,7 +33,7 @@ def write_atomically(path: str | Path, text: str, *, what: str | None = None) ->
     except OSError as exc:
         with contextlib.suppress(OSError):
             temporary.unlink()
-        raise ChatbenchError(f"{what or target}: cannot write {target} ({_reason(exc)}); {_fix(exc)}") from None
+        raise write_error(target, exc, what) from None
     except BaseException:
         with contextlib.suppress(OSError):
             temporary.unlink()
@@ -41,13 +41,12 @@ def write_atomically(path: str | Path, text: str, *, what: str | None = None) ->
     return target
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror or type(exc).__name__
-
-
-def _fix(exc: OSError) -> str:
+def write_error(path: Path, exc: OSError, what: str | None = None) -> ChatbenchError:
+    """One line for a failed write: which file, why (no room, no permission, ...) and the fix."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free some space or write elsewhere"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "give a folder you can write to"
-    return "check the path"
+        fix = "free some space or write elsewhere"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "give a folder you can write to"
+    else:
+        fix = "check the path"
+    return ChatbenchError(f"{what or path}: cannot write {path} ({exc.strerror or type(exc).__name__}); {fix}")

@@ -340,7 +340,8 @@ def read_file(cwd: Path | None = None) -> FileSettings:
 
 
 def _where(name: str, source: str, raw: Any, file: FileSettings) -> str:
-    shown = redact(raw if isinstance(raw, str) else repr(raw))
+    text = ",".join(map(str, raw)) if isinstance(raw, list | tuple) else raw if isinstance(raw, str) else repr(raw)
+    shown = redact(text)
     if source == "argument":
         return option(name) if SPECS[name].kind == "bool" else f"{option(name)} {shown}"
     if source == "environment":

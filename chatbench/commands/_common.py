@@ -39,3 +39,22 @@ def require_writable(settings: Settings, why: str) -> None:
             f"{where(settings, 'use_dsn_database')}: {why} in a database chatbench did not create; "
             "add --allow-destructive if that database is yours to overwrite, or drop --use-dsn-database"
         )
+
+
+def judged_scenarios(settings: Settings) -> set[str]:
+    """The scenarios the targets file (``--targets`` or the packaged one) budgets for ``--profile``.
+
+    Checked before any server starts: a file that does not parse, names an unknown scenario or
+    profile, or has no budget for the profile (a run that would judge nothing and PASS) is one line.
+    """
+    from chatbench.benchmarks.targets import load_targets
+
+    label = where(settings, "targets") if settings.targets is not None else None
+    targets = load_targets(settings.targets, label=label)
+    judged = {scenario for scenario, profile in targets.budgets if profile == settings.profile}
+    if not judged:
+        raise ConfigError(
+            f"{label or 'targets.toml'}: no budget for profile {settings.profile}, so nothing would be judged; "
+            f"add {settings.profile} = {{ p95_ms = ... }} to its scenarios, or pick a profile it has budgets for"
+        )
+    return judged

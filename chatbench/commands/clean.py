@@ -19,7 +19,7 @@ SETTINGS = ("dsn",)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    removed = janitor.clean_local()
+    removed = janitor.clean_local() + janitor.clean_snapshot_partials()
     try:
         removed += janitor.clean_containers()
     except ProvisionError:

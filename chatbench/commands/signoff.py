@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbench.commands._common import announce, console, require_writable
+from chatbench.commands._common import announce, console, judged_scenarios, require_writable
 from chatbench.errors import ConfigError
 from chatbench.settings import SERVER_SETTINGS, Settings
 
@@ -71,6 +71,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     loadgen.load_spec(settings.profile)  # a bad profile is a usage error before any server starts
     require_writable(settings, "the sign-off seeds the data")
+    judged_scenarios(settings)  # a targets file that judges nothing, before any server starts
     options = options_from(settings)
     display = Display(console, show_label=len(options.servers) > 1)
     console.print(

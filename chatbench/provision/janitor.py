@@ -38,7 +38,7 @@ from chatbench.provision.owner import (
     lease_state,
     owner_alive,
 )
-from chatbench.provision.paths import run_root
+from chatbench.provision.paths import run_root, seed_snapshot_root
 from chatbench.provision.process import pid_alive
 
 DATABASE_GRACE_SECONDS = 2.0
@@ -48,7 +48,7 @@ RUN_DATABASE = re.compile(r"^(chatbench_run_[0-9a-f]{8}|cb[vs]_[a-z]+_[0-9a-f]{8
 
 @dataclass(frozen=True)
 class Removed:
-    kind: str  # "cluster" | "container" | "database" | "record"
+    kind: str  # "cluster" | "container" | "database" | "snapshot" | "record"
     name: str
     ok: bool
     detail: str = ""
@@ -58,6 +58,10 @@ def _dead_or_stale(path: Path, run_id: str, root: Path) -> bool:
     state = lease_state(lease_path(run_id, root))
     if state != "missing":
         return state == "dead"
+    return _stale(path)
+
+
+def _stale(path: Path) -> bool:
     try:
         return time.time() - path.stat().st_mtime > GRACE_SECONDS
     except FileNotFoundError:
@@ -81,6 +85,21 @@ def clean_local(root: Path | None = None) -> list[Removed]:
         if lease_state(temporary) == "dead":  # an owner record its run never got to publish
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
+    return removed
+
+
+def clean_snapshot_partials(root: Path | None = None) -> list[Removed]:
+    """Half-made seeded snapshots (``<key>.partial-<run_id>-*``) of dead runs, or stale ones without a run id."""
+    removed: list[Removed] = []
+    base = root or seed_snapshot_root()
+    for partial in sorted(base.glob("*.partial-*")) if base.is_dir() else []:
+        run_id = partial.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+        if not re.fullmatch(r"[0-9a-f]{8}", run_id):
+            run_id = ""  # named by an older chatbench: only the grace period tells
+        if not _dead_or_stale(partial, run_id, run_root()) if run_id else not _stale(partial):
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        removed.append(Removed("snapshot", partial.name, not partial.exists()))
     return removed
 
 
