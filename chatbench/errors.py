@@ -17,7 +17,7 @@ import os
 import re
 from urllib.parse import quote, quote_plus
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)", re.IGNORECASE)
+_USERINFO = re.compile(r"[^:/@\s]{0,256}:(?P<secret>[^@\s]{1,512})(?=@)")
 _PASSWORD_KV = re.compile(r"(?P<head>password\s*=\s*)(?P<secret>'[^']*'|\S+)", re.IGNORECASE)
 MASK = "***"
 MIN_SECRET_LENGTH = 3
@@ -60,8 +60,23 @@ def redact(text: str, secrets: frozenset[str] | set[str] | tuple[str, ...] = ())
         forms |= secret_forms(secret)
     for form in sorted(forms, key=len, reverse=True):  # longest first: a form may contain another
         text = text.replace(form, MASK)
-    text = _PASSWORD_IN_URL.sub(rf"\g<head>{MASK}", text)
-    return _PASSWORD_KV.sub(rf"\g<head>{MASK}", text)
+    return _PASSWORD_KV.sub(rf"\g<head>{MASK}", _mask_url_passwords(text))
+
+
+def _mask_url_passwords(text: str) -> str:
+    """``scheme://user:secret@`` -> ``scheme://user:***@``, found from each ``://`` (linear in the text;
+    a regex that starts with the scheme is quadratic on long runs of letters, like base64 plots)."""
+    parts: list[str] = []
+    done = 0
+    found = text.find("://")
+    while found != -1:
+        before = text[found - 1] if found else ""
+        match = _USERINFO.match(text, found + 3) if before.isalnum() or (before != "" and before in "+.-") else None
+        if match is not None:
+            parts += [text[done:match.start("secret")], MASK]
+            done = match.end("secret")
+        found = text.find("://", max(found + 3, done))
+    return "".join(parts) + text[done:] if parts else text
 
 
 class ChatbenchError(Exception):

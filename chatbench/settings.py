@@ -269,6 +269,8 @@ class Settings:
 
 
 SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Settings) if "spec" in f.metadata}
+MACHINE_SETTINGS = tuple(name for name, spec in SPECS.items() if not spec.cli)
+"""Settings of the machine (environment or file only), read where needed: every command checks them up front."""
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings) if "spec" in f.metadata}
 
 

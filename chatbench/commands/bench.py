@@ -49,8 +49,10 @@ def check_inputs(settings: Settings) -> None:
     never has to.
     """
     from chatbench.benchmarks.scenarios import SCENARIOS
+    from chatbench.provision.choice import one_server
 
     require_writable(settings, "bench seeds the data")
+    one_server(settings)  # the server options agree (the suite provisions from the same settings)
     judged = judged_scenarios(settings)
     if settings.select is not None:
         chosen = selected_scenarios(settings.select, [s.name for s in SCENARIOS])

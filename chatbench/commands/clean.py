@@ -19,6 +19,10 @@ SETTINGS = ("dsn",)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.dsn is not None:
+        from chatbench.provision.dsn import check_reachable, parse_dsn
+
+        check_reachable(parse_dsn(settings.dsn))  # a wrong password is one line, before anything is touched
     removed = janitor.clean_local() + janitor.clean_snapshot_partials()
     try:
         removed += janitor.clean_containers()
