@@ -105,8 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module is None:
         parser.print_help()
         return EXIT_USAGE
+    from chatbench.provision import terminate_as_exit
+
     try:
-        return int(module.run(settings_for(module, args), args))
+        with terminate_as_exit():  # SIGTERM/SIGHUP unwind like Ctrl-C: teardown and cleanup run, at any stage
+            return int(module.run(settings_for(module, args), args))
     except ChatbenchError as exc:
         print(f"chatbench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

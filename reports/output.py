@@ -9,7 +9,8 @@ A run owns its output folder's chatbench files: the new set is written into a hi
 beside them, then the previous run's set is removed and the new files are renamed into place (a
 rename in one file system is atomic). A reader, or a run killed halfway, never sees a mix of two
 runs' files or a truncated file; a killed run leaves at most its staging folder, which the next
-write removes. A write error is one line naming the file and the fix.
+write or ``chatbench clean`` removes (an owner record in the run directory names it). A write error
+is one line naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from chatbench.reports.signoff import Signoff
 from chatbench.errors import redact
 from chatbench.faults import checkpoint
 from chatbench.files import write_error
+from chatbench.provision.owner import STAGING_PREFIX, Lease
 from chatbench.provision.process import pid_alive
 
 SIGNOFF_FILES = ("signoff.md", "signoff.html", "signoff.json", "signoff.junit.xml")
 COMPARE_FILES = ("compare.md", "compare.html", "compare.json")
-STAGING_PREFIX = ".chatbench-staging-"
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
@@ -68,7 +69,9 @@ def write_set(texts: dict[str, str], out_dir: str | Path, secrets: tuple[str, ..
     except OSError as exc:
         raise write_error(folder, exc, "--out") from None
     _remove_dead_staging(folder)
-    staging = folder / f"{STAGING_PREFIX}{os.getpid()}-{random.token_hex(3)}"
+    token = random.token_hex(3)
+    staging = folder / f"{STAGING_PREFIX}{os.getpid()}-{token}"
+    lease = Lease(f"out-{token}", staging=staging).acquire()  # so `chatbench clean` finds it after a SIGKILL
     try:
         try:
             staging.mkdir()
@@ -89,6 +92,7 @@ def write_set(texts: dict[str, str], out_dir: str | Path, secrets: tuple[str, ..
             raise write_error(folder, exc, "--out") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        lease.release()
     return written
 
 

@@ -33,22 +33,25 @@ from chatbench.provision.owner import (
     GRACE_SECONDS,
     LEASE_PREFIX,
     LEASE_SUFFIX,
+    STAGING_PREFIX,
     OwnerTag,
     lease_path,
     lease_state,
     owner_alive,
+    staging_of,
 )
 from chatbench.provision.paths import run_root, seed_snapshot_root
 from chatbench.provision.process import pid_alive
 
 DATABASE_GRACE_SECONDS = 2.0
+
 RUN_DATABASE = re.compile(r"^(chatbench_run_[0-9a-f]{8}|cb[vs]_[a-z]+_[0-9a-f]{8}|cbtpl_[0-9a-f]{16}_p[0-9a-f]+)$")
 """The names chatbench gives the databases a run owns (run, scratch and half-made template databases)."""
 
 
 @dataclass(frozen=True)
 class Removed:
-    kind: str  # "cluster" | "container" | "database" | "snapshot" | "record"
+    kind: str  # "cluster" | "container" | "database" | "snapshot" | "staging" | "record"
     name: str
     ok: bool
     detail: str = ""
@@ -111,6 +114,10 @@ def clean_records(root: Path | None = None) -> list[Removed]:
         run_id = record.name[len(LEASE_PREFIX):-len(LEASE_SUFFIX)]
         if (base / f"{CLUSTER_PREFIX}{run_id}").exists() or lease_state(record) != "dead":
             continue
+        staging = staging_of(record)
+        if staging is not None and staging.name.startswith(STAGING_PREFIX):  # a report set a killed run staged
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(Removed("staging", str(staging), not staging.exists()))
         with contextlib.suppress(FileNotFoundError):
             record.unlink()
             removed.append(Removed("record", record.name, True))

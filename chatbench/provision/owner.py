@@ -31,6 +31,8 @@ from chatbench.provision.process import pid_alive
 LEASE_PREFIX = "run-"
 LEASE_SUFFIX = ".owner"
 TAG_MARKER = "chatbench-run"
+STAGING_PREFIX = ".chatbench-staging-"
+"""Hidden folders beside an --out's report files, where a run stages its new set (``reports.output``)."""
 GRACE_SECONDS = 600.0
 """A run-directory entry with no owner record is left alone this long (an older chatbench, a copy)."""
 
@@ -81,6 +83,15 @@ class OwnerTag:
             return None
 
 
+def staging_of(record: Path) -> Path | None:
+    """The staging folder an owner record names (a report set being written), if any."""
+    try:
+        staging = json.loads(record.read_text()).get("staging")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(staging) if isinstance(staging, str) and staging else None
+
+
 def lease_path(run_id: str, root: Path | None = None) -> Path:
     return (run_root() if root is None else root) / f"{LEASE_PREFIX}{run_id}{LEASE_SUFFIX}"
 
@@ -88,16 +99,18 @@ def lease_path(run_id: str, root: Path | None = None) -> Path:
 class Lease:
     """A run's owner record, locked until ``release`` (or the process's death)."""
 
-    def __init__(self, run_id: str, root: Path | None = None) -> None:
+    def __init__(self, run_id: str, root: Path | None = None, *, staging: Path | None = None) -> None:
         self.path = lease_path(run_id, root).absolute()
         self.tag = OwnerTag(run_id, socket.gethostname(), os.getpid(), str(self.path), time.time())
+        self.staging = None if staging is None else staging.absolute()  # a folder outside the run dir it owns
 
     def acquire(self) -> Lease:
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.write(fd, json.dumps(self.tag.to_json()).encode())
+            record = {**self.tag.to_json(), **({"staging": str(self.staging)} if self.staging else {})}
+            os.write(fd, json.dumps(record).encode())
             os.rename(temporary, self.path)  # the lock travels with the file: never visible unlocked
         except BaseException:
             os.close(fd)
