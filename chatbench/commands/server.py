@@ -28,7 +28,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             schema.apply(server.url)
         console.print(f"PostgreSQL {server.version} ({server.backend}) ready; Ctrl-C stops it and removes everything")
         if server.backend == "dsn":
-            url = server.url.set(password=None)
+            url = server.url._replace(password=None)  # URL.set() ignores None
             if server.url.password is not None:
                 console.print("[dim]the password is the one in --dsn (not printed); give it to clients by "
                               "PGPASSWORD or ~/.pgpass[/dim]")
