@@ -80,12 +80,17 @@ def test_clean_in_a_loop_beside_live_runs_of_every_backend_kills_none(dsn: DsnSe
     loops = 0
     stop = threading.Event()
 
+    failures: list[BaseException] = []
+
     def clean_in_a_loop() -> None:
         nonlocal loops
-        while not stop.is_set():
-            removed.extend(janitor.clean_local() + janitor.clean_snapshot_partials() + janitor.clean_containers()
-                           + janitor.clean_dsn(dsn.dsn) + janitor.clean_records())
-            loops += 1
+        try:
+            while not stop.is_set():
+                removed.extend(janitor.clean_local() + janitor.clean_snapshot_partials()
+                               + janitor.clean_containers() + janitor.clean_dsn(dsn.dsn) + janitor.clean_records())
+                loops += 1
+        except BaseException as exc:  # the janitor itself must survive runs coming and going
+            failures.append(exc)
 
     results: dict[str, list[subprocess.CompletedProcess[str]]] = {name: [] for name in backends}
 
@@ -114,6 +119,7 @@ def test_clean_in_a_loop_beside_live_runs_of_every_backend_kills_none(dsn: DsnSe
             password = PASSWORD if f"{USER}@" in url else None  # the DSN server's URL is printed without it
             with psycopg.connect(conninfo, password=password, connect_timeout=5) as conn:
                 assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert failures == [], f"the janitor failed: {failures!r}"
         assert loops >= 3, f"the janitor ran only {loops} times"
         # Containers are left out: the Docker engine is shared, and a dead run's container elsewhere is fair game.
         mine = [item for item in removed if item.kind != "container"]

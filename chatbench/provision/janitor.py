@@ -140,20 +140,27 @@ def _kill_postmaster(data: Path) -> None:
 
 
 def clean_containers() -> list[Removed]:
+    """Containers of dead runs. Listed sparsely (no per-container inspect): a container that goes away
+    between the list and its inspection (a run tearing down) is not an error."""
+    import docker.errors
+
     client = docker_client()
     removed: list[Removed] = []
     try:
-        for container in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
-            labels = container.labels
+        for container in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
+            labels = container.get("Labels") or {}
+            name = str((container.get("Names") or [container["Id"][:12]])[0]).lstrip("/")
             host, _, pid = str(labels.get(LABEL_OWNER, ":0")).rpartition(":")
             tag = OwnerTag(str(labels.get(LABEL_RUN, "")), host, int(pid or 0), str(labels.get(LABEL_LEASE, "")), 0.0)
             if owner_alive(tag):
                 continue
             try:
-                container.remove(force=True, v=True)
-                removed.append(Removed("container", container.name, True))
+                client.api.remove_container(container["Id"], force=True, v=True)
+                removed.append(Removed("container", name, True))
+            except docker.errors.NotFound:
+                continue  # gone already (its run's teardown, Ryuk, another clean)
             except Exception as exc:
-                removed.append(Removed("container", container.name, False, str(exc)))
+                removed.append(Removed("container", name, False, str(exc)))
     finally:
         client.close()
     return removed
