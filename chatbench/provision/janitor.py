@@ -159,6 +159,10 @@ def clean_containers() -> list[Removed]:
                 removed.append(Removed("container", name, True))
             except docker.errors.NotFound:
                 continue  # gone already (its run's teardown, Ryuk, another clean)
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and "already in progress" in str(exc):
+                    continue  # being removed right now (Ryuk reaps a dead run's container too)
+                removed.append(Removed("container", name, False, str(exc)))
             except Exception as exc:
                 removed.append(Removed("container", name, False, str(exc)))
     finally:
