@@ -123,7 +123,7 @@ def _profile(value: str) -> str | None:
 def _profiles(value: tuple[str, ...]) -> str | None:
     names = profile_names()
     bad = [v for v in value if v not in names]
-    return f"{', '.join(bad)}: not a profile; use profiles among {', '.join(names)}, or none" if bad else None
+    return f"not a profile: {', '.join(bad)}; use profiles among {', '.join(names)}, or none" if bad else None
 
 
 def _pg_versions(value: tuple[str, ...]) -> str | None:
@@ -182,7 +182,8 @@ class Settings:
         120.0, "a parallel COPY with no progress for this long fails instead of hanging", kind="float", above=0,
         cli=False)
     seed_snapshots: int = setting(
-        6, "seeded snapshots kept on disk (least recently used go first)", kind="int", minimum=1, maximum=1000,
+        6, "seeded snapshots kept on disk, and seed templates kept on each server (least recently used go first)",
+        kind="int", minimum=1, maximum=1000,
         cli=False)
     # -- data ---------------------------------------------------------------------------------
     profile: str = setting(
