@@ -22,7 +22,6 @@ import contextlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from typing import Any
 import psycopg
 from chatbench.benchmarks.stats import SampleStats, describe
 
+from chatbench import external
 from chatbench.errors import ChatbenchError
 from chatbench.provision import Server
 
@@ -153,10 +153,9 @@ def run_pgbench(pgbench: str, server: Server, sql_text: str, params: Mapping[str
                "PGUSER": url.username or "", "PGDATABASE": url.database or ""}
         if url.password:
             env["PGPASSWORD"] = str(url.password)
-        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp)
+        done = external.run(command, what="pgbench", env=env, cwd=tmp)
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ChatbenchError(f"pgbench failed: {last}")
+            raise ChatbenchError(f"pgbench failed: {done.tail(1)}")
         logs = sorted(Path(tmp).glob("log*"))
         if not logs:
             raise ChatbenchError("pgbench wrote no per-transaction log; cannot compute percentiles")

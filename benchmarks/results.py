@@ -358,10 +358,11 @@ def from_json(text: str) -> BenchmarkRun:
 
 
 def write(run: BenchmarkRun, path: str | os.PathLike[str]) -> Path:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(to_json(run) + "\n")
-    return target
+    """Write the run's JSON atomically (a reader never sees half a file), scrubbed of secrets."""
+    from chatbench.errors import redact
+    from chatbench.files import write_atomically
+
+    return write_atomically(Path(path), redact(to_json(run)) + "\n")
 
 
 def read(path: str | os.PathLike[str]) -> BenchmarkRun:

@@ -58,31 +58,43 @@ def _budget(where: str, value: Any, why: str) -> Target:
     return Target(why=why, **parsed)
 
 
-def parse_targets(text: str, source: str = "targets.toml") -> Targets:
-    """Parse and validate a targets file's text; errors are one line naming the key."""
+def parse_targets(text: str, source: str = "targets.toml", *, label: str | None = None) -> Targets:
+    """Parse and validate a targets file's text; errors are one line naming the key (and ``label``:
+    the setting as the user gave it, e.g. ``--targets my.toml``)."""
+    named = source if label is None else label
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc}); fix the file") from None
+        raise ConfigError(f"{named}: not valid TOML ({exc}); fix the file") from None
+    from chatbench.benchmarks.scenarios import SCENARIOS_BY_NAME
+    from chatbench.loadgen.spec import profiles
+
     budgets: dict[tuple[str, str], Target] = {}
+    known_profiles = profiles()
     for scenario, table in data.items():
         if scenario == REHEARSAL_SECTION:
             continue  # the migration rehearsal's blocking budgets (chatbench.rehearse.budgets)
+        if scenario not in SCENARIOS_BY_NAME:  # a typo would silently disable the budget
+            raise ConfigError(f"{named}: [{scenario}] is not a scenario; scenarios are "
+                              f"{', '.join(SCENARIOS_BY_NAME)}")
         if not isinstance(table, dict):
-            raise ConfigError(f"{source}: {scenario} must be a table [{scenario}] with a why and per-profile budgets")
+            raise ConfigError(f"{named}: {scenario} must be a table [{scenario}] with a why and per-profile budgets")
         why = table.get("why", "")
         if not isinstance(why, str):
-            raise ConfigError(f"{source}: {scenario}.why must be a string")
+            raise ConfigError(f"{named}: {scenario}.why must be a string")
         for profile, value in table.items():
+            if profile != "why" and profile not in known_profiles:
+                raise ConfigError(f"{named}: {scenario}.{profile} is not a profile; profiles are "
+                                  f"{', '.join(known_profiles)}")
             if profile != "why":
-                budgets[(scenario, profile)] = _budget(f"{source}: {scenario}.{profile}", value, why)
+                budgets[(scenario, profile)] = _budget(f"{named}: {scenario}.{profile}", value, why)
     return Targets(source, budgets)
 
 
-def load_targets(path: str | os.PathLike[str] | None = None) -> Targets:
+def load_targets(path: str | os.PathLike[str] | None = None, *, label: str | None = None) -> Targets:
     """Targets from ``path`` (the ``targets`` setting, already resolved and checked), else the packaged
     ``targets.toml``."""
     source = DEFAULT_TARGETS if path is None else Path(path)
     if not source.is_file():
         raise ConfigError(f"targets file {source} does not exist; give an existing file with --targets")
-    return parse_targets(source.read_text(), str(source))
+    return parse_targets(source.read_text(), str(source), label=label)

@@ -20,7 +20,7 @@ from types import ModuleType
 
 from chatbench import __version__, commands
 from chatbench.errors import ChatbenchError
-from chatbench.settings import SPECS, Settings, default, env_var, option, resolve
+from chatbench.settings import MACHINE_SETTINGS, SPECS, Settings, default, env_var, option, resolve
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_for(module: ModuleType, args: argparse.Namespace) -> Settings:
     """The command's settings from its arguments, environment and file, each checked."""
     given = {name: getattr(args, name, None) for name in module.SETTINGS}
-    return resolve(module.NAME, given, names=module.SETTINGS)
+    machine = tuple(name for name in MACHINE_SETTINGS if name not in module.SETTINGS)
+    return resolve(module.NAME, given, names=(*module.SETTINGS, *machine))  # a bad machine setting too, up front
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,8 +105,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module is None:
         parser.print_help()
         return EXIT_USAGE
+    from chatbench.provision import terminate_as_exit
+
     try:
-        return int(module.run(settings_for(module, args), args))
+        with terminate_as_exit():  # SIGTERM/SIGHUP unwind like Ctrl-C: teardown and cleanup run, at any stage
+            return int(module.run(settings_for(module, args), args))
     except ChatbenchError as exc:
         print(f"chatbench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

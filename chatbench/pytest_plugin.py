@@ -26,15 +26,13 @@ import contextlib
 import json
 import statistics
 from collections.abc import Iterator
-from importlib.util import find_spec
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from chatbench.benchmarks.options import SUITE_SETTINGS
 from chatbench.errors import ChatbenchError, ConfigError
-from chatbench.settings import SERVER_SETTINGS, Settings, add_pytest_options, resolve_pytest, where
+from chatbench.settings import SERVER_SETTINGS, Settings, add_pytest_options, profile_names, resolve_pytest, where
 from chatbench.settings import pytest_option as spelled  # (a name starting "pytest_" would be taken for a hook)
 from chatbench.testing.databases import ChatDatabase, ChatServer, SeededChatDatabase
 
@@ -57,13 +55,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_pytest_options(parser, PLUGIN_SETTINGS)
 
 
-def profile_names() -> tuple[str, ...]:
-    """The shipped profiles, found without importing the loader (numpy, Faker) into every pytest session."""
-    spec = find_spec("chatbench.loadgen")
-    folders = list(spec.submodule_search_locations or ()) if spec is not None else []
-    return tuple(sorted(p.stem for folder in folders for p in (Path(folder) / "profiles").glob("*.toml")))
-
-
 def _named(settings: Settings, name: str) -> str:
     """A setting in the form it was given: ``--chatbench-profile ci``, ``CHATBENCH_PROFILE=ci``, a file key."""
     if settings.source(name) == "argument":
@@ -72,10 +63,7 @@ def _named(settings: Settings, name: str) -> str:
 
 
 def _check(settings: Settings) -> None:
-    """What the declarations cannot check alone: a known profile, one schema source."""
-    if settings.source("profile") != "default" and settings.spec is None and settings.profile not in profile_names():
-        raise ConfigError(f"{_named(settings, 'profile')}: not a profile; use one of "
-                          f"{', '.join(profile_names())} (or {spelled('spec')} FILE.toml)")
+    """What the declarations cannot check alone: one schema source."""
     if settings.schema_from is not None and settings.schema_from_cmd is not None:
         raise ConfigError(f"{spelled('schema_from')} and {spelled('schema_from_cmd')}: "
                           "give one of them, not both")

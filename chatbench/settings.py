@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from chatbench.errors import ConfigError, redact
+from chatbench.errors import ConfigError, redact, register_secret
 
 Kind = Literal["str", "int", "float", "bool", "path", "list"]
 BACKENDS = ("auto", "container", "local", "dsn")
@@ -98,10 +98,32 @@ def _database_url(value: str) -> str | None:
     try:
         url = make_url(value)
     except ArgumentError:
-        return "is not a database URL; use postgresql://user:password@host:5432/dbname"
+        return ("is not a database URL; use postgresql://user@host:5432/dbname "
+                "(password in the URL, PGPASSWORD or ~/.pgpass)")
+    register_secret(url.password)  # from here on, no output carries it in any encoding
     if not url.drivername.startswith("postgresql"):
         return f"names {url.drivername!r}, not PostgreSQL; use a postgresql:// URL"
     return None
+
+
+def profile_names() -> tuple[str, ...]:
+    """The data profiles shipped with chatbench (``loadgen/profiles/*.toml``), found without importing loadgen."""
+    import importlib.util
+
+    found = importlib.util.find_spec("chatbench.loadgen")
+    folders = [] if found is None or found.submodule_search_locations is None else found.submodule_search_locations
+    return tuple(sorted({p.stem for folder in folders for p in (Path(folder) / "profiles").glob("*.toml")}))
+
+
+def _profile(value: str) -> str | None:
+    names = profile_names()
+    return None if value in names else f"not a profile; use one of {', '.join(names)} (or --spec FILE for seed)"
+
+
+def _profiles(value: tuple[str, ...]) -> str | None:
+    names = profile_names()
+    bad = [v for v in value if v not in names]
+    return f"not a profile: {', '.join(bad)}; use profiles among {', '.join(names)}, or none" if bad else None
 
 
 def _pg_versions(value: tuple[str, ...]) -> str | None:
@@ -144,7 +166,8 @@ class Settings:
         60.0, "seconds a throwaway server may take to accept connections", kind="float", above=0,
         maximum=3600, metavar="SECONDS")
     command_timeout: float = setting(
-        600.0, "seconds an external command (--schema-from-cmd, --from-cmd) or a migration may run", kind="float",
+        600.0, "seconds an external command (--schema-from-cmd, --from-cmd, --migration-cmd, pgbench, initdb) or "
+        "a migration may run", kind="float",
         above=0, maximum=86400, metavar="SECONDS")
     # -- machine (environment or file only) -------------------------------------------------------
     run_dir: str | None = setting(
@@ -159,12 +182,13 @@ class Settings:
         120.0, "a parallel COPY with no progress for this long fails instead of hanging", kind="float", above=0,
         cli=False)
     seed_snapshots: int = setting(
-        6, "seeded snapshots kept on disk (least recently used go first)", kind="int", minimum=1, maximum=1000,
+        6, "seeded snapshots kept on disk, and seed templates kept on each server (least recently used go first)",
+        kind="int", minimum=1, maximum=1000,
         cli=False)
     # -- data ---------------------------------------------------------------------------------
     profile: str = setting(
         "ci", "data profile: smoke (20k messages), ci (200k), release (1M), scale (10M)",
-        defaults={"signoff": "release", "seed": "smoke", "fixtures": "smoke"}, metavar="NAME")
+        defaults={"signoff": "release", "seed": "smoke", "fixtures": "smoke"}, metavar="NAME", check=_profile)
     spec: str | None = setting(None, "a TOML data spec file (instead of --profile)", kind="path",
                                must_exist="file", metavar="FILE")
     set: tuple[str, ...] = setting(
@@ -227,7 +251,7 @@ class Settings:
                                  metavar="EXPR")
     scaling: tuple[str, ...] | None = setting(
         None, "profiles re-measured for the scaling plot, comma-separated (default: every profile below "
-        "--profile; 'none' to skip)", kind="list", metavar="PROFILES")
+        "--profile; 'none' to skip)", kind="list", metavar="PROFILES", check=_profiles)
     fidelity: bool = setting(False, "compare harness p50 with pgbench -M prepared per query instead of the suite",
                              kind="bool")
     # -- load -----------------------------------------------------------------------------------
@@ -266,6 +290,8 @@ class Settings:
 
 
 SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Settings) if "spec" in f.metadata}
+MACHINE_SETTINGS = tuple(name for name, spec in SPECS.items() if not spec.cli)
+"""Settings of the machine (environment or file only), read where needed: every command checks them up front."""
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings) if "spec" in f.metadata}
 
 
@@ -337,9 +363,10 @@ def read_file(cwd: Path | None = None) -> FileSettings:
 
 
 def _where(name: str, source: str, raw: Any, file: FileSettings, spelling: Callable[[str], str] = option) -> str:
-    shown = redact(raw if isinstance(raw, str) else repr(raw))
+    text = ",".join(map(str, raw)) if isinstance(raw, list | tuple) else raw if isinstance(raw, str) else repr(raw)
+    shown = redact(text)
     if source == "argument":
-        return f"{spelling(name)} {shown}"
+        return spelling(name) if SPECS[name].kind == "bool" else f"{spelling(name)} {shown}"
     if source == "environment":
         return f"{env_var(name)}={shown}"
     if source == "file":

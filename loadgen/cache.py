@@ -12,8 +12,9 @@ Two stores, one contract (``fetch`` returns a ``SeedResult`` with ``from_cache=T
   replaces the throwaway cluster's data dir by the copy. A crash leaves only a ``.partial`` dir,
   which is never read (and removed by the next save of that key).
 - ``TemplateStore`` (container, dsn, or another database of a local server): the seeded database is
-  cloned to ``cbtpl_<key>_p<token>``, described (a JSON comment) and marked ``datistemplate``, then
-  renamed to ``cbtpl_<key>``; a hit re-creates the run database with ``CREATE DATABASE ... TEMPLATE``.
+  cloned to ``cbtpl_<key>_p<token>``, described (a JSON comment with the run's owner tag) and marked
+  ``datistemplate``, then renamed to ``cbtpl_<key>``; a hit re-creates the run database with
+  ``CREATE DATABASE ... TEMPLATE``. At most ``seed_snapshots`` templates stay (least recently used go).
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def _hit(result: SeedResult, server: Server, seconds: float, kind: str) -> SeedR
 
 def snapshot_root() -> Path:
     """Where seeded snapshots live: ``<cache_root>/seeds``."""
-    from chatbench.provision.paths import cache_root
+    from chatbench.provision.paths import seed_snapshot_root
 
-    return cache_root() / "seeds"
+    return seed_snapshot_root()
 
 
 class SnapshotStore:
@@ -104,7 +105,7 @@ class SnapshotStore:
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.glob(f"{key}.partial-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        partial = self.root / f"{key}.partial-{secrets.token_hex(4)}"
+        partial = self.root / f"{key}.partial-{server.run_id}-{secrets.token_hex(2)}"  # owner: for the janitor
         partial.mkdir()
         try:
             server.cluster.save_snapshot(partial / "data")
@@ -127,7 +128,13 @@ class SnapshotStore:
 
 
 class TemplateStore:
-    """Template databases on the server itself (any backend)."""
+    """Template databases on the server itself (any backend), at most ``seed_snapshots`` of them.
+
+    The comment of a template holds the seed result, when it was last used (the least recently used
+    go first once there are more than the ``seed_snapshots`` setting allows) and, while it is still a
+    half-made ``cbtpl_<key>_p<token>``, its run's owner tag, so ``chatbench clean --dsn`` drops it if
+    that run was killed.
+    """
 
     kind = "template"
 
@@ -148,29 +155,47 @@ class TemplateStore:
             if row is None or row[0] is None:
                 return None
             try:
-                result = seed_result_from_json(json.loads(row[0]))
-            except (ValueError, KeyError, TypeError):
+                described = json.loads(row[0])
+                stored = described["seed"] if isinstance(described.get("seed"), dict) else described  # or older
+                result = seed_result_from_json(stored)
+            except (ValueError, KeyError, TypeError, AttributeError):
                 return None
             comment = conn.execute(
                 "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
                 (server.database,),
             ).fetchone()
             _drop(conn, server.database, server.version_num)
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
-                sql.Identifier(server.database), sql.Identifier(self.name(key)), _strategy(server.version_num)))
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+                    sql.Identifier(server.database), sql.Identifier(self.name(key)), _strategy(server.version_num)))
+                hit = True
+            except (psycopg.errors.InvalidCatalogName, psycopg.errors.ObjectInUse):
+                # Evicted (or being evicted) by another run since we read it: a miss, on a fresh database.
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(server.database)))
+                hit = False
             if comment is not None and comment[0] is not None:
                 conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
                     sql.Identifier(server.database), sql.Literal(comment[0])))
+            if not hit:
+                return None
+            with contextlib.suppress(psycopg.Error):  # recently used: evicted last (best-effort)
+                conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(self.name(key)),
+                             sql.Literal(json.dumps({**described, "used": time.time()}))))
         return _hit(result, server, time.perf_counter() - started, self.kind)
 
     def save(self, server: Server, key: str, result: SeedResult) -> None:
+        from chatbench.faults import checkpoint
+        from chatbench.provision.owner import current_tag
+
         partial = f"{self.name(key)}_p{secrets.token_hex(4)}"
+        described = {**current_tag(server.run_id).to_json(), "seed": seed_result_to_json(result), "used": time.time()}
         with self._admin(server) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
                 sql.Identifier(partial), sql.Identifier(server.database), _strategy(server.version_num)))
             try:
                 conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                    sql.Identifier(partial), sql.Literal(json.dumps(seed_result_to_json(result)))))
+                    sql.Identifier(partial), sql.Literal(json.dumps(described))))
+                checkpoint("seed.cache_save")  # the crash tests stop here: a half-made template exists
                 conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(partial)))
                 conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                     sql.Identifier(partial), sql.Identifier(self.name(key))))
@@ -180,6 +205,34 @@ class TemplateStore:
                     _drop(conn, partial, server.version_num)
                 if not isinstance(exc, psycopg.errors.DuplicateDatabase):
                     raise
+            self.evict(conn, keep=self.name(key))
+
+    def evict(self, conn: psycopg.Connection, keep: str) -> list[str]:
+        """Drop the least recently used complete templates beyond the ``seed_snapshots`` setting."""
+        from chatbench.settings import current
+
+        limit = int(current("seed_snapshots"))
+        rows = conn.execute(
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+            "WHERE datistemplate AND datname ~ %s", (f"^{TEMPLATE_PREFIX}[0-9a-f]{{16}}$",)).fetchall()
+
+        def used(comment: str | None) -> float:
+            try:
+                return float(json.loads(comment or "{}").get("used", 0.0))
+            except (ValueError, TypeError, AttributeError):
+                return 0.0
+
+        ranked = sorted(rows, key=lambda row: (row[0] == keep, used(row[1])), reverse=True)
+        dropped = []
+        for name, _ in ranked[limit:]:
+            try:
+                conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(name)))  # not FORCE: a clone waits
+                dropped.append(str(name))
+            except psycopg.Error:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(name)))
+        return dropped
 
     @staticmethod
     def drop(server: Server, key: str) -> None:

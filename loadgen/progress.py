@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from chatbench.faults import checkpoint
+
 
 class _RowsPerSecond(ProgressColumn):
     """Rows, and rows/s, for phases that move rows; nothing for the others."""
@@ -57,7 +59,8 @@ class Reporter:
             self._progress.add_task(name, total=total or 1, rows=total is not None)
             if self._progress is not None else None
         )
-        handle = _PhaseHandle(self._progress, task)
+        handle = _PhaseHandle(self._progress, task, name)
+        checkpoint(f"seed.{name}")
         started = time.perf_counter()
         try:
             yield handle
@@ -69,10 +72,12 @@ class Reporter:
 
 
 class _PhaseHandle:
-    def __init__(self, progress: Progress | None, task: object) -> None:
+    def __init__(self, progress: Progress | None, task: object, name: str = "") -> None:
         self._progress = progress
         self._task = task
+        self._name = name
 
     def advance(self, rows: int) -> None:
+        checkpoint(f"seed.{self._name}.rows")
         if self._progress is not None:
             self._progress.advance(self._task, rows)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ failure is a one-line ``ConfigError`` naming the field, its value and what is al
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -253,7 +254,32 @@ def validate(data: Mapping[str, Any]) -> Spec:
     return spec
 
 
+PLAN_BYTES_PER_ROW = 16
+"""A floor for what the plan holds in memory per user, conversation and message (an int64 id and an
+int64 timestamp at least): a spec above ``memory / 16`` rows certainly cannot be planned here."""
+
+
+def _memory_bytes() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**40
+
+
+def _check_size(spec: Spec) -> None:
+    """Counts bounded by what the machine can hold: refused in one line, not by numpy's MemoryError."""
+    memory = _memory_bytes()
+    for label, count in (("users.count", spec.users.count), ("conversations.count", spec.conversations.count),
+                         ("messages.count", spec.messages.count)):
+        if count * PLAN_BYTES_PER_ROW > memory:
+            raise ConfigError(
+                f"spec field {label} = {count}: more rows than this machine can hold (at least "
+                f"{count * PLAN_BYTES_PER_ROW / 2**30:,.0f} GiB to plan, {memory / 2**30:,.0f} GiB of memory); lower it"
+            )
+
+
 def _check_relations(spec: Spec) -> None:
+    _check_size(spec)
     u, c, w, m = spec.users, spec.conversations, spec.whales, spec.messages
     if u.heavy > u.count:
         raise ConfigError(f"spec field users.heavy = {u.heavy}: must be <= users.count ({u.count})")

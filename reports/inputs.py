@@ -35,6 +35,8 @@ def read_runs(path: str | Path) -> tuple[tuple[str, BenchmarkRun], ...]:
         run = from_json(text)
     except (KeyError, TypeError, ValueError) as exc:
         raise ChatbenchError(f"{source}: not a chatbench result ({type(exc).__name__}: {exc})") from None
+    except ChatbenchError as exc:
+        raise ChatbenchError(f"{source}: not a chatbench result ({exc})") from None
     return ((run.run_id, run),)
 
 

@@ -1,7 +1,9 @@
 """The application's own way of building the schema: a SQL file or a migration command.
 
 ``--schema-from FILE.sql`` runs a SQL file; ``--schema-from-cmd CMD`` runs a command (``alembic
-upgrade head``) with the throwaway database's URL in its environment. Drift then answers the
+upgrade head``) with the throwaway database's URL in its environment, through
+``chatbench.external`` (bounded by ``--command-timeout``, output scrubbed of secrets). A password the
+user gave by ``PGPASSWORD`` or ``~/.pgpass`` reaches the command unchanged. Drift then answers the
 pre-release question: do the migrations produce the canonical schema? The rows come afterwards from
 ``chatbench.loadgen.transplant``.
 """
@@ -9,20 +11,23 @@ pre-release question: do the migrations produce the canonical schema? The rows c
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 from pathlib import Path
 
 import psycopg
 
+from chatbench import external
 from chatbench.errors import ConfigError, redact
 from chatbench.provision import Server
 
 
 def database_env(server: Server) -> dict[str, str]:
-    """Environment for a migration command: the throwaway database's URL under the usual names."""
+    """Environment for a migration command: the throwaway database's URL under the usual names.
+
+    ``PGPASSWORD`` is set only when the URL carries a password; otherwise the caller's own
+    ``PGPASSWORD`` (or ``~/.pgpass``) passes through untouched, as libpq would read it.
+    """
     libpq_url = server.conninfo()
-    return {
+    env = {
         **os.environ,
         "DATABASE_URL": libpq_url,
         "CHATBENCH_DATABASE_URL": libpq_url,
@@ -32,9 +37,11 @@ def database_env(server: Server) -> dict[str, str]:
         "PGHOST": str(server.url.host or ""),
         "PGPORT": str(server.url.port or ""),
         "PGUSER": str(server.url.username or ""),
-        "PGPASSWORD": str(server.url.password or ""),
         "PGDATABASE": server.database,
     }
+    if server.url.password is not None:
+        env["PGPASSWORD"] = str(server.url.password)
+    return env
 
 
 def build_from_sql(server: Server, path: Path, *, option: str = "--schema-from") -> None:
@@ -58,21 +65,13 @@ def build_from_sql(server: Server, path: Path, *, option: str = "--schema-from")
         ) from None
 
 
-def build_from_cmd(server: Server, command: str, cwd: Path | None = None, *, timeout: float = 600.0,
+def build_from_cmd(server: Server, command: str, cwd: Path | None = None, *, timeout: float | None = None,
                    option: str = "--schema-from-cmd") -> None:
-    """Run ``command`` (a shell command line) with the database URL in DATABASE_URL and friends."""
+    """Run ``command`` (a shell command line) with the database URL in DATABASE_URL and friends.
+
+    ``option`` names the setting in errors (``--schema-from-cmd``, or the rehearsal's ``--from-cmd``)."""
+    argv = external.split_command(command, option)  # bad quoting: one line, before any write
     server.require_destructive(f"run {command!r}")
-    try:
-        done = subprocess.run(shlex.split(command), env=database_env(server), cwd=cwd, capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ConfigError(
-            f"{option} {command!r} ran longer than {timeout:g} s; raise --command-timeout or fix the command"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{option} {command!r}: cannot run it ({exc.strerror}); check the program") from None
+    done = external.run(argv, what=option, env=database_env(server), cwd=cwd, timeout=timeout)
     if done.returncode != 0:
-        tail = redact(" | ".join((done.stderr or done.stdout).strip().splitlines()[-3:]))
-        raise ConfigError(f"{option} {command!r} exited {done.returncode}: {tail}")
-
-
+        raise ConfigError(f"{option} {redact(command)!r} exited {done.returncode}: {done.tail()}")

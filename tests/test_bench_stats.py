@@ -131,13 +131,15 @@ def test_targets_parse_per_scenario_and_profile() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("[a]\nci = { p95 = 1.0 }", "a.ci: unknown key(s) p95"),
-    ("[a]\nci = { p95_ms = -1 }", "a.ci.p95_ms = -1: must be greater than 0"),
-    ("[a]\nci = { buffers = 1.5 }", "a.ci.buffers = 1.5: expected a whole number"),
-    ("[a]\nci = { p95_ms = 'x' }", "a.ci.p95_ms = 'x'"),
-    ("[a]\nci = 3", "a.ci: expected a table"),
-    ("a = 1", "a must be a table"),
+    ("[latest_page]\nci = { p95 = 1.0 }", "latest_page.ci: unknown key(s) p95"),
+    ("[latest_page]\nci = { p95_ms = -1 }", "latest_page.ci.p95_ms = -1: must be greater than 0"),
+    ("[latest_page]\nci = { buffers = 1.5 }", "latest_page.ci.buffers = 1.5: expected a whole number"),
+    ("[latest_page]\nci = { p95_ms = 'x' }", "latest_page.ci.p95_ms = 'x'"),
+    ("[latest_page]\nci = 3", "latest_page.ci: expected a table"),
+    ("latest_page = 1", "latest_page must be a table"),
     ("[a", "not valid TOML"),
+    ("[latest_pages]\nci = { p95_ms = 1.0 }", "[latest_pages] is not a scenario"),  # a typo disables nothing
+    ("[latest_page]\nrelease_ = { p95_ms = 1.0 }", "latest_page.release_ is not a profile"),
 ])
 def test_targets_errors_are_one_line_and_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=None) as info:

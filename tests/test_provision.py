@@ -217,7 +217,7 @@ def test_sigterm_on_chatbench_server_leaves_nothing(run_dir: Path) -> None:
     clusters = list(run_dir.glob("cluster-*"))
     assert len(clusters) == 1
     meta = json.loads((clusters[0] / "meta.json").read_text())
-    assert meta["owner_pid"] == proc.pid
+    assert meta["pid"] == proc.pid and (run_dir / f"run-{meta['chatbench-run']}.owner").exists()
     pid = int((clusters[0] / "data" / "postmaster.pid").read_text().split()[0])
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -37,6 +37,7 @@ VALID: dict[str, tuple[Any, Any]] = {
     "alpha": (0.05, "0.05"),
     "min_effect": (0.2, "0.2"),
     "scaling": (["smoke"], ["smoke"]),
+    "profile": ("smoke", "smoke"),
     "cache": (False, False),
 }
 

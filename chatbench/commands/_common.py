@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 from rich.console import Console
 
+from chatbench.errors import ConfigError
 from chatbench.provision import Server
 from chatbench.provision.choice import provision_from
-from chatbench.settings import SERVER_SETTINGS, Settings
+from chatbench.settings import SERVER_SETTINGS, Settings, where
 
 console = Console(stderr=True, highlight=False)
 
-__all__ = ["SERVER_SETTINGS", "announce", "console", "server_from"]
+__all__ = ["SERVER_SETTINGS", "announce", "console", "require_writable", "server_from"]
 
 
 def announce(message: str) -> None:
@@ -25,3 +26,35 @@ def server_from(settings: Settings) -> Iterator[Server]:
     """Provision the one server the settings ask for, announcing on the console."""
     with provision_from(settings, announce=announce) as server:
         yield server
+
+
+def require_writable(settings: Settings, why: str) -> None:
+    """Before any server starts: a command that writes may use the DSN's own database only if allowed.
+
+    chatbench never writes to a database it did not create unless told so (``--allow-destructive``);
+    ``Server.require_destructive`` enforces it again at the write itself.
+    """
+    if settings.use_dsn_database and not settings.allow_destructive:
+        raise ConfigError(
+            f"{where(settings, 'use_dsn_database')}: {why} in a database chatbench did not create; "
+            "add --allow-destructive if that database is yours to overwrite, or drop --use-dsn-database"
+        )
+
+
+def judged_scenarios(settings: Settings) -> set[str]:
+    """The scenarios the targets file (``--targets`` or the packaged one) budgets for ``--profile``.
+
+    Checked before any server starts: a file that does not parse, names an unknown scenario or
+    profile, or has no budget for the profile (a run that would judge nothing and PASS) is one line.
+    """
+    from chatbench.benchmarks.targets import load_targets
+
+    label = where(settings, "targets") if settings.targets is not None else None
+    targets = load_targets(settings.targets, label=label)
+    judged = {scenario for scenario, profile in targets.budgets if profile == settings.profile}
+    if not judged:
+        raise ConfigError(
+            f"{label or 'targets.toml'}: no budget for profile {settings.profile}, so nothing would be judged; "
+            f"add {settings.profile} = {{ p95_ms = ... }} to its scenarios, or pick a profile it has budgets for"
+        )
+    return judged

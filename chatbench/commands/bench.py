@@ -14,8 +14,9 @@ import argparse
 from pathlib import Path
 
 from chatbench.benchmarks.options import SUITE_SETTINGS
-from chatbench.errors import ChatbenchError
-from chatbench.settings import Settings, pytest_option
+from chatbench.commands._common import judged_scenarios, require_writable
+from chatbench.errors import ChatbenchError, ConfigError
+from chatbench.settings import Settings, pytest_option, where
 
 NAME = "bench"
 HELP = "benchmark the history queries against targets (p50/p95/p99 table, JSON with raw samples)"
@@ -40,6 +41,60 @@ def _suite_arguments(settings: Settings) -> list[str]:
     return argv
 
 
+def check_inputs(settings: Settings) -> None:
+    """Everything the suite would refuse, refused here first with the command's own option names.
+
+    pytest would answer a bad ``--targets`` or ``-k`` with an exit code and its own option names
+    (``--chatbench-targets``); the suite resolves the same settings, so checking them here means it
+    never has to.
+    """
+    from chatbench.benchmarks.scenarios import SCENARIOS
+    from chatbench.provision.choice import one_server
+
+    require_writable(settings, "bench seeds the data")
+    one_server(settings)  # the server options agree (the suite provisions from the same settings)
+    judged = judged_scenarios(settings)
+    if settings.select is not None:
+        chosen = selected_scenarios(settings.select, [s.name for s in SCENARIOS])
+        if not chosen:
+            raise ConfigError(f"{where(settings, 'select')}: matches no scenario; scenarios are "
+                              f"{', '.join(s.name for s in SCENARIOS)}")
+        if not judged & set(chosen):
+            raise ConfigError(f"{where(settings, 'select')}: selects only scenarios without a budget for profile "
+                              f"{settings.profile} ({', '.join(chosen)}), so nothing would be judged")
+
+
+def selected_scenarios(expression: str, names: list[str]) -> list[str]:
+    """The scenarios a pytest ``-k`` expression picks (its keyword rules: case-insensitive substrings)."""
+    from _pytest.mark.expression import Expression
+
+    try:
+        compiled = Expression.compile(expression)
+    except SyntaxError as exc:
+        raise ConfigError(f"-k {expression}: not a valid expression ({exc.msg}); e.g. -k 'keyset and not last'") \
+            from None
+
+    def picks(name: str) -> bool:
+        keywords = (f"test_history[{name}]", name, "test_history", "test_history.py", "benchmarks", "parametrize")
+        return compiled.evaluate(lambda sub, /, **kwargs: not kwargs and any(sub.lower() in k.lower()
+                                                                           for k in keywords))
+
+    return [name for name in names if picks(name)]
+
+
+class _ExitMessage:
+    """Catches the one-line message the suite gives ``pytest.exit`` (pytest reports it as an interrupt)."""
+
+    def __init__(self) -> None:
+        self.message: str | None = None
+
+    def pytest_keyboard_interrupt(self, excinfo: object) -> None:
+        value = getattr(excinfo, "value", None)
+        message = getattr(value, "msg", None)
+        if isinstance(message, str):
+            self.message = message.removeprefix("chatbench: ")
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.fidelity:
         return _fidelity(settings)
@@ -47,17 +102,22 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     from chatbench import benchmarks
 
+    check_inputs(settings)
     assert settings.json is not None
     Path(settings.json).parent.mkdir(parents=True, exist_ok=True)
     argv = [str(Path(benchmarks.__file__).parent), "-q", *_suite_arguments(settings),
-            "--benchmark-json", settings.json, "--benchmark-sort", "name"]
+            "--benchmark-json", settings.json, "--benchmark-sort", "name",
+            "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning"]
     if settings.select is not None:
         argv += ["-k", settings.select]
-    code = int(pytest.main(argv))
+    exit_message = _ExitMessage()
+    code = int(pytest.main(argv, plugins=[exit_message]))
     if code == 0:
         return 0
     if code == 1:
         return 1  # a benchmark ran and missed its target (the one-line reason is in the output)
+    if exit_message.message is not None:
+        raise ChatbenchError(exit_message.message)
     raise ChatbenchError(f"the benchmark suite did not run to a verdict (pytest exit code {code}); "
                          "see the output above")
 
@@ -70,6 +130,7 @@ def _fidelity(settings: Settings) -> int:
     from chatbench.benchmarks.targets import load_targets
     from chatbench.commands._common import console, server_from
 
+    require_writable(settings, "bench seeds the data")
     with server_from(settings) as server:
         seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=settings.cache)
         if seed.database != server.database:

@@ -1,4 +1,8 @@
-"""Remove what crashed runs left behind: local clusters, containers, and (with --dsn) run databases."""
+"""Remove what crashed runs left behind: local clusters, containers, and (with --dsn) run databases.
+
+Only what a dead run owned: each run holds a lock on its owner record for its whole life, so a
+``clean`` beside live runs (in a loop, even) removes none of theirs.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,18 @@ SETTINGS = ("dsn",)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    removed = janitor.clean_local()
+    if settings.dsn is not None:
+        from chatbench.provision.dsn import check_reachable, parse_dsn
+
+        check_reachable(parse_dsn(settings.dsn))  # a wrong password is one line, before anything is touched
+    removed = janitor.clean_local() + janitor.clean_snapshot_partials()
     try:
         removed += janitor.clean_containers()
     except ProvisionError:
         console.print("[dim]containers: no Docker engine answers, nothing to check[/dim]")
     if settings.dsn is not None:
         removed += janitor.clean_dsn(settings.dsn)
+    removed += janitor.clean_records()
     for item in removed:
         status = "removed" if item.ok else f"[red]failed[/red] ({item.detail})"
         console.print(f"{item.kind} {item.name}: {status}")

@@ -32,12 +32,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.benchmarks.loadtest.mix import parameter_pools
     from chatbench.benchmarks.pinning import PinningResult
     from chatbench.benchmarks.results import BenchmarkRun, write
-    from chatbench.commands._common import console, server_from
+    from chatbench.commands._common import console, require_writable, server_from
 
     weights = parse_weights(settings.mix)
     config = LoadConfig(clients=settings.clients, duration_s=settings.duration, warmup_s=settings.warmup_seconds,
                         rate_per_s=settings.rate, weights=weights, seed=settings.seed)
     config.validate()
+    loadgen.load_spec(settings.profile)  # a bad profile is a usage error before any server starts
+    require_writable(settings, "load seeds the data and appends messages")
     with server_from(settings) as server:
         seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=True)
         if seed.database != server.database:

@@ -7,7 +7,7 @@ import time
 
 from rich.table import Table
 
-from chatbench.commands._common import SERVER_SETTINGS, console, server_from
+from chatbench.commands._common import SERVER_SETTINGS, console, require_writable, server_from
 from chatbench.settings import Settings
 
 NAME = "seed"
@@ -33,6 +33,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench import loadgen
 
     spec = loadgen.load_spec(settings.profile, settings.spec, _overrides(settings.set))
+    require_writable(settings, "seeding replaces every table")
     with server_from(settings) as server:
         started = time.perf_counter()
         result = loadgen.seed(server, spec, seed=settings.seed, workers=settings.workers, order=settings.order,

@@ -13,7 +13,7 @@ import argparse
 import threading
 
 from chatbench import schema
-from chatbench.commands._common import SERVER_SETTINGS, console, server_from
+from chatbench.commands._common import SERVER_SETTINGS, console, require_writable, server_from
 from chatbench.provision import Server
 from chatbench.settings import Settings, where
 
@@ -31,8 +31,11 @@ def printed_url(server: Server) -> str:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.apply_schema:
+        require_writable(settings, "--apply-schema creates tables")
     with server_from(settings) as server:
         if settings.apply_schema:
+            server.require_destructive("create the canonical schema")
             schema.apply(server.url)
         console.print(f"PostgreSQL {server.version} ({server.backend}) ready; Ctrl-C stops it and removes everything")
         if server.backend == "dsn" and server.url.password:

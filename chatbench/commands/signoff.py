@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbench.commands._common import announce, console
+from chatbench.commands._common import announce, console, judged_scenarios, require_writable
 from chatbench.errors import ConfigError
 from chatbench.settings import SERVER_SETTINGS, Settings
 
@@ -69,8 +69,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.reports.output import write_signoff
     from chatbench.signoff import Display, run_signoff, summary_table
 
+    loadgen.load_spec(settings.profile)  # a bad profile is a usage error before any server starts
+    require_writable(settings, "the sign-off seeds the data")
+    judged_scenarios(settings)  # a targets file that judges nothing, before any server starts
     options = options_from(settings)
-    loadgen.load_spec(options.profile)  # a bad profile is a usage error before any server starts
     display = Display(console, show_label=len(options.servers) > 1)
     console.print(
         f"[b]chatbench signoff[/b]: profile {options.profile}, schema {options.schema_source}, "

@@ -14,7 +14,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from chatbench.commands._common import SERVER_SETTINGS, announce, console, server_from
+from chatbench.commands._common import SERVER_SETTINGS, announce, console, require_writable, server_from
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
@@ -102,6 +102,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 pg_bin=_one_pg_bin(settings),
             )
     else:
+        from chatbench.loadgen import load_spec
+
+        load_spec(settings.profile)  # a bad profile is a usage error before any server starts
+        require_writable(settings, "verify without --url seeds the data")
         with server_from(settings) as server:
             seed_result = prepare(server, settings)
             server = _seeded_database(server, seed_result)

@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from chatbench.errors import ConfigError
+from chatbench.errors import ConfigError, register_secret
+from chatbench.faults import checkpoint
 from chatbench.provision.server import BENCHMARK_SETTINGS, Server
 from chatbench.settings import BACKENDS, default
 
@@ -84,7 +85,11 @@ def provision(
     run_id = new_run_id()
     wanted = dict(BENCHMARK_SETTINGS if settings is None else settings)
     timeout = float(default("start_timeout")) if start_timeout is None else start_timeout
+    from chatbench.provision.owner import Lease
+
     with terminate_as_exit(), contextlib.ExitStack() as stack:
+        # The owner record exists (locked) before anything it describes, and goes after all of it.
+        stack.callback(Lease(run_id).acquire().release)
         if chosen == "local":
             server = _local(run_id, pg_bin, wanted, stack, announce, timeout)
         elif chosen == "container":
@@ -92,6 +97,7 @@ def provision(
         else:
             assert dsn is not None
             server = _dsn(run_id, dsn, use_dsn_database, allow_destructive, stack, dsn_field)
+        checkpoint("provision")
         yield server
 
 
@@ -142,6 +148,7 @@ def _container(
     container = start_container(run_id, image, settings)
     stack.callback(container.stop)
     url = make_url(container.get_connection_url()).set(host="127.0.0.1")
+    register_secret(url.password)
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
     wait_until_ready(conninfo, timeout=timeout)
     version, version_num, live = read_version_and_settings(conninfo)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbench.errors import ProvisionError
+from chatbench import external
+from chatbench.errors import ChatbenchError, ProvisionError
 from chatbench.provision.osuser import OsUser
 from chatbench.provision.paths import cache_root
 
@@ -76,9 +76,10 @@ def resolve_binaries(pg_bin: str | Path | None) -> PgBinaries:
 
 def _version_of(postgres: Path) -> str:
     try:
-        out = subprocess.run([str(postgres), "--version"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise ProvisionError(f"--pg-bin: {postgres} does not run ({exc}); give a working PostgreSQL bin dir") from exc
+        out = external.checked(external.run([str(postgres), "--version"], what=f"{postgres} --version"),
+                               f"{postgres} --version").stdout
+    except ChatbenchError as exc:
+        raise ProvisionError(f"--pg-bin: {postgres} does not run ({exc}); give a working PostgreSQL bin dir") from None
     match = re.search(r"(\d+(?:\.\d+)?)", out)
     if not match:
         raise ProvisionError(f"--pg-bin: cannot read the version from `{postgres} --version`: {out.strip()!r}")

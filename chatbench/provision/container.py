@@ -9,15 +9,15 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 from typing import Any
 
-from chatbench.errors import ProvisionError
+from chatbench.errors import ProvisionError, register_secret
 
 DEFAULT_IMAGE = "postgres:18"
 LABEL_MANAGED = "org.chatbench.managed"
 LABEL_OWNER = "org.chatbench.owner"
 LABEL_RUN = "org.chatbench.run"
+LABEL_LEASE = "org.chatbench.lease"
 
 
 def default_image() -> str:
@@ -55,17 +55,22 @@ def start_container(run_id: str, image: str | None, settings: dict[str, str]) ->
     except ImportError:  # testcontainers < 4.10
         from testcontainers.postgres import PostgresContainer
 
+    from chatbench.provision.owner import current_tag
+
     docker_client().close()
+    password = secrets.token_urlsafe(18)
+    register_secret(password)
+    tag = current_tag(run_id)
     container = PostgresContainer(
         image=image or default_image(),
         username="chatbench",
-        password=secrets.token_urlsafe(18),
+        password=password,
         dbname="chatbench",
         driver="psycopg",
     )
     container.with_command("postgres " + " ".join(f"-c {key}={value}" for key, value in settings.items()))
     container.with_kwargs(
-        labels={LABEL_MANAGED: "true", LABEL_OWNER: f"{socket.gethostname()}:{os.getpid()}", LABEL_RUN: run_id},
+        labels={LABEL_MANAGED: "true", LABEL_OWNER: f"{tag.host}:{tag.pid}", LABEL_RUN: run_id, LABEL_LEASE: tag.lease},
         shm_size="1g",
     )
     try:

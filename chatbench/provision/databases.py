@@ -2,18 +2,21 @@
 
 One place for CREATE/DROP DATABASE of scratch, sibling and clone databases (verification's canonical
 scratch copy, the seed a migrated schema is filled from, per-test clones), so each is created with a
-unique name and dropped whatever happens.
+unique name and dropped whatever happens. Each carries its run's owner tag in its comment
+(``chatbench.provision.owner``), so ``chatbench clean --dsn`` drops it if its run was killed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterator
 
 import psycopg
 from psycopg import sql
 
+from chatbench.provision.owner import current_tag
 from chatbench.provision.server import Server
 
 
@@ -30,8 +33,15 @@ def create_database(server: Server, prefix: str, *, template: str | None = None,
         query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         if file_copy and server.version_num >= 150000:
             query += sql.SQL(" STRATEGY = FILE_COPY")
+    comment = json.dumps(current_tag(server.run_id).to_json())
     with psycopg.connect(server.admin_conninfo(), autocommit=True) as conn:
         conn.execute(query)
+        try:
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(comment)))
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            raise
     return server.with_database(name, owns_database=True)
 
 

@@ -1,27 +1,26 @@
 """The ``dsn`` backend: an existing server (staging, managed Postgres, a Citus coordinator).
 
 The harness creates a uniquely named database for the run and drops it afterwards. The database
-comment records the owner (host and pid) so ``chatbench clean --dsn`` can drop leftovers of crashed
-runs, and nothing else. Destructive work in the DSN's own database needs ``allow_destructive``.
+comment records the owner (``chatbench.provision.owner.OwnerTag``: host, pid, the run's locked owner
+record) so ``chatbench clean --dsn`` can drop leftovers of crashed runs, and nothing else. Destructive
+work in the DSN's own database needs ``allow_destructive``. The password is registered as a secret
+the moment the DSN is parsed, so no output can carry it in any encoding.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import time
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from chatbench.errors import ConfigError, ProvisionError, redact
-from chatbench.provision.process import pid_alive
+from chatbench.errors import ConfigError, ProvisionError, redact, register_secret
+from chatbench.provision.owner import TAG_MARKER, current_tag
 
 RUN_DATABASE_PREFIX = "chatbench_run_"
-COMMENT_MARKER = "chatbench-run"
+COMMENT_MARKER = TAG_MARKER
 
 
 def parse_dsn(dsn: str, field: str = "--dsn") -> URL:
@@ -29,8 +28,10 @@ def parse_dsn(dsn: str, field: str = "--dsn") -> URL:
         url = make_url(dsn)
     except ArgumentError:
         raise ConfigError(
-            f"{field} {redact(dsn)!r} is not a database URL; use postgresql://user:password@host:5432/dbname"
+            f"{field} {redact(dsn)!r} is not a database URL; use postgresql://user@host:5432/dbname "
+            "(password in the URL, PGPASSWORD or ~/.pgpass)"
         ) from None
+    register_secret(url.password)
     if not url.drivername.startswith("postgresql"):
         raise ConfigError(f"{field}: {url.drivername!r} is not PostgreSQL; use a postgresql:// URL")
     return url.set(drivername="postgresql+psycopg", database=url.database or "postgres")
@@ -61,9 +62,7 @@ def check_reachable(url: URL, timeout: int = 5, field: str = "--dsn") -> None:
 
 def create_run_database(url: URL, run_id: str) -> str:
     name = f"{RUN_DATABASE_PREFIX}{run_id}"
-    comment = json.dumps(
-        {COMMENT_MARKER: run_id, "host": socket.gethostname(), "pid": os.getpid(), "created": time.time()}
-    )
+    comment = json.dumps(current_tag(run_id).to_json())
     try:
         with psycopg.connect(libpq(url), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -79,23 +78,3 @@ def create_run_database(url: URL, run_id: str) -> str:
 def drop_database(url: URL, name: str) -> None:
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def leftover_run_databases(url: URL) -> list[str]:
-    """Run databases on this server whose owning process (on this host) is gone."""
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname LIKE %s",
-            (RUN_DATABASE_PREFIX + "%",),
-        ).fetchall()
-    leftovers = []
-    for name, comment in rows:
-        try:
-            meta = json.loads(comment or "")
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(meta, dict) or COMMENT_MARKER not in meta:
-            continue
-        if meta.get("host") == socket.gethostname() and not pid_alive(int(meta.get("pid", 0))):
-            leftovers.append(str(name))
-    return leftovers

@@ -1,48 +1,82 @@
-"""``chatbench clean``: find and remove what crashed runs left behind.
+"""``chatbench clean``: find and remove what dead runs left behind, and nothing a live run still uses.
 
-Each backend labels what it creates with the owning process: local clusters carry ``meta.json``,
-containers ``org.chatbench.*`` labels, DSN run databases a JSON comment. Anything whose owner is
-still alive is left alone; every removal is best-effort and reported.
+Every resource names its run's owner record (``chatbench.provision.owner``): a local cluster by its
+directory name ``cluster-<run_id>`` beside ``run-<run_id>.owner``, a container in its labels, a
+database on a DSN server in its comment. A resource is removed only when
+
+- its record exists and nobody holds its lock (the owner died: SIGKILL, power loss), or
+- it has no record and is older than a grace period (``owner.GRACE_SECONDS`` for directories; for a
+  database, still unrecorded at a second look ``DATABASE_GRACE_SECONDS`` later: a live run comments
+  its databases within milliseconds of creating them).
+
+Every removal is best-effort and reported; dead records go last, after what they describe.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
+import re
 import shutil
 import signal
-import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg import sql
 from sqlalchemy.engine import URL
 
-from chatbench.provision.container import LABEL_MANAGED, LABEL_OWNER, docker_client
+from chatbench.provision.container import LABEL_LEASE, LABEL_MANAGED, LABEL_OWNER, LABEL_RUN, docker_client
 from chatbench.provision.local import CLUSTER_PREFIX
-from chatbench.provision.paths import run_root
+from chatbench.provision.owner import (
+    GRACE_SECONDS,
+    LEASE_PREFIX,
+    LEASE_SUFFIX,
+    STAGING_PREFIX,
+    OwnerTag,
+    lease_path,
+    lease_state,
+    owner_alive,
+    staging_of,
+)
+from chatbench.provision.paths import run_root, seed_snapshot_root
 from chatbench.provision.process import pid_alive
+
+DATABASE_GRACE_SECONDS = 2.0
+
+RUN_DATABASE = re.compile(r"^(chatbench_run_[0-9a-f]{8}|cb[vs]_[a-z]+_[0-9a-f]{8}|cbtpl_[0-9a-f]{16}_p[0-9a-f]+)$")
+"""The names chatbench gives the databases a run owns (run, scratch and half-made template databases)."""
 
 
 @dataclass(frozen=True)
 class Removed:
-    kind: str  # "cluster" | "container" | "database"
+    kind: str  # "cluster" | "container" | "database" | "snapshot" | "staging" | "record"
     name: str
     ok: bool
     detail: str = ""
 
 
+def _dead_or_stale(path: Path, run_id: str, root: Path) -> bool:
+    state = lease_state(lease_path(run_id, root))
+    if state != "missing":
+        return state == "dead"
+    return _stale(path)
+
+
+def _stale(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > GRACE_SECONDS
+    except FileNotFoundError:
+        return False
+
+
 def clean_local(root: Path | None = None) -> list[Removed]:
+    """Clusters of dead runs (server stopped, directory removed), then the dead runs' records."""
     removed: list[Removed] = []
     base = root or run_root()
     for cluster in sorted(base.glob(f"{CLUSTER_PREFIX}*")):
-        try:
-            meta = json.loads((cluster / "meta.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            meta = {}
-        owner = int(meta.get("owner_pid", 0))
-        if meta.get("owner_host") == socket.gethostname() and pid_alive(owner):
+        if not cluster.is_dir() or not _dead_or_stale(cluster, cluster.name[len(CLUSTER_PREFIX):], base):
             continue
         try:
             _kill_postmaster(cluster / "data")
@@ -50,6 +84,43 @@ def clean_local(root: Path | None = None) -> list[Removed]:
             removed.append(Removed("cluster", cluster.name, True))
         except OSError as exc:
             removed.append(Removed("cluster", cluster.name, False, str(exc)))
+    for temporary in base.glob(f".{LEASE_PREFIX}*{LEASE_SUFFIX}.*.tmp"):
+        if lease_state(temporary) == "dead":  # an owner record its run never got to publish
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+    return removed
+
+
+def clean_snapshot_partials(root: Path | None = None) -> list[Removed]:
+    """Half-made seeded snapshots (``<key>.partial-<run_id>-*``) of dead runs, or stale ones without a run id."""
+    removed: list[Removed] = []
+    base = root or seed_snapshot_root()
+    for partial in sorted(base.glob("*.partial-*")) if base.is_dir() else []:
+        run_id = partial.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+        if not re.fullmatch(r"[0-9a-f]{8}", run_id):
+            run_id = ""  # named by an older chatbench: only the grace period tells
+        if not _dead_or_stale(partial, run_id, run_root()) if run_id else not _stale(partial):
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        removed.append(Removed("snapshot", partial.name, not partial.exists()))
+    return removed
+
+
+def clean_records(root: Path | None = None) -> list[Removed]:
+    """Owner records of dead runs whose resources are gone (call after every resource was cleaned)."""
+    removed: list[Removed] = []
+    base = root or run_root()
+    for record in sorted(base.glob(f"{LEASE_PREFIX}*{LEASE_SUFFIX}")):
+        run_id = record.name[len(LEASE_PREFIX):-len(LEASE_SUFFIX)]
+        if (base / f"{CLUSTER_PREFIX}{run_id}").exists() or lease_state(record) != "dead":
+            continue
+        staging = staging_of(record)
+        if staging is not None and staging.name.startswith(STAGING_PREFIX):  # a report set a killed run staged
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(Removed("staging", str(staging), not staging.exists()))
+        with contextlib.suppress(FileNotFoundError):
+            record.unlink()
+            removed.append(Removed("record", record.name, True))
     return removed
 
 
@@ -69,48 +140,75 @@ def _kill_postmaster(data: Path) -> None:
 
 
 def clean_containers() -> list[Removed]:
+    """Containers of dead runs. Listed sparsely (no per-container inspect): a container that goes away
+    between the list and its inspection (a run tearing down) is not an error."""
+    import docker.errors
+
     client = docker_client()
     removed: list[Removed] = []
     try:
-        for container in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
-            host, _, pid = str(container.labels.get(LABEL_OWNER, ":0")).rpartition(":")
-            if host == socket.gethostname() and pid_alive(int(pid or 0)):
+        for container in client.api.containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"}):
+            labels = container.get("Labels") or {}
+            name = str((container.get("Names") or [container["Id"][:12]])[0]).lstrip("/")
+            host, _, pid = str(labels.get(LABEL_OWNER, ":0")).rpartition(":")
+            tag = OwnerTag(str(labels.get(LABEL_RUN, "")), host, int(pid or 0), str(labels.get(LABEL_LEASE, "")), 0.0)
+            if owner_alive(tag):
                 continue
             try:
-                container.remove(force=True, v=True)
-                removed.append(Removed("container", container.name, True))
+                client.api.remove_container(container["Id"], force=True, v=True)
+                removed.append(Removed("container", name, True))
+            except docker.errors.NotFound:
+                continue  # gone already (its run's teardown, Ryuk, another clean)
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and "already in progress" in str(exc):
+                    continue  # being removed right now (Ryuk reaps a dead run's container too)
+                removed.append(Removed("container", name, False, str(exc)))
             except Exception as exc:
-                removed.append(Removed("container", container.name, False, str(exc)))
+                removed.append(Removed("container", name, False, str(exc)))
     finally:
         client.close()
     return removed
 
 
-def partial_templates(url: URL) -> list[str]:
-    """Seed-cache templates a crash left half-made (``cbtpl_<key>_p<token>``): never served, only in the way.
-
-    A run saving one at this very moment loses only its cache entry (saving is best-effort).
-    """
+def _owned_databases(url: URL) -> dict[str, OwnerTag | None]:
+    """Databases named like a run's, with the owner tag of their comment (None: no tag)."""
     import psycopg
 
     from chatbench.provision.dsn import libpq
 
     with psycopg.connect(libpq(url), autocommit=True) as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE datname ~ '^cbtpl_[0-9a-f]+_p[0-9a-f]+$'").fetchall()
-        for (name,) in rows:
-            conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
-    return [str(name) for (name,) in rows]
+        rows = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database").fetchall()
+    return {str(name): OwnerTag.parse(comment) for name, comment in rows if RUN_DATABASE.match(str(name))}
+
+
+def dead_databases(url: URL, *, grace: float = DATABASE_GRACE_SECONDS,
+                   sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """Run, scratch and half-made template databases whose owner is dead (or that stay unrecorded)."""
+    found = _owned_databases(url)
+    dead = [name for name, tag in found.items() if tag is not None and not owner_alive(tag)]
+    unrecorded = {name for name, tag in found.items() if tag is None}
+    if unrecorded:
+        sleep(grace)
+        again = _owned_databases(url)
+        dead += sorted(name for name in unrecorded if name in again and again[name] is None)
+    return dead
 
 
 def clean_dsn(dsn: str) -> list[Removed]:
-    from chatbench.provision.dsn import drop_database, leftover_run_databases, parse_dsn
+    import psycopg
+
+    from chatbench.provision.dsn import check_reachable, drop_database, libpq, parse_dsn
 
     url = parse_dsn(dsn)
+    check_reachable(url)  # a wrong password or host is one line, not a traceback
     removed: list[Removed] = []
-    for name in leftover_run_databases(url) + partial_templates(url):
+    for name in dead_databases(url):
         try:
+            if name.startswith("cbtpl_"):
+                with psycopg.connect(libpq(url), autocommit=True) as conn:
+                    conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
             drop_database(url, name)
             removed.append(Removed("database", name, True))
         except Exception as exc:
-            removed.append(Removed("database", name, False, str(exc).splitlines()[0]))
+            removed.append(Removed("database", name, False, str(exc).splitlines()[0] if str(exc) else ""))
     return removed

@@ -2,8 +2,10 @@
 
 initdb is slow here (0.5-1.2 s on ext4), so each (PostgreSQL build) gets one pristine data dir in the
 cache, made once under a lock; every server starts from a ``cp -a`` copy of it (about 0.05 s). The
-cluster directory carries ``meta.json`` naming the owning process, so ``chatbench clean`` can stop and
-remove clusters whose owner died (SIGKILL, power loss).
+cluster directory ``cluster-<run_id>`` is made only after its owner record ``run-<run_id>.owner``
+(``chatbench.provision.owner``) exists and is locked, so ``chatbench clean`` can stop and remove the
+clusters whose owner died (SIGKILL, power loss) and never one whose owner lives. Every program
+(initdb, pg_ctl, cp) runs through ``chatbench.external``: bounded in time, output scrubbed.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import URL
 
+from chatbench import external
 from chatbench.errors import ProvisionError
+from chatbench.faults import checkpoint
+from chatbench.files import write_atomically
 from chatbench.provision.binaries import PgBinaries, resolve_binaries, runnable_binaries
 from chatbench.provision.osuser import OsUser, server_os_user
+from chatbench.provision.owner import current_tag
 from chatbench.provision.paths import cache_root, run_root
 from chatbench.provision.probe import wait_until_ready
 from chatbench.provision.process import pid_alive as _pid_alive
@@ -70,14 +75,14 @@ def pristine_data_dir(binaries: PgBinaries, user: OsUser) -> Path:
                 "--no-sync",
                 "--no-instructions",
             ],
-            env={**os.environ, "LC_ALL": "C"},
+            what="initdb", env={**os.environ, "LC_ALL": "C"},
         )
         if result.returncode != 0:
             shutil.rmtree(partial, ignore_errors=True)
             raise ProvisionError(f"initdb failed ({binaries.bin_dir}): {_last_line(result.stderr)}")
         created = user.run(
             [binaries.tool("postgres"), "--single", "-D", str(data), "-c", "fsync=off", "postgres"],
-            input=f"CREATE DATABASE {DATABASE}\n",
+            what="postgres --single", input=f"CREATE DATABASE {DATABASE}\n",
         )
         if created.returncode != 0:
             shutil.rmtree(partial, ignore_errors=True)
@@ -140,7 +145,8 @@ class LocalCluster:
             # shutdown's FATAL lines before the new postmaster.pid exists and reports a false death.
             self.log_file.replace(self.log_file.with_name(self.log_file.name + ".previous"))
         result = self.user.run(
-            [self.binaries.tool("pg_ctl"), "-D", str(self.data), "-l", str(self.log_file), "-W", "-s", "start"]
+            [self.binaries.tool("pg_ctl"), "-D", str(self.data), "-l", str(self.log_file), "-W", "-s", "start"],
+            what="pg_ctl start", timeout=timeout,
         )
         if result.returncode != 0:
             raise ProvisionError(f"pg_ctl start failed: {_last_line(result.stderr)} (log: {self.log_tail()})")
@@ -199,20 +205,21 @@ class LocalCluster:
             target.mkdir(mode=0o700)
             self.user.chown(target)
             entries = [p for p in self.data.iterdir() if p.name != "pg_wal"]
-            subprocess.run(["cp", "-a", *map(str, entries), str(target)], check=True, capture_output=True)
+            _copy([*entries], target)
             wal = target / "pg_wal"
             wal.mkdir(mode=0o700)
             self.user.chown(wal)
             needed = [p for p in (self.data / "pg_wal").iterdir()
                       if not p.is_file() or segments is None or p.name in segments or len(p.name) != 24]
-            subprocess.run(["cp", "-a", *map(str, needed), str(wal)], check=True, capture_output=True)
+            _copy(needed, wal)
+            checkpoint("seed.cache_save")  # the crash tests stop here: server down, snapshot half-made
         finally:
             self.start()
 
     def _checkpoint_wal_segments(self) -> set[str] | None:
         """Names of the WAL segments from the latest checkpoint's redo point to its record, or None."""
         result = self.user.run([self.binaries.tool("pg_controldata"), "-D", str(self.data)],
-                               env={**os.environ, "LC_ALL": "C"})
+                               what="pg_controldata", env={**os.environ, "LC_ALL": "C"})
         facts = dict(line.split(":", 1) for line in result.stdout.splitlines() if ":" in line)
         try:
             state = facts["Database cluster state"].strip()
@@ -240,8 +247,14 @@ def _segment_number(lsn: str, segment_size: int) -> int:
     return ((int(high, 16) << 32) + int(low, 16)) // segment_size
 
 
+def _copy(sources: list[Path], target: Path) -> None:
+    """``cp -a`` (keeps owners and modes: the server's OS user must own its files)."""
+    if sources:
+        external.checked(external.run(["cp", "-a", *map(str, sources), str(target)], what="cp"), "cp")
+
+
 def _copy_tree(source: Path, target: Path) -> None:
-    subprocess.run(["cp", "-a", str(source), str(target)], check=True, capture_output=True)
+    external.checked(external.run(["cp", "-a", str(source), str(target)], what="cp"), "cp")
 
 
 def start_local_cluster(
@@ -252,26 +265,20 @@ def start_local_cluster(
     binaries = runnable_binaries(resolve_binaries(pg_bin), user)
     pristine = pristine_data_dir(binaries, user)
     root = run_root() / f"{CLUSTER_PREFIX}{run_id}"
-    root.mkdir(mode=0o755)
-    user.chown(root)
-    if user.switched and user.run(["test", "-w", str(root)]).returncode != 0:
-        root.rmdir()
-        raise ProvisionError(
-            f"CHATBENCH_RUN_DIR: OS user {user.name!r} cannot reach {root.parent} (a parent directory is private); "
-            "choose a directory whose parents are world-executable, e.g. /dev/shm/chatbench"
-        )
-    (root / "meta.json").write_text(
-        json.dumps(
-            {
-                "run_id": run_id,
-                "owner_pid": os.getpid(),
-                "owner_host": socket.gethostname(),
-                "created": time.time(),
-                "bin_dir": str(binaries.bin_dir),
-                "os_user": user.name,
-            }
-        )
-    )
+    root.mkdir(mode=0o755)  # after the run's owner record (provision() holds it): never unowned
+    cluster = LocalCluster(root, binaries, user, free_port(), dict(settings))
+    try:
+        user.chown(root)
+        if user.switched and user.run(["test", "-w", str(root)], what="test -w").returncode != 0:
+            raise ProvisionError(
+                f"CHATBENCH_RUN_DIR: OS user {user.name!r} cannot reach {root.parent} (a parent directory is "
+                "private); choose a directory whose parents are world-executable, e.g. /dev/shm/chatbench"
+            )
+        meta = {**current_tag(run_id).to_json(), "bin_dir": str(binaries.bin_dir), "os_user": user.name}
+        write_atomically(root / "meta.json", json.dumps(meta))
+    except BaseException:
+        cluster.stop()
+        raise
     cluster = LocalCluster(root, binaries, user, free_port(), dict(settings))
     try:
         _copy_tree(pristine, cluster.data)

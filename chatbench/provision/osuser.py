@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import pwd
-import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from chatbench.errors import ProvisionError
+from chatbench import external
+from chatbench.errors import ChatbenchError, ProvisionError
 from chatbench.settings import current
 
 
@@ -25,18 +24,25 @@ class OsUser:
     gid: int
     switched: bool  # True when the server runs as a different user than chatbench
 
-    def run(self, args: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        """Run a command as this user (text mode, output captured unless redirected)."""
-        if self.switched:
-            kwargs.update(user=self.uid, group=self.gid, extra_groups=[])
-        if "stdout" not in kwargs and "capture_output" not in kwargs:
-            kwargs["capture_output"] = True
-        return subprocess.run(list(args), text=True, **kwargs)
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        what: str | None = None,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float | None = None,
+    ) -> external.Completed:
+        """Run a program as this user (``chatbench.external.run``: timeout, scrubbed output, one-line errors)."""
+        return external.run(
+            args, what=what or Path(args[0]).name, env=env, input=input, timeout=timeout,
+            user=self.uid if self.switched else None, group=self.gid if self.switched else None,
+        )
 
     def can_execute(self, program: Path) -> bool:
         try:
             return self.run([str(program), "--version"]).returncode == 0
-        except OSError:
+        except ChatbenchError:
             return False
 
     def chown(self, path: Path) -> None:

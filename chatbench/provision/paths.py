@@ -38,3 +38,8 @@ def cache_root() -> Path:
     if override:
         return _ensure(Path(override))
     return _ensure(Path("/var/tmp") / "chatbench" if os.geteuid() == 0 else Path.home() / ".cache" / "chatbench")
+
+
+def seed_snapshot_root() -> Path:
+    """Seeded snapshots (``<cache_root>/seeds``): ``<key>`` entries and a run's ``<key>.partial-<run_id>-*``."""
+    return cache_root() / "seeds"

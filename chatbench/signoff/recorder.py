@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 
 from chatbench.errors import ChatbenchError, redact
+from chatbench.faults import checkpoint
 from chatbench.reports.signoff import CheckItem, Severity, StageStatus, StageTiming
 from chatbench.signoff.display import Display
 
@@ -40,6 +41,7 @@ class Recorder:
         info: dict[str, Any] = {"detail": "", "status": "ok"}
         started = time.perf_counter()
         try:
+            checkpoint(f"signoff.{name}")
             yield info
         except (KeyboardInterrupt, SystemExit):
             self.add(StageTiming(name, time.perf_counter() - started, "error", "interrupted"))
