@@ -32,7 +32,7 @@ import pytest
 
 from chatbench.benchmarks.options import SUITE_SETTINGS
 from chatbench.errors import ChatbenchError, ConfigError
-from chatbench.settings import SERVER_SETTINGS, Settings, add_pytest_options, profile_names, resolve_pytest, where
+from chatbench.settings import SERVER_SETTINGS, Settings, add_pytest_options, profile_names, resolve_pytest
 from chatbench.settings import pytest_option as spelled  # (a name starting "pytest_" would be taken for a hook)
 from chatbench.testing.databases import ChatDatabase, ChatServer, SeededChatDatabase
 
@@ -53,13 +53,6 @@ _TALLIES = pytest.StashKey[list[dict[str, Any]]]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_pytest_options(parser, PLUGIN_SETTINGS)
-
-
-def _named(settings: Settings, name: str) -> str:
-    """A setting in the form it was given: ``--chatbench-profile ci``, ``CHATBENCH_PROFILE=ci``, a file key."""
-    if settings.source(name) == "argument":
-        return f"{spelled(name)} {getattr(settings, name)}"
-    return where(settings, name)
 
 
 def _check(settings: Settings) -> None:
