@@ -40,7 +40,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"PostgreSQL {server.version} ({server.backend}) ready; Ctrl-C stops it and removes everything")
         if server.backend == "dsn" and server.url.password:
             console.print(f"the URL leaves the password out: it is the one in {where(settings, 'dsn')} "
-                          "(psql asks for it; or set PGPASSWORD, or keep it in ~/.pgpass)")
+                          "; give it to clients by PGPASSWORD or ~/.pgpass (psql asks for it otherwise)")
         print(printed_url(server), flush=True)
         threading.Event().wait()
     return 0
