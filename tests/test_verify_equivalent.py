@@ -84,3 +84,22 @@ def test_equivalent_spellings_are_info_and_type_spellings_warnings(tmp_path: Pat
     unique = found[("unique_as_index", "users.uq_users_email")]
     assert unique["severity"] == "info"
     assert not any(kind == "extra_check" for kind, _ in found), "a length CHECK is part of its column's type line"
+
+
+def test_django_default_foreign_key_indexes_pass_with_a_warning(tmp_path: Path) -> None:
+    """Django indexes every foreign key by default: for a one-message conversation the planner reads the
+    single-column index and sorts one row. The order-delivering index exists, the Sort is tiny: no plan
+    error; the redundant prefix index is a health warning (it costs every write)."""
+    sql = (CORPUS / "django_style.sql").read_text().replace("COMMIT;", (
+        'CREATE INDEX "messages_conversation_id_7c5a1f3e" ON "messages" ("conversation_id");\n'
+        'CREATE INDEX "conversations_user_id_4e2b9d10" ON "conversations" ("user_id");\nCOMMIT;'), 1)
+    schema = tmp_path / "django_default_fk_indexes.sql"
+    schema.write_text(sql)
+    out = tmp_path / "result.json"
+    code = main(["verify", "--backend", "local", "--profile", "smoke", "--schema-from", str(schema),
+                 "--json", str(out)])
+    findings = json.loads(out.read_text())["findings"]
+    assert code == 0, [f"{f['kind']} {f['object']}: {f['actual']}" for f in findings if f["severity"] == "error"]
+    redundant = {f["object"] for f in findings if f["kind"] == "redundant_index"}
+    assert any("messages_conversation_id_7c5a1f3e" in o for o in redundant)
+    assert all(f["severity"] == "warning" for f in findings if f["kind"] == "redundant_index")
