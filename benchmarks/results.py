@@ -23,6 +23,13 @@ teach ``_upgrade`` to read the older shape):
   (``chatbench.benchmarks.stats.batch_percentiles``), robust to bursts of other work on a shared machine;
   ``stats`` stays the pooled summary of all samples. ``LoadResult.correction`` (how coordinated
   omission was corrected). Version 1 files read as judged on the pooled percentiles.
+- 3 (2026-11-25): the free-form ``notes`` object is gone; what it carried is typed, at the top level
+  of the run: ``settings`` (``RunSettings``: rounds, warmup, driver, targets_file, scenario_budget_s),
+  ``skipped`` (scenario -> why it was not measured), ``depth_scaling`` (prefix -> ``DepthCurve``),
+  ``seed_from_cache``, ``data_checksum``, ``machine`` (``MachineLoad``: 1-minute load average per
+  scenario, before and after the measurement, cpus), ``plans`` (``PlanRecord``: the verification's
+  plans, for an exact comparison) and ``fidelity`` (``FidelityReport``). Versions 1 and 2 are read by
+  moving their ``notes`` keys into these fields (``_upgrade``); an unknown note is dropped.
 """
 
 from __future__ import annotations
@@ -36,11 +43,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from chatbench.benchmarks.stats import BATCHES, SampleStats, batch_percentiles, describe
+from chatbench.benchmarks.fidelity import FidelityReport
+from chatbench.benchmarks.stats import BATCHES, GrowthFit, SampleStats, batch_percentiles, describe
 
 from chatbench.errors import ChatbenchError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The format ``to_json`` writes; ``from_json`` reads this and every older version listed above."""
 
 Verdict = Literal["PASS", "FAIL", "NO TARGET"]
@@ -282,6 +290,100 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """How a run measured: rounds and warm-up per scenario, driver, targets file, per-scenario budget."""
+
+    rounds: int
+    warmup: int
+    driver: str
+    targets_file: str = ""
+    scenario_budget_s: float | None = None  # None: every round, however long
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class DepthCurve:
+    """p50 latency and buffers of one page kind (keyset or OFFSET) over page depth, with growth classes."""
+
+    depths: tuple[int, ...]
+    p50_ms: tuple[float, ...]
+    latency: GrowthFit
+    buffers: tuple[int, ...] = ()
+    buffer_growth: GrowthFit | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"depths": list(self.depths), "p50_ms": list(self.p50_ms),
+                                "latency": self.latency.to_dict()}
+        if self.buffer_growth is not None:
+            data["buffers"] = list(self.buffers)
+            data["buffer_growth"] = self.buffer_growth.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DepthCurve:
+        growth = data.get("buffer_growth")
+        return cls(tuple(int(d) for d in data["depths"]), tuple(float(v) for v in data["p50_ms"]),
+                   GrowthFit.from_dict(data["latency"]), tuple(int(b) for b in data.get("buffers", ())),
+                   GrowthFit.from_dict(growth) if growth else None)
+
+
+@dataclass(frozen=True)
+class MachineLoad:
+    """How busy the machine was while measuring: the 1-minute load average, per CPU."""
+
+    cpus: int
+    per_scenario: tuple[float, ...] = ()  # 1-minute load average as each scenario started
+    before: float | None = None  # around the whole measurement (the sign-off records these)
+    after: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        """The load average exceeded the core count while a scenario ran: other work competed for the cores."""
+        return any(value > self.cpus for value in self.per_scenario)
+
+    @property
+    def peak_per_cpu(self) -> float | None:
+        """The higher of the load averages before and after the measurement, per CPU (None: not recorded)."""
+        values = [v for v in (self.before, self.after) if v is not None]
+        return max(values) / max(self.cpus, 1) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cpus": self.cpus, "per_scenario": list(self.per_scenario), "before": self.before,
+                "after": self.after}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MachineLoad:
+        return cls(int(data["cpus"]), tuple(float(v) for v in data.get("per_scenario", ())),
+                   data.get("before"), data.get("after"))
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """One plan the verification judged (scenario, mode, shape, buffers): compared exactly between runs."""
+
+    scenario: str
+    query: str
+    mode: str  # custom | generic
+    buffers: int
+    shape: str
+    description: str = ""
+    execution_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PlanRecord:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
 class BenchmarkRun:
     """One measuring session: its environment and its results. ``verdict`` is FAIL if any scenario failed."""
 
@@ -291,7 +393,14 @@ class BenchmarkRun:
     environment: EnvironmentFingerprint
     scenarios: tuple[ScenarioResult, ...] = ()
     load: LoadResult | None = None
-    notes: Mapping[str, Any] = field(default_factory=dict)
+    settings: RunSettings | None = None
+    skipped: Mapping[str, str] = field(default_factory=dict)  # scenario -> why it was not measured
+    depth_scaling: Mapping[str, DepthCurve] = field(default_factory=dict)  # "keyset_page" / "offset_page"
+    seed_from_cache: bool | None = None
+    data_checksum: str | None = None  # content checksum of the seeded data (same rows <=> same checksum)
+    machine: MachineLoad | None = None
+    plans: tuple[PlanRecord, ...] = ()  # the verification's plans, travelling with the run
+    fidelity: FidelityReport | None = None  # ``chatbench bench --fidelity``
     format_version: int = FORMAT_VERSION
 
     @property
@@ -320,7 +429,14 @@ class BenchmarkRun:
             "environment": self.environment.to_dict(),
             "scenarios": [s.to_dict() for s in self.scenarios],
             "load": self.load.to_dict() if self.load is not None else None,
-            "notes": _plain(self.notes),
+            "settings": self.settings.to_dict() if self.settings is not None else None,
+            "skipped": dict(self.skipped),
+            "depth_scaling": {name: curve.to_dict() for name, curve in self.depth_scaling.items()},
+            "seed_from_cache": self.seed_from_cache,
+            "data_checksum": self.data_checksum,
+            "machine": self.machine.to_dict() if self.machine is not None else None,
+            "plans": [plan.to_dict() for plan in self.plans],
+            "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
         }
 
     @classmethod
@@ -333,7 +449,14 @@ class BenchmarkRun:
             environment=EnvironmentFingerprint.from_dict(data["environment"]),
             scenarios=tuple(ScenarioResult.from_dict(s) for s in data.get("scenarios", ())),
             load=LoadResult.from_dict(data["load"]) if data.get("load") else None,
-            notes=dict(data.get("notes", {})),
+            settings=RunSettings.from_dict(data["settings"]) if data.get("settings") else None,
+            skipped={str(k): str(v) for k, v in (data.get("skipped") or {}).items()},
+            depth_scaling={k: DepthCurve.from_dict(v) for k, v in (data.get("depth_scaling") or {}).items()},
+            seed_from_cache=data.get("seed_from_cache"),
+            data_checksum=data.get("data_checksum"),
+            machine=MachineLoad.from_dict(data["machine"]) if data.get("machine") else None,
+            plans=tuple(PlanRecord.from_dict(p) for p in data.get("plans") or ()),
+            fidelity=FidelityReport.from_dict(data["fidelity"]) if data.get("fidelity") else None,
             format_version=FORMAT_VERSION,
         )
 
@@ -381,7 +504,32 @@ def _upgrade(data: Mapping[str, Any]) -> Mapping[str, Any]:
             f"result format_version {version} is newer than this chatbench reads ({FORMAT_VERSION}); upgrade chatbench"
         )
     # 1 -> 2: the new fields (judged_ms, correction) default to empty: judged on pooled percentiles.
+    if version < 3:
+        data = _notes_to_fields(data)
     return data
+
+
+def _notes_to_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """2 -> 3: the keys of the free-form ``notes`` object, as the typed fields that replaced them."""
+    notes = data.get("notes") or {}
+    upgraded = {k: v for k, v in data.items() if k != "notes"}
+    if "rounds" in notes:
+        upgraded["settings"] = {"rounds": notes["rounds"], "warmup": notes.get("warmup", 0),
+                                "driver": notes.get("driver", "psycopg"), "targets_file": notes.get("targets_file", ""),
+                                "scenario_budget_s": notes.get("scenario_budget_s")}
+    upgraded["skipped"] = notes.get("skipped") or {}
+    upgraded["depth_scaling"] = notes.get("depth_scaling") or {}
+    upgraded["seed_from_cache"] = notes.get("seed_from_cache")
+    upgraded["data_checksum"] = notes.get("data_checksum")
+    recorded = notes.get("load_average")
+    around: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
+    if "load_average_1min" in notes or around:
+        upgraded["machine"] = {"cpus": around.get("cpus") or data["environment"].get("cpu_count") or 1,
+                               "per_scenario": notes.get("load_average_1min") or [],
+                               "before": around.get("before"), "after": around.get("after")}
+    upgraded["plans"] = notes.get("plans") or []
+    upgraded["fidelity"] = notes.get("fidelity")
+    return upgraded
 
 
 def _plain(value: Any) -> Any:

@@ -22,7 +22,15 @@ import psycopg
 from chatbench.benchmarks import scenarios as sc
 from chatbench.benchmarks.environment import fingerprint
 from chatbench.benchmarks.pinning import PinMode, PinningResult, pin, restore_client
-from chatbench.benchmarks.results import BenchmarkRun, EnvironmentFingerprint, ScenarioResult, params_version
+from chatbench.benchmarks.results import (
+    BenchmarkRun,
+    DepthCurve,
+    EnvironmentFingerprint,
+    MachineLoad,
+    RunSettings,
+    ScenarioResult,
+    params_version,
+)
 from chatbench.benchmarks.stats import fit_growth
 from chatbench.benchmarks.targets import Targets
 from chatbench.loadgen.result import SeedResult
@@ -136,9 +144,9 @@ class BenchSession:
         self.results = [r for r in self.results if r.scenario != scenario.name] + [result]
         return result
 
-    def depth_scaling(self) -> dict[str, Any]:
+    def depth_scaling(self) -> dict[str, DepthCurve]:
         """Growth class of p50 and buffers over page depth, for keyset and OFFSET pages."""
-        out: dict[str, Any] = {}
+        out: dict[str, DepthCurve] = {}
         for prefix in ("keyset_page", "offset_page"):
             points = []
             for result in self.results:
@@ -150,14 +158,12 @@ class BenchSession:
                                        result.stats.iqr))
             if len(points) >= 3:
                 xs = [p[0] for p in points]
-                entry: dict[str, Any] = {"depths": xs, "p50_ms": [p[1] for p in points],
-                                         "latency": fit_growth(xs, [p[1] for p in points],
-                                                               [p[3] for p in points]).to_dict()}
+                latency = fit_growth(xs, [p[1] for p in points], [p[3] for p in points])
                 buffers = [p[2] for p in points if p[2] is not None]
-                if len(buffers) == len(points):
-                    entry["buffers"] = buffers
-                    entry["buffer_growth"] = fit_growth(xs, [float(b) for b in buffers]).to_dict()
-                out[prefix] = entry
+                whole = len(buffers) == len(points)
+                out[prefix] = DepthCurve(
+                    tuple(xs), tuple(p[1] for p in points), latency, tuple(buffers) if whole else (),
+                    fit_growth(xs, [float(b) for b in buffers]) if whole else None)
         return out
 
     def _pages_shown(self, depth: Any) -> int | None:
@@ -173,17 +179,11 @@ class BenchSession:
         results = tuple(sorted(self.results, key=lambda r: order.get(r.scenario, len(order))))
         return BenchmarkRun(kind="bench", run_id=self.run_id, created_at=datetime.now(UTC).isoformat(),
                             environment=self.environment, scenarios=results,
-                            notes={"rounds": self.rounds, "warmup": self.warmup, "driver": self.driver,
-                                   "skipped": dict(self.skipped),
-                                   "depth_scaling": self.depth_scaling(), "targets_file": self.targets.source,
-                                   "seed_from_cache": self.seed.from_cache,
-                                   "load_average_1min": [round(a[0], 2) for a in self.load_average],
-                                   "busy_machine": self.busy_machine()})
-
-    def busy_machine(self) -> bool:
-        """True when the 1-minute load average exceeded the core count while measuring: other work
-        competed for the cores, and the tails say more about the machine than about the schema."""
-        return any(a[0] > (os.cpu_count() or 1) for a in self.load_average)
+                            settings=RunSettings(self.rounds, self.warmup, self.driver, self.targets.source),
+                            skipped=dict(self.skipped), depth_scaling=self.depth_scaling(),
+                            seed_from_cache=self.seed.from_cache,
+                            machine=MachineLoad(os.cpu_count() or 1,
+                                                tuple(round(a[0], 2) for a in self.load_average)))
 
 
 @contextmanager

@@ -168,6 +168,14 @@ class GrowthFit:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GrowthFit:
+        """Read a fit back; a number not recorded (an older file) or written as null (NaN in strict JSON)
+        reads as NaN, never invented."""
+        names = ("growth", "r2_linear", "r2_log", "slope_linear", "slope_log")
+        number = {name: math.nan if data.get(name) is None else float(data[name]) for name in names}
+        return cls(data.get("growth_class", "unknown"), int(data.get("points", 0)), **number)
+
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     """Least squares y = a + b*x; returns (a, b, R²) (R² = 1 when y is constant and fitted exactly)."""

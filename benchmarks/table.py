@@ -41,18 +41,16 @@ def render_table(run: BenchmarkRun, *, width: int = 130, color: bool = False) ->
     console.print(table)
     console.print("p95/p99: median over consecutive batches of rounds (what targets judge; robust to bursts of "
                   "other work); p99 all: pooled over every round")
-    scaling = run.notes.get("depth_scaling") or {}
-    for name, entry in scaling.items():
-        latency = entry["latency"]
-        line = (f"{name}: p50 over depths {entry['depths']} is {latency['growth_class']} "
-                f"(+{latency['growth']:.0%} fitted)")
-        if "buffer_growth" in entry:
-            line += f"; buffers {entry['buffers']} are {entry['buffer_growth']['growth_class']}"
+    for name, curve in run.depth_scaling.items():
+        line = (f"{name}: p50 over depths {list(curve.depths)} is {curve.latency.growth_class} "
+                f"(+{curve.latency.growth:.0%} fitted)")
+        if curve.buffer_growth is not None:
+            line += f"; buffers {list(curve.buffers)} are {curve.buffer_growth.growth_class}"
         console.print(line)
     if any(r.stats.unstable for r in run.scenarios):
         console.print("! CV >= 10%: noisy, compare with care")
-    if run.notes.get("busy_machine"):
-        loads = run.notes.get("load_average_1min") or []
+    if run.machine is not None and run.machine.busy:
+        loads = run.machine.per_scenario
         console.print(f"! the machine was busy while measuring (1-min load average up to {max(loads, default=0):.1f} "
                       f"on {run.environment.cpu_count} cores): tail latencies include other work")
     console.print(f"verdict: {run.verdict}" + (f" ({len(run.failures)} target(s) missed)" if run.failures else ""))

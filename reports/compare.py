@@ -32,7 +32,13 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
-from chatbench.benchmarks.results import BenchmarkRun, EnvironmentFingerprint, LoadResult, ScenarioResult
+from chatbench.benchmarks.results import (
+    BenchmarkRun,
+    EnvironmentFingerprint,
+    LoadResult,
+    PlanRecord,
+    ScenarioResult,
+)
 
 Status = Literal["improved", "unchanged", "regressed", "new", "missing", "changed", "error"]
 FAILING_STATUSES: frozenset[str] = frozenset({"regressed", "error"})
@@ -469,12 +475,12 @@ def compare_environment(
 
 
 def data_checksum(current: BenchmarkRun, baseline: BenchmarkRun) -> EnvironmentDifference | None:
-    """The seeded data's content checksums (``notes["data_checksum"]``), when both runs recorded one.
+    """The seeded data's content checksums (``BenchmarkRun.data_checksum``), when both runs recorded one.
 
     Same spec and seed should give the same rows; a different checksum (another generator version,
     a stale cache) means the data differs, so cursors, buffers and rows cannot be compared exactly.
     """
-    cur, base = current.notes.get("data_checksum"), baseline.notes.get("data_checksum")
+    cur, base = current.data_checksum, baseline.data_checksum
     if cur is None or base is None or cur == base:
         return None
     return EnvironmentDifference("data checksum", base, cur, True)
@@ -484,12 +490,7 @@ def machine_load(current: BenchmarkRun, baseline: BenchmarkRun) -> EnvironmentDi
     """A warning when either run shared the machine with other work (its recorded load average)."""
 
     def peak(run: BenchmarkRun) -> float | None:
-        record = run.notes.get("load_average")
-        if not isinstance(record, Mapping):
-            return None
-        values = [float(v) for v in (record.get("before"), record.get("after")) if isinstance(v, int | float)]
-        cpus = record.get("cpus") or run.environment.cpu_count or 1
-        return max(values) / float(cpus) if values else None
+        return None if run.machine is None else run.machine.peak_per_cpu
 
     cur, base = peak(current), peak(baseline)
     if not any(v is not None and v >= BUSY_LOAD_PER_CPU for v in (cur, base)):
@@ -578,16 +579,16 @@ def compare_runs(current: BenchmarkRun, baseline: BenchmarkRun, thresholds: Thre
         notes.append("only one of the runs has a load result: load not compared")
     plans: tuple[ScenarioComparison, ...] = ()
     if same_data:
-        plans = compare_plans(current.notes.get("plans") or (), baseline.notes.get("plans") or (), thresholds)
-    elif current.notes.get("plans") and baseline.notes.get("plans"):
+        plans = compare_plans(current.plans, baseline.plans, thresholds)
+    elif current.plans and baseline.plans:
         notes.append("the data differs: verification plans (shape, buffers) were not compared")
     return Comparison(current.run_id, baseline.run_id, thresholds, environment, scenarios, load, tuple(notes), plans)
 
 
 def compare_plans(
-    current: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]], thresholds: Thresholds
+    current: Sequence[PlanRecord], baseline: Sequence[PlanRecord], thresholds: Thresholds
 ) -> tuple[ScenarioComparison, ...]:
-    """Verification plans of both runs (``notes["plans"]``: scenario, query, mode, buffers, shape), exactly.
+    """Verification plans of both runs (``BenchmarkRun.plans``: scenario, query, mode, buffers, shape), exactly.
 
     Same data, same scenario: the plan's shape and its buffers are deterministic. A shape change is
     always reported with both plans; it is a regression when the buffers also doubled, and without a
@@ -595,8 +596,8 @@ def compare_plans(
     Only plans that differ are listed (the others are the same plan: nothing to say).
     """
 
-    def key(plan: Mapping[str, Any]) -> tuple[str, str, str]:
-        return str(plan.get("scenario")), str(plan.get("query")), str(plan.get("mode"))
+    def key(plan: PlanRecord) -> tuple[str, str, str]:
+        return plan.scenario, plan.query, plan.mode
 
     base_by = {key(p): p for p in baseline}
     items = []
@@ -606,12 +607,12 @@ def compare_plans(
             continue
         scenario, query, mode = key(plan)
         label = f"plan:{scenario}/{mode}"
-        shape_now, shape_then = str(plan.get("shape", "")), str(before.get("shape", ""))
-        buffers_now, buffers_then = plan.get("buffers"), before.get("buffers")
+        shape_now, shape_then = plan.shape, before.shape
+        buffers_now, buffers_then = plan.buffers, before.buffers
         change = PlanChange(shape_then, shape_now, shape_then, shape_now) if shape_now != shape_then else None
         exact: tuple[ExactDifference, ...] = ()
         worse = better = False
-        if isinstance(buffers_now, int) and isinstance(buffers_then, int) and buffers_now != buffers_then:
+        if buffers_now != buffers_then:
             exact = (ExactDifference("buffers", buffers_then, buffers_now),)
             ratio = thresholds.buffer_ratio if change is None else min(2.0, thresholds.buffer_ratio)
             worse = buffers_now > buffers_then and buffers_now >= buffers_then * ratio

@@ -14,7 +14,7 @@ from typing import Any
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.reports import plots
 from chatbench.reports.compare import Comparison, ScenarioComparison
-from chatbench.reports.signoff import Signoff, TargetSignoff
+from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, TargetSignoff
 
 _CSS = """
 :root { --pass:#047857; --fail:#b91c1c; --error:#b45309; --muted:#6b7280; --line:#e5e7eb; }
@@ -313,15 +313,24 @@ def _comparison_row(item: ScenarioComparison) -> str:
     )
 
 
-def _seed_rows(seed: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    keys = ("profile", "counts", "order", "created_at_correlation", "from_cache", "checksum", "timings", "seed")
-    return [(k, seed[k]) for k in keys if k in seed]
+def _seed_rows(seed: SeedSummary) -> list[tuple[str, Any]]:
+    return [
+        ("profile", seed.profile),
+        ("counts", seed.counts),
+        ("order", seed.order),
+        ("created_at_correlation", seed.created_at_correlation),
+        ("from_cache", seed.from_cache),
+        ("checksum", seed.checksum),
+        ("timings", seed.timings),
+        ("seed", seed.seed),
+    ]
 
 
-def _server_rows(server: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    rows = [(k, v) for k, v in server.items() if k != "settings"]
-    if server.get("settings"):
-        rows.append(("settings", server["settings"]))
+def _server_rows(server: ServerSummary) -> list[tuple[str, Any]]:
+    data = server.to_dict()
+    rows = [(k, v) for k, v in data.items() if k != "settings"]
+    if data.get("settings"):
+        rows.append(("settings", data["settings"]))
     return rows
 
 

@@ -108,8 +108,8 @@ def _target_evidence(target: TargetSignoff, multi: bool) -> str:
     server = target.server
     lines = [
         title,
-        f"Server: PostgreSQL {server.get('version', '?')} via {server.get('backend', '?')}"
-        f" (`{server.get('url', '')}`)" + (f". Stopped early: {_escape(target.error)}" if target.error else ""),
+        f"Server: PostgreSQL {server.version or '?'} via {server.backend}"
+        f" (`{server.url or ''}`)" + (f". Stopped early: {_escape(target.error)}" if target.error else ""),
         "",
     ]
     lines += _stage_table(target)
@@ -189,12 +189,12 @@ def _verification_summary(target: TargetSignoff) -> list[str]:
 
 
 def _seed_summary(target: TargetSignoff) -> list[str]:
-    seed = target.seed or {}
-    counts = seed.get("counts") or {}
-    cache = "template cache hit" if seed.get("from_cache") else "seeded now"
+    seed = target.seed
+    assert seed is not None
+    cache = "template cache hit" if seed.from_cache else "seeded now"
     return [
-        f"Data: {_sizes(counts)}; {cache}; checksum `{str(seed.get('checksum', ''))[:16]}`; "
-        f"order {seed.get('order', '?')}, created_at correlation {seed.get('created_at_correlation', '?')}.",
+        f"Data: {_sizes(seed.counts)}; {cache}; checksum `{seed.checksum[:16]}`; "
+        f"order {seed.order}, created_at correlation {seed.created_at_correlation}.",
         "",
     ]
 

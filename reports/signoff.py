@@ -19,14 +19,34 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.loadgen.result import SeedResult
 from chatbench.reports.compare import Comparison
+from chatbench.verify.result import VerificationResult
+
+from chatbench.provision import Server
 
 Verdict = Literal["PASS", "FAIL", "ERROR"]
 StageStatus = Literal["ok", "failed", "error", "skipped"]
 Severity = Literal["error", "warning", "info"]
 
-SIGNOFF_FORMAT = 1
-"""Version of the ``signoff.json`` layout (1: first version)."""
+SIGNOFF_FORMAT = 2
+"""Version of the ``signoff.json`` layout ``Signoff.to_dict`` writes. Bump it on any change a reader
+must know about, and say what changed here.
+
+Format history:
+
+- 1 (2026-11-24): first version. ``{kind: "chatbench-signoff", format_version, verdict, headline,
+  failing[], created_at, profile, schema_source, schema_fingerprint, chatbench_version, baseline,
+  command, notes[], targets[]}``; each target ``{label, verdict, server, error, seconds, stages[],
+  failing[], checks[], seed, verification, benchmark, comparison, scaling[]}``; ``benchmark`` is a
+  benchmark run in the results format (``chatbench.benchmarks.results``, format 2).
+- 2 (2026-11-25): the same keys, now written from typed records: ``server`` (``ServerSummary``; keys
+  that were not known are left out, as before), ``seed`` (``SeedSummary``), ``verification``
+  (``{"drift": .., "health_plans": ..}``, each a ``chatbench.verify`` result or null). ``benchmark``
+  is a results-format 3 run: its ``notes`` became typed fields (see ``chatbench.benchmarks.results``).
+  ``benchmark_runs_in`` reads both versions (a version 1 file's run upgrades through the results
+  format's own upgrade path).
+"""
 
 EXIT_CODES: Mapping[str, int] = {"PASS": 0, "FAIL": 1, "ERROR": 2}
 
@@ -74,15 +94,94 @@ class ScalingPoint:
 
 
 @dataclass(frozen=True)
+class ServerSummary:
+    """What a report says about the server a target ran on (never a password: the URL is the display URL).
+
+    Only ``backend`` is known when provisioning itself failed; the other fields are then None.
+    """
+
+    backend: str
+    url: str | None = None
+    version: str | None = None
+    version_num: int | None = None
+    database: str | None = None
+    settings: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, server: Server) -> ServerSummary:
+        return cls(server.backend, server.display_url, server.version, server.version_num, server.database,
+                   dict(server.settings), dict(server.details))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"backend": self.backend}
+        if self.url is not None:
+            data.update(url=self.url, version=self.version, version_num=self.version_num, database=self.database,
+                        settings=dict(self.settings))
+        if self.details:
+            data["details"] = dict(self.details)
+        return data
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """The seeded data a target ran on: sizes, checksum, where it came from, how long it took."""
+
+    profile: str
+    seed: int
+    order: str
+    counts: Mapping[str, int]
+    checksum: str
+    from_cache: bool
+    cache_key: str
+    timings: Mapping[str, float]
+    created_at_correlation: float
+    whales: int
+
+    @classmethod
+    def of(cls, result: SeedResult) -> SeedSummary:
+        return cls(result.profile, result.seed, result.order, dict(result.counts), result.checksum,
+                   result.from_cache, result.cache_key, {k: round(v, 4) for k, v in result.timings.items()},
+                   result.created_at_correlation, len(result.params.whales))
+
+    @property
+    def messages(self) -> int:
+        return int(self.counts.get("messages", 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(vars_of(self))
+
+
+@dataclass(frozen=True)
+class VerificationEvidence:
+    """What the verification stages found: drift on its own, health and plans from one call."""
+
+    drift: VerificationResult | None = None
+    health_plans: VerificationResult | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.drift is not None or self.health_plans is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.drift is not None:
+            data["drift"] = self.drift.to_json()
+        if self.health_plans is not None:
+            data["health_plans"] = self.health_plans.to_json()
+        return data
+
+
+@dataclass(frozen=True)
 class TargetSignoff:
     """The sign-off on one server (one PostgreSQL version / image / bin dir)."""
 
     label: str  # e.g. "PostgreSQL 18.1 (local)"
-    server: Mapping[str, Any]  # Server.describe(): no password
+    server: ServerSummary
     stages: tuple[StageTiming, ...]
     checks: tuple[CheckItem, ...]
-    seed: Mapping[str, Any] | None = None  # counts, checksum, timings, cache hit
-    verification: Mapping[str, Any] | None = None  # the verification result as JSON
+    seed: SeedSummary | None = None
+    verification: VerificationEvidence | None = None
     benchmark: BenchmarkRun | None = None
     comparison: Comparison | None = None
     scaling: tuple[ScalingPoint, ...] = ()
@@ -113,14 +212,14 @@ class TargetSignoff:
         return {
             "label": self.label,
             "verdict": self.verdict,
-            "server": _plain(self.server),
+            "server": self.server.to_dict(),
             "error": self.error,
             "seconds": round(self.seconds, 3),
             "stages": [_plain(vars_of(s)) for s in self.stages],
             "failing": [c.line() for c in self.failing],
             "checks": [_plain(vars_of(c)) | {"failing": c.failing} for c in self.checks],
-            "seed": _plain(self.seed) if self.seed is not None else None,
-            "verification": _plain(self.verification) if self.verification is not None else None,
+            "seed": self.seed.to_dict() if self.seed is not None else None,
+            "verification": self.verification.to_dict() if self.verification is not None else None,
             "benchmark": self.benchmark.to_dict() if self.benchmark is not None else None,
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
             "scaling": [_plain(vars_of(p)) for p in self.scaling],

@@ -79,12 +79,13 @@ def test_suite_runs_on_smoke_and_keeps_raw_samples(tmp_path: Path) -> None:
     assert run.kind == "bench" and run.verdict == "PASS" and len(run.scenarios) == len(SCENARIOS)
     assert run.environment.profile == "smoke" and run.environment.data_sizes["messages"] > 0
     assert run.environment.pinning["mode"] == "same-core"
-    keyset = run.notes["depth_scaling"]["keyset_page"]
-    assert keyset["depths"][:3] == [1, 5, 20]
+    keyset = run.depth_scaling["keyset_page"]
+    assert keyset.depths[:3] == (1, 5, 20)
     # keyset pages touch about the same pages at any depth; OFFSET pages touch more the deeper they go
-    assert max(keyset["buffers"]) <= 2 * min(keyset["buffers"])
-    offset = run.notes["depth_scaling"]["offset_page"]
-    assert offset["buffers"] == sorted(offset["buffers"]) and offset["buffer_growth"]["growth_class"] == "linear"
+    assert max(keyset.buffers) <= 2 * min(keyset.buffers)
+    offset = run.depth_scaling["offset_page"]
+    assert offset.buffers == tuple(sorted(offset.buffers))
+    assert offset.buffer_growth is not None and offset.buffer_growth.growth_class == "linear"
     assert run.scenario("append_message").extra["transaction"] == "autocommit (committed)"
 
 

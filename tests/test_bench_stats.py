@@ -13,6 +13,7 @@ from chatbench.benchmarks.results import (
     EnvironmentFingerprint,
     LoadResult,
     OperationLoadResult,
+    RunSettings,
     ScenarioResult,
     Target,
     from_json,
@@ -86,7 +87,7 @@ def test_run_json_round_trip_keeps_raw_samples_and_verdicts() -> None:
                       operations=(histogram,), overall=histogram, correction="open loop")
     run = BenchmarkRun(kind="bench", run_id="r1", created_at="2026-11-24T00:00:00+00:00",
                        environment=_environment(), scenarios=(good, bad, untargeted), load=load,
-                       notes={"rounds": 3})
+                       settings=RunSettings(3, 0, "psycopg", "targets.toml"))
     assert (good.verdict, bad.verdict, untargeted.verdict) == ("PASS", "FAIL", "NO TARGET")
     assert bad.failures == ("offset_page_20: p95 4.900 ms > target 1.000 ms",
                             "offset_page_20: p99 4.980 ms > target 2.000 ms",
@@ -202,3 +203,38 @@ def test_growth_within_noise_is_flat() -> None:
     assert fit_growth(sizes, noisy).growth_class != "flat"
     assert fit_growth(sizes, noisy, noise=[0.05, 0.04, 0.06]).growth_class == "flat"
     assert fit_growth(sizes, [0.5, 1.8, 10.4], noise=[0.1, 0.3, 2.0]).growth_class == "linear"
+
+
+def test_a_format_2_file_reads_its_notes_as_typed_fields() -> None:
+    """Older results files keep reading: ``notes`` keys become the typed fields that replaced them."""
+    import json
+
+    sample = ScenarioResult.judge(scenario="latest_page", query="latest_messages", params_version="v",
+                                  samples_ms=[0.1, 0.2, 0.3], buffers=BufferUsage(50, 0))
+    run = BenchmarkRun(kind="bench", run_id="old", created_at="t", environment=_environment(), scenarios=(sample,))
+    data = run.to_dict()
+    for key in ("settings", "skipped", "depth_scaling", "seed_from_cache", "data_checksum", "machine", "plans",
+                "fidelity"):
+        del data[key]
+    data["format_version"] = 2
+    data["notes"] = {
+        "rounds": 300, "warmup": 30, "driver": "psycopg", "targets_file": "targets.toml", "scenario_budget_s": 3.0,
+        "skipped": {"offset_page_last": "no whale"}, "seed_from_cache": True, "data_checksum": "abc",
+        "load_average_1min": [0.5, 3.5], "busy_machine": True,
+        "load_average": {"before": 0.4, "after": 3.1, "cpus": 2},
+        "depth_scaling": {"keyset_page": {"depths": [1, 5, 20], "p50_ms": [0.1, 0.1, 0.1],
+                                          "latency": {"growth_class": "flat", "points": 3, "growth": 0.01},
+                                          "buffers": [50, 51, 52], "buffer_growth": {"growth_class": "flat"}}},
+        "plans": [{"scenario": "whale-latest", "query": "latest_messages", "mode": "generic", "buffers": 50,
+                   "shape": "Limit [Index Scan Backward]", "description": "", "execution_ms": 0.1}],
+        "something_unknown": 1,
+    }
+    again = from_json(json.dumps(data))
+    assert again.settings is not None and (again.settings.rounds, again.settings.scenario_budget_s) == (300, 3.0)
+    assert again.skipped == {"offset_page_last": "no whale"} and again.seed_from_cache is True
+    assert again.data_checksum == "abc" and again.plans[0].shape == "Limit [Index Scan Backward]"
+    assert again.machine is not None and again.machine.busy and again.machine.peak_per_cpu == pytest.approx(1.55)
+    curve = again.depth_scaling["keyset_page"]
+    assert curve.depths == (1, 5, 20) and curve.latency.growth_class == "flat" and curve.buffers == (50, 51, 52)
+    assert math.isnan(curve.latency.r2_linear)  # not recorded in the old file: NaN, never invented
+    assert again.format_version == FORMAT_VERSION and to_json(from_json(to_json(again))) == to_json(again)

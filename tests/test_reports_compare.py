@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chatbench.benchmarks.results import write
+from chatbench.benchmarks.results import MachineLoad, PlanRecord, write
 from chatbench.reports import render_json, render_markdown
 from chatbench.reports.compare import Thresholds, compare_runs, compare_scenario, judge_latency
 from reports_fixtures import environment, make_run, make_signoff, make_target
@@ -204,8 +204,8 @@ def test_a_busy_machine_is_a_warning_on_the_comparison() -> None:
     from dataclasses import replace
 
     quiet = make_run(seed=1)
-    busy = replace(make_run(seed=2), notes={"load_average": {"before": 3.1, "after": 2.9, "cpus": 2}})
-    comparison = compare_runs(busy, replace(quiet, notes={"load_average": {"before": 0.2, "after": 0.3, "cpus": 2}}))
+    busy = replace(make_run(seed=2), machine=MachineLoad(2, before=3.1, after=2.9))
+    comparison = compare_runs(busy, replace(quiet, machine=MachineLoad(2, before=0.2, after=0.3)))
     [warning] = comparison.environment
     assert warning.field.startswith("machine load") and warning.current == 1.55 and warning.decisive
     assert "may come from the environment" in comparison.conclusion()
@@ -214,46 +214,38 @@ def test_a_busy_machine_is_a_warning_on_the_comparison() -> None:
 def test_a_different_data_checksum_means_different_data() -> None:
     from dataclasses import replace
 
-    base = replace(make_run(seed=1), notes={"data_checksum": "aaa"})
-    current = replace(make_run(seed=2, buffers={"latest_page": 5000}), notes={"data_checksum": "bbb"})
+    base = replace(make_run(seed=1), data_checksum="aaa")
+    current = replace(make_run(seed=2, buffers={"latest_page": 5000}), data_checksum="bbb")
     comparison = compare_runs(current, base)
     assert comparison.data_differs and any(d.field == "data checksum" for d in comparison.environment)
     assert next(s for s in comparison.scenarios if s.scenario == "latest_page").status == "unchanged"
-    same = replace(current, notes={"data_checksum": "aaa"})
+    same = replace(current, data_checksum="aaa")
     assert not compare_runs(same, base).data_differs
 
 
 def test_on_a_busy_machine_latency_needs_a_doubling_but_buffers_stay_exact() -> None:
     from dataclasses import replace
 
-    busy = {"load_average": {"before": 3.0, "after": 3.2, "cpus": 2}}
-    base = replace(make_run(seed=1), notes=busy)
-    noisy = replace(make_run(seed=2, slow={"latest_page": 1.5}, buffers={"keyset_page_1": 900}), notes=busy)
+    busy = MachineLoad(2, before=3.0, after=3.2)
+    base = replace(make_run(seed=1), machine=busy)
+    noisy = replace(make_run(seed=2, slow={"latest_page": 1.5}, buffers={"keyset_page_1": 900}), machine=busy)
     comparison = compare_runs(noisy, base)
     status = {s.scenario: s.status for s in comparison.scenarios}
     assert status["latest_page"] == "unchanged" and status["keyset_page_1"] == "regressed"
     assert any("machine was busy" in note for note in comparison.notes)
-    broken = replace(make_run(seed=2, slow={"latest_page": 50.0}), notes=busy)  # an index lost: 50x
+    broken = replace(make_run(seed=2, slow={"latest_page": 50.0}), machine=busy)  # an index lost: 50x
     assert next(s for s in compare_runs(broken, base).scenarios if s.scenario == "latest_page").status == "regressed"
 
 
 def test_verification_plans_travel_with_the_run_and_are_compared_exactly() -> None:
     from dataclasses import replace
 
-    plan = {
-        "scenario": "whale-latest",
-        "query": "latest_messages",
-        "mode": "generic",
-        "buffers": 50,
-        "shape": "Limit [Index Scan Backward]",
-        "description": "",
-        "execution_ms": 0.1,
-    }
-    base = replace(make_run(seed=1), notes={"plans": [plan]})
-    same = replace(make_run(seed=2), notes={"plans": [plan]})
+    plan = PlanRecord("whale-latest", "latest_messages", "generic", 50, "Limit [Index Scan Backward]", "", 0.1)
+    base = replace(make_run(seed=1), plans=(plan,))
+    same = replace(make_run(seed=2), plans=(plan,))
     assert compare_runs(same, base).plans == ()
-    lost = {**plan, "buffers": 43753, "shape": "Limit [Sort [Seq Scan]]"}
-    comparison = compare_runs(replace(make_run(seed=2), notes={"plans": [lost]}), base)
+    lost = replace(plan, buffers=43753, shape="Limit [Sort [Seq Scan]]")
+    comparison = compare_runs(replace(make_run(seed=2), plans=(lost,)), base)
     [item] = comparison.plans
     assert item.status == "regressed" and item.scenario == "plan:whale-latest/generic"
     assert item.plan_change is not None and item.plan_change.current_shape == "Limit [Sort [Seq Scan]]"

@@ -82,7 +82,7 @@ def _fidelity(settings: Settings) -> int:
                                         warmup=settings.warmup if settings.warmup is not None else 300,
                                         progress=lambda message: status.update(f"fidelity: {message}"))
             run = BenchmarkRun(kind="fidelity", run_id=session.run_id, created_at=session.to_run().created_at,
-                               environment=session.environment, notes={"fidelity": report.to_dict()})
+                               environment=session.environment, fidelity=report)
     print(fidelity.render(report))
     given = settings.results if settings.source("results") != "default" else None
     path = write(run, "out/fidelity.json" if given is None else given)

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import ConfigError
 from chatbench.provision import Server
-from chatbench.reports.compare import Comparison
+from chatbench.reports.compare import Comparison, compare_runs
+from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.recorder import Recorder
+
+
+def compare_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    rec = ctx.rec
+    with rec.stage("compare") as note:
+        baseline = pick_baseline(ctx.baselines, evidence.need_server())
+        with ctx.display.status("comparing with the baseline"):
+            comparison = compare_runs(evidence.need_benchmark(), baseline, ctx.options.thresholds)
+        comparison_checks(comparison, rec)
+        note.detail = f"{comparison.verdict}: {comparison.conclusion()}"
+        note.status = rec.status_of("compare")
+    return replace(evidence, comparison=comparison)
 
 
 def load_baselines(path: Path) -> tuple[tuple[str, BenchmarkRun], ...]:
