@@ -19,17 +19,25 @@ teach ``_upgrade`` to read the older shape):
   ``LoadResult`` percentiles come from HDR histograms corrected for coordinated omission and
   each operation keeps its base64 HDR encoding (the raw data of a load run).
 - 2 (2026-11-24): ``ScenarioResult.judged_ms`` (``{"p95": .., "p99": ..}``): the percentiles the
-  verdict is judged on, the median over consecutive batches of rounds
-  (``chatbench.benchmarks.stats.batch_percentiles``), robust to bursts of other work on a shared machine;
-  ``stats`` stays the pooled summary of all samples. ``LoadResult.correction`` (how coordinated
+  verdict is judged on, the median over consecutive batches of rounds, robust to bursts of other work
+  on a shared machine; ``stats`` stays the pooled summary of all samples. ``LoadResult.correction`` (how coordinated
   omission was corrected). Version 1 files read as judged on the pooled percentiles.
 - 3 (2026-11-25): the free-form ``notes`` object is gone; what it carried is typed, at the top level
   of the run: ``settings`` (``RunSettings``: rounds, warmup, driver, targets_file, scenario_budget_s),
   ``skipped`` (scenario -> why it was not measured), ``depth_scaling`` (prefix -> ``DepthCurve``),
   ``seed_from_cache``, ``data_checksum``, ``machine`` (``MachineLoad``: 1-minute load average per
-  scenario, before and after the measurement, cpus), ``plans`` (``PlanRecord``: the verification's
-  plans, for an exact comparison) and ``fidelity`` (``FidelityReport``). Versions 1 and 2 are read by
-  moving their ``notes`` keys into these fields (``_upgrade``); an unknown note is dropped.
+  scenario, before and after the measurement, cpus, and the share of CPU time busy and stolen),
+  ``plans`` (``PlanRecord``: the verification's plans, for an exact comparison) and ``fidelity``
+  (``FidelityReport``). Versions 1 and 2 are read by moving their ``notes`` keys into these fields
+  (``_upgrade``); an unknown note is dropped.
+  Latency is judged with an interval (``chatbench.benchmarks.verdict``): ``ScenarioResult.latency``
+  holds one ``LatencyJudgement`` per target (value shown, interval low/high, PASS/FAIL/INCONCLUSIVE),
+  ``cpu_ms`` the CPU time of each round (client + backend; empty when not measurable), ``undecided``
+  the lines of INCONCLUSIVE targets, ``attempts`` how often the scenario was measured; ``verdict``
+  may be INCONCLUSIVE. ``judged_ms`` (version 2) is dropped: the value shown is the percentile over
+  every round of the deciding measurement. The run gains ``calibration`` (the interleaved noise probes,
+  ``chatbench.benchmarks.noise.CalibrationProbe``) and ``cpu_time`` (how CPU time was measured, or why
+  not). Older files keep their stored verdicts and failures and have no judgements.
 """
 
 from __future__ import annotations
@@ -44,14 +52,16 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from chatbench.benchmarks.fidelity import FidelityReport
-from chatbench.benchmarks.stats import BATCHES, GrowthFit, SampleStats, batch_percentiles, describe
+from chatbench.benchmarks.noise import CalibrationProbe
+from chatbench.benchmarks.stats import GrowthFit, SampleStats, describe
+from chatbench.benchmarks.verdict import LatencyJudgement, judge_target
 
 from chatbench.errors import ChatbenchError
 
 FORMAT_VERSION = 3
 """The format ``to_json`` writes; ``from_json`` reads this and every older version listed above."""
 
-Verdict = Literal["PASS", "FAIL", "NO TARGET"]
+Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "NO TARGET"]
 RunKind = Literal["bench", "load", "fidelity"]
 
 
@@ -137,39 +147,41 @@ class Target:
     buffers: int | None = None
     why: str = ""
 
-    def misses(
-        self, scenario: str, stats: SampleStats, buffers: BufferUsage | None, judged: Mapping[str, float] | None = None
-    ) -> tuple[str, ...]:
-        """One line per missed budget, e.g. ``latest_page: p95 1.23 ms > target 0.80 ms``.
-
-        Latency is judged on ``judged`` (batch-median percentiles) when given, else on ``stats``.
-        """
-        lines: list[str] = []
-        for stat, budget in (("p95", self.p95_ms), ("p99", self.p99_ms)):
-            if budget is not None:
-                measured = judged[stat] if judged and stat in judged else stats.percentile(stat)
-                if measured > budget:
-                    lines.append(f"{scenario}: {stat} {measured:.3f} ms > target {budget:.3f} ms")
+    def buffers_miss(self, scenario: str, buffers: BufferUsage | None) -> str | None:
+        """The one line of a missed buffer budget (deterministic: judged exactly), e.g.
+        ``latest_page: buffers 900 > target 120``."""
         if self.buffers is not None and buffers is not None and buffers.total > self.buffers:
-            lines.append(f"{scenario}: buffers {buffers.total} > target {self.buffers}")
-        return tuple(lines)
+            return f"{scenario}: buffers {buffers.total} > target {self.buffers}"
+        return None
+
+    def latency_budgets(self) -> tuple[tuple[str, float], ...]:
+        return tuple((stat, budget) for stat, budget in (("p95", self.p95_ms), ("p99", self.p99_ms))
+                     if budget is not None)
 
 
 @dataclass(frozen=True)
 class ScenarioResult:
-    """One scenario of one query, measured single-client: raw samples kept, verdict against its target."""
+    """One scenario of one query, measured single-client: raw samples kept, verdict against its target.
+
+    ``verdict``: FAIL when the buffers budget is missed or a latency target FAILs (``latency``), else
+    INCONCLUSIVE when a latency target could not be decided on this machine, else PASS (NO TARGET
+    without a target). ``failures`` and ``undecided`` hold the one-line reasons.
+    """
 
     scenario: str
     query: str  # canonical query name
     params_version: str
-    samples_ms: tuple[float, ...]
+    samples_ms: tuple[float, ...]  # wall time per round
     stats: SampleStats
     buffers: BufferUsage | None = None
     target: Target | None = None
     verdict: Verdict = "NO TARGET"
     failures: tuple[str, ...] = ()  # the one-line messages of missed budgets
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. depth, rows, transaction handling
-    judged_ms: Mapping[str, float] = field(default_factory=dict)  # p95/p99 the verdict used (format 2)
+    cpu_ms: tuple[float, ...] = ()  # CPU time per round, client + backend (empty: not measurable)
+    latency: tuple[LatencyJudgement, ...] = ()  # one per latency target
+    undecided: tuple[str, ...] = ()  # the one-line messages of INCONCLUSIVE targets
+    attempts: int = 1  # measurements taken (more than one when a target was undecided)
 
     @classmethod
     def judge(
@@ -182,27 +194,37 @@ class ScenarioResult:
         buffers: BufferUsage | None = None,
         target: Target | None = None,
         extra: Mapping[str, Any] | None = None,
-        batches: int = BATCHES,
+        cpu_ms: Iterable[float] = (),
+        added_ms: Mapping[str, float] | None = None,
+        attempts: int = 1,
     ) -> ScenarioResult:
-        """Build a result from raw samples: statistics, judged percentiles and the verdict in one place."""
+        """Build a result from raw samples: statistics, latency judgements and the verdict in one place."""
         samples = tuple(float(s) for s in samples_ms)
+        cpu = tuple(float(c) for c in cpu_ms)
         stats = describe(samples)
-        judged = batch_percentiles(samples, batches=batches)
-        failures = target.misses(scenario, stats, buffers, judged) if target is not None else ()
-        verdict: Verdict = "NO TARGET" if target is None else ("FAIL" if failures else "PASS")
-        return cls(
-            scenario,
-            query,
-            params_version,
-            samples,
-            stats,
-            buffers,
-            target,
-            verdict,
-            failures,
-            dict(extra or {}),
-            judged,
-        )
+        latency: tuple[LatencyJudgement, ...] = ()
+        failures: list[str] = []
+        undecided: list[str] = []
+        verdict: Verdict = "NO TARGET"
+        if target is not None:
+            latency = tuple(judge_target(stat, budget, samples, cpu, added_ms)
+                            for stat, budget in target.latency_budgets())
+            failures = [j.line(scenario) for j in latency if j.decision == "FAIL"]
+            buffers_line = target.buffers_miss(scenario, buffers)
+            if buffers_line is not None:
+                failures.append(buffers_line)
+            undecided = [j.line(scenario) + (f" (after {attempts} measurements)" if attempts > 1 else "")
+                         for j in latency if j.decision == "INCONCLUSIVE"]
+            verdict = "FAIL" if failures else ("INCONCLUSIVE" if undecided else "PASS")
+        return cls(scenario, query, params_version, samples, stats, buffers, target, verdict, tuple(failures),
+                   dict(extra or {}), cpu, latency, tuple(undecided), attempts)
+
+    def judgement(self, statistic: str) -> LatencyJudgement | None:
+        return next((j for j in self.latency if j.statistic == statistic), None)
+
+    @property
+    def cpu_stats(self) -> SampleStats | None:
+        return describe(self.cpu_ms) if self.cpu_ms else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,7 +238,10 @@ class ScenarioResult:
             "verdict": self.verdict,
             "failures": list(self.failures),
             "extra": _plain(self.extra),
-            "judged_ms": dict(self.judged_ms),
+            "cpu_ms": list(self.cpu_ms),
+            "latency": [j.to_dict() for j in self.latency],
+            "undecided": list(self.undecided),
+            "attempts": self.attempts,
         }
 
     @classmethod
@@ -232,7 +257,10 @@ class ScenarioResult:
             verdict=data["verdict"],
             failures=tuple(data.get("failures", ())),
             extra=dict(data.get("extra", {})),
-            judged_ms={k: float(v) for k, v in data.get("judged_ms", {}).items()},
+            cpu_ms=tuple(float(c) for c in data.get("cpu_ms") or ()),
+            latency=tuple(LatencyJudgement.from_dict(j) for j in data.get("latency") or ()),
+            undecided=tuple(data.get("undecided") or ()),
+            attempts=int(data.get("attempts", 1)),
         )
 
 
@@ -341,6 +369,8 @@ class MachineLoad:
     per_scenario: tuple[float, ...] = ()  # 1-minute load average as each scenario started
     before: float | None = None  # around the whole measurement (the sign-off records these)
     after: float | None = None
+    busy_share: float | None = None  # share of all CPUs' time not idle while measuring (/proc/stat)
+    steal_share: float | None = None  # share of all CPUs' time a hypervisor gave to other guests
 
     @property
     def busy(self) -> bool:
@@ -355,12 +385,22 @@ class MachineLoad:
 
     def to_dict(self) -> dict[str, Any]:
         return {"cpus": self.cpus, "per_scenario": list(self.per_scenario), "before": self.before,
-                "after": self.after}
+                "after": self.after, "busy_share": self.busy_share, "steal_share": self.steal_share}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MachineLoad:
         return cls(int(data["cpus"]), tuple(float(v) for v in data.get("per_scenario", ())),
-                   data.get("before"), data.get("after"))
+                   data.get("before"), data.get("after"), data.get("busy_share"), data.get("steal_share"))
+
+    def describe(self) -> str:
+        """One line naming how busy the machine was, for a report."""
+        loads = [v for v in (*self.per_scenario, self.before, self.after) if v is not None]
+        parts = [f"1-min load average up to {max(loads):.1f} on {self.cpus} CPUs" if loads else ""]
+        if self.busy_share is not None:
+            parts.append(f"CPUs {self.busy_share:.0%} busy")
+        if self.steal_share is not None:
+            parts.append(f"{self.steal_share:.1%} stolen by the hypervisor")
+        return ", ".join(p for p in parts if p) or "not recorded"
 
 
 @dataclass(frozen=True)
@@ -401,18 +441,25 @@ class BenchmarkRun:
     machine: MachineLoad | None = None
     plans: tuple[PlanRecord, ...] = ()  # the verification's plans, travelling with the run
     fidelity: FidelityReport | None = None  # ``chatbench bench --fidelity``
+    calibration: tuple[CalibrationProbe, ...] = ()  # the noise probes interleaved with the scenarios
+    cpu_time: str = ""  # how CPU time per round was measured, or why it was not
     format_version: int = FORMAT_VERSION
 
     @property
     def verdict(self) -> Verdict:
         verdicts = {s.verdict for s in self.scenarios}
-        if "FAIL" in verdicts:
-            return "FAIL"
-        return "PASS" if "PASS" in verdicts else "NO TARGET"
+        for verdict in ("FAIL", "INCONCLUSIVE", "PASS"):
+            if verdict in verdicts:
+                return verdict
+        return "NO TARGET"
 
     @property
     def failures(self) -> tuple[str, ...]:
         return tuple(line for s in self.scenarios for line in s.failures)
+
+    @property
+    def undecided(self) -> tuple[str, ...]:
+        return tuple(line for s in self.scenarios for line in s.undecided)
 
     def scenario(self, name: str) -> ScenarioResult:
         for result in self.scenarios:
@@ -437,6 +484,8 @@ class BenchmarkRun:
             "machine": self.machine.to_dict() if self.machine is not None else None,
             "plans": [plan.to_dict() for plan in self.plans],
             "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
+            "calibration": [probe.to_dict() for probe in self.calibration],
+            "cpu_time": self.cpu_time,
         }
 
     @classmethod
@@ -457,6 +506,8 @@ class BenchmarkRun:
             machine=MachineLoad.from_dict(data["machine"]) if data.get("machine") else None,
             plans=tuple(PlanRecord.from_dict(p) for p in data.get("plans") or ()),
             fidelity=FidelityReport.from_dict(data["fidelity"]) if data.get("fidelity") else None,
+            calibration=tuple(CalibrationProbe.from_dict(p) for p in data.get("calibration") or ()),
+            cpu_time=str(data.get("cpu_time") or ""),
             format_version=FORMAT_VERSION,
         )
 

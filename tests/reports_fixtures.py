@@ -134,13 +134,18 @@ def make_target(
     comparison: Any = None,
 ) -> TargetSignoff:
     checks = [
-        CheckItem("drift", "messages", True, "table matches"),
-        CheckItem("health", "messages.conversation_id", False, "FK column covered twice", "warning"),
+        CheckItem("drift", "messages", "passed", "table matches"),
+        CheckItem("health", "messages.conversation_id", "failed", "FK column covered twice", "warning"),
     ]
-    checks += [CheckItem("plans", name, False, f"{name}: Seq Scan on messages (rows=20000)") for name in failing]
+    checks += [CheckItem("plans", name, "failed", f"{name}: Seq Scan on messages (rows=20000)") for name in failing]
     if run is not None:
         checks += [
-            CheckItem("benchmarks", s.scenario, s.verdict != "FAIL", "; ".join(s.failures) or "within target")
+            CheckItem(
+                "benchmarks",
+                s.scenario,
+                {"FAIL": "failed", "INCONCLUSIVE": "inconclusive"}.get(s.verdict, "passed"),  # type: ignore[arg-type]
+                "; ".join(s.failures or s.undecided) or "within target",
+            )
             for s in run.scenarios
         ]
     stages = (

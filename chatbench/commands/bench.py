@@ -55,7 +55,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         argv += ["-k", settings.select]
     code = int(pytest.main(argv))
     if code == 0:
-        return 0
+        # A target the machine's noise left undecided is a skip to pytest; to chatbench it is INCONCLUSIVE.
+        from chatbench.benchmarks.results import read
+
+        assert settings.results is not None  # the bench command's default is a file
+        return 3 if Path(settings.results).is_file() and read(settings.results).verdict == "INCONCLUSIVE" else 0
     if code == 1:
         return 1  # a benchmark ran and missed its target (the one-line reason is in the output)
     raise ChatbenchError(f"the benchmark suite did not run to a verdict (pytest exit code {code}); "

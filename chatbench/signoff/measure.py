@@ -41,13 +41,14 @@ def benchmarks_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
                 PlanRecord(p.scenario, p.query, p.mode, p.buffers, p.shape, p.description, p.execution_ms)
                 for p in verified.plans))
         for result in run.scenarios:
-            message = (
-                "; ".join(result.failures)
-                if result.failures
-                else (
-                    f"{result.scenario}: p95 {result.stats.p95:.3f} ms, p99 {result.stats.p99:.3f} ms"
-                    + (" (no target)" if result.target is None else " within target")
-                )
+            if result.verdict == "INCONCLUSIVE":
+                rec.undecided("benchmarks", result.scenario, "; ".join(result.undecided))
+                continue
+            passed_lines = [j.line(result.scenario) for j in result.latency if j.decision == "PASS"]
+            message = "; ".join(result.failures) if result.failures else (
+                "; ".join(passed_lines) if passed_lines
+                else f"{result.scenario}: p95 {result.stats.p95:.3f} ms, p99 {result.stats.p99:.3f} ms"
+                + (" (no target)" if result.target is None else " within target")
             )
             rec.check(
                 "benchmarks",
@@ -59,9 +60,11 @@ def benchmarks_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
         for name, why in run.skipped.items():
             rec.check("benchmarks", name, False, f"{name}: not measured: {why}", "warning")
         rounds = run.settings.rounds if run.settings is not None else None
+        undecided = sum(r.verdict == "INCONCLUSIVE" for r in run.scenarios)
         note.detail = (
             f"{len(run.scenarios)} scenarios × {rounds} rounds, "
             f"{sum(r.verdict == 'FAIL' for r in run.scenarios)} over target"
+            + (f", {undecided} undecided (noise)" if undecided else "")
         )
         note.status = rec.status_of("benchmarks")
     return replace(evidence, benchmark=run, scaling=(*evidence.scaling, *main_points(seed, run, options.profile)))
@@ -162,6 +165,8 @@ def measure(
             pin_mode=options.pin_mode,  # type: ignore[arg-type]
             rounds=rounds,
             warmup=warmup,
+            retries=options.retries,
+            retry_budget_s=options.retry_budget_s,
         ) as session,
         display.progress() as bar,
     ):
@@ -177,7 +182,7 @@ def measure(
                 session.warmup = min(warmup, CONTRAST_ROUNDS[1]) if contrast else warmup
                 session.measure(scenario, timed=budgeted_rounds(options.scenario_budget_s), params=params)
             bar.advance(task)
-        run = session.to_run()
+    run = session.to_run()
     # The machine's load while measuring: a comparison warns when either run shared the machine.
     machine = run.machine if run.machine is not None else MachineLoad(os.cpu_count() or 1)
     machine = replace(machine, before=round(load_before, 2), after=round(os.getloadavg()[0], 2),

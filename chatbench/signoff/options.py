@@ -54,6 +54,9 @@ class SignoffOptions:
     allow_destructive: bool
     start_timeout: float
     command: str
+    retries: int  # re-measurements of an undecided scenario
+    retry_budget_s: float  # seconds of re-measurement per server
+    allow_different_sizes: bool  # --baseline of another data size: compare latency only
     scaling_rounds: int = 300
     thresholds: Thresholds = field(default_factory=Thresholds)
 

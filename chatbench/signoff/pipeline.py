@@ -15,7 +15,7 @@ from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import redact
 from chatbench.provision.choice import ServerChoice, choice_text
 from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, StageTiming, TargetSignoff
-from chatbench.signoff.baseline import load_baselines
+from chatbench.signoff.baseline import check_baseline_profile, load_baselines
 from chatbench.signoff.display import Display
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.options import SignoffOptions
@@ -30,6 +30,7 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
 
     started = time.perf_counter()
     baselines = load_baselines(options.baseline) if options.baseline is not None else ()
+    check_baseline_profile(baselines, options)
     found_secrets: set[str] = set()
     targets = []
     for index, choice in enumerate(options.servers, start=1):

@@ -70,11 +70,17 @@ class Recorder:
         self.display.stage_done(self.label, timing)
 
     def check(self, stage: str, name: str, passed: bool, message: str, severity: Severity = "error") -> None:
-        self.checks.append(CheckItem(stage, name, passed, redact(message), severity))
+        self.checks.append(CheckItem(stage, name, "passed" if passed else "failed", redact(message), severity))
+
+    def undecided(self, stage: str, name: str, message: str) -> None:
+        """An item that ran but that the measured noise left undecided (INCONCLUSIVE, not a failure)."""
+        self.checks.append(CheckItem(stage, name, "inconclusive", redact(message)))
 
     def status_of(self, stage: str) -> StageStatus:
-        failing = any(c.stage == stage and c.failing for c in self.checks)
-        return "failed" if failing else "ok"
+        mine = [c for c in self.checks if c.stage == stage]
+        if any(c.failing for c in mine):
+            return "failed"
+        return "inconclusive" if any(c.undecided for c in mine) else "ok"
 
 
 def one_line(exc: BaseException) -> str:
