@@ -137,7 +137,7 @@ class BenchSession:
         if scenario.kind == "write":  # after the timing, in a rolled-back transaction
             buffers = sc.explain_buffers(self.conn, query, params[:1])
             result = replace(result, buffers=buffers)
-            result = self._judged(scenario, result, 1)
+            result = self._judged(result, 1)
         attempt = 1
         while (result.verdict == "INCONCLUSIVE" and attempt <= self.retries
                and self.retry_seconds < self.retry_budget_s):
@@ -184,7 +184,7 @@ class BenchSession:
             attempts=attempt,
         )
 
-    def _judged(self, scenario: sc.Scenario, result: ScenarioResult, attempt: int) -> ScenarioResult:
+    def _judged(self, result: ScenarioResult, attempt: int) -> ScenarioResult:
         """``result`` judged again (its buffers were measured after the timing, as for writes)."""
         return ScenarioResult.judge(
             scenario=result.scenario, query=result.query, params_version=result.params_version,

@@ -167,7 +167,7 @@ def run_signoff(args: Sequence[str], out: Path, log: Path) -> tuple[int, dict[st
         child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
         try:
             code = child.wait()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM turned into SystemExit (see main)
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signal.SIGINT)  # it may not have had the terminal's Ctrl-C
             try:
@@ -259,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = ["--profile", args.profile, "--backend", "local", *shlex.split(args.signoff_args)]
     baseline = args.baseline if args.baseline is not None else work / "baseline-01" / "signoff.json"
     done: list[Phase] = []
+    from chatbench.provision import terminate_as_exit
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(terminate_as_exit())  # SIGTERM/SIGHUP unwind like Ctrl-C: hog stopped, child waited for
     print(f"stability: {args.runs} sign-off(s) per phase, profile {args.profile}, phases {', '.join(phases)}; "
           f"{os.cpu_count()} CPUs; load average now {os.getloadavg()[0]:.2f}", flush=True)
     try:
@@ -295,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stability: interrupted; the hog is stopped and the running sign-off cleaned up", file=sys.stderr)
         return 130
+    finally:
+        stack.close()
     base_report = json.loads(baseline.read_text()) if baseline.is_file() else None
     print()
     for line in summary([p for p in done if p.name != "baseline"], _append_cpu_p50(base_report)):

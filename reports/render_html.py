@@ -300,7 +300,7 @@ def _comparison(comparison: Comparison) -> str:
     out.append(f"<p>{e(comparison.conclusion())}</p>")
     rows = "".join(_comparison_row(item) for item in sorted(comparison.all_items, key=_status_rank))
     out.append(
-        "<table><tr><th>status</th><th>scenario</th><th class='num'>p50</th><th class='num'>p95</th>"
+        "<table><tr><th>status</th><th>scenario</th><th class='num'>p10 (judged)</th><th class='num'>p50</th>"
         "<th class='num'>p99</th><th class='num'>p-value</th><th>reason</th></tr>" + rows + "</table>"
     )
     for item in comparison.all_items:
@@ -337,7 +337,7 @@ def _comparison_row(item: ScenarioComparison) -> str:
     p = "–" if item.test is None else f"{item.test.p_value:.2g}"
     return (
         f"<tr><td class='{item.status}'>{e(item.status)}</td><td><code>{e(item.scenario)}</code></td>"
-        f"{cell('p50')}{cell('p95')}{cell('p99')}<td class='num'>{p}</td><td>{e(item.reason)}</td></tr>"
+        f"{cell('p10')}{cell('p50')}{cell('p95')}<td class='num'>{p}</td><td>{e(item.reason)}</td></tr>"
     )
 
 

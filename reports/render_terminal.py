@@ -6,7 +6,7 @@ identifiers, no wrapping and no table rules, so ``grep`` finds a scenario and it
 
 from __future__ import annotations
 
-from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
+from chatbench.reports.compare import JUDGED, STATUS_ORDER, Comparison, ScenarioComparison
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -45,16 +45,16 @@ def _table(items: list[ScenarioComparison]) -> Table:
     table = Table(show_lines=False, title_justify="left")
     table.add_column("status", no_wrap=True)
     table.add_column("scenario", no_wrap=True)
-    table.add_column("p50 change [95% CI]", justify="right", no_wrap=True)
-    table.add_column("p95 change", justify="right", no_wrap=True)
+    table.add_column("p10 change [95% CI] (judged)", justify="right", no_wrap=True)
+    table.add_column("p50 change", justify="right", no_wrap=True)
     table.add_column("why", overflow="fold")
     for item in items:
-        p50, p95 = item.change("p50"), item.change("p95")
+        fast, p50 = item.change(JUDGED), item.change("p50")
         table.add_row(
             Text(item.status, _STYLE[item.status]),
             item.scenario,
-            "–" if p50 is None else f"{p50.change:+.1%} [{p50.ci_low - 1:+.0%}, {p50.ci_high - 1:+.0%}]",
-            "–" if p95 is None else f"{p95.change:+.1%}",
+            "–" if fast is None else f"{fast.change:+.1%} [{fast.ci_low - 1:+.0%}, {fast.ci_high - 1:+.0%}]",
+            "–" if p50 is None else f"{p50.change:+.1%}",
             item.reason,
         )
     return table

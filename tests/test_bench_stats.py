@@ -258,3 +258,42 @@ def test_a_format_2_file_reads_its_notes_as_typed_fields() -> None:
     assert curve.depths == (1, 5, 20) and curve.latency.growth_class == "flat" and curve.buffers == (50, 51, 52)
     assert math.isnan(curve.latency.r2_linear)  # not recorded in the old file: NaN, never invented
     assert again.format_version == FORMAT_VERSION and to_json(from_json(to_json(again))) == to_json(again)
+
+
+def test_the_stability_benchmarks_hog_always_stops_and_its_schemas_differ_only_where_meant() -> None:
+    """The CPU hog of ``python -m chatbench.benchmarks.stability`` (not its measurements: those are printed)."""
+    import os
+
+    from chatbench.benchmarks.stability import HISTORY_INDEX, broken_ddl, cpu_hog, slow_append_ddl
+
+    from chatbench import schema
+
+    children: list[int] = []
+    with pytest.raises(KeyboardInterrupt), cpu_hog(limit_s=30) as count:
+        assert count == len(os.sched_getaffinity(0))
+        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == os.getpid()]
+        assert len(children) >= count
+        raise KeyboardInterrupt  # Ctrl-C in the middle of a phase
+    assert not any(_alive(pid) for pid in children)
+    canonical = schema.ddl()
+    slow = slow_append_ddl(1234)
+    assert "FOR step IN 1..1234 LOOP" in slow and slow.replace(
+        "DECLARE burned bigint := 0;\nBEGIN\n    FOR step IN 1..1234 LOOP burned := burned + step; END LOOP;\n",
+        "BEGIN\n") == canonical
+    assert HISTORY_INDEX in canonical and HISTORY_INDEX not in broken_ddl()
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False

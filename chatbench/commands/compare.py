@@ -43,8 +43,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     check_comparable(current, baseline, allow_different_sizes=settings.allow_different_sizes)
     with console.status("comparing (bootstrap and Mann-Whitney on the raw samples)"):
         comparison = compare_runs(current, baseline, Thresholds(min_effect=settings.min_effect, alpha=settings.alpha))
-    render_comparison(comparison, Console(highlight=False), title=f"chatbench compare {args.current.name} vs "
-                      f"{args.baseline.name}")
+    title = f"chatbench compare {args.current} vs {args.baseline}"
+    render_comparison(comparison, Console(highlight=False), title=title)
     if settings.out is not None:
         written = write_comparison(comparison, settings.out)
         console.print(f"[dim]wrote {', '.join(str(p) for p in written.values())}[/dim]")

@@ -101,6 +101,7 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
                     only=SCALING_SCENARIOS,
                     rounds=options.scaling_rounds,
                     warmup=max(10, options.scaling_rounds // 10),
+                    retries=0,
                 )
             points += [
                 ScalingPoint(r.scenario, int(small.counts.get("messages", 0)), r.stats.p50, r.stats.p95, profile)
@@ -146,8 +147,12 @@ def measure(
     only: Sequence[str] | None = None,
     rounds: int | None = None,
     warmup: int | None = None,
+    retries: int | None = None,
 ) -> BenchmarkRun:
-    """Run the benchmark scenarios in-process through ``BenchSession.measure`` (the suite's own code)."""
+    """Run the benchmark scenarios in-process through ``BenchSession.measure`` (the suite's own code).
+
+    ``retries``: re-measurements of an undecided scenario (None: the options'; the scaling stage, whose
+    numbers are evidence and not judged, passes 0)."""
     targets = load_targets(options.targets_file)
     scenarios = [s for s in SCENARIOS if only is None or s.name in only]
     load_before = os.getloadavg()[0]
@@ -165,7 +170,7 @@ def measure(
             pin_mode=options.pin_mode,  # type: ignore[arg-type]
             rounds=rounds,
             warmup=warmup,
-            retries=options.retries,
+            retries=options.retries if retries is None else retries,
             retry_budget_s=options.retry_budget_s,
         ) as session,
         display.progress() as bar,
