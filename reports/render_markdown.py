@@ -165,7 +165,7 @@ def _benchmark_table(run: BenchmarkRun) -> list[str]:
             f"{result.stats.rounds} | {_verdict_cell(result)} |"
         )
     env = run.environment
-    pin = env.pinning.get("summary") or env.pinning.get("mode") or ", ".join(f"{k}={v}" for k, v in env.pinning.items())
+    pin = env.pinning.get("mode") or ", ".join(f"{k}={v}" for k, v in env.pinning.items())
     caption = (
         f"PostgreSQL {env.server_version}, {env.cpu_count}× {env.cpu_model}, pinning: {pin or 'none'}; "
         f"{_sizes(env.data_sizes)}"

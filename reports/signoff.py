@@ -163,10 +163,6 @@ class SeedSummary:
                    result.from_cache, result.cache_key, {k: round(v, 4) for k, v in result.timings.items()},
                    result.created_at_correlation, len(result.params.whales))
 
-    @property
-    def messages(self) -> int:
-        return int(self.counts.get("messages", 0))
-
     def to_dict(self) -> dict[str, Any]:
         return _plain(vars_of(self))
 
