@@ -91,9 +91,18 @@ def bench_session(pytestconfig: pytest.Config, bench_settings: Settings, bench_s
         pytest.exit(str(exc), returncode=2)
     with open_session(server, seed, profile=bench_profile, targets=targets, pin_mode=bench_settings.pin,
                       rounds=bench_settings.rounds, warmup=bench_settings.warmup,
-                      driver=bench_settings.driver) as session:
+                      driver=bench_settings.driver, retries=bench_settings.retries,
+                      retry_budget_s=bench_settings.retry_budget) as session:
         pytestconfig.stash[_SESSION_KEY] = session
         yield session
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+    """The chatbench run (environment, raw samples, noise, verdicts) inside ``--benchmark-json``, so
+    ``chatbench compare`` reads that file like every other result file chatbench writes."""
+    bench = config.stash.get(_SESSION_KEY, None)
+    if bench is not None and bench.results:
+        output_json["chatbench"] = bench.to_run().to_dict()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

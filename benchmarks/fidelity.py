@@ -68,6 +68,12 @@ class FidelityRow:
                 "libpq": self.libpq.to_dict(),
                 "pgbench": self.pgbench.to_dict()}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FidelityRow:
+        return cls(data["scenario"], data["query"], SampleStats.from_dict(data["harness"]),
+                   SampleStats.from_dict(data["execute_only"]), SampleStats.from_dict(data["libpq"]),
+                   SampleStats.from_dict(data["pgbench"]), int(data["rows"]))
+
 
 @dataclass(frozen=True)
 class FidelityReport:
@@ -83,6 +89,12 @@ class FidelityReport:
                 "pgbench_round_trip": self.pgbench_round_trip.to_dict(), "pinning": dict(self.pinning),
                 "pgbench_pinned": self.pgbench_pinned, "pgbench_path": self.pgbench_path,
                 "goal_ratio": GOAL_RATIO}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FidelityReport:
+        return cls(tuple(FidelityRow.from_dict(row) for row in data["rows"]),
+                   SampleStats.from_dict(data["round_trip"]), SampleStats.from_dict(data["pgbench_round_trip"]),
+                   dict(data.get("pinning", {})), bool(data["pgbench_pinned"]), str(data["pgbench_path"]))
 
 
 def find_pgbench(server: Server) -> str:
@@ -269,8 +281,9 @@ def render(report: FidelityReport) -> str:
                      f"{(h - e) * 1000:>6.0f}µ{(e - lq) * 1000:>7.0f}µ{(lq - pg) * 1000:>8.0f}µ  "
                      f"{'ok' if row.ok else f'> {GOAL_RATIO}x'}")
     trip, pg_trip = report.round_trip.p50, report.pgbench_round_trip.p50
-    lines.append(f"{'SELECT 1 (harness path)':<24}{1:>5}{trip:>9.4f}{'':>11}{'':>9}{pg_trip:>9.4f}"
-                 f"{trip / pg_trip:>7.2f}x")
+    # pgbench logs whole microseconds: a p50 of 0 µs is "too fast to resolve", not a ratio to divide by.
+    trip_ratio = f"{trip / pg_trip:>7.2f}x" if pg_trip > 0 else f"{'n/a':>8}"
+    lines.append(f"{'SELECT 1 (harness path)':<24}{1:>5}{trip:>9.4f}{'':>11}{'':>9}{pg_trip:>9.4f}{trip_ratio}")
     lines.append("p50 in ms; ratio = harness (psycopg, the suite's default driver) / pgbench; libpq/pg = the "
                  "suite's --driver libpq / pgbench")
     lines.append("decode = harness - exec-only (rows to Python objects), psycopg = exec-only - libpq "

@@ -10,5 +10,5 @@ from __future__ import annotations
 from chatbench.settings import SERVER_SETTINGS
 
 SUITE_SETTINGS = (*SERVER_SETTINGS, "profile", "seed", "targets", "rounds", "warmup", "pin", "driver", "results",
-                  "cache")
+                  "cache", "retries", "retry_budget")
 SUITE_COMMAND = "bench"

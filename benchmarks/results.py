@@ -19,10 +19,25 @@ teach ``_upgrade`` to read the older shape):
   ``LoadResult`` percentiles come from HDR histograms corrected for coordinated omission and
   each operation keeps its base64 HDR encoding (the raw data of a load run).
 - 2 (2026-11-24): ``ScenarioResult.judged_ms`` (``{"p95": .., "p99": ..}``): the percentiles the
-  verdict is judged on, the median over consecutive batches of rounds
-  (``chatbench.benchmarks.stats.batch_percentiles``), robust to bursts of other work on a shared machine;
-  ``stats`` stays the pooled summary of all samples. ``LoadResult.correction`` (how coordinated
+  verdict is judged on, the median over consecutive batches of rounds, robust to bursts of other work
+  on a shared machine; ``stats`` stays the pooled summary of all samples. ``LoadResult.correction`` (how coordinated
   omission was corrected). Version 1 files read as judged on the pooled percentiles.
+- 3 (2026-11-25): the free-form ``notes`` object is gone; what it carried is typed, at the top level
+  of the run: ``settings`` (``RunSettings``: rounds, warmup, driver, targets_file, scenario_budget_s),
+  ``skipped`` (scenario -> why it was not measured), ``depth_scaling`` (prefix -> ``DepthCurve``),
+  ``seed_from_cache``, ``data_checksum``, ``machine`` (``MachineLoad``: 1-minute load average per
+  scenario, before and after the measurement, cpus, and the share of CPU time busy and stolen),
+  ``plans`` (``PlanRecord``: the verification's plans, for an exact comparison) and ``fidelity``
+  (``FidelityReport``). Versions 1 and 2 are read by moving their ``notes`` keys into these fields
+  (``_upgrade``); an unknown note is dropped.
+  Latency is judged with an interval (``chatbench.benchmarks.verdict``): ``ScenarioResult.latency``
+  holds one ``LatencyJudgement`` per target (value shown, interval low/high, PASS/FAIL/INCONCLUSIVE),
+  ``cpu_ms`` the CPU time of each round (client + backend; empty when not measurable), ``undecided``
+  the lines of INCONCLUSIVE targets, ``attempts`` how often the scenario was measured; ``verdict``
+  may be INCONCLUSIVE. ``judged_ms`` (version 2) is dropped: the value shown is the percentile over
+  every round of the deciding measurement. The run gains ``calibration`` (the interleaved noise probes,
+  ``chatbench.benchmarks.noise.CalibrationProbe``) and ``cpu_time`` (how CPU time was measured, or why
+  not). Older files keep their stored verdicts and failures and have no judgements.
 """
 
 from __future__ import annotations
@@ -36,14 +51,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from chatbench.benchmarks.stats import BATCHES, SampleStats, batch_percentiles, describe
+from chatbench.benchmarks.fidelity import FidelityReport
+from chatbench.benchmarks.noise import CalibrationProbe
+from chatbench.benchmarks.stats import GrowthFit, SampleStats, describe
+from chatbench.benchmarks.verdict import LatencyJudgement, judge_target
 
 from chatbench.errors import ChatbenchError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The format ``to_json`` writes; ``from_json`` reads this and every older version listed above."""
 
-Verdict = Literal["PASS", "FAIL", "NO TARGET"]
+Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "NO TARGET"]
 RunKind = Literal["bench", "load", "fidelity"]
 
 
@@ -129,39 +147,41 @@ class Target:
     buffers: int | None = None
     why: str = ""
 
-    def misses(
-        self, scenario: str, stats: SampleStats, buffers: BufferUsage | None, judged: Mapping[str, float] | None = None
-    ) -> tuple[str, ...]:
-        """One line per missed budget, e.g. ``latest_page: p95 1.23 ms > target 0.80 ms``.
-
-        Latency is judged on ``judged`` (batch-median percentiles) when given, else on ``stats``.
-        """
-        lines: list[str] = []
-        for stat, budget in (("p95", self.p95_ms), ("p99", self.p99_ms)):
-            if budget is not None:
-                measured = judged[stat] if judged and stat in judged else stats.percentile(stat)
-                if measured > budget:
-                    lines.append(f"{scenario}: {stat} {measured:.3f} ms > target {budget:.3f} ms")
+    def buffers_miss(self, scenario: str, buffers: BufferUsage | None) -> str | None:
+        """The one line of a missed buffer budget (deterministic: judged exactly), e.g.
+        ``latest_page: buffers 900 > target 120``."""
         if self.buffers is not None and buffers is not None and buffers.total > self.buffers:
-            lines.append(f"{scenario}: buffers {buffers.total} > target {self.buffers}")
-        return tuple(lines)
+            return f"{scenario}: buffers {buffers.total} > target {self.buffers}"
+        return None
+
+    def latency_budgets(self) -> tuple[tuple[str, float], ...]:
+        return tuple((stat, budget) for stat, budget in (("p95", self.p95_ms), ("p99", self.p99_ms))
+                     if budget is not None)
 
 
 @dataclass(frozen=True)
 class ScenarioResult:
-    """One scenario of one query, measured single-client: raw samples kept, verdict against its target."""
+    """One scenario of one query, measured single-client: raw samples kept, verdict against its target.
+
+    ``verdict``: FAIL when the buffers budget is missed or a latency target FAILs (``latency``), else
+    INCONCLUSIVE when a latency target could not be decided on this machine, else PASS (NO TARGET
+    without a target). ``failures`` and ``undecided`` hold the one-line reasons.
+    """
 
     scenario: str
     query: str  # canonical query name
     params_version: str
-    samples_ms: tuple[float, ...]
+    samples_ms: tuple[float, ...]  # wall time per round
     stats: SampleStats
     buffers: BufferUsage | None = None
     target: Target | None = None
     verdict: Verdict = "NO TARGET"
     failures: tuple[str, ...] = ()  # the one-line messages of missed budgets
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. depth, rows, transaction handling
-    judged_ms: Mapping[str, float] = field(default_factory=dict)  # p95/p99 the verdict used (format 2)
+    cpu_ms: tuple[float, ...] = ()  # CPU time per round, client + backend (empty: not measurable)
+    latency: tuple[LatencyJudgement, ...] = ()  # one per latency target
+    undecided: tuple[str, ...] = ()  # the one-line messages of INCONCLUSIVE targets
+    attempts: int = 1  # measurements taken (more than one when a target was undecided)
 
     @classmethod
     def judge(
@@ -174,27 +194,37 @@ class ScenarioResult:
         buffers: BufferUsage | None = None,
         target: Target | None = None,
         extra: Mapping[str, Any] | None = None,
-        batches: int = BATCHES,
+        cpu_ms: Iterable[float] = (),
+        added_ms: Mapping[str, float] | None = None,
+        attempts: int = 1,
     ) -> ScenarioResult:
-        """Build a result from raw samples: statistics, judged percentiles and the verdict in one place."""
+        """Build a result from raw samples: statistics, latency judgements and the verdict in one place."""
         samples = tuple(float(s) for s in samples_ms)
+        cpu = tuple(float(c) for c in cpu_ms)
         stats = describe(samples)
-        judged = batch_percentiles(samples, batches=batches)
-        failures = target.misses(scenario, stats, buffers, judged) if target is not None else ()
-        verdict: Verdict = "NO TARGET" if target is None else ("FAIL" if failures else "PASS")
-        return cls(
-            scenario,
-            query,
-            params_version,
-            samples,
-            stats,
-            buffers,
-            target,
-            verdict,
-            failures,
-            dict(extra or {}),
-            judged,
-        )
+        latency: tuple[LatencyJudgement, ...] = ()
+        failures: list[str] = []
+        undecided: list[str] = []
+        verdict: Verdict = "NO TARGET"
+        if target is not None:
+            latency = tuple(judge_target(stat, budget, samples, cpu, added_ms)
+                            for stat, budget in target.latency_budgets())
+            failures = [j.line(scenario) for j in latency if j.decision == "FAIL"]
+            buffers_line = target.buffers_miss(scenario, buffers)
+            if buffers_line is not None:
+                failures.append(buffers_line)
+            undecided = [j.line(scenario) + (f" (after {attempts} measurements)" if attempts > 1 else "")
+                         for j in latency if j.decision == "INCONCLUSIVE"]
+            verdict = "FAIL" if failures else ("INCONCLUSIVE" if undecided else "PASS")
+        return cls(scenario, query, params_version, samples, stats, buffers, target, verdict, tuple(failures),
+                   dict(extra or {}), cpu, latency, tuple(undecided), attempts)
+
+    def judgement(self, statistic: str) -> LatencyJudgement | None:
+        return next((j for j in self.latency if j.statistic == statistic), None)
+
+    @property
+    def cpu_stats(self) -> SampleStats | None:
+        return describe(self.cpu_ms) if self.cpu_ms else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -208,7 +238,10 @@ class ScenarioResult:
             "verdict": self.verdict,
             "failures": list(self.failures),
             "extra": _plain(self.extra),
-            "judged_ms": dict(self.judged_ms),
+            "cpu_ms": list(self.cpu_ms),
+            "latency": [j.to_dict() for j in self.latency],
+            "undecided": list(self.undecided),
+            "attempts": self.attempts,
         }
 
     @classmethod
@@ -224,7 +257,10 @@ class ScenarioResult:
             verdict=data["verdict"],
             failures=tuple(data.get("failures", ())),
             extra=dict(data.get("extra", {})),
-            judged_ms={k: float(v) for k, v in data.get("judged_ms", {}).items()},
+            cpu_ms=tuple(float(c) for c in data.get("cpu_ms") or ()),
+            latency=tuple(LatencyJudgement.from_dict(j) for j in data.get("latency") or ()),
+            undecided=tuple(data.get("undecided") or ()),
+            attempts=int(data.get("attempts", 1)),
         )
 
 
@@ -282,6 +318,112 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """How a run measured: rounds and warm-up per scenario, driver, targets file, per-scenario budget."""
+
+    rounds: int
+    warmup: int
+    driver: str
+    targets_file: str = ""
+    scenario_budget_s: float | None = None  # None: every round, however long
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class DepthCurve:
+    """p50 latency and buffers of one page kind (keyset or OFFSET) over page depth, with growth classes."""
+
+    depths: tuple[int, ...]
+    p50_ms: tuple[float, ...]
+    latency: GrowthFit
+    buffers: tuple[int, ...] = ()
+    buffer_growth: GrowthFit | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"depths": list(self.depths), "p50_ms": list(self.p50_ms),
+                                "latency": self.latency.to_dict()}
+        if self.buffer_growth is not None:
+            data["buffers"] = list(self.buffers)
+            data["buffer_growth"] = self.buffer_growth.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DepthCurve:
+        growth = data.get("buffer_growth")
+        return cls(tuple(int(d) for d in data["depths"]), tuple(float(v) for v in data["p50_ms"]),
+                   GrowthFit.from_dict(data["latency"]), tuple(int(b) for b in data.get("buffers", ())),
+                   GrowthFit.from_dict(growth) if growth else None)
+
+
+@dataclass(frozen=True)
+class MachineLoad:
+    """How busy the machine was while measuring: the 1-minute load average, per CPU."""
+
+    cpus: int
+    per_scenario: tuple[float, ...] = ()  # 1-minute load average as each scenario started
+    before: float | None = None  # around the whole measurement (the sign-off records these)
+    after: float | None = None
+    busy_share: float | None = None  # share of all CPUs' time not idle while measuring (/proc/stat)
+    steal_share: float | None = None  # share of all CPUs' time a hypervisor gave to other guests
+
+    @property
+    def busy(self) -> bool:
+        """The load average exceeded the core count while a scenario ran: other work competed for the cores."""
+        return any(value > self.cpus for value in self.per_scenario)
+
+    @property
+    def peak_per_cpu(self) -> float | None:
+        """The higher of the load averages before and after the measurement, per CPU (None: not recorded)."""
+        values = [v for v in (self.before, self.after) if v is not None]
+        return max(values) / max(self.cpus, 1) if values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cpus": self.cpus, "per_scenario": list(self.per_scenario), "before": self.before,
+                "after": self.after, "busy_share": self.busy_share, "steal_share": self.steal_share}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MachineLoad:
+        return cls(int(data["cpus"]), tuple(float(v) for v in data.get("per_scenario", ())),
+                   data.get("before"), data.get("after"), data.get("busy_share"), data.get("steal_share"))
+
+    def describe(self) -> str:
+        """One line naming how busy the machine was, for a report."""
+        loads = [v for v in (*self.per_scenario, self.before, self.after) if v is not None]
+        parts = [f"1-min load average up to {max(loads):.1f} on {self.cpus} CPUs" if loads else ""]
+        if self.busy_share is not None:
+            parts.append(f"CPUs {self.busy_share:.0%} busy")
+        if self.steal_share is not None:
+            parts.append(f"{self.steal_share:.1%} stolen by the hypervisor")
+        return ", ".join(p for p in parts if p) or "not recorded"
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """One plan the verification judged (scenario, mode, shape, buffers): compared exactly between runs."""
+
+    scenario: str
+    query: str
+    mode: str  # custom | generic
+    buffers: int
+    shape: str
+    description: str = ""
+    execution_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PlanRecord:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
 class BenchmarkRun:
     """One measuring session: its environment and its results. ``verdict`` is FAIL if any scenario failed."""
 
@@ -291,19 +433,33 @@ class BenchmarkRun:
     environment: EnvironmentFingerprint
     scenarios: tuple[ScenarioResult, ...] = ()
     load: LoadResult | None = None
-    notes: Mapping[str, Any] = field(default_factory=dict)
+    settings: RunSettings | None = None
+    skipped: Mapping[str, str] = field(default_factory=dict)  # scenario -> why it was not measured
+    depth_scaling: Mapping[str, DepthCurve] = field(default_factory=dict)  # "keyset_page" / "offset_page"
+    seed_from_cache: bool | None = None
+    data_checksum: str | None = None  # content checksum of the seeded data (same rows <=> same checksum)
+    machine: MachineLoad | None = None
+    plans: tuple[PlanRecord, ...] = ()  # the verification's plans, travelling with the run
+    fidelity: FidelityReport | None = None  # ``chatbench bench --fidelity``
+    calibration: tuple[CalibrationProbe, ...] = ()  # the noise probes interleaved with the scenarios
+    cpu_time: str = ""  # how CPU time per round was measured, or why it was not
     format_version: int = FORMAT_VERSION
 
     @property
     def verdict(self) -> Verdict:
         verdicts = {s.verdict for s in self.scenarios}
-        if "FAIL" in verdicts:
-            return "FAIL"
-        return "PASS" if "PASS" in verdicts else "NO TARGET"
+        for verdict in ("FAIL", "INCONCLUSIVE", "PASS"):
+            if verdict in verdicts:
+                return verdict
+        return "NO TARGET"
 
     @property
     def failures(self) -> tuple[str, ...]:
         return tuple(line for s in self.scenarios for line in s.failures)
+
+    @property
+    def undecided(self) -> tuple[str, ...]:
+        return tuple(line for s in self.scenarios for line in s.undecided)
 
     def scenario(self, name: str) -> ScenarioResult:
         for result in self.scenarios:
@@ -320,7 +476,16 @@ class BenchmarkRun:
             "environment": self.environment.to_dict(),
             "scenarios": [s.to_dict() for s in self.scenarios],
             "load": self.load.to_dict() if self.load is not None else None,
-            "notes": _plain(self.notes),
+            "settings": self.settings.to_dict() if self.settings is not None else None,
+            "skipped": dict(self.skipped),
+            "depth_scaling": {name: curve.to_dict() for name, curve in self.depth_scaling.items()},
+            "seed_from_cache": self.seed_from_cache,
+            "data_checksum": self.data_checksum,
+            "machine": self.machine.to_dict() if self.machine is not None else None,
+            "plans": [plan.to_dict() for plan in self.plans],
+            "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
+            "calibration": [probe.to_dict() for probe in self.calibration],
+            "cpu_time": self.cpu_time,
         }
 
     @classmethod
@@ -333,7 +498,16 @@ class BenchmarkRun:
             environment=EnvironmentFingerprint.from_dict(data["environment"]),
             scenarios=tuple(ScenarioResult.from_dict(s) for s in data.get("scenarios", ())),
             load=LoadResult.from_dict(data["load"]) if data.get("load") else None,
-            notes=dict(data.get("notes", {})),
+            settings=RunSettings.from_dict(data["settings"]) if data.get("settings") else None,
+            skipped={str(k): str(v) for k, v in (data.get("skipped") or {}).items()},
+            depth_scaling={k: DepthCurve.from_dict(v) for k, v in (data.get("depth_scaling") or {}).items()},
+            seed_from_cache=data.get("seed_from_cache"),
+            data_checksum=data.get("data_checksum"),
+            machine=MachineLoad.from_dict(data["machine"]) if data.get("machine") else None,
+            plans=tuple(PlanRecord.from_dict(p) for p in data.get("plans") or ()),
+            fidelity=FidelityReport.from_dict(data["fidelity"]) if data.get("fidelity") else None,
+            calibration=tuple(CalibrationProbe.from_dict(p) for p in data.get("calibration") or ()),
+            cpu_time=str(data.get("cpu_time") or ""),
             format_version=FORMAT_VERSION,
         )
 
@@ -382,7 +556,32 @@ def _upgrade(data: Mapping[str, Any]) -> Mapping[str, Any]:
             f"result format_version {version} is newer than this chatbench reads ({FORMAT_VERSION}); upgrade chatbench"
         )
     # 1 -> 2: the new fields (judged_ms, correction) default to empty: judged on pooled percentiles.
+    if version < 3:
+        data = _notes_to_fields(data)
     return data
+
+
+def _notes_to_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """2 -> 3: the keys of the free-form ``notes`` object, as the typed fields that replaced them."""
+    notes = data.get("notes") or {}
+    upgraded = {k: v for k, v in data.items() if k != "notes"}
+    if "rounds" in notes:
+        upgraded["settings"] = {"rounds": notes["rounds"], "warmup": notes.get("warmup", 0),
+                                "driver": notes.get("driver", "psycopg"), "targets_file": notes.get("targets_file", ""),
+                                "scenario_budget_s": notes.get("scenario_budget_s")}
+    upgraded["skipped"] = notes.get("skipped") or {}
+    upgraded["depth_scaling"] = notes.get("depth_scaling") or {}
+    upgraded["seed_from_cache"] = notes.get("seed_from_cache")
+    upgraded["data_checksum"] = notes.get("data_checksum")
+    recorded = notes.get("load_average")
+    around: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
+    if "load_average_1min" in notes or around:
+        upgraded["machine"] = {"cpus": around.get("cpus") or data["environment"].get("cpu_count") or 1,
+                               "per_scenario": notes.get("load_average_1min") or [],
+                               "before": around.get("before"), "after": around.get("after")}
+    upgraded["plans"] = notes.get("plans") or []
+    upgraded["fidelity"] = notes.get("fidelity")
+    return upgraded
 
 
 def _plain(value: Any) -> Any:

@@ -14,17 +14,28 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from chatbench.benchmarks import scenarios as sc
 from chatbench.benchmarks.environment import fingerprint
+from chatbench.benchmarks.noise import CalibrationProbe, CpuClock, calibrate, machine_window, pooled, timed_with_cpu
 from chatbench.benchmarks.pinning import PinMode, PinningResult, pin, restore_client
-from chatbench.benchmarks.results import BenchmarkRun, EnvironmentFingerprint, ScenarioResult, params_version
+from chatbench.benchmarks.results import (
+    BenchmarkRun,
+    BufferUsage,
+    DepthCurve,
+    EnvironmentFingerprint,
+    MachineLoad,
+    RunSettings,
+    ScenarioResult,
+    params_version,
+)
 from chatbench.benchmarks.stats import fit_growth
 from chatbench.benchmarks.targets import Targets
+from chatbench.benchmarks.verdict import round_trip_added_ms
 from chatbench.loadgen.result import SeedResult
 from psycopg.rows import TupleRow
 
@@ -38,6 +49,11 @@ above p99, enough for a p99 that is more than "the slowest round"; smoke only pr
 def rounds_for(profile: str) -> tuple[int, int]:
     return ROUNDS.get(profile, ROUNDS["ci"])
 
+
+DEFAULT_RETRIES = 2
+DEFAULT_RETRY_BUDGET_S = 30.0
+"""Re-measurement of undecided scenarios: a few more measurements each, at most this long per run (the
+``retries`` and ``retry_budget`` settings, declared in ``chatbench.settings``, set them for a command)."""
 
 TimedRounds = Callable[[Callable[[], Any], int, int], list[float]]
 """(target, rounds, warmup) -> raw samples in seconds: pytest-benchmark's pedantic or ``time_rounds``."""
@@ -87,40 +103,71 @@ class BenchSession:
     rounds: int
     warmup: int
     driver: sc.Driver = "psycopg"
+    cpu_clock: CpuClock | None = None
+    retries: int = DEFAULT_RETRIES
+    retry_budget_s: float = DEFAULT_RETRY_BUDGET_S
     results: list[ScenarioResult] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     load_average: list[tuple[float, float, float]] = field(default_factory=list)
+    calibration: list[CalibrationProbe] = field(default_factory=list)
+    retry_seconds: float = 0.0
+    machine_shares: Callable[[], tuple[float | None, float | None]] = lambda: (None, None)
 
     def params_for(self, scenario: sc.Scenario) -> list[sc.Params]:
         return sc.build_params(scenario, self.conn, self.seed.params)
 
     def measure(self, scenario: sc.Scenario, timed: TimedRounds = time_rounds,
-                params: list[sc.Params] | None = None) -> ScenarioResult:
-        """Measure one scenario, judge it against its target and keep the result."""
+                params: list[sc.Params] | None = None, retry_timed: TimedRounds | None = None) -> ScenarioResult:
+        """Measure one scenario, judge it against its target and keep the result.
+
+        A calibration probe runs first (``noise.calibrate``). When a latency target comes out
+        undecided (INCONCLUSIVE), the scenario is measured again with ``retry_timed`` (default: ``timed``;
+        pytest-benchmark's timer can be used once per test) up to ``retries`` times while the session's
+        ``retry_budget_s`` lasts; the result of the last measurement (the one that decided, if any) is kept.
+        """
         params = self.params_for(scenario) if params is None else params
         if not params:
             raise LookupError(f"{scenario.name}: the seeded data has no instance of this scenario")
         query = scenario.canonical
         buffers = sc.explain_buffers(self.conn, query, params) if scenario.kind == "read" else None
+        self.load_average.append(os.getloadavg())
+        self.calibration.append(calibrate(self.conn, self.cpu_clock, scenario.name))
+        result = self._measure_once(scenario, params, timed, buffers, attempt=1)
+        if scenario.kind == "write":  # after the timing, in a rolled-back transaction
+            buffers = sc.explain_buffers(self.conn, query, params[:1])
+            result = replace(result, buffers=buffers)
+            result = self._judged(result, 1)
+        attempt = 1
+        while (result.verdict == "INCONCLUSIVE" and attempt <= self.retries
+               and self.retry_seconds < self.retry_budget_s):
+            attempt += 1
+            started = time.perf_counter()
+            result = self._measure_once(scenario, params, retry_timed or timed, buffers, attempt)
+            self.retry_seconds += time.perf_counter() - started
+        self.results = [r for r in self.results if r.scenario != scenario.name] + [result]
+        return result
+
+    def _measure_once(self, scenario: sc.Scenario, params: list[sc.Params], timed: TimedRounds,
+                      buffers: BufferUsage | None, attempt: int) -> ScenarioResult:
+        query = scenario.canonical
         run = sc.runner(self.conn, query, self.driver)
         rotation = sc.rotate(params)
         rows: list[int] = []
+        cpu_ms: list[float] = []
 
         def one_round() -> None:
             rows.append(run(next(rotation)))
 
-        self.load_average.append(os.getloadavg())
+        timed_round = timed_with_cpu(one_round, self.cpu_clock, cpu_ms)
         gc.collect()
         gc.disable()
         try:
-            samples_s = timed(one_round, self.rounds, self.warmup)
+            samples_s = timed(timed_round, self.rounds, self.warmup)
         finally:
             gc.enable()
-        if scenario.kind == "write":  # after the timing, in a rolled-back transaction
-            buffers = sc.explain_buffers(self.conn, query, params[:1])
         described = sc.describe_params(params)
-        result = ScenarioResult.judge(
+        return ScenarioResult.judge(
             scenario=scenario.name,
             query=query.name,
             params_version=params_version(query.sql(), {"scenario": scenario.name, "depth": scenario.depth,
@@ -132,13 +179,22 @@ class BenchSession:
             extra={"depth": scenario.depth, "doc": scenario.doc, "param_sets": len(params), "driver": self.driver,
                    "rows_per_round": max(rows) if rows else 0, "warmup_rounds": self.warmup,
                    **dict(scenario.extra)},
+            cpu_ms=cpu_ms[-len(samples_s):] if len(cpu_ms) >= len(samples_s) else (),
+            added_ms=round_trip_added_ms(pooled(self.calibration, "round_trip_ms")),
+            attempts=attempt,
         )
-        self.results = [r for r in self.results if r.scenario != scenario.name] + [result]
-        return result
 
-    def depth_scaling(self) -> dict[str, Any]:
+    def _judged(self, result: ScenarioResult, attempt: int) -> ScenarioResult:
+        """``result`` judged again (its buffers were measured after the timing, as for writes)."""
+        return ScenarioResult.judge(
+            scenario=result.scenario, query=result.query, params_version=result.params_version,
+            samples_ms=result.samples_ms, buffers=result.buffers, target=result.target, extra=result.extra,
+            cpu_ms=result.cpu_ms, added_ms=round_trip_added_ms(pooled(self.calibration, "round_trip_ms")),
+            attempts=attempt)
+
+    def depth_scaling(self) -> dict[str, DepthCurve]:
         """Growth class of p50 and buffers over page depth, for keyset and OFFSET pages."""
-        out: dict[str, Any] = {}
+        out: dict[str, DepthCurve] = {}
         for prefix in ("keyset_page", "offset_page"):
             points = []
             for result in self.results:
@@ -150,14 +206,12 @@ class BenchSession:
                                        result.stats.iqr))
             if len(points) >= 3:
                 xs = [p[0] for p in points]
-                entry: dict[str, Any] = {"depths": xs, "p50_ms": [p[1] for p in points],
-                                         "latency": fit_growth(xs, [p[1] for p in points],
-                                                               [p[3] for p in points]).to_dict()}
+                latency = fit_growth(xs, [p[1] for p in points], [p[3] for p in points])
                 buffers = [p[2] for p in points if p[2] is not None]
-                if len(buffers) == len(points):
-                    entry["buffers"] = buffers
-                    entry["buffer_growth"] = fit_growth(xs, [float(b) for b in buffers]).to_dict()
-                out[prefix] = entry
+                whole = len(buffers) == len(points)
+                out[prefix] = DepthCurve(
+                    tuple(xs), tuple(p[1] for p in points), latency, tuple(buffers) if whole else (),
+                    fit_growth(xs, [float(b) for b in buffers]) if whole else None)
         return out
 
     def _pages_shown(self, depth: Any) -> int | None:
@@ -169,37 +223,43 @@ class BenchSession:
         return None
 
     def to_run(self) -> BenchmarkRun:
+        busy, steal = self.machine_shares()
         order = {s.name: i for i, s in enumerate(sc.SCENARIOS)}
         results = tuple(sorted(self.results, key=lambda r: order.get(r.scenario, len(order))))
         return BenchmarkRun(kind="bench", run_id=self.run_id, created_at=datetime.now(UTC).isoformat(),
                             environment=self.environment, scenarios=results,
-                            notes={"rounds": self.rounds, "warmup": self.warmup, "driver": self.driver,
-                                   "skipped": dict(self.skipped),
-                                   "depth_scaling": self.depth_scaling(), "targets_file": self.targets.source,
-                                   "seed_from_cache": self.seed.from_cache,
-                                   "load_average_1min": [round(a[0], 2) for a in self.load_average],
-                                   "busy_machine": self.busy_machine()})
-
-    def busy_machine(self) -> bool:
-        """True when the 1-minute load average exceeded the core count while measuring: other work
-        competed for the cores, and the tails say more about the machine than about the schema."""
-        return any(a[0] > (os.cpu_count() or 1) for a in self.load_average)
+                            settings=RunSettings(self.rounds, self.warmup, self.driver, self.targets.source),
+                            skipped=dict(self.skipped), depth_scaling=self.depth_scaling(),
+                            seed_from_cache=self.seed.from_cache,
+                            machine=MachineLoad(os.cpu_count() or 1,
+                                                tuple(round(a[0], 2) for a in self.load_average),
+                                                busy_share=busy, steal_share=steal),
+                            calibration=tuple(self.calibration),
+                            cpu_time=self.cpu_clock.source or self.cpu_clock.why if self.cpu_clock else "")
 
 
 @contextmanager
 def open_session(server: Server, seed: SeedResult, *, profile: str, targets: Targets,
                  pin_mode: PinMode = "same-core", rounds: int | None = None,
-                 warmup: int | None = None, driver: sc.Driver = "psycopg") -> Iterator[BenchSession]:
+                 warmup: int | None = None, driver: sc.Driver = "psycopg", retries: int = DEFAULT_RETRIES,
+                 retry_budget_s: float = DEFAULT_RETRY_BUDGET_S) -> Iterator[BenchSession]:
     """Connect to the seeded database, pin, fingerprint; restore this process's CPU affinity after."""
     default_rounds, default_warmup = rounds_for(profile)
     saved_affinity = os.sched_getaffinity(0)
-    with psycopg.connect(server.conninfo(), autocommit=True, application_name="chatbench-bench") as conn:
+    with (psycopg.connect(server.conninfo(), autocommit=True, application_name="chatbench-bench") as conn,
+          machine_window() as shares):
         placement = pin(conn, backend=server.backend, mode=pin_mode)
+        clock = CpuClock(placement.server_pid, server.backend)
+        session = BenchSession(
+            server=server, seed=seed, profile=profile, targets=targets, conn=conn, pinning=placement,
+            environment=fingerprint(server, seed, placement.to_dict()),
+            rounds=default_rounds if rounds is None else rounds,
+            warmup=default_warmup if warmup is None else warmup, driver=driver, cpu_clock=clock,
+            retries=retries, retry_budget_s=retry_budget_s, machine_shares=shares)
         try:
-            yield BenchSession(
-                server=server, seed=seed, profile=profile, targets=targets, conn=conn, pinning=placement,
-                environment=fingerprint(server, seed, placement.to_dict()),
-                rounds=default_rounds if rounds is None else rounds,
-                warmup=default_warmup if warmup is None else warmup, driver=driver)
+            yield session
+            if session.results:  # a last probe after the last scenario: the noise over the whole run
+                session.calibration.append(calibrate(conn, clock, "end"))
         finally:
+            clock.close()
             restore_client(saved_affinity)

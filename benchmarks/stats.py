@@ -107,32 +107,33 @@ def describe(samples_ms: Sequence[float] | np.ndarray) -> SampleStats:
     )
 
 
-BATCHES = 5
-"""Consecutive batches a sample set is cut into for the judged (steady-state) percentiles."""
-
-MIN_BATCH_ROUNDS = 100
-"""Below this many rounds per batch a batch p99 means little: fall back to the pooled samples."""
+PERCENTILE_CONFIDENCE = 0.99
+"""Confidence of the interval a percentile is judged with (``percentile_interval``): 99%, so that the
+few re-measurements an undecided target gets do not add up to a coin-flip."""
 
 
-def batch_percentiles(
-    samples_ms: Sequence[float] | np.ndarray, *, batches: int = BATCHES, percentiles: Mapping[str, float] | None = None
-) -> dict[str, float]:
-    """The median over ``batches`` consecutive blocks of each block's percentile (p95, p99).
+def percentile_interval(
+    samples_ms: Sequence[float] | np.ndarray, percent: float, confidence: float = PERCENTILE_CONFIDENCE
+) -> tuple[float, float]:
+    """A distribution-free confidence interval of a percentile: two order statistics of the samples.
 
-    Why: on a shared machine another job's burst lands in one stretch of a run and drags the
-    pooled p99 with it, although the code under test did not change. A regression (a worse plan,
-    a missing index) slows every batch; a burst slows a few. The median of the batch percentiles
-    is what targets are judged on; the pooled percentiles stay reported next to it. With too few
-    rounds for meaningful batches the pooled percentiles are returned.
+    The count of samples below the true ``percent``-th percentile is binomial(n, percent/100), so the
+    order statistics at that binomial's ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles
+    bracket it with at least ``confidence`` (no assumption about the latency distribution, which is
+    skewed and often bimodal). With few samples the upper end is the slowest round, as it should be.
     """
-    wanted = dict(percentiles or {"p95": 95.0, "p99": 99.0})
-    data = np.asarray(samples_ms, dtype=float)
-    if data.size == 0:
-        raise ValueError("cannot compute statistics: no samples")
-    if batches < 2 or data.size < batches * MIN_BATCH_ROUNDS:
-        return {name: float(np.percentile(data, q)) for name, q in wanted.items()}
-    blocks = np.array_split(data, batches)
-    return {name: float(np.median([np.percentile(block, q) for block in blocks])) for name, q in wanted.items()}
+    from scipy.stats import binom
+
+    data = np.sort(np.asarray(samples_ms, dtype=float))
+    if data.size == 0 or not np.all(np.isfinite(data)):
+        raise ValueError("cannot compute a percentile interval: no samples, or NaN/infinity among them")
+    q = percent / 100.0
+    tail = (1.0 - confidence) / 2.0
+    low_rank = int(binom.ppf(tail, data.size, q))  # 1-based rank of the lower order statistic
+    high_rank = int(binom.ppf(1.0 - tail, data.size, q)) + 1
+    low_rank = min(max(low_rank, 1), data.size)
+    high_rank = min(max(high_rank, 1), data.size)
+    return float(data[low_rank - 1]), float(data[high_rank - 1])
 
 
 def seconds_to_ms(samples_s: Sequence[float]) -> tuple[float, ...]:
@@ -167,6 +168,14 @@ class GrowthFit:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GrowthFit:
+        """Read a fit back; a number not recorded (an older file) or written as null (NaN in strict JSON)
+        reads as NaN, never invented."""
+        names = ("growth", "r2_linear", "r2_log", "slope_linear", "slope_log")
+        number = {name: math.nan if data.get(name) is None else float(data[name]) for name in names}
+        return cls(data.get("growth_class", "unknown"), int(data.get("points", 0)), **number)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

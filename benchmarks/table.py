@@ -1,18 +1,28 @@
-"""The terminal table of a benchmark run: p50/p95/p99 per scenario, the target, PASS/FAIL."""
+"""The terminal table of a benchmark run: p50/p95/p99 per scenario with the interval judged, the target,
+PASS/FAIL/INCONCLUSIVE, and the noise measured."""
 
 from __future__ import annotations
 
 import io
 
-from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.benchmarks.explain import LATENCY_RULE, noise_summary
+from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
 from rich.console import Console
 from rich.table import Table
 
-_STYLE = {"PASS": "green", "FAIL": "bold red", "NO TARGET": "yellow"}
+_STYLE = {"PASS": "green", "FAIL": "bold red", "INCONCLUSIVE": "yellow", "NO TARGET": "yellow"}
 
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _judged(result: ScenarioResult, statistic: str) -> str:
+    """The judged percentile and, beside it, the interval that decided (``low-high``)."""
+    judgement = result.judgement(statistic)
+    if judgement is None:
+        return _ms(result.stats.percentile(statistic))
+    return f"{judgement.value_ms:.3f} [{judgement.low_ms:.3f}-{judgement.high_ms:.3f}]"
 
 
 def render_table(run: BenchmarkRun, *, width: int = 130, color: bool = False) -> str:
@@ -20,40 +30,37 @@ def render_table(run: BenchmarkRun, *, width: int = 130, color: bool = False) ->
     table = Table(title=f"chatbench {run.kind} {run.run_id} ({run.environment.profile}, "
                   f"{run.environment.data_sizes.get('messages', '?')} messages, "
                   f"PostgreSQL {run.environment.server_version}, {run.environment.backend})")
-    for name, justify in (("scenario", "left"), ("rounds", "right"), ("p50 ms", "right"), ("p95 ms", "right"),
-                          ("p99 ms", "right"), ("p99 all", "right"), ("CV", "right"), ("buffers", "right"),
-                          ("target p95/p99 ms", "right"), ("target buf", "right"), ("verdict", "left")):
+    for name, justify in (("scenario", "left"), ("rounds", "right"), ("p50 ms", "right"),
+                          ("p95 ms [interval]", "right"), ("p99 ms [interval]", "right"), ("CPU p50", "right"),
+                          ("buffers", "right"), ("target p95/p99 ms", "right"), ("target buf", "right"),
+                          ("verdict", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for result in run.scenarios:
-        stats, target = result.stats, result.target
-        cv = f"{stats.cv:.0%}" + (" !" if stats.unstable else "")
-        judged = result.judged_ms
+        stats, target, cpu = result.stats, result.target, result.cpu_stats
         table.add_row(
-            result.scenario, str(stats.rounds), _ms(stats.p50), _ms(judged.get("p95", stats.p95)),
-            _ms(judged.get("p99", stats.p99)), _ms(stats.p99), cv,
+            result.scenario, str(stats.rounds), _ms(stats.p50), _judged(result, "p95"), _judged(result, "p99"),
+            _ms(cpu.p50 if cpu else None),
             "-" if result.buffers is None else str(result.buffers.total),
             "-" if target is None else f"{_ms(target.p95_ms)}/{_ms(target.p99_ms)}",
             "-" if target is None or target.buffers is None else str(target.buffers),
-            f"[{_STYLE[result.verdict]}]{result.verdict}[/]",
+            f"[{_STYLE[result.verdict]}]{result.verdict}"
+            + (f" ({result.attempts}x)" if result.attempts > 1 else "") + "[/]",
         )
     buffer = io.StringIO()
     console = Console(file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False)
     console.print(table)
-    console.print("p95/p99: median over consecutive batches of rounds (what targets judge; robust to bursts of "
-                  "other work); p99 all: pooled over every round")
-    scaling = run.notes.get("depth_scaling") or {}
-    for name, entry in scaling.items():
-        latency = entry["latency"]
-        line = (f"{name}: p50 over depths {entry['depths']} is {latency['growth_class']} "
-                f"(+{latency['growth']:.0%} fitted)")
-        if "buffer_growth" in entry:
-            line += f"; buffers {entry['buffers']} are {entry['buffer_growth']['growth_class']}"
+    console.print(LATENCY_RULE.replace("–", "-"), soft_wrap=True)
+    console.print(noise_summary(run), soft_wrap=True)
+    for name, curve in run.depth_scaling.items():
+        line = (f"{name}: p50 over depths {list(curve.depths)} is {curve.latency.growth_class} "
+                f"(+{curve.latency.growth:.0%} fitted)")
+        if curve.buffer_growth is not None:
+            line += f"; buffers {list(curve.buffers)} are {curve.buffer_growth.growth_class}"
         console.print(line)
-    if any(r.stats.unstable for r in run.scenarios):
-        console.print("! CV >= 10%: noisy, compare with care")
-    if run.notes.get("busy_machine"):
-        loads = run.notes.get("load_average_1min") or []
-        console.print(f"! the machine was busy while measuring (1-min load average up to {max(loads, default=0):.1f} "
-                      f"on {run.environment.cpu_count} cores): tail latencies include other work")
-    console.print(f"verdict: {run.verdict}" + (f" ({len(run.failures)} target(s) missed)" if run.failures else ""))
+    for line in run.undecided:
+        console.print(f"? INCONCLUSIVE {line}", soft_wrap=True)
+    tally = f"{len(run.failures)} target(s) missed" if run.failures else ""
+    if run.undecided:
+        tally += (", " if tally else "") + f"{len(run.undecided)} undecided"
+    console.print(f"verdict: {run.verdict}" + (f" ({tally})" if tally else ""))
     return buffer.getvalue()

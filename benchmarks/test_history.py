@@ -3,7 +3,9 @@
 Each test times its scenario with ``benchmark.pedantic`` (pytest-benchmark keeps the raw round
 times), computes p50/p95/p99/IQR/CV from them with ``chatbench.benchmarks.stats`` and stores statistics, raw
 samples (ms), buffers and verdict in ``benchmark.extra_info``, so ``--benchmark-json`` holds them.
-A missed budget fails the test with one line: ``scenario: p95 1.23 ms > target 0.80 ms``.
+A missed budget fails the test with one line: ``scenario: p95 1.230 ms > target 0.800 ms (...)``; a
+target the machine's noise left undecided skips it with the reason (INCONCLUSIVE: pytest counts a skip
+as no failure; ``chatbench bench`` reads the verdict from the results file and exits 3).
 Writes come last (see ``benchmarks/scenarios.py`` for how they are committed).
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 from chatbench.benchmarks.scenarios import SCENARIOS, Scenario, runner
-from chatbench.benchmarks.session import BenchSession
+from chatbench.benchmarks.session import BenchSession, time_rounds
 
 
 def _pedantic(benchmark: Any) -> Callable[[Callable[[], Any], int, int], list[float]]:
@@ -37,7 +39,7 @@ def test_history(benchmark: Any, bench_session: BenchSession, scenario: Scenario
         run = runner(bench_session.conn, scenario.canonical, bench_session.driver)
         assert all(run(p) >= 0 for p in params)
         return
-    result = bench_session.measure(scenario, _pedantic(benchmark), params=params)
+    result = bench_session.measure(scenario, _pedantic(benchmark), params=params, retry_timed=time_rounds)
     benchmark.extra_info.update({
         "scenario": result.scenario,
         "query": result.query,
@@ -49,7 +51,10 @@ def test_history(benchmark: Any, bench_session: BenchSession, scenario: Scenario
                                                       "p99_ms": result.target.p99_ms,
                                                       "buffers": result.target.buffers},
         "verdict": result.verdict,
+        "attempts": result.attempts,
         "pinning": bench_session.pinning.describe(),
     })
     if result.failures:
         pytest.fail("; ".join(result.failures), pytrace=False)
+    if result.undecided:  # not a failure: the machine's noise hid the answer (``chatbench bench`` exits 3)
+        pytest.skip("INCONCLUSIVE: " + "; ".join(result.undecided))

@@ -244,6 +244,13 @@ class Settings:
     budget: float = setting(
         3.0, "at most this many seconds of timed rounds per scenario (0: every round, however long)",
         kind="float", minimum=0, maximum=86400, metavar="SECONDS")
+    # Why re-measure: an undecided latency target (its interval holds the target) is often a burst of
+    # other work; measuring again decides most of them. Bounded, so a machine that stays busy costs seconds.
+    retries: int = setting(2, "re-measure a scenario whose latency verdict is undecided up to this many times "
+                           "(0: never); still undecided: INCONCLUSIVE", kind="int", minimum=0, maximum=10)
+    retry_budget: float = setting(
+        30.0, "at most this many seconds of re-measurement per run", kind="float", minimum=0, maximum=3600,
+        metavar="SECONDS")
     pin: PinMode = setting("same-core", "CPU placement of client and server backend", choices=PIN_MODES)
     driver: Driver = setting("psycopg", "psycopg: what the app pays; libpq: what the database costs (pgbench-like)",
                           choices=DRIVERS)
@@ -281,6 +288,9 @@ class Settings:
     min_effect: float = setting(0.10, "smallest relative change called a regression or improvement",
                                 kind="float", above=0, maximum=10)
     alpha: float = setting(0.01, "Mann-Whitney significance level", kind="float", above=0, maximum=0.5)
+    allow_different_sizes: bool = setting(
+        False, "compare runs of different data sizes (another profile or spec): latency is then compared, "
+        "buffers and rows are not", kind="bool")
 
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 

@@ -134,23 +134,22 @@ def keyset_vs_offset(runs: Sequence[tuple[str, BenchmarkRun]]) -> str | None:
     """p50 latency and buffers by page depth, keyset cursor vs OFFSET (OFFSET is expected to grow)."""
     series = []
     for label, run in runs:
-        scaling = run.notes.get("depth_scaling") or {}
         for prefix, name in (("keyset_page", "keyset"), ("offset_page", "OFFSET")):
-            entry = scaling.get(prefix)
-            if entry and entry.get("depths"):
-                series.append((f"{name}" + (f" ({label})" if len(runs) > 1 else ""), entry, name))
+            curve = run.depth_scaling.get(prefix)
+            if curve is not None and curve.depths:
+                series.append((f"{name}" + (f" ({label})" if len(runs) > 1 else ""), curve, name))
     if not series:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4), dpi=100)
-    for index, (label, entry, kind) in enumerate(series):
+    for index, (label, curve, kind) in enumerate(series):
         color = PALETTE[index % len(PALETTE)]
         style = "-" if kind == "keyset" else "--"
-        depths = entry["depths"]
-        growth = (entry.get("latency") or {}).get("growth_class", "?")
-        left.plot(depths, entry["p50_ms"], style, marker="o", color=color, label=f"{label}: {growth}")
-        if entry.get("buffers"):
-            bgrowth = (entry.get("buffer_growth") or {}).get("growth_class", "?")
-            right.plot(depths, entry["buffers"], style, marker="o", color=color, label=f"{label}: {bgrowth}")
+        depths = list(curve.depths)
+        left.plot(depths, list(curve.p50_ms), style, marker="o", color=color,
+                  label=f"{label}: {curve.latency.growth_class}")
+        if curve.buffer_growth is not None and curve.buffers:
+            right.plot(depths, list(curve.buffers), style, marker="o", color=color,
+                       label=f"{label}: {curve.buffer_growth.growth_class}")
     for ax, what in ((left, "p50 latency (ms)"), (right, "buffers per page")):
         ax.set_xlabel("page depth (pages already shown)")
         ax.set_ylabel(what)

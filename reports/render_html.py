@@ -11,13 +11,14 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summary, verdict_words
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.reports import plots
-from chatbench.reports.compare import Comparison, ScenarioComparison
-from chatbench.reports.signoff import Signoff, TargetSignoff
+from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
+from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, TargetSignoff
 
 _CSS = """
-:root { --pass:#047857; --fail:#b91c1c; --error:#b45309; --muted:#6b7280; --line:#e5e7eb; }
+:root { --pass:#047857; --fail:#b91c1c; --error:#b45309; --undecided:#a16207; --muted:#6b7280; --line:#e5e7eb; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:#111827;
        margin: 0 auto; max-width: 1100px; padding: 24px; background:#fff; }
@@ -27,11 +28,15 @@ h3 { font-size: 15px; margin: 20px 0 6px; }
 .banner { padding: 14px 18px; border-radius: 8px; color: #fff; margin-bottom: 16px; }
 .banner.PASS { background: var(--pass); }
 .banner.FAIL { background: var(--fail); } .banner.ERROR { background: var(--error); }
-.banner.PASS, .banner.FAIL, .banner.ERROR { color: #fff; }
+.banner.INCONCLUSIVE { background: var(--undecided); }
+.banner.PASS, .banner.FAIL, .banner.ERROR, .banner.INCONCLUSIVE { color: #fff; }
 .banner .verdict { font-size: 28px; font-weight: 700; letter-spacing: .04em; }
 .failing { border-left: 4px solid var(--fail); background:#fef2f2; padding: 8px 12px 8px 28px; margin: 8px 0; }
 .failing li { margin: 2px 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }
 .warnings { border-left: 4px solid var(--error); background:#fffbeb; padding: 8px 12px 8px 28px; }
+.undecided-list { border-left: 4px solid var(--undecided); background:#fefce8; padding: 8px 12px 8px 28px; }
+.undecided-list li { margin: 2px 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }
+.inconclusive, .INCONCLUSIVE { color: var(--undecided); font-weight: 600; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; font-size: 13px; }
 th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f9fafb; font-weight: 600; }
@@ -69,7 +74,8 @@ def render_signoff(signoff: Signoff) -> str:
 
 def render_comparison(comparison: Comparison, *, title: str = "chatbench compare") -> str:
     """A standalone comparison report (``chatbench compare --out``)."""
-    verdict = {"REGRESSION": "FAIL", "COULD NOT COMPARE": "ERROR", "NO REGRESSION": "PASS"}[comparison.verdict]
+    verdict = {"REGRESSION": "FAIL", "COULD NOT COMPARE": "ERROR", "INCONCLUSIVE": "INCONCLUSIVE",
+               "NO REGRESSION": "PASS"}[comparison.verdict]
     body = (
         f'<div class="banner {verdict}"><div class="verdict">{e(comparison.verdict)}</div>'
         f"<div>{e(title)}: current run <code>{e(comparison.current_run)}</code> against baseline "
@@ -77,6 +83,8 @@ def render_comparison(comparison: Comparison, *, title: str = "chatbench compare
     )
     if comparison.failing:
         body += "<h2>Failing</h2>" + _list("failing", (item.line() for item in comparison.failing))
+    if comparison.inconclusive:
+        body += "<h2>Inconclusive</h2>" + _list("undecided-list", (item.line() for item in comparison.inconclusive))
     body += _comparison(comparison)
     return _document(f"{title}: {comparison.verdict}", body)
 
@@ -104,6 +112,13 @@ def _list(css: str, lines: Iterable[str]) -> str:
 def _failing(signoff: Signoff) -> str:
     lines = signoff.failing_lines()
     out = f"<h2>Failing ({len(lines)})</h2>" + _list("failing", lines) if lines else ""
+    undecided = signoff.inconclusive_lines()
+    if undecided:
+        out += (
+            f"<h2>Inconclusive ({len(undecided)})</h2><p class='muted'>Not failures: the noise measured on this "
+            "machine hid the answer (each line names it). Rerun on a quieter machine to decide; the exit code "
+            f"is 3.</p>{_list('undecided-list', undecided)}"
+        )
     warnings = [f"[{t.label}] {w.line()}" if signoff.multi else w.line() for t in signoff.targets for w in t.warnings]
     if warnings:
         out += f"<details><summary>Warnings ({len(warnings)})</summary>{_list('warnings', warnings)}</details>"
@@ -211,22 +226,28 @@ def _benchmarks(run: BenchmarkRun) -> str:
     rows = []
     for s in run.scenarios:
         target = s.target
-        budget = "–" if target is None or target.p95_ms is None else f"{target.p95_ms:.3f}"
         buffers = "–" if s.buffers is None else str(s.buffers.total)
         if target is not None and target.buffers is not None:
             buffers += f" / {target.buffers}"
         flag = ' <span class="tag" title="CV ≥ 10%">unstable</span>' if s.stats.unstable else ""
+        cpu = s.cpu_stats
+        budgets = "".join(
+            f"<td class='num'>{e(interval_cell(s, stat))}</td><td class='num'>{_opt(budget)}</td>"
+            for stat, budget in (("p95", target.p95_ms if target else None), ("p99", target.p99_ms if target else None))
+        )
         rows.append(
             f"<tr><td><code>{e(s.scenario)}</code>{flag}<br><span class='muted'>{e(s.query)}</span></td>"
-            f"<td class='num'>{s.stats.p50:.3f}</td><td class='num'>{s.stats.p95:.3f}</td>"
-            f"<td class='num'>{s.stats.p99:.3f}</td><td class='num'>{budget}</td>"
+            f"<td class='num'>{s.stats.p50:.3f}</td>{budgets}"
+            f"<td class='num'>{_opt(cpu.p50 if cpu else None)}</td>"
             f"<td class='num'>{buffers}</td><td class='num'>{s.stats.rounds}</td>"
-            f"<td class='{s.verdict.replace(' ', '-')}'>{e(s.verdict)}</td></tr>"
+            f"<td class='{s.verdict.replace(' ', '-')}'>{e(verdict_words(s))}</td></tr>"
         )
     table = (
         "<h3>Benchmarks vs targets</h3><table><tr><th>scenario</th><th class='num'>p50 ms</th>"
-        "<th class='num'>p95 ms</th><th class='num'>p99 ms</th><th class='num'>target p95</th>"
+        "<th class='num'>p95 ms [interval]</th><th class='num'>target p95</th>"
+        "<th class='num'>p99 ms [interval]</th><th class='num'>target p99</th><th class='num'>CPU p50 ms</th>"
         "<th class='num'>buffers</th><th class='num'>rounds</th><th>verdict</th></tr>" + "".join(rows) + "</table>"
+        f"<p class='muted'>{e(LATENCY_RULE)}</p><p>{e(noise_summary(run))}</p>"
     )
     if run.load is not None:
         load = run.load
@@ -252,8 +273,10 @@ def _benchmarks(run: BenchmarkRun) -> str:
 def _checks(target: TargetSignoff) -> str:
     shown = [c for c in target.checks if not c.passed]
     passed = len(target.checks) - len(shown)
+    css = {"failed": "failed", "inconclusive": "inconclusive"}
     rows = "".join(
-        f"<tr><td>{e(c.stage)}</td><td class='{'failed' if c.failing else 'skipped'}'>{e(c.severity)}</td>"
+        f"<tr><td>{e(c.stage)}</td><td class='{css.get(c.outcome, 'skipped') if c.severity == 'error' else 'skipped'}'>"
+        f"{e('inconclusive' if c.undecided else c.severity)}</td>"
         f"<td><code>{e(c.name)}</code></td><td>{e(c.message)}</td></tr>"
         for c in shown
     )
@@ -262,7 +285,8 @@ def _checks(target: TargetSignoff) -> str:
         if rows
         else ""
     )
-    return f"<h3>Checks</h3><p>{passed} passed, {len(shown)} not passed (failures and warnings below).</p>{table}"
+    return (f"<h3>Checks</h3><p>{passed} passed, {len(shown)} not passed (failures, undecided items and warnings "
+            f"below).</p>{table}")
 
 
 def _comparison(comparison: Comparison) -> str:
@@ -276,7 +300,7 @@ def _comparison(comparison: Comparison) -> str:
     out.append(f"<p>{e(comparison.conclusion())}</p>")
     rows = "".join(_comparison_row(item) for item in sorted(comparison.all_items, key=_status_rank))
     out.append(
-        "<table><tr><th>status</th><th>scenario</th><th class='num'>p50</th><th class='num'>p95</th>"
+        "<table><tr><th>status</th><th>scenario</th><th class='num'>p10 (judged)</th><th class='num'>p50</th>"
         "<th class='num'>p99</th><th class='num'>p-value</th><th>reason</th></tr>" + rows + "</table>"
     )
     for item in comparison.all_items:
@@ -293,7 +317,11 @@ def _comparison(comparison: Comparison) -> str:
 
 
 def _status_rank(item: ScenarioComparison) -> int:
-    return ("regressed", "error", "changed", "missing", "new", "improved", "unchanged").index(item.status)
+    return STATUS_ORDER.index(item.status)
+
+
+def _opt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _comparison_row(item: ScenarioComparison) -> str:
@@ -309,19 +337,28 @@ def _comparison_row(item: ScenarioComparison) -> str:
     p = "–" if item.test is None else f"{item.test.p_value:.2g}"
     return (
         f"<tr><td class='{item.status}'>{e(item.status)}</td><td><code>{e(item.scenario)}</code></td>"
-        f"{cell('p50')}{cell('p95')}{cell('p99')}<td class='num'>{p}</td><td>{e(item.reason)}</td></tr>"
+        f"{cell('p10')}{cell('p50')}{cell('p95')}<td class='num'>{p}</td><td>{e(item.reason)}</td></tr>"
     )
 
 
-def _seed_rows(seed: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    keys = ("profile", "counts", "order", "created_at_correlation", "from_cache", "checksum", "timings", "seed")
-    return [(k, seed[k]) for k in keys if k in seed]
+def _seed_rows(seed: SeedSummary) -> list[tuple[str, Any]]:
+    return [
+        ("profile", seed.profile),
+        ("counts", seed.counts),
+        ("order", seed.order),
+        ("created_at_correlation", seed.created_at_correlation),
+        ("from_cache", seed.from_cache),
+        ("checksum", seed.checksum),
+        ("timings", seed.timings),
+        ("seed", seed.seed),
+    ]
 
 
-def _server_rows(server: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    rows = [(k, v) for k, v in server.items() if k != "settings"]
-    if server.get("settings"):
-        rows.append(("settings", server["settings"]))
+def _server_rows(server: ServerSummary) -> list[tuple[str, Any]]:
+    data = server.to_dict()
+    rows = [(k, v) for k, v in data.items() if k != "settings"]
+    if data.get("settings"):
+        rows.append(("settings", data["settings"]))
     return rows
 
 

@@ -9,13 +9,18 @@ from typing import Any
 from chatbench.reports.compare import Comparison
 from chatbench.reports.signoff import Signoff
 
+COMPARISON_FORMAT = 2
+"""Version of ``compare.json``. History: 1 (2026-11-24) first version; 2 (2026-11-25) a scenario status
+``inconclusive`` and verdict ``INCONCLUSIVE`` (an effect not clear of the noise measured in both runs),
+each scenario's ``basis`` (CPU time or wall time), the runs' measured noise in ``notes``."""
+
 
 def render_signoff(signoff: Signoff, *, indent: int | None = 1) -> str:
     return _dump(signoff.to_dict(), indent)
 
 
 def render_comparison(comparison: Comparison, *, indent: int | None = 1) -> str:
-    return _dump({"kind": "chatbench-comparison", "format_version": 1, **comparison.to_dict()}, indent)
+    return _dump({"kind": "chatbench-comparison", "format_version": COMPARISON_FORMAT, **comparison.to_dict()}, indent)
 
 
 def _dump(data: Any, indent: int | None) -> str:

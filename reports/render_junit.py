@@ -2,7 +2,8 @@
 
 CI dashboards (GitLab, Jenkins, GitHub test reporters) then show each failing check, missed
 target or regression by name. A stage that errored is an ``<error>``; a failing item a ``<failure>``
-whose message is the same one line the Markdown shows.
+whose message is the same one line the Markdown shows; an item the measured noise left undecided
+(INCONCLUSIVE) is ``<skipped>`` with that line as its reason: not a failure, and not a pass.
 """
 
 from __future__ import annotations
@@ -74,5 +75,8 @@ def _case(suite: ET.Element, classname: str, check: CheckItem, counts: dict[str,
     if check.failing:
         ET.SubElement(case, "failure", message=check.message).text = check.message
         counts["failures"] += 1
+    elif check.undecided:  # not a failure: the measured noise hid the answer
+        ET.SubElement(case, "skipped", message=f"INCONCLUSIVE: {check.message}")
+        counts["skipped"] += 1
     elif not check.passed:
         ET.SubElement(case, "system-out").text = f"{check.severity}: {check.message}"

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summary, verdict_words
 from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
-from chatbench.reports.compare import Comparison, ScenarioComparison
+from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
 from chatbench.reports.signoff import Signoff, TargetSignoff
 
 MAX_CHARS = 60_000
-_ICON = {"PASS": "✅", "FAIL": "❌", "ERROR": "⚠️"}
+_ICON = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "🟡", "ERROR": "⚠️"}
 _STATUS_ICON = {
     "regressed": "🔴",
     "error": "⚠️",
+    "inconclusive": "🟡",
     "improved": "🟢",
     "unchanged": "⚪",
     "new": "🆕",
@@ -56,6 +58,17 @@ def _signoff_head(signoff: Signoff, max_chars: int = MAX_CHARS) -> str:
         if shown < len(failing):
             lines.append(f"- … and {len(failing) - shown} more failing items (all of them in signoff.json)")
         lines.append("")
+    undecided = signoff.inconclusive_lines()
+    if undecided:
+        lines += [
+            f"### Inconclusive ({len(undecided)})",
+            "",
+            "_Not failures: the noise measured on this machine hid the answer (each line names it). "
+            "Rerun on a quieter machine to decide; the exit code is 3._",
+            "",
+            *[f"- {_escape(line)}" for line in undecided],
+            "",
+        ]
     warnings = [(t, w) for t in signoff.targets for w in t.warnings]
     if warnings:
         lines.append(f"<details><summary>Warnings ({len(warnings)})</summary>\n")
@@ -96,7 +109,8 @@ def _side_by_side(targets: Sequence[TargetSignoff]) -> str:
         cells = []
         for target in targets:
             found = _find(target.benchmark, name)
-            cells.append("–" if found is None else f"{found.stats.p95:.3f}{' ❌' if found.verdict == 'FAIL' else ''}")
+            mark = {"FAIL": " ❌", "INCONCLUSIVE": " 🟡"}.get(found.verdict, "") if found is not None else ""
+            cells.append("–" if found is None else f"{found.stats.p95:.3f}{mark}")
         rows.append(f"| `{name}` p95 ms | {' | '.join(cells)} |")
     return "\n### Side by side\n\n" + "\n".join([header, rule, *rows]) + "\n"
 
@@ -108,8 +122,8 @@ def _target_evidence(target: TargetSignoff, multi: bool) -> str:
     server = target.server
     lines = [
         title,
-        f"Server: PostgreSQL {server.get('version', '?')} via {server.get('backend', '?')}"
-        f" (`{server.get('url', '')}`)" + (f". Stopped early: {_escape(target.error)}" if target.error else ""),
+        f"Server: PostgreSQL {server.version or '?'} via {server.backend}"
+        f" (`{server.url or ''}`)" + (f". Stopped early: {_escape(target.error)}" if target.error else ""),
         "",
     ]
     lines += _stage_table(target)
@@ -126,7 +140,7 @@ def _target_evidence(target: TargetSignoff, multi: bool) -> str:
 
 
 def _stage_table(target: TargetSignoff) -> list[str]:
-    icon = {"ok": "✅", "failed": "❌", "error": "⚠️", "skipped": "➖"}
+    icon = {"ok": "✅", "failed": "❌", "inconclusive": "🟡", "error": "⚠️", "skipped": "➖"}
     rows = ["| stage | status | seconds | detail |", "|---|---|---:|---|"]
     rows += [
         f"| {s.stage} | {icon[s.status]} {s.status} | {s.seconds:.2f} | {_escape(s.detail)} |" for s in target.stages
@@ -137,24 +151,39 @@ def _stage_table(target: TargetSignoff) -> list[str]:
 
 def _benchmark_table(run: BenchmarkRun) -> list[str]:
     rows = [
-        "| scenario | p50 ms | p95 ms | p99 ms | target p95 | buffers | rounds | verdict |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | p50 ms | p95 ms [interval] | target p95 | p99 ms [interval] | target p99 | CPU p50 ms "
+        "| buffers | rounds | verdict |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for result in run.scenarios:
         target = result.target
+        cpu = result.cpu_stats
         rows.append(
-            f"| `{result.scenario}` | {result.stats.p50:.3f} | {result.stats.p95:.3f} | {result.stats.p99:.3f} | "
-            f"{_opt(target.p95_ms if target else None)} | {_buffers(result)} | {result.stats.rounds} | "
-            f"{_verdict_cell(result)} |"
+            f"| `{result.scenario}` | {result.stats.p50:.3f} | {interval_cell(result, 'p95')} | "
+            f"{_opt(target.p95_ms if target else None)} | {interval_cell(result, 'p99')} | "
+            f"{_opt(target.p99_ms if target else None)} | {_opt(cpu.p50 if cpu else None)} | {_buffers(result)} | "
+            f"{result.stats.rounds} | {_verdict_cell(result)} |"
         )
     env = run.environment
-    pin = env.pinning.get("summary") or env.pinning.get("mode") or ", ".join(f"{k}={v}" for k, v in env.pinning.items())
+    pin = env.pinning.get("mode") or ", ".join(f"{k}={v}" for k, v in env.pinning.items())
     caption = (
         f"PostgreSQL {env.server_version}, {env.cpu_count}× {env.cpu_model}, pinning: {pin or 'none'}; "
         f"{_sizes(env.data_sizes)}"
     )
     load = [] if run.load is None else _load_table(run)
-    return ["#### Benchmarks vs targets", "", _escape(caption), "", *rows, "", *load]
+    return [
+        "#### Benchmarks vs targets",
+        "",
+        _escape(caption),
+        "",
+        *rows,
+        "",
+        f"_{_escape(LATENCY_RULE)}_",
+        "",
+        _escape(noise_summary(run)),
+        "",
+        *load,
+    ]
 
 
 def _load_table(run: BenchmarkRun) -> list[str]:
@@ -189,12 +218,12 @@ def _verification_summary(target: TargetSignoff) -> list[str]:
 
 
 def _seed_summary(target: TargetSignoff) -> list[str]:
-    seed = target.seed or {}
-    counts = seed.get("counts") or {}
-    cache = "template cache hit" if seed.get("from_cache") else "seeded now"
+    seed = target.seed
+    assert seed is not None
+    cache = "template cache hit" if seed.from_cache else "seeded now"
     return [
-        f"Data: {_sizes(counts)}; {cache}; checksum `{str(seed.get('checksum', ''))[:16]}`; "
-        f"order {seed.get('order', '?')}, created_at correlation {seed.get('created_at_correlation', '?')}.",
+        f"Data: {_sizes(seed.counts)}; {cache}; checksum `{seed.checksum[:16]}`; "
+        f"order {seed.order}, created_at correlation {seed.created_at_correlation}.",
         "",
     ]
 
@@ -204,7 +233,9 @@ def _seed_summary(target: TargetSignoff) -> list[str]:
 
 def render_comparison(comparison: Comparison, *, title: str = "chatbench compare") -> str:
     """A standalone comparison report (``chatbench compare``): verdict, failing lines, evidence."""
-    icon = {"REGRESSION": "❌", "COULD NOT COMPARE": "⚠️", "NO REGRESSION": "✅"}[comparison.verdict]
+    icon = {"REGRESSION": "❌", "COULD NOT COMPARE": "⚠️", "INCONCLUSIVE": "🟡", "NO REGRESSION": "✅"}[
+        comparison.verdict
+    ]
     lines = [
         f"## {icon} {title}: **{comparison.verdict}**",
         "",
@@ -214,6 +245,14 @@ def render_comparison(comparison: Comparison, *, title: str = "chatbench compare
     failing = comparison.failing
     if failing:
         lines += [f"### Failing ({len(failing)})", "", *[f"- {_escape(item.line())}" for item in failing], ""]
+    undecided = comparison.inconclusive
+    if undecided:
+        lines += [
+            f"### Inconclusive ({len(undecided)})",
+            "",
+            *[f"- {_escape(item.line())}" for item in undecided],
+            "",
+        ]
     return "\n".join(lines) + "\n" + render_comparison_body(comparison, heading_level=3)
 
 
@@ -236,13 +275,15 @@ def render_comparison_body(comparison: Comparison, *, heading_level: int = 3) ->
     lines += [
         f"{h} Scenarios",
         "",
-        f"Regression = Mann-Whitney U p < {t.alpha} on the raw samples **and** p50 ≥ +{t.min_effect:.0%} with its "
-        f"{t.confidence:.0%} bootstrap CI above 0"
+        f"Regression = Mann-Whitney U p < {t.alpha} on the raw samples (CPU time per round when both runs "
+        f"measured it, else wall time) **and** p10 (the fast, undisturbed rounds) ≥ "
+        f"+{t.min_effect:.0%} with its {t.confidence:.0%} bootstrap CI above the noise measured in both runs (an "
+        "effect inside that noise is inconclusive; OFFSET contrast scenarios are shown, not judged)"
         + (f" (or the whole p95 CI above +{t.min_effect:.0%})" if t.judge_tails else "")
         + f"; deterministic metrics compared exactly (rows; plan shape, shown with both plans; buffers regress at "
         f"{t.buffer_ratio:g}×); [CI] = 95% bootstrap interval.",
         "",
-        "| | scenario | p50 change | p95 change | p99 change | p-value | reason |",
+        "| | scenario | p10 change (judged) | p50 change | p95 change | p-value | reason |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     lines += [_comparison_row(item) for item in _ordered(comparison.all_items)]
@@ -275,8 +316,7 @@ def render_comparison_body(comparison: Comparison, *, heading_level: int = 3) ->
 
 
 def _ordered(items: Iterable[ScenarioComparison]) -> list[ScenarioComparison]:
-    order = {"regressed": 0, "error": 1, "changed": 2, "missing": 3, "new": 4, "improved": 5, "unchanged": 6}
-    return sorted(items, key=lambda item: order[item.status])
+    return sorted(items, key=lambda item: STATUS_ORDER.index(item.status))
 
 
 def _comparison_row(item: ScenarioComparison) -> str:
@@ -292,8 +332,8 @@ def _comparison_row(item: ScenarioComparison) -> str:
         else (f"{item.test.p_value:.2g}" if item.test.p_value >= 1e-4 else f"{item.test.p_value:.0e}")
     )
     return (
-        f"| {_STATUS_ICON[item.status]} {item.status} | `{item.scenario}` | {cell('p50')} | {cell('p95')} | "
-        f"{cell('p99')} | {p} | {_escape(item.reason)} |"
+        f"| {_STATUS_ICON[item.status]} {item.status} | `{item.scenario}` | {cell('p10')} | {cell('p50')} | "
+        f"{cell('p95')} | {p} | {_escape(item.reason)} |"
     )
 
 
@@ -307,9 +347,8 @@ def _find(run: BenchmarkRun | None, name: str) -> ScenarioResult | None:
 
 
 def _verdict_cell(result: ScenarioResult) -> str:
-    if result.verdict == "FAIL":
-        return "❌ FAIL"
-    return "✅ PASS" if result.verdict == "PASS" else "–"
+    icon = {"FAIL": "❌ ", "INCONCLUSIVE": "🟡 ", "PASS": "✅ "}.get(result.verdict, "")
+    return icon + verdict_words(result) if result.verdict != "NO TARGET" else "–"
 
 
 def _buffers(result: ScenarioResult) -> str:

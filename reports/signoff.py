@@ -6,9 +6,13 @@ PostgreSQL upgrade is a release too: versions side by side).
 
 Verdict rules:
 - a target PASSes only when every stage ran and every check passed;
+- a check that ran but could not be decided on this machine (a latency target or a regression hidden
+  by the measured noise) is ``inconclusive``: it does not fail the target, it makes it INCONCLUSIVE
+  (exit 3) unless something failed;
 - a stage that could not run (provisioning failed, a bug) makes the target ``ERROR``: the evidence
   is incomplete, so it is neither PASS nor a plain FAIL (exit 2);
-- the whole sign-off is ``ERROR`` if any target errored, else ``FAIL`` if any failed, else ``PASS``.
+- the whole sign-off is ``ERROR`` if any target errored, else ``FAIL`` if any failed, else
+  ``INCONCLUSIVE`` if any was, else ``PASS``.
 """
 
 from __future__ import annotations
@@ -19,16 +23,42 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.loadgen.result import SeedResult
 from chatbench.reports.compare import Comparison
+from chatbench.verify.result import VerificationResult
 
-Verdict = Literal["PASS", "FAIL", "ERROR"]
-StageStatus = Literal["ok", "failed", "error", "skipped"]
+from chatbench.provision import Server
+
+Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR"]
+StageStatus = Literal["ok", "failed", "inconclusive", "error", "skipped"]
 Severity = Literal["error", "warning", "info"]
+Outcome = Literal["passed", "failed", "inconclusive"]
 
-SIGNOFF_FORMAT = 1
-"""Version of the ``signoff.json`` layout (1: first version)."""
+SIGNOFF_FORMAT = 2
+"""Version of the ``signoff.json`` layout ``Signoff.to_dict`` writes. Bump it on any change a reader
+must know about, and say what changed here.
 
-EXIT_CODES: Mapping[str, int] = {"PASS": 0, "FAIL": 1, "ERROR": 2}
+Format history:
+
+- 1 (2026-11-24): first version. ``{kind: "chatbench-signoff", format_version, verdict, headline,
+  failing[], created_at, profile, schema_source, schema_fingerprint, chatbench_version, baseline,
+  command, notes[], targets[]}``; each target ``{label, verdict, server, error, seconds, stages[],
+  failing[], checks[], seed, verification, benchmark, comparison, scaling[]}``; ``benchmark`` is a
+  benchmark run in the results format (``chatbench.benchmarks.results``, format 2).
+- 2 (2026-11-25): the same keys, now written from typed records: ``server`` (``ServerSummary``; keys
+  that were not known are left out, as before), ``seed`` (``SeedSummary``), ``verification``
+  (``{"drift": .., "health_plans": ..}``, each a ``chatbench.verify`` result or null). ``benchmark``
+  is a results-format 3 run: its ``notes`` became typed fields (see ``chatbench.benchmarks.results``).
+  ``benchmark_runs_in`` reads both versions (a version 1 file's run upgrades through the results
+  format's own upgrade path).
+  A fourth verdict, ``INCONCLUSIVE`` (exit 3): top-level and per-target ``inconclusive[]`` lines;
+  each check has ``outcome`` (passed | failed | inconclusive) beside ``passed`` and ``failing``; a stage
+  status may be ``inconclusive``.
+"""
+
+EXIT_CODES: Mapping[str, int] = {"PASS": 0, "FAIL": 1, "ERROR": 2, "INCONCLUSIVE": 3}
+"""INCONCLUSIVE has its own code: a CI job can tell "the machine was too noisy to decide" (rerun, or
+run on a quieter runner) from "the schema failed" (1) and "could not run" (2)."""
 
 
 @dataclass(frozen=True)
@@ -45,18 +75,27 @@ class StageTiming:
 class CheckItem:
     """One judged item: a drift finding, a missed target, a regression, a stage error.
 
-    Only ``severity == "error"`` items that did not pass fail the verdict; warnings are shown.
+    Only ``severity == "error"`` items that failed fail the verdict, and only such items that were
+    inconclusive make it INCONCLUSIVE; warnings are shown.
     """
 
     stage: str
     name: str  # the object or scenario, e.g. ``messages.ix_messages_history``
-    passed: bool
+    outcome: Outcome
     message: str  # one line
     severity: Severity = "error"
 
     @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+    @property
     def failing(self) -> bool:
-        return not self.passed and self.severity == "error"
+        return self.outcome == "failed" and self.severity == "error"
+
+    @property
+    def undecided(self) -> bool:
+        return self.outcome == "inconclusive" and self.severity == "error"
 
     def line(self) -> str:
         return f"{self.stage}: {self.message}"
@@ -74,15 +113,90 @@ class ScalingPoint:
 
 
 @dataclass(frozen=True)
+class ServerSummary:
+    """What a report says about the server a target ran on (never a password: the URL is the display URL).
+
+    Only ``backend`` is known when provisioning itself failed; the other fields are then None.
+    """
+
+    backend: str
+    url: str | None = None
+    version: str | None = None
+    version_num: int | None = None
+    database: str | None = None
+    settings: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, server: Server) -> ServerSummary:
+        return cls(server.backend, server.display_url, server.version, server.version_num, server.database,
+                   dict(server.settings), dict(server.details))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"backend": self.backend}
+        if self.url is not None:
+            data.update(url=self.url, version=self.version, version_num=self.version_num, database=self.database,
+                        settings=dict(self.settings))
+        if self.details:
+            data["details"] = dict(self.details)
+        return data
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """The seeded data a target ran on: sizes, checksum, where it came from, how long it took."""
+
+    profile: str
+    seed: int
+    order: str
+    counts: Mapping[str, int]
+    checksum: str
+    from_cache: bool
+    cache_key: str
+    timings: Mapping[str, float]
+    created_at_correlation: float
+    whales: int
+
+    @classmethod
+    def of(cls, result: SeedResult) -> SeedSummary:
+        return cls(result.profile, result.seed, result.order, dict(result.counts), result.checksum,
+                   result.from_cache, result.cache_key, {k: round(v, 4) for k, v in result.timings.items()},
+                   result.created_at_correlation, len(result.params.whales))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(vars_of(self))
+
+
+@dataclass(frozen=True)
+class VerificationEvidence:
+    """What the verification stages found: drift on its own, health and plans from one call."""
+
+    drift: VerificationResult | None = None
+    health_plans: VerificationResult | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.drift is not None or self.health_plans is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.drift is not None:
+            data["drift"] = self.drift.to_json()
+        if self.health_plans is not None:
+            data["health_plans"] = self.health_plans.to_json()
+        return data
+
+
+@dataclass(frozen=True)
 class TargetSignoff:
     """The sign-off on one server (one PostgreSQL version / image / bin dir)."""
 
     label: str  # e.g. "PostgreSQL 18.1 (local)"
-    server: Mapping[str, Any]  # Server.describe(): no password
+    server: ServerSummary
     stages: tuple[StageTiming, ...]
     checks: tuple[CheckItem, ...]
-    seed: Mapping[str, Any] | None = None  # counts, checksum, timings, cache hit
-    verification: Mapping[str, Any] | None = None  # the verification result as JSON
+    seed: SeedSummary | None = None
+    verification: VerificationEvidence | None = None
     benchmark: BenchmarkRun | None = None
     comparison: Comparison | None = None
     scaling: tuple[ScalingPoint, ...] = ()
@@ -93,6 +207,10 @@ class TargetSignoff:
         return tuple(c for c in self.checks if c.failing)
 
     @property
+    def undecided(self) -> tuple[CheckItem, ...]:
+        return tuple(c for c in self.checks if c.undecided)
+
+    @property
     def warnings(self) -> tuple[CheckItem, ...]:
         return tuple(c for c in self.checks if not c.passed and c.severity == "warning")
 
@@ -100,7 +218,9 @@ class TargetSignoff:
     def verdict(self) -> Verdict:
         if self.error is not None or any(s.status == "error" for s in self.stages):
             return "ERROR"
-        return "FAIL" if self.failing else "PASS"
+        if self.failing:
+            return "FAIL"
+        return "INCONCLUSIVE" if self.undecided else "PASS"
 
     @property
     def seconds(self) -> float:
@@ -113,14 +233,15 @@ class TargetSignoff:
         return {
             "label": self.label,
             "verdict": self.verdict,
-            "server": _plain(self.server),
+            "server": self.server.to_dict(),
             "error": self.error,
             "seconds": round(self.seconds, 3),
             "stages": [_plain(vars_of(s)) for s in self.stages],
             "failing": [c.line() for c in self.failing],
-            "checks": [_plain(vars_of(c)) | {"failing": c.failing} for c in self.checks],
-            "seed": _plain(self.seed) if self.seed is not None else None,
-            "verification": _plain(self.verification) if self.verification is not None else None,
+            "inconclusive": [c.line() for c in self.undecided],
+            "checks": [_plain(vars_of(c)) | {"passed": c.passed, "failing": c.failing} for c in self.checks],
+            "seed": self.seed.to_dict() if self.seed is not None else None,
+            "verification": self.verification.to_dict() if self.verification is not None else None,
             "benchmark": self.benchmark.to_dict() if self.benchmark is not None else None,
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
             "scaling": [_plain(vars_of(p)) for p in self.scaling],
@@ -146,7 +267,10 @@ class Signoff:
         verdicts = {t.verdict for t in self.targets}
         if not self.targets or "ERROR" in verdicts:
             return "ERROR"
-        return "FAIL" if "FAIL" in verdicts else "PASS"
+        for verdict in ("FAIL", "INCONCLUSIVE"):
+            if verdict in verdicts:
+                return verdict
+        return "PASS"
 
     @property
     def exit_code(self) -> int:
@@ -166,11 +290,22 @@ class Signoff:
             lines.extend(f"{prefix}{c.line()}" for c in target.failing)
         return tuple(lines)
 
+    def inconclusive_lines(self) -> tuple[str, ...]:
+        """Every item the measured noise left undecided, one line each (prefixed by the server when several)."""
+        return tuple(
+            f"[{t.label}] {c.line()}" if self.multi else c.line() for t in self.targets for c in t.undecided
+        )
+
     def headline(self) -> str:
         """The verdict sentence that opens every rendering."""
         servers = ", ".join(f"{t.label}: {t.verdict}" for t in self.targets) or "no server ran"
-        count = len(self.failing_lines())
-        tail = "every check passed" if self.verdict == "PASS" else f"{count} failing item{'s' * (count != 1)}"
+        count, undecided = len(self.failing_lines()), len(self.inconclusive_lines())
+        parts = []
+        if count:
+            parts.append(f"{count} failing item{'s' * (count != 1)}")
+        if undecided:
+            parts.append(f"{undecided} item{'s' * (undecided != 1)} the machine's noise left undecided")
+        tail = ", ".join(parts) or "every check passed"
         return f"{self.verdict}: {tail} ({servers}; schema {self.schema_source}, profile {self.profile})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +315,7 @@ class Signoff:
             "verdict": self.verdict,
             "headline": self.headline(),
             "failing": list(self.failing_lines()),
+            "inconclusive": list(self.inconclusive_lines()),
             "created_at": self.created_at,
             "profile": self.profile,
             "schema_source": self.schema_source,

@@ -12,8 +12,24 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from chatbench.benchmarks.results import BenchmarkRun, BufferUsage, EnvironmentFingerprint, ScenarioResult, Target
-from chatbench.reports.signoff import CheckItem, ScalingPoint, Signoff, StageTiming, TargetSignoff
+from chatbench.benchmarks.results import (
+    BenchmarkRun,
+    BufferUsage,
+    DepthCurve,
+    EnvironmentFingerprint,
+    ScenarioResult,
+    Target,
+)
+from chatbench.benchmarks.stats import GrowthFit
+from chatbench.reports.signoff import (
+    CheckItem,
+    ScalingPoint,
+    SeedSummary,
+    ServerSummary,
+    Signoff,
+    StageTiming,
+    TargetSignoff,
+)
 
 SCENARIOS: tuple[tuple[str, str, float, int, int | None], ...] = (
     # name, query, p50 ms, buffers, depth
@@ -88,31 +104,24 @@ def make_run(
         )
     keyset = [r for r in results if r.scenario.startswith("keyset_page_")]
     offset = [r for r in results if r.scenario.startswith("offset_page_")]
-    notes = {
-        "depth_scaling": {
-            "keyset_page": {
-                "depths": [r.extra["depth"] for r in keyset],
-                "p50_ms": [r.stats.p50 for r in keyset],
-                "buffers": [r.buffers.total for r in keyset if r.buffers],
-                "latency": {"growth_class": "flat"},
-                "buffer_growth": {"growth_class": "flat"},
-            },
-            "offset_page": {
-                "depths": [r.extra["depth"] for r in offset],
-                "p50_ms": [r.stats.p50 for r in offset],
-                "buffers": [r.buffers.total for r in offset if r.buffers],
-                "latency": {"growth_class": "linear"},
-                "buffer_growth": {"growth_class": "linear"},
-            },
-        }
-    }
+
+    def curve(points: list[ScenarioResult], growth: str) -> DepthCurve:
+        fit = GrowthFit.from_dict({"growth_class": growth})
+        return DepthCurve(
+            tuple(r.extra["depth"] for r in points),
+            tuple(r.stats.p50 for r in points),
+            fit,
+            tuple(r.buffers.total for r in points if r.buffers),
+            fit,
+        )
+
     return BenchmarkRun(
         kind="bench",
         run_id=run_id or f"run{seed}",
         created_at="2026-11-24T01:00:00+00:00",
         environment=env or environment(),
         scenarios=tuple(results),
-        notes=notes,
+        depth_scaling={"keyset_page": curve(keyset, "flat"), "offset_page": curve(offset, "linear")},
     )
 
 
@@ -125,13 +134,18 @@ def make_target(
     comparison: Any = None,
 ) -> TargetSignoff:
     checks = [
-        CheckItem("drift", "messages", True, "table matches"),
-        CheckItem("health", "messages.conversation_id", False, "FK column covered twice", "warning"),
+        CheckItem("drift", "messages", "passed", "table matches"),
+        CheckItem("health", "messages.conversation_id", "failed", "FK column covered twice", "warning"),
     ]
-    checks += [CheckItem("plans", name, False, f"{name}: Seq Scan on messages (rows=20000)") for name in failing]
+    checks += [CheckItem("plans", name, "failed", f"{name}: Seq Scan on messages (rows=20000)") for name in failing]
     if run is not None:
         checks += [
-            CheckItem("benchmarks", s.scenario, s.verdict != "FAIL", "; ".join(s.failures) or "within target")
+            CheckItem(
+                "benchmarks",
+                s.scenario,
+                {"FAIL": "failed", "INCONCLUSIVE": "inconclusive"}.get(s.verdict, "passed"),  # type: ignore[arg-type]
+                "; ".join(s.failures or s.undecided) or "within target",
+            )
             for s in run.scenarios
         ]
     stages = (
@@ -151,10 +165,10 @@ def make_target(
     )
     return TargetSignoff(
         label=label,
-        server={"backend": "local", "version": "18.1", "url": "postgresql://chatbench:***@127.0.0.1:5432/x"},
+        server=ServerSummary("local", "postgresql://chatbench:***@127.0.0.1:5432/x", "18.1", 180001, "x"),
         stages=stages,
         checks=tuple(checks),
-        seed={"counts": {"messages": 20000}, "from_cache": True, "checksum": "f" * 64, "order": "time"},
+        seed=SeedSummary("smoke", 1, "time", {"messages": 20000}, "f" * 64, True, "key", {}, 0.99, 8),
         benchmark=run,
         comparison=comparison,
         scaling=scaling,

@@ -158,3 +158,44 @@ def test_markdown_caps_a_huge_failing_list_but_says_so() -> None:
     text = render_markdown.render_signoff(make_signoff(target), max_chars=8000)
     assert len(text) <= 8000 and text.startswith("## ❌")
     assert "more failing items (all of them in signoff.json)" in text
+
+
+def _inconclusive_signoff():  # type: ignore[no-untyped-def]
+    """A run whose latest_page target the machine's noise left undecided (CPU time well under the target)."""
+    from dataclasses import replace
+
+    import numpy as np
+    from chatbench.benchmarks.results import ScenarioResult, Target
+
+    run = make_run(seed=1)
+    rng = np.random.default_rng(5)
+    cpu = 0.1 + rng.exponential(0.01, 2000)
+    waits = np.where(rng.random(2000) < 0.08, rng.uniform(2.0, 4.0, 2000), 0.0)
+    busy = ScenarioResult.judge(scenario="latest_page", query="latest_messages", params_version="v-latest_page",
+                                samples_ms=cpu + waits, cpu_ms=cpu, target=Target(p95_ms=1.0, p99_ms=3.0),
+                                attempts=3)
+    run = replace(run, scenarios=(busy, *run.scenarios[1:]))
+    return make_signoff(make_target(run))
+
+
+def test_inconclusive_is_its_own_state_in_every_rendering() -> None:
+    signoff = _inconclusive_signoff()
+    assert signoff.verdict == "INCONCLUSIVE" and signoff.exit_code == 3 and not signoff.failing_lines()
+    [line] = signoff.inconclusive_lines()
+    assert line.startswith("benchmarks: latest_page: p95 ") and "waiting for a CPU" in line
+    md = render_markdown.render_signoff(signoff)
+    assert md.startswith("## 🟡 chatbench sign-off: **INCONCLUSIVE**") and "### Inconclusive (1)" in md
+    assert "### Failing" not in md and "the exit code is 3" in md
+    row = next(r for r in md.splitlines() if r.startswith("| `latest_page` |"))
+    judged = signoff.targets[0].benchmark.scenarios[0].judgement("p95")  # type: ignore[union-attr]
+    assert judged is not None and f"{judged.value_ms:.3f} [{judged.low_ms:.3f}–{judged.high_ms:.3f}]" in row
+    assert "INCONCLUSIVE (3 measurements)" in row and "PASS: high ≤ target" in md and "Noise" in md
+    data = json.loads(render_json.render_signoff(signoff))
+    assert data["verdict"] == "INCONCLUSIVE" and data["inconclusive"] == [line] and data["failing"] == []
+    check = next(c for c in data["targets"][0]["checks"] if c["name"] == "latest_page")
+    assert check["outcome"] == "inconclusive" and not check["failing"] and not check["passed"]
+    root = ET.fromstring(render_junit.render_signoff(signoff))
+    skipped = [s for s in root.findall(".//skipped") if s.get("message", "").startswith("INCONCLUSIVE: ")]
+    assert len(skipped) == 1 and root.get("failures") == "0"
+    html = render_html.render_signoff(signoff)
+    assert 'class="banner INCONCLUSIVE"' in html and "Inconclusive (1)" in html

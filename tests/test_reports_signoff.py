@@ -102,6 +102,12 @@ def test_signoff_passes_on_the_canonical_schema(
     bench = target["benchmark"]
     assert bench["environment"]["schema_fingerprint"] == schema.fingerprint()
     assert len(bench["scenarios"]) >= 10 and all(len(s["samples_ms"]) >= 40 for s in bench["scenarios"])
+    # Noise measured beside every number: CPU time per round (local backend), a probe before each scenario.
+    assert all(len(s["cpu_ms"]) == len(s["samples_ms"]) for s in bench["scenarios"])
+    assert all({j["statistic"] for j in s["latency"]} == {"p95", "p99"} for s in bench["scenarios"])
+    assert all(j["decision"] == "PASS" and j["low_ms"] <= j["value_ms"] <= j["high_ms"]
+               for s in bench["scenarios"] for j in s["latency"])
+    assert len(bench["calibration"]) == len(bench["scenarios"]) + 1 and "schedstat" in bench["cpu_time"]
     assert files["signoff.html"].count("<svg") >= 4 and "https://" not in files["signoff.html"]
     assert ET.fromstring(files["signoff.junit.xml"]).get("failures") == "0"
     summary = capsys.readouterr().err
@@ -163,11 +169,22 @@ def test_signoff_compares_with_a_baseline(tmp_path: Path, generous_targets: Path
 
 
 def test_signoff_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from chatbench.benchmarks.results import write
+    from reports_fixtures import make_run
+
     assert main(["signoff", "--profile", "nonesuch", "--backend", "local", "--out", str(tmp_path)]) == 2
     assert main(["signoff", "--baseline", str(tmp_path / "missing.json"), "--out", str(tmp_path)]) == 2
     assert main(["signoff", "--pg-versions", "15", "--pg-bin", "/x", "--out", str(tmp_path)]) == 2
+    smoke = write(make_run(seed=1), tmp_path / "smoke-run.json")  # a smoke-profile run
+    started = list(Path(tmp_path).iterdir())
+    assert main(["signoff", "--profile", "ci", "--backend", "local", "--baseline", str(smoke),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert main(["signoff", "--retries", "-1", "--out", str(tmp_path / "out")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(errors) == 3 and all(line.startswith("chatbench signoff: error:") for line in errors)
+    assert len(errors) == 5 and all(line.startswith("chatbench signoff: error:") for line in errors)
+    assert "different data sizes" in errors[3] and "--allow-different-sizes" in errors[3]
+    assert "--retries -1" in errors[4]
+    assert list(Path(tmp_path).iterdir()) == started  # refused before any server or report
 
 
 def test_budgeted_rounds_stop_at_the_deadline_but_keep_a_minimum() -> None:

@@ -1,8 +1,12 @@
 """Compare a benchmark run with a baseline: per scenario p50/p95/p99 change with bootstrap confidence
-intervals, Mann-Whitney U on the raw samples, a minimum effect size; deterministic metrics (buffers,
-rows, plan shape) compared exactly; environment fingerprints compared first. Either file may be a
-benchmark result JSON or a signoff.json. Exit 1 on a regression (or when a scenario could not be
-compared soundly), 0 otherwise.
+intervals, Mann-Whitney U on the raw samples (CPU time per round when both runs measured it), a minimum
+effect that must also clear the noise both runs measured; deterministic metrics (buffers, rows, plan
+shape) compared exactly; environment fingerprints compared first. Either file may be any result file
+chatbench writes: a results JSON (bench-run.json, load-run.json), a bench.json or a signoff.json.
+Runs of different data sizes are refused unless --allow-different-sizes.
+
+Exit 0 no regression, 1 a regression (or a scenario that could not be compared soundly), 2 bad input,
+3 inconclusive (an effect larger than the minimum but not clear of the measured noise).
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from chatbench.commands._common import console
 from chatbench.settings import Settings
 
 NAME = "compare"
-HELP = "compare CURRENT.json with BASELINE.json: regressions with their statistics (exit 1 on regression)"
+HELP = ("compare CURRENT.json with BASELINE.json: regressions with their statistics "
+        "(exit 0 none / 1 regression / 3 inconclusive)")
 
 
-SETTINGS = ("out", "label", "min_effect", "alpha")
+SETTINGS = ("out", "label", "min_effect", "alpha", "allow_different_sizes")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,17 +31,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from chatbench.reports.compare import Thresholds, compare_runs
+    from rich.console import Console
+
+    from chatbench.reports.compare import Thresholds, check_comparable, compare_runs
     from chatbench.reports.inputs import read_one
     from chatbench.reports.output import write_comparison
-    from chatbench.reports.render_markdown import render_comparison
+    from chatbench.reports.render_terminal import render_comparison
 
     _, current = read_one(args.current, label=settings.label)
     _, baseline = read_one(args.baseline, label=settings.label)
+    check_comparable(current, baseline, allow_different_sizes=settings.allow_different_sizes)
     with console.status("comparing (bootstrap and Mann-Whitney on the raw samples)"):
         comparison = compare_runs(current, baseline, Thresholds(min_effect=settings.min_effect, alpha=settings.alpha))
-    print(render_comparison(comparison, title=f"chatbench compare {args.current.name} vs {args.baseline.name}"))
+    title = f"chatbench compare {args.current} vs {args.baseline}"
+    render_comparison(comparison, Console(highlight=False), title=title)
     if settings.out is not None:
         written = write_comparison(comparison, settings.out)
         console.print(f"[dim]wrote {', '.join(str(p) for p in written.values())}[/dim]")
-    return 0 if comparison.passed else 1
+    return comparison.exit_code

@@ -3,7 +3,9 @@ contracts, benchmarks vs targets, optional load and baseline comparison; writes 
 and $GITHUB_STEP_SUMMARY), signoff.html (self-contained, with plots), signoff.json and JUnit XML.
 
 Several servers side by side (a PostgreSQL upgrade is a release too): --pg-versions 15,18, or
-repeated --pg-bin DIR / --image IMAGE. Exit 0 PASS, 1 FAIL, 2 could not run (ERROR).
+repeated --pg-bin DIR / --image IMAGE. Exit 0 PASS, 1 FAIL, 2 could not run (ERROR), 3 INCONCLUSIVE
+(nothing failed, but the noise measured on this machine left a latency target or a regression
+undecided; each such line names the noise).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ if TYPE_CHECKING:
     from chatbench.signoff import SignoffOptions
 
 NAME = "signoff"
-HELP = "run the whole pre-release sign-off and write signoff.md/.html/.json + JUnit (exit 0 PASS / 1 FAIL / 2 error)"
+HELP = ("run the whole pre-release sign-off and write signoff.md/.html/.json + JUnit "
+        "(exit 0 PASS / 1 FAIL / 2 error / 3 INCONCLUSIVE)")
 SETTINGS = (
     *SERVER_SETTINGS, "pg_versions", "profile", "seed", "out", "baseline", "load", "clients", "duration", "rounds",
     "warmup", "budget", "targets", "pin", "scaling", "cache", "schema_from", "schema_from_cmd", "command_timeout",
+    "retries", "retry_budget", "allow_different_sizes",
 )
 
 
@@ -58,6 +62,9 @@ def options_from(settings: Settings) -> SignoffOptions:
         use_dsn_database=settings.use_dsn_database,
         allow_destructive=settings.allow_destructive,
         start_timeout=settings.start_timeout,
+        retries=settings.retries,
+        retry_budget_s=settings.retry_budget,
+        allow_different_sizes=settings.allow_different_sizes,
         command="chatbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
 
@@ -88,6 +95,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     )
     for line in signoff.failing_lines():
         console.print(f"[red]✗[/red] {line}", soft_wrap=True)
-    color = {"PASS": "green", "FAIL": "red", "ERROR": "yellow"}[signoff.verdict]
+    for line in signoff.inconclusive_lines():
+        console.print(f"[yellow]?[/yellow] {line}", soft_wrap=True)
+    color = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "ERROR": "yellow"}[signoff.verdict]
     console.print(f"[b {color}]{signoff.headline()}[/]")
     return signoff.exit_code

@@ -2,20 +2,24 @@
 
 provision → schema (canonical, or the application's own ``--schema-from``) → drift → seed (cache)
 → integrity → health + plan contracts → benchmarks vs targets → scaling by data size → optional load
-→ optional baseline comparison; teardown always. Each stage is timed and recorded as a
-``StageTiming``; what it judged becomes ``CheckItem``s; the whole is a frozen ``reports.signoff``
-model that the renderers turn into files. This package wires stages together and measures nothing
-itself: benchmarks go through ``benchmarks.session.BenchSession.measure``, checks through
-``chatbench.verify.verify``, data through ``loadgen``.
+→ optional baseline comparison; teardown always. The order is declared once, in ``stages.STAGES``.
+Each stage is a function ``(StageContext, Evidence) -> Evidence``: it reads what earlier stages
+produced from the frozen ``Evidence`` by attribute and returns it with its own part filled in; it is
+timed and recorded as a ``StageTiming``; what it judged becomes ``CheckItem``s; the whole is a frozen
+``reports.signoff`` model that the renderers turn into files. This package wires stages together and
+measures nothing itself: benchmarks go through ``benchmarks.session.BenchSession.measure``, checks
+through ``chatbench.verify.verify``, data through ``loadgen``.
 
 A stage that cannot run (a ChatbenchError, a database error, a bug) stops that server's pipeline:
 the remaining stages are recorded as skipped and the verdict is ERROR (exit 2); a stage that ran
 and found problems is ``failed`` and the pipeline goes on, so one run lists every failing item.
 
-Layout: ``options`` (what to run; where is ``chatbench.provision.choice``), ``display`` (the terminal), ``recorder``
-(stage and check bookkeeping), ``measure`` (the benchmark adapter), ``stages`` (verification, seed,
-scaling), ``baseline`` (comparison), ``pipeline`` (the order). This module only re-exports the names
-other code imports, so ``from chatbench.signoff import ...`` stays the one entry point.
+Layout: ``options`` (what to run; where is ``chatbench.provision.choice``), ``display`` (the terminal),
+``recorder`` (stage and check bookkeeping), ``evidence`` (what stages hand each other), the stages by
+concern (``build``: provision and schema; ``data``: seed and integrity; ``verification``: drift,
+health, plans; ``measure``: benchmarks, scaling, load; ``baseline``: comparison), ``stages`` (their
+order, declared once) and ``pipeline`` (one run over every server). This module only re-exports the
+names other code imports, so ``from chatbench.signoff import ...`` stays the one entry point.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 from chatbench.benchmarks.session import MIN_BUDGET_ROUNDS
 from chatbench.signoff.baseline import load_baselines, pick_baseline
 from chatbench.signoff.display import Display, summary_table
+from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.measure import budgeted_rounds, measure, run_load_stage
 from chatbench.signoff.options import (
     CONTRAST_ROUNDS,
@@ -30,9 +35,9 @@ from chatbench.signoff.options import (
     SCALING_SCENARIOS,
     SIGNOFF_ROUNDS,
     SignoffOptions,
-    planned_stages,
 )
 from chatbench.signoff.pipeline import run_signoff, run_target
+from chatbench.signoff.stages import STAGES, Stage, planned_stages
 
 __all__ = [
     "CONTRAST_ROUNDS",
@@ -40,8 +45,12 @@ __all__ = [
     "PROFILE_ORDER",
     "SCALING_SCENARIOS",
     "SIGNOFF_ROUNDS",
+    "STAGES",
     "Display",
+    "Evidence",
     "SignoffOptions",
+    "Stage",
+    "StageContext",
     "budgeted_rounds",
     "load_baselines",
     "measure",

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import ConfigError
 from chatbench.provision import Server
-from chatbench.reports.compare import Comparison
+from chatbench.reports.compare import Comparison, compare_runs
+from chatbench.signoff.evidence import Evidence, StageContext
+from chatbench.signoff.options import SignoffOptions
 from chatbench.signoff.recorder import Recorder
+
+
+def compare_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    rec = ctx.rec
+    with rec.stage("compare") as note:
+        baseline = pick_baseline(ctx.baselines, evidence.need_server())
+        with ctx.display.status("comparing with the baseline"):
+            comparison = compare_runs(evidence.need_benchmark(), baseline, ctx.options.thresholds)
+        comparison_checks(comparison, rec)
+        note.detail = f"{comparison.verdict}: {comparison.conclusion()}"
+        note.status = rec.status_of("compare")
+    return replace(evidence, comparison=comparison)
 
 
 def load_baselines(path: Path) -> tuple[tuple[str, BenchmarkRun], ...]:
@@ -17,6 +32,22 @@ def load_baselines(path: Path) -> tuple[tuple[str, BenchmarkRun], ...]:
     from chatbench.reports.inputs import read_runs
 
     return read_runs(path)
+
+
+def check_baseline_profile(baselines: Sequence[tuple[str, BenchmarkRun]], options: SignoffOptions) -> None:
+    """Refuse, before any server starts, a baseline measured on another data profile (another size)."""
+    if options.allow_different_sizes:
+        return
+    for label, run in baselines:
+        if run.environment.profile != options.profile:
+            messages = run.environment.data_sizes.get("messages")
+            size = f" ({messages:,} messages)" if messages is not None else ""
+            raise ConfigError(
+                f"--baseline {options.baseline}: its run {label} measured the {run.environment.profile} profile"
+                f"{size}, this sign-off measures "
+                f"{options.profile}: runs of different data sizes are not comparable; give a baseline of the "
+                "same --profile, or pass --allow-different-sizes"
+            )
 
 
 def pick_baseline(baselines: Sequence[tuple[str, BenchmarkRun]], server: Server) -> BenchmarkRun:
@@ -45,6 +76,8 @@ def comparison_checks(comparison: Comparison, rec: Recorder) -> None:
     for item in comparison.all_items:
         if item.failing:
             rec.check("compare", item.scenario, False, item.line())
+        elif item.status == "inconclusive":
+            rec.undecided("compare", item.scenario, item.line())
         elif item.status in ("changed", "missing"):
             rec.check("compare", item.scenario, False, item.line(), "warning")
         else:

@@ -21,6 +21,7 @@ class Display:
     ICON: Mapping[str, str] = {
         "ok": "[green]✓[/green]",
         "failed": "[red]✗[/red]",
+        "inconclusive": "[yellow]?[/yellow]",
         "error": "[yellow]![/yellow]",
         "skipped": "[dim]-[/dim]",
     }
@@ -64,7 +65,7 @@ def summary_table(signoff: Signoff) -> Table:
     names: list[str] = []
     for target in signoff.targets:
         names += [s.stage for s in target.stages if s.stage not in names]
-    style = {"ok": "", "failed": "red", "error": "yellow", "skipped": "dim"}
+    style = {"ok": "", "failed": "red", "inconclusive": "yellow", "error": "yellow", "skipped": "dim"}
     for name in names:
         cells = []
         for target in signoff.targets:
@@ -72,12 +73,12 @@ def summary_table(signoff: Signoff) -> Table:
             if timing is None:
                 cells.append("")
             else:
-                mark = {"ok": "", "failed": " ✗", "error": " !", "skipped": " –"}[timing.status]
+                mark = {"ok": "", "failed": " ✗", "inconclusive": " ?", "error": " !", "skipped": " –"}[timing.status]
                 text = f"{timing.seconds:.2f} s{mark}"
                 cells.append(f"[{style[timing.status]}]{text}[/]" if style[timing.status] else text)
         table.add_row(name, *cells)
     table.add_section()
     table.add_row("[b]total[/b]", *[f"[b]{t.seconds:.2f} s[/b]" for t in signoff.targets])
-    colors = {"PASS": "green", "FAIL": "red", "ERROR": "yellow"}
+    colors = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "ERROR": "yellow"}
     table.add_row("[b]verdict[/b]", *[f"[b {colors[t.verdict]}]{t.verdict}[/]" for t in signoff.targets])
     return table

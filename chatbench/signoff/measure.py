@@ -1,27 +1,140 @@
-"""The sign-off's adapter to the benchmark suite: scenarios, rounds and budget, and the short load.
+"""The measuring stages: benchmarks vs targets, scaling by data size, the optional short load.
 
-It measures nothing itself: every number goes through ``benchmarks.session.BenchSession.measure``
+They measure nothing themselves: every number goes through ``benchmarks.session.BenchSession.measure``
 and ``benchmarks.session.time_rounds``, so a sign-off's numbers are taken as ``chatbench bench`` takes them.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any
 
 import psycopg
 
-from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.benchmarks.results import BenchmarkRun, LoadResult, MachineLoad, PlanRecord
 from chatbench.benchmarks.scenarios import SCENARIOS
 from chatbench.benchmarks.session import TimedRounds, open_session, rounds_for, time_rounds
 from chatbench.benchmarks.targets import load_targets
+from chatbench.errors import ChatbenchError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
+from chatbench.provision.databases import temporary_database
+from chatbench.reports.signoff import ScalingPoint, StageTiming
 from chatbench.signoff.display import Display
-from chatbench.signoff.options import CONTRAST_ROUNDS, SIGNOFF_ROUNDS, SignoffOptions
+from chatbench.signoff.evidence import Evidence, StageContext
+from chatbench.signoff.options import CONTRAST_ROUNDS, SCALING_SCENARIOS, SIGNOFF_ROUNDS, SignoffOptions
+from chatbench.signoff.recorder import one_line
+
+
+def benchmarks_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    options, rec = ctx.options, ctx.rec
+    seed = evidence.need_seed()
+    with rec.stage("benchmarks") as note:
+        run = measure(evidence.need_server(), seed, options, ctx.display, profile=options.profile)
+        # The verification's plans travel with the run, so a later comparison sees plan shapes too.
+        verified = evidence.verification.health_plans
+        if verified is not None and verified.plans:
+            run = replace(run, plans=tuple(
+                PlanRecord(p.scenario, p.query, p.mode, p.buffers, p.shape, p.description, p.execution_ms)
+                for p in verified.plans))
+        for result in run.scenarios:
+            if result.verdict == "INCONCLUSIVE":
+                rec.undecided("benchmarks", result.scenario, "; ".join(result.undecided))
+                continue
+            passed_lines = [j.line(result.scenario) for j in result.latency if j.decision == "PASS"]
+            message = "; ".join(result.failures) if result.failures else (
+                "; ".join(passed_lines) if passed_lines
+                else f"{result.scenario}: p95 {result.stats.p95:.3f} ms, p99 {result.stats.p99:.3f} ms"
+                + (" (no target)" if result.target is None else " within target")
+            )
+            rec.check(
+                "benchmarks",
+                result.scenario,
+                result.verdict != "FAIL",
+                message,
+                "error" if result.target is not None else "info",
+            )
+        for name, why in run.skipped.items():
+            rec.check("benchmarks", name, False, f"{name}: not measured: {why}", "warning")
+        rounds = run.settings.rounds if run.settings is not None else None
+        undecided = sum(r.verdict == "INCONCLUSIVE" for r in run.scenarios)
+        note.detail = (
+            f"{len(run.scenarios)} scenarios × {rounds} rounds, "
+            f"{sum(r.verdict == 'FAIL' for r in run.scenarios)} over target"
+            + (f", {undecided} undecided (noise)" if undecided else "")
+        )
+        note.status = rec.status_of("benchmarks")
+    return replace(evidence, benchmark=run, scaling=(*evidence.scaling, *main_points(seed, run, options.profile)))
+
+
+def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    """A few scenarios again on smaller seeded databases (cached), for the scaling-by-size plot.
+
+    Evidence, not a check: a failure here is shown as a warning and does not fail the sign-off.
+    """
+    from chatbench import loadgen
+
+    options, rec, server = ctx.options, ctx.rec, evidence.need_server()
+    points: list[ScalingPoint] = []
+    started = time.perf_counter()
+    measured = []
+    try:
+        for profile in options.scaling():
+            with temporary_database(server, "cbs_scale") as sibling:
+                small = loadgen.seed(
+                    sibling, loadgen.load_spec(profile), seed=options.seed, use_cache=options.use_cache, progress=False
+                )
+                target = (
+                    sibling
+                    if small.database == sibling.database
+                    else sibling.with_database(small.database, owns_database=True)
+                )
+                small_run = measure(
+                    target,
+                    small,
+                    options,
+                    ctx.display,
+                    profile=profile,
+                    only=SCALING_SCENARIOS,
+                    rounds=options.scaling_rounds,
+                    warmup=max(10, options.scaling_rounds // 10),
+                    retries=0,
+                )
+            points += [
+                ScalingPoint(r.scenario, int(small.counts.get("messages", 0)), r.stats.p50, r.stats.p95, profile)
+                for r in small_run.scenarios
+            ]
+            measured.append(f"{profile} ({small.counts.get('messages', 0):,} messages)")
+        rec.add(
+            StageTiming(
+                "scaling",
+                time.perf_counter() - started,
+                "ok",
+                f"{len(SCALING_SCENARIOS)} scenarios re-measured on {', '.join(measured)}",
+            )
+        )
+    except (ChatbenchError, psycopg.Error, LookupError) as exc:
+        rec.add(StageTiming("scaling", time.perf_counter() - started, "failed", one_line(exc)))
+        rec.check("scaling", "scaling", False, f"scaling by data size not measured: {one_line(exc)}", "warning")
+    return replace(evidence, scaling=(*evidence.scaling, *points))
+
+
+def load_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    rec = ctx.rec
+    with rec.stage("load") as note:
+        load = run_load_stage(evidence.need_server(), evidence.need_seed(), ctx.options, ctx.display)
+        ok = load.errors == 0
+        first = f"; first: {load.error_samples[0]}" if load.error_samples else ""
+        rec.check("load", "errors", ok, f"load: {load.errors} errors in {load.total} operations{first}")
+        note.detail = (
+            f"{load.clients} clients, {load.throughput_per_s:.0f} ops/s, "
+            f"p99 {load.overall.percentiles_ms.get('p99', float('nan')):.3f} ms, {load.errors} errors"
+        )
+        note.status = rec.status_of("load")
+    return replace(evidence, benchmark=replace(evidence.need_benchmark(), load=load))
 
 
 def measure(
@@ -34,8 +147,12 @@ def measure(
     only: Sequence[str] | None = None,
     rounds: int | None = None,
     warmup: int | None = None,
+    retries: int | None = None,
 ) -> BenchmarkRun:
-    """Run the benchmark scenarios in-process through ``BenchSession.measure`` (the suite's own code)."""
+    """Run the benchmark scenarios in-process through ``BenchSession.measure`` (the suite's own code).
+
+    ``retries``: re-measurements of an undecided scenario (None: the options'; the scaling stage, whose
+    numbers are evidence and not judged, passes 0)."""
     targets = load_targets(options.targets_file)
     scenarios = [s for s in SCENARIOS if only is None or s.name in only]
     load_before = os.getloadavg()[0]
@@ -53,6 +170,8 @@ def measure(
             pin_mode=options.pin_mode,  # type: ignore[arg-type]
             rounds=rounds,
             warmup=warmup,
+            retries=options.retries if retries is None else retries,
+            retry_budget_s=options.retry_budget_s,
         ) as session,
         display.progress() as bar,
     ):
@@ -68,16 +187,23 @@ def measure(
                 session.warmup = min(warmup, CONTRAST_ROUNDS[1]) if contrast else warmup
                 session.measure(scenario, timed=budgeted_rounds(options.scenario_budget_s), params=params)
             bar.advance(task)
-        run = session.to_run()
+    run = session.to_run()
     # The machine's load while measuring: a comparison warns when either run shared the machine.
-    load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2), "cpus": os.cpu_count() or 1}
-    notes = {
-        **run.notes,
-        "load_average": load,
-        "scenario_budget_s": options.scenario_budget_s,
-        "data_checksum": seed_result.checksum,
-    }
-    return replace(run, notes=notes)
+    machine = run.machine if run.machine is not None else MachineLoad(os.cpu_count() or 1)
+    machine = replace(machine, before=round(load_before, 2), after=round(os.getloadavg()[0], 2),
+                      cpus=os.cpu_count() or 1)
+    settings = None if run.settings is None else replace(run.settings, scenario_budget_s=options.scenario_budget_s)
+    return replace(run, machine=machine, settings=settings, data_checksum=seed_result.checksum)
+
+
+def main_points(seed_result: SeedResult, run: BenchmarkRun, profile: str) -> list[ScalingPoint]:
+    """The main run's own points of the scaling plot (its data size)."""
+    messages = int(seed_result.counts.get("messages", 0))
+    return [
+        ScalingPoint(r.scenario, messages, r.stats.p50, r.stats.p95, profile)
+        for r in run.scenarios
+        if r.scenario in SCALING_SCENARIOS
+    ]
 
 
 def budgeted_rounds(budget_s: float | None) -> TimedRounds:
@@ -89,7 +215,7 @@ def budgeted_rounds(budget_s: float | None) -> TimedRounds:
     return time_rounds if budget_s is None else partial(time_rounds, budget_s=budget_s)
 
 
-def run_load_stage(server: Server, seed_result: SeedResult, options: SignoffOptions, display: Display) -> Any:
+def run_load_stage(server: Server, seed_result: SeedResult, options: SignoffOptions, display: Display) -> LoadResult:
     from chatbench.benchmarks.loadtest import DEFAULT_WEIGHTS, LoadConfig, run_load
     from chatbench.benchmarks.loadtest.mix import parameter_pools
 

@@ -1,7 +1,7 @@
 """What a sign-off run is asked to do: the resolved options and the round/budget defaults.
 
-Kept apart from the pipeline so the command can build ``SignoffOptions`` (and the stage list can be
-planned) without importing anything that measures.
+Kept apart from the pipeline so the command can build ``SignoffOptions`` without importing anything
+that measures. Which stages run, in which order, is declared once in ``chatbench.signoff.stages``.
 """
 
 from __future__ import annotations
@@ -54,8 +54,16 @@ class SignoffOptions:
     allow_destructive: bool
     start_timeout: float
     command: str
+    retries: int  # re-measurements of an undecided scenario
+    retry_budget_s: float  # seconds of re-measurement per server
+    allow_different_sizes: bool  # --baseline of another data size: compare latency only
     scaling_rounds: int = 300
     thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def prebuilt(self) -> bool:
+        """The application builds the schema itself (``--schema-from``/``--schema-from-cmd``)."""
+        return self.schema_from is not None or self.schema_from_cmd is not None
 
     @property
     def schema_source(self) -> str:
@@ -72,17 +80,3 @@ class SignoffOptions:
             return ()
         smaller = PROFILE_ORDER[: PROFILE_ORDER.index(self.profile)]
         return tuple(p for p in smaller if p != "scale")
-
-
-def planned_stages(options: SignoffOptions) -> tuple[str, ...]:
-    prebuilt = options.schema_from is not None or options.schema_from_cmd is not None
-    stages = ["provision", "schema"]
-    stages += ["drift", "seed", "integrity"] if prebuilt else ["seed", "integrity", "drift"]
-    stages += ["health", "plans", "benchmarks"]
-    if options.scaling():
-        stages.append("scaling")
-    if options.load:
-        stages.append("load")
-    if options.baseline is not None:
-        stages.append("compare")
-    return (*stages, "teardown")

@@ -11,7 +11,6 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
 
@@ -26,6 +25,14 @@ class StageError(Exception):
 
 
 @dataclass
+class StageNote:
+    """What a running stage says about itself: its one-line detail and its status (ok unless it set one)."""
+
+    detail: str = ""
+    status: StageStatus = "ok"
+
+
+@dataclass
 class Recorder:
     """Collects one target's stages and checks as they happen (mutable; frozen into TargetSignoff)."""
 
@@ -36,19 +43,19 @@ class Recorder:
     error: str | None = None
 
     @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[dict[str, Any]]:
-        """Time a stage. The body may set ``info["detail"]`` and ``info["status"]`` (default ok)."""
-        info: dict[str, Any] = {"detail": "", "status": "ok"}
+    def stage(self, name: str) -> Iterator[StageNote]:
+        """Time a stage. The body may set ``note.detail`` and ``note.status`` (default ok)."""
+        note = StageNote()
         started = time.perf_counter()
         try:
             checkpoint(f"signoff.{name}")
-            yield info
+            yield note
         except (KeyboardInterrupt, SystemExit):
             self.add(StageTiming(name, time.perf_counter() - started, "error", "interrupted"))
             raise
         except Exception as exc:
             raise self.failed(name, time.perf_counter() - started, exc) from exc
-        self.add(StageTiming(name, time.perf_counter() - started, info["status"], str(info["detail"])))
+        self.add(StageTiming(name, time.perf_counter() - started, note.status, note.detail))
 
     def failed(self, name: str, seconds: float, exc: Exception) -> StageError:
         """Record a stage that could not run; the caller raises the returned error to stop the target."""
@@ -65,11 +72,17 @@ class Recorder:
         self.display.stage_done(self.label, timing)
 
     def check(self, stage: str, name: str, passed: bool, message: str, severity: Severity = "error") -> None:
-        self.checks.append(CheckItem(stage, name, passed, redact(message), severity))
+        self.checks.append(CheckItem(stage, name, "passed" if passed else "failed", redact(message), severity))
+
+    def undecided(self, stage: str, name: str, message: str) -> None:
+        """An item that ran but that the measured noise left undecided (INCONCLUSIVE, not a failure)."""
+        self.checks.append(CheckItem(stage, name, "inconclusive", redact(message)))
 
     def status_of(self, stage: str) -> StageStatus:
-        failing = any(c.stage == stage and c.failing for c in self.checks)
-        return "failed" if failing else "ok"
+        mine = [c for c in self.checks if c.stage == stage]
+        if any(c.failing for c in mine):
+            return "failed"
+        return "inconclusive" if any(c.undecided for c in mine) else "ok"
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,0 +1,50 @@
+"""The first two stages on a server: provision it, then build the schema (canonical or the application's)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from chatbench.provision import provision
+from chatbench.signoff.evidence import Evidence, StageContext
+
+
+def provision_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    options, choice = ctx.options, ctx.choice
+    with ctx.rec.stage("provision") as note:
+        server = ctx.stack.enter_context(
+            provision(
+                choice.backend,
+                pg_bin=choice.pg_bin,
+                image=choice.image,
+                dsn=choice.dsn,
+                use_dsn_database=options.use_dsn_database,
+                allow_destructive=options.allow_destructive,
+                start_timeout=options.start_timeout,
+                announce=ctx.display.note,
+            )
+        )
+        if server.url.password:
+            ctx.secrets.add(str(server.url.password))
+        label = ctx.rec.label = f"PostgreSQL {server.version} ({server.backend})"
+        note.detail = f"{server.backend}, PostgreSQL {server.version}, {server.display_url}"
+    return replace(evidence, server=server, label=label)
+
+
+def schema_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    """The application's schema is built here; the canonical one is built around the bulk load by the seed."""
+    options = ctx.options
+    server = evidence.need_server()
+    with ctx.rec.stage("schema") as note:
+        if options.schema_from is not None:
+            from chatbench.schema.migrations import build_from_sql
+
+            build_from_sql(server, options.schema_from)
+            note.detail = f"built by {options.schema_source}"
+        elif options.schema_from_cmd is not None:
+            from chatbench.schema.migrations import build_from_cmd
+
+            build_from_cmd(server, options.schema_from_cmd, timeout=options.command_timeout)
+            note.detail = f"built by {options.schema_source}"
+        else:
+            note.detail = "canonical models (built around the bulk load from schema.load_phases())"
+    return evidence

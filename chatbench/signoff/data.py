@@ -1,0 +1,74 @@
+"""The data stages: seed (through the cache; transplanted into an application-built schema) and integrity."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+
+from chatbench.loadgen.result import SeedResult
+from chatbench.loadgen.spec import Spec
+from chatbench.provision import Server
+from chatbench.provision.databases import temporary_database
+from chatbench.signoff.display import Display
+from chatbench.signoff.evidence import Evidence, StageContext
+from chatbench.signoff.options import SignoffOptions
+
+
+def seed_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    from chatbench import loadgen
+
+    options = ctx.options
+    server = evidence.need_server()
+    with ctx.rec.stage("seed") as note:
+        if options.prebuilt:
+            result = seed_prebuilt(server, ctx.spec, options, ctx.display, ctx.stack)
+            note.detail = seed_detail(result) + "; transplanted into the pre-built schema"
+        else:
+            result = loadgen.seed(server, ctx.spec, seed=options.seed, use_cache=options.use_cache, progress=True)
+            note.detail = seed_detail(result)
+    if result.database != server.database:
+        server = server.with_database(result.database, owns_database=True)
+    return replace(evidence, server=server, seed=result)
+
+
+def integrity_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
+    from chatbench import loadgen
+
+    seed = evidence.need_seed()
+    with ctx.rec.stage("integrity") as note:
+        with ctx.display.status("integrity check"):
+            report = loadgen.check_integrity(
+                evidence.need_server(),
+                ctx.spec,
+                whales={w.conversation_id: w.messages for w in seed.params.whales},
+                expected_checksum=seed.checksum,
+                raise_on_failure=False,
+            )
+        for item in report.checks:
+            ctx.rec.check("integrity", item.name, item.ok, f"{item.name}: expected {item.expected}, got {item.actual}")
+        note.detail = report.summary()
+        note.status = ctx.rec.status_of("integrity")
+    return evidence
+
+
+def seed_detail(result: SeedResult) -> str:
+    how = "snapshot/template cache hit" if result.from_cache else "seeded now"
+    seconds = sum(v for v in result.timings.values())
+    return f"{result.counts.get('messages', 0):,} messages, {how} ({seconds:.2f} s in loadgen)"
+
+
+def seed_prebuilt(
+    server: Server, spec: Spec, options: SignoffOptions, display: Display, stack: contextlib.ExitStack
+) -> SeedResult:
+    """Seed a canonical sibling (cache), then load its rows into the schema the application built."""
+    from chatbench import loadgen
+    from chatbench.loadgen.transplant import transplant
+
+    sibling = stack.enter_context(temporary_database(server, "cbs_seed"))
+    result = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=True)
+    source = (
+        sibling if result.database == sibling.database else sibling.with_database(result.database, owns_database=True)
+    )
+    with display.status("loading the seeded rows into the pre-built schema"):
+        transplant(source, server)
+    return replace(result, database=server.database)

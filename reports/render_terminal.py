@@ -1,0 +1,60 @@
+"""A comparison for the terminal (``chatbench compare``): the verdict first, then one row per scenario.
+
+A terminal gets a rich table at its real width; a pipe (a CI log) gets one finding per line with whole
+identifiers, no wrapping and no table rules, so ``grep`` finds a scenario and its reason on one line.
+"""
+
+from __future__ import annotations
+
+from chatbench.reports.compare import JUDGED, STATUS_ORDER, Comparison, ScenarioComparison
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+_STYLE = {
+    "regressed": "bold red",
+    "error": "bold yellow",
+    "inconclusive": "yellow",
+    "changed": "dim",
+    "missing": "dim",
+    "new": "dim",
+    "improved": "green",
+    "unchanged": "",
+}
+_VERDICT_STYLE = {"REGRESSION": "bold red", "COULD NOT COMPARE": "bold yellow", "INCONCLUSIVE": "bold yellow",
+                  "NO REGRESSION": "bold green"}
+
+
+def render_comparison(comparison: Comparison, console: Console, *, title: str) -> None:
+    """Print ``comparison`` on ``console``: a table on a terminal, plain lines on a pipe."""
+    items = sorted(comparison.all_items, key=lambda item: STATUS_ORDER.index(item.status))
+    console.print(Text(f"{title}: {comparison.verdict}", _VERDICT_STYLE[comparison.verdict]), soft_wrap=True)
+    console.print(comparison.conclusion(), soft_wrap=True, highlight=False, markup=False)
+    for difference in comparison.environment:
+        console.print(f"environment: {difference.describe()}", soft_wrap=True, highlight=False, markup=False)
+    if console.is_terminal:
+        console.print(_table(items))
+    else:
+        for item in items:
+            console.print(item.line(), soft_wrap=True, highlight=False, markup=False)
+    for note in comparison.notes:
+        console.print(f"note: {note}", soft_wrap=True, highlight=False, markup=False, style="dim")
+
+
+def _table(items: list[ScenarioComparison]) -> Table:
+    table = Table(show_lines=False, title_justify="left")
+    table.add_column("status", no_wrap=True)
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("p10 change [95% CI] (judged)", justify="right", no_wrap=True)
+    table.add_column("p50 change", justify="right", no_wrap=True)
+    table.add_column("why", overflow="fold")
+    for item in items:
+        fast, p50 = item.change(JUDGED), item.change("p50")
+        table.add_row(
+            Text(item.status, _STYLE[item.status]),
+            item.scenario,
+            "–" if fast is None else f"{fast.change:+.1%} [{fast.ci_low - 1:+.0%}, {fast.ci_high - 1:+.0%}]",
+            "–" if p50 is None else f"{p50.change:+.1%}",
+            item.reason,
+        )
+    return table
