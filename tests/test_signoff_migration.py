@@ -125,7 +125,8 @@ def test_an_unsafe_migration_fails_naming_statement_lock_and_blocked_time(tmp_pa
 def test_a_migration_that_fails_leaves_nothing_to_verify_and_fails(tmp_path: Path, ci_targets: Path) -> None:
     """Ran and failed (exit 1), not could-not-run (2): the statement is named, the later stages are not run."""
     migration = tmp_path / "broken.sql"
-    migration.write_text("SET lock_timeout = '1s';\nALTER TABLE messages ADD COLUMN broken int REFERENCES nowhere (id);\n")
+    migration.write_text("SET lock_timeout = '1s';\n"
+                         "ALTER TABLE messages ADD COLUMN broken int REFERENCES nowhere (id);\n")
     out = tmp_path / "out"
     code = main(["signoff", *FAST, "--targets", str(ci_targets), "--migration", str(migration), "--out", str(out)])
     report = json.loads((out / "signoff.json").read_text())
