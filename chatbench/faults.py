@@ -2,8 +2,8 @@
 
 A crash test must signal a run *at* provisioning, COPY, an index build, a cache save, a migration
 running under live load, verification, benchmarks or report writing, not "after about two seconds".
-Each of those places calls ``checkpoint(stage)``. Normally that is one dictionary lookup and nothing happens. When the
-environment names the stage (``CHATBENCH_FAULT_STOP_AT=seed.copy.rows``), the run writes
+Each of those places calls ``checkpoint(stage)``. Normally that is one dictionary lookup and nothing
+happens. When the environment names the stage (``CHATBENCH_FAULT_STOP_AT=seed.copy.rows``), the run writes
 ``<stage>.<pid>`` into ``CHATBENCH_FAULT_DIR`` (the test waits for that file) and then sleeps until a
 signal ends it: the test sends SIGINT, SIGTERM or SIGKILL knowing exactly where the run is.
 
