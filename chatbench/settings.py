@@ -212,22 +212,23 @@ class Settings:
         metavar="CMD", check=_shell_words)
     # -- migration rehearsal -------------------------------------------------------------------------
     from_file: str | None = setting(
-        None, "rehearse: build the schema before the release with this SQL file (default: the canonical schema)",
+        None, "the schema before the release's migration, built by this SQL file (default: the canonical schema)",
         kind="path", must_exist="file", flag="--from", metavar="FILE.sql")
     from_cmd: str | None = setting(
-        None, "rehearse: build the schema before the release with this command; DATABASE_URL is set",
+        None, "the schema before the release's migration, built by this command; DATABASE_URL is set",
         metavar="CMD", check=_shell_words)
     migration: str | None = setting(
-        None, "rehearse: the release's migration as a SQL file (statements run one by one in autocommit, "
-        "unless the file has its own BEGIN/COMMIT)", kind="path", must_exist="file", metavar="FILE.sql")
+        None, "the release's migration as a SQL file, rehearsed under live load (statements run one by one in "
+        "autocommit, unless the file has its own BEGIN/COMMIT)", kind="path", must_exist="file", metavar="FILE.sql")
     migration_cmd: str | None = setting(
-        None, "rehearse: the release's migration as a command (e.g. 'alembic upgrade head'); DATABASE_URL is set",
+        None, "the release's migration as a command (e.g. 'alembic upgrade head'), rehearsed under live load; "
+        "DATABASE_URL is set",
         metavar="CMD", check=_shell_words)
     production_messages: float = setting(
-        1e9, "rehearse: messages in production; blocking times measured at two sizes are extrapolated "
+        1e9, "messages in production; a migration's blocking times measured at two sizes are extrapolated "
         "linearly to it", kind="float", minimum=1, maximum=1e13, metavar="N")
     baseline_seconds: float = setting(
-        1.0, "rehearse: seconds of live load measured before the migration starts and again after it ends",
+        1.0, "seconds of live load measured before the migration starts and again after it ends",
         kind="float", minimum=0.2, maximum=3600, metavar="SECONDS")
     url: str | None = setting(None, "an existing database: postgresql://user:password@host:port/db", metavar="URL",
                               check=_database_url)

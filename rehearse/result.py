@@ -7,7 +7,12 @@ verdict rules' findings (``RuleFinding``, each with its evidence and a safe rewr
 verification of the schema the migration produced. ``to_dict`` is its only serialiser.
 
 Times on a run's timeline are seconds relative to the migration's start (the baseline before it is
-negative). Format history (``FORMAT_VERSION``): 1, first version.
+negative). Format history (``FORMAT_VERSION``):
+
+- 1 (2026-11-29): first version.
+- 2 (2026-11-29): ``verified_by``: null, or who verified the migrated schema instead of the rehearsal
+  (a sign-off with ``--migration`` verifies it in its own drift, health and plans stages; its
+  ``verification`` is then null); the headline says so.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from chatbench.verify.result import VerificationResult
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 Access = Literal["reads", "appends"]
 ACCESSES: tuple[Access, ...] = ("reads", "appends")
 Verdict = Literal["PASS", "WARN", "FAIL", "ERROR"]
@@ -192,8 +197,12 @@ class RuleFinding:
 
     def line(self) -> str:
         """One line for a terminal, a CI log or a PR comment."""
+        return f"{self.severity} {self.describe()}"
+
+    def describe(self) -> str:
+        """The line without its severity (for reports that show the severity apart)."""
         where = f"statement {self.statement}" if self.statement is not None else "migration"
-        return f"{self.severity} {self.rule}: {where}: {self.evidence}; fix: {self.rewrite}"
+        return f"{self.rule}: {where}: {self.evidence}; fix: {self.rewrite}"
 
 
 @dataclass(frozen=True)
@@ -225,6 +234,7 @@ class Rehearsal:
     verification: VerificationResult | None
     notes: tuple[str, ...] = ()
     command: str = ""
+    verified_by: str | None = None  # who verified the migrated schema when the rehearsal did not (a sign-off)
 
     @property
     def verdict(self) -> Verdict:
@@ -256,7 +266,8 @@ class Rehearsal:
         warns = sum(f.severity == "WARN" for f in self.findings)
         statements = len(self.measured.statements)
         verification = (
-            "verification not run" if self.verification is None
+            f"verification by {self.verified_by}" if self.verification is None and self.verified_by
+            else "verification not run" if self.verification is None
             else "verification passed" if self.verification.passed
             else f"verification failed ({len(self.verification.errors)} errors)"
         )
@@ -283,6 +294,7 @@ class Rehearsal:
             "estimates": [asdict(e) for e in self.estimates],
             "findings": [asdict(f) for f in self.findings],
             "verification": None if self.verification is None else self.verification.to_json(),
+            "verified_by": self.verified_by,
             "notes": list(self.notes),
         }
         return data

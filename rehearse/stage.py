@@ -13,6 +13,10 @@ For each of two data sizes (the profile's and a smaller one), smaller first:
 Then the blocking times are extrapolated to the production size and judged (``rules``). Every
 database, process and thread this creates is dropped or stopped on every way out (errors, Ctrl-C).
 A migration that fails or hangs at the smaller size is not run again at the larger one.
+
+``rehearsed(server, plan)`` is the same as a context manager that keeps the migrated database of
+the profile's size (vacuumed and analyzed) until its block ends: a sign-off with ``--migration``
+verifies and benchmarks that database instead of a separately built schema (``plan.verified_by``).
 """
 
 from __future__ import annotations
@@ -38,8 +42,10 @@ from chatbench.rehearse.rules import judge
 from chatbench.rehearse.runner import MigrationOutcome, SqlRunner, run_command
 from chatbench.rehearse.sampler import INTERVAL_S, SAMPLER_NAME, LockSampler
 from chatbench.rehearse.statements import Statement
+from chatbench.verify.result import VerificationResult
 
 from chatbench.errors import ChatbenchError
+from chatbench.faults import checkpoint
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
 
@@ -68,8 +74,9 @@ class RehearsalPlan:
     budgets: Budgets
     timeout_s: float
     use_cache: bool = True
-    verify: bool = True
+    verify: bool = True  # verify the migrated schema here (``chatbench.verify``)
     command: str = ""
+    verified_by: str | None = None  # instead: who verifies it (a sign-off), named in the report
 
     @property
     def before_source(self) -> str:
@@ -170,29 +177,47 @@ def _migrate(run: Server, plan: RehearsalPlan, progress: Progress) -> MigrationO
     return run_command(plan.migration_cmd, database_env(run), timeout_s=plan.timeout_s, conninfo=run.conninfo())
 
 
+@dataclass(frozen=True)
+class SizeOutcome:
+    """One size rehearsed: what was measured, and the database the migration ran in (alive while its block is)."""
+
+    size: SizeRun
+    app_locks: AppLocks
+    verification: VerificationResult | None
+    database: Server  # the migrated database (dropped when the ``rehearse_size`` block ends)
+    seed: SeedResult  # the history it was filled with, pointed at ``database``
+
+
+@contextlib.contextmanager
 def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progress, *,
-                  app_locks: AppLocks | None, verify: bool) -> tuple[SizeRun, AppLocks, object | None]:
-    """One size: template, clone, load + sampler, migration, analysis (and verification when asked)."""
-    with _template(server, spec, plan, progress) as (template, seeded), \
-            temporary_database(server, "cbr_run", template=template.database) as run:
-        conninfo = run.conninfo()
-        pools = operation_pools(conninfo, seeded.params, plan.weights)
-        locks = app_locks if app_locks is not None else measure_app_locks(conninfo, pools)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            names = relations(conn)
-        progress(f"{spec.name}: starting the live load")
-        with app_load(conninfo, plan.weights, pools, clients=plan.clients, rate_per_s=plan.rate_per_s,
-                      seed=plan.seed) as load, _sampling(conninfo) as sampler:
-            time.sleep(WARMUP_S)
-            before_start = time.monotonic()
-            time.sleep(plan.baseline_s)
-            outcome = _migrate(run, plan, lambda m: progress(f"{spec.name}: {m}"))
-            if outcome.outcome != "completed":
-                _terminate_migration(conninfo)
-            time.sleep(plan.baseline_s)
-            after_end = time.monotonic()
-            requests = load.stop()
-            samples = sampler.stop()
+                  app_locks: AppLocks | None, verify: bool) -> Iterator[SizeOutcome]:
+    """One size: template, clone, load + sampler, migration, analysis (and verification when asked).
+
+    The template (and the seeded sibling behind it) is dropped before the block's body runs: only the
+    migrated database stays, until the block ends.
+    """
+    with contextlib.ExitStack() as kept:
+        with _template(server, spec, plan, progress) as (template, seeded):
+            run = kept.enter_context(temporary_database(server, "cbr_run", template=template.database))
+            conninfo = run.conninfo()
+            pools = operation_pools(conninfo, seeded.params, plan.weights)
+            locks = app_locks if app_locks is not None else measure_app_locks(conninfo, pools)
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                names = relations(conn)
+            progress(f"{spec.name}: starting the live load")
+            with app_load(conninfo, plan.weights, pools, clients=plan.clients, rate_per_s=plan.rate_per_s,
+                          seed=plan.seed) as load, _sampling(conninfo) as sampler:
+                time.sleep(WARMUP_S)
+                before_start = time.monotonic()
+                time.sleep(plan.baseline_s)
+                checkpoint("rehearse.migrate")  # the crash tests stop here: live load, sampler and clone running
+                outcome = _migrate(run, plan, lambda m: progress(f"{spec.name}: {m}"))
+                if outcome.outcome != "completed":
+                    _terminate_migration(conninfo)
+                time.sleep(plan.baseline_s)
+                after_end = time.monotonic()
+                requests = load.stop()
+                samples = sampler.stop()
         with psycopg.connect(conninfo, autocommit=True) as conn:
             names = {**names, **relations(conn)}
             counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
@@ -200,57 +225,104 @@ def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Pro
         size = Analysis(outcome=outcome, samples=samples, requests=requests, names=names, app_locks=locks,
                         interval_s=INTERVAL_S).size_run(profile=spec.name, messages=spec.messages.count,
                                                         counts=counts, before_start=before_start, after_end=after_end)
+        migrated = replace(seeded, database=run.database)
         verification = None
         if verify and outcome.outcome == "completed":
             from chatbench.verify import verify as run_verify
 
             progress(f"{spec.name}: verifying the migrated schema")
-            verification = run_verify(run, replace(seeded, database=run.database), progress=lambda n: progress(
-                f"verifying: {n}"))
-        return size, locks, verification
+            verification = run_verify(run, migrated, progress=lambda n: progress(f"verifying: {n}"))
+        yield SizeOutcome(size, locks, verification, run, migrated)
+
+
+@dataclass(frozen=True)
+class Rehearsed:
+    """A rehearsal, and the database it migrated at the profile's size (None when the migration did not
+    complete there), vacuumed and analyzed, with the seed it was filled from: alive while the
+    ``rehearsed`` block is, for a caller that verifies and benchmarks the migrated schema itself."""
+
+    rehearsal: Rehearsal
+    migrated: Server | None
+    seed: SeedResult | None
 
 
 def rehearse(server: Server, plan: RehearsalPlan, progress: Progress = lambda _m: None) -> Rehearsal:
     """Rehearse the migration on ``server`` at two sizes under live load; judge and verify it."""
+    with rehearsed(server, plan, progress) as done:
+        return done.rehearsal
+
+
+@contextlib.contextmanager
+def rehearsed(server: Server, plan: RehearsalPlan, progress: Progress = lambda _m: None) -> Iterator[Rehearsed]:
+    """``rehearse``, keeping the migrated database of the profile's size until the block ends.
+
+    A sign-off with ``--migration`` runs its drift, health, plan contracts and benchmarks on that
+    database: the schema the release ends with, reached the way production reaches it.
+    """
     server.require_destructive("rehearse a migration")
     if plan.small_spec.messages.count >= plan.spec.messages.count:
         raise ChatbenchError(f"rehearse: the second size ({plan.small_spec.name}) must hold fewer messages than "
                              f"{plan.spec.name}; use a profile larger than smoke")
     sizes: list[SizeRun] = []
     app_locks: AppLocks | None = None
-    verification = None
+    last: SizeOutcome | None = None
     notes = []
-    for spec in (plan.small_spec, plan.spec):
-        last = spec is plan.spec
-        size, app_locks, checked = rehearse_size(server, spec, plan, progress, app_locks=app_locks,
-                                                 verify=plan.verify and last)
-        sizes.append(size)
-        if last:
-            verification = checked
-        if size.outcome != "completed":
-            notes.append(f"the migration {size.outcome} at {size.messages:,} messages; the larger size was not run")
-            break
-    assert app_locks is not None
-    estimates = extrapolate(sizes[0], sizes[-1], plan.production_messages) if len(sizes) == 2 else ()
-    if plan.migration is None:
-        notes.append("a --migration-cmd's statements are known only from the lock sampler (every "
-                     f"{INTERVAL_S * 1000:g} ms): a statement shorter than that may be missed, and its "
-                     "lock_timeout cannot be observed")
-    from chatbench.verify.result import VerificationResult
+    with contextlib.ExitStack() as kept:
+        for spec in (plan.small_spec, plan.spec):
+            measuring = rehearse_size(server, spec, plan, progress, app_locks=app_locks,
+                                      verify=plan.verify and spec is plan.spec)
+            if spec is plan.spec:
+                last = kept.enter_context(measuring)
+                outcome = last
+            else:
+                with measuring as outcome:
+                    pass
+            sizes.append(outcome.size)
+            app_locks = outcome.app_locks
+            if outcome.size.outcome != "completed":
+                skipped = "; the larger size was not run" if spec is not plan.spec else ""
+                notes.append(f"the migration {outcome.size.outcome} at {outcome.size.messages:,} messages{skipped}")
+                break
+        assert app_locks is not None
+        estimates = extrapolate(sizes[0], sizes[-1], plan.production_messages) if len(sizes) == 2 else ()
+        if plan.migration is None:
+            notes.append("a --migration-cmd's statements are known only from the lock sampler (every "
+                         f"{INTERVAL_S * 1000:g} ms): a statement shorter than that may be missed, and its "
+                         "lock_timeout cannot be observed")
+        handed = last is not None and last.size.outcome == "completed" and plan.verified_by is not None
+        if handed:
+            assert last is not None
+            progress(f"{plan.spec.name}: vacuuming and analyzing the migrated database")
+            _settle(last.database)
+            appended = last.size.counts.get("messages", 0) - int(last.seed.counts.get("messages", 0))
+            notes.append(f"the database this migration produced at {last.size.messages:,} messages is handed on to "
+                         f"{plan.verified_by}, vacuumed and analyzed as a seed is (autovacuum is off on throwaway "
+                         f"servers); besides the seeded history it holds the {appended:,} messages the app appended "
+                         "during the rehearsal")
+        rehearsal = Rehearsal(
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            server=server.describe(),
+            before=plan.before_source,
+            migration=plan.migration_source,
+            production_messages=plan.production_messages,
+            budgets_source=plan.budgets.source,
+            budgets=plan.budgets.as_mapping(),
+            app_locks=app_locks,
+            sizes=tuple(sizes),
+            estimates=estimates,
+            findings=judge(tuple(sizes), estimates, plan.budgets),
+            verification=last.verification if last is not None else None,
+            notes=tuple(notes),
+            command=plan.command,
+            verified_by=plan.verified_by,
+        )
+        yield Rehearsed(rehearsal, last.database if handed and last is not None else None,
+                        last.seed if handed and last is not None else None)
 
-    return Rehearsal(
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        server=server.describe(),
-        before=plan.before_source,
-        migration=plan.migration_source,
-        production_messages=plan.production_messages,
-        budgets_source=plan.budgets.source,
-        budgets=plan.budgets.as_mapping(),
-        app_locks=app_locks,
-        sizes=tuple(sizes),
-        estimates=estimates,
-        findings=judge(tuple(sizes), estimates, plan.budgets),
-        verification=verification if isinstance(verification, VerificationResult) else None,
-        notes=tuple(notes),
-        command=plan.command,
-    )
+
+def _settle(database: Server) -> None:
+    """VACUUM and ANALYZE the migrated tables, as a seed is left: the state a production table reaches
+    once autovacuum has run after the migration (a rewritten table has no visibility map, so count(*)
+    would read the heap, and a changed column has no statistics)."""
+    with psycopg.connect(database.conninfo(), autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE)")

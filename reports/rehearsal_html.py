@@ -1,11 +1,15 @@
-"""``rehearsal.html``: the rehearsal as one self-contained page (inline CSS and SVG, nothing fetched)."""
+"""``rehearsal.html``: the rehearsal as one self-contained page (inline CSS and SVG, nothing fetched).
+
+``section`` is the rehearsal's evidence without the page around it: ``rehearsal.html`` is that section
+under a banner, and a sign-off with ``--migration`` carries the same section in ``signoff.html``.
+"""
 
 from __future__ import annotations
 
 from chatbench.rehearse.result import Rehearsal
+from chatbench.reports.html_page import CSS, e
 from chatbench.reports.rehearsal_plot import timeline
 from chatbench.reports.rehearsal_tables import Table, estimates, phases, sizes, statements
-from chatbench.reports.render_html import _CSS, e
 
 
 def _table(table: Table) -> str:
@@ -15,37 +19,45 @@ def _table(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_rehearsal(r: Rehearsal) -> str:
+def section(r: Rehearsal, level: int = 2) -> str:
+    """The rehearsal's evidence, its headings at ``level``: findings, timeline, tables, verification, notes."""
+    h = f"h{level}"
     size = r.measured
-    banner = "PASS" if r.verdict in ("PASS", "WARN") else "FAIL"
-    parts = [f'<div class="banner {banner}"><div class="verdict">{e(r.verdict)}</div>{e(r.headline())}</div>',
-             f"<p>migration <code>{e(r.migration)}</code> on {e(r.before)}; PostgreSQL {e(r.server.get('version'))} "
+    parts = [f"<p>migration <code>{e(r.migration)}</code> on {e(r.before)}; PostgreSQL {e(r.server.get('version'))} "
              f"({e(r.server.get('backend'))}); app load: {e(size.load)}; budgets: {e(r.budgets_source)}</p>"]
     for title, severity, css in (("Failing", "FAIL", "failing"), ("Warnings", "WARN", "warnings")):
         items = [f for f in r.findings if f.severity == severity]
         if items:
-            parts.append(f"<h2>{title}</h2><ul class='{css}'>" + "".join(
+            parts.append(f"<{h}>{title}</{h}><ul class='{css}'>" + "".join(
                 f"<li><b>{e(f.rule)}</b>: {e(f.evidence)}<br><i>safe rewrite</i>: {e(f.rewrite)}</li>" for f in items)
                 + "</ul>")
     svg = timeline(size)
-    parts.append("<h2>Timeline</h2>" + (f"<figure>{svg}<figcaption>locks held by the migration on top; the app's "
-                                         "latency and blocked queries below, on one time axis</figcaption></figure>"
-                                         if svg else "<p>nothing was sampled</p>"))
-    parts.append(f"<h2>Statements at {size.messages:,} messages ({e(size.profile)})</h2>" + _table(statements(size)))
+    parts.append(f"<{h}>Timeline</{h}>" + (f"<figure>{svg}<figcaption>locks held by the migration on top; the app's "
+                                           "latency and blocked queries below, on one time axis</figcaption></figure>"
+                                           if svg else "<p>nothing was sampled</p>"))
+    parts.append(f"<{h}>Statements at {size.messages:,} messages ({e(size.profile)})</{h}>" + _table(statements(size)))
     if r.estimates:
-        parts.append(f"<h2>Blocking time extrapolated to {r.production_messages:,} messages</h2><p>An extrapolation, "
+        parts.append(f"<{h}>Blocking time extrapolated to {r.production_messages:,} messages</{h}><p>An extrapolation, "
                      "not a measurement: linear through the two measured sizes for statements whose work grows with "
                      "the table, constant for metadata-only ones.</p>" + _table(estimates(r)))
-    parts.append("<h2>The app before, during and after</h2>" + _table(phases(size)))
-    parts.append("<h2>Sizes measured</h2>" + _table(sizes(r)))
-    if r.verification is None:
-        verification = "<p>not run (the migration did not complete)</p>"
-    else:
+    parts.append(f"<{h}>The app before, during and after</{h}>" + _table(phases(size)))
+    parts.append(f"<{h}>Sizes measured</{h}>" + _table(sizes(r)))
+    if r.verification is not None:
         verification = "<p>" + ("passed" if r.verification.passed else "failed") + "</p><ul>" + "".join(
             f"<li>{e(f.message())}</li>" for f in r.verification.errors) + "</ul>"
-    parts.append("<h2>Verification of the migrated schema</h2>" + verification)
+    elif r.verified_by:
+        verification = f"<p>by {e(r.verified_by)}</p>"
+    else:
+        verification = "<p>not run (the migration did not complete)</p>"
+    parts.append(f"<{h}>Verification of the migrated schema</{h}>" + verification)
     if r.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in r.notes) + "</ul>")
+        parts.append(f"<{h}>Notes</{h}><ul>" + "".join(f"<li>{e(n)}</li>" for n in r.notes) + "</ul>")
+    return "".join(parts)
+
+
+def render_rehearsal(r: Rehearsal) -> str:
+    banner = "PASS" if r.verdict in ("PASS", "WARN") else "FAIL"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>chatbench rehearsal: {e(r.verdict)}"
-            f"</title><style>{_CSS}</style></head><body><h1>Migration rehearsal</h1>{''.join(parts)}"
-            f"<footer>{e(r.command)} · {e(r.created_at)}</footer></body></html>\n")
+            f"</title><style>{CSS}</style></head><body><h1>Migration rehearsal</h1>"
+            f'<div class="banner {banner}"><div class="verdict">{e(r.verdict)}</div>{e(r.headline())}</div>'
+            f"{section(r)}<footer>{e(r.command)} · {e(r.created_at)}</footer></body></html>\n")

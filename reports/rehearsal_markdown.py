@@ -1,4 +1,8 @@
-"""``rehearsal.md``: the migration rehearsal as a PR comment or a CI step summary."""
+"""``rehearsal.md``: the migration rehearsal as a PR comment or a CI step summary.
+
+``section`` is the rehearsal's evidence without the title around it: ``rehearsal.md`` is that section
+under its title, and a sign-off with ``--migration`` carries the same section in ``signoff.md``.
+"""
 
 from __future__ import annotations
 
@@ -19,37 +23,45 @@ def _table(table: Table) -> list[str]:
     return [*lines, ""]
 
 
-def render_rehearsal(r: Rehearsal) -> str:
+def section(r: Rehearsal, level: int = 2) -> list[str]:
+    """The rehearsal's evidence as lines, its headings at ``level``: what ran, findings, tables, notes."""
+    h = "#" * level
     size = r.measured
-    lines = [f"# {ICON.get(r.verdict, '')} Migration rehearsal: {r.verdict}", "", r.headline(), "",
-             f"- migration: `{r.migration}`", f"- before-schema: {r.before}",
+    lines = [f"- migration: `{r.migration}`", f"- before-schema: {r.before}",
              f"- server: PostgreSQL {r.server.get('version', '?')} ({r.server.get('backend', '?')})",
              f"- app load: {size.load}", f"- budgets: {r.budgets_source} [rehearsal]", ""]
     failing = [f for f in r.findings if f.severity == "FAIL"]
     warnings = [f for f in r.findings if f.severity == "WARN"]
     for title, items in (("Failing", failing), ("Warnings", warnings)):
         if items:
-            lines += [f"## {title}", ""]
+            lines += [f"{h} {title}", ""]
             lines += [f"- **{f.rule}** ({'statement ' + str(f.statement) if f.statement else 'migration'}): "
                       f"{f.evidence}  \n  *safe rewrite*: {f.rewrite}" for f in items]
             lines.append("")
-    lines += [f"## Statements at {size.messages:,} messages ({size.profile})", "", *_table(statements(size))]
+    lines += [f"{h} Statements at {size.messages:,} messages ({size.profile})", "", *_table(statements(size))]
     if r.estimates:
-        lines += [f"## Blocking time extrapolated to {r.production_messages:,} messages", "",
+        lines += [f"{h} Blocking time extrapolated to {r.production_messages:,} messages", "",
                   "An extrapolation, not a measurement: linear in the number of messages through the two measured "
                   "sizes for statements whose work grows with the table, constant for metadata-only ones.", ""]
         lines += _table(estimates(r))
-    lines += ["## The app before, during and after the migration", "", *_table(phases(size))]
-    lines += ["## Sizes measured", "", *_table(sizes(r))]
-    lines += ["## Verification of the migrated schema", ""]
-    if r.verification is None:
-        lines.append("not run (the migration did not complete)")
-    else:
+    lines += [f"{h} The app before, during and after the migration", "", *_table(phases(size))]
+    lines += [f"{h} Sizes measured", "", *_table(sizes(r))]
+    lines += [f"{h} Verification of the migrated schema", ""]
+    if r.verification is not None:
         lines.append("passed" if r.verification.passed else f"failed: {len(r.verification.errors)} error(s)")
         lines += [f"- {f.message()}" for f in r.verification.errors]
+    elif r.verified_by:
+        lines.append(f"by {r.verified_by}")
+    else:
+        lines.append("not run (the migration did not complete)")
     lines.append("")
     if r.notes:
-        lines += ["## Notes", ""] + [f"- {n}" for n in r.notes] + [""]
+        lines += [f"{h} Notes", ""] + [f"- {n}" for n in r.notes] + [""]
+    return lines
+
+
+def render_rehearsal(r: Rehearsal) -> str:
+    lines = [f"# {ICON.get(r.verdict, '')} Migration rehearsal: {r.verdict}", "", r.headline(), "", *section(r)]
     if r.command:
         lines += [f"`{r.command}`", ""]
     return "\n".join(lines)

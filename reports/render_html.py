@@ -7,57 +7,17 @@ real headless browser). Every text from the run is escaped.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summary, verdict_words
 from chatbench.benchmarks.results import BenchmarkRun
-from chatbench.reports import plots
+from chatbench.reports import plots, rehearsal_html
 from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
+from chatbench.reports.html_page import CSS, e
 from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, TargetSignoff
 
-_CSS = """
-:root { --pass:#047857; --fail:#b91c1c; --error:#b45309; --undecided:#a16207; --muted:#6b7280; --line:#e5e7eb; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color:#111827;
-       margin: 0 auto; max-width: 1100px; padding: 24px; background:#fff; }
-h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 18px; margin: 28px 0 8px; border-bottom:1px solid var(--line); }
-h3 { font-size: 15px; margin: 20px 0 6px; }
-.banner { padding: 14px 18px; border-radius: 8px; color: #fff; margin-bottom: 16px; }
-.banner.PASS { background: var(--pass); }
-.banner.FAIL { background: var(--fail); } .banner.ERROR { background: var(--error); }
-.banner.INCONCLUSIVE { background: var(--undecided); }
-.banner.PASS, .banner.FAIL, .banner.ERROR, .banner.INCONCLUSIVE { color: #fff; }
-.banner .verdict { font-size: 28px; font-weight: 700; letter-spacing: .04em; }
-.failing { border-left: 4px solid var(--fail); background:#fef2f2; padding: 8px 12px 8px 28px; margin: 8px 0; }
-.failing li { margin: 2px 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }
-.warnings { border-left: 4px solid var(--error); background:#fffbeb; padding: 8px 12px 8px 28px; }
-.undecided-list { border-left: 4px solid var(--undecided); background:#fefce8; padding: 8px 12px 8px 28px; }
-.undecided-list li { margin: 2px 0; font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }
-.inconclusive, .INCONCLUSIVE { color: var(--undecided); font-weight: 600; }
-table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; font-size: 13px; }
-th, td { border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
-th { background: #f9fafb; font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ok, .PASS, .improved, .unchanged { color: var(--pass); }
-.failed, .FAIL, .regressed { color: var(--fail); font-weight: 600; }
-.error, .ERROR { color: var(--error); font-weight: 600; }
-.skipped, .muted, .new, .missing, .changed { color: var(--muted); }
-.tag { display:inline-block; padding: 0 6px; border-radius: 4px; font-size: 12px; background:#f3f4f6; }
-figure { margin: 12px 0 20px; } figcaption { color: var(--muted); font-size: 12px; }
-svg.plot { width: 100%; height: auto; max-width: 1000px; display: block; }
-pre { background:#f9fafb; border:1px solid var(--line); padding: 8px; overflow-x: auto; font-size: 12px; }
-details summary { cursor: pointer; } code { font-size: 12.5px; }
-.env { color: var(--error); }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 12px; }
-footer { color: var(--muted); font-size: 12px; margin-top: 32px; border-top: 1px solid var(--line); padding-top: 8px; }
-"""
-
-
-def e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+_REHEARSAL_CSS = {"PASS": "PASS", "WARN": "ERROR", "FAIL": "FAIL"}
 
 
 def render_signoff(signoff: Signoff) -> str:
@@ -93,7 +53,7 @@ def _document(title: str, body: str) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>{body}</body></html>\n"
+        f"<title>{e(title)}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
     )
 
 
@@ -196,6 +156,11 @@ def _target(target: TargetSignoff, multi: bool) -> str:
     if target.error:
         out.append(f'<p class="error">Stopped early: {e(target.error)}</p>')
     out.append(_stages(target))
+    if target.migration is not None:
+        rehearsal = target.migration
+        out.append(f"<h3>Migration rehearsal: <span class='{_REHEARSAL_CSS.get(rehearsal.verdict, '')}'>"
+                   f"{e(rehearsal.verdict)}</span></h3><p>{e(rehearsal.headline())}</p>"
+                   + rehearsal_html.section(rehearsal, level=4))
     if target.benchmark is not None:
         out.append(_benchmarks(target.benchmark))
     if target.checks:

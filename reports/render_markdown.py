@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summary, verdict_words
 from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
+from chatbench.reports import rehearsal_markdown
 from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
 from chatbench.reports.signoff import Signoff, TargetSignoff
 
@@ -127,6 +128,8 @@ def _target_evidence(target: TargetSignoff, multi: bool) -> str:
         "",
     ]
     lines += _stage_table(target)
+    if target.migration is not None:
+        lines += _migration(target)
     if target.benchmark is not None:
         lines += _benchmark_table(target.benchmark)
     if target.verification is not None:
@@ -147,6 +150,15 @@ def _stage_table(target: TargetSignoff) -> list[str]:
     ]
     rows.append(f"| **total** | | **{target.seconds:.2f}** | |")
     return ["#### Stages", "", *rows, ""]
+
+
+def _migration(target: TargetSignoff) -> list[str]:
+    """The migration's report inside the sign-off: the same section ``rehearsal.md`` holds."""
+    rehearsal = target.migration
+    assert rehearsal is not None
+    icon = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌"}.get(rehearsal.verdict, "")
+    return [f"#### {icon} Migration rehearsal: {rehearsal.verdict}", "", _escape(rehearsal.headline()), "",
+            *rehearsal_markdown.section(rehearsal, level=5)]
 
 
 def _benchmark_table(run: BenchmarkRun) -> list[str]:

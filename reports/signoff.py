@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.loadgen.result import SeedResult
+from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.compare import Comparison
 from chatbench.verify.result import VerificationResult
 
@@ -34,7 +35,7 @@ StageStatus = Literal["ok", "failed", "inconclusive", "error", "skipped"]
 Severity = Literal["error", "warning", "info"]
 Outcome = Literal["passed", "failed", "inconclusive"]
 
-SIGNOFF_FORMAT = 2
+SIGNOFF_FORMAT = 3
 """Version of the ``signoff.json`` layout ``Signoff.to_dict`` writes. Bump it on any change a reader
 must know about, and say what changed here.
 
@@ -54,6 +55,13 @@ Format history:
   A fourth verdict, ``INCONCLUSIVE`` (exit 3): top-level and per-target ``inconclusive[]`` lines;
   each check has ``outcome`` (passed | failed | inconclusive) beside ``passed`` and ``failing``; a stage
   status may be ``inconclusive``.
+- 3 (2026-11-29): each target has ``migration``: null, or (a sign-off with ``--migration`` or
+  ``--migration-cmd``) the migration rehearsal in the ``rehearsal.json`` layout
+  (``chatbench.rehearse.result.Rehearsal.to_dict``, rehearsal format 2, with ``verified_by`` set:
+  its ``verification`` is null because the target's own ``verification`` judged the migrated
+  schema). Its findings are checks of stage ``migration``; a stage may be ``migration``; then there
+  is no ``schema``, ``seed`` or ``integrity`` stage, ``seed`` describes the seed the before-schema
+  was filled with, and ``schema_source`` reads ``<before-schema> migrated by --migration FILE``.
 """
 
 EXIT_CODES: Mapping[str, int] = {"PASS": 0, "FAIL": 1, "ERROR": 2, "INCONCLUSIVE": 3}
@@ -65,7 +73,7 @@ run on a quieter runner) from "the schema failed" (1) and "could not run" (2).""
 class StageTiming:
     """How one stage went and how long it took."""
 
-    stage: str  # provision | schema | drift | seed | integrity | health | plans | benchmarks | load | compare
+    stage: str  # provision | schema | migration | drift | seed | integrity | health | plans | benchmarks | ...
     seconds: float
     status: StageStatus
     detail: str = ""  # one line: what it did or why it failed/was skipped
@@ -200,6 +208,7 @@ class TargetSignoff:
     benchmark: BenchmarkRun | None = None
     comparison: Comparison | None = None
     scaling: tuple[ScalingPoint, ...] = ()
+    migration: Rehearsal | None = None  # --migration: the rehearsal of the migration that built the schema
     error: str | None = None  # the one-line error that stopped this target early
 
     @property
@@ -245,6 +254,7 @@ class TargetSignoff:
             "benchmark": self.benchmark.to_dict() if self.benchmark is not None else None,
             "comparison": self.comparison.to_dict() if self.comparison is not None else None,
             "scaling": [_plain(vars_of(p)) for p in self.scaling],
+            "migration": _plain(self.migration.to_dict()) if self.migration is not None else None,
         }
 
 
@@ -254,7 +264,7 @@ class Signoff:
 
     created_at: str  # ISO 8601 UTC
     profile: str
-    schema_source: str  # "canonical" or what --schema-from named
+    schema_source: str  # "canonical", what --schema-from named, or "<before> migrated by --migration FILE"
     schema_fingerprint: str
     chatbench_version: str
     targets: tuple[TargetSignoff, ...]

@@ -41,6 +41,17 @@ def _file(name: str, text: str) -> Setup:
     return make
 
 
+def _files(files: dict[str, str]) -> Setup:
+    def make(tmp: Path) -> None:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+
+    return make
+
+
+MIGRATION = _files({"m.sql": "CREATE INDEX CONCURRENTLY ix ON messages (user_id);\n", "s.sql": "SELECT 1;\n"})
+
+
 def _case(id: str, command: str, *args: str, field: str, env: dict[str, str] | None = None,
           setup: Setup | None = None) -> Case:
     return Case(f"{command}-{id}", (command, *args), field, env or {}, setup)
@@ -168,6 +179,42 @@ CASES += [
     _case("schema-from-and-cmd", "signoff", "--schema-from", "{tmp}/s.sql", "--schema-from-cmd", "true",
           field="--schema-from", setup=_file("s.sql", "SELECT 1;\n")),
     _case("command-timeout-text", "signoff", "--command-timeout", "forever", field="--command-timeout forever"),
+    # signoff --migration: the migration stage takes rehearse's inputs, checked the same way
+    _case("migration-missing", "signoff", "--migration", "/nonexistent/m.sql", field="--migration /nonexistent/m.sql"),
+    _case("migration-env-missing", "signoff", field="CHATBENCH_MIGRATION=/nonexistent/m.sql",
+          env={"CHATBENCH_MIGRATION": "/nonexistent/m.sql"}),
+    _case("migration-and-cmd", "signoff", "--migration", "{tmp}/m.sql", "--migration-cmd", "true",
+          field="--migration and --migration-cmd", setup=MIGRATION),
+    _case("migration-not-sql", "signoff", "--migration", "{tmp}/bad.sql", field="bad.sql line 2: not valid SQL",
+          setup=_file("bad.sql", "SELECT 1;\nCREAT INDEX ix ON messages (user_id);\n")),
+    _case("migration-no-statement", "signoff", "--migration", "{tmp}/empty.sql", field="--migration",
+          setup=_file("empty.sql", "-- nothing yet\n")),
+    _case("migration-cmd-missing-program", "signoff", "--migration-cmd", "no-such-migrator up",
+          field="--migration-cmd"),
+    _case("migration-cmd-unbalanced-quote", "signoff", "--migration-cmd", "alembic 'upgrade head",
+          field="--migration-cmd"),
+    _case("migration-profile-smoke", "signoff", "--migration", "{tmp}/m.sql", "--profile", "smoke",
+          field="--profile smoke", setup=MIGRATION),
+    _case("migration-production-below-profile", "signoff", "--migration", "{tmp}/m.sql", "--production-messages",
+          "1000", field="--production-messages", setup=MIGRATION),
+    _case("migration-production-text", "signoff", "--migration", "{tmp}/m.sql", "--production-messages", "lots",
+          field="--production-messages lots", setup=MIGRATION),
+    _case("migration-baseline-seconds-zero", "signoff", "--migration", "{tmp}/m.sql", "--baseline-seconds", "0",
+          field="--baseline-seconds 0", setup=MIGRATION),
+    _case("migration-with-schema-from", "signoff", "--migration", "{tmp}/m.sql", "--schema-from", "{tmp}/s.sql",
+          field="--schema-from", setup=MIGRATION),
+    _case("migration-with-schema-from-cmd", "signoff", "--migration", "{tmp}/m.sql", "--schema-from-cmd", "true",
+          field="--schema-from-cmd", setup=MIGRATION),
+    _case("migration-from-and-from-cmd", "signoff", "--migration", "{tmp}/m.sql", "--from", "{tmp}/s.sql",
+          "--from-cmd", "true", field="--from and --from-cmd", setup=MIGRATION),
+    _case("migration-from-missing", "signoff", "--migration", "{tmp}/m.sql", "--from", "/nonexistent/s.sql",
+          field="--from /nonexistent/s.sql", setup=MIGRATION),
+    _case("migration-targets-without-rehearsal", "signoff", "--migration", "{tmp}/m.sql", "--targets", "{tmp}/t.toml",
+          field="[rehearsal]", setup=_files({"m.sql": "SELECT 1;\n",
+                                             "t.toml": "[latest_page]\nrelease = { p95_ms = 1.0 }\n"})),
+    _case("from-without-migration", "signoff", "--from", "{tmp}/s.sql", field="--from", setup=MIGRATION),
+    _case("production-messages-without-migration", "signoff", "--production-messages", "2e9",
+          field="--production-messages"),
     # compare
     _case("current-missing", "compare", "/nonexistent/a.json", "/nonexistent/b.json", field="a.json"),
     _case("current-not-json", "compare", "{tmp}/a.json", "{tmp}/a.json", field="a.json",

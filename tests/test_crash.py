@@ -2,17 +2,19 @@
 
 Each run is stopped *at* its stage deterministically: ``chatbench.faults.checkpoint`` makes the run
 write a file when it gets there and wait; the test then sends the signal. The stages: provisioning,
-COPY (mid-load), the index build, the cache save (a half-made snapshot or template exists),
+COPY (mid-load), the index build, the cache save (a half-made snapshot or template exists), a sign-off's
+migration stage (``--migration``: app clients loading a clone while the migration starts),
 verification (drift), benchmarks and report writing (the new set staged, not yet in place).
 
 - after SIGINT or SIGTERM: the run exits 130 / 143 and nothing is left: no cluster, owner record,
-  process, container, database, half-made cache entry or staging folder;
+  process (the rehearsal's app clients included), container, database, half-made cache entry or
+  staging folder;
 - after SIGKILL: ``chatbench clean`` (``--dsn`` for the DSN server) leaves nothing;
 - the next run never reuses half-made data: a seed of a spec whose cache save was killed seeds afresh
   and its integrity check passes, and a sign-off into the killed run's --out passes its integrity
   stage and leaves no staging folder.
 
-All 21 runs of a backend (7 stages x 3 signals) start together and wait at their stages, each signal's
+All 24 runs of a backend (8 stages x 3 signals) start together and wait at their stages, each signal's
 group in its own run and cache directory, so a backend takes about as long as its slowest stage.
 Smoke profile, few rounds.
 """
@@ -41,6 +43,9 @@ SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 128 + sig
            "SIGKILL": (signal.SIGKILL, -signal.SIGKILL)}
 REACH_TIMEOUT = 300.0
 SIGNOFF = ("signoff", "--profile", "smoke", "--scaling", "none", "--rounds", "20", "--warmup", "2")
+MIGRATION_FILE = "migration.sql"
+MIGRATION_SQL = "SET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY ix_messages_crash ON messages (user_id);\n"
+"""The migration of the migration stage's runs, written into the run's working directory by ``_start``."""
 
 
 @dataclass
@@ -78,6 +83,9 @@ def _argv(stage: str, seed: int) -> tuple[str, ...]:
         return ("seed", "--profile", "smoke", "--seed", str(seed))  # a spec nobody cached: a cold seed, then save
     if stage == "provision":
         return ("seed", "--profile", "smoke")
+    if stage == "rehearse.migrate":  # a sign-off's migration stage: live load, lock sampler, the clone migrating
+        return ("signoff", "--profile", "ci", "--scaling", "none", "--rounds", "20", "--warmup", "2",
+                "--migration", MIGRATION_FILE, "--baseline-seconds", "0.2")
     return SIGNOFF
 
 
@@ -85,6 +93,8 @@ def _start(place: Place, stage: str, name: str, argv: tuple[str, ...]) -> Run:
     folder = place.root / name
     faults, out = folder / "faults", folder / "out"
     faults.mkdir(parents=True)
+    if MIGRATION_FILE in argv:
+        (folder / MIGRATION_FILE).write_text(MIGRATION_SQL)
     log = folder / "log.txt"
     extra = ("--out", str(out)) if argv[0] == "signoff" else ()
     with open(log, "wb") as handle:

@@ -37,15 +37,18 @@ SETTINGS = (
 
 
 def plan_from(settings: Settings) -> RehearsalPlan:
-    """The rehearsal plan, every input checked before any server starts."""
+    """The rehearsal plan, every input checked before any server starts (``signoff --migration`` too)."""
     from chatbench import loadgen
     from chatbench.benchmarks.loadtest import parse_weights
     from chatbench.rehearse.budgets import load_budgets
     from chatbench.rehearse.stage import SMALLER_PROFILE, RehearsalPlan, smaller_spec
     from chatbench.rehearse.statements import read_migration
 
-    if (settings.migration is None) == (settings.migration_cmd is None):
+    if settings.migration is None and settings.migration_cmd is None:
         raise ConfigError("rehearse needs the migration: give --migration FILE.sql or --migration-cmd CMD (one)")
+    if settings.migration is not None and settings.migration_cmd is not None:
+        raise ConfigError("--migration and --migration-cmd: give --migration FILE.sql or --migration-cmd CMD, "
+                          "not both")
     if settings.from_file is not None and settings.from_cmd is not None:
         raise ConfigError("--from and --from-cmd: give one of them, not both (neither: the canonical schema)")
     spec = loadgen.load_spec(settings.profile)
@@ -97,8 +100,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     written = write_rehearsal(result, Path(settings.out), secrets=secrets)
     for finding in result.findings:
         color = "red" if finding.severity == "FAIL" else "yellow"
-        console.print(f"[{color}]{finding.severity}[/] {escape(finding.line()[len(finding.severity) + 1:])}",
-                      soft_wrap=True)
+        console.print(f"[{color}]{finding.severity}[/] {escape(finding.describe())}", soft_wrap=True)
     if result.verification is not None:
         for error in result.verification.errors:
             console.print(f"[red]FAIL[/] verification: {escape(error.message())}", soft_wrap=True)

@@ -2,6 +2,12 @@
 contracts, benchmarks vs targets, optional load and baseline comparison; writes signoff.md (PR comment
 and $GITHUB_STEP_SUMMARY), signoff.html (self-contained, with plots), signoff.json and JUnit XML.
 
+With the release's migration (--migration FILE.sql or --migration-cmd CMD) the schema judged is the one
+the migration produces: the schema before the release (--from / --from-cmd, default canonical) is seeded
+at --profile and the next smaller profile, the migration runs under live load as in `chatbench rehearse`
+(locks, blocked app queries, extrapolation to --production-messages), and drift, health, plan contracts
+and benchmarks judge the migrated database: one sign-off, one verdict (a migration FAIL fails it).
+
 Several servers side by side (a PostgreSQL upgrade is a release too): --pg-versions 15,18, or
 repeated --pg-bin DIR / --image IMAGE. Exit 0 PASS, 1 FAIL, 2 could not run (ERROR), 3 INCONCLUSIVE
 (nothing failed, but the noise measured on this machine left a latency target or a regression
@@ -18,9 +24,10 @@ from typing import TYPE_CHECKING
 
 from chatbench.commands._common import announce, console, judged_scenarios, require_writable
 from chatbench.errors import ConfigError
-from chatbench.settings import SERVER_SETTINGS, Settings
+from chatbench.settings import SERVER_SETTINGS, Settings, default, where, with_values
 
 if TYPE_CHECKING:
+    from chatbench.rehearse import RehearsalPlan
     from chatbench.signoff import SignoffOptions
 
 NAME = "signoff"
@@ -29,8 +36,11 @@ HELP = ("run the whole pre-release sign-off and write signoff.md/.html/.json + J
 SETTINGS = (
     *SERVER_SETTINGS, "pg_versions", "profile", "seed", "out", "baseline", "load", "clients", "duration", "rounds",
     "warmup", "budget", "targets", "pin", "scaling", "cache", "schema_from", "schema_from_cmd", "command_timeout",
-    "retries", "retry_budget", "allow_different_sizes",
+    "retries", "retry_budget", "allow_different_sizes", "migration", "migration_cmd", "from_file", "from_cmd",
+    "production_messages", "baseline_seconds",
 )
+MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seconds")
+"""Settings that only the migration stage reads: given on the command line without a migration, refused."""
 
 
 def options_from(settings: Settings) -> SignoffOptions:
@@ -39,6 +49,7 @@ def options_from(settings: Settings) -> SignoffOptions:
 
     if settings.schema_from is not None and settings.schema_from_cmd is not None:
         raise ConfigError("--schema-from and --schema-from-cmd: give one of them, not both")
+    migration = migration_plan(settings)
     assert settings.out is not None  # the signoff default is a folder
     return SignoffOptions(
         servers=choose_servers(settings, announce=announce),
@@ -66,7 +77,27 @@ def options_from(settings: Settings) -> SignoffOptions:
         retry_budget_s=settings.retry_budget,
         allow_different_sizes=settings.allow_different_sizes,
         command="chatbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        migration=migration,
     )
+
+
+def migration_plan(settings: Settings) -> RehearsalPlan | None:
+    """``--migration`` / ``--migration-cmd``: the rehearsal plan, built and checked as ``chatbench rehearse``
+    builds it (before any server starts), its app load at rehearse's rate and the sign-off's ``--clients``."""
+    from chatbench.commands.rehearse import plan_from
+
+    if settings.migration is None and settings.migration_cmd is None:
+        given = [name for name in MIGRATION_ONLY if settings.source(name) == "argument"]
+        if given:
+            raise ConfigError(f"{where(settings, given[0])}: only the migration stage reads it; give --migration "
+                              "FILE.sql or --migration-cmd CMD too, or drop it")
+        return None
+    for name in ("schema_from", "schema_from_cmd"):
+        if getattr(settings, name) is not None:
+            raise ConfigError(f"{where(settings, name)}: with a migration the sign-off verifies the schema the "
+                              "migration produces; give the schema before the release as --from FILE.sql or "
+                              "--from-cmd CMD instead")
+    return plan_from(with_values(settings, rate=default("rate", "rehearse")))
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

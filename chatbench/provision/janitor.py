@@ -45,8 +45,9 @@ from chatbench.provision.process import pid_alive
 
 DATABASE_GRACE_SECONDS = 2.0
 
-RUN_DATABASE = re.compile(r"^(chatbench_run_[0-9a-f]{8}|cb[vs]_[a-z]+_[0-9a-f]{8}|cbtpl_[0-9a-f]{16}_p[0-9a-f]+)$")
-"""The names chatbench gives the databases a run owns (run, scratch and half-made template databases)."""
+RUN_DATABASE = re.compile(r"^(chatbench_run_[0-9a-f]{8}|cb[rsv]_[a-z_]+_[0-9a-f]{8}|cbtpl_[0-9a-f]{16}_p[0-9a-f]+)$")
+"""The names chatbench gives the databases a run owns (run, scratch and half-made template databases):
+``cbv_*`` verification's, ``cbs_*`` the sign-off's, ``cbr_*`` a migration rehearsal's."""
 
 
 @dataclass(frozen=True)

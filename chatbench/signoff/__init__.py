@@ -2,7 +2,10 @@
 
 provision → schema (canonical, or the application's own ``--schema-from``) → drift → seed (cache)
 → integrity → health + plan contracts → benchmarks vs targets → scaling by data size → optional load
-→ optional baseline comparison; teardown always. The order is declared once, in ``stages.STAGES``.
+→ optional baseline comparison; teardown always. With ``--migration`` a ``migration`` stage takes the
+place of schema, seed and integrity: the before-schema is seeded and the release's migration rehearsed
+on it under live load (``chatbench.rehearse``), and the later stages judge the migrated database.
+The order is declared once, in ``stages.STAGES``.
 Each stage is a function ``(StageContext, Evidence) -> Evidence``: it reads what earlier stages
 produced from the frozen ``Evidence`` by attribute and returns it with its own part filled in; it is
 timed and recorded as a ``StageTiming``; what it judged becomes ``CheckItem``s; the whole is a frozen
@@ -16,8 +19,9 @@ and found problems is ``failed`` and the pipeline goes on, so one run lists ever
 
 Layout: ``options`` (what to run; where is ``chatbench.provision.choice``), ``display`` (the terminal),
 ``recorder`` (stage and check bookkeeping), ``evidence`` (what stages hand each other), the stages by
-concern (``build``: provision and schema; ``data``: seed and integrity; ``verification``: drift,
-health, plans; ``measure``: benchmarks, scaling, load; ``baseline``: comparison), ``stages`` (their
+concern (``build``: provision and schema; ``migration``: the migration rehearsed and handed on;
+``data``: seed and integrity; ``verification``: drift, health, plans; ``measure``: benchmarks,
+scaling, load; ``baseline``: comparison), ``stages`` (their
 order, declared once) and ``pipeline`` (one run over every server). This module only re-exports the
 names other code imports, so ``from chatbench.signoff import ...`` stays the one entry point.
 """

@@ -16,6 +16,7 @@ from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.spec import Spec
 from chatbench.provision import Server
 from chatbench.provision.choice import ServerChoice
+from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.compare import Comparison
 from chatbench.reports.signoff import ScalingPoint, VerificationEvidence
 from chatbench.signoff.display import Display
@@ -34,6 +35,8 @@ class Evidence:
     benchmark: BenchmarkRun | None = None
     scaling: tuple[ScalingPoint, ...] = ()
     comparison: Comparison | None = None
+    migration: Rehearsal | None = None
+    halted: str | None = None  # why the remaining stages cannot run, when that is a verdict and not an error
 
     def need_server(self) -> Server:
         if self.server is None:

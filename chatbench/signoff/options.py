@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatbench.provision.choice import ServerChoice
 from chatbench.reports.compare import Thresholds
+
+if TYPE_CHECKING:
+    from chatbench.rehearse import RehearsalPlan
 
 PROFILE_ORDER = ("smoke", "ci", "release", "scale")
 SIGNOFF_ROUNDS = (1000, 100)
@@ -57,6 +61,7 @@ class SignoffOptions:
     retries: int  # re-measurements of an undecided scenario
     retry_budget_s: float  # seconds of re-measurement per server
     allow_different_sizes: bool  # --baseline of another data size: compare latency only
+    migration: RehearsalPlan | None = None  # --migration/--migration-cmd: the migration stage, before-schema and all
     scaling_rounds: int = 300
     thresholds: Thresholds = field(default_factory=Thresholds)
 
@@ -67,6 +72,10 @@ class SignoffOptions:
 
     @property
     def schema_source(self) -> str:
+        if self.migration is not None:
+            before = "canonical" if self.migration.before_file is None and self.migration.before_cmd is None \
+                else self.migration.before_source
+            return f"{before} migrated by {self.migration.migration_source}"
         if self.schema_from is not None:
             return f"--schema-from {self.schema_from}"
         if self.schema_from_cmd is not None:

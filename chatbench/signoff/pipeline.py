@@ -1,7 +1,9 @@
 """One run over every chosen server: the declared stages in order on each, teardown always, then the sign-off.
 
 A stage that cannot run stops that server's pipeline (``StageError``): the remaining stages are
-recorded as skipped and teardown still runs; a stage that ran and found problems goes on.
+recorded as skipped and teardown still runs; a stage that ran and found problems goes on, unless it
+left nothing for the next stages to judge (``Evidence.halted``: a migration that did not complete),
+when the remaining stages are recorded as not run and its failed checks decide the verdict.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ def run_target(
     try:
         for stage in stages_for(options):
             evidence = stage.run(ctx, evidence)
+            if evidence.halted is not None:
+                break
     except StageError:
         pass
     finally:
@@ -80,7 +84,8 @@ def run_target(
             rec.add(StageTiming(TEARDOWN, time.perf_counter() - teardown_started, "error", one_line(exc)))
     planned = planned_stages(options)
     done = {s.stage for s in rec.stages}
-    reason = f"not run: {rec.error.split(':', 1)[0]} errored" if rec.error else "not run"
+    reason = (f"not run: {rec.error.split(':', 1)[0]} errored" if rec.error
+              else f"not run: {evidence.halted}" if evidence.halted else "not run")
     skipped = [StageTiming(name, 0.0, "skipped", reason) for name in dict.fromkeys(planned) if name not in done]
     order = {name: i for i, name in enumerate(planned)}
     stages = tuple(sorted([*rec.stages, *skipped], key=lambda s: order.get(s.stage, len(order))))
@@ -95,5 +100,6 @@ def run_target(
         benchmark=evidence.benchmark,
         comparison=evidence.comparison,
         scaling=evidence.scaling,
+        migration=evidence.migration,
         error=rec.error,
     )

@@ -5,7 +5,11 @@ Evidence) -> Evidence``) and when it applies. The pipeline runs exactly these, a
 not get to run (an earlier one could not) is listed as skipped from the same declaration. An
 application-built schema (``--schema-from``) is checked for drift before the seed, so a broken
 migration is named before minutes of seeding; the canonical schema is built around the bulk load,
-so its drift check comes after the seed.
+so its drift check comes after the seed. With ``--migration`` the ``migration`` stage takes the place
+of schema, seed and integrity: it seeds the before-schema, migrates it under live load and hands the
+migrated database on (its rows are the seed's plus what the app appended meanwhile, so the seed's
+checksum no longer describes them: the seed was verified when it was made), and drift, health,
+plans and benchmarks judge that database.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from chatbench.signoff.build import provision_stage, schema_stage
 from chatbench.signoff.data import integrity_stage, seed_stage
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.measure import benchmarks_stage, load_stage, scaling_stage
+from chatbench.signoff.migration import migration_stage
 from chatbench.signoff.options import SignoffOptions
 from chatbench.signoff.verification import drift_stage, health_and_plans_stage
 
@@ -37,12 +42,21 @@ class Stage:
     applies: Callable[[SignoffOptions], bool] = _always
 
 
+def _migrating(options: SignoffOptions) -> bool:
+    return options.migration is not None
+
+
+def _built_here(options: SignoffOptions) -> bool:
+    return options.migration is None
+
+
 STAGES: tuple[Stage, ...] = (
     Stage(("provision",), provision_stage),
-    Stage(("schema",), schema_stage),
+    Stage(("schema",), schema_stage, _built_here),
+    Stage(("migration",), migration_stage, _migrating),
     Stage(("drift",), drift_stage, lambda o: o.prebuilt),
-    Stage(("seed",), seed_stage),
-    Stage(("integrity",), integrity_stage),
+    Stage(("seed",), seed_stage, _built_here),
+    Stage(("integrity",), integrity_stage, _built_here),
     Stage(("drift",), drift_stage, lambda o: not o.prebuilt),
     Stage(("health", "plans"), health_and_plans_stage),
     Stage(("benchmarks",), benchmarks_stage),

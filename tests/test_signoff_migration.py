@@ -1,0 +1,143 @@
+"""``chatbench signoff --migration``: the migration's report and the schema's report are one sign-off.
+
+The before-schema is the canonical one without ``ix_messages_user_id`` (the corpus' first case), the
+migration creates it: safely (CONCURRENTLY, with a lock_timeout) or not. Real server, real live load,
+ci profile (the rehearsal's two sizes: 200k and 20k messages). Latency budgets are generous (a shared
+machine's noise must not decide a test); buffer budgets and the rehearsal's budgets are the shipped ones.
+Bad input to the new options is in tests/test_bad_inputs.py, Ctrl-C at the migration in tests/test_crash.py.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from chatbench.benchmarks.targets import DEFAULT_TARGETS, REHEARSAL_SECTION
+from chatbench.reports.output import SIGNOFF_FILES
+from rehearse_corpus import CASES
+
+from chatbench.cli import main
+
+CASE = CASES[0]  # ix_messages_user_id: CREATE INDEX with and without CONCURRENTLY
+FAST = ["--profile", "ci", "--rounds", "40", "--warmup", "5", "--scaling", "none", "--baseline-seconds", "0.3",
+        "--backend", "local"]
+MIGRATED_STAGES = ["provision", "migration", "drift", "health", "plans", "benchmarks", "teardown"]
+
+
+@pytest.fixture(scope="module")
+def ci_targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped targets with latency budgets no noise reaches at ci; buffers and [rehearsal] as shipped."""
+    shipped = tomllib.loads(DEFAULT_TARGETS.read_text())
+    lines = []
+    for name, table in shipped.items():
+        if name == REHEARSAL_SECTION or not isinstance(table, dict) or "ci" not in table:
+            continue
+        buffers = table["ci"].get("buffers")
+        extra = f", buffers = {buffers}" if buffers is not None else ""
+        lines += [f"[{name}]", 'why = "test budgets: latency generous, buffers as shipped"',
+                  f"ci = {{ p95_ms = 5000.0, p99_ms = 5000.0{extra} }}", ""]
+    lines.append(f"[{REHEARSAL_SECTION}]")
+    lines += [f"{table} = {{ reads_blocked_s = {budget['reads_blocked_s']}, appends_blocked_s = "
+              f"{budget['appends_blocked_s']} }}" for table, budget in shipped[REHEARSAL_SECTION].items()
+              if isinstance(budget, dict)]
+    path = tmp_path_factory.mktemp("targets") / "targets.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _signoff(folder: Path, targets: Path, *, safe: bool) -> tuple[int, dict[str, str]]:
+    before, migration = CASE.before_sql(folder, safe), CASE.migration(folder, safe)
+    out = folder / "out"
+    code = main(["signoff", *FAST, "--targets", str(targets), "--from", str(before), "--migration", str(migration),
+                 "--out", str(out)])
+    return code, {name: (out / name).read_text(encoding="utf-8") for name in SIGNOFF_FILES}
+
+
+def test_a_safe_migration_passes_and_every_format_carries_it(tmp_path: Path, ci_targets: Path) -> None:
+    code, files = _signoff(tmp_path, ci_targets, safe=True)
+    report = json.loads(files["signoff.json"])
+    assert code == 0 and report["verdict"] == "PASS", report["failing"]
+    assert report["format_version"] == 3
+    assert report["schema_source"].startswith("--from ") and "migrated by --migration " in report["schema_source"]
+    [target] = report["targets"]
+    assert [s["stage"] for s in target["stages"]] == MIGRATED_STAGES
+    assert all(s["status"] == "ok" for s in target["stages"]), target["stages"]
+    # What the sign-off verified and measured is the migrated database: the before-schema lacks the index the
+    # canonical models have, so drift passes only on the schema the migration produced.
+    assert target["server"]["database"].startswith("cbr_run_")
+    assert any(c["stage"] == "drift" and c["passed"] for c in target["checks"])
+    assert target["benchmark"]["scenarios"] and target["seed"]["profile"] == "ci"
+    migration = target["migration"]
+    assert migration["verdict"] == "PASS" and migration["findings"] == []
+    assert [s["messages"] for s in migration["sizes"]] == [20_000, 200_000]
+    assert migration["verification"] is None and migration["verified_by"]
+    assert "CREATE INDEX CONCURRENTLY" in migration["sizes"][-1]["statements"][-1]["sql"]
+    items = [c for c in target["checks"] if c["stage"] == "migration"]
+    assert len(items) == 2 and all(c["passed"] for c in items)  # SET lock_timeout, CREATE INDEX CONCURRENTLY
+
+    md = files["signoff.md"]
+    assert md.startswith("## ✅ chatbench sign-off: **PASS**")
+    assert "#### ✅ Migration rehearsal: PASS" in md and "##### Statements at 200,000 messages (ci)" in md
+    assert "##### The app before, during and after the migration" in md and "##### Sizes measured" in md
+    html = files["signoff.html"]
+    assert "<h3>Migration rehearsal: " in html and "rehearsal-timeline-ci" in html  # the timeline plot
+    assert "http://" not in html and "https://" not in html
+    junit = ET.fromstring(files["signoff.junit.xml"])
+    [suite] = [s for s in junit.iter("testsuite") if s.get("name") == "migration"]
+    assert suite.get("tests") == "2" and suite.get("failures") == "0"
+    assert any("CREATE INDEX CONCURRENTLY" in (case.get("name") or "") for case in suite.iter("testcase"))
+    assert junit.get("failures") == "0"
+
+
+def test_an_unsafe_migration_fails_naming_statement_lock_and_blocked_time(tmp_path: Path, ci_targets: Path) -> None:
+    code, files = _signoff(tmp_path, ci_targets, safe=False)
+    report = json.loads(files["signoff.json"])
+    assert code == 1 and report["verdict"] == "FAIL"
+    [target] = report["targets"]
+    assert [s["stage"] for s in target["stages"]] == MIGRATED_STAGES
+    assert {s["stage"]: s["status"] for s in target["stages"]}["migration"] == "failed"
+    blocking = [f for f in target["migration"]["findings"] if f["rule"] == "blocking"]
+    assert blocking and blocking[0]["table"] == CASE.table and blocking[0]["lock"] == CASE.lock
+    finding = blocking[0]
+    held = f"held SHARE on messages for {finding['measured_s']:.3f} s"
+    statement = "`CREATE INDEX ix_messages_user_id ON messages (user_id)`"
+    [line] = [line for line in report["failing"] if line.startswith("migration: blocking: statement 1:")]
+    assert statement in line and held in line and "extrapolated" in line and "CREATE INDEX CONCURRENTLY" in line
+    # The rest of the sign-off still judged the migrated schema: the migration's FAIL is the only failure.
+    assert report["failing"] == [line]
+    assert any(c["stage"] == "migration" and c["severity"] == "warning" and "lock_timeout" in c["message"]
+               for c in target["checks"])
+
+    md_failing = files["signoff.md"].split("### Failing (1)", 1)[1].split("\n\n", 2)[1]
+    assert statement in md_failing and held in md_failing and "budget 1 s" in md_failing
+    junit = ET.fromstring(files["signoff.junit.xml"])
+    [suite] = [s for s in junit.iter("testsuite") if s.get("name") == "migration"]
+    failures = [f for case in suite.iter("testcase") for f in case.iter("failure")]
+    assert suite.get("failures") == "1" and len(failures) == 1
+    assert statement in (failures[0].get("message") or "") and held in (failures[0].get("message") or "")
+    assert "ix_messages_user_id" in next(c.get("name") or "" for c in suite.iter("testcase") if c.find("failure")
+                                         is not None)
+
+
+def test_a_migration_that_fails_leaves_nothing_to_verify_and_fails(tmp_path: Path, ci_targets: Path) -> None:
+    """Ran and failed (exit 1), not could-not-run (2): the statement is named, the later stages are not run."""
+    migration = tmp_path / "broken.sql"
+    migration.write_text("SET lock_timeout = '1s';\n"
+                         "ALTER TABLE messages ADD COLUMN broken int REFERENCES nowhere (id);\n")
+    out = tmp_path / "out"
+    code = main(["signoff", *FAST, "--targets", str(ci_targets), "--migration", str(migration), "--out", str(out)])
+    report = json.loads((out / "signoff.json").read_text())
+    assert code == 1 and report["verdict"] == "FAIL"
+    [target] = report["targets"]
+    assert target["error"] is None
+    stages = {s["stage"]: s for s in target["stages"]}
+    assert list(stages) == MIGRATED_STAGES
+    assert stages["migration"]["status"] == "failed" and stages["teardown"]["status"] == "ok"
+    for name in ("drift", "health", "plans", "benchmarks"):
+        assert stages[name]["status"] == "skipped" and stages[name]["detail"] == "not run: the migration failed"
+    [line] = report["failing"]
+    assert line.startswith("migration: failed: statement 2:") and "nowhere" in line and "line 2" in line
+    assert [s["messages"] for s in target["migration"]["sizes"]] == [20_000]  # the larger size was not run
