@@ -9,10 +9,16 @@ The seed goes through the snapshot cache, so a second run of the same profile, s
 the seeded template instead of generating again. At the end, the terminal summary prints
 p50/p95/p99 per scenario with target and verdict, and the run (raw samples, environment fingerprint,
 depth scaling) is written as results JSON.
+
+Output follows ``chatbench.output``: on a terminal pytest's dots and a table at the terminal's width;
+in a log (not a terminal) no dots but plain progress lines (the benchmarks starting, at most one
+"still running" line per ``progress_seconds`` naming the scenario and how many are done, the end) and
+one whole line per scenario. Provisioning and seeding show their progress through pytest's capture.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +27,51 @@ import pytest
 from chatbench.benchmarks.flags import refusal
 from chatbench.benchmarks.options import SUITE_COMMAND, SUITE_SETTINGS
 from chatbench.benchmarks.session import BenchSession, open_session
-from chatbench.benchmarks.table import render_table
+from chatbench.benchmarks.table import render_run
 from chatbench.benchmarks.targets import load_targets
 
 from chatbench.errors import ChatbenchError
+from chatbench.output import Output, Stage, console_for
 from chatbench.settings import Settings, resolve_pytest
 
 _SESSION_KEY = pytest.StashKey[BenchSession]()
+_PROGRESS_KEY = pytest.StashKey[tuple[contextlib.ExitStack, Stage]]()
+
+
+class _ReporterFile:
+    """pytest's terminal as a file for rich, so chatbench's lines and pytest's own share one stream."""
+
+    def __init__(self, reporter: Any) -> None:
+        self._reporter = reporter
+
+    def write(self, text: str) -> int:
+        self._reporter.write(text, flush=True)
+        return len(text)
+
+    def flush(self) -> None:
+        self._reporter.flush()
+
+
+def _output(config: pytest.Config) -> Output | None:
+    """chatbench's output on pytest's terminal stream (None without pytest's terminal reporter)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return None
+    return Output(console_for(file=_ReporterFile(reporter), terminal=bool(reporter.isatty()),  # type: ignore[arg-type]
+                              width=config.get_terminal_writer().fullwidth))
+
+
+def _in_a_log(config: pytest.Config) -> bool:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return reporter is not None and not reporter.isatty()
+
+
+@contextlib.contextmanager
+def _uncaptured(config: pytest.Config) -> Iterator[None]:
+    """Let provisioning and seeding show their progress (pytest captures fixture output otherwise)."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config) -> None:
@@ -53,26 +97,29 @@ def bench_profile(bench_settings: Settings) -> str:
 
 
 @pytest.fixture(scope="session")
-def bench_server(bench_settings: Settings) -> Iterator[Any]:
-    import sys
-
+def bench_server(pytestconfig: pytest.Config, bench_settings: Settings) -> Iterator[Any]:
+    from chatbench import output
     from chatbench.provision.choice import provision_from
 
     try:
-        with provision_from(bench_settings, announce=lambda message: print(message, file=sys.stderr)) as server:
+        with contextlib.ExitStack() as stack:
+            with _uncaptured(pytestconfig):
+                server = stack.enter_context(provision_from(bench_settings, announce=output.stderr().note))
             yield server
     except ChatbenchError as exc:
         pytest.exit(f"chatbench: {exc}", returncode=2)
 
 
 @pytest.fixture(scope="session")
-def bench_seeded(bench_settings: Settings, bench_server: Any, bench_profile: str) -> tuple[Any, Any]:
+def bench_seeded(pytestconfig: pytest.Config, bench_settings: Settings, bench_server: Any,
+                 bench_profile: str) -> tuple[Any, Any]:
     """(server pointed at the seeded database, SeedResult): seeded once, through the snapshot cache."""
     from chatbench import loadgen
 
     try:
-        result = loadgen.seed(bench_server, loadgen.load_spec(bench_profile), seed=bench_settings.seed,
-                              use_cache=bench_settings.cache)
+        with _uncaptured(pytestconfig):
+            result = loadgen.seed(bench_server, loadgen.load_spec(bench_profile), seed=bench_settings.seed,
+                                  use_cache=bench_settings.cache)
     except ChatbenchError as exc:
         pytest.exit(f"chatbench: {exc}", returncode=2)
     server = bench_server
@@ -105,9 +152,65 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
         output_json["chatbench"] = bench.to_run().to_dict()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    """In a log, no dots: the progress lines below say how far the run is, whole lines each."""
+    category, letter, word = yield
+    return (category, "" if _in_a_log(config) else letter, word)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In a log: the benchmarks' progress as plain lines (a terminal has pytest's own)."""
+    out = _output(session.config)
+    if out is None or out.terminal or not session.items:
+        return
+    stack = contextlib.ExitStack()
+    # Lines only between tests (pytest captures the stream during each one), so no timer: a line per
+    # scenario started, at most one per progress_seconds.
+    stage = stack.enter_context(out.stage("benchmarks", total=len(session.items), unit="scenarios", ticker=False))
+    session.config.stash[_PROGRESS_KEY] = (stack, stage)
+
+
+def _progress(config: pytest.Config) -> Stage | None:
+    progress = config.stash.get(_PROGRESS_KEY, None)
+    return None if progress is None else progress[1]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Any:
+    stage = _progress(item.config)
+    if stage is not None:
+        stage.step(item.name.partition("[")[2].rstrip("]") or item.name)  # the scenario
+    try:
+        return (yield)
+    finally:
+        if stage is not None:
+            stage.advance()
+
+
+def _end_progress(config: pytest.Config) -> None:
+    progress = config.stash.get(_PROGRESS_KEY, None)
+    if progress is not None:
+        del config.stash[_PROGRESS_KEY]
+        progress[0].close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    try:
+        return (yield)
+    finally:
+        _end_progress(session.config)  # after the last scenario, before pytest's summaries
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _end_progress(config)  # a run that stopped early still says so
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     session = config.stash.get(_SESSION_KEY, None)
-    if session is None or not session.results:
+    out = _output(config)
+    if session is None or not session.results or out is None:
         return
     from chatbench.benchmarks.results import write
 
@@ -117,6 +220,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     path = Path(settings.results)
     write(run, path)
     terminalreporter.write_sep("=", f"chatbench: {session.profile} profile, {session.pinning.describe()}")
-    for line in render_table(run).splitlines():
-        terminalreporter.write_line(line)
-    terminalreporter.write_line(f"results (raw samples, environment): {path}")
+    render_run(run, out)
+    out.line(f"results (raw samples, environment): {path}")

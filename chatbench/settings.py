@@ -37,6 +37,7 @@ Driver = Literal["psycopg", "libpq"]
 PIN_MODES: tuple[str, ...] = get_args(PinMode)
 DRIVERS: tuple[str, ...] = get_args(Driver)
 ROW_ORDERS = ("time", "conversation")
+OUTPUT_FORMATS = ("text", "json")
 DEFAULT_SEED = 1
 """One default seed everywhere (seed, bench, load, verify, signoff), so every command means the same data."""
 MIN_FREE_BYTES_FOR_REPORTS = 20 * 1024 * 1024
@@ -181,6 +182,9 @@ class Settings:
     copy_stall_seconds: float = setting(
         120.0, "a parallel COPY with no progress for this long fails instead of hanging", kind="float", above=0,
         cli=False)
+    progress_seconds: float = setting(
+        5.0, "in a log (output not a terminal): at least this many seconds between two 'still running' lines "
+        "of a long stage", kind="float", minimum=0.1, maximum=3600, cli=False)
     seed_snapshots: int = setting(
         6, "seeded snapshots kept on disk, and seed templates kept on each server (least recently used go first)",
         kind="int", minimum=1, maximum=1000,
@@ -276,6 +280,9 @@ class Settings:
     mix: str | None = setting(None, "operation weights NAME=W,... (default: the read-heavy chat mix)",
                               metavar="NAME=W,...")
     # -- outputs ----------------------------------------------------------------------------------
+    format: str = setting(
+        "text", "text: for people (tables on a terminal, one whole line per finding in a log); json: the result "
+        "document alone on stdout, the report for people and the progress on stderr", choices=OUTPUT_FORMATS)
     out: str | None = setting("out", "folder for the reports", kind="path", output="dir", metavar="DIR",
                               defaults={"compare": None})
     json: str | None = setting(None, "also write the result as JSON to this file", kind="path", output="file",

@@ -1,4 +1,4 @@
-"""Progress of a seed on stderr: one line per phase and a rows/s bar for the COPY (or nothing)."""
+"""Progress of a seed on stderr (``chatbench.output``): live on a terminal, plain lines in a log, or nothing."""
 
 from __future__ import annotations
 
@@ -6,78 +6,49 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    ProgressColumn,
-    SpinnerColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.text import Text
-
+from chatbench import output
 from chatbench.faults import checkpoint
-
-
-class _RowsPerSecond(ProgressColumn):
-    """Rows, and rows/s, for phases that move rows; nothing for the others."""
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.finished_time if task.finished else task.elapsed
-        if not task.fields.get("rows") or not elapsed or not task.completed:
-            return Text("")
-        return Text(f"{task.completed:,.0f} rows  {task.completed / elapsed:,.0f} rows/s", style="cyan")
+from chatbench.output import Stage
 
 
 class Reporter:
-    """Times phases (always) and shows them (when enabled); ``timings`` holds seconds per phase."""
+    """Times phases (always) and shows them as one stage (when enabled); ``timings`` holds seconds per phase."""
 
-    def __init__(self, enabled: bool, console: Console | None = None) -> None:
+    def __init__(self, enabled: bool, what: str = "seed") -> None:
         self.timings: dict[str, float] = {}
-        self._progress: Progress | None = None
-        if enabled:
-            self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description:<16}"), BarColumn(),
-                _RowsPerSecond(), TimeElapsedColumn(),
-                console=console or Console(stderr=True, highlight=False), transient=False,
-            )
+        self._stages = contextlib.ExitStack()
+        self._enabled, self._what = enabled, what
+        self._progress: Stage | None = None
 
     def __enter__(self) -> Reporter:
-        if self._progress is not None:
-            self._progress.start()
+        if self._enabled:
+            self._progress = self._stages.enter_context(output.stderr().stage(self._what))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._progress = None
+        self._stages.__exit__(*exc)
 
     @contextlib.contextmanager
     def phase(self, name: str, total: int | None = None) -> Iterator[_PhaseHandle]:
-        task = (
-            self._progress.add_task(name, total=total or 1, rows=total is not None)
-            if self._progress is not None else None
-        )
-        handle = _PhaseHandle(self._progress, task, name)
+        if self._progress is not None:
+            self._progress.step(name)
+            self._progress.reset(total, "rows")
+        handle = _PhaseHandle(self._progress, name)
         checkpoint(f"seed.{name}")
         started = time.perf_counter()
         try:
             yield handle
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
-            if self._progress is not None and task is not None:
-                self._progress.update(task, completed=total or 1)
-                self._progress.stop_task(task)
 
 
 class _PhaseHandle:
-    def __init__(self, progress: Progress | None, task: object, name: str = "") -> None:
+    def __init__(self, progress: Stage | None, name: str = "") -> None:
         self._progress = progress
-        self._task = task
         self._name = name
 
     def advance(self, rows: int) -> None:
         checkpoint(f"seed.{self._name}.rows")
         if self._progress is not None:
-            self._progress.advance(self._task, rows)  # type: ignore[arg-type]
+            self._progress.advance(rows)

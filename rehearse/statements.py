@@ -27,9 +27,13 @@ class Statement:
     no_transaction_block: bool  # must run outside a transaction block (CONCURRENTLY, VACUUM, ...)
 
     def short(self, width: int = 100) -> str:
-        """The statement on one line, cut to ``width`` characters: how reports name it."""
+        """The statement on one line, cut to about ``width`` characters between words (an identifier is
+        never shown in part): how reports and progress lines name it."""
         text = " ".join(self.sql.split())
-        return text if len(text) <= width else text[: width - 1] + "…"
+        if len(text) <= width:
+            return text
+        head = text[: width - 1]
+        return (head.rsplit(" ", 1)[0] if " " in head else head) + " …"
 
 
 _BEGIN = {"TRANS_STMT_BEGIN", "TRANS_STMT_START"}

@@ -1,15 +1,17 @@
-"""A comparison for the terminal (``chatbench compare``): the verdict first, then one row per scenario.
+"""A comparison for people (``chatbench compare``): the verdict first, then one row per scenario.
 
-A terminal gets a rich table at its real width; a pipe (a CI log) gets one finding per line with whole
-identifiers, no wrapping and no table rules, so ``grep`` finds a scenario and its reason on one line.
+Through ``chatbench.output``: a terminal gets a rich table at its real width; a pipe (a CI log) gets one
+finding per line with whole identifiers, no wrapping and no table rules, so ``grep`` finds a scenario
+and its reason on one line.
 """
 
 from __future__ import annotations
 
 from chatbench.reports.compare import JUDGED, STATUS_ORDER, Comparison, ScenarioComparison
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from chatbench.output import Output
 
 _STYLE = {
     "regressed": "bold red",
@@ -25,20 +27,16 @@ _VERDICT_STYLE = {"REGRESSION": "bold red", "COULD NOT COMPARE": "bold yellow", 
                   "NO REGRESSION": "bold green"}
 
 
-def render_comparison(comparison: Comparison, console: Console, *, title: str) -> None:
-    """Print ``comparison`` on ``console``: a table on a terminal, plain lines on a pipe."""
+def render_comparison(comparison: Comparison, out: Output, *, title: str) -> None:
+    """Print ``comparison`` on ``out``: a table on a terminal, plain lines on a pipe."""
     items = sorted(comparison.all_items, key=lambda item: STATUS_ORDER.index(item.status))
-    console.print(Text(f"{title}: {comparison.verdict}", _VERDICT_STYLE[comparison.verdict]), soft_wrap=True)
-    console.print(comparison.conclusion(), soft_wrap=True, highlight=False, markup=False)
+    out.line(f"{title}: {comparison.verdict}", style=_VERDICT_STYLE[comparison.verdict])
+    out.line(comparison.conclusion())
     for difference in comparison.environment:
-        console.print(f"environment: {difference.describe()}", soft_wrap=True, highlight=False, markup=False)
-    if console.is_terminal:
-        console.print(_table(items))
-    else:
-        for item in items:
-            console.print(item.line(), soft_wrap=True, highlight=False, markup=False)
+        out.line(f"environment: {difference.describe()}")
+    out.table(_table(items), [Text(item.line(), _STYLE[item.status]) for item in items])
     for note in comparison.notes:
-        console.print(f"note: {note}", soft_wrap=True, highlight=False, markup=False, style="dim")
+        out.note(f"note: {note}")
 
 
 def _table(items: list[ScenarioComparison]) -> Table:
@@ -47,7 +45,7 @@ def _table(items: list[ScenarioComparison]) -> Table:
     table.add_column("scenario", no_wrap=True)
     table.add_column("p10 change [95% CI] (judged)", justify="right", no_wrap=True)
     table.add_column("p50 change", justify="right", no_wrap=True)
-    table.add_column("why", overflow="fold")
+    table.add_column("why")
     for item in items:
         fast, p50 = item.change(JUDGED), item.change("p50")
         table.add_row(

@@ -39,6 +39,7 @@ VALID: dict[str, tuple[Any, Any]] = {
     "scaling": (["smoke"], ["smoke"]),
     "profile": ("smoke", "smoke"),
     "cache": (False, False),
+    "format": ("json", "json"),
 }
 
 

@@ -1,24 +1,24 @@
-"""What every server-using command shares: its settings, the console, and provisioning from them."""
+"""What every server-using command shares: its settings, the output people read, and provisioning from them."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
-from rich.console import Console
-
+from chatbench import output
 from chatbench.errors import ConfigError
 from chatbench.provision import Server
 from chatbench.provision.choice import provision_from
 from chatbench.settings import SERVER_SETTINGS, Settings, where
 
-console = Console(stderr=True, highlight=False)
+out = output.stderr()
+"""Progress, findings and verdicts (stderr): a terminal gets rich tables, a log whole lines."""
 
-__all__ = ["SERVER_SETTINGS", "announce", "console", "require_writable", "server_from"]
+__all__ = ["SERVER_SETTINGS", "announce", "out", "require_writable", "server_from"]
 
 
 def announce(message: str) -> None:
-    console.print(f"[dim]{message}[/dim]")
+    out.note(message)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from chatbench.settings import Settings, pytest_option, where
 
 NAME = "bench"
 HELP = "benchmark the history queries against targets (p50/p95/p99 table, JSON with raw samples)"
-SETTINGS = (*SUITE_SETTINGS, "json", "select", "fidelity")
+SETTINGS = (*SUITE_SETTINGS, "json", "select", "fidelity", "format")
 
 
 def _suite_arguments(settings: Settings) -> list[str]:
@@ -99,26 +99,37 @@ class _ExitMessage:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.fidelity:
         return _fidelity(settings)
+    import contextlib
+    import sys
+
     import pytest
 
     from chatbench import benchmarks
+    from chatbench.benchmarks.results import read
+    from chatbench.output import print_document
 
     check_inputs(settings)
     assert settings.json is not None
+    assert settings.results is not None  # the bench command's default is a file
     Path(settings.json).parent.mkdir(parents=True, exist_ok=True)
+    document = settings.format == "json"
+    stream = sys.stderr if document else sys.stdout  # with --format json, stdout holds the document alone
     argv = [str(Path(benchmarks.__file__).parent), "-q", *_suite_arguments(settings),
-            "--benchmark-json", settings.json, "--benchmark-sort", "name",
+            "--benchmark-json", settings.json, "--benchmark-sort", "name", "--benchmark-quiet",
             "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning"]
+    if not stream.isatty():
+        argv += ["-o", "console_output_style=classic"]  # a log gets progress lines, not a "[100%]" gauge
     if settings.select is not None:
         argv += ["-k", settings.select]
     exit_message = _ExitMessage()
-    code = int(pytest.main(argv, plugins=[exit_message]))
+    with contextlib.redirect_stdout(stream):
+        code = int(pytest.main(argv, plugins=[exit_message]))
+    results = Path(settings.results)
+    if code in (0, 1) and document and results.is_file():
+        print_document(results.read_text(encoding="utf-8"))
     if code == 0:
         # A target the machine's noise left undecided is a skip to pytest; to chatbench it is INCONCLUSIVE.
-        from chatbench.benchmarks.results import read
-
-        assert settings.results is not None  # the bench command's default is a file
-        return 3 if Path(settings.results).is_file() and read(settings.results).verdict == "INCONCLUSIVE" else 0
+        return 3 if results.is_file() and read(results).verdict == "INCONCLUSIVE" else 0
     if code == 1:
         return 1  # a benchmark ran and missed its target (the one-line reason is in the output)
     if exit_message.message is not None:
@@ -133,7 +144,8 @@ def _fidelity(settings: Settings) -> int:
     from chatbench.benchmarks.results import BenchmarkRun, write
     from chatbench.benchmarks.session import open_session
     from chatbench.benchmarks.targets import load_targets
-    from chatbench.commands._common import console, server_from
+    from chatbench.commands._common import out, server_from
+    from chatbench.output import print_document
 
     require_writable(settings, "bench seeds the data")
     with server_from(settings) as server:
@@ -142,15 +154,19 @@ def _fidelity(settings: Settings) -> int:
             server = server.with_database(seed.database, owns_database=True)
         with open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),
                           pin_mode=settings.pin) as session:
-            console.print(f"[dim]{session.pinning.describe()}[/dim]")
-            with console.status("fidelity") as status:
+            out.note(session.pinning.describe())
+            with out.stage("fidelity") as stage:
                 report = fidelity.check(server, session, rounds=3000 if settings.rounds is None else settings.rounds,
                                         warmup=settings.warmup if settings.warmup is not None else 300,
-                                        progress=lambda message: status.update(f"fidelity: {message}"))
+                                        progress=stage.step)
             run = BenchmarkRun(kind="fidelity", run_id=session.run_id, created_at=session.to_run().created_at,
                                environment=session.environment, fidelity=report)
-    print(fidelity.render(report))
     given = settings.results if settings.source("results") != "default" else None
     path = write(run, "out/fidelity.json" if given is None else given)
-    console.print(f"results: {path}")
+    if settings.format == "json":
+        out.line(fidelity.render(report))
+        print_document(Path(path).read_text(encoding="utf-8"))
+    else:
+        print(fidelity.render(report))
+    out.line(f"results: {path}")
     return 0

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from chatbench.commands._common import console
+from rich.text import Text
+
+from chatbench.commands._common import out
 from chatbench.errors import ProvisionError
 from chatbench.provision import janitor
 from chatbench.settings import Settings
@@ -27,13 +29,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         removed += janitor.clean_containers()
     except ProvisionError:
-        console.print("[dim]containers: no Docker engine answers, nothing to check[/dim]")
+        out.note("containers: no Docker engine answers, nothing to check")
     if settings.dsn is not None:
         removed += janitor.clean_dsn(settings.dsn)
     removed += janitor.clean_records()
     for item in removed:
-        status = "removed" if item.ok else f"[red]failed[/red] ({item.detail})"
-        console.print(f"{item.kind} {item.name}: {status}")
+        status = Text("removed") if item.ok else Text.assemble(("failed", "red"), f" ({item.detail})")
+        out.line(Text.assemble(f"{item.kind} {item.name}: ", status))
     if not removed:
-        console.print("nothing to clean")
+        out.line("nothing to clean")
     return 0 if all(item.ok for item in removed) else 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from chatbench.commands._common import console
+from chatbench.commands._common import out
 from chatbench.settings import Settings
 
 NAME = "compare"
@@ -22,7 +22,7 @@ HELP = ("compare CURRENT.json with BASELINE.json: regressions with their statist
         "(exit 0 none / 1 regression / 3 inconclusive)")
 
 
-SETTINGS = ("out", "label", "min_effect", "alpha", "allow_different_sizes")
+SETTINGS = ("out", "label", "min_effect", "alpha", "allow_different_sizes", "format")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from chatbench import output
+    from chatbench.reports import render_json
     from chatbench.reports.compare import Thresholds, check_comparable, compare_runs
     from chatbench.reports.inputs import read_one
     from chatbench.reports.output import write_comparison
@@ -41,11 +41,16 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     _, current = read_one(args.current, label=settings.label)
     _, baseline = read_one(args.baseline, label=settings.label)
     check_comparable(current, baseline, allow_different_sizes=settings.allow_different_sizes)
-    with console.status("comparing (bootstrap and Mann-Whitney on the raw samples)"):
+    with out.stage("compare") as stage:
+        stage.step("bootstrap and Mann-Whitney on the raw samples")
         comparison = compare_runs(current, baseline, Thresholds(min_effect=settings.min_effect, alpha=settings.alpha))
     title = f"chatbench compare {args.current} vs {args.baseline}"
-    render_comparison(comparison, Console(highlight=False), title=title)
+    document = settings.format == "json"
+    # The report goes to stdout, unless stdout holds the JSON document (--format json): then to stderr.
+    render_comparison(comparison, out if document else output.stdout(), title=title)
     if settings.out is not None:
         written = write_comparison(comparison, settings.out)
-        console.print(f"[dim]wrote {', '.join(str(p) for p in written.values())}[/dim]")
+        out.note(f"wrote {', '.join(str(p) for p in written.values())}")
+    if document:
+        output.print_document(render_json.render_comparison(comparison))
     return comparison.exit_code

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbench.commands._common import SERVER_SETTINGS, console, server_from
+from chatbench.commands._common import SERVER_SETTINGS, out, server_from
 from chatbench.errors import ConfigError
 from chatbench.settings import Settings, where
 
@@ -33,6 +33,7 @@ HELP = "rehearse a migration on seeded volume under live load: locks, blocked ap
 SETTINGS = (
     *SERVER_SETTINGS, "profile", "seed", "cache", "from_file", "from_cmd", "migration", "migration_cmd",
     "production_messages", "clients", "rate", "mix", "baseline_seconds", "targets", "command_timeout", "out",
+    "format",
 )
 
 
@@ -83,28 +84,31 @@ def plan_from(settings: Settings) -> RehearsalPlan:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from rich.markup import escape
+    from rich.text import Text
 
+    from chatbench.output import print_document
     from chatbench.rehearse import rehearse
     from chatbench.reports.rehearsal_output import write_rehearsal
 
     plan = plan_from(settings)
     assert settings.out is not None  # rehearse's default is a folder
-    console.print(f"[b]chatbench rehearse[/b]: {plan.migration_source} on {plan.before_source}, profile "
-                  f"{plan.spec.name} and {plan.small_spec.name}, {plan.clients} app clients at {plan.rate_per_s:g}/s",
-                  soft_wrap=True)
+    out.line(Text.assemble(("chatbench rehearse", "bold"), f": {plan.migration_source} on {plan.before_source}, "
+                           f"profile {plan.spec.name} and {plan.small_spec.name}, {plan.clients} app clients at "
+                           f"{plan.rate_per_s:g}/s"))
     with server_from(settings) as server:
         secrets = {str(server.url.password or "")}
-        with console.status("rehearsing") as status:
-            result = rehearse(server, plan, progress=lambda m: status.update(f"rehearsing: {m}"))
+        with out.stage("rehearsal") as stage:
+            result = rehearse(server, plan, progress=stage.step)
     written = write_rehearsal(result, Path(settings.out), secrets=secrets)
     for finding in result.findings:
         color = "red" if finding.severity == "FAIL" else "yellow"
-        console.print(f"[{color}]{finding.severity}[/] {escape(finding.describe())}", soft_wrap=True)
+        out.line(Text.assemble((finding.severity, color), finding.line()[len(finding.severity):]))
     if result.verification is not None:
         for error in result.verification.errors:
-            console.print(f"[red]FAIL[/] verification: {escape(error.message())}", soft_wrap=True)
-    console.print(f"[dim]reports: {', '.join(str(p) for p in written.values())}[/dim]", soft_wrap=True)
+            out.line(Text.assemble(("FAIL", "red"), f" verification: {error.message()}"))
+    out.note(f"reports: {', '.join(str(p) for p in written.values())}")
     color = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}.get(result.verdict, "yellow")
-    console.print(f"[b {color}]{escape(result.headline())}[/]", soft_wrap=True)
+    out.line(result.headline(), style=f"bold {color}")
+    if settings.format == "json":
+        print_document(written["rehearsal.json"].read_text(encoding="utf-8"))  # scrubbed like the file
     return result.exit_code

@@ -7,7 +7,7 @@ import argparse
 import psycopg
 
 from chatbench import schema
-from chatbench.commands._common import console
+from chatbench.commands._common import out
 from chatbench.errors import ConfigError, ProvisionError, redact
 from chatbench.settings import Settings
 
@@ -54,5 +54,5 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             if isinstance(cause, psycopg.Error):
                 raise ProvisionError(f"schema apply failed: {redact(str(cause).splitlines()[0])}") from None
             raise
-        console.print(f"applied schema {schema.fingerprint()} to {url.render_as_string(hide_password=True)}")
+        out.line(f"applied schema {schema.fingerprint()} to {url.render_as_string(hide_password=True)}")
     return 0

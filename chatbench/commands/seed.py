@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from chatbench.commands._common import SERVER_SETTINGS, console, require_writable, server_from
+from chatbench.commands._common import SERVER_SETTINGS, out, require_writable, server_from
 from chatbench.settings import Settings
+
+if TYPE_CHECKING:
+    from chatbench.loadgen import SeedResult
 
 NAME = "seed"
 HELP = "seed a database with deterministic chat history (profile or TOML spec) by binary COPY"
@@ -39,22 +43,19 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         result = loadgen.seed(server, spec, seed=settings.seed, workers=settings.workers, order=settings.order,
                               use_cache=settings.cache, progress=True)
         wall = time.perf_counter() - started
-        console.print(summary_table(result, wall))
+        out.table(summary_table(result, wall), summary_lines(result, wall))
         source = f"restored from the cache ({result.extra.get('cache', 'cache')})" if result.from_cache else "seeded"
-        console.print(f"{source} {spec.name} (seed {result.seed}) into {server.display_url} in {wall:.2f} s")
-        console.print(f"checksum {result.checksum}   cache key {result.cache_key}")
-        console.print(f"order {result.order}: pg_stats.correlation(messages.created_at) = "
-                      f"{result.created_at_correlation:.4f}")
+        out.line(f"{source} {spec.name} (seed {result.seed}) into {server.display_url} in {wall:.2f} s")
+        out.line(f"checksum {result.checksum}   cache key {result.cache_key}")
+        out.line(f"order {result.order}: pg_stats.correlation(messages.created_at) = "
+                 f"{result.created_at_correlation:.4f}")
         whales = ", ".join(f"{w.conversation_id} ({w.messages})" for w in result.params.whales[:5])
-        console.print(f"whales (id, messages): {whales}; tie cursors: {len(result.params.tie_cursors)}")
+        out.line(f"whales (id, messages): {whales}; tie cursors: {len(result.params.tie_cursors)}")
         print(result.checksum)
     return 0
 
 
-def summary_table(result: object, wall: float) -> Table:
-    from chatbench.loadgen import SeedResult
-
-    assert isinstance(result, SeedResult)
+def summary_table(result: SeedResult, wall: float) -> Table:
     rows = sum(result.counts.values())
     table = Table(title=f"seed {result.profile}", title_justify="left")
     table.add_column("table / phase")
@@ -68,3 +69,14 @@ def summary_table(result: object, wall: float) -> Table:
         table.add_row(f"[dim]{phase}[/dim]", "", f"{seconds:.3f}", rate)
     table.add_row("[bold]total[/bold]", f"{rows:,}", f"{wall:.3f}", f"{rows / wall:,.0f}" if wall else "")
     return table
+
+
+def summary_lines(result: SeedResult, wall: float) -> list[str]:
+    """The summary table in a log: a line per table, per phase, and the total."""
+    rows = sum(result.counts.values())
+    lines = [f"table {name}: {count:,} rows" for name, count in result.counts.items()]
+    for phase, seconds in result.timings.items():
+        rate = f", {result.counts.get('messages', 0) / seconds:,.0f} rows/s" if phase == "copy" and seconds else ""
+        lines.append(f"phase {phase}: {seconds:.3f} s{rate}")
+    lines.append(f"total: {rows:,} rows in {wall:.3f} s" + (f", {rows / wall:,.0f} rows/s" if wall else ""))
+    return lines

@@ -13,7 +13,7 @@ import argparse
 import threading
 
 from chatbench import schema
-from chatbench.commands._common import SERVER_SETTINGS, console, require_writable, server_from
+from chatbench.commands._common import SERVER_SETTINGS, out, require_writable, server_from
 from chatbench.provision import Server
 from chatbench.settings import Settings, where
 
@@ -37,10 +37,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if settings.apply_schema:
             server.require_destructive("create the canonical schema")
             schema.apply(server.url)
-        console.print(f"PostgreSQL {server.version} ({server.backend}) ready; Ctrl-C stops it and removes everything")
+        out.line(f"PostgreSQL {server.version} ({server.backend}) ready; Ctrl-C stops it and removes everything")
         if server.backend == "dsn" and server.url.password:
-            console.print(f"the URL leaves the password out: it is the one in {where(settings, 'dsn')} "
-                          "; give it to clients by PGPASSWORD or ~/.pgpass (psql asks for it otherwise)")
+            out.line(f"the URL leaves the password out: it is the one in {where(settings, 'dsn')} "
+                     "; give it to clients by PGPASSWORD or ~/.pgpass (psql asks for it otherwise)")
         print(printed_url(server), flush=True)
         threading.Event().wait()
     return 0

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbench.commands._common import announce, console, judged_scenarios, require_writable
+from chatbench.commands._common import announce, judged_scenarios, out, require_writable
 from chatbench.errors import ConfigError
 from chatbench.settings import SERVER_SETTINGS, Settings, default, where, with_values
 
@@ -37,7 +37,7 @@ SETTINGS = (
     *SERVER_SETTINGS, "pg_versions", "profile", "seed", "out", "baseline", "load", "clients", "duration", "rounds",
     "warmup", "budget", "targets", "pin", "scaling", "cache", "schema_from", "schema_from_cmd", "command_timeout",
     "retries", "retry_budget", "allow_different_sizes", "migration", "migration_cmd", "from_file", "from_cmd",
-    "production_messages", "baseline_seconds",
+    "production_messages", "baseline_seconds", "format",
 )
 MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seconds")
 """Settings that only the migration stage reads: given on the command line without a migration, refused."""
@@ -103,31 +103,33 @@ def migration_plan(settings: Settings) -> RehearsalPlan | None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
+    from rich.text import Text
+
     from chatbench import loadgen
+    from chatbench.output import print_document
     from chatbench.reports.output import write_signoff
-    from chatbench.signoff import Display, run_signoff, summary_table
+    from chatbench.signoff import Display, run_signoff
+    from chatbench.signoff.display import show_summary
 
     loadgen.load_spec(settings.profile)  # a bad profile is a usage error before any server starts
     require_writable(settings, "the sign-off seeds the data")
     judged_scenarios(settings)  # a targets file that judges nothing, before any server starts
     options = options_from(settings)
-    display = Display(console, show_label=len(options.servers) > 1)
-    console.print(
-        f"[b]chatbench signoff[/b]: profile {options.profile}, schema {options.schema_source}, "
-        f"{len(options.servers)} server(s)"
-    )
+    display = Display(out, show_label=len(options.servers) > 1)
+    out.line(Text.assemble(("chatbench signoff", "bold"), f": profile {options.profile}, schema "
+                           f"{options.schema_source}, {len(options.servers)} server(s)"))
     signoff, secrets = run_signoff(options, display)
     started = time.perf_counter()
     written = write_signoff(signoff, options.out, secrets=secrets)
-    console.print(summary_table(signoff))
-    console.print(
-        f"[dim]reports written in {time.perf_counter() - started:.2f} s: "
-        f"{', '.join(str(p) for p in written.values())}[/dim]"
-    )
+    show_summary(signoff, out)
+    out.note(f"reports written in {time.perf_counter() - started:.2f} s: "
+             f"{', '.join(str(p) for p in written.values())}")
     for line in signoff.failing_lines():
-        console.print(f"[red]✗[/red] {line}", soft_wrap=True)
+        out.line(Text.assemble(("✗", "red"), f" {line}"))
     for line in signoff.inconclusive_lines():
-        console.print(f"[yellow]?[/yellow] {line}", soft_wrap=True)
-    color = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "ERROR": "yellow"}[signoff.verdict]
-    console.print(f"[b {color}]{signoff.headline()}[/]")
+        out.line(Text.assemble(("?", "yellow"), f" {line}"))
+    style = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "ERROR": "bold yellow"}
+    out.line(signoff.headline(), style=style[signoff.verdict])
+    if settings.format == "json":
+        print_document(written["signoff.json"].read_text(encoding="utf-8"))  # scrubbed like the file
     return signoff.exit_code

@@ -14,7 +14,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from chatbench.commands._common import SERVER_SETTINGS, announce, console, require_writable, server_from
+from chatbench.commands._common import SERVER_SETTINGS, announce, out, require_writable, server_from
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
@@ -23,7 +23,8 @@ from chatbench.settings import Settings
 
 NAME = "verify"
 HELP = "check drift, index health and plan contracts (exit 1 on FAIL)"
-SETTINGS = (*SERVER_SETTINGS, "url", "profile", "seed", "json", "schema_from", "schema_from_cmd", "command_timeout")
+SETTINGS = (*SERVER_SETTINGS, "url", "profile", "seed", "json", "schema_from", "schema_from_cmd", "command_timeout",
+            "format")
 
 
 def _seed(server: Server, profile: str, seed_number: int) -> SeedResult:
@@ -44,20 +45,19 @@ def prepare(server: Server, settings: Settings) -> SeedResult:
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
     if settings.schema_from is None and settings.schema_from_cmd is None:
-        with console.status(f"seeding profile {settings.profile}"):
-            return _seed(server, settings.profile, settings.seed)
+        return _seed(server, settings.profile, settings.seed)  # the seed shows its own progress
     if settings.schema_from is not None:
         build_from_sql(server, Path(settings.schema_from))
     else:
         assert settings.schema_from_cmd is not None
         build_from_cmd(server, settings.schema_from_cmd, timeout=settings.command_timeout)
     with temporary_database(server, "cbv_seed") as sibling:
-        with console.status(f"seeding profile {settings.profile} into a canonical sibling database"):
-            result = _seed(sibling, settings.profile, settings.seed)
+        out.note(f"seeding profile {settings.profile} into a canonical sibling database")
+        result = _seed(sibling, settings.profile, settings.seed)
         source = _seeded_database(sibling, result)
-        with console.status("loading the seeded rows into the pre-built schema"):
+        with out.stage("loading the seeded rows into the pre-built schema"):
             counts = transplant(source, server)
-    console.print(f"[dim]loaded into the pre-built schema: {counts}[/dim]")
+    out.note(f"loaded into the pre-built schema: {counts}")
     return replace(result, database=server.database)
 
 
@@ -75,8 +75,9 @@ def _one_pg_bin(settings: Settings) -> str | None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    from chatbench.output import print_document
     from chatbench.verify import verify
-    from chatbench.verify.render import render_terminal, write_json
+    from chatbench.verify.render import render_json, render_terminal, write_json
 
     if settings.schema_from is not None and settings.schema_from_cmd is not None:
         raise ConfigError("--schema-from and --schema-from-cmd: give one of them, not both")
@@ -90,17 +91,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
         with (
             provision("dsn", dsn=settings.url, use_dsn_database=True, dsn_field="--url", announce=announce) as server,
-            console.status("verifying (read-only)") as status,
+            out.stage("verify (read-only)") as stage,
         ):
             # --pg-bin picks the throwaway local server that holds the canonical schema and the probes'
             # schema-only copy (its pg_dump must be at least the live server's version).
-            result = verify(
-                server,
-                None,
-                read_only=True,
-                progress=lambda n: status.update(f"verifying: {n}"),
-                pg_bin=_one_pg_bin(settings),
-            )
+            result = verify(server, None, read_only=True, progress=stage.step, pg_bin=_one_pg_bin(settings))
     else:
         from chatbench.loadgen import load_spec
 
@@ -109,10 +104,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         with server_from(settings) as server:
             seed_result = prepare(server, settings)
             server = _seeded_database(server, seed_result)
-            with console.status("verifying") as status:
-                result = verify(server, seed_result, progress=lambda n: status.update(f"verifying: {n}"))
-    render_terminal(result, console)
+            with out.stage("verify") as stage:
+                result = verify(server, seed_result, progress=stage.step)
+    render_terminal(result, out)
     if settings.json is not None:
         write_json(result, Path(settings.json))
-        console.print(f"[dim]wrote {settings.json}[/dim]")
+        out.note(f"wrote {settings.json}")
+    if settings.format == "json":
+        print_document(render_json(result))
     return 0 if result.passed else 1

@@ -173,11 +173,10 @@ def measure(
             retries=options.retries if retries is None else retries,
             retry_budget_s=options.retry_budget_s,
         ) as session,
-        display.progress() as bar,
+        display.stage(f"benchmarks ({profile})", total=len(scenarios), unit="scenarios") as progress,
     ):
-        task = bar.add_task(f"benchmarks ({profile})", total=len(scenarios))
         for scenario in scenarios:
-            bar.update(task, description=f"{profile}: {scenario.name}")
+            progress.step(scenario.name)
             params = session.params_for(scenario)
             if not params:
                 session.skipped[scenario.name] = f"the {profile} data has no instance of it ({scenario.doc})"
@@ -186,7 +185,7 @@ def measure(
                 session.rounds = min(rounds, CONTRAST_ROUNDS[0]) if contrast else rounds
                 session.warmup = min(warmup, CONTRAST_ROUNDS[1]) if contrast else warmup
                 session.measure(scenario, timed=budgeted_rounds(options.scenario_budget_s), params=params)
-            bar.advance(task)
+            progress.advance()
     run = session.to_run()
     # The machine's load while measuring: a comparison warns when either run shared the machine.
     machine = run.machine if run.machine is not None else MachineLoad(os.cpu_count() or 1)
