@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from types import TracebackType
 
 from chatbench import output
 from chatbench.faults import checkpoint
@@ -25,9 +26,10 @@ class Reporter:
             self._progress = self._stages.enter_context(output.stderr().stage(self._what))
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         self._progress = None
-        self._stages.__exit__(*exc)
+        self._stages.__exit__(kind, value, traceback)
 
     @contextlib.contextmanager
     def phase(self, name: str, total: int | None = None) -> Iterator[_PhaseHandle]:
