@@ -4,25 +4,31 @@
 
 (a) raw limit: the same rows, already rendered in memory, binary-COPYed by ``--workers``
     connections into bare tables (no keys, indexes, FKs);
-(b) full seed: plan + generation + COPY + keys/indexes + FKs + sequences + VACUUM ANALYZE (what
-    ``loadgen.seed`` does before its verification, which is shown apart);
+(b) full seed: the wall time from the call to a database in its final state (plan + generation +
+    COPY + keys/indexes + FKs + sequences + visibility map + statistics), what ``loadgen.seed`` does
+    before its verification, which is shown apart; the phases overlap, so they do not add up;
 (c) cache hits: ``CREATE DATABASE ... TEMPLATE`` of the seeded database, and (local backend) the
     whole-cluster snapshot restore.
 
-``--rss`` seeds only and reports peak RSS of the harness (parent and each worker) and rows/s, to
-check memory stays bounded and time linear at 10M (``--messages 10000000 --rss``). A benchmark
-prints numbers; it asserts nothing.
+``--sizes 10000000 100000000`` instead seeds once per size (profile ``scale`` scaled, ``scale100``
+at 10^8), each on a server placed by the size check (``--on-disk``: every one on disk, for a fair
+comparison), and prints wall time, rows/s, the peak RSS of the harness (parent plus render workers,
+sampled) and how the time grows against linear. A benchmark prints numbers; it asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
+import os
 import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -34,19 +40,22 @@ from chatbench.loadgen.encode import (
     MESSAGES_COPY,
     USERS_COPY,
     conversation_rows,
+    message_pieces,
     message_rows,
     user_rows,
 )
-from chatbench.loadgen.plan import build_plan, chunk_slices
+from chatbench.loadgen.plan import build_plan
 from chatbench.loadgen.pools import build_pools
 from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.seeder import CHUNK_ROWS, default_workers
+from chatbench.loadgen.size import check_space
 from chatbench.loadgen.spec import Spec
 
 from chatbench import loadgen
 from chatbench.provision import Server, provision
+from chatbench.provision.paths import disk_run_root_path
 
-SEED_PHASES = ("plan", "schema", "copy", "indexes", "constraints", "sequences", "vacuum_analyze")
+SEED_PHASES = ("plan", "schema", "copy", "vacuum_analyze", "indexes", "constraints", "sequences")
 
 
 def bench_spec(profile: str, messages: int | None) -> Spec:
@@ -78,7 +87,7 @@ def _copy_share(conninfo: str, statement: str, worker: int, workers: int) -> Non
 
 
 def _copy_parallel(conninfo: str, statement: str, parts: list[bytes], workers: int) -> None:
-    """Like the seed's workers: one forked process and connection per worker, rows already rendered."""
+    """One forked process and connection per worker, rows already rendered."""
     _PARTS[:] = parts
     ctx = mp.get_context("fork")
     procs = [ctx.Process(target=_copy_share, args=(conninfo, statement, k, workers)) for k in range(workers)]
@@ -97,12 +106,14 @@ def _copy_parallel(conninfo: str, statement: str, parts: list[bytes], workers: i
 def raw_limit(server: Server, spec: Spec, seed: int, workers: int) -> dict[str, float]:
     """Render everything first, then time only the COPY into bare tables."""
     pools = build_pools(spec.locales, spec.non_ascii_share, seed)
-    plan = build_plan(spec, seed)
-    started = time.perf_counter()
-    chunks = [message_rows(plan, pools, k, lo, hi)
-              for k, (lo, hi) in enumerate(chunk_slices(plan.counts["messages"], CHUNK_ROWS))]
-    small = [user_rows(plan, pools), conversation_rows(plan, pools)]
-    render = time.perf_counter() - started
+    with build_plan(spec, seed) as plan:
+        started = time.perf_counter()
+        inputs = plan.render_inputs
+        total = plan.counts["messages"]
+        chunks = [message_rows(inputs, pools, rows, lo, hi, CHUNK_ROWS)
+                  for rows in plan.skeleton for lo, hi in message_pieces(total, rows.lo, rows.hi, CHUNK_ROWS)]
+        small = [user_rows(plan, pools), conversation_rows(plan, pools)]
+        render = time.perf_counter() - started
     size = sum(len(c) for c in chunks)
     ddl.create_bare(server.conninfo())
     started = time.perf_counter()
@@ -117,10 +128,57 @@ def raw_limit(server: Server, spec: Spec, seed: int, workers: int) -> dict[str, 
     return {"render": render, "copy": copy, "bytes": float(size)}
 
 
-def _peak_rss_mb() -> tuple[float, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return own, children
+@dataclass
+class MemoryPeak:
+    """Peak RSS of this process plus its child processes (the render workers), sampled every 50 ms."""
+
+    total_mb: float = 0.0  # the largest sum seen at one moment
+    own_mb: float = 0.0
+    child_mb: float = 0.0  # the largest single child
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> MemoryPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.own_mb = max(self.own_mb, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        self.child_mb = max(self.child_mb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+
+    def _sample(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            own = _rss_mb(me)
+            children = [_rss_mb(pid) for pid in _children(me)]
+            self.total_mb = max(self.total_mb, own + sum(children))
+            self.own_mb = max(self.own_mb, own)
+            self.child_mb = max([self.child_mb, *children])
+            time.sleep(0.05)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(p) for p in task.read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
 
 
 def _line(label: str, value: str) -> None:
@@ -132,39 +190,42 @@ def _stats(values: list[float]) -> str:
     return f"best {ordered[0]:.2f} s, median {ordered[len(ordered) // 2]:.2f} s"
 
 
-def run_bench(server: Server, spec: Spec, seed: int, workers: int, rss_only: bool, repeat: int) -> None:
+def _load(result: SeedResult) -> float:
+    return float(result.timings["load"])
+
+
+def run_bench(server: Server, spec: Spec, seed: int, workers: int, repeat: int) -> None:
     messages = spec.messages.count
-    runs = "one seed (--rss)" if rss_only else f"best of {repeat} (on a shared machine, best ~ uncontended)"
     print(f"loadgen bench: {spec.name} scaled to {messages:,} messages, {workers} workers, "
-          f"PostgreSQL {server.version} ({server.backend}), {runs}")
+          f"PostgreSQL {server.version} ({server.backend}), best of {repeat} "
+          f"(on a shared machine, best ~ uncontended), load average {os.getloadavg()[0]:.2f}")
     raws: list[dict[str, float]] = []
     seeds: list[SeedResult] = []
     walls: list[float] = []
-    for _ in range(1 if rss_only else repeat):
-        if not rss_only:
+    with MemoryPeak() as memory:
+        for _ in range(repeat):
             raws.append(raw_limit(server, spec, seed, workers))
-        build_pools.cache_clear()  # the seed loads its pools as a new process would (from the disk cache)
-        started = time.perf_counter()
-        seeds.append(loadgen.seed(server, spec, seed=seed, workers=workers, use_cache=False, progress=False))
-        walls.append(time.perf_counter() - started)
-    fulls = [sum(r.timings[p] for p in SEED_PHASES) for r in seeds]
-    if raws:
-        raw_copy = min(r["copy"] for r in raws)
-        print("(a) raw limit: binary COPY of materialised rows into bare tables")
-        _line("rendering (not part of the limit)", _stats([r["render"] for r in raws]))
-        _line("COPY", f"{_stats([r['copy'] for r in raws])}: {messages / raw_copy:,.0f} messages/s, "
-                      f"{raws[0]['bytes'] / raw_copy / 1e6:,.0f} MB/s ({raws[0]['bytes'] / messages:.0f} B/row)")
+            build_pools.cache_clear()  # the seed loads its pools as a new process would (from the disk cache)
+            started = time.perf_counter()
+            seeds.append(loadgen.seed(server, spec, seed=seed, workers=workers, use_cache=False, progress=False))
+            walls.append(time.perf_counter() - started)
+    fulls = [_load(r) for r in seeds]
+    raw_copy = min(r["copy"] for r in raws)
+    print("(a) raw limit: binary COPY of materialised rows into bare tables")
+    _line("rendering (not part of the limit)", _stats([r["render"] for r in raws]))
+    _line("COPY", f"{_stats([r['copy'] for r in raws])}: {messages / raw_copy:,.0f} messages/s, "
+                  f"{raws[0]['bytes'] / raw_copy / 1e6:,.0f} MB/s ({raws[0]['bytes'] / messages:.0f} B/row)")
     best = seeds[fulls.index(min(fulls))]
-    print("(b) full seed: generation + COPY + keys/indexes + FKs + sequences + VACUUM ANALYZE (best run's phases)")
+    print("(b) full seed: wall time to the final state (phases overlap; best run's phases)")
     for phase in (*SEED_PHASES, "verify"):
-        _line(phase, f"{best.timings[phase]:.2f} s")
+        _line(phase, f"{best.timings.get(phase, 0.0):.2f} s")
+    _line("users + conversations (beside the COPY)", f"{best.timings.get('small_tables_beside_copy', 0.0):.2f} s")
     _line("full seed (without verify)", f"{_stats(fulls)}: {messages / min(fulls):,.0f} messages/s")
     _line("seed() wall time (with verify)", _stats(walls))
-    own, children = _peak_rss_mb()
-    _line("peak RSS parent / largest worker", f"{own:,.0f} MB / {children:,.0f} MB")
+    _line("peak RSS parent + workers (sampled sum)", f"{memory.total_mb:,.0f} MB (this process alone "
+          f"{memory.own_mb:,.0f} MB, it also holds the raw limit's rendered rows; largest worker "
+          f"{memory.child_mb:,.0f} MB)")
     _line("checksum (equal in every run)", f"{best.checksum} ({len({r.checksum for r in seeds})} distinct)")
-    if rss_only:
-        return
     print(f"ratio full/raw: {raw_copy / min(fulls):.2f} best-vs-best, "
           f"{sorted(r['copy'] for r in raws)[len(raws) // 2] / sorted(fulls)[len(fulls) // 2]:.2f} median-vs-median "
           "(goal >= 0.5)")
@@ -203,22 +264,71 @@ def run_bench(server: Server, spec: Spec, seed: int, workers: int, rss_only: boo
             shutil.rmtree(root, ignore_errors=True)
 
 
+def size_spec(messages: int) -> Spec:
+    """``scale100`` at 10^8, else ``scale`` (or ``release`` below 5M) scaled to ``messages``."""
+    if messages == loadgen.load_spec("scale100").messages.count:
+        return loadgen.load_spec("scale100")
+    return bench_spec("scale" if messages >= 5_000_000 else "release", messages)
+
+
+def run_sizes(sizes: list[int], seed: int, workers: int, pg_bin: str | None, on_disk: bool) -> None:
+    """One seed per size, each on its own server; time, rows/s, peak RSS, and growth against linear."""
+    print(f"loadgen bench --sizes: {workers} workers, one seed per size (no cache), "
+          f"{'every cluster on disk' if on_disk else 'clusters placed by the size check'}")
+    measured: list[tuple[int, float]] = []
+    for messages in sizes:
+        spec = size_spec(messages)
+        placement = check_space(spec, backend="local", use_cache=False)
+        run_dir = disk_run_root_path() if on_disk else placement.run_dir
+        with provision("local", pg_bin=pg_bin, run_dir=run_dir, announce=lambda _: None) as server:
+            where = f"{run_dir} ({'disk' if on_disk or placement.note else 'default run dir'})"
+            print(f"{spec.name} ({messages:,} messages) in {where}, PostgreSQL {server.version}, "
+                  f"load average {os.getloadavg()[0]:.2f}")
+            started = time.perf_counter()
+            with MemoryPeak() as memory:
+                result = loadgen.seed(server, spec, seed=seed, workers=workers, use_cache=False, progress=False)
+            wall = time.perf_counter() - started
+            with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+                row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            size = int(row[0]) if row else 0
+        load = _load(result)
+        measured.append((messages, load))
+        phases = ", ".join(f"{p} {result.timings.get(p, 0.0):.1f}" for p in (*SEED_PHASES, "verify"))
+        _line("full seed (without verify)", f"{load:.1f} s: {messages / load:,.0f} messages/s")
+        _line("seed() wall time (with verify)", f"{wall:.1f} s")
+        _line("phases (s)", phases)
+        _line("peak RSS parent + workers (sampled sum)", f"{memory.total_mb:,.0f} MB (parent {memory.own_mb:,.0f} MB, "
+              f"largest worker {memory.child_mb:,.0f} MB)")
+        estimated = placement.estimate.database / 1e9
+        _line("database size (the size check's estimate)", f"{size / 1e9:.1f} GB ({estimated:.1f} GB)")
+        _line("checksum", result.checksum)
+    for (small, t_small), (big, t_big) in itertools.pairwise(measured):
+        linear = t_small * big / small
+        print(f"growth {small:,} -> {big:,} messages: {t_big:.1f} s against {linear:.1f} s if linear "
+              f"({t_big / linear:.2f}x linear; goal <= 1.2x)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chatbench.loadgen.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--profile", default=None, help="profile to scale (default: release, scale at 10M+)")
+    parser.add_argument("--profile", default=None, help="profile to scale (default: release, scale at 5M+)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="local")
     parser.add_argument("--pg-bin", default=None)
-    parser.add_argument("--rss", action="store_true", help="seed only, once; report peak RSS and rows/s")
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b); best and median shown")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, metavar="MESSAGES",
+                        help="seed once per size instead (e.g. 10000000 100000000): time, RSS, growth")
+    parser.add_argument("--on-disk", action="store_true", help="with --sizes: every cluster on disk")
     args = parser.parse_args(argv)
+    workers = args.workers or default_workers()
+    if args.sizes:
+        run_sizes(args.sizes, args.seed, workers, args.pg_bin, args.on_disk)
+        return 0
     profile = args.profile or ("scale" if args.messages >= 5_000_000 else "release")
     spec = bench_spec(profile, args.messages)
-    workers = args.workers or default_workers()
     with provision(args.backend, pg_bin=args.pg_bin) as server:
-        run_bench(server, spec, args.seed, workers, args.rss, args.repeat)
+        run_bench(server, spec, args.seed, workers, args.repeat)
     return 0
 
 

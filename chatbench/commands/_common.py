@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from rich.console import Console
 
@@ -19,8 +20,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 @contextlib.contextmanager
-def server_from(args: argparse.Namespace) -> Iterator[Server]:
-    """Provision the server the arguments (and environment, file, defaults) ask for."""
+def server_from(args: argparse.Namespace, run_dir: Path | None = None) -> Iterator[Server]:
+    """Provision the server the arguments (and environment, file, defaults) ask for.
+
+    ``run_dir``: where a local cluster goes, when a size check chose (e.g. disk for a big seed).
+    """
     settings = settings_from(args)
     with provision(
         settings.backend,
@@ -30,5 +34,6 @@ def server_from(args: argparse.Namespace) -> Iterator[Server]:
         use_dsn_database=bool(getattr(args, "use_dsn_database", False)),
         allow_destructive=bool(getattr(args, "allow_destructive", False)),
         announce=lambda message: console.print(f"[dim]{message}[/dim]"),
+        run_dir=run_dir,
     ) as server:
         yield server

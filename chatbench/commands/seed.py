@@ -7,7 +7,7 @@ import time
 
 from rich.table import Table
 
-from chatbench.commands._common import console, server_from
+from chatbench.commands._common import console, server_from, settings_from
 
 NAME = "seed"
 HELP = "seed a database with deterministic chat history (profile or TOML spec) by binary COPY"
@@ -47,8 +47,15 @@ def _overrides(pairs: list[str]) -> dict[str, object]:
 
 def run(args: argparse.Namespace) -> int:
     from chatbench import loadgen
+    from chatbench.loadgen.size import check_space
+
     spec = loadgen.load_spec(args.profile, args.spec, _overrides(args.set))
-    with server_from(args) as server:
+    settings = settings_from(args)
+    backend = "dsn" if settings.dsn is not None and settings.backend in ("auto", "dsn") else settings.backend
+    placement = check_space(spec, backend=backend, use_cache=not args.no_cache)  # before any server starts
+    if placement.note:
+        console.print(f"[dim]{placement.note}[/dim]")
+    with server_from(args, run_dir=placement.run_dir) as server:
         started = time.perf_counter()
         result = loadgen.seed(server, spec, seed=args.seed, workers=args.workers, order=args.order,
                               use_cache=not args.no_cache, progress=True)

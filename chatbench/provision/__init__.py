@@ -77,14 +77,18 @@ def provision(
     allow_destructive: bool = False,
     settings: dict[str, str] | None = None,
     announce: Announce = _stderr,
+    run_dir: Path | None = None,
 ) -> Iterator[Server]:
-    """Provide a server for one run and tear it down afterwards, whatever happens."""
+    """Provide a server for one run and tear it down afterwards, whatever happens.
+
+    ``run_dir``: where a local cluster lives instead of the default run root (a size check chose it).
+    """
     chosen = resolve_backend(backend, dsn=dsn, announce=announce)
     run_id = new_run_id()
     wanted = dict(BENCHMARK_SETTINGS if settings is None else settings)
     with terminate_as_exit(), contextlib.ExitStack() as stack:
         if chosen == "local":
-            server = _local(run_id, pg_bin, wanted, stack, announce)
+            server = _local(run_id, pg_bin, wanted, stack, announce, run_dir)
         elif chosen == "container":
             server = _container(run_id, image, wanted, stack)
         else:
@@ -94,12 +98,17 @@ def provision(
 
 
 def _local(
-    run_id: str, pg_bin: str | Path | None, settings: dict[str, str], stack: contextlib.ExitStack, announce: Announce
+    run_id: str,
+    pg_bin: str | Path | None,
+    settings: dict[str, str],
+    stack: contextlib.ExitStack,
+    announce: Announce,
+    run_dir: Path | None = None,
 ) -> Server:
     from chatbench.provision.local import start_local_cluster
     from chatbench.provision.probe import read_version_and_settings
 
-    cluster = start_local_cluster(run_id, pg_bin, settings)
+    cluster = start_local_cluster(run_id, pg_bin, settings, run_dir)
     stack.callback(cluster.stop)
     if cluster.user.switched:
         announce(f"running PostgreSQL as OS user {cluster.user.name!r}: postgres refuses to run as root")

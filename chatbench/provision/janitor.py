@@ -19,30 +19,39 @@ from pathlib import Path
 from psycopg import sql
 from sqlalchemy.engine import URL
 
+from chatbench.provision import owner
 from chatbench.provision.container import LABEL_MANAGED, LABEL_OWNER, docker_client
 from chatbench.provision.local import CLUSTER_PREFIX
-from chatbench.provision.paths import run_root
+from chatbench.provision.paths import cache_root, disk_run_root_path, run_root
 from chatbench.provision.process import pid_alive
 
 
 @dataclass(frozen=True)
 class Removed:
-    kind: str  # "cluster" | "container" | "database"
+    kind: str  # "cluster" | "container" | "database" | "partial"
     name: str
     ok: bool
     detail: str = ""
 
 
-def clean_local(root: Path | None = None) -> list[Removed]:
+def clean_local(root: Path | None = None, cache: Path | None = None) -> list[Removed]:
+    """Dead runs' clusters (in ``root``, else the run root and the on-disk run root) and scratch."""
     removed: list[Removed] = []
-    base = root or run_root()
+    bases = [root] if root is not None else [run_root(), *[p for p in (disk_run_root_path(),) if p.is_dir()]]
+    for base in bases:
+        removed += _clean_clusters(base)
+    return removed + clean_scratch(bases, cache or cache_root())
+
+
+def _clean_clusters(base: Path) -> list[Removed]:
+    removed: list[Removed] = []
     for cluster in sorted(base.glob(f"{CLUSTER_PREFIX}*")):
         try:
             meta = json.loads((cluster / "meta.json").read_text())
         except (OSError, json.JSONDecodeError):
             meta = {}
-        owner = int(meta.get("owner_pid", 0))
-        if meta.get("owner_host") == socket.gethostname() and pid_alive(owner):
+        owner_pid = int(meta.get("owner_pid", 0))
+        if meta.get("owner_host") == socket.gethostname() and pid_alive(owner_pid):
             continue
         try:
             _kill_postmaster(cluster / "data")
@@ -51,6 +60,19 @@ def clean_local(root: Path | None = None) -> list[Removed]:
         except OSError as exc:
             removed.append(Removed("cluster", cluster.name, False, str(exc)))
     return removed
+
+
+def clean_scratch(runs: list[Path], cache: Path) -> list[Removed]:
+    """What dead runs left half-made: seed-snapshot partials, spilled skeletons (``owner`` records).
+
+    Looks in the run directories and in each folder of the cache; a live run's scratch is left alone.
+    """
+    folders = dict.fromkeys([*runs, *sorted(p for p in cache.iterdir() if p.is_dir() and not p.name.startswith("."))])
+    return [
+        Removed("partial", f"{folder.name}/{path.name}", not path.exists())
+        for folder in folders
+        for path in owner.remove_dead(folder)
+    ]
 
 
 def _kill_postmaster(data: Path) -> None:

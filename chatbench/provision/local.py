@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from chatbench.errors import ProvisionError
 from chatbench.provision.binaries import PgBinaries, resolve_binaries, runnable_binaries
 from chatbench.provision.osuser import OsUser, server_os_user
-from chatbench.provision.paths import cache_root, run_root
+from chatbench.provision.paths import cache_root, ensure, run_root
 from chatbench.provision.probe import wait_until_ready
 from chatbench.provision.process import pid_alive as _pid_alive
 
@@ -244,12 +244,17 @@ def _copy_tree(source: Path, target: Path) -> None:
     subprocess.run(["cp", "-a", str(source), str(target)], check=True, capture_output=True)
 
 
-def start_local_cluster(run_id: str, pg_bin: str | Path | None, settings: dict[str, str]) -> LocalCluster:
-    """Copy the pristine data dir for this build, start it on a free loopback port, wait until ready."""
+def start_local_cluster(
+    run_id: str, pg_bin: str | Path | None, settings: dict[str, str], run_dir: Path | None = None
+) -> LocalCluster:
+    """Copy the pristine data dir for this build, start it on a free loopback port, wait until ready.
+
+    The cluster lives in ``run_dir`` (created if needed) or the default run root.
+    """
     user = server_os_user()
     binaries = runnable_binaries(resolve_binaries(pg_bin), user)
     pristine = pristine_data_dir(binaries, user)
-    root = run_root() / f"{CLUSTER_PREFIX}{run_id}"
+    root = (ensure(run_dir) if run_dir is not None else run_root()) / f"{CLUSTER_PREFIX}{run_id}"
     root.mkdir(mode=0o755)
     user.chown(root)
     if user.switched and user.run(["test", "-w", str(root)]).returncode != 0:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from chatbench.benchmarks.results import BenchmarkRun
@@ -36,8 +37,22 @@ from chatbench.signoff.stages import (
 
 
 def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, frozenset[str]]:
-    """Run the pipeline on every chosen server; returns the sign-off and the secrets to scrub from files."""
-    from chatbench import schema
+    """Run the pipeline on every chosen server; returns the sign-off and the secrets to scrub from files.
+
+    The size check runs first, for every server: a profile too large for the disk is refused (one
+    line, exit 2) before any server starts; a local cluster too large for tmpfs goes to disk.
+    """
+    from chatbench import loadgen, schema
+    from chatbench.loadgen.size import check_space
+
+    spec = loadgen.load_spec(options.profile)
+    smaller = tuple(loadgen.load_spec(p) for p in options.scaling())
+    placements = {
+        choice: check_space(spec, backend=choice.backend, use_cache=options.use_cache, also=smaller)
+        for choice in options.servers
+    }
+    for note in sorted({p.note for p in placements.values() if p.note}):
+        display.note(note)
     started = time.perf_counter()
     baselines = load_baselines(options.baseline) if options.baseline is not None else ()
     found_secrets: set[str] = set()
@@ -45,7 +60,7 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
     for index, choice in enumerate(options.servers, start=1):
         if len(options.servers) > 1:
             display.console.rule(f"server {index} of {len(options.servers)}: {choice_text(choice)}")
-        targets.append(run_target(choice, options, display, baselines, found_secrets))
+        targets.append(run_target(choice, options, display, baselines, found_secrets, placements[choice].run_dir))
     from chatbench import __version__ as version
 
     signoff = Signoff(
@@ -68,13 +83,14 @@ def run_target(
     display: Display,
     baselines: Sequence[tuple[str, BenchmarkRun]],
     found_secrets: set[str],
+    run_dir: Path | None = None,
 ) -> TargetSignoff:
     """The whole pipeline on one server. Never raises for a stage failure: it is recorded instead."""
     rec = Recorder(display)
     state: dict[str, Any] = {}
     stack = contextlib.ExitStack()
     try:
-        _pipeline(choice, options, display, rec, state, stack, baselines, found_secrets)
+        _pipeline(choice, options, display, rec, state, stack, baselines, found_secrets, run_dir)
     except StageError:
         pass
     finally:
@@ -116,6 +132,7 @@ def _pipeline(
     stack: contextlib.ExitStack,
     baselines: Sequence[tuple[str, BenchmarkRun]],
     found_secrets: set[str],
+    run_dir: Path | None = None,
 ) -> None:
     from chatbench import loadgen
     with rec.stage("provision") as info:
@@ -128,6 +145,7 @@ def _pipeline(
                 use_dsn_database=options.use_dsn_database,
                 allow_destructive=options.allow_destructive,
                 announce=display.note,
+                run_dir=run_dir,
             )
         )
         if server.url.password:
