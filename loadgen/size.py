@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from chatbench.loadgen.plan import SKELETON_DTYPE
 from chatbench.loadgen.spec import Spec
 
 from chatbench.errors import ConfigError
@@ -54,6 +53,7 @@ MEASURED: dict[str, RowBytes] = {
 }
 CLUSTER_OVERHEAD = 64_448_259  # bytes: catalogs, the pristine cluster, WAL kept after the load
 SORT_FILES_PER_MESSAGE = 71.8  # bytes: peak temp files of the concurrent index builds, per message
+SKELETON_ROW_BYTES = 16  # plan.SKELETON_DTYPE.itemsize (not imported: the check must not pull in numpy)
 MARGIN = 1.10  # estimates are of a generated history: leave room for its variation
 GB = 1e9
 
@@ -97,7 +97,7 @@ def estimate(spec: Spec) -> SizeEstimate:
         indexes=int(indexes * MARGIN),
         overhead=CLUSTER_OVERHEAD,
         sort_files=int(spec.messages.count * SORT_FILES_PER_MESSAGE * MARGIN),
-        skeleton=int(spec.messages.count * SKELETON_DTYPE.itemsize),
+        skeleton=spec.messages.count * SKELETON_ROW_BYTES,
     )
 
 
