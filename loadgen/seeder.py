@@ -5,20 +5,21 @@ the big table more often than it must:
 
 ``plan``
     numpy skeleton + Faker pools; the message skeleton is spilled to bucket files (bounded memory).
-``small_tables``
-    users and conversations, each created and loaded in one transaction with ``COPY FREEZE``;
-    the conversations' primary key; the bare messages table (with its foreign keys when the role may
-    load with triggers off, see below). Render workers start meanwhile.
+    Render workers are forked first (small), and the empty tables are made meanwhile (``schema``):
+    messages bare; users and conversations with their primary keys; the foreign keys too when the
+    role may load with triggers off (see ``constraints``).
 ``copy``
     messages by one ``COPY ... FREEZE`` stream in the transaction that truncated the table (no
-    WAL, rows frozen, pages all-visible, physical order = id order) fed by render processes; beside
-    it, on other connections, the small tables' indexes, statistics and sequences.
+    WAL, rows frozen, pages all-visible, physical order = id order) fed by the render workers;
+    beside it, on another connection, users and conversations (COPY), their other index, key,
+    statistics and sequences (``small_tables_beside_copy``).
 ``vacuum_analyze``
     VACUUM only finishes the few pages COPY did not mark all-visible (it skips the rest), so
     index-only scans work (``relallvisible = relpages``); ANALYZE samples the table once.
 ``indexes``
     the messages' primary key and indexes, built side by side on several connections, each with
-    the maintenance memory and parallel workers the machine allows (``ddl.MaintenanceBudget``).
+    the maintenance memory and parallel workers the machine allows (``ddl.MaintenanceBudget``);
+    beside them, VACUUM of users and conversations (only possible once the COPY committed).
 ``constraints``
     foreign keys and triggers. As superuser the foreign keys exist before the rows arrive and the
     COPY runs with ``session_replication_role = replica`` (no per-row trigger), and each key is then
@@ -197,9 +198,10 @@ class _Background:
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
 
-    def join(self) -> None:
+    def join(self, *, quiet: bool = False) -> None:
+        """Wait; re-raise its error unless ``quiet`` (another error is already on its way)."""
         self._thread.join()
-        if self._error is not None:
+        if self._error is not None and not quiet:
             raise self._error
 
 
@@ -291,7 +293,8 @@ def _prove_foreign_keys(conn: psycopg.Connection, keys: tuple[ddl.ForeignKey, ..
 
 
 def _skeleton_scratch(server: Server) -> Path | None:
-    """Where the message skeleton is spilled: beside the local cluster (removed with it), else the temp dir."""
+    """Where the message skeleton is spilled: in the local cluster's directory (on the file system the
+    size check chose, removed with it), else the run directory."""
     return server.cluster.root if server.cluster is not None else None
 
 
@@ -311,28 +314,35 @@ def seed_fresh(
     steps = ddl.load_ddl()
     started = time.perf_counter()
     with Reporter(progress) as report:
+        deferred = _can_defer_triggers(conninfo)
         with report.phase("plan"):
             pools = build_pools(spec.locales, spec.non_ascii_share, seed)
             renderers = RenderWorkers(pools, workers, chunk_rows)  # forked small: before the plan exists
+            # Forked before any other thread starts; the empty tables are made beside the plan.
+            schema_made = _Background(lambda: _create_schema(conninfo, steps, deferred))
             try:
                 plan = build_plan(spec, seed, order, scratch=_skeleton_scratch(server))
             except BaseException:
                 renderers.close()
+                schema_made.join(quiet=True)
                 raise
         counts = plan.counts
         with plan, renderers:
             renderers.begin(plan)
-            deferred = _can_defer_triggers(conninfo)
             with report.phase("schema"):
-                _create_schema(conninfo, steps, deferred)
+                schema_made.join()
             beside = _Background(lambda: _load_small_tables(conninfo, plan, pools, steps, deferred))
-            with report.phase("copy", total=counts["messages"]) as bar, psycopg.connect(conninfo) as conn:
-                conn.execute("TRUNCATE messages")  # FREEZE needs the table truncated (or created) here
-                if deferred:
-                    conn.execute("SET LOCAL session_replication_role = replica")
-                freeze = MESSAGES_COPY.replace("(FORMAT BINARY)", "(FORMAT BINARY, FREEZE)")
-                with conn.cursor() as cur, cur.copy(freeze) as copy:
-                    copy_messages(copy, renderers, bar.advance)
+            try:
+                with report.phase("copy", total=counts["messages"]) as bar, psycopg.connect(conninfo) as conn:
+                    conn.execute("TRUNCATE messages")  # FREEZE needs the table truncated (or created) here
+                    if deferred:
+                        conn.execute("SET LOCAL session_replication_role = replica")
+                    freeze = MESSAGES_COPY.replace("(FORMAT BINARY)", "(FORMAT BINARY, FREEZE)")
+                    with conn.cursor() as cur, cur.copy(freeze) as copy:
+                        copy_messages(copy, renderers, bar.advance)
+            except BaseException:
+                beside.join(quiet=True)
+                raise
             beside.join()
         with report.phase("vacuum_analyze"), psycopg.connect(conninfo, autocommit=True) as conn:
             vacuum_until_visible(conn, ("messages",))
@@ -340,8 +350,10 @@ def seed_fresh(
         with report.phase("indexes"):
             small = _Background(lambda: _finish_small_tables(conninfo))
             builds = steps.builds.get("messages", ())
-            ddl.run_parallel(conninfo, builds, INDEX_CONNECTIONS, ddl.MaintenanceBudget.for_machine(len(builds)))
-            small.join()
+            try:
+                ddl.run_parallel(conninfo, builds, INDEX_CONNECTIONS, ddl.MaintenanceBudget.for_machine(len(builds)))
+            finally:
+                small.join()
         with report.phase("constraints"), psycopg.connect(conninfo, autocommit=True) as conn:
             for sql in steps.attach.get("messages", ()):
                 conn.execute(sql)
