@@ -160,7 +160,7 @@ def check_space(
     if placement.moved_to_disk:
         default, default_free = placement.tried[0]
         note = (
-            f"cluster on disk in {placement.root}: the seed needs {_gb(size.peak)}, more than tmpfs "
+            f"local cluster on disk in {placement.root}: the seed needs {_gb(size.peak)}, more than tmpfs "
             f"{default} can hold ({_gb(default_free)} free)"
         )
     return Placement(placement.root, size, note)

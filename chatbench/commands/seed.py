@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", metavar="FIELD=VALUE", action="append", default=[],
                         help="override one spec field, e.g. --set messages.count=50000 (repeatable)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--workers", type=int, default=None, help="COPY worker processes (default: CPU count, max 4)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes rendering rows for the one COPY stream (default: CPU count, max 4)")
     parser.add_argument("--order", choices=("time", "conversation"), default="time",
                         help="physical row order of messages (default time, as a live product writes them)")
     parser.add_argument("--no-cache", action="store_true", help="seed from scratch; neither read nor write the cache")
