@@ -491,11 +491,26 @@ def build_plan(spec: Spec, seed: int, order: str = "time", scratch: Path | None 
     held = claim(directory)
     try:
         directory.mkdir()
-        return _build(spec, seed, order, directory, held)
+        plan = _build(spec, seed, order, directory, held)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         held.release()
         raise
+    _return_freed_memory()
+    return plan
+
+
+def _return_freed_memory() -> None:
+    """Give the drawing's temporaries back to the OS (glibc keeps freed heap otherwise): the process
+    that then feeds the COPY for minutes should hold only the plan itself."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the memory is reused by the process instead
 
 
 def _build(spec: Spec, seed: int, order: str, directory: Path, held: Claim) -> Plan:
