@@ -10,10 +10,10 @@
 (c) cache hits: ``CREATE DATABASE ... TEMPLATE`` of the seeded database, and (local backend) the
     whole-cluster snapshot restore.
 
-``--sizes 10000000 100000000`` instead seeds once per size (profile ``scale`` scaled, ``scale100``
-at 10^8), each on a server placed by the size check (``--on-disk``: every one on disk, for a fair
-comparison), and prints wall time, rows/s, the peak RSS of the harness (parent plus render workers,
-sampled) and how the time grows against linear. A benchmark prints numbers; it asserts nothing.
+``--profiles scale scale100`` instead seeds each profile once, each on a server placed by the size
+check (``--on-disk``: every one on disk, for a fair comparison), and prints wall time, rows/s, the
+peak RSS of the harness (parent plus render workers, sampled), the database size against the size
+check's estimate, and how the time grows against linear. A benchmark prints numbers; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -264,25 +264,18 @@ def run_bench(server: Server, spec: Spec, seed: int, workers: int, repeat: int) 
             shutil.rmtree(root, ignore_errors=True)
 
 
-def size_spec(messages: int) -> Spec:
-    """``scale100`` at 10^8, else ``scale`` (or ``release`` below 5M) scaled to ``messages``."""
-    if messages == loadgen.load_spec("scale100").messages.count:
-        return loadgen.load_spec("scale100")
-    return bench_spec("scale" if messages >= 5_000_000 else "release", messages)
-
-
-def run_sizes(sizes: list[int], seed: int, workers: int, pg_bin: str | None, on_disk: bool) -> None:
-    """One seed per size, each on its own server; time, rows/s, peak RSS, and growth against linear."""
-    print(f"loadgen bench --sizes: {workers} workers, one seed per size (no cache), "
+def run_profiles(profiles: list[str], seed: int, workers: int, pg_bin: str | None, on_disk: bool) -> None:
+    """One cold seed per profile, each on its own server; time, rows/s, peak RSS, growth against linear."""
+    print(f"loadgen bench --profiles: {workers} workers, one seed per profile (no cache), "
           f"{'every cluster on disk' if on_disk else 'clusters placed by the size check'}")
-    measured: list[tuple[int, float]] = []
-    for messages in sizes:
-        spec = size_spec(messages)
+    measured: list[tuple[int, float, float]] = []
+    for name in profiles:
+        spec = loadgen.load_spec(name)
+        messages = spec.messages.count
         placement = check_space(spec, backend="local", use_cache=False)
         run_dir = disk_run_root_path() if on_disk else placement.run_dir
         with provision("local", pg_bin=pg_bin, run_dir=run_dir, announce=lambda _: None) as server:
-            where = f"{run_dir} ({'disk' if on_disk or placement.note else 'default run dir'})"
-            print(f"{spec.name} ({messages:,} messages) in {where}, PostgreSQL {server.version}, "
+            print(f"{name} ({messages:,} messages) in {run_dir}, PostgreSQL {server.version}, "
                   f"load average {os.getloadavg()[0]:.2f}")
             started = time.perf_counter()
             with MemoryPeak() as memory:
@@ -292,7 +285,7 @@ def run_sizes(sizes: list[int], seed: int, workers: int, pg_bin: str | None, on_
                 row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
             size = int(row[0]) if row else 0
         load = _load(result)
-        measured.append((messages, load))
+        measured.append((messages, load, wall))
         phases = ", ".join(f"{p} {result.timings.get(p, 0.0):.1f}" for p in (*SEED_PHASES, "verify"))
         _line("full seed (without verify)", f"{load:.1f} s: {messages / load:,.0f} messages/s")
         _line("seed() wall time (with verify)", f"{wall:.1f} s")
@@ -300,12 +293,14 @@ def run_sizes(sizes: list[int], seed: int, workers: int, pg_bin: str | None, on_
         _line("peak RSS parent + workers (sampled sum)", f"{memory.total_mb:,.0f} MB (parent {memory.own_mb:,.0f} MB, "
               f"largest worker {memory.child_mb:,.0f} MB)")
         estimated = placement.estimate.database / 1e9
-        _line("database size (the size check's estimate)", f"{size / 1e9:.1f} GB ({estimated:.1f} GB)")
+        _line("database size (the size check's estimate)", f"{size / 1e9:.2f} GB ({estimated:.2f} GB)")
         _line("checksum", result.checksum)
-    for (small, t_small), (big, t_big) in itertools.pairwise(measured):
-        linear = t_small * big / small
-        print(f"growth {small:,} -> {big:,} messages: {t_big:.1f} s against {linear:.1f} s if linear "
-              f"({t_big / linear:.2f}x linear; goal <= 1.2x)")
+        print(f"  load average after: {os.getloadavg()[0]:.2f}")
+    for (small, load_small, wall_small), (big, load_big, wall_big) in itertools.pairwise(measured):
+        factor = big / small
+        print(f"growth {small:,} -> {big:,} messages: full seed {load_big:.1f} s against {load_small * factor:.1f} s "
+              f"if linear ({load_big / (load_small * factor):.2f}x), with verify {wall_big:.1f} s against "
+              f"{wall_small * factor:.1f} s ({wall_big / (wall_small * factor):.2f}x); goal <= 1.2x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,13 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="local")
     parser.add_argument("--pg-bin", default=None)
     parser.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b); best and median shown")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None, metavar="MESSAGES",
-                        help="seed once per size instead (e.g. 10000000 100000000): time, RSS, growth")
-    parser.add_argument("--on-disk", action="store_true", help="with --sizes: every cluster on disk")
+    parser.add_argument("--profiles", nargs="+", default=None, metavar="PROFILE",
+                        help="seed each profile once instead (e.g. scale scale100): time, RSS, size, growth")
+    parser.add_argument("--on-disk", action="store_true", help="with --profiles: every cluster on disk")
     args = parser.parse_args(argv)
     workers = args.workers or default_workers()
-    if args.sizes:
-        run_sizes(args.sizes, args.seed, workers, args.pg_bin, args.on_disk)
+    if args.profiles:
+        run_profiles(args.profiles, args.seed, workers, args.pg_bin, args.on_disk)
         return 0
     profile = args.profile or ("scale" if args.messages >= 5_000_000 else "release")
     spec = bench_spec(profile, args.messages)
