@@ -62,6 +62,7 @@ from chatbench.loadgen.progress import Reporter
 from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.size import check_seed_space
 from chatbench.loadgen.spec import Spec
+from psycopg.conninfo import make_conninfo
 
 from chatbench.errors import ConfigError
 from chatbench.provision.server import Server
@@ -149,20 +150,27 @@ def vacuum_until_visible(conn: psycopg.Connection, tables: tuple[str, ...], *, s
     milliseconds, because hint bits of an asynchronously committed transaction wait for its WAL flush.
     count(*) then became a bitmap heap scan instead of an index-only scan, and plan contracts and
     buffer budgets judged a state no real table stays in. So VACUUM is repeated (cheap: it skips pages
-    already all-visible) until relallvisible reaches relpages or ``settle_seconds`` pass. INDEX_CLEANUP
-    ON keeps VACUUM from skipping index cleanup, which would leave pages not all-visible. ``conn``
-    must be in autocommit mode.
+    already all-visible) until relallvisible reaches the table's pages or ``settle_seconds`` pass
+    (``seed_fresh`` commits synchronously, so one pass is the rule). INDEX_CLEANUP ON keeps VACUUM
+    from skipping index cleanup, which would leave pages not all-visible. Run ANALYZE after it: it
+    sets relpages and relallvisible together. ``conn`` must be in autocommit mode.
     """
     deadline = time.monotonic() + settle_seconds
     for table in tables:
+        before: tuple[int, int] | None = None
         while True:
             conn.execute(f"VACUUM (INDEX_CLEANUP ON) {table}")
+            # The file's pages, not pg_class.relpages (VACUUM may truncate the empty pages a bulk load's
+            # extension left at the end after counting them); ANALYZE then sets both numbers.
             pages, visible = conn.execute(
-                "SELECT relpages, relallvisible FROM pg_class WHERE oid = %s::regclass", (table,)
+                "SELECT pg_relation_size(oid) / current_setting('block_size')::int, relallvisible "
+                "FROM pg_class WHERE oid = %s::regclass", (table,)
             ).fetchone() or (0, 0)
             if visible >= pages or time.monotonic() > deadline:
                 break
-            time.sleep(0.05)
+            if before == (pages, visible):
+                time.sleep(0.05)  # no progress: wait for whatever holds it back
+            before = (pages, visible)
 
 
 def created_at_correlation(conn: psycopg.Connection) -> float:
@@ -226,14 +234,13 @@ def _create_schema(conninfo: str, steps: ddl.LoadDdl, deferred: bool) -> None:
 
 
 def _load_small_tables(conninfo: str, plan: Plan, pools: Pools, steps: ddl.LoadDdl, deferred: bool) -> None:
-    """While messages load: users and conversations, their other indexes, keys, statistics, sequences.
+    """While messages load: users and conversations, their other indexes, keys, sequences.
 
     Their pages become all-visible only in ``_finish_small_tables``: VACUUM cannot mark rows visible
     to all while the messages' COPY transaction, older than them, is still open.
     """
     counts = plan.counts
     with psycopg.connect(conninfo) as conn:
-        conn.execute("SET LOCAL synchronous_commit = on")  # hint bits need the commit on disk
         if deferred:
             conn.execute("SET LOCAL session_replication_role = replica")
         for table, statement, render in (
@@ -251,14 +258,15 @@ def _load_small_tables(conninfo: str, plan: Plan, pools: Pools, steps: ddl.LoadD
         else:
             for fk in steps.foreign_keys.get("conversations", ()):
                 conn.execute(fk.step.sql)
-        conn.execute("ANALYZE users")
-        conn.execute("ANALYZE conversations")
         ddl.set_sequences(conn, ("users", "conversations"))
 
 
 def _finish_small_tables(conninfo: str) -> None:
+    """Visibility map, then statistics (ANALYZE records relpages and relallvisible as VACUUM left them)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         vacuum_until_visible(conn, ("users", "conversations"))
+        conn.execute("ANALYZE users")
+        conn.execute("ANALYZE conversations")
 
 
 def _prove_foreign_keys(conn: psycopg.Connection, keys: tuple[ddl.ForeignKey, ...]) -> None:
@@ -310,7 +318,11 @@ def seed_fresh(
     key: str = "",
 ) -> SeedResult:
     """Seed without the cache (the caller checked permission and arguments)."""
-    conninfo = server.conninfo()
+    # Every transaction of the load commits synchronously (with fsync=off it costs a write(), not a
+    # sync). Asynchronous commits kept VACUUM from marking rows visible for up to the WAL writer's
+    # delay: a hint bit waits until the WAL of every transaction sharing the xid's commit-log LSN group
+    # is flushed, and concurrent builds and ANALYZE committed asynchronously kept raising that LSN.
+    conninfo = make_conninfo(server.conninfo(), options="-c synchronous_commit=on")
     steps = ddl.load_ddl()
     started = time.perf_counter()
     with Reporter(progress) as report:
