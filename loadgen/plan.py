@@ -45,7 +45,8 @@ BURST = 0.15  # share of a session's slot in which its messages arrive
 _PLAN_STREAM = 0x504C414E  # "PLAN"
 _BLOCK_MESSAGES = 500_000  # messages per vectorised block when drawing times (bounds temporaries)
 _TIE_DRAW = 4_000_000  # tie decisions drawn per call (same stream, bounded temporaries)
-BUCKET_ROWS = 1_000_000  # target messages per time bucket: what one COPY worker sorts at a time
+BUCKET_ROWS = 250_000  # target messages per time bucket: what one render worker sorts at a time (and waits
+# for before its first piece: small buckets start the COPY sooner)
 _DENSITY_GRID = 1 << 16  # time bins used to place bucket edges at quantiles of the message density
 SKELETON_DTYPE = np.dtype([("time", "<i8"), ("conv", "<i4"), ("seq", "<i4")])
 
