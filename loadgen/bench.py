@@ -219,7 +219,8 @@ def run_bench(server: Server, spec: Spec, seed: int, workers: int, repeat: int) 
     print("(b) full seed: wall time to the final state (phases overlap; best run's phases)")
     for phase in (*SEED_PHASES, "verify"):
         _line(phase, f"{best.timings.get(phase, 0.0):.2f} s")
-    _line("users + conversations (beside the COPY)", f"{best.timings.get('small_tables_beside_copy', 0.0):.2f} s")
+    beside = best.timings.get("plan_and_small_tables_beside_copy", 0.0)
+    _line("plan, then users + conversations (beside)", f"{beside:.2f} s")
     _line("full seed (without verify)", f"{_stats(fulls)}: {messages / min(fulls):,.0f} messages/s")
     _line("seed() wall time (with verify)", _stats(walls))
     _line("peak RSS parent + workers (sampled sum)", f"{memory.total_mb:,.0f} MB (this process alone "

@@ -23,6 +23,7 @@ import os
 import pickle
 import queue
 import struct
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ from typing import Any
 
 import psycopg
 from chatbench.loadgen.encode import SIGNATURE, TRAILER, message_pieces, message_rows
-from chatbench.loadgen.plan import Plan, RenderInputs, Skeleton
+from chatbench.loadgen.plan import RenderInputs, read_bucket
 from chatbench.loadgen.pools import Pools
 
 from chatbench.errors import ChatbenchError, redact
@@ -61,26 +62,44 @@ def copy_bytes(conn: psycopg.Connection, statement: str, rows: bytes | Iterator[
 
 @dataclass(frozen=True)
 class _Job:
-    """What a render worker is told once the plan exists (small: the arrays are read from files)."""
+    """What a render worker is told once the plan's inputs exist (small: the arrays are read from files)."""
 
-    skeleton: Skeleton
+    directory: Path  # the skeleton's
+    sort: bool
     inputs: tuple[int, int, float, Path]  # RenderInputs.save()
-    workers: int
     chunk_rows: int
 
 
 _POOLS: Pools | None = None  # set in the parent just before forking; inherited by the workers
 
 
-def _pieces(skeleton: Skeleton, bucket: int, chunk_rows: int) -> list[tuple[int, int]]:
-    offsets = skeleton.offsets
-    return message_pieces(offsets[-1], offsets[bucket], offsets[bucket + 1], chunk_rows)
-
-
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _send(fd: int, message: object) -> None:
+    body = pickle.dumps(message)
+    _write_all(fd, _HEADER.pack(len(body)) + body)
+
+
+def _receive(fd: int) -> Any:
+    """The next message on a control pipe, or None at its end."""
+    header = _read_blocking(fd, _HEADER.size)
+    return None if header is None else pickle.loads(_read_blocking(fd, _HEADER.unpack(header)[0]) or b"")
+
+
+def _read_blocking(fd: int, size: int) -> bytes | None:
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        part = os.read(fd, size - got)
+        if not part:
+            return None
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 def _read_exactly(fd: int, size: int, deadline: Callable[[], None]) -> bytearray:
@@ -102,23 +121,21 @@ def _read_exactly(fd: int, size: int, deadline: Callable[[], None]) -> bytearray
     return out
 
 
-def _worker(index: int, job_fd: int, write_fd: int, inherited: list[int], errors: Any) -> None:
+def _worker(job_fd: int, write_fd: int, inherited: list[int], errors: Any) -> None:
     pools = _POOLS
     assert pools is not None
     code = 0
     try:
         for fd in inherited:  # other workers' pipe ends: their reader must see our exit, not our copy
             os.close(fd)
-        with os.fdopen(job_fd, "rb") as control:
-            message = control.read()
-        if not message:
+        job: _Job | None = _receive(job_fd)
+        if job is None:
             os._exit(0)  # the parent gave up before the plan was made
-        job: _Job = pickle.loads(message)
         inputs = RenderInputs.load(*job.inputs)
-        skeleton = job.skeleton
-        for bucket in range(index, skeleton.buckets, job.workers):
-            rows = skeleton.bucket(bucket)
-            for lo, hi in _pieces(skeleton, bucket, job.chunk_rows):
+        while (bucket := _receive(job_fd)) is not None:
+            index, first, count = bucket
+            rows = read_bucket(job.directory, index, first, job.sort)
+            for lo, hi in message_pieces(inputs.total, first, first + count, job.chunk_rows):
                 data = message_rows(inputs, pools, rows, lo, hi, job.chunk_rows)
                 _write_all(write_fd, _HEADER.pack(len(data)))
                 _write_all(write_fd, data)
@@ -135,19 +152,28 @@ def _worker(index: int, job_fd: int, write_fd: int, inherited: list[int], errors
     os._exit(code)
 
 
+class _Aborted(Exception):
+    """The COPY side gave up: stop drawing the plan."""
+
+
 class RenderWorkers:
     """Forked render processes; ``pieces()`` yields rendered message pieces in id order.
 
-    Forked before the plan is drawn (``begin(plan)`` hands it over through files), so a worker
-    inherits only the pools and the imports, not the plan's arrays: its memory is its own bucket and
-    pieces, whatever the size.
+    Forked before the plan is drawn, so a worker inherits only the pools and the imports, not the
+    plan's arrays: its memory is its own bucket and pieces, whatever the size. The plan, drawn on
+    another thread, hands over its inputs (``start``) and each bucket as soon as it is complete
+    (``bucket_ready``): bucket ``b`` goes to worker ``b % workers``, and the COPY begins while the
+    plan is still being drawn. ``done()`` (or ``failed()``) ends the hand-over.
     """
 
     def __init__(self, pools: Pools, workers: int, chunk_rows: int) -> None:
         global _POOLS
         self.workers = workers
         self.chunk_rows = chunk_rows
-        self.skeleton: Skeleton | None = None
+        self._total = 0
+        self._ready: queue.Queue[tuple[int, int, int] | BaseException | None] = queue.Queue()
+        self._aborted = False
+        self._jobs_lock = threading.Lock()  # the plan's thread writes the control pipes; close() shuts them
         ctx = mp.get_context("fork")
         self._errors: Any = ctx.Queue()
         self._fds: list[int] = []  # data pipes, read ends
@@ -155,14 +181,13 @@ class RenderWorkers:
         self._procs: list[Any] = []
         _POOLS = pools
         try:
-            for index in range(workers):
+            for _ in range(workers):
                 read_fd, write_fd = os.pipe()
                 job_read, job_write = os.pipe()
                 with contextlib.suppress(OSError):
                     fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
                 inherited = [*self._fds, *self._jobs, read_fd, job_write]
-                proc = ctx.Process(target=_worker, args=(index, job_read, write_fd, inherited, self._errors),
-                                   daemon=True)
+                proc = ctx.Process(target=_worker, args=(job_read, write_fd, inherited, self._errors), daemon=True)
                 proc.start()
                 os.close(write_fd)  # only the worker writes: its exit is our end of file
                 os.close(job_read)
@@ -175,15 +200,44 @@ class RenderWorkers:
         finally:
             _POOLS = None
 
-    def begin(self, plan: Plan) -> None:
-        """Hand the plan to the workers: they start rendering their buckets."""
-        self.skeleton = plan.skeleton
-        job = pickle.dumps(_Job(plan.skeleton, plan.render_inputs.save(plan.skeleton.directory), self.workers,
-                                self.chunk_rows))
-        for fd in self._jobs:
-            _write_all(fd, job)
-            os.close(fd)
-        self._jobs = []
+    # --- the plan's side (another thread) ---------------------------------------------------------
+
+    def start(self, inputs: RenderInputs, directory: Path, sort: bool) -> None:
+        """What rendering needs: the arrays go beside the skeleton, the rest to every worker."""
+        self._total = inputs.total
+        job = _Job(directory, sort, inputs.save(directory), self.chunk_rows)
+        with self._jobs_lock:
+            self._check_aborted()
+            for fd in self._jobs:
+                _send(fd, job)
+
+    def bucket_ready(self, bucket: int, first: int, rows: int) -> None:
+        with self._jobs_lock:
+            self._check_aborted()
+            _send(self._jobs[bucket % self.workers], (bucket, first, rows))
+        self._ready.put((bucket, first, rows))
+
+    def done(self) -> None:
+        """Every bucket was handed over: workers exit after their last one."""
+        self._close_jobs()
+        self._ready.put(None)
+
+    def failed(self, error: BaseException) -> None:
+        self._close_jobs()
+        self._ready.put(error)
+
+    def _check_aborted(self) -> None:
+        if self._aborted:
+            raise _Aborted("the COPY stopped; the plan is no longer needed")
+
+    def _close_jobs(self) -> None:
+        with self._jobs_lock:
+            for fd in self._jobs:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._jobs = []
+
+    # --- the COPY's side ----------------------------------------------------------------------------
 
     def _failure(self, worker: int) -> LoadError:
         proc = self._procs[worker]
@@ -193,13 +247,14 @@ class RenderWorkers:
         return LoadError(f"render worker {proc.pid} exited with code {proc.exitcode} before sending all rows")
 
     def pieces(self) -> Iterator[tuple[int, bytearray]]:
-        """(rows, bytes) of every message piece, in id order."""
-        skeleton = self.skeleton
-        assert skeleton is not None, "begin(plan) first"
-        for bucket in range(skeleton.buckets):
+        """(rows, bytes) of every message piece, in id order, as buckets become ready."""
+        while (ready := self._ready.get()) is not None:
+            if isinstance(ready, BaseException):
+                raise ready
+            bucket, first, count = ready
             worker = bucket % len(self._procs)
             fd = self._fds[worker]
-            for lo, hi in _pieces(skeleton, bucket, self.chunk_rows):
+            for lo, hi in message_pieces(self._total, first, first + count, self.chunk_rows):
                 waited_since = time.monotonic()
 
                 def check(worker: int = worker, since: float = waited_since) -> None:
@@ -219,9 +274,12 @@ class RenderWorkers:
                 yield hi - lo, data
 
     def close(self) -> None:
-        for fd in [*self._jobs, *self._fds]:
+        with self._jobs_lock:
+            self._aborted = True  # a plan still being drawn stops at its next bucket
+        self._close_jobs()
+        for fd in self._fds:
             os.close(fd)  # a waiting worker reads end of file; a writing one gets EPIPE: both exit
-        self._jobs, self._fds = [], []
+        self._fds = []
         for proc in self._procs:
             proc.join(timeout=2)
             if proc.is_alive():

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,19 +92,12 @@ class Skeleton:
     def buckets(self) -> int:
         return len(self.offsets) - 1
 
-    def _path(self, bucket: int) -> Path:
-        return self.directory / f"bucket-{bucket:06d}.bin"
-
     def raw(self, bucket: int) -> np.ndarray:
-        path = self._path(bucket)
-        return np.fromfile(path, dtype=SKELETON_DTYPE) if path.exists() else np.zeros(0, SKELETON_DTYPE)
+        return _raw(self.directory, bucket)
 
     def bucket(self, bucket: int) -> MessageRows:
         """One bucket's rows in load order (a stable sort by time keeps ties in (conversation, position))."""
-        rows = self.raw(bucket)
-        if self.sort and len(rows):
-            rows = rows[np.argsort(rows["time"], kind="stable")]
-        return MessageRows(self.offsets[bucket], rows["conv"].copy(), rows["seq"].copy(), rows["time"].copy())
+        return read_bucket(self.directory, bucket, self.offsets[bucket], self.sort)
 
     def __iter__(self) -> Iterator[MessageRows]:
         for b in range(self.buckets):
@@ -122,6 +115,19 @@ class Skeleton:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _raw(directory: Path, bucket: int) -> np.ndarray:
+    path = directory / f"bucket-{bucket:06d}.bin"
+    return np.fromfile(path, dtype=SKELETON_DTYPE) if path.exists() else np.zeros(0, SKELETON_DTYPE)
+
+
+def read_bucket(directory: Path, bucket: int, first: int, sort: bool) -> MessageRows:
+    """A complete bucket's rows in load order, its first row being row ``first``."""
+    rows = _raw(directory, bucket)
+    if sort and len(rows):
+        rows = rows[np.argsort(rows["time"], kind="stable")]
+    return MessageRows(first, rows["conv"].copy(), rows["seq"].copy(), rows["time"].copy())
 
 
 @dataclass(frozen=True)
@@ -325,18 +331,33 @@ class _TieRuns:
         self._tail_in_run = bool(len(same)) and bool(same[-1])  # its run was just recorded or extended
 
 
-class _Spill:
-    """Appends skeleton rows to bucket files; counts rows per bucket."""
+BucketReady = Callable[[int, int, int], None]  # (bucket, its first row, its rows): the bucket is complete
 
-    def __init__(self, directory: Path, buckets: int) -> None:
+
+class _Spill:
+    """Appends skeleton rows to bucket files; counts rows per bucket; announces complete buckets in order."""
+
+    def __init__(self, directory: Path, buckets: int, ready: BucketReady | None) -> None:
         self.directory = directory
         self.counts = np.zeros(buckets, dtype=np.int64)
+        self._ready = ready
+        self._announced = 0
+        self._first_row = 0
 
     def write(self, bucket: int, rows: np.ndarray) -> None:
         if len(rows):
             with open(self.directory / f"bucket-{bucket:06d}.bin", "ab") as file:
                 rows.tofile(file)
             self.counts[bucket] += len(rows)
+
+    def complete(self, below: int) -> None:
+        """Buckets ``< below`` will get no more rows: announce those not announced yet."""
+        while self._announced < min(below, len(self.counts)):
+            rows = int(self.counts[self._announced])
+            if self._ready is not None:
+                self._ready(self._announced, self._first_row, rows)
+            self._first_row += rows
+            self._announced += 1
 
 
 def _blocks(offsets: np.ndarray, tie_size: int) -> list[tuple[int, int]]:
@@ -415,6 +436,7 @@ def _message_times(
         del times, conv, seq
         if edges is None:  # conversation order: one bucket per block, rows already in id order
             emit.write(block_index, rows)
+            emit.complete(block_index + 1)
         else:
             where = np.searchsorted(edges, rows["time"], side="right")
             by_bucket = np.argsort(where, kind="stable")  # keeps (conversation, position) order per bucket
@@ -425,6 +447,12 @@ def _message_times(
                 np.concatenate([[0], cuts]).tolist(), np.split(rows, cuts), strict=True
             ):
                 emit.write(int(where[part]), bucket_rows)
+            if b < int(offsets[-1]):
+                # Every message still to draw is no earlier than the start of the conversation it
+                # belongs to (conversations go in start order): buckets ending before that are complete.
+                nxt = int(np.searchsorted(offsets, b, side="right")) - 1
+                emit.complete(int(np.searchsorted(edges, start[nxt], side="right")))
+    emit.complete(len(emit.counts))
     return updated
 
 
@@ -478,11 +506,21 @@ def _message_ids(
     return ids
 
 
-def build_plan(spec: Spec, seed: int, order: str = "time", scratch: Path | None = None) -> Plan:
+def build_plan(
+    spec: Spec,
+    seed: int,
+    order: str = "time",
+    scratch: Path | None = None,
+    *,
+    on_inputs: Callable[[RenderInputs, Path], None] | None = None,
+    on_bucket: BucketReady | None = None,
+) -> Plan:
     """Draw the skeleton; same (spec, seed, order) -> same data, on any machine with this numpy.
 
     The message skeleton is spilled under ``scratch`` (a new directory of its own is made there; the
-    run directory by default). Close the plan to remove it.
+    run directory by default). Close the plan to remove it. While it is drawn, ``on_inputs`` gets what
+    rendering needs (and the skeleton's directory) as soon as it exists, and ``on_bucket`` each bucket
+    as soon as it is complete, in load order: a COPY can start long before the plan is done.
     """
     if order not in ORDERS:
         from chatbench.errors import ConfigError
@@ -492,7 +530,7 @@ def build_plan(spec: Spec, seed: int, order: str = "time", scratch: Path | None 
     held = claim(directory)
     try:
         directory.mkdir()
-        plan = _build(spec, seed, order, directory, held)
+        plan = _build(spec, seed, order, directory, held, on_inputs, on_bucket)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         held.release()
@@ -514,7 +552,15 @@ def _return_freed_memory() -> None:
         pass  # not glibc: the memory is reused by the process instead
 
 
-def _build(spec: Spec, seed: int, order: str, directory: Path, held: Claim) -> Plan:
+def _build(
+    spec: Spec,
+    seed: int,
+    order: str,
+    directory: Path,
+    held: Claim,
+    on_inputs: Callable[[RenderInputs, Path], None] | None,
+    on_bucket: BucketReady | None,
+) -> Plan:
     rng = np.random.default_rng([seed, _PLAN_STREAM])
     c_spec, w_spec = spec.conversations, spec.whales
     n_conv, n_users = c_spec.count, spec.users.count
@@ -576,7 +622,9 @@ def _build(spec: Spec, seed: int, order: str, directory: Path, held: Claim) -> P
         buckets = len(edges) + 1 if edges is not None else 1
     else:
         edges, buckets = None, len(_blocks(np.concatenate([[0], np.cumsum(n)]), spec.messages.tie_size))
-    spill = _Spill(directory, buckets)
+    if on_inputs is not None:
+        on_inputs(RenderInputs(seed, total, spec.messages.tool_share, conv_user, system), directory)
+    spill = _Spill(directory, buckets, on_bucket)
     ties = _TieRuns()
     updated = _message_times(rng, spec, n, start, duration, spill, edges, ties)
     del duration

@@ -59,12 +59,15 @@ class Reporter:
         )
         handle = _PhaseHandle(self._progress, task)
         started = time.perf_counter()
+        finished = False
         try:
             yield handle
+            finished = True
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
             if self._progress is not None and task is not None:
-                self._progress.update(task, completed=total or 1)
+                if finished:  # an interrupted phase keeps the count it reached
+                    self._progress.update(task, completed=total or 1)
                 self._progress.stop_task(task)
 
 

@@ -327,25 +327,36 @@ def seed_fresh(
     started = time.perf_counter()
     with Reporter(progress) as report:
         deferred = _can_defer_triggers(conninfo)
-        with report.phase("plan"):
-            pools = build_pools(spec.locales, spec.non_ascii_share, seed)
-            renderers = RenderWorkers(pools, workers, chunk_rows)  # forked small: before the plan exists
-            # Forked before any other thread starts; the empty tables are made beside the plan.
+        pools = build_pools(spec.locales, spec.non_ascii_share, seed)
+        drawn: list[Plan] = []
+        plan_seconds: list[float] = []
+        with RenderWorkers(pools, workers, chunk_rows) as renderers:  # forked small: before the plan exists
+            # No thread runs before the fork. Beside the COPY: the empty tables, then the plan (its
+            # buckets go to the workers as they complete), then users and conversations.
             schema_made = _Background(lambda: _create_schema(conninfo, steps, deferred))
-            try:
-                plan = build_plan(spec, seed, order, scratch=_skeleton_scratch(server))
-            except BaseException:
-                renderers.close()
-                schema_made.join(quiet=True)
-                raise
-        counts = plan.counts
-        with plan, renderers:
-            renderers.begin(plan)
-            with report.phase("schema"):
+
+            def plan_then_small_tables() -> None:
+                drawing = time.perf_counter()
+                try:
+                    plan = build_plan(
+                        spec, seed, order, scratch=_skeleton_scratch(server),
+                        on_inputs=lambda inputs, where: renderers.start(inputs, where, order == "time"),
+                        on_bucket=renderers.bucket_ready,
+                    )
+                except BaseException as exc:
+                    renderers.failed(exc)
+                    raise
+                drawn.append(plan)
+                renderers.done()
+                plan_seconds.append(time.perf_counter() - drawing)
                 schema_made.join()
-            beside = _Background(lambda: _load_small_tables(conninfo, plan, pools, steps, deferred))
+                _load_small_tables(conninfo, plan, pools, steps, deferred)
+
+            beside = _Background(plan_then_small_tables)
             try:
-                with report.phase("copy", total=counts["messages"]) as bar, psycopg.connect(conninfo) as conn:
+                with report.phase("schema"):
+                    schema_made.join()
+                with report.phase("copy", total=spec.messages.count) as bar, psycopg.connect(conninfo) as conn:
                     conn.execute("TRUNCATE messages")  # FREEZE needs the table truncated (or created) here
                     if deferred:
                         conn.execute("SET LOCAL session_replication_role = replica")
@@ -353,9 +364,18 @@ def seed_fresh(
                     with conn.cursor() as cur, cur.copy(freeze) as copy:
                         copy_messages(copy, renderers, bar.advance)
             except BaseException:
+                renderers.close()  # stops the plan at its next bucket
                 beside.join(quiet=True)
+                for plan in drawn:
+                    plan.close()
                 raise
-            beside.join()
+            try:
+                beside.join()
+            finally:
+                for plan in drawn:
+                    plan.close()  # the workers are done with the skeleton
+        plan = drawn[0]
+        counts = plan.counts
         with report.phase("vacuum_analyze"), psycopg.connect(conninfo, autocommit=True) as conn:
             vacuum_until_visible(conn, ("messages",))
             conn.execute("ANALYZE messages")
@@ -384,7 +404,8 @@ def seed_fresh(
             integrity = check_integrity(server, spec, whales={w.conversation_id: w.messages for w in params.whales})
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 correlation = created_at_correlation(conn)
-    timings = {**report.timings, "small_tables_beside_copy": beside.seconds, "load": load}
+    timings = {**report.timings, "plan": plan_seconds[0], "plan_and_small_tables_beside_copy": beside.seconds,
+               "load": load}
     return SeedResult(
         database=server.database, profile=spec.name, spec=spec.to_dict(), seed=seed, order=order,
         counts=counts, checksum=integrity.checksum, timings=timings, from_cache=False,

@@ -112,3 +112,46 @@ def test_skeleton_does_not_depend_on_block_or_bucket_sizes(order: str, monkeypat
         assert (got.conv == expected.conv).all() and (got.seq == expected.seq).all()
         assert (got.time == expected.time).all()
         assert seed_parameters(split) == expected_params  # tie cursors (ids) included
+
+
+@pytest.mark.parametrize("order", ["time", "conversation"])
+def test_buckets_are_announced_complete_and_in_order_while_the_plan_is_drawn(
+    order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COPY may start on a bucket as soon as it is announced: it must never grow afterwards."""
+    import chatbench.loadgen.plan as plan_module
+
+    monkeypatch.setattr(plan_module, "BUCKET_ROWS", 1_000)
+    monkeypatch.setattr(plan_module, "_BLOCK_MESSAGES", 1_500)
+    spec = loadgen.load_spec("smoke")
+    announced: list[tuple[int, int, int, int]] = []  # bucket, first row, rows, bytes on disk then
+    inputs: list[object] = []
+    writes: list[int] = []  # spill writes so far, at each announcement
+    spill_write = plan_module._Spill.write
+
+    def counting_write(self: object, bucket: int, rows: np.ndarray) -> None:
+        writes.append(0)
+        spill_write(self, bucket, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plan_module._Spill, "write", counting_write)
+    seen: list[int] = []
+
+    def ready(bucket: int, first: int, rows: int) -> None:
+        path = directory[0] / f"bucket-{bucket:06d}.bin"
+        announced.append((bucket, first, rows, path.stat().st_size if path.exists() else 0))
+        seen.append(len(writes))
+
+    directory: list[Path] = []
+
+    def got_inputs(render: object, where: Path) -> None:
+        inputs.append(render)
+        directory.append(where)
+
+    with build_plan(spec, 3, order, on_inputs=got_inputs, on_bucket=ready) as plan:
+        offsets = plan.skeleton.offsets
+        assert len(inputs) == 1
+        assert [a[0] for a in announced] == list(range(plan.skeleton.buckets))
+        assert [(a[1], a[2]) for a in announced] == [(offsets[b], offsets[b + 1] - offsets[b]) for b in
+                                                      range(plan.skeleton.buckets)]
+        assert all(size == rows * 16 for _, _, rows, size in announced)  # complete when announced
+        assert seen[0] < len(writes) / 2  # the first bucket was ready long before the drawing ended
