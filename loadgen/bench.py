@@ -221,6 +221,7 @@ def run_bench(server: Server, spec: Spec, seed: int, workers: int, repeat: int) 
         _line(phase, f"{best.timings.get(phase, 0.0):.2f} s")
     beside = best.timings.get("plan_and_small_tables_beside_copy", 0.0)
     _line("plan, then users + conversations (beside)", f"{beside:.2f} s")
+    _line("index builds", str(best.extra.get("index_builds", "")))
     _line("full seed (without verify)", f"{_stats(fulls)}: {messages / min(fulls):,.0f} messages/s")
     _line("seed() wall time (with verify)", _stats(walls))
     _line("peak RSS parent + workers (sampled sum)", f"{memory.total_mb:,.0f} MB (this process alone "
@@ -291,6 +292,7 @@ def run_profiles(profiles: list[str], seed: int, workers: int, pg_bin: str | Non
         _line("full seed (without verify)", f"{load:.1f} s: {messages / load:,.0f} messages/s")
         _line("seed() wall time (with verify)", f"{wall:.1f} s")
         _line("phases (s)", phases)
+        _line("index builds", str(result.extra.get("index_builds", "")))
         _line("peak RSS parent + workers (sampled sum)", f"{memory.total_mb:,.0f} MB (parent {memory.own_mb:,.0f} MB, "
               f"largest worker {memory.child_mb:,.0f} MB)")
         estimated = placement.estimate.database / 1e9

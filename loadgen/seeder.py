@@ -382,8 +382,9 @@ def seed_fresh(
         with report.phase("indexes"):
             small = _Background(lambda: _finish_small_tables(conninfo))
             builds = steps.builds.get("messages", ())
+            budget = ddl.MaintenanceBudget.for_machine(len(builds))
             try:
-                ddl.run_parallel(conninfo, builds, INDEX_CONNECTIONS, ddl.MaintenanceBudget.for_machine(len(builds)))
+                ddl.run_parallel(conninfo, builds, INDEX_CONNECTIONS, budget)
             finally:
                 small.join()
         with report.phase("constraints"), psycopg.connect(conninfo, autocommit=True) as conn:
@@ -411,5 +412,7 @@ def seed_fresh(
         counts=counts, checksum=integrity.checksum, timings=timings, from_cache=False,
         cache_key=key, created_at_correlation=correlation, params=params,
         extra={"workers": workers, "chunk_rows": chunk_rows, "buckets": plan.skeleton.buckets,
-               "integrity_checks": len(integrity.checks), "foreign_keys": "proven" if deferred else "validated"},
+               "integrity_checks": len(integrity.checks), "foreign_keys": "proven" if deferred else "validated",
+               "index_builds": f"{len(builds)} at once, maintenance_work_mem {budget.work_mem_mb} MB and "
+                               f"{budget.parallel_workers} parallel workers each"},
     )
