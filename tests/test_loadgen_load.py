@@ -122,3 +122,16 @@ def test_copy_freeze_leaves_every_page_visible_and_rows_in_id_order(fresh_db: Se
         conn.execute("SET enable_seqscan = off")  # a small table: make the planner show the index-only scan
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM messages"))
         assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan, plan
+
+
+def test_maintenance_budget_shares_cores_and_memory_between_concurrent_builds() -> None:
+    from chatbench.loadgen.ddl import MaintenanceBudget
+
+    two_cores = MaintenanceBudget.for_machine(3, cores=2, available_mb=20_000)
+    assert (two_cores.parallel_workers, two_cores.work_mem_mb) == (0, 1666)  # 3 builds already fill 2 cores
+    eight_cores = MaintenanceBudget.for_machine(3, cores=8, available_mb=20_000)
+    assert eight_cores.parallel_workers == 1  # 3 builds x (leader + 1 worker) = 6 of 8 cores
+    assert MaintenanceBudget.for_machine(1, cores=2, available_mb=1_000).work_mem_mb == 250
+    assert MaintenanceBudget.for_machine(3, cores=2, available_mb=100).work_mem_mb == 64  # a floor
+    assert MaintenanceBudget.for_machine(1, cores=2, available_mb=200_000).work_mem_mb == 4096  # a cap
+    assert "maintenance_work_mem = '1666MB'" in two_cores.settings()[0]
