@@ -47,7 +47,7 @@ from chatbench.loadgen.plan import build_plan
 from chatbench.loadgen.pools import build_pools
 from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.seeder import CHUNK_ROWS, default_workers
-from chatbench.loadgen.size import check_space
+from chatbench.loadgen.size import check_space, estimate
 from chatbench.loadgen.spec import Spec
 
 from chatbench import loadgen, schema
@@ -329,8 +329,10 @@ def run_profiles(profiles: list[str], seed: int, workers: int, pg_bin: str | Non
     for name in profiles:
         spec = loadgen.load_spec(name)
         messages = spec.messages.count
-        placement = check_space(spec, backend="local", use_cache=False)
-        run_dir = disk_run_root_path() if on_disk else placement.run_dir
+        if on_disk:  # the disk root, whatever CHATBENCH_RUN_DIR says (the seed checks its room itself)
+            run_dir: Path | None = disk_run_root_path()
+        else:
+            run_dir = check_space(spec, backend="local", use_cache=False).run_dir
         with provision("local", pg_bin=pg_bin, run_dir=run_dir, announce=lambda _: None) as server:
             print(f"{name} ({messages:,} messages) in {run_dir}, PostgreSQL {server.version}, "
                   f"load average {os.getloadavg()[0]:.2f}")
@@ -350,7 +352,7 @@ def run_profiles(profiles: list[str], seed: int, workers: int, pg_bin: str | Non
         _line("index builds", str(result.extra.get("index_builds", "")))
         _line("peak RSS parent + workers during the seed", f"{memory.total_mb:,.0f} MB (parent "
               f"{memory.own_mb:,.0f} MB, largest worker {memory.child_mb:,.0f} MB; sampled sum)")
-        estimated = placement.estimate.database / 1e9
+        estimated = estimate(spec).database / 1e9
         _line("database size (the size check's estimate)", f"{size / 1e9:.2f} GB ({estimated:.2f} GB)")
         _line("checksum", result.checksum)
         print(f"  load average after: {os.getloadavg()[0]:.2f}")
