@@ -215,7 +215,10 @@ def post_load_floor(server: Server) -> dict[str, float]:
                          else f"DROP INDEX {step.name}")
         conn.execute("CHECKPOINT")
     started = time.perf_counter()
-    ddl.run_parallel(conninfo, builds, len(builds), ddl.MaintenanceBudget.for_machine(len(builds)))
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT count(*) FROM messages").fetchone()
+    budget = ddl.MaintenanceBudget.for_machine(len(builds), rows=int(row[0]) if row else 0)
+    ddl.run_parallel(conninfo, builds, len(builds), budget)
     indexes = time.perf_counter() - started
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for sql in steps.attach["messages"]:

@@ -251,7 +251,7 @@ def _load_small_tables(conninfo: str, plan: Plan, pools: Pools, steps: ddl.LoadD
             copy_bytes(conn, statement, (render(plan, pools, lo, hi) for lo, hi in blocks))
     attached = {sql.rsplit(" ", 1)[-1] for sql in steps.attach.get("conversations", ())}
     builds = [s for t in ("users", "conversations") for s in steps.builds.get(t, ()) if s.name not in attached]
-    ddl.run_parallel(conninfo, builds, 1, ddl.MaintenanceBudget.for_machine(2))
+    ddl.run_parallel(conninfo, builds, 1, ddl.MaintenanceBudget.for_machine(2, rows=plan.counts["conversations"]))
     with psycopg.connect(conninfo, autocommit=True) as conn:
         if deferred:
             _prove_foreign_keys(conn, steps.foreign_keys.get("conversations", ()))
@@ -382,7 +382,7 @@ def seed_fresh(
         with report.phase("indexes"):
             small = _Background(lambda: _finish_small_tables(conninfo))
             builds = steps.builds.get("messages", ())
-            budget = ddl.MaintenanceBudget.for_machine(len(builds))
+            budget = ddl.MaintenanceBudget.for_machine(len(builds), rows=counts["messages"])
             try:
                 ddl.run_parallel(conninfo, builds, INDEX_CONNECTIONS, budget)
             finally:

@@ -127,11 +127,11 @@ def test_copy_freeze_leaves_every_page_visible_and_rows_in_id_order(fresh_db: Se
 def test_maintenance_budget_shares_cores_and_memory_between_concurrent_builds() -> None:
     from chatbench.loadgen.ddl import MaintenanceBudget
 
-    two_cores = MaintenanceBudget.for_machine(3, cores=2, available_mb=20_000)
-    assert (two_cores.parallel_workers, two_cores.work_mem_mb) == (0, 1666)  # 3 builds already fill 2 cores
-    eight_cores = MaintenanceBudget.for_machine(3, cores=8, available_mb=20_000)
-    assert eight_cores.parallel_workers == 1  # 3 builds x (leader + 1 worker) = 6 of 8 cores
-    assert MaintenanceBudget.for_machine(1, cores=2, available_mb=1_000).work_mem_mb == 250
-    assert MaintenanceBudget.for_machine(3, cores=2, available_mb=100).work_mem_mb == 64  # a floor
-    assert MaintenanceBudget.for_machine(1, cores=2, available_mb=200_000).work_mem_mb == 4096  # a cap
-    assert "maintenance_work_mem = '1666MB'" in two_cores.settings()[0]
+    two_cores = MaintenanceBudget.for_machine(3, rows=10**7, cores=2, available_mb=20_000)
+    assert (two_cores.parallel_workers, two_cores.work_mem_mb) == (0, 64)  # 3 builds already fill 2 cores
+    assert MaintenanceBudget.for_machine(3, rows=10**7, cores=8, available_mb=20_000).parallel_workers == 1
+    # Sort memory grows only to keep one merge pass (about 200 runs), within a quarter of the memory.
+    assert MaintenanceBudget.for_machine(3, rows=10**9, cores=2, available_mb=20_000).work_mem_mb == 267
+    assert MaintenanceBudget.for_machine(3, rows=10**10, cores=2, available_mb=20_000).work_mem_mb == 1666
+    assert MaintenanceBudget.for_machine(1, rows=10**10, cores=2, available_mb=100).work_mem_mb == 64  # a floor
+    assert "maintenance_work_mem = '64MB'" in two_cores.settings()[0]
