@@ -9,8 +9,10 @@ Two stores, one contract (``fetch`` returns a ``SeedResult`` with ``from_cache=T
 
 - ``SnapshotStore`` (local backend, the cluster's own run database): the stopped data dir is copied
   into ``<cache_root>/seeds/<key>.partial-*`` with a ``meta.json``, then renamed to ``<key>``; a hit
-  replaces the throwaway cluster's data dir by the copy. A crash leaves only a ``.partial`` dir,
-  which is never read (and removed by the next save of that key).
+  replaces the throwaway cluster's data dir by the copy. Each partial is named by its run
+  (``<key>.partial-<run_id>-*``, the run's owner record locked for its life); a crash leaves only a
+  ``.partial`` dir, which is never read, and which ``chatbench clean`` removes once its run is dead.
+  A reader holds a shared lock on the entry's ``meta.json``: eviction skips entries being restored.
 - ``TemplateStore`` (container, dsn, or another database of a local server): the seeded database is
   cloned to ``cbtpl_<key>_p<token>``, described (a JSON comment with the run's owner tag) and marked
   ``datistemplate``, then renamed to ``cbtpl_<key>``; a hit re-creates the run database with
@@ -20,12 +22,14 @@ Two stores, one contract (``fetch`` returns a ``SeedResult`` with ``from_cache=T
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -36,9 +40,10 @@ from chatbench.loadgen.spec import Spec
 from psycopg import sql
 
 from chatbench import schema
+from chatbench.provision import owner
 from chatbench.provision.server import Server
 
-GENERATOR_VERSION = 3  # bump whenever the generated contents (or their physical state) change
+GENERATOR_VERSION = 4  # bump whenever the generated contents (or their physical state) change
 TEMPLATE_PREFIX = "cbtpl_"
 # Seeded snapshots kept on disk (least recently used go first); CHATBENCH_SEED_SNAPSHOTS overrides.
 _ENTRIES = os.environ.get("CHATBENCH_SEED_SNAPSHOTS", "6").strip()
@@ -94,26 +99,38 @@ class SnapshotStore:
         if server.cluster is None or not meta.is_file() or not (entry / "data").is_dir():
             return None
         started = time.perf_counter()
-        result = seed_result_from_json(json.loads(meta.read_text()))
-        server.cluster.restore_snapshot(entry / "data")
+        try:
+            with _shared_lock(meta):  # eviction skips an entry being read
+                result = seed_result_from_json(json.loads(meta.read_text()))
+                server.cluster.restore_snapshot(entry / "data")
+        except FileNotFoundError:
+            return None  # evicted between the check and the lock
         with contextlib.suppress(OSError):
             os.utime(entry)  # recently used: evicted last
         return _hit(result, server, time.perf_counter() - started, self.kind)
 
     def save(self, server: Server, key: str, result: SeedResult) -> None:
+        """Publish the stopped cluster's data dir as ``<key>``; only this run's partial is ever touched.
+
+        The partial is named by the run's id, whose owner record (``chatbench.provision.owner``) is
+        locked for the run's life: a concurrent run never touches it and ``chatbench clean`` removes it
+        only once its run is dead. When two runs seed the same key at once, the first rename publishes
+        and the other drops its copy.
+        """
         assert server.cluster is not None
         self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(f"{key}.partial-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        partial = self.root / f"{key}.partial-{server.run_id}-{secrets.token_hex(2)}"  # owner: for the janitor
+        partial = self.root / f"{key}.partial-{server.run_id}-{secrets.token_hex(2)}"  # its run's: for the janitor
+        final = self.path(key)
         partial.mkdir()
         try:
             server.cluster.save_snapshot(partial / "data")
             (partial / "meta.json").write_text(json.dumps(seed_result_to_json(result), indent=1))
-            if self.path(key).exists():
+            try:
+                partial.rename(final)
+            except OSError:
+                if not (final / "meta.json").is_file():
+                    raise
                 shutil.rmtree(partial)  # another run published the same key meanwhile
-            else:
-                partial.rename(self.path(key))
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -124,7 +141,42 @@ class SnapshotStore:
         entries = sorted((p for p in self.root.iterdir() if p.is_dir() and "." not in p.name),
                          key=lambda p: p.stat().st_mtime, reverse=True)
         for old in [p for p in entries if p.name != keep][SNAPSHOT_ENTRIES - 1:]:
-            shutil.rmtree(old, ignore_errors=True)
+            with _exclusive_lock_or_skip(old / "meta.json") as mine:
+                if mine:
+                    shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_dead_partials(root: Path | None = None) -> list[Path]:
+    """Remove half-made snapshots whose run died (SIGKILL, power loss); a live run's are left alone."""
+    return owner.remove_dead(root or snapshot_root(), "*.partial-*")
+
+
+@contextlib.contextmanager
+def _shared_lock(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _exclusive_lock_or_skip(path: Path) -> Iterator[bool]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 class TemplateStore:

@@ -12,12 +12,13 @@ bytes do not depend on which worker renders it or when.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import re
 import unicodedata
 
 import numpy as np
-from chatbench.loadgen.plan import Plan
+from chatbench.loadgen.plan import MessageRows, Plan, RenderInputs
 from chatbench.loadgen.pools import Pools, text_field
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -70,38 +71,60 @@ def _pick(pool: tuple[bytes, ...], idx: np.ndarray) -> tuple[bytes, ...] | list[
     return operator.itemgetter(*idx.tolist())(pool)
 
 
-def message_roles(plan: Plan, lo: int, hi: int, rng: np.random.Generator) -> np.ndarray:
+def message_roles(inputs: RenderInputs, conv: np.ndarray, seq: np.ndarray, tool_draw: np.ndarray) -> np.ndarray:
     """Alternating user/assistant turns; optional opening system message; some tool turns."""
-    seq = plan.msg_seq[lo:hi].astype(np.int64)
-    system = plan.conv_system[plan.msg_conv[lo:hi]]
+    seq = seq.astype(np.int64)
+    system = inputs.conv_system[conv]
     turn = seq - system  # the system message shifts the alternation by one
     roles = np.where(turn % 2 == 0, ROLE_USER, ROLE_ASSISTANT)
-    tool = (roles == ROLE_ASSISTANT) & (rng.random(hi - lo) < plan.spec.messages.tool_share)
+    tool = (roles == ROLE_ASSISTANT) & (tool_draw < inputs.tool_share)
     roles = np.where(tool, ROLE_TOOL, roles)
     return np.where(system & (seq == 0), ROLE_SYSTEM, roles)
 
 
-def message_rows(plan: Plan, pools: Pools, chunk: int, lo: int, hi: int) -> bytes:
-    """Binary COPY rows (no signature/trailer) of messages with ids ``lo + 1 .. hi``."""
-    rng = np.random.default_rng([plan.seed, _CHUNK_STREAM, chunk])
-    roles = message_roles(plan, lo, hi, rng)
+def message_rows(inputs: RenderInputs, pools: Pools, rows: MessageRows, lo: int, hi: int, chunk_rows: int) -> bytes:
+    """Binary COPY rows (no signature/trailer) of messages with ids ``lo + 1 .. hi``, all in one chunk.
+
+    ``rows`` is a skeleton slice holding them. A row's random choices depend on its chunk (row
+    index // ``chunk_rows``) and its place in it only, so any split of a chunk renders the same bytes.
+    """
+    chunk = lo // chunk_rows
+    first = chunk * chunk_rows
+    if hi > first + chunk_rows or not rows.lo <= lo <= hi <= rows.hi:
+        raise ValueError(f"rows {lo}..{hi} are not inside one chunk of {chunk_rows} and the given skeleton slice")
+    size = min(chunk_rows, inputs.total - first)
+    rng = np.random.default_rng([inputs.seed, _CHUNK_STREAM, chunk])
+    tool_draw = rng.random(size)[lo - first : hi - first]
+    text_draw = rng.random(size)[lo - first : hi - first]
+    conv = rows.conv[lo - rows.lo : hi - rows.lo]
+    roles = message_roles(inputs, conv, rows.seq[lo - rows.lo : hi - rows.lo], tool_draw)
     sizes = np.asarray(pools.role_sizes)[roles]
-    entry = np.asarray(pools.role_offsets)[roles] + (rng.random(hi - lo) * sizes).astype(np.int64)
-    conv = plan.msg_conv[lo:hi]
+    entry = np.asarray(pools.role_offsets)[roles] + (text_draw * sizes).astype(np.int64)
     fixed = _fixed(_MSG_DT, 6, [
-        np.arange(lo + 1, hi + 1, dtype=np.int64), conv.astype(np.int64) + 1, plan.conv_user[conv],
-        plan.msg_time[lo:hi],
+        np.arange(lo + 1, hi + 1, dtype=np.int64), conv.astype(np.int64) + 1, inputs.conv_user[conv],
+        rows.time[lo - rows.lo : hi - rows.lo],
     ])
     return _interleave(fixed, _pick(pools.message_fields, entry))
 
 
-def conversation_rows(plan: Plan, pools: Pools) -> bytes:
-    count = len(plan.conv_user)
+def message_pieces(total: int, lo: int, hi: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """Rows ``lo .. hi`` cut at chunk boundaries: the pieces ``message_rows`` renders."""
+    cuts = [lo, *range((lo // chunk_rows + 1) * chunk_rows, min(hi, total), chunk_rows), hi]
+    return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+SMALL_ROWS = 200_000  # users and conversations are rendered in blocks of this many rows (bounded memory)
+
+
+def conversation_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None) -> bytes:
+    """Binary COPY rows of conversations with ids ``lo + 1 .. hi`` (all by default)."""
+    hi = len(plan.conv_user) if hi is None else hi
     fixed = _fixed(_CONV_DT, 5, [
-        np.arange(1, count + 1, dtype=np.int64), plan.conv_user, plan.conv_created, plan.conv_updated,
+        np.arange(lo + 1, hi + 1, dtype=np.int64), plan.conv_user[lo:hi], plan.conv_created[lo:hi],
+        plan.conv_updated[lo:hi],
     ])
     titles = (*pools.title_fields, b"\xff\xff\xff\xff")  # index -1 -> NULL
-    return _interleave(fixed, _pick(titles, plan.conv_title.astype(np.int64)))
+    return _interleave(fixed, _pick(titles, plan.conv_title[lo:hi].astype(np.int64)))
 
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
@@ -112,14 +135,16 @@ def _slug(name: str) -> str:
     return _NON_WORD.sub(".", ascii_name).strip(".") or "user"
 
 
-def user_rows(plan: Plan, pools: Pools) -> bytes:
-    count = len(plan.user_created)
-    fixed = _fixed(_USER_DT, 4, [np.arange(1, count + 1, dtype=np.int64), plan.user_created])
-    names = (plan.user_name % len(pools.names)).tolist()
-    domains = (plan.user_domain % len(pools.email_domains)).tolist()
+def user_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None) -> bytes:
+    """Binary COPY rows of users with ids ``lo + 1 .. hi`` (all by default)."""
+    hi = len(plan.user_created) if hi is None else hi
+    fixed = _fixed(_USER_DT, 4, [np.arange(lo + 1, hi + 1, dtype=np.int64), plan.user_created[lo:hi]])
+    names = (plan.user_name[lo:hi] % len(pools.names)).tolist()
+    domains = (plan.user_domain[lo:hi] % len(pools.email_domains)).tolist()
     slugs = [_slug(n) for n in pools.names]
     tails = [
         text_field(f"{slugs[n]}.{uid}@{pools.email_domains[d]}") + text_field(pools.names[n])
-        for uid, (n, d) in enumerate(zip(names, domains, strict=True), start=1)
+        for uid, (n, d) in enumerate(zip(names, domains, strict=True), start=lo + 1)
     ]
     return _interleave(fixed, tails)
+

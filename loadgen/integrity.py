@@ -8,7 +8,8 @@ with a fixed ``TimeZone`` and ``DateStyle`` so the text of a timestamp is stable
 ``check_integrity`` verifies what a seed promises: row counts equal the spec's, no orphan rows,
 every conversation's ``updated_at`` is its last message's ``created_at``, the whales exist with their
 sizes, within a conversation (created_at, id) order equals id order, identity sequences continue
-after the data, and (when given) the checksum matches. Any failure raises ``IntegrityError``.
+after the data, and (when given) the checksum matches. Any failure raises ``IntegrityError``. The
+big table is read once in its heap and once in its history index, whatever the number of checks.
 """
 
 from __future__ import annotations
@@ -65,16 +66,22 @@ class IntegrityReport:
         )
 
 
-def _row_hash(version_num: int) -> str:
+def _row_hash(version_num: int, alias: str) -> str:
     # hash_record_extended (PG 14+) hashes the typed columns: twice as fast as hashing the row's text.
-    return "hash_record_extended(t, 0)" if version_num >= 140000 else "hashtextextended(t::text, 0)"
+    return f"hash_record_extended({alias}, 0)" if version_num >= 140000 else f"hashtextextended({alias}::text, 0)"
+
+
+def _connect(conninfo: str) -> psycopg.Connection:
+    conn = psycopg.connect(conninfo, autocommit=True)
+    conn.execute(_STABLE_TEXT)
+    conn.execute("SET work_mem = '256MB'")  # the conversations' hash table of the messages pass
+    return conn
 
 
 def _table_hash(conninfo: str, table: str, version_num: int) -> tuple[int, int]:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(_STABLE_TEXT)
+    with _connect(conninfo) as conn:
         row = conn.execute(
-            f"SELECT count(*), coalesce(sum({_row_hash(version_num)}), 0)::text FROM {table} t"
+            f"SELECT count(*), coalesce(sum({_row_hash(version_num, 't')}), 0)::text FROM {table} t"
         ).fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
@@ -96,23 +103,49 @@ def content_checksum(server: Server) -> str:
     return checksum_of(table_hashes(server.conninfo(), server.version_num))
 
 
-_QUERIES: dict[str, str] = {
-    "orphan messages (no conversation, or user differs from its owner)": """
-        SELECT count(*) FROM messages m LEFT JOIN conversations c ON c.id = m.conversation_id
-        WHERE c.id IS NULL OR c.user_id IS DISTINCT FROM m.user_id""",
-    "orphan conversations (no user)": """
-        SELECT count(*) FROM conversations c LEFT JOIN users u ON u.id = c.user_id WHERE u.id IS NULL""",
-    "conversations whose updated_at is not their last message's created_at": """
-        SELECT count(*) FROM conversations c
-        LEFT JOIN (SELECT conversation_id, max(created_at) AS last FROM messages GROUP BY 1) s
-               ON s.conversation_id = c.id
-        WHERE s.last IS DISTINCT FROM c.updated_at""",
-    "messages whose (created_at, id) order differs from id order": """
-        SELECT count(*) FROM (
-            SELECT id < lag(id) OVER w AS bad FROM messages
-            WINDOW w AS (PARTITION BY conversation_id ORDER BY created_at, id)) x
-        WHERE bad""",
-}
+ORPHAN_MESSAGES = "orphan messages (no conversation, or user differs from its owner)"
+ORPHAN_CONVERSATIONS = "orphan conversations (no user)"
+STALE_UPDATED_AT = "conversations whose updated_at is not their last message's created_at"
+ORDER = "messages whose (created_at, id) order differs from id order"
+
+
+def _messages_heap_pass(conninfo: str, version_num: int) -> tuple[tuple[int, int], int]:
+    """One scan of the messages' heap: (rows, hash sum) and the orphan count, joined as it goes."""
+    with _connect(conninfo) as conn:
+        row = conn.execute(
+            f"SELECT count(*), coalesce(sum({_row_hash(version_num, 'm')}), 0)::text, "
+            "count(*) FILTER (WHERE c.user_id IS DISTINCT FROM m.user_id) "
+            "FROM messages m LEFT JOIN conversations c ON c.id = m.conversation_id"
+        ).fetchone()
+        assert row is not None
+        return (int(row[0]), int(row[1])), int(row[2])
+
+
+def _messages_index_pass(conninfo: str) -> tuple[int, int]:
+    """One ordered pass over the history index (an index-only scan, no sort): stale updated_at, bad order.
+
+    Per conversation, in (created_at, id) order: the last created_at (compared with the conversation's
+    updated_at) and the messages whose id is lower than the one before them.
+    """
+    with _connect(conninfo) as conn:
+        row = conn.execute(
+            """SELECT count(*) FILTER (WHERE s.last IS DISTINCT FROM c.updated_at), coalesce(sum(s.bad), 0)
+               FROM conversations c LEFT JOIN (
+                   SELECT conversation_id, max(created_at) AS last, count(*) FILTER (WHERE bad) AS bad FROM (
+                       SELECT conversation_id, created_at, id < lag(id) OVER w AS bad FROM messages
+                       WINDOW w AS (PARTITION BY conversation_id ORDER BY created_at, id)) x
+                   GROUP BY conversation_id) s ON s.conversation_id = c.id"""
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+
+def _orphan_conversations(conninfo: str) -> int:
+    with _connect(conninfo) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM conversations c LEFT JOIN users u ON u.id = c.user_id WHERE u.id IS NULL"
+        ).fetchone()
+        return int(row[0]) if row else -1
 
 
 def check_integrity(
@@ -129,20 +162,29 @@ def check_integrity(
     ``result`` (a ``SeedResult``) supplies both the whales and the expected checksum. ``whales``
     maps conversation id -> message count; without whales, the largest conversations must have the
     spec's whale sizes.
+
+    The messages are read twice, concurrently: once in the heap (row count, content hash, orphans
+    by a hash join with conversations) and once in the history index (per conversation: last
+    created_at and order), instead of once per check.
     """
     if result is not None:
         whales = whales if whales is not None else {w.conversation_id: w.messages for w in result.params.whales}
         expected_checksum = expected_checksum if expected_checksum is not None else result.checksum
-    def count_bad(query: str) -> int:
-        with psycopg.connect(server.conninfo(), autocommit=True) as conn:
-            row = conn.execute(query).fetchone()
-            return int(row[0]) if row else -1
-
-    # The hashes and the join/window checks are independent scans: run them side by side.
-    with ThreadPoolExecutor(3) as pool:
-        bad_counts = {name: pool.submit(count_bad, query) for name, query in _QUERIES.items()}
-        hashes = table_hashes(server.conninfo(), server.version_num)
-        bad = {name: f.result() for name, f in bad_counts.items()}
+    conninfo, version = server.conninfo(), server.version_num
+    with ThreadPoolExecutor(5) as pool:
+        heap = pool.submit(_messages_heap_pass, conninfo, version)
+        index = pool.submit(_messages_index_pass, conninfo)
+        small = {t: pool.submit(_table_hash, conninfo, t, version) for t in ("users", "conversations")}
+        orphan_conversations = pool.submit(_orphan_conversations, conninfo)
+        messages_hash, orphan_messages = heap.result()
+        stale, disordered = index.result()
+        hashes = {**{t: f.result() for t, f in small.items()}, "messages": messages_hash}
+        bad = {
+            ORPHAN_MESSAGES: orphan_messages,
+            ORPHAN_CONVERSATIONS: orphan_conversations.result(),
+            STALE_UPDATED_AT: stale,
+            ORDER: disordered,
+        }
     checksum = checksum_of(hashes)
     expected_counts = {
         "users": spec.users.count, "conversations": spec.conversations.count, "messages": spec.messages.count,
@@ -151,7 +193,7 @@ def check_integrity(
         IntegrityCheck(f"rows in {t}", hashes[t][0] == expected_counts[t], str(expected_counts[t]), str(hashes[t][0]))
         for t in TABLES
     ]
-    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         for name, count in bad.items():
             checks.append(IntegrityCheck(name, count == 0, "0", str(count)))
         sizes = spec.whale_sizes()

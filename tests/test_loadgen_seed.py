@@ -247,7 +247,9 @@ def test_local_snapshot_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert not miss.from_cache and miss.extra["cache"] == "snapshot"
         entry = tmp_path / "seeds" / key
         assert json.loads((entry / "meta.json").read_text())["checksum"] == miss.checksum
-        assert not partial.exists()
+        assert partial.exists()  # not this run's: a save removes only its own partial (``clean`` the dead)
+        # The run's own partial and owner record are gone: only the entry and the stranger remain.
+        assert sorted(p.name for p in (tmp_path / "seeds").iterdir()) == sorted([key, partial.name])
         hit = loadgen.seed(server, spec, progress=False)
         assert hit.from_cache and hit.checksum == miss.checksum and hit.params == miss.params
         loadgen.check_integrity(server, spec, expected_checksum=miss.checksum)

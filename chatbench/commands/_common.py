@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 from chatbench import output
 from chatbench.errors import ConfigError
@@ -22,9 +23,12 @@ def announce(message: str) -> None:
 
 
 @contextlib.contextmanager
-def server_from(settings: Settings) -> Iterator[Server]:
-    """Provision the one server the settings ask for, announcing on the console."""
-    with provision_from(settings, announce=announce) as server:
+def server_from(settings: Settings, run_dir: Path | None = None) -> Iterator[Server]:
+    """Provision the one server the settings ask for, announcing on the console.
+
+    ``run_dir``: where a local cluster goes, when a size check chose (e.g. disk for a big seed).
+    """
+    with provision_from(settings, announce=announce, run_dir=run_dir) as server:
         yield server
 
 

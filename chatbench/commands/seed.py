@@ -35,10 +35,15 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench import loadgen
+    from chatbench.loadgen.size import check_space
 
     spec = loadgen.load_spec(settings.profile, settings.spec, _overrides(settings.set))
     require_writable(settings, "seeding replaces every table")
-    with server_from(settings) as server:
+    backend = "dsn" if settings.dsn is not None and settings.backend in ("auto", "dsn") else settings.backend
+    placement = check_space(spec, backend=backend, use_cache=settings.cache)  # before any server starts
+    if placement.note:
+        out.note(placement.note)
+    with server_from(settings, run_dir=placement.run_dir) as server:
         started = time.perf_counter()
         result = loadgen.seed(server, spec, seed=settings.seed, workers=settings.workers, order=settings.order,
                               use_cache=settings.cache, progress=True)

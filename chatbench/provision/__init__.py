@@ -79,8 +79,12 @@ def provision(
     start_timeout: float | None = None,
     dsn_field: str = "--dsn",
     announce: Announce = _stderr,
+    run_dir: Path | None = None,
 ) -> Iterator[Server]:
-    """Provide a server for one run and tear it down afterwards, whatever happens."""
+    """Provide a server for one run and tear it down afterwards, whatever happens.
+
+    ``run_dir``: where a local cluster lives instead of the default run root (a size check chose it).
+    """
     chosen = resolve_backend(backend, dsn=dsn, announce=announce)
     run_id = new_run_id()
     wanted = dict(BENCHMARK_SETTINGS if settings is None else settings)
@@ -91,7 +95,7 @@ def provision(
         # The owner record exists (locked) before anything it describes, and goes after all of it.
         stack.callback(Lease(run_id).acquire().release)
         if chosen == "local":
-            server = _local(run_id, pg_bin, wanted, stack, announce, timeout)
+            server = _local(run_id, pg_bin, wanted, stack, announce, timeout, run_dir)
         elif chosen == "container":
             server = _container(run_id, image, wanted, stack, timeout)
         else:
@@ -108,11 +112,12 @@ def _local(
     stack: contextlib.ExitStack,
     announce: Announce,
     timeout: float,
+    run_dir: Path | None = None,
 ) -> Server:
     from chatbench.provision.local import start_local_cluster
     from chatbench.provision.probe import read_version_and_settings
 
-    cluster = start_local_cluster(run_id, pg_bin, settings, timeout=timeout)
+    cluster = start_local_cluster(run_id, pg_bin, settings, timeout=timeout, run_dir=run_dir)
     stack.callback(cluster.stop)
     if cluster.user.switched:
         announce(f"running PostgreSQL as OS user {cluster.user.name!r}: postgres refuses to run as root")

@@ -127,14 +127,16 @@ def choice_text(choice: ServerChoice) -> str:
 
 
 @contextlib.contextmanager
-def provision_from(settings: Settings, *, announce: Announce) -> Iterator[Server]:
-    """Provision the one server the settings ask for (every single-server command, the benchmark suite)."""
-    with provision_choice(one_server(settings, announce=announce), settings, announce=announce) as server:
+def provision_from(settings: Settings, *, announce: Announce, run_dir: Path | None = None) -> Iterator[Server]:
+    """Provision the one server the settings ask for (every single-server command, the benchmark suite);
+    ``run_dir``: where a local cluster lives when a size check chose the disk over tmpfs."""
+    with provision_choice(one_server(settings, announce=announce), settings, announce=announce,
+                          run_dir=run_dir) as server:
         yield server
 
 
 def provision_choice(
-    choice: ServerChoice, settings: Settings, *, announce: Announce
+    choice: ServerChoice, settings: Settings, *, announce: Announce, run_dir: Path | None = None
 ) -> contextlib.AbstractContextManager[Server]:
     """Provision one chosen server with the settings' server options (the sign-off runs several)."""
     return provision(
@@ -146,4 +148,5 @@ def provision_choice(
         allow_destructive=settings.allow_destructive,
         start_timeout=settings.start_timeout,
         announce=announce,
+        run_dir=run_dir,
     )

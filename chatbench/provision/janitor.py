@@ -40,7 +40,7 @@ from chatbench.provision.owner import (
     owner_alive,
     staging_of,
 )
-from chatbench.provision.paths import run_root, seed_snapshot_root
+from chatbench.provision.paths import disk_run_root_path, run_root, seed_snapshot_root
 from chatbench.provision.process import pid_alive
 
 DATABASE_GRACE_SECONDS = 2.0
@@ -73,19 +73,26 @@ def _stale(path: Path) -> bool:
 
 
 def clean_local(root: Path | None = None) -> list[Removed]:
-    """Clusters of dead runs (server stopped, directory removed), then the dead runs' records."""
+    """Clusters of dead runs (server stopped, directory removed), then the dead runs' records.
+
+    Clusters live in the run root or, when a size check put a large one on disk, in the disk run root
+    beside the cache; their runs' owner records are in the run root either way (``root`` replaces both).
+    """
     removed: list[Removed] = []
-    base = root or run_root()
-    for cluster in sorted(base.glob(f"{CLUSTER_PREFIX}*")):
-        if not cluster.is_dir() or not _dead_or_stale(cluster, cluster.name[len(CLUSTER_PREFIX):], base):
-            continue
-        try:
-            _kill_postmaster(cluster / "data")
-            shutil.rmtree(cluster)
-            removed.append(Removed("cluster", cluster.name, True))
-        except OSError as exc:
-            removed.append(Removed("cluster", cluster.name, False, str(exc)))
-    for temporary in base.glob(f".{LEASE_PREFIX}*{LEASE_SUFFIX}.*.tmp"):
+    leases = root or run_root()
+    disk = disk_run_root_path()
+    bases = [leases] if root is not None else [leases, *([disk] if disk.is_dir() else [])]
+    for base in bases:
+        for cluster in sorted(base.glob(f"{CLUSTER_PREFIX}*")):
+            if not cluster.is_dir() or not _dead_or_stale(cluster, cluster.name[len(CLUSTER_PREFIX):], leases):
+                continue
+            try:
+                _kill_postmaster(cluster / "data")
+                shutil.rmtree(cluster)
+                removed.append(Removed("cluster", cluster.name, True))
+            except OSError as exc:
+                removed.append(Removed("cluster", cluster.name, False, str(exc)))
+    for temporary in leases.glob(f".{LEASE_PREFIX}*{LEASE_SUFFIX}.*.tmp"):
         if lease_state(temporary) == "dead":  # an owner record its run never got to publish
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
@@ -113,7 +120,8 @@ def clean_records(root: Path | None = None) -> list[Removed]:
     base = root or run_root()
     for record in sorted(base.glob(f"{LEASE_PREFIX}*{LEASE_SUFFIX}")):
         run_id = record.name[len(LEASE_PREFIX):-len(LEASE_SUFFIX)]
-        if (base / f"{CLUSTER_PREFIX}{run_id}").exists() or lease_state(record) != "dead":
+        clusters = (base / f"{CLUSTER_PREFIX}{run_id}", disk_run_root_path() / f"{CLUSTER_PREFIX}{run_id}")
+        if any(c.exists() for c in clusters) or lease_state(record) != "dead":
             continue
         staging = staging_of(record)
         if staging is not None and staging.name.startswith(STAGING_PREFIX):  # a report set a killed run staged

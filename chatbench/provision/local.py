@@ -29,7 +29,7 @@ from chatbench.files import write_atomically
 from chatbench.provision.binaries import PgBinaries, resolve_binaries, runnable_binaries
 from chatbench.provision.osuser import OsUser, server_os_user
 from chatbench.provision.owner import current_tag
-from chatbench.provision.paths import cache_root, run_root
+from chatbench.provision.paths import cache_root, ensure, run_root
 from chatbench.provision.probe import wait_until_ready
 from chatbench.provision.process import pid_alive as _pid_alive
 
@@ -258,13 +258,17 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def start_local_cluster(
-    run_id: str, pg_bin: str | Path | None, settings: dict[str, str], *, timeout: float = 60.0
+    run_id: str, pg_bin: str | Path | None, settings: dict[str, str], *, timeout: float = 60.0,
+    run_dir: Path | None = None,
 ) -> LocalCluster:
-    """Copy the pristine data dir for this build, start it on a free loopback port, wait until ready."""
+    """Copy the pristine data dir for this build, start it on a free loopback port, wait until ready.
+
+    The cluster lives in ``run_dir`` (a size check chose it; created if needed) or the default run root.
+    """
     user = server_os_user()
     binaries = runnable_binaries(resolve_binaries(pg_bin), user)
     pristine = pristine_data_dir(binaries, user)
-    root = run_root() / f"{CLUSTER_PREFIX}{run_id}"
+    root = (ensure(run_dir) if run_dir is not None else run_root()) / f"{CLUSTER_PREFIX}{run_id}"
     root.mkdir(mode=0o755)  # after the run's owner record (provision() holds it): never unowned
     cluster = LocalCluster(root, binaries, user, free_port(), dict(settings))
     try:
@@ -279,7 +283,6 @@ def start_local_cluster(
     except BaseException:
         cluster.stop()
         raise
-    cluster = LocalCluster(root, binaries, user, free_port(), dict(settings))
     try:
         _copy_tree(pristine, cluster.data)
         cluster.socket_dir.mkdir(mode=0o755)

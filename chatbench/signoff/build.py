@@ -21,6 +21,7 @@ def provision_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
                 allow_destructive=options.allow_destructive,
                 start_timeout=options.start_timeout,
                 announce=ctx.display.note,
+                run_dir=ctx.run_dir,
             )
         )
         if server.url.password:

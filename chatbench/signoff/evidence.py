@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.loadgen.result import SeedResult
@@ -66,3 +67,4 @@ class StageContext:
     spec: Spec  # the data spec of ``options.profile``
     baselines: tuple[tuple[str, BenchmarkRun], ...]
     secrets: set[str]  # passwords met on the way (scrubbed from every report file)
+    run_dir: Path | None = None  # where a local cluster lives when the size check chose the disk over tmpfs

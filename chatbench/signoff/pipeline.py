@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import redact
@@ -26,10 +27,23 @@ from chatbench.signoff.stages import TEARDOWN, planned_stages, stages_for
 
 
 def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, frozenset[str]]:
-    """Run the pipeline on every chosen server; returns the sign-off and the secrets to scrub from files."""
-    from chatbench import __version__ as version
-    from chatbench import schema
+    """Run the pipeline on every chosen server; returns the sign-off and the secrets to scrub from files.
 
+    The size check runs first, for every server: a profile too large for the disk is refused (one
+    line, exit 2) before any server starts; a local cluster too large for tmpfs goes to disk.
+    """
+    from chatbench import __version__ as version
+    from chatbench import loadgen, schema
+    from chatbench.loadgen.size import check_space
+
+    spec = loadgen.load_spec(options.profile)
+    smaller = tuple(loadgen.load_spec(p) for p in options.scaling())
+    placements = {
+        choice: check_space(spec, backend=choice.backend, use_cache=options.use_cache, also=smaller)
+        for choice in options.servers
+    }
+    for note in sorted({p.note for p in placements.values() if p.note}):
+        display.note(note)
     started = time.perf_counter()
     baselines = load_baselines(options.baseline) if options.baseline is not None else ()
     check_baseline_profile(baselines, options)
@@ -38,7 +52,7 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
     for index, choice in enumerate(options.servers, start=1):
         if len(options.servers) > 1:
             display.console.rule(f"server {index} of {len(options.servers)}: {choice_text(choice)}")
-        targets.append(run_target(choice, options, display, baselines, found_secrets))
+        targets.append(run_target(choice, options, display, baselines, found_secrets, placements[choice].run_dir))
     signoff = Signoff(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         profile=options.profile,
@@ -59,6 +73,7 @@ def run_target(
     display: Display,
     baselines: Sequence[tuple[str, BenchmarkRun]],
     found_secrets: set[str],
+    run_dir: Path | None = None,
 ) -> TargetSignoff:
     """The whole pipeline on one server. Never raises for a stage failure: it is recorded instead."""
     from chatbench import loadgen
@@ -67,7 +82,7 @@ def run_target(
     evidence = Evidence()
     stack = contextlib.ExitStack()
     ctx = StageContext(options, choice, display, rec, stack, loadgen.load_spec(options.profile), tuple(baselines),
-                       found_secrets)
+                       found_secrets, run_dir)
     try:
         for stage in stages_for(options):
             evidence = stage.run(ctx, evidence)
