@@ -40,14 +40,11 @@ from chatbench.loadgen.spec import Spec
 from psycopg import sql
 
 from chatbench import schema
-from chatbench.provision import owner
 from chatbench.provision.server import Server
 
 GENERATOR_VERSION = 4  # bump whenever the generated contents (or their physical state) change
 TEMPLATE_PREFIX = "cbtpl_"
 # Seeded snapshots kept on disk (least recently used go first); CHATBENCH_SEED_SNAPSHOTS overrides.
-_ENTRIES = os.environ.get("CHATBENCH_SEED_SNAPSHOTS", "6").strip()
-SNAPSHOT_ENTRIES = max(1, int(_ENTRIES)) if _ENTRIES.isdigit() else 6
 
 
 def cache_key(server: Server, spec: Spec, seed: int, order: str) -> str:
@@ -137,18 +134,16 @@ class SnapshotStore:
         self.evict(keep=key)
 
     def evict(self, keep: str) -> None:
-        """Keep the ``SNAPSHOT_ENTRIES`` most recently used snapshots (1M messages take ~0.6 GB)."""
+        """Keep the ``seed_snapshots`` setting's most recently used snapshots (1M messages take ~0.6 GB)."""
+        from chatbench.settings import current
+
+        limit = int(current("seed_snapshots"))
         entries = sorted((p for p in self.root.iterdir() if p.is_dir() and "." not in p.name),
                          key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in [p for p in entries if p.name != keep][SNAPSHOT_ENTRIES - 1:]:
+        for old in [p for p in entries if p.name != keep][limit - 1:]:
             with _exclusive_lock_or_skip(old / "meta.json") as mine:
                 if mine:
                     shutil.rmtree(old, ignore_errors=True)
-
-
-def remove_dead_partials(root: Path | None = None) -> list[Path]:
-    """Remove half-made snapshots whose run died (SIGKILL, power loss); a live run's are left alone."""
-    return owner.remove_dead(root or snapshot_root(), "*.partial-*")
 
 
 @contextlib.contextmanager

@@ -41,7 +41,6 @@ from chatbench.errors import ChatbenchError, redact
 OnRows = Callable[[int], None]
 # A piece (50k rows by default) renders in a few tens of milliseconds; this long without a byte
 # from the worker whose turn it is means it is stuck, and waiting for ever would hang the run.
-STALL_SECONDS = float(os.environ.get("CHATBENCH_COPY_STALL_SECONDS", "120"))
 _HEADER = struct.Struct("<q")
 _PIPE_BYTES = 1 << 20  # a larger pipe buffer: fewer wake-ups per piece (best effort)
 
@@ -247,7 +246,11 @@ class RenderWorkers:
         return LoadError(f"render worker {proc.pid} exited with code {proc.exitcode} before sending all rows")
 
     def pieces(self) -> Iterator[tuple[int, bytearray]]:
-        """(rows, bytes) of every message piece, in id order, as buckets become ready."""
+        """(rows, bytes) of every message piece, in id order, as buckets become ready; a worker that sends
+        nothing for the ``copy_stall_seconds`` setting fails the seed instead of hanging it."""
+        from chatbench.settings import current
+
+        stall_seconds = float(current("copy_stall_seconds"))
         while (ready := self._ready.get()) is not None:
             if isinstance(ready, BaseException):
                 raise ready
@@ -260,9 +263,9 @@ class RenderWorkers:
                 def check(worker: int = worker, since: float = waited_since) -> None:
                     if self._procs[worker].exitcode not in (None, 0):
                         raise self._failure(worker)
-                    if time.monotonic() - since > STALL_SECONDS:
+                    if time.monotonic() - since > stall_seconds:
                         raise LoadError(
-                            f"render worker {self._procs[worker].pid} sent nothing for {STALL_SECONDS:.0f} s; "
+                            f"render worker {self._procs[worker].pid} sent nothing for {stall_seconds:.0f} s; "
                             "the seed was abandoned (nothing is cached); run again, or with --workers 1"
                         )
 

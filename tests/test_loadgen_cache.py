@@ -1,7 +1,8 @@
 """The seeded-snapshot cache under concurrency and crashes: runs never destroy each other's work.
 
-Every save first claims its partial (an owner record written atomically, locked for the run's life);
-a save removes only its own partial, and ``chatbench clean`` removes partials whose owner is dead.
+A save's partial is named by its run (``<key>.partial-<run_id>-*``), whose owner record is locked for
+the run's life; a save removes only its own partial, and ``chatbench clean`` removes partials whose
+run is dead.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chatbench.loadgen.cache import remove_dead_partials, snapshot_root
+from chatbench.loadgen.cache import snapshot_root
 
 from chatbench import loadgen
-from chatbench.provision import owner, provision
+from chatbench.provision import provision
+from chatbench.provision.janitor import clean_snapshot_partials
+from chatbench.provision.owner import GRACE_SECONDS, lease_path, lease_state
 from chatbench.provision.paths import run_root
 
 SMALL = ("--profile", "smoke", "--set", "messages.count=8000", "--set", "conversations.count=500")
@@ -42,21 +45,26 @@ def _env(run_dir: Path) -> dict[str, str]:
     return {**os.environ, "CHATBENCH_RUN_DIR": str(run_dir)}
 
 
-def _holder(target: Path) -> subprocess.Popen[str]:
-    """Another process that claims ``target`` (as a save does), makes it, and stays alive."""
+def _holder(seeds: Path, key: str, run_dir: Path) -> tuple[subprocess.Popen[str], Path, str]:
+    """Another process that holds a run's owner record in ``run_dir`` and makes that run's partial of
+    ``key`` (as a save does), then stays alive; returns it, the partial and the run id."""
+    run_id = secrets.token_hex(4)
+    partial = seeds / f"{key}.partial-{run_id}-{secrets.token_hex(2)}"
     script = (
         "import sys, time, pathlib\n"
-        "from chatbench.provision import owner\n"
-        "target = pathlib.Path(sys.argv[1])\n"
-        "held = owner.claim(target)\n"
+        "from chatbench.provision.owner import Lease\n"
+        "Lease(sys.argv[1], pathlib.Path(sys.argv[2])).acquire()\n"
+        "target = pathlib.Path(sys.argv[3])\n"
         "(target / 'data').mkdir(parents=True)\n"
         "(target / 'meta.json').write_text('{}')\n"
         "print('ready', flush=True)\n"
         "time.sleep(600)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", script, run_id, str(run_dir), str(partial)],
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return proc
+    return proc, partial, run_id
 
 
 def test_two_cold_seeds_of_one_spec_at_once_both_succeed_and_publish_one_entry(run_dir: Path) -> None:
@@ -98,59 +106,73 @@ def test_a_save_leaves_another_live_runs_partial_alone(run_dir: Path) -> None:
         key = loadgen.cache_key(server, spec, seed, "time")
         seeds = snapshot_root()
         seeds.mkdir(parents=True, exist_ok=True)
-        theirs = seeds / f"{key}.partial-{secrets.token_hex(4)}"
-        holder = _holder(theirs)
+        holder, theirs, run_id = _holder(seeds, key, run_root())
         try:
             result = loadgen.seed(server, spec, seed=seed, progress=False)
             assert result.extra["cache"] == "snapshot"
-            assert (theirs / "meta.json").is_file() and owner.owner_alive(theirs)  # untouched
-            assert theirs not in remove_dead_partials() and theirs.exists()  # what clean does: alive, kept
+            assert (theirs / "meta.json").is_file()  # untouched
+            assert lease_state(lease_path(run_id)) == "alive"
+            assert theirs.name not in [r.name for r in clean_snapshot_partials()] and theirs.exists()
         finally:
             holder.kill()
             holder.wait(timeout=10)
             shutil.rmtree(seeds / key, ignore_errors=True)
-        assert not owner.owner_alive(theirs)
-        assert theirs in remove_dead_partials()
-        assert not theirs.exists() and not owner.record_of(theirs).exists()
+        assert lease_state(lease_path(run_id)) == "dead"
+        assert theirs.name in [r.name for r in clean_snapshot_partials()]
+        assert not theirs.exists()
+        lease_path(run_id).unlink(missing_ok=True)
 
 
 def test_clean_removes_a_dead_runs_partial_and_keeps_a_live_one(run_dir: Path) -> None:
     seeds = snapshot_root()
     seeds.mkdir(parents=True, exist_ok=True)
-    live = seeds / f"{secrets.token_hex(8)}.partial-{secrets.token_hex(4)}"
-    dead = seeds / f"{secrets.token_hex(8)}.partial-{secrets.token_hex(4)}"
-    stale = seeds / f"{secrets.token_hex(8)}.partial-{secrets.token_hex(4)}"  # an older version's: no record
+    (living, live, _), (dying, dead, _) = _holder(seeds, secrets.token_hex(8), run_dir), \
+        _holder(seeds, secrets.token_hex(8), run_dir)
+    stale = seeds / f"{secrets.token_hex(8)}.partial-{secrets.token_hex(4)}"  # no run's record
     fresh = seeds / f"{secrets.token_hex(8)}.partial-{secrets.token_hex(4)}"
-    living, dying = _holder(live), _holder(dead)
     for orphan in (stale, fresh):
         (orphan / "data").mkdir(parents=True)
-    old = time.time() - owner.ORPHAN_GRACE_SECONDS - 60
+    old = time.time() - GRACE_SECONDS - 60
     os.utime(stale, (old, old))
     try:
         dying.send_signal(signal.SIGKILL)  # a run killed while saving its snapshot
         dying.wait(timeout=10)
-        assert dead.exists() and owner.record_of(dead).exists()
+        assert dead.exists()
         done = subprocess.run([sys.executable, "-m", "chatbench", "clean"], capture_output=True, text=True,
                               timeout=120, env=_env(run_dir))
         assert done.returncode == 0, done.stderr
-        assert f"partial seeds/{dead.name}: removed" in done.stderr
-        assert f"partial seeds/{stale.name}: removed" in done.stderr
-        assert not dead.exists() and not owner.record_of(dead).exists() and not stale.exists()
-        assert live.exists() and owner.owner_alive(live)  # its owner is alive: never touched
+        assert dead.name in done.stderr and stale.name in done.stderr
+        assert not dead.exists() and not stale.exists()
+        assert live.exists()  # its run is alive: never touched
         assert fresh.exists()  # no record but young: maybe a run of an older version still saving
     finally:
         living.kill()
         living.wait(timeout=10)
         for path in (live, dead, stale, fresh):
             shutil.rmtree(path, ignore_errors=True)
-            owner.record_of(path).unlink(missing_ok=True)
 
 
-def test_owner_record_is_written_before_the_target_and_released_after() -> None:
-    base = run_root() / f"test-owner-{secrets.token_hex(4)}"
-    with owner.owned(base) as held:
-        assert held.record.exists() and not base.exists()
-        assert json.loads(held.record.read_text())["pid"] == os.getpid()
-        assert owner.owner_alive(base)
-        assert owner.remove_dead(base.parent, base.name) == []  # alive: left alone
-    assert not held.record.exists() and not owner.owner_alive(base)
+def test_a_killed_seeds_skeleton_is_removed_by_clean(run_dir: Path, tmp_path: Path) -> None:
+    """The spilled message skeleton is owned like a report set's staging folder: SIGKILL the seed while
+    it copies and ``chatbench clean`` removes the skeleton (and its owner record)."""
+    from chatbench.provision.owner import STAGING_PREFIX
+
+    env = {**_env(run_dir), "CHATBENCH_FAULT_STOP_AT": "seed.copy.rows", "CHATBENCH_FAULT_DIR": str(tmp_path)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "seed", "--backend", "local", *SMALL, "--no-cache"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(run_dir.rglob(f"{STAGING_PREFIX}skeleton-*")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        skeletons = list(run_dir.rglob(f"{STAGING_PREFIX}skeleton-*"))
+        assert skeletons
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    done = subprocess.run([sys.executable, "-m", "chatbench", "clean"], capture_output=True, text=True,
+                          timeout=120, env=_env(run_dir))
+    assert done.returncode == 0, done.stderr
+    assert not list(run_dir.rglob(f"{STAGING_PREFIX}skeleton-*")), done.stderr
+    assert not list(run_dir.glob("run-*.owner")), done.stderr

@@ -115,8 +115,10 @@ def test_it(seeded_chat_db):
 """)
     done = _pytest(project, run_dir=private_run_dir)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "tests/test_app.py::test_it: seeded_chat_db parameter 'huge' is not a profile; use one of ci, " \
-           "release, scale, smoke" in done.stdout
+    from chatbench.loadgen import profiles
+
+    assert ("tests/test_app.py::test_it: seeded_chat_db parameter 'huge' is not a profile; use one of "
+            f"{', '.join(profiles())}" in done.stdout)
     assert "Traceback" not in done.stdout + done.stderr
     assert not private_run_dir.exists() or not any(private_run_dir.iterdir())
 

@@ -130,23 +130,30 @@ def choice_text(choice: ServerChoice) -> str:
 def provision_from(settings: Settings, *, announce: Announce, run_dir: Path | None = None) -> Iterator[Server]:
     """Provision the one server the settings ask for (every single-server command, the benchmark suite);
     ``run_dir``: where a local cluster lives when a size check chose the disk over tmpfs."""
-    with provision_choice(one_server(settings, announce=announce), settings, announce=announce,
-                          run_dir=run_dir) as server:
+    with provision_choice(one_server(settings, announce=announce), use_dsn_database=settings.use_dsn_database,
+                          allow_destructive=settings.allow_destructive, start_timeout=settings.start_timeout,
+                          announce=announce, run_dir=run_dir) as server:
         yield server
 
 
 def provision_choice(
-    choice: ServerChoice, settings: Settings, *, announce: Announce, run_dir: Path | None = None
+    choice: ServerChoice,
+    *,
+    use_dsn_database: bool,
+    allow_destructive: bool,
+    start_timeout: float,
+    announce: Announce,
+    run_dir: Path | None = None,
 ) -> contextlib.AbstractContextManager[Server]:
-    """Provision one chosen server with the settings' server options (the sign-off runs several)."""
+    """Provision one chosen server (the sign-off runs several, one after another)."""
     return provision(
         choice.backend,
         pg_bin=choice.pg_bin,
         image=choice.image,
         dsn=choice.dsn,
-        use_dsn_database=settings.use_dsn_database,
-        allow_destructive=settings.allow_destructive,
-        start_timeout=settings.start_timeout,
+        use_dsn_database=use_dsn_database,
+        allow_destructive=allow_destructive,
+        start_timeout=start_timeout,
         announce=announce,
         run_dir=run_dir,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from chatbench.provision import provision
+from chatbench.provision.choice import provision_choice
 from chatbench.signoff.evidence import Evidence, StageContext
 
 
@@ -12,17 +12,9 @@ def provision_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     options, choice = ctx.options, ctx.choice
     with ctx.rec.stage("provision") as note:
         server = ctx.stack.enter_context(
-            provision(
-                choice.backend,
-                pg_bin=choice.pg_bin,
-                image=choice.image,
-                dsn=choice.dsn,
-                use_dsn_database=options.use_dsn_database,
-                allow_destructive=options.allow_destructive,
-                start_timeout=options.start_timeout,
-                announce=ctx.display.note,
-                run_dir=ctx.run_dir,
-            )
+            provision_choice(choice, use_dsn_database=options.use_dsn_database,
+                             allow_destructive=options.allow_destructive, start_timeout=options.start_timeout,
+                             announce=ctx.display.note, run_dir=ctx.run_dir)
         )
         if server.url.password:
             ctx.secrets.add(str(server.url.password))
