@@ -72,6 +72,19 @@ def test_a_noisy_slope_falls_back_to_proportional() -> None:
     assert "add a column of the new type" in finding.rewrite
 
 
+def test_a_slope_within_the_noise_falls_back_to_proportional() -> None:
+    """A table rewritten at both sizes in about the same few milliseconds (what CI saw for the small
+    ``users`` table): fitting 3.0 ms and 3.1 ms would extrapolate to half a second and pass the budget."""
+    sql = "ALTER TABLE messages ADD COLUMN x timestamptz NOT NULL DEFAULT clock_timestamp()"
+    small = _size(20_000, _run(sql, 0.0030, rewrites=("messages",)))
+    large = _size(200_000, _run(sql, 0.0031, rewrites=("messages",)))
+    (estimate,) = extrapolate(small, large, 1_000_000_000)
+    assert estimate.scales and math.isclose(estimate.extrapolated_s, 0.0031 * 5000)
+    assert "too noisy to fit" in estimate.basis
+    (finding, *_) = judge((small, large), (estimate,), load_budgets())
+    assert finding.severity == "FAIL" and finding.rule == "blocking"
+
+
 def test_a_failed_migration_is_one_fail_naming_the_statement() -> None:
     broken = replace(_run("ALTER TABLE nope ADD COLUMN x int", 0.001), error="UndefinedTable: relation does not exist")
     size = replace(_size(20_000, broken), outcome="failed", failure="statement 1 (line 1) failed: UndefinedTable")
