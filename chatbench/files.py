@@ -21,13 +21,15 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
 
 
-def write_atomically(path: str | Path, text: str, *, what: str | None = None) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename in the same folder."""
+def write_atomically(path: str | Path, text: str, *, what: str | None = None, mode: int = 0o666) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file and a rename in the same folder;
+    ``mode`` (before the umask) is the new file's from its first byte (0o600: a file holding a secret)."""
     target = Path(path)
     temporary = temporary_name(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "w", encoding="utf-8") as handle:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(temporary, target)
     except OSError as exc:

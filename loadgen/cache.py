@@ -44,7 +44,6 @@ from chatbench.provision.server import Server
 
 GENERATOR_VERSION = 4  # bump whenever the generated contents (or their physical state) change
 TEMPLATE_PREFIX = "cbtpl_"
-# Seeded snapshots kept on disk (least recently used go first); CHATBENCH_SEED_SNAPSHOTS overrides.
 
 
 def cache_key(server: Server, spec: Spec, seed: int, order: str) -> str:

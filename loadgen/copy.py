@@ -39,8 +39,6 @@ from chatbench.loadgen.pools import Pools
 from chatbench.errors import ChatbenchError, redact
 
 OnRows = Callable[[int], None]
-# A piece (50k rows by default) renders in a few tens of milliseconds; this long without a byte
-# from the worker whose turn it is means it is stuck, and waiting for ever would hang the run.
 _HEADER = struct.Struct("<q")
 _PIPE_BYTES = 1 << 20  # a larger pipe buffer: fewer wake-ups per piece (best effort)
 
@@ -246,8 +244,9 @@ class RenderWorkers:
         return LoadError(f"render worker {proc.pid} exited with code {proc.exitcode} before sending all rows")
 
     def pieces(self) -> Iterator[tuple[int, bytearray]]:
-        """(rows, bytes) of every message piece, in id order, as buckets become ready; a worker that sends
-        nothing for the ``copy_stall_seconds`` setting fails the seed instead of hanging it."""
+        """(rows, bytes) of every message piece, in id order, as buckets become ready. A piece (50k rows by
+        default) renders in a few tens of milliseconds: a worker whose turn it is that sends nothing for
+        the ``copy_stall_seconds`` setting is stuck, and the seed fails instead of hanging."""
         from chatbench.settings import current
 
         stall_seconds = float(current("copy_stall_seconds"))

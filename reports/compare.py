@@ -399,9 +399,6 @@ class MeasuredNoise:
         return (f"±{self.total:.0%}: the {probe} varied ±{self.current:.0%} in this run and "
                 f"±{self.baseline:.0%} in the baseline, and moved {self.shift:+.0%} between them")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"total": self.total}
-
 
 def _probe_medians(run: BenchmarkRun, basis: Basis) -> list[float]:
     name = "cpu_loop_cpu_ms" if basis == "CPU time" else "cpu_loop_ms"

@@ -97,8 +97,9 @@ def write_set(texts: dict[str, str], out_dir: str | Path, secrets: tuple[str, ..
 
 
 def _remove_dead_staging(folder: Path) -> None:
-    """Staging folders of runs that died while writing (their pid is in the name)."""
+    """Report staging folders (``<STAGING_PREFIX><pid>-<token>``) of runs that died while writing. Other
+    folders a lease owns under the same prefix (a seed's spilled skeleton) are the janitor's to judge."""
     for stale in folder.glob(f"{STAGING_PREFIX}*"):
-        pid = stale.name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if not pid.isdigit() or not pid_alive(int(pid)):
+        pid, _, token = stale.name[len(STAGING_PREFIX):].partition("-")
+        if pid.isdigit() and token and not pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)

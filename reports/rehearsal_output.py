@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports import rehearsal_html, rehearsal_junit, rehearsal_markdown
-from chatbench.reports.output import scrub
+from chatbench.reports.output import write_set
 from chatbench.reports.render_json import _dump
 
 REHEARSAL_FILES = ("rehearsal.md", "rehearsal.html", "rehearsal.json", "rehearsal.junit.xml")
@@ -21,12 +21,7 @@ def render_json(r: Rehearsal) -> str:
 
 
 def write_rehearsal(r: Rehearsal, out_dir: Path, *, secrets: Iterable[str] = ()) -> dict[str, Path]:
+    """The four files as one set (staged, then renamed into place), scrubbed of ``secrets``."""
     texts = dict(zip(REHEARSAL_FILES, (rehearsal_markdown.render_rehearsal(r), rehearsal_html.render_rehearsal(r),
                                        render_json(r), rehearsal_junit.render_rehearsal(r)), strict=True))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for name, text in texts.items():
-        path = out_dir / name
-        path.write_text(scrub(text, tuple(secrets)), encoding="utf-8")
-        written[name] = path
-    return written
+    return write_set(texts, out_dir, tuple(secrets), REHEARSAL_FILES)

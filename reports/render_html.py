@@ -266,7 +266,7 @@ def _comparison(comparison: Comparison) -> str:
     rows = "".join(_comparison_row(item) for item in sorted(comparison.all_items, key=_status_rank))
     out.append(
         "<table><tr><th>status</th><th>scenario</th><th class='num'>p10 (judged)</th><th class='num'>p50</th>"
-        "<th class='num'>p99</th><th class='num'>p-value</th><th>reason</th></tr>" + rows + "</table>"
+        "<th class='num'>p95</th><th class='num'>p-value</th><th>reason</th></tr>" + rows + "</table>"
     )
     for item in comparison.all_items:
         if item.plan_change is not None:

@@ -156,7 +156,7 @@ def _migration(target: TargetSignoff) -> list[str]:
     """The migration's report inside the sign-off: the same section ``rehearsal.md`` holds."""
     rehearsal = target.migration
     assert rehearsal is not None
-    icon = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌"}.get(rehearsal.verdict, "")
+    icon = rehearsal_markdown.ICON.get(rehearsal.verdict, "")
     return [f"#### {icon} Migration rehearsal: {rehearsal.verdict}", "", _escape(rehearsal.headline()), "",
             *rehearsal_markdown.section(rehearsal, level=5)]
 

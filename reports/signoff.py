@@ -315,7 +315,7 @@ class Signoff:
             parts.append(f"{count} failing item{'s' * (count != 1)}")
         if undecided:
             parts.append(f"{undecided} item{'s' * (undecided != 1)} the machine's noise left undecided")
-        tail = ", ".join(parts) or "every check passed"
+        tail = ", ".join(parts) or ("every check passed" if self.verdict == "PASS" else "0 failing items")
         return f"{self.verdict}: {tail} ({servers}; schema {self.schema_source}, profile {self.profile})"
 
     def to_dict(self) -> dict[str, Any]:

@@ -134,3 +134,8 @@ def test_the_janitor_knows_every_database_name_a_run_makes() -> None:
     assert {"cbr_run", "cbr_seed", "cbr_before", "cbs_seed", "cbv_canon"} <= prefixes, prefixes
     unknown = sorted(p for p in prefixes if not RUN_DATABASE.match(f"{p}_0123abcd"))
     assert not unknown, f"chatbench clean would never drop databases named {unknown}"
+    from chatbench.provision.dsn import RUN_DATABASE_PREFIX
+    from chatbench.testing.session import CLONE_PREFIX, TEMPLATE_PREFIX
+
+    for fixture_prefix in (TEMPLATE_PREFIX, CLONE_PREFIX):  # the fixtures' databases on a DSN server
+        assert RUN_DATABASE.match(f"{RUN_DATABASE_PREFIX}{fixture_prefix}_0123abcd"), fixture_prefix

@@ -1,7 +1,7 @@
 """The one probe run of a verification, and how drift asks it whether a spelling difference matters.
 
-The probes run once per verification, on first use: on the throwaway database itself when the harness
-built it, else on a schema-only copy of the live database (``sites.py``). Drift's spelling checks
+The probes run once per verification, on first use, always on a schema-only copy of the database
+(``sites.py`` says where the copy goes and why never in place). Drift's spelling checks
 (CHECK texts, defaults, identity, string types, triggers) and the behaviour checks read the same run.
 """
 

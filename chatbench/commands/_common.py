@@ -15,7 +15,15 @@ from chatbench.settings import SERVER_SETTINGS, Settings, where
 out = output.stderr()
 """Progress, findings and verdicts (stderr): a terminal gets rich tables, a log whole lines."""
 
-__all__ = ["SERVER_SETTINGS", "announce", "out", "require_writable", "server_from"]
+__all__ = ["SERVER_SETTINGS", "announce", "command_line", "out", "require_writable", "server_from"]
+
+
+def command_line() -> str:
+    """The command as run, quoted so it can be pasted back into a shell (what reports record)."""
+    import shlex
+    import sys
+
+    return "chatbench " + shlex.join(sys.argv[1:])
 
 
 def announce(message: str) -> None:

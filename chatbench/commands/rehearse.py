@@ -16,12 +16,10 @@ Exit 0 PASS or WARN, 1 FAIL (a budget exceeded, the migration failed or hung, ve
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbench.commands._common import SERVER_SETTINGS, out, server_from
+from chatbench.commands._common import SERVER_SETTINGS, command_line, out, server_from
 from chatbench.errors import ConfigError
 from chatbench.settings import Settings, where
 
@@ -79,7 +77,7 @@ def plan_from(settings: Settings) -> RehearsalPlan:
         budgets=load_budgets(settings.targets),
         timeout_s=settings.command_timeout,
         use_cache=settings.cache,
-        command="chatbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        command=command_line(),
     )
 
 

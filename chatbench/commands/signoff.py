@@ -17,12 +17,10 @@ undecided; each such line names the noise).
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbench.commands._common import announce, judged_scenarios, out, require_writable
+from chatbench.commands._common import announce, command_line, judged_scenarios, out, require_writable
 from chatbench.errors import ConfigError
 from chatbench.settings import SERVER_SETTINGS, Settings, default, where, with_values
 
@@ -76,7 +74,7 @@ def options_from(settings: Settings) -> SignoffOptions:
         retries=settings.retries,
         retry_budget_s=settings.retry_budget,
         allow_different_sizes=settings.allow_different_sizes,
-        command="chatbench " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        command=command_line(),
         migration=migration,
     )
 

@@ -45,9 +45,11 @@ from chatbench.provision.process import pid_alive
 
 DATABASE_GRACE_SECONDS = 2.0
 
-RUN_DATABASE = re.compile(r"^(chatbench_run_[0-9a-f]{8}|cb[rsv]_[a-z_]+_[0-9a-f]{8}|cbtpl_[0-9a-f]{16}_p[0-9a-f]+)$")
+RUN_DATABASE = re.compile(
+    r"^(chatbench_run_(cbfx_(tpl|db)_)?[0-9a-f]{8}|cb[rsv]_[a-z_]+_[0-9a-f]{8}|cbtpl_[0-9a-f]{16}_p[0-9a-f]+)$")
 """The names chatbench gives the databases a run owns (run, scratch and half-made template databases):
-``cbv_*`` verification's, ``cbs_*`` the sign-off's, ``cbr_*`` a migration rehearsal's."""
+``cbv_*`` verification's, ``cbs_*`` the sign-off's, ``cbr_*`` a migration rehearsal's,
+``chatbench_run_cbfx_*`` the pytest fixtures' templates and clones on a DSN server."""
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,12 @@ def clean_local(root: Path | None = None) -> list[Removed]:
 def clean_snapshot_partials(root: Path | None = None) -> list[Removed]:
     """Half-made seeded snapshots (``<key>.partial-<run_id>-*``) of dead runs, or stale ones without a run id."""
     removed: list[Removed] = []
-    base = root or seed_snapshot_root()
+    base, leases = root or seed_snapshot_root(), run_root()
     for partial in sorted(base.glob("*.partial-*")) if base.is_dir() else []:
         run_id = partial.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
         if not re.fullmatch(r"[0-9a-f]{8}", run_id):
-            run_id = ""  # named by an older chatbench: only the grace period tells
-        if not _dead_or_stale(partial, run_id, run_root()) if run_id else not _stale(partial):
+            run_id = ""  # named by an older chatbench: no record, so only the grace period tells
+        if not _dead_or_stale(partial, run_id, leases):
             continue
         shutil.rmtree(partial, ignore_errors=True)
         removed.append(Removed("snapshot", partial.name, not partial.exists()))

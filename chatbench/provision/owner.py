@@ -32,7 +32,8 @@ LEASE_PREFIX = "run-"
 LEASE_SUFFIX = ".owner"
 TAG_MARKER = "chatbench-run"
 STAGING_PREFIX = ".chatbench-staging-"
-"""Hidden folders beside an --out's report files, where a run stages its new set (``reports.output``)."""
+"""Hidden folders a lease owns (its record names them): a report set being staged beside an --out's
+files (``reports.output``), a seed's spilled message skeleton (``loadgen.plan``)."""
 GRACE_SECONDS = 600.0
 """A run-directory entry with no owner record is left alone this long (an older chatbench, a copy)."""
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from chatbench import schema
@@ -281,24 +278,18 @@ class FixtureSession:
             drop_database(db)
 
     def _create(self, prefix: str, template: str | None) -> Server:
-        """A database of this run. On a dsn server it is named and marked like a run database, so
-        ``chatbench clean --dsn`` drops it if the run is killed."""
-        from chatbench.provision.dsn import COMMENT_MARKER, RUN_DATABASE_PREFIX
+        """A database of this run. On a dsn server it is named like a run database (and, as every
+        database chatbench creates, tagged with the run's owner record), so ``chatbench clean --dsn``
+        drops it if the run is killed."""
+        from chatbench.provision.dsn import RUN_DATABASE_PREFIX
 
         dsn = self.server.backend == "dsn"
         try:
-            db = create_database(self.server, f"{RUN_DATABASE_PREFIX}{prefix}" if dsn else prefix, template=template,
-                                 file_copy=not dsn)
-            if dsn:
-                comment = json.dumps({COMMENT_MARKER: self.server.run_id, "host": socket.gethostname(),
-                                      "pid": os.getpid(), "created": time.time()})
-                with psycopg.connect(self.server.admin_conninfo(), autocommit=True) as conn:
-                    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(db.database),
-                                                                               sql.Literal(comment)))
+            return create_database(self.server, f"{RUN_DATABASE_PREFIX}{prefix}" if dsn else prefix,
+                                   template=template, file_copy=not dsn)
         except psycopg.Error as exc:
             raise ChatbenchError(f"cannot create a database on {self.server.display_url} "
                                  f"({str(exc).strip().splitlines()[0]}); the server's user needs CREATEDB") from None
-        return db
 
 
 def _display_url(server: Server) -> str:

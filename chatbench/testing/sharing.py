@@ -22,12 +22,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from chatbench.errors import ChatbenchError
+from chatbench.files import write_atomically
 
 FOLDER = "chatbench"
 
@@ -60,11 +60,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomically, readable by this user only (a server entry may hold a throwaway server's password)."""
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(data, handle)
-    os.replace(partial, path)
+    write_atomically(path, json.dumps(data), mode=0o600)
 
 
 def made_once(folder: Path, key: str, make: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
