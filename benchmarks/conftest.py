@@ -122,10 +122,7 @@ def bench_seeded(pytestconfig: pytest.Config, bench_settings: Settings, bench_se
                                   use_cache=bench_settings.cache)
     except ChatbenchError as exc:
         pytest.exit(f"chatbench: {exc}", returncode=2)
-    server = bench_server
-    if result.database != bench_server.database:
-        server = bench_server.with_database(result.database, owns_database=True)
-    return server, result
+    return result.server_for(bench_server), result
 
 
 @pytest.fixture(scope="session")

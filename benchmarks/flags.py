@@ -6,7 +6,8 @@ flags would be silently ignored: they are refused instead, naming the setting th
 The others work as pytest-benchmark documents them (``--benchmark-json``, ``--benchmark-save``,
 ``--benchmark-compare``, ``--benchmark-disable``, ``--benchmark-timer``, ...). ``--benchmark-histogram``
 works where its optional dependency (pygal) is installed and is refused up front where it is not,
-instead of failing with a traceback after every benchmark has run.
+instead of failing with a traceback after every benchmark has run. pytest-xdist is refused too: under it
+pytest-benchmark disables itself, and the suite would pass having timed nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def refusal(config: Any) -> str | None:
     for flag in sorted(given_flags(config) & set(IGNORED_BY_THE_SUITE)):
         return (f"{flag}: chatbench's suite times a fixed number of rounds per scenario and would ignore it; "
                 f"use {IGNORED_BY_THE_SUITE[flag]}")
+    xdist = config.getoption("dist", "no") != "no" or os.environ.get("PYTEST_XDIST_WORKER")
+    if xdist and not config.getoption("benchmark_disable", False):
+        return ("pytest-xdist (-n, --dist, or a PYTEST_XDIST_WORKER inherited from an outer pytest run) turns "
+                "pytest-benchmark's timing off, so nothing would be measured; run the suite without -n")
     if config.getoption("benchmark_histogram", None) and (find_spec("pygal") is None or find_spec("pygaljs") is None):
         return ("--benchmark-histogram needs pygal, which is not installed: pip install 'pytest-benchmark[histogram]'; "
                 "chatbench signoff draws its own latency plots (out/signoff.html)")

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatbench.provision.server import Server
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,13 @@ class SeedResult:
     created_at_correlation: float  # pg_stats.correlation of messages.created_at after ANALYZE
     params: SeedParameters
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def server_for(self, server: Server) -> Server:
+        """``server`` pointed at the database this seed filled: the loader's cache may have handed back
+        another database than the one asked for (a template clone), which the run then owns."""
+        if self.database == server.database:
+            return server
+        return server.with_database(self.database, owns_database=True)
 
 
 # --- JSON round trip (added for the seeded-snapshot cache's meta.json and for reports) -------------

@@ -115,8 +115,7 @@ def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progres
     with temporary_database(server, "cbr_seed") as sibling:
         progress(f"seeding {spec.name} ({spec.messages.count:,} messages)")
         seeded = loadgen.seed(sibling, spec, seed=plan.seed, use_cache=plan.use_cache, progress=False)
-        source = sibling if seeded.database == sibling.database else sibling.with_database(seeded.database,
-                                                                                             owns_database=True)
+        source = seeded.server_for(sibling)
         if plan.before_file is None and plan.before_cmd is None:
             yield source, seeded
             return

@@ -8,6 +8,7 @@ Container tests need a Docker engine: they skip with the reason when none answer
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,15 @@ def one_import_root() -> Iterator[None]:
         if name.split(".")[0] in STAGE_FOLDERS and str(getattr(module, "__file__", "") or "").startswith(str(REPO))
     )
     assert not leaked, f"imported by folder name instead of chatbench.*: {leaked}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_xdist_worker_variables_in_children() -> None:
+    """Run with ``-n``, this session's worker variables would reach the suites and commands the tests
+    start, and ``pytest benchmarks`` refuses to run under xdist (pytest-benchmark would time nothing).
+    Those children are runs of their own; a test that wants the variables passes them explicitly."""
+    for name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
+        del os.environ[name]
 
 
 @pytest.fixture(scope="session")

@@ -54,6 +54,26 @@ def test_histogram_without_its_optional_dependency_is_one_line() -> None:
     assert "pip install 'pytest-benchmark[histogram]'" in line
 
 
+def test_the_suite_under_pytest_xdist_is_refused_instead_of_timing_nothing() -> None:
+    """Under xdist pytest-benchmark switches its timing off: the suite used to pass having measured
+    nothing. An outer run's worker variable counts too (an app's suite under -n calling the suite)."""
+    line = _one_line(_suite("--chatbench-profile", "smoke", env={"PYTEST_XDIST_WORKER": "gw1"}))
+    assert "pytest-xdist" in line and "without -n" in line
+
+
+def test_chatbench_bench_called_from_an_xdist_worker_still_measures(tmp_path: Path) -> None:
+    """``chatbench bench`` is a command of its own: an inherited worker variable does not reach its suite."""
+    results = tmp_path / "run.json"
+    done = subprocess.run([sys.executable, "-m", "chatbench", "bench", "--backend", "local", "--profile", "smoke",
+                           "-k", "latest_page", "--rounds", "20", "--warmup", "2", "--results", str(results),
+                           "--json", str(tmp_path / "bench.json")],
+                          env={**os.environ, "PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 3), done.stderr[-2000:]  # 3: INCONCLUSIVE on a busy machine
+    run = json.loads(results.read_text())
+    assert run["scenarios"] and all(len(s["samples_ms"]) >= 20 for s in run["scenarios"]), run["scenarios"]
+
+
 def test_flags_the_suite_honours_still_work(tmp_path: Path) -> None:
     """--benchmark-disable runs a scenario once without timing; --benchmark-json holds chatbench's rounds."""
     results = ("--chatbench-results", str(tmp_path / "r.json"))

@@ -100,6 +100,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.fidelity:
         return _fidelity(settings)
     import contextlib
+    import os
     import sys
 
     import pytest
@@ -122,6 +123,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.select is not None:
         argv += ["-k", settings.select]
     exit_message = _ExitMessage()
+    # This process is a command of its own: an outer pytest-xdist run's worker variables (an app's suite
+    # calling `chatbench bench`) are not this suite's, and would switch pytest-benchmark's timing off.
+    for name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
+        del os.environ[name]
     with contextlib.redirect_stdout(stream):
         code = int(pytest.main(argv, plugins=[exit_message]))
     results = Path(settings.results)
@@ -150,8 +155,7 @@ def _fidelity(settings: Settings) -> int:
     require_writable(settings, "bench seeds the data")
     with server_from(settings) as server:
         seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=settings.cache)
-        if seed.database != server.database:
-            server = server.with_database(seed.database, owns_database=True)
+        server = seed.server_for(server)
         with open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),
                           pin_mode=settings.pin) as session:
             out.note(session.pinning.describe())

@@ -45,8 +45,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     require_writable(settings, "load seeds the data and appends messages")
     with server_from(settings) as server:
         seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=True)
-        if seed.database != server.database:
-            server = server.with_database(seed.database, owns_database=True)
+        server = seed.server_for(server)
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
             pools = parameter_pools(conn, seed.params, weights)
         placement = PinningResult("off", None, os.getpid(), False, tuple(sorted(os.sched_getaffinity(0))), None, False,

@@ -54,18 +54,11 @@ def prepare(server: Server, settings: Settings) -> SeedResult:
     with temporary_database(server, "cbv_seed") as sibling:
         out.note(f"seeding profile {settings.profile} into a canonical sibling database")
         result = _seed(sibling, settings.profile, settings.seed)
-        source = _seeded_database(sibling, result)
+        source = result.server_for(sibling)
         with out.stage("loading the seeded rows into the pre-built schema"):
             counts = transplant(source, server)
     out.note(f"loaded into the pre-built schema: {counts}")
     return replace(result, database=server.database)
-
-
-def _seeded_database(server: Server, result: SeedResult) -> Server:
-    """The database the seed actually filled (the loader's cache may hand back another one)."""
-    if result.database == server.database:
-        return server
-    return server.with_database(result.database, owns_database=True)
 
 
 def _one_pg_bin(settings: Settings) -> str | None:
@@ -103,7 +96,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         require_writable(settings, "verify without --url seeds the data")
         with server_from(settings) as server:
             seed_result = prepare(server, settings)
-            server = _seeded_database(server, seed_result)
+            server = seed_result.server_for(server)
             with out.stage("verify") as stage:
                 result = verify(server, seed_result, progress=stage.step)
     render_terminal(result, out)

@@ -26,9 +26,7 @@ def seed_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
         else:
             result = loadgen.seed(server, ctx.spec, seed=options.seed, use_cache=options.use_cache, progress=True)
             note.detail = seed_detail(result)
-    if result.database != server.database:
-        server = server.with_database(result.database, owns_database=True)
-    return replace(evidence, server=server, seed=result)
+    return replace(evidence, server=result.server_for(server), seed=result)
 
 
 def integrity_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
@@ -66,9 +64,7 @@ def seed_prebuilt(
 
     sibling = stack.enter_context(temporary_database(server, "cbs_seed"))
     result = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=True)
-    source = (
-        sibling if result.database == sibling.database else sibling.with_database(result.database, owns_database=True)
-    )
+    source = result.server_for(sibling)
     with display.status("loading the seeded rows into the pre-built schema"):
         transplant(source, server)
     return replace(result, database=server.database)

@@ -87,11 +87,7 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
                 small = loadgen.seed(
                     sibling, loadgen.load_spec(profile), seed=options.seed, use_cache=options.use_cache, progress=False
                 )
-                target = (
-                    sibling
-                    if small.database == sibling.database
-                    else sibling.with_database(small.database, owns_database=True)
-                )
+                target = small.server_for(sibling)
                 small_run = measure(
                     target,
                     small,
