@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from chatbench.benchmarks.flags import refusal
 from chatbench.benchmarks.options import SUITE_COMMAND, SUITE_SETTINGS
+from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.session import BenchSession, open_session
 from chatbench.benchmarks.table import render_run
 from chatbench.benchmarks.targets import load_targets
@@ -35,6 +36,15 @@ from chatbench.output import Output, Stage, console_for
 from chatbench.settings import Settings, resolve_pytest
 
 _SESSION_KEY = pytest.StashKey[BenchSession]()
+_RUN_KEY = pytest.StashKey[BenchmarkRun]()
+
+
+def _finished_run(config: pytest.Config, session: BenchSession) -> BenchmarkRun:
+    """The session's run, built once when the suite ends: ``--benchmark-json`` and the results file
+    carry the same run (one ``created_at``, one reading of the machine's load)."""
+    if _RUN_KEY not in config.stash:
+        config.stash[_RUN_KEY] = session.to_run()
+    return config.stash[_RUN_KEY]
 _PROGRESS_KEY = pytest.StashKey[tuple[contextlib.ExitStack, Stage]]()
 
 
@@ -146,7 +156,7 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
     ``chatbench compare`` reads that file like every other result file chatbench writes."""
     bench = config.stash.get(_SESSION_KEY, None)
     if bench is not None and bench.results:
-        output_json["chatbench"] = bench.to_run().to_dict()
+        output_json["chatbench"] = _finished_run(config, bench).to_dict()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -211,7 +221,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     from chatbench.benchmarks.results import write
 
-    run = session.to_run()
+    run = _finished_run(config, session)
     settings = resolve_pytest(config, SUITE_COMMAND, ("results",))
     assert settings.results is not None  # the bench command's default is a file
     path = Path(settings.results)

@@ -49,7 +49,6 @@ class Activity:
     query: str
     start: float  # on the monotonic clock (sample time minus the statement's age)
     last_active: float
-    last_seen: float
     waiting_for: str = ""  # the lock it was last seen waiting for
     blockers: tuple[int, ...] = ()
 
@@ -75,7 +74,6 @@ class Samples:
     locks: dict[tuple[int, int, str, bool], list[Span]] = field(default_factory=dict)
     activity: dict[tuple[int, str], Activity] = field(default_factory=dict)
     blocked: dict[tuple[int, str], BlockedQuery] = field(default_factory=dict)
-    migration_pids: set[int] = field(default_factory=set)
     count: int = 0
     first: float = 0.0
     last: float = 0.0
@@ -107,9 +105,6 @@ class LockSampler:
         self._conn.close()
         return self.samples
 
-    def current(self) -> Samples:
-        return self.samples
-
     def _run(self) -> None:
         cursor = self._conn.cursor()
         try:
@@ -135,7 +130,6 @@ class LockSampler:
             if backend_type == "client backend":
                 names[pid] = app_name or ""
         migration = {pid for pid, name in names.items() if not name.startswith((APP_PREFIX, SAMPLER_NAME))}
-        s.migration_pids |= migration
         self._running = {pid: (pid, str(query_start)) for pid, leader, _a, _t, _s, _w, _age, query_start, *_ in rows
                          if pid == leader and pid in migration and query_start is not None}
         for (pid, leader, _app, _type, state, wait_type, age, query_start, query, locktype, relation, mode,
@@ -171,8 +165,7 @@ class LockSampler:
             key2 = (owner, query_start)
             activity = s.activity.get(key2)
             if activity is None:
-                activity = s.activity[key2] = Activity(owner, query_start, query or "", t - float(age or 0.0), t, t)
-            activity.last_seen = t
+                activity = s.activity[key2] = Activity(owner, query_start, query or "", t - float(age or 0.0), t)
             if state == "active":
                 activity.last_active = t
             if wait_type == "Lock" and granted is False:
