@@ -353,6 +353,7 @@ def run_profiles(profiles: list[str], seed: int, workers: int, pg_bin: str | Non
         _line("seed() wall time (with verify)", f"{wall:.1f} s")
         _line("phases (s)", phases)
         _line("index builds", str(result.extra.get("index_builds", "")))
+        _line("page cache of the messages' heap", str(result.extra.get("page_cache", "")))
         _line("peak RSS parent + workers during the seed", f"{memory.total_mb:,.0f} MB (parent "
               f"{memory.own_mb:,.0f} MB, largest worker {memory.child_mb:,.0f} MB; sampled sum)")
         estimated = estimate(spec).database / 1e9
