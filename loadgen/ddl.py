@@ -27,6 +27,7 @@ from chatbench.schema.ddl import DdlStep
 from chatbench.schema.models import TRIGGER_FUNCTIONS, metadata
 
 from chatbench import schema
+from chatbench.provision.paths import memory_available
 
 _PRIMARY_KEY = re.compile(r"ALTER TABLE (\S+) ADD CONSTRAINT (\S+) PRIMARY KEY \((.+)\)$", re.S)
 _FOREIGN_KEY = re.compile(
@@ -131,7 +132,7 @@ class MaintenanceBudget:
         cls, connections: int, rows: int = 0, cores: int | None = None, available_mb: int | None = None
     ) -> MaintenanceBudget:
         cores = cores or usable_cores()
-        available = available_mb if available_mb is not None else _available_mb()
+        available = available_mb if available_mb is not None else (memory_available() >> 20 or 1024)
         connections = max(1, connections)
         one_pass = -(-rows * cls.SORT_TUPLE_BYTES // cls.MERGE_RUNS) >> 20
         per_build = max(cls.SORT_MEMORY_MB, min(one_pass, available // 4 // connections))
@@ -146,17 +147,6 @@ class MaintenanceBudget:
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def _available_mb() -> int:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return 1024
 
 
 def run_parallel(
