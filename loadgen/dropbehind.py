@@ -9,7 +9,7 @@ was reclaimed meanwhile (``pgsteal_*`` unchanged), so nothing else explains it. 
 cannot stay cached for the index builds anyway; caching its head only made the page cache touch
 every free page once. With the segments the load has left behind written back and dropped
 (``posix_fadvise(DONTNEED)``, which starts write-back of dirty pages and drops clean ones), the page
-cache recycles the same pages: the COPY took 93-97 s (three runs) instead of 118-133 s (five).
+cache recycles the same pages: the COPY took 93-106 s (four runs) instead of 118-133 s (five).
 
 Only for a local cluster on disk (tmpfs pages are the data itself) and a heap larger than half the
 available memory (a smaller one stays cached for the index builds, and 10^7 messages are not
@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
 from chatbench.provision.paths import is_tmpfs, memory_available
 
-KEEP_SEGMENTS = 2  # segments kept cached behind the front: the load's read-ahead and write-back window
+KEEP_SEGMENTS = 2  # finished segments left cached behind the one being written (its write-back window)
 TICK_SECONDS = 0.5
-
-Front = Callable[[], float | None]  # the block the load has reached; None: past the end
 
 
 def wanted(data_dir: Path | None, heap_bytes: int, available: int | None = None) -> bool:
@@ -53,41 +50,35 @@ def segment_paths(data_dir: Path, relation_path: str) -> list[Path]:
 
 
 def drop_segment(path: Path) -> bool:
-    """Ask the kernel to write back and drop one file's cached pages; False if it cannot be opened."""
+    """Ask the kernel to write back and drop one file's cached pages; False if it cannot."""
     try:
-        descriptor = os.open(path, os.O_RDONLY)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return False
     try:
         os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:
+        return False
     finally:
         os.close(descriptor)
     return True
 
 
-def behind(segments: int, front_block: float | None, blocks_per_segment: int, keep: int = KEEP_SEGMENTS) -> int:
-    """How many leading segments lie wholly behind the front, ``keep`` segments of slack left cached."""
-    if front_block is None:
-        return segments
-    return max(0, min(segments, int(front_block // blocks_per_segment) - keep))
-
-
 class DropBehind:
-    """A thread that drops the cached pages of a relation's segments behind a moving front.
+    """A thread that drops the cached pages of the segments a COPY has finished.
 
-    ``front()`` is polled every ``TICK_SECONDS``; every segment wholly behind it is dropped again on
-    each tick (dirty pages are only written back on the first call, dropped on a later one; a call on a
-    segment with nothing cached costs microseconds).
+    A COPY extends the relation one segment at a time, so every segment but the last (the one being
+    written) is finished; ``KEEP_SEGMENTS`` of them stay cached. Every ``TICK_SECONDS`` each finished
+    segment is dropped again (dirty pages are only written back on the first call and dropped on a later
+    one; a call on a segment with nothing cached costs microseconds).
     """
 
-    def __init__(self, data_dir: Path, relation_path: str, blocks_per_segment: int, front: Front) -> None:
+    def __init__(self, data_dir: Path, relation_path: str) -> None:
         self._data_dir = data_dir
         self._relation_path = relation_path
-        self._blocks_per_segment = blocks_per_segment
-        self._front = front
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="drop-behind", daemon=True)
-        self.dropped = 0  # fadvise calls made, for the benchmark's record
+        self.dropped = 0  # fadvise calls made, for the seed's record
 
     def __enter__(self) -> DropBehind:
         self._thread.start()
@@ -99,33 +90,15 @@ class DropBehind:
 
     def _run(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
-            try:
-                front = self._front()
-            except (psycopg.Error, OSError):
-                return  # a front that cannot be read: stop dropping, the load goes on
             segments = segment_paths(self._data_dir, self._relation_path)
-            for path in segments[: behind(len(segments), front, self._blocks_per_segment)]:
+            for path in segments[: max(0, len(segments) - 1 - KEEP_SEGMENTS)]:
                 if not drop_segment(path):
                     return  # not ours to open (another OS user's server): nothing to do
                 self.dropped += 1
 
 
-def relation_layout(conn: psycopg.Connection, table: str) -> tuple[str, int]:
-    """The table's file path under the data directory (as this transaction sees it: a TRUNCATE gives a
-    new one) and its blocks per segment file (``segment_size`` is counted in blocks)."""
-    row = conn.execute(
-        "SELECT pg_relation_filepath(%s::regclass), "
-        "(SELECT setting::int FROM pg_settings WHERE name = 'segment_size')",
-        (table,),
-    ).fetchone()
+def relation_path(conn: psycopg.Connection, table: str) -> str:
+    """The table's file under the data directory, as this transaction sees it (a TRUNCATE gives a new one)."""
+    row = conn.execute("SELECT pg_relation_filepath(%s::regclass)", (table,)).fetchone()
     assert row is not None
-    return str(row[0]), int(row[1])
-
-
-def write_front(data_dir: Path, relation_path: str, blocks_per_segment: int) -> Front:
-    """While a COPY extends the relation: the start of its last segment (the one being written)."""
-
-    def front() -> float:
-        return (len(segment_paths(data_dir, relation_path)) - 1) * blocks_per_segment
-
-    return front
+    return str(row[0])

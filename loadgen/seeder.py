@@ -303,21 +303,18 @@ def _prove_foreign_keys(conn: psycopg.Connection, keys: tuple[ddl.ForeignKey, ..
 
 
 @contextmanager
-def _dropping_behind(server: Server, spec: Spec, conn: psycopg.Connection, used: list[str]) -> Iterator[None]:
+def _dropping_behind(server: Server, spec: Spec, conn: psycopg.Connection) -> Iterator[dropbehind.DropBehind | None]:
     """While ``conn``'s COPY writes the messages' heap: bound its page cache when the heap is larger
-    than memory (see ``dropbehind``). Not while the index builds read it: their scans run apart (the
-    primary key's races ahead) and what lies between them must stay cached or be read twice; dropping
-    behind the slowest scan as well measured no faster at 10^8 (indexes 98.7 s against 98.6 s) and left
-    the integrity check reading from disk (71.8 s against 68.9 s)."""
+    than memory (see ``dropbehind``); None when it is left to the OS. Not while the index builds read
+    it: their scans run apart (the primary key's races ahead) and what lies between them must stay
+    cached or be read twice; dropping behind the slowest scan as well measured no faster at 10^8
+    (indexes 98.7 s against 98.6 s) and left the integrity check reading from disk (71.8 s against 68.9 s)."""
     data_dir = server.cluster.data if server.cluster is not None else None
     if data_dir is None or not dropbehind.wanted(data_dir, estimate(spec).tables):
-        yield
+        yield None
         return
-    relation_path, per_segment = dropbehind.relation_layout(conn, "messages")
-    with dropbehind.DropBehind(data_dir, relation_path, per_segment,
-                               dropbehind.write_front(data_dir, relation_path, per_segment)) as dropping:
-        yield
-    used.append(f"dropped behind the COPY ({dropping.dropped} segment drops)")
+    with dropbehind.DropBehind(data_dir, dropbehind.relation_path(conn, "messages")) as dropping:
+        yield dropping
 
 
 def _skeleton_scratch(server: Server) -> Path | None:
@@ -350,7 +347,6 @@ def seed_fresh(
         pools = build_pools(spec.locales, spec.non_ascii_share, seed)
         drawn: list[Plan] = []
         plan_seconds: list[float] = []
-        page_cache: list[str] = []  # what drop-behind did, if it ran
         with RenderWorkers(pools, workers, chunk_rows) as renderers:  # forked small: before the plan exists
             # No thread runs before the fork. Beside the COPY: the empty tables, then the plan (its
             # buckets go to the workers as they complete), then users and conversations.
@@ -382,7 +378,7 @@ def seed_fresh(
                     if deferred:
                         conn.execute("SET LOCAL session_replication_role = replica")
                     freeze = MESSAGES_COPY.replace("(FORMAT BINARY)", "(FORMAT BINARY, FREEZE)")
-                    with _dropping_behind(server, spec, conn, page_cache), conn.cursor() as cur, \
+                    with _dropping_behind(server, spec, conn) as dropping, conn.cursor() as cur, \
                             cur.copy(freeze) as copy:
                         copy_messages(copy, renderers, bar.advance)
             except BaseException:
@@ -435,7 +431,8 @@ def seed_fresh(
         cache_key=key, created_at_correlation=correlation, params=params,
         extra={"workers": workers, "chunk_rows": chunk_rows, "buckets": plan.skeleton.buckets,
                "integrity_checks": len(integrity.checks),
-               "page_cache": page_cache[0] if page_cache else "left to the OS",
+               "page_cache": f"dropped behind the COPY ({dropping.dropped} segment drops)" if dropping
+                             else "left to the OS",
                "foreign_keys": "proven" if deferred else "validated",
                "index_builds": f"{len(builds)} at once, maintenance_work_mem {budget.work_mem_mb} MB and "
                                f"{budget.parallel_workers} parallel workers each"},

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 from chatbench.loadgen import dropbehind
-from chatbench.loadgen.dropbehind import DropBehind, behind, relation_layout, segment_paths, wanted, write_front
+from chatbench.loadgen.dropbehind import DropBehind, relation_path, segment_paths, wanted
 
 from chatbench import loadgen
 from chatbench.provision import Server
 from chatbench.provision.paths import is_tmpfs
 
 GB = 1 << 30
-
-
-def test_behind_leaves_slack_behind_the_front_and_everything_once_past_the_end() -> None:
-    assert behind(5, 0.0, 10) == 0
-    assert behind(5, 39.0, 10) == 1  # the front is in segment 3; 2 segments of slack: only segment 0
-    assert behind(5, 39.0, 10, keep=0) == 3
-    assert behind(5, 10_000.0, 10) == 5  # never more than exist
-    assert behind(5, None, 10) == 5
 
 
 def test_wanted_only_for_a_cluster_on_disk_whose_heap_exceeds_half_the_memory(tmp_path: Path) -> None:
@@ -50,39 +43,37 @@ def test_segment_paths_in_block_order_up_to_the_first_gap(tmp_path: Path) -> Non
     relation = _segments(tmp_path, 4)
     assert [p.name for p in segment_paths(tmp_path, relation)] == ["16384", "16384.1", "16384.2", "16384.3"]
     assert segment_paths(tmp_path, "base/5/99999") == []
-    assert write_front(tmp_path, relation, 8)() == 24  # the start of the last segment, the one being written
 
 
-def test_the_thread_drops_what_lies_behind_the_front_on_every_tick(tmp_path: Path) -> None:
-    relation = _segments(tmp_path, 4)
-    with DropBehind(tmp_path, relation, 8, lambda: 24.0) as one_behind:  # segment 3 written: drops segment 0
+def test_the_thread_drops_the_finished_segments_but_the_slack_on_every_tick(tmp_path: Path) -> None:
+    relation = _segments(tmp_path, 4)  # segment 3 being written, 1 and 2 the slack: segment 0 is dropped
+    with DropBehind(tmp_path, relation) as one_behind:
         time.sleep(dropbehind.TICK_SECONDS * 3.5)
     assert 2 <= one_behind.dropped <= 4
-    with DropBehind(tmp_path, relation, 8, lambda: None) as all_behind:  # the load is past the end
-        time.sleep(dropbehind.TICK_SECONDS * 1.5)
-    assert all_behind.dropped == 4
+    small = tmp_path / "small"
+    with DropBehind(small, _segments(small, 3)) as none_behind:  # segments 0 and 1 are the slack
+        time.sleep(dropbehind.TICK_SECONDS * 2.5)
+    assert none_behind.dropped == 0
     assert (tmp_path / relation).read_bytes() == b"x" * 8192  # dropping pages never changes data
 
 
-def test_a_front_that_cannot_be_read_stops_the_thread_not_the_load(tmp_path: Path) -> None:
-    relation = _segments(tmp_path, 2)
-
-    def broken() -> float:
-        raise OSError("gone")
-
-    with DropBehind(tmp_path, relation, 8, broken) as dropping:
-        time.sleep(dropbehind.TICK_SECONDS * 2.5)
+def test_a_segment_that_cannot_be_opened_stops_the_thread_not_the_load(tmp_path: Path) -> None:
+    relation = _segments(tmp_path, 4)
+    (tmp_path / relation).unlink()
+    with socket.socket(socket.AF_UNIX) as server:  # a file open() refuses, even to root
+        server.bind(str(tmp_path / relation))
+        with DropBehind(tmp_path, relation) as dropping:
+            time.sleep(dropbehind.TICK_SECONDS * 2.5)
     assert dropping.dropped == 0
 
 
-def test_relation_layout_names_the_file_this_transaction_writes(schema_db: Server) -> None:
+def test_relation_path_names_the_file_this_transaction_writes(schema_db: Server) -> None:
     assert schema_db.cluster is not None
     with psycopg.connect(schema_db.conninfo()) as conn:
-        before, per_segment = relation_layout(conn, "messages")
+        before = relation_path(conn, "messages")
         conn.execute("TRUNCATE messages")  # what the seed does before COPY FREEZE: a new file
-        after, _ = relation_layout(conn, "messages")
+        after = relation_path(conn, "messages")
         assert (schema_db.cluster.data / after).exists()
-    assert per_segment == 131072  # 1 GB of 8 kB blocks: the server's default build
     assert before != after
 
 
