@@ -310,10 +310,12 @@ def _dropping_behind(server: Server, spec: Spec, conn: psycopg.Connection) -> It
     cached or be read twice; dropping behind the slowest scan as well measured no faster at 10^8
     (indexes 98.7 s against 98.6 s) and left the integrity check reading from disk (71.8 s against 68.9 s)."""
     data_dir = server.cluster.data if server.cluster is not None else None
-    if data_dir is None or not dropbehind.wanted(data_dir, estimate(spec).tables):
+    heap = estimate(spec).tables
+    if data_dir is None or not dropbehind.wanted(data_dir, heap):
         yield None
         return
-    with dropbehind.DropBehind(data_dir, dropbehind.relation_path(conn, "messages")) as dropping:
+    expected, warm = dropbehind.warm_budget(heap)
+    with dropbehind.DropBehind(data_dir, dropbehind.relation_path(conn, "messages"), expected, warm) as dropping:
         yield dropping
 
 
@@ -431,7 +433,8 @@ def seed_fresh(
         cache_key=key, created_at_correlation=correlation, params=params,
         extra={"workers": workers, "chunk_rows": chunk_rows, "buckets": plan.skeleton.buckets,
                "integrity_checks": len(integrity.checks),
-               "page_cache": f"dropped behind the COPY ({dropping.dropped} segment drops)" if dropping
+               "page_cache": f"dropped behind the COPY ({dropping.dropped} segment drops), "
+                             f"{dropping.warmed} head segments read back" if dropping
                              else "left to the OS",
                "foreign_keys": "proven" if deferred else "validated",
                "index_builds": f"{len(builds)} at once, maintenance_work_mem {budget.work_mem_mb} MB and "

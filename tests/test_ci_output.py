@@ -138,7 +138,7 @@ def test_seed(place: Place) -> None:
         assert any(line.startswith(f"phase {phase}: ") for line in log.lines), phase
     log.has_whole(f"checksum {checksum}   cache key ")
     url = next(line for line in log.lines if line.startswith("seeded release (seed 1) into "))
-    assert re.fullmatch(r"seeded release \(seed 1\) into postgresql\+psycopg://chatbench@127\.0\.0\.1:\d+/\w+ in "
+    assert re.fullmatch(r"seeded release \(seed 1\) into postgresql://chatbench@127\.0\.0\.1:\d+/\w+ in "
                         r"\d+\.\d\d s", url), url
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 from chatbench.loadgen import dropbehind
-from chatbench.loadgen.dropbehind import DropBehind, relation_path, segment_paths, wanted
+from chatbench.loadgen.dropbehind import DropBehind, relation_path, segment_paths, wanted, warm_budget, warm_segment
 
 from chatbench import loadgen
 from chatbench.provision import Server
@@ -55,6 +56,38 @@ def test_the_thread_drops_the_finished_segments_but_the_slack_on_every_tick(tmp_
         time.sleep(dropbehind.TICK_SECONDS * 2.5)
     assert none_behind.dropped == 0
     assert (tmp_path / relation).read_bytes() == b"x" * 8192  # dropping pages never changes data
+
+
+def test_warm_budget_is_half_the_memory_and_at_most_a_third_of_the_heap() -> None:
+    assert warm_budget(36 * GB, available=21 * GB) == (36, 10)  # memory bounds it
+    assert warm_budget(36 * GB, available=200 * GB) == (36, 12)  # the heap bounds it
+    assert warm_budget(36 * GB + 1, available=200 * GB) == (37, 12)  # a partial segment is a segment
+    assert warm_budget(2 * GB, available=GB) == (2, 0)
+
+
+def test_the_head_is_read_back_past_the_threshold_and_then_left_cached(tmp_path: Path) -> None:
+    relation = _segments(tmp_path, 6)  # 0-2 finished, 3-4 the slack, 5 being written
+    with DropBehind(tmp_path, relation, expected_segments=12, warm_segments=2) as warming:
+        time.sleep(dropbehind.TICK_SECONDS * 5.5)
+    assert warming.warmed == 2  # 6 segments reach half of the 12 expected
+    # Every tick drops the finished segments not yet warmed: 0-2, then 1-2, then 2 on each later tick.
+    assert 3 + 2 + 1 <= warming.dropped <= 3 + 2 + 1 * 4
+    early = tmp_path / "early"
+    with DropBehind(early, _segments(early, 6), expected_segments=14, warm_segments=2) as waiting:
+        time.sleep(dropbehind.TICK_SECONDS * 2.5)
+    assert waiting.warmed == 0  # 6 of 14 expected: not yet half way
+    few = tmp_path / "few"
+    with DropBehind(few, _segments(few, 4), expected_segments=4, warm_segments=3) as capped:
+        time.sleep(dropbehind.TICK_SECONDS * 3.5)
+    assert capped.warmed == 1  # only finished segments are read back: segment 0 of 4
+
+
+def test_warm_segment_reads_a_file_whole_and_refuses_what_it_cannot_open(tmp_path: Path) -> None:
+
+    segment = tmp_path / "16384"
+    segment.write_bytes(b"y" * (dropbehind.READ_CHUNK * 2 + 5))
+    assert warm_segment(segment, threading.Event())
+    assert not warm_segment(tmp_path / "missing", threading.Event())
 
 
 def test_a_segment_that_cannot_be_opened_stops_the_thread_not_the_load(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, Veri
 from rich.table import Table
 from rich.text import Text
 
+from chatbench.files import write_atomically
 from chatbench.output import Output
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -118,5 +119,5 @@ def render_json(result: VerificationResult) -> str:
 
 
 def write_json(result: VerificationResult, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_json(result) + "\n")
+    """Whole or not at all: a CI step reading it after an interrupted run finds no truncated JSON."""
+    write_atomically(path, render_json(result) + "\n", what="--json")

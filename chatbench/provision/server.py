@@ -57,8 +57,9 @@ class Server:
 
     @property
     def display_url(self) -> str:
-        """The URL with the password masked: the only form that goes into logs and reports."""
-        return self.url.render_as_string(hide_password=True)
+        """The URL with the password masked: the only form that goes into logs and reports. In libpq's
+        form (``postgresql://``), the one a reader pastes into psql; the driver suffix is ours."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=True)
 
     def conninfo(self, database: str | None = None) -> str:
         """A libpq URL for psycopg (password included: never print it)."""

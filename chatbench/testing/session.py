@@ -152,14 +152,14 @@ class FixtureSession:
     # -- the objects tests get -------------------------------------------------------------------------
 
     def chat_server(self) -> ChatServer:
-        return ChatServer(self.server.backend, self.server.version, _display_url(self.server), self.server.conninfo(),
+        return ChatServer(self.server.backend, self.server.version, self.server.display_url, self.server.conninfo(),
                           _sqlalchemy_url(self.server), self.server)
 
     @contextlib.contextmanager
     def chat_db(self) -> Iterator[ChatDatabase]:
         template = self.schema_template()
         with self._clone(template) as db:
-            yield ChatDatabase(db.database, template["schema"], template["database"], _display_url(db),
+            yield ChatDatabase(db.database, template["schema"], template["database"], db.display_url,
                                db.conninfo(), _sqlalchemy_url(db), db)
 
     @contextlib.contextmanager
@@ -170,7 +170,7 @@ class FixtureSession:
                         for c in template["deep_cursors"])
         with self._clone(template) as db:
             yield SeededChatDatabase(
-                db.database, template["schema"], template["database"], _display_url(db), db.conninfo(),
+                db.database, template["schema"], template["database"], db.display_url, db.conninfo(),
                 _sqlalchemy_url(db), db, profile=result.profile, seed=result.seed, counts=result.counts,
                 checksum=result.checksum, params=result.params, deep_cursors=cursors,
             )
@@ -290,11 +290,6 @@ class FixtureSession:
         except psycopg.Error as exc:
             raise ChatbenchError(f"cannot create a database on {self.server.display_url} "
                                  f"({str(exc).strip().splitlines()[0]}); the server's user needs CREATEDB") from None
-
-
-def _display_url(server: Server) -> str:
-    """The plain ``postgresql://`` URL with the password masked: what a report or ``repr`` may show."""
-    return str(server.url.set(drivername="postgresql").render_as_string(hide_password=True))
 
 
 def _sqlalchemy_url(server: Server) -> str:
