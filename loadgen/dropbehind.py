@@ -6,10 +6,11 @@ of its 120-133 s at half speed, its kernel time 0.65 s per second instead of 0.3
 page cache grew from 8 to 22 GB. Memory the hypervisor has not backed yet costs about 2.4 s per GB at
 first touch (filling 14 fresh GB with numpy: 1.8-2.6 s per GB; 0.06 s per GB once backed); no page
 was reclaimed meanwhile (``pgsteal_*`` unchanged), so nothing else explains it. The heap (35 GB)
-cannot stay cached for the index builds anyway; caching its head only made the page cache touch
-every free page once. With the segments the load has left behind written back and dropped
-(``posix_fadvise(DONTNEED)``, which starts write-back of dirty pages and drops clean ones), the page
-cache recycles the same pages: the COPY took 93-106 s (four runs) instead of 118-133 s (five).
+cannot stay cached for the index builds anyway; keeping its head cached from the start only made
+the page cache touch every free page once, on the COPY's own time. With the segments the load has
+left behind written back and dropped (``posix_fadvise(DONTNEED)``, which starts write-back of dirty
+pages and drops clean ones), the page cache recycles the same pages: the COPY took 93-106 s (four
+runs) instead of 118-133 s (five).
 
 The index builds then read the whole heap back, head first, and at 10^8 that read is what grows
 faster than linear: the page cache fills again (first touch once more; this VM hands memory that

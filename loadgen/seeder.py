@@ -67,6 +67,7 @@ from chatbench.loadgen.spec import Spec
 from psycopg.conninfo import make_conninfo
 
 from chatbench.errors import ConfigError
+from chatbench.provision.paths import memory_available
 from chatbench.provision.server import Server
 
 CHUNK_ROWS = 50_000
@@ -310,11 +311,11 @@ def _dropping_behind(server: Server, spec: Spec, conn: psycopg.Connection) -> It
     cached or be read twice; dropping behind the slowest scan as well measured no faster at 10^8
     (indexes 98.7 s against 98.6 s) and left the integrity check reading from disk (71.8 s against 68.9 s)."""
     data_dir = server.cluster.data if server.cluster is not None else None
-    heap = estimate(spec).tables
-    if data_dir is None or not dropbehind.wanted(data_dir, heap):
+    heap, available = estimate(spec).tables, memory_available()
+    if data_dir is None or not dropbehind.wanted(data_dir, heap, available):
         yield None
         return
-    expected, warm = dropbehind.warm_budget(heap)
+    expected, warm = dropbehind.warm_budget(heap, available)
     with dropbehind.DropBehind(data_dir, dropbehind.relation_path(conn, "messages"), expected, warm) as dropping:
         yield dropping
 

@@ -116,7 +116,7 @@ def test_a_seed_dropping_behind_its_copy_loads_the_same_rows(
     spec = loadgen.load_spec("smoke")
     plain = loadgen.seed(fresh_db, spec, seed=0, workers=2, use_cache=False, progress=False)
     assert plain.extra["page_cache"] == "left to the OS"  # smoke-sized: stays cached
-    monkeypatch.setattr(dropbehind, "wanted", lambda data_dir, heap_bytes: True)
+    monkeypatch.setattr(dropbehind, "wanted", lambda data_dir, heap_bytes, available=None: True)
     dropping = loadgen.seed(fresh_db, spec, seed=0, workers=2, use_cache=False, progress=False)
     assert dropping.extra["page_cache"].startswith("dropped behind the COPY")
     assert dropping.checksum == plain.checksum
