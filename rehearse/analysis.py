@@ -231,7 +231,17 @@ class Analysis:
         return SizeRun(profile, messages, dict(counts), self.outcome.outcome,  # type: ignore[arg-type]
                        failure, self.outcome.end - self.outcome.start, tuple(statements), phases, lock_spans, points,
                        blocked, self.samples.count, self.samples.mean_interval_ms, self.requests.description,
-                       self.requests.errors)
+                       self.requests.errors, self.sampler_error())
+
+    def sampler_error(self) -> str | None:
+        """Why the lock sampler stopped before the migration ended, with what it still saw; None when it
+        sampled to the end (a failure after the migration's end lost no lock of it)."""
+        s = self.samples
+        if s.error is None or (s.count and s.last >= self.outcome.end):
+            return None
+        seen = (f"its last sample {s.last - self.t0:.3f} s into the migration, which ran "
+                f"{self.outcome.end - self.t0:.3f} s" if s.count else "it took no sample")
+        return f"the lock sampler stopped before the migration ended ({seen}): {s.error}"
 
     def hung(self) -> str:
         """What the migration was doing when it was stopped: the evidence for a hang."""

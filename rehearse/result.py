@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from chatbench.verify.result import VerificationResult
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 Access = Literal["reads", "appends"]
 ACCESSES: tuple[Access, ...] = ("reads", "appends")
 Verdict = Literal["PASS", "WARN", "FAIL", "ERROR"]
@@ -158,7 +158,8 @@ class SizeRun:
     samples: int  # lock samples taken while the migration ran
     sample_interval_ms: float  # their mean spacing
     load: str  # how the app load ran (clients, rate, mix)
-    app_errors: tuple[str, ...] = ()
+    app_errors: tuple[str, ...] = ()  # the first errors the app's requests raised (samples, not all)
+    sampler_error: str | None = None  # why the lock sampler stopped before the migration ended
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,8 @@ class Estimate:
 class RuleFinding:
     """A verdict rule that fired: its evidence and the safe way to write the statement."""
 
-    rule: str  # blocking | lock_timeout | failed | timed_out
-    severity: Literal["FAIL", "WARN"]
+    rule: str  # blocking | lock_timeout | failed | timed_out | sampler
+    severity: Literal["FAIL", "WARN", "ERROR"]  # ERROR: the evidence is incomplete, the rule could not judge
     statement: int | None
     sql: str
     table: str | None
@@ -242,13 +243,15 @@ class Rehearsal:
             return "FAIL"
         if self.verification is not None and not self.verification.passed:
             return "FAIL"
+        if any(f.severity == "ERROR" for f in self.findings):
+            return "ERROR"
         if any(f.severity == "WARN" for f in self.findings):
             return "WARN"
         return "PASS"
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.verdict == "FAIL" else 0
+        return {"FAIL": 1, "ERROR": 2}.get(self.verdict, 0)
 
     @property
     def measured(self) -> SizeRun:
@@ -256,7 +259,7 @@ class Rehearsal:
         return self.sizes[-1]
 
     def failing_lines(self) -> tuple[str, ...]:
-        lines = [f.line() for f in self.findings if f.severity == "FAIL"]
+        lines = [f.line() for f in self.findings if f.severity in ("FAIL", "ERROR")]
         if self.verification is not None:
             lines += [f"FAIL verification: {f.message()}" for f in self.verification.errors]
         return tuple(lines)
@@ -264,6 +267,7 @@ class Rehearsal:
     def headline(self) -> str:
         fails = sum(f.severity == "FAIL" for f in self.findings)
         warns = sum(f.severity == "WARN" for f in self.findings)
+        errors = sum(f.severity == "ERROR" for f in self.findings)
         statements = len(self.measured.statements)
         verification = (
             f"verification by {self.verified_by}" if self.verification is None and self.verified_by
@@ -272,7 +276,8 @@ class Rehearsal:
             else f"verification failed ({len(self.verification.errors)} errors)"
         )
         return (f"{self.verdict}: {statements} statement(s) rehearsed at {self.measured.messages:,} messages, "
-                f"{fails} failing, {warns} warning(s), {verification}")
+                f"{fails} failing, {warns} warning(s), "
+                + (f"{errors} size(s) with incomplete lock evidence, " if errors else "") + verification)
 
     def to_dict(self) -> dict[str, Any]:
         data = {

@@ -7,6 +7,9 @@
   behind it, however quick the statement itself.
 - ``failed`` / ``timed_out`` (FAIL): the migration did not complete; the statement is named, and for
   a hang, what it was waiting for.
+- ``sampler`` (ERROR): the lock sampler lost its connection before the migration ended, so the
+  locks after that moment were not seen and ``blocking`` could not judge them. Without it a lost
+  sampler would read as "nothing blocked"; the rehearsal has to run again.
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: 
                 None, f"at {size.messages:,} messages: {size.failure}",
                 "fix the statement (or raise --command-timeout if the migration is just slow) and rehearse again"))
             return tuple(findings)
+    for size in sizes:
+        if size.sampler_error is not None:
+            findings.append(RuleFinding(
+                "sampler", "ERROR", None, "", None, None, None, None, None,
+                f"at {size.messages:,} messages: {size.sampler_error}; the locks after it were not seen",
+                "rehearse again; the sampler's session must not be terminated (pg_terminate_backend, an idle or "
+                "statement timeout set for every role) and the server must stay up"))
     large = sizes[-1]
     runs = {s.index: s for s in large.statements}
     grouped: dict[tuple[int, str], list[Estimate]] = {}

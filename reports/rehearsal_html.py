@@ -9,7 +9,7 @@ from __future__ import annotations
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.html_page import CSS, e
 from chatbench.reports.rehearsal_plot import timeline
-from chatbench.reports.rehearsal_tables import Table, estimates, phases, sizes, statements
+from chatbench.reports.rehearsal_tables import FINDING_SECTIONS, Table, estimates, phases, sizes, statements
 
 
 def _table(table: Table) -> str:
@@ -25,11 +25,12 @@ def section(r: Rehearsal, level: int = 2) -> str:
     size = r.measured
     parts = [f"<p>migration <code>{e(r.migration)}</code> on {e(r.before)}; PostgreSQL {e(r.server.get('version'))} "
              f"({e(r.server.get('backend'))}); app load: {e(size.load)}; budgets: {e(r.budgets_source)}</p>"]
-    for title, severity, css in (("Failing", "FAIL", "failing"), ("Warnings", "WARN", "warnings")):
+    for title, severity, fix in FINDING_SECTIONS:
+        css = "warnings" if severity == "WARN" else "failing"
         items = [f for f in r.findings if f.severity == severity]
         if items:
             parts.append(f"<{h}>{title}</{h}><ul class='{css}'>" + "".join(
-                f"<li><b>{e(f.rule)}</b>: {e(f.evidence)}<br><i>safe rewrite</i>: {e(f.rewrite)}</li>" for f in items)
+                f"<li><b>{e(f.rule)}</b>: {e(f.evidence)}<br><i>{fix}</i>: {e(f.rewrite)}</li>" for f in items)
                 + "</ul>")
     svg = timeline(size)
     parts.append(f"<{h}>Timeline</{h}>" + (f"<figure>{svg}<figcaption>locks held by the migration on top; the app's "
@@ -42,6 +43,10 @@ def section(r: Rehearsal, level: int = 2) -> str:
                      "the table, constant for metadata-only ones.</p>" + _table(estimates(r)))
     parts.append(f"<{h}>The app before, during and after</{h}>" + _table(phases(size)))
     parts.append(f"<{h}>Sizes measured</{h}>" + _table(sizes(r)))
+    for s in r.sizes:
+        if s.app_errors:
+            parts.append(f"<{h}>Errors the app saw at {s.messages:,} messages (first {len(s.app_errors)})</{h}><ul>"
+                         + "".join(f"<li><code>{e(error)}</code></li>" for error in s.app_errors) + "</ul>")
     if r.verification is not None:
         verification = "<p>" + ("passed" if r.verification.passed else "failed") + "</p><ul>" + "".join(
             f"<li>{e(f.message())}</li>" for f in r.verification.errors) + "</ul>"
@@ -56,7 +61,7 @@ def section(r: Rehearsal, level: int = 2) -> str:
 
 
 def render_rehearsal(r: Rehearsal) -> str:
-    banner = "PASS" if r.verdict in ("PASS", "WARN") else "FAIL"
+    banner = "PASS" if r.verdict == "WARN" else r.verdict
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>chatbench rehearsal: {e(r.verdict)}"
             f"</title><style>{CSS}</style></head><body><h1>Migration rehearsal</h1>"
             f'<div class="banner {banner}"><div class="verdict">{e(r.verdict)}</div>{e(r.headline())}</div>'

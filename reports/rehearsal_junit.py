@@ -1,5 +1,6 @@
 """JUnit XML of a rehearsal: one test case per statement (failure: its FAIL finding), and one for the
-verification of the migrated schema, so CI dashboards name the blocking statement."""
+verification of the migrated schema, so CI dashboards name the blocking statement. A finding that could
+not judge (severity ERROR: the lock sampler stopped early) is an ``<error>`` of the migration's case."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from chatbench.rehearse.result import Rehearsal
 
 def render_rehearsal(r: Rehearsal) -> str:
     suite = ET.Element("testsuite", name="chatbench rehearsal", time=f"{sum(s.migration_s for s in r.sizes):.3f}")
-    failures = 0
+    failures = errors = 0
     cases: list[tuple[int | None, str]] = [(run.index, run.sql) for run in r.measured.statements]
     if not cases or any(f.statement is None for f in r.findings):
         cases.append((None, r.migration))
@@ -21,6 +22,9 @@ def render_rehearsal(r: Rehearsal) -> str:
             if finding.severity == "FAIL":
                 ET.SubElement(case, "failure", message=finding.evidence).text = finding.line()
                 failures += 1
+            elif finding.severity == "ERROR":
+                ET.SubElement(case, "error", message=finding.evidence).text = finding.line()
+                errors += 1
             else:
                 ET.SubElement(case, "system-out").text = finding.line()
     case = ET.SubElement(suite, "testcase", classname="rehearsal", name="verification of the migrated schema")
@@ -32,5 +36,6 @@ def render_rehearsal(r: Rehearsal) -> str:
         failures += 1
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

@@ -7,9 +7,9 @@ under its title, and a sign-off with ``--migration`` carries the same section in
 from __future__ import annotations
 
 from chatbench.rehearse.result import Rehearsal
-from chatbench.reports.rehearsal_tables import Table, estimates, phases, sizes, statements
+from chatbench.reports.rehearsal_tables import FINDING_SECTIONS, Table, estimates, phases, sizes, statements
 
-ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌"}
+ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔"}
 
 
 def _cell(text: str) -> str:
@@ -30,13 +30,12 @@ def section(r: Rehearsal, level: int = 2) -> list[str]:
     lines = [f"- migration: `{r.migration}`", f"- before-schema: {r.before}",
              f"- server: PostgreSQL {r.server.get('version', '?')} ({r.server.get('backend', '?')})",
              f"- app load: {size.load}", f"- budgets: {r.budgets_source} [rehearsal]", ""]
-    failing = [f for f in r.findings if f.severity == "FAIL"]
-    warnings = [f for f in r.findings if f.severity == "WARN"]
-    for title, items in (("Failing", failing), ("Warnings", warnings)):
+    for title, severity, fix in FINDING_SECTIONS:
+        items = [f for f in r.findings if f.severity == severity]
         if items:
             lines += [f"{h} {title}", ""]
             lines += [f"- **{f.rule}** ({'statement ' + str(f.statement) if f.statement else 'migration'}): "
-                      f"{f.evidence}  \n  *safe rewrite*: {f.rewrite}" for f in items]
+                      f"{f.evidence}  \n  *{fix}*: {f.rewrite}" for f in items]
             lines.append("")
     lines += [f"{h} Statements at {size.messages:,} messages ({size.profile})", "", *_table(statements(size))]
     if r.estimates:
@@ -46,6 +45,10 @@ def section(r: Rehearsal, level: int = 2) -> list[str]:
         lines += _table(estimates(r))
     lines += [f"{h} The app before, during and after the migration", "", *_table(phases(size))]
     lines += [f"{h} Sizes measured", "", *_table(sizes(r))]
+    for s in r.sizes:
+        if s.app_errors:
+            lines += [f"{h} Errors the app saw at {s.messages:,} messages (first {len(s.app_errors)})", ""]
+            lines += [f"- `{error}`" for error in s.app_errors] + [""]
     lines += [f"{h} Verification of the migrated schema", ""]
     if r.verification is not None:
         lines.append("passed" if r.verification.passed else f"failed: {len(r.verification.errors)} error(s)")

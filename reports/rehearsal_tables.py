@@ -8,6 +8,9 @@ from chatbench.rehearse.locks import short
 from chatbench.rehearse.result import ACCESSES, Latency, Rehearsal, SizeRun, StatementRun
 
 Table = tuple[tuple[str, ...], list[tuple[str, ...]]]
+# The findings' sections, in the order the reports show them: (heading, severity, what the fix is called).
+FINDING_SECTIONS = (("Failing", "FAIL", "safe rewrite"), ("Could not judge", "ERROR", "what to do"),
+                    ("Warnings", "WARN", "safe rewrite"))
 
 
 def ms(value: float) -> str:

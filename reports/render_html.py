@@ -17,7 +17,7 @@ from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparis
 from chatbench.reports.html_page import CSS, e
 from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, TargetSignoff
 
-_REHEARSAL_CSS = {"PASS": "PASS", "WARN": "ERROR", "FAIL": "FAIL"}
+_REHEARSAL_CSS = {"PASS": "PASS", "WARN": "ERROR", "FAIL": "FAIL", "ERROR": "ERROR"}
 
 
 def render_signoff(signoff: Signoff) -> str:

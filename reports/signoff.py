@@ -62,6 +62,8 @@ Format history:
   schema). Its findings are checks of stage ``migration``; a stage may be ``migration``; then there
   is no ``schema``, ``seed`` or ``integrity`` stage, ``seed`` describes the seed the before-schema
   was filled with, and ``schema_source`` reads ``<before-schema> migrated by --migration FILE``.
+  From 2026-11-30 the rehearsal is in its format 3 (``sampler_error`` per size); one whose lock
+  sampler stopped early makes the ``migration`` stage ``error`` (verdict ERROR), the rehearsal kept.
 """
 
 EXIT_CODES: Mapping[str, int] = {"PASS": 0, "FAIL": 1, "ERROR": 2, "INCONCLUSIVE": 3}

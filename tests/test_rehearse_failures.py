@@ -3,6 +3,7 @@ size is not run, and nothing the rehearsal created is left on the server (databa
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -68,3 +69,46 @@ def test_a_failing_or_hanging_command(pg: Server, command: str, rule: str, text:
     _only_small_and_failed(result, rule)
     assert text in result.findings[0].evidence
     assert _left_over(pg) == []
+
+
+def test_a_lost_lock_sampler_makes_the_verdict_error_not_pass(pg: Server, tmp_path: Path) -> None:
+    """The migration itself terminates the sampler's session: the locks after that were never seen, so
+    the rehearsal must not read as "nothing blocked" (it did: the sampler's error was dropped)."""
+    from chatbench.rehearse.sampler import SAMPLER_NAME
+    from chatbench.reports.rehearsal_output import write_rehearsal
+
+    result = rehearse(pg, _plan(sql=(
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{SAMPLER_NAME}';\n"
+        "SELECT pg_sleep(0.3);\nCREATE INDEX CONCURRENTLY ix_unseen ON conversations (title);\n")))
+    assert result.verdict == "ERROR" and result.exit_code == 2, result.failing_lines()
+    assert [s.outcome for s in result.sizes] == ["completed", "completed"]
+    for size in result.sizes:
+        assert size.sampler_error is not None and "into the migration" in size.sampler_error, size.sampler_error
+    errors = [f for f in result.findings if f.severity == "ERROR"]
+    assert [f.rule for f in errors] == ["sampler", "sampler"]
+    assert "terminat" in errors[0].evidence and "20,000 messages" in errors[0].evidence
+    assert "incomplete lock evidence" in result.headline() and len(result.failing_lines()) == 2
+    written = write_rehearsal(result, tmp_path)
+    assert "## Could not judge" in written["rehearsal.md"].read_text(encoding="utf-8")
+    junit = written["rehearsal.junit.xml"].read_text(encoding="utf-8")
+    assert 'errors="2"' in junit and "<error " in junit
+    data = json.loads(written["rehearsal.json"].read_text(encoding="utf-8"))
+    assert data["verdict"] == "ERROR" and data["format_version"] == 3
+    assert all(s["sampler_error"] for s in data["sizes"])
+    assert _left_over(pg) == []
+
+
+def test_the_errors_the_app_saw_are_in_the_report(pg: Server, tmp_path: Path) -> None:
+    """A migration that hides a table for a moment: the app's requests fail, and the report shows the
+    errors themselves (samples), not only their count."""
+    from chatbench.reports.rehearsal_output import write_rehearsal
+
+    result = rehearse(pg, _plan(sql="ALTER TABLE messages RENAME TO messages_hidden;\nSELECT pg_sleep(0.5);\n"
+                                    "ALTER TABLE messages_hidden RENAME TO messages;\n"))
+    size = result.measured
+    assert size.app_errors and any("messages" in error and "UndefinedTable" in error for error in size.app_errors)
+    assert size.phases["during"].reads.errors + size.phases["during"].appends.errors > 0
+    written = write_rehearsal(result, tmp_path)
+    report = written["rehearsal.md"].read_text(encoding="utf-8")
+    assert f"Errors the app saw at {size.messages:,} messages" in report and size.app_errors[0] in report
+    assert size.app_errors[0].split(":")[0] in written["rehearsal.html"].read_text(encoding="utf-8")

@@ -141,3 +141,28 @@ def test_a_migration_that_fails_leaves_nothing_to_verify_and_fails(tmp_path: Pat
     [line] = report["failing"]
     assert line.startswith("migration: failed: statement 2:") and "nowhere" in line and "line 2" in line
     assert [s["messages"] for s in target["migration"]["sizes"]] == [20_000]  # the larger size was not run
+
+
+def test_a_lost_lock_sampler_is_an_error_with_the_rehearsal_kept(tmp_path: Path, ci_targets: Path) -> None:
+    """Could not judge (exit 2), not PASS: the migration terminates the rehearsal's lock sampler; the
+    stage errs naming it, the later stages do not run, and the rehearsal is in the report."""
+    from chatbench.rehearse.sampler import SAMPLER_NAME
+
+    migration = tmp_path / "kills_sampler.sql"
+    migration.write_text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
+                         f"'{SAMPLER_NAME}';\nSELECT pg_sleep(0.3);\n")
+    out = tmp_path / "out"
+    code = main(["signoff", *FAST, "--targets", str(ci_targets), "--migration", str(migration), "--out", str(out)])
+    report = json.loads((out / "signoff.json").read_text())
+    assert code == 2 and report["verdict"] == "ERROR"
+    [target] = report["targets"]
+    stages = {s["stage"]: s for s in target["stages"]}
+    assert stages["migration"]["status"] == "error" and "lock sampler stopped" in stages["migration"]["detail"]
+    for name in ("drift", "health", "plans", "benchmarks"):
+        assert stages[name]["status"] == "skipped"
+    assert target["migration"]["verdict"] == "ERROR"
+    assert all(s["sampler_error"] for s in target["migration"]["sizes"])
+    [line] = report["failing"]  # nothing failed: the stage's error, the one reason it could not be judged
+    assert line.startswith("error: migration: lock evidence incomplete at 20,000 and 200,000 messages") and \
+        "terminating connection" in line
+    assert target["error"] == line.removeprefix("error: ")

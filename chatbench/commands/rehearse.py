@@ -10,7 +10,8 @@ for and every app query it blocks. Blocking times are extrapolated linearly to
 migrated schema is verified (drift, health, plan contracts). Writes rehearsal.md/.html/.json and JUnit XML.
 
 Exit 0 PASS or WARN, 1 FAIL (a budget exceeded, the migration failed or hung, verification failed),
-2 could not run.
+2 could not run, or ERROR: the lock sampler stopped before the migration ended (the reports are written,
+with what it saw until then, but they cannot vouch for the migration).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             result = rehearse(server, plan, progress=stage.step)
     written = write_rehearsal(result, Path(settings.out), secrets=secrets)
     for finding in result.findings:
-        color = "red" if finding.severity == "FAIL" else "yellow"
+        color = "yellow" if finding.severity == "WARN" else "red"
         out.line(Text.assemble((finding.severity, color), finding.line()[len(finding.severity):]))
     if result.verification is not None:
         for error in result.verification.errors:

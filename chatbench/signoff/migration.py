@@ -7,7 +7,9 @@ at the next smaller one, and the migration runs on each while the app's reads an
 migrated at the profile's size is kept: drift, health, plan contracts, benchmarks, load and the
 comparison judge it, so the schema the sign-off verifies is the one the release reaches the way
 production reaches it. A migration that does not complete leaves nothing to verify: the remaining
-stages are recorded as not run and the verdict is FAIL (it ran and failed), not ERROR.
+stages are recorded as not run and the verdict is FAIL (it ran and failed), not ERROR. A rehearsal
+whose lock sampler stopped before the migration ended (verdict ERROR) cannot vouch for it: the stage
+errs with that reason, the rehearsal is kept in the reports, and the remaining stages do not run.
 
 Every finding becomes a check of stage ``migration`` (FAIL rules fail the sign-off, WARN rules are
 warnings), with its evidence (statement, lock, blocked time, extrapolation) and the safe rewrite.
@@ -38,9 +40,21 @@ def migration_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
         migration_checks(rehearsal, ctx.rec)
         note.detail = detail(rehearsal)
         note.status = ctx.rec.status_of(STAGE)
+        if rehearsal.verdict == "ERROR":
+            note.status = "error"
+            note.detail = unjudged(rehearsal)
+            ctx.rec.error = f"{STAGE}: {note.detail}"  # as ``Recorder.failed`` words a stage that errs
+            return replace(evidence, migration=rehearsal, halted="the rehearsal's lock evidence is incomplete")
     if done.migrated is None or done.seed is None:
         return replace(evidence, migration=rehearsal, halted=f"the migration {rehearsal.measured.outcome}")
     return replace(evidence, server=done.migrated, seed=done.seed, migration=rehearsal)
+
+
+def unjudged(rehearsal: Rehearsal) -> str:
+    """Why a rehearsal with verdict ERROR could not judge the migration, in one line."""
+    lost = [s for s in rehearsal.sizes if s.sampler_error is not None]
+    sizes = " and ".join(f"{s.messages:,}" for s in lost)
+    return f"lock evidence incomplete at {sizes} messages: {lost[0].sampler_error}; rehearse again"
 
 
 def migration_checks(rehearsal: Rehearsal, rec: Recorder) -> None:
@@ -58,6 +72,8 @@ def migration_checks(rehearsal: Rehearsal, rec: Recorder) -> None:
         for finding in findings:
             rec.check(STAGE, name, False, finding.describe(), "error" if finding.severity == "FAIL" else "warning")
     for finding in rehearsal.findings:
+        if finding.severity == "ERROR":
+            continue  # not a check that failed: the stage errs with it (``migration_stage``)
         if finding.statement is None or finding.statement not in named:
             rec.check(STAGE, "migration" if finding.statement is None else f"statement {finding.statement}", False,
                       finding.describe(), "error" if finding.severity == "FAIL" else "warning")
