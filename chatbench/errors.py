@@ -100,3 +100,7 @@ class UnsafeOperationError(ChatbenchError):
 
 class ExternalCommandError(ChatbenchError):
     """An external program (a migration command, pgbench, initdb, pg_ctl) could not run or failed."""
+
+
+class CommandTimedOut(ExternalCommandError):
+    """An external program ran longer than its timeout and was stopped (with everything it started)."""

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbench.errors import ConfigError, ExternalCommandError, redact
+from chatbench.errors import CommandTimedOut, ConfigError, ExternalCommandError, redact
 from chatbench.settings import current
 
 TAIL_LINES = 3
@@ -72,7 +72,8 @@ def run(
 
     ``what`` names the command in errors (the setting it came from, or the program's job). A missing
     program and a timeout raise ``ExternalCommandError``; a non-zero exit is returned (the caller
-    decides what it means). Output (text) is scrubbed of every registered secret and of ``secrets``.
+    decides what it means); a timeout is ``CommandTimedOut``, for a caller to whom it is an outcome (a
+    rehearsed migration that hangs). Output (text) is scrubbed of every registered secret and of ``secrets``.
     """
     argv = split_command(command, what) if isinstance(command, str) else [str(word) for word in command]
     limit = float(current("command_timeout")) if timeout is None else timeout
@@ -97,7 +98,7 @@ def run(
         stdout, stderr = process.communicate(input, timeout=limit)
     except subprocess.TimeoutExpired:
         _kill_group(process)
-        raise ExternalCommandError(
+        raise CommandTimedOut(
             f"{what} {shlex.join(argv)!r} ran longer than {limit:g} s and was stopped; raise --command-timeout "
             "(CHATBENCH_COMMAND_TIMEOUT) or fix the command"
         ) from None

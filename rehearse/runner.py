@@ -17,10 +17,6 @@ a timeout or Ctrl-C ends all of it; its statements are known only from the sampl
 from __future__ import annotations
 
 import contextlib
-import os
-import shlex
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +25,8 @@ from dataclasses import dataclass, field
 import psycopg
 from chatbench.rehearse.statements import Statement
 
-from chatbench.errors import ChatbenchError, redact
+from chatbench import external
+from chatbench.errors import CommandTimedOut, redact
 
 MIGRATION_NAME = "chatbench-rehearse-migration"
 
@@ -215,43 +212,21 @@ def _seq_reads_after(conninfo: str, before: Mapping[int, int]) -> dict[int, int]
 
 
 def run_command(command: str, env: Mapping[str, str], *, timeout_s: float, conninfo: str) -> MigrationOutcome:
-    """Run a migration command; a timeout or Ctrl-C ends its whole process group."""
+    """Run a migration command (``chatbench.external.run``: its own process group, ended with everything
+    it started on a timeout or Ctrl-C, output scrubbed); a hang is an outcome here, not an error."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         before = _storage(conn)
         seq_before: dict[int, int] = dict(conn.execute(_SEQ_READS).fetchall())
     start = time.monotonic()
     try:
-        process = subprocess.Popen(shlex.split(command), env=dict(env), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    except OSError as exc:
-        raise ChatbenchError(
-            f"--migration-cmd {command!r}: cannot run it ({exc.strerror}); check the program") from None
-    try:
-        output, _ = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _end_group(process)
-        end = time.monotonic()
+        done = external.run(command, what="--migration-cmd", timeout=timeout_s, env=env)
+    except CommandTimedOut:
         return MigrationOutcome("timed out", f"--migration-cmd {command!r} did not finish within {timeout_s:g} s "
-                                "(--command-timeout)", start, end, (), before, before)
-    except BaseException:
-        _end_group(process)
-        raise
+                                "(--command-timeout)", start, time.monotonic(), (), before, before)
     end = time.monotonic()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         after = _storage(conn)
-    if process.returncode != 0:
-        tail = redact(" | ".join((output or "").strip().splitlines()[-3:]))
-        return MigrationOutcome("failed", f"--migration-cmd {command!r} exited {process.returncode}: {tail}",
+    if done.returncode != 0:
+        return MigrationOutcome("failed", f"--migration-cmd {command!r} exited {done.returncode}: {done.tail()}",
                                 start, end, (), before, after)
     return MigrationOutcome("completed", None, start, end, (), before, after, _seq_reads_after(conninfo, seq_before))
-
-
-def _end_group(process: subprocess.Popen[str]) -> None:
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
