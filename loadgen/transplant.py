@@ -11,13 +11,19 @@ parameters stay valid for the pre-built database.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 import psycopg
+from chatbench.loadgen.result import SeedResult
 from psycopg import sql
 
 from chatbench.errors import ProvisionError
 from chatbench.provision import Server
+from chatbench.provision.databases import temporary_database
 
 TABLE_ORDER = ("users", "conversations", "messages")
 
@@ -74,3 +80,20 @@ def transplant(source: Server, target: Server) -> dict[str, int]:
     with psycopg.connect(target.conninfo(), autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")
     return counts
+
+
+def seed_into_prebuilt(
+    target: Server,
+    seed: Callable[[Server], SeedResult],
+    *,
+    prefix: str,
+    loading: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+) -> tuple[SeedResult, dict[str, int]]:
+    """Fill ``target``'s pre-built schema: ``seed`` fills a canonical sibling database (named ``prefix``...,
+    dropped on every way out), whose rows are transplanted into ``target`` under ``loading`` (a progress
+    display). Returns the seed, now describing ``target``, and the rows per table."""
+    with temporary_database(target, prefix) as sibling:
+        result = seed(sibling)
+        with loading():
+            counts = transplant(result.server_for(sibling), target)
+    return replace(result, database=target.database), counts

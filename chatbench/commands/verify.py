@@ -11,14 +11,12 @@ Exit 0 when every check passes, 1 when any error-severity finding fails the verd
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 from chatbench.commands._common import SERVER_SETTINGS, announce, out, require_writable, server_from
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
-from chatbench.provision.databases import temporary_database
 from chatbench.settings import Settings
 
 NAME = "verify"
@@ -41,7 +39,7 @@ def _seed(server: Server, profile: str, seed_number: int) -> SeedResult:
 
 def prepare(server: Server, settings: Settings) -> SeedResult:
     """Seed ``server``'s database, building its schema the application's way first when asked."""
-    from chatbench.loadgen.transplant import transplant
+    from chatbench.loadgen.transplant import seed_into_prebuilt
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
     if settings.schema_from is None and settings.schema_from_cmd is None:
@@ -51,14 +49,12 @@ def prepare(server: Server, settings: Settings) -> SeedResult:
     else:
         assert settings.schema_from_cmd is not None
         build_from_cmd(server, settings.schema_from_cmd, timeout=settings.command_timeout)
-    with temporary_database(server, "cbv_seed") as sibling:
-        out.note(f"seeding profile {settings.profile} into a canonical sibling database")
-        result = _seed(sibling, settings.profile, settings.seed)
-        source = result.server_for(sibling)
-        with out.stage("loading the seeded rows into the pre-built schema"):
-            counts = transplant(source, server)
+    out.note(f"seeding profile {settings.profile} into a canonical sibling database")
+    result, counts = seed_into_prebuilt(server, lambda sibling: _seed(sibling, settings.profile, settings.seed),
+                                        prefix="cbv_seed",
+                                        loading=lambda: out.stage("loading the seeded rows into the pre-built schema"))
     out.note(f"loaded into the pre-built schema: {counts}")
-    return replace(result, database=server.database)
+    return result
 
 
 def _one_pg_bin(settings: Settings) -> str | None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import replace
 
 from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.spec import Spec
 from chatbench.provision import Server
-from chatbench.provision.databases import temporary_database
 from chatbench.signoff.display import Display
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.options import SignoffOptions
@@ -21,7 +19,7 @@ def seed_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     server = evidence.need_server()
     with ctx.rec.stage("seed") as note:
         if options.prebuilt:
-            result = seed_prebuilt(server, ctx.spec, options, ctx.display, ctx.stack)
+            result = seed_prebuilt(server, ctx.spec, options, ctx.display)
             note.detail = seed_detail(result) + "; transplanted into the pre-built schema"
         else:
             result = loadgen.seed(server, ctx.spec, seed=options.seed, use_cache=options.use_cache, progress=True)
@@ -55,16 +53,13 @@ def seed_detail(result: SeedResult) -> str:
     return f"{result.counts.get('messages', 0):,} messages, {how} ({seconds:.2f} s in loadgen)"
 
 
-def seed_prebuilt(
-    server: Server, spec: Spec, options: SignoffOptions, display: Display, stack: contextlib.ExitStack
-) -> SeedResult:
+def seed_prebuilt(server: Server, spec: Spec, options: SignoffOptions, display: Display) -> SeedResult:
     """Seed a canonical sibling (cache), then load its rows into the schema the application built."""
     from chatbench import loadgen
-    from chatbench.loadgen.transplant import transplant
+    from chatbench.loadgen.transplant import seed_into_prebuilt
 
-    sibling = stack.enter_context(temporary_database(server, "cbs_seed"))
-    result = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=True)
-    source = result.server_for(sibling)
-    with display.status("loading the seeded rows into the pre-built schema"):
-        transplant(source, server)
-    return replace(result, database=server.database)
+    result, _counts = seed_into_prebuilt(
+        server, lambda sibling: loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache,
+                                             progress=True),
+        prefix="cbs_seed", loading=lambda: display.status("loading the seeded rows into the pre-built schema"))
+    return result

@@ -245,16 +245,13 @@ class FixtureSession:
             schema.apply(db.url)
 
     def _seed_into_app_schema(self, db: Server, spec: Any) -> SeedResult:
-        from dataclasses import replace
-
         from chatbench import loadgen
-        from chatbench.loadgen.transplant import transplant
-        from chatbench.provision.databases import temporary_database
+        from chatbench.loadgen.transplant import seed_into_prebuilt
 
-        with temporary_database(self.server, CLONE_PREFIX) as sibling:
-            result = loadgen.seed(sibling, spec, seed=self.settings.seed, use_cache=False, progress=False)
-            transplant(sibling, db)
-        return replace(result, database=db.database)
+        result, _counts = seed_into_prebuilt(
+            db, lambda sibling: loadgen.seed(sibling, spec, seed=self.settings.seed, use_cache=False, progress=False),
+            prefix=CLONE_PREFIX)
+        return result
 
     @contextlib.contextmanager
     def _new_template(self, source: str | None = None) -> Iterator[Server]:
