@@ -26,7 +26,6 @@ import fcntl
 import hashlib
 import json
 import os
-import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -40,10 +39,10 @@ from chatbench.loadgen.spec import Spec
 from psycopg import sql
 
 from chatbench import schema
+from chatbench.provision import cache_names
 from chatbench.provision.server import Server
 
 GENERATOR_VERSION = 4  # bump whenever the generated contents (or their physical state) change
-TEMPLATE_PREFIX = "cbtpl_"
 
 
 def cache_key(server: Server, spec: Spec, seed: int, order: str) -> str:
@@ -115,7 +114,7 @@ class SnapshotStore:
         """
         assert server.cluster is not None
         self.root.mkdir(parents=True, exist_ok=True)
-        partial = self.root / f"{key}.partial-{server.run_id}-{secrets.token_hex(2)}"  # its run's: for the janitor
+        partial = self.root / cache_names.snapshot_partial(key, server.run_id)  # its run's: for the janitor
         final = self.path(key)
         partial.mkdir()
         try:
@@ -184,9 +183,7 @@ class TemplateStore:
 
     kind = "template"
 
-    @staticmethod
-    def name(key: str) -> str:
-        return f"{TEMPLATE_PREFIX}{key}"
+    name = staticmethod(cache_names.template_database)
 
     def _admin(self, server: Server) -> psycopg.Connection:
         return psycopg.connect(server.admin_conninfo(), autocommit=True)
@@ -233,7 +230,7 @@ class TemplateStore:
         from chatbench.faults import checkpoint
         from chatbench.provision.owner import current_tag
 
-        partial = f"{self.name(key)}_p{secrets.token_hex(4)}"
+        partial = cache_names.template_partial(key)
         described = {**current_tag(server.run_id).to_json(), "seed": seed_result_to_json(result), "used": time.time()}
         with self._admin(server) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
@@ -260,7 +257,7 @@ class TemplateStore:
         limit = int(current("seed_snapshots"))
         rows = conn.execute(
             "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-            "WHERE datistemplate AND datname ~ %s", (f"^{TEMPLATE_PREFIX}[0-9a-f]{{16}}$",)).fetchall()
+            "WHERE datistemplate AND datname ~ %s", (cache_names.TEMPLATE.pattern,)).fetchall()
 
         def used(comment: str | None) -> float:
             try:

@@ -176,3 +176,17 @@ def test_a_killed_seeds_skeleton_is_removed_by_clean(run_dir: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert not list(run_dir.rglob(f"{STAGING_PREFIX}skeleton-*")), done.stderr
     assert not list(run_dir.glob("run-*.owner")), done.stderr
+
+
+def test_the_janitor_parses_the_names_the_cache_builds() -> None:
+    """One definition (``chatbench.provision.cache_names``): what a save names, clean recognises as its run's."""
+    from chatbench.provision import cache_names
+    from chatbench.provision.janitor import RUN_DATABASE
+
+    key, run_id = secrets.token_hex(8), secrets.token_hex(4)
+    partial = cache_names.snapshot_partial(key, run_id)
+    assert Path(partial).match(cache_names.PARTIAL_GLOB) and cache_names.snapshot_partial_run(partial) == run_id
+    assert cache_names.snapshot_partial_run(f"{key}.partial-0000") == ""  # an older name: no run id
+    assert RUN_DATABASE.match(cache_names.template_partial(key))  # half-made: a run's, dropped once it is dead
+    assert not RUN_DATABASE.match(cache_names.template_database(key))  # published: the cache's, kept
+    assert cache_names.TEMPLATE.match(cache_names.template_database(key))

@@ -121,17 +121,19 @@ def test_template_store_keeps_the_most_recently_used(pg: Server, monkeypatch: py
 
 def test_the_janitor_knows_every_database_name_a_run_makes() -> None:
     """``chatbench clean --dsn`` drops only names it recognises: every prefix the code creates databases
-    under (``create_database`` / ``temporary_database``, found in the sources) must be one of them, or a
-    SIGKILLed run's databases (a rehearsal's ``cbr_*`` ones, say) would stay on the server for good."""
+    under (``create_database`` / ``temporary_database``, or a ``prefix=`` handed on to them, found in the
+    sources) must be one of them, or a SIGKILLed run's databases (a rehearsal's ``cbr_*`` ones, say)
+    would stay on the server for good."""
     import re
 
     from chatbench.provision.janitor import RUN_DATABASE
 
     root = Path(__file__).resolve().parents[1]
-    call = re.compile(r"(?:create_database|temporary_database)\([^()\"]*?\"([a-z_]+)\"")
+    call = re.compile(r"(?:create_database|temporary_database)\([^()\"]*?\"([a-z_]+)\"|\bprefix=\"([a-z_]+)\"")
     prefixes = {prefix for folder in ("chatbench", "schema", "loadgen", "verify", "benchmarks", "reports", "rehearse")
-                for path in (root / folder).rglob("*.py") for prefix in call.findall(path.read_text())}
-    assert {"cbr_run", "cbr_seed", "cbr_before", "cbs_seed", "cbv_canon"} <= prefixes, prefixes
+                for path in (root / folder).rglob("*.py") for found in call.findall(path.read_text())
+                for prefix in found if prefix}
+    assert {"cbr_run", "cbr_seed", "cbr_before", "cbs_seed", "cbv_seed", "cbv_canon"} <= prefixes, prefixes
     unknown = sorted(p for p in prefixes if not RUN_DATABASE.match(f"{p}_0123abcd"))
     assert not unknown, f"chatbench clean would never drop databases named {unknown}"
     from chatbench.provision.dsn import RUN_DATABASE_PREFIX

@@ -27,6 +27,7 @@ from pathlib import Path
 from psycopg import sql
 from sqlalchemy.engine import URL
 
+from chatbench.provision import cache_names
 from chatbench.provision.container import LABEL_LEASE, LABEL_MANAGED, LABEL_OWNER, LABEL_RUN, docker_client
 from chatbench.provision.local import CLUSTER_PREFIX
 from chatbench.provision.owner import (
@@ -46,7 +47,8 @@ from chatbench.provision.process import pid_alive
 DATABASE_GRACE_SECONDS = 2.0
 
 RUN_DATABASE = re.compile(
-    r"^(chatbench_run_(cbfx_(tpl|db)_)?[0-9a-f]{8}|cb[rsv]_[a-z_]+_[0-9a-f]{8}|cbtpl_[0-9a-f]{16}_p[0-9a-f]+)$")
+    r"^(chatbench_run_(cbfx_(tpl|db)_)?[0-9a-f]{8}|cb[rsv]_[a-z_]+_[0-9a-f]{8}|"
+    f"{cache_names.TEMPLATE_PARTIAL_PATTERN})$")
 """The names chatbench gives the databases a run owns (run, scratch and half-made template databases):
 ``cbv_*`` verification's, ``cbs_*`` the sign-off's, ``cbr_*`` a migration rehearsal's,
 ``chatbench_run_cbfx_*`` the pytest fixtures' templates and clones on a DSN server."""
@@ -105,10 +107,8 @@ def clean_snapshot_partials(root: Path | None = None) -> list[Removed]:
     """Half-made seeded snapshots (``<key>.partial-<run_id>-*``) of dead runs, or stale ones without a run id."""
     removed: list[Removed] = []
     base, leases = root or seed_snapshot_root(), run_root()
-    for partial in sorted(base.glob("*.partial-*")) if base.is_dir() else []:
-        run_id = partial.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
-        if not re.fullmatch(r"[0-9a-f]{8}", run_id):
-            run_id = ""  # named by an older chatbench: no record, so only the grace period tells
+    for partial in sorted(base.glob(cache_names.PARTIAL_GLOB)) if base.is_dir() else []:
+        run_id = cache_names.snapshot_partial_run(partial.name)  # "": no record, only the grace period tells
         if not _dead_or_stale(partial, run_id, leases):
             continue
         shutil.rmtree(partial, ignore_errors=True)
@@ -215,7 +215,7 @@ def clean_dsn(dsn: str) -> list[Removed]:
     removed: list[Removed] = []
     for name in dead_databases(url):
         try:
-            if name.startswith("cbtpl_"):
+            if name.startswith(cache_names.TEMPLATE_PREFIX):
                 with psycopg.connect(libpq(url), autocommit=True) as conn:
                     conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name)))
             drop_database(url, name)
