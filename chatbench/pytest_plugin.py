@@ -31,8 +31,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from chatbench.benchmarks.options import SUITE_SETTINGS
-from chatbench.errors import ChatbenchError, ConfigError
-from chatbench.settings import SERVER_SETTINGS, Settings, add_pytest_options, profile_names, resolve_pytest
+from chatbench.errors import ChatbenchError
+from chatbench.settings import (
+    SERVER_SETTINGS,
+    Settings,
+    add_pytest_options,
+    profile_names,
+    refuse_both,
+    resolve_pytest,
+)
 from chatbench.settings import pytest_option as spelled  # (a name starting "pytest_" would be taken for a hook)
 from chatbench.testing.databases import ChatDatabase, ChatServer, SeededChatDatabase
 
@@ -57,9 +64,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _check(settings: Settings) -> None:
     """What the declarations cannot check alone: one schema source."""
-    if settings.schema_from is not None and settings.schema_from_cmd is not None:
-        raise ConfigError(f"{spelled('schema_from')} and {spelled('schema_from_cmd')}: "
-                          "give one of them, not both")
+    refuse_both(settings, "schema_from", "schema_from_cmd", spelling=spelled)
 
 
 def pytest_configure(config: pytest.Config) -> None:

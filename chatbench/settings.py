@@ -551,6 +551,19 @@ def where(settings: Settings, name: str) -> str:
     return _where(name, source, shown, file) if source != "default" else option(name)
 
 
+def refuse_both(settings: Settings, first: str, second: str, *, spelling: Callable[[str], str] | None = None,
+                hint: str = "") -> None:
+    """Two settings that give one thing two ways (a file or a command): refused when both are set, each
+    named in the form it was given (an option, a CHATBENCH_* variable, a file's key), so the user sees
+    which two to choose between even when one came from the environment. ``hint`` follows "not both"."""
+    if getattr(settings, first) is None or getattr(settings, second) is None:
+        return
+    file = read_file() if "file" in (settings.source(first), settings.source(second)) else FileSettings(None, "", {})
+    first_given, second_given = (_where(name, settings.source(name), getattr(settings, name), file, spelling or option)
+                                 for name in (first, second))
+    raise ConfigError(f"{first_given} and {second_given}: give one of them, not both{hint}")
+
+
 def with_values(settings: Settings, **values: Any) -> Settings:
     """A copy with some values replaced (recorded as arguments), for callers that build settings in code."""
     sources = {**settings.sources, **dict.fromkeys(values, "argument")}

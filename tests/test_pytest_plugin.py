@@ -87,7 +87,7 @@ def test_it(chatbench_server, chat_db, seeded_chat_db):
         (["--chatbench-schema-from", "/nonexistent.sql"], {}, "", "--chatbench-schema-from /nonexistent.sql: no such"),
         (["--chatbench-schema-from-cmd", "no-such-program-x up"], {}, "", "which is not on PATH"),
         (["--chatbench-schema-from", "pyproject.toml", "--chatbench-schema-from-cmd", "true"], {}, "",
-         "give one of them, not both"),
+         "--chatbench-schema-from pyproject.toml and --chatbench-schema-from-cmd true: give one of them, not both"),
         (["--chatbench-command-timeout", "0"], {}, "", "--chatbench-command-timeout 0: must be more than 0"),
         (["--chatbench-dsn", "mysql://u:secret@h/d"], {}, "", "--chatbench-dsn mysql://u:***@h/d: names 'mysql'"),
     ],

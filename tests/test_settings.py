@@ -185,3 +185,26 @@ def test_pytest_sees_the_same_settings(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for name in ("profile", "rounds", "backend", "cache"):
         assert pytest_option(name) in done.stdout
+
+
+def test_two_ways_of_giving_one_thing_are_refused_naming_each_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``refuse_both``: the message names each setting in the form it came from, so a CHATBENCH_* variable
+    or a file's key the user forgot about is named, not an option they never typed."""
+    from chatbench.settings import refuse_both
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.sql").write_text("SELECT 1;\n")
+    both = resolve("rehearse", {"migration": "m.sql"}, env={"CHATBENCH_MIGRATION_CMD": "true upgrade head"},
+                   cwd=tmp_path)
+    with pytest.raises(ConfigError, match=r"^--migration m\.sql and CHATBENCH_MIGRATION_CMD=true upgrade head: "
+                                          r"give one of them, not both$"):
+        refuse_both(both, "migration", "migration_cmd")
+    (tmp_path / "chatbench.toml").write_text('schema_from_cmd = "true schema"\n')
+    from_file = resolve("verify", {"schema_from": "m.sql"}, env={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match=r"and chatbench\.toml schema_from_cmd = true schema: give one"):
+        refuse_both(from_file, "schema_from", "schema_from_cmd")
+    (tmp_path / "chatbench.toml").unlink()
+    one = resolve("verify", {"schema_from": "m.sql"}, env={}, cwd=tmp_path)
+    refuse_both(one, "schema_from", "schema_from_cmd")  # one of them: nothing to refuse

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from chatbench.commands._common import SERVER_SETTINGS, command_line, out, server_from
 from chatbench.errors import ConfigError
-from chatbench.settings import Settings, where
+from chatbench.settings import Settings, refuse_both, where
 
 if TYPE_CHECKING:
     from chatbench.rehearse import RehearsalPlan
@@ -46,11 +46,8 @@ def plan_from(settings: Settings) -> RehearsalPlan:
 
     if settings.migration is None and settings.migration_cmd is None:
         raise ConfigError("rehearse needs the migration: give --migration FILE.sql or --migration-cmd CMD (one)")
-    if settings.migration is not None and settings.migration_cmd is not None:
-        raise ConfigError("--migration and --migration-cmd: give --migration FILE.sql or --migration-cmd CMD, "
-                          "not both")
-    if settings.from_file is not None and settings.from_cmd is not None:
-        raise ConfigError("--from and --from-cmd: give one of them, not both (neither: the canonical schema)")
+    refuse_both(settings, "migration", "migration_cmd")
+    refuse_both(settings, "from_file", "from_cmd", hint=" (neither: the canonical schema)")
     spec = loadgen.load_spec(settings.profile)
     if spec.name not in SMALLER_PROFILE:
         raise ConfigError(f"{where(settings, 'profile')}: a rehearsal measures two sizes, the profile and the next "

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from chatbench.commands._common import announce, command_line, judged_scenarios, out, require_writable
 from chatbench.errors import ConfigError
-from chatbench.settings import SERVER_SETTINGS, Settings, default, where, with_values
+from chatbench.settings import SERVER_SETTINGS, Settings, default, refuse_both, where, with_values
 
 if TYPE_CHECKING:
     from chatbench.rehearse import RehearsalPlan
@@ -45,8 +45,7 @@ def options_from(settings: Settings) -> SignoffOptions:
     from chatbench.provision.choice import choose_servers
     from chatbench.signoff import SignoffOptions
 
-    if settings.schema_from is not None and settings.schema_from_cmd is not None:
-        raise ConfigError("--schema-from and --schema-from-cmd: give one of them, not both")
+    refuse_both(settings, "schema_from", "schema_from_cmd")
     migration = migration_plan(settings)
     assert settings.out is not None  # the signoff default is a folder
     return SignoffOptions(

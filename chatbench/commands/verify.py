@@ -17,7 +17,7 @@ from chatbench.commands._common import SERVER_SETTINGS, announce, out, require_w
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
-from chatbench.settings import Settings
+from chatbench.settings import Settings, refuse_both
 
 NAME = "verify"
 HELP = "check drift, index health and plan contracts (exit 1 on FAIL)"
@@ -68,8 +68,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.verify import verify
     from chatbench.verify.render import render_json, render_terminal, write_json
 
-    if settings.schema_from is not None and settings.schema_from_cmd is not None:
-        raise ConfigError("--schema-from and --schema-from-cmd: give one of them, not both")
+    refuse_both(settings, "schema_from", "schema_from_cmd")
     if settings.url is not None:
         if settings.schema_from is not None or settings.schema_from_cmd is not None:
             raise ConfigError(
