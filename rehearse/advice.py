@@ -21,7 +21,15 @@ NOT_NULL = ("ADD CONSTRAINT ... CHECK (column IS NOT NULL) NOT VALID; VALIDATE C
 VOLATILE_DEFAULT = ("add the column without a default or with a constant one (no rewrite since PostgreSQL 11), "
                     "backfill it in batches of a few thousand rows, then SET DEFAULT for new rows")
 TYPE_CHANGE = ("avoid the rewrite: add a column of the new type, backfill it in batches, switch the app to it, "
-               "drop the old one (varchar(n) -> text or a longer varchar is free when no CHECK uses the column)")
+               "drop the old one (varchar(n) -> text or a longer varchar rewrites nothing when no CHECK uses the "
+               "column, but it still changes the result type under the app's prepared statements)")
+EXPAND_CONTRACT = ("expand and contract: keep every table and column the running app uses, add the new ones beside "
+                   "them, backfill, switch the app, and drop the old ones in a later release")
+PREPARED_RESULT_TYPE = ("the statement changed a column's result type under the app's prepared statements "
+                        "(psycopg's prepare_threshold, asyncpg's statement cache and pgjdbc's prepareThreshold keep "
+                        "them), which fail until re-prepared: add a column of the new type, backfill it and switch the "
+                        "app to it, or recycle the app's connections right after the migration")
+PREPARED_ERROR = "cached plan must not change result type"
 REWRITE = "split it so the table is not rewritten under an exclusive lock: new column or table, batched backfill"
 GENERIC = "keep the lock short: split the statement, do the heavy part with a weaker lock, and " + LOCK_TIMEOUT
 

@@ -70,6 +70,14 @@ class AppWindow:
     def of(self, access: Access) -> Latency:
         return self.reads if access == "reads" else self.appends
 
+    @property
+    def requests(self) -> int:
+        return self.reads.requests + self.appends.requests
+
+    @property
+    def errors(self) -> int:
+        return self.reads.errors + self.appends.errors
+
 
 @dataclass(frozen=True)
 class StatementRun:
@@ -184,7 +192,7 @@ class Estimate:
 class RuleFinding:
     """A verdict rule that fired: its evidence and the safe way to write the statement."""
 
-    rule: str  # blocking | lock_timeout | failed | timed_out | sampler
+    rule: str  # blocking | lock_timeout | failed | timed_out | sampler | app_errors
     severity: Literal["FAIL", "WARN", "ERROR"]  # ERROR: the evidence is incomplete, the rule could not judge
     statement: int | None
     sql: str

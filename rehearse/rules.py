@@ -7,6 +7,11 @@
   behind it, however quick the statement itself.
 - ``failed`` / ``timed_out`` (FAIL): the migration did not complete; the statement is named, and for
   a hang, what it was waiting for.
+- ``app_errors`` (FAIL): the app's requests failed while the migration ran or after it, and none
+  failed before it: the migration broke the running app (a table or column it uses renamed or
+  dropped, a deadlock, a prepared statement whose result type changed). When requests failed before
+  the migration too, the load does not fit the before-schema and the failures cannot be laid at the
+  migration's door (WARN).
 - ``sampler`` (ERROR): the lock sampler lost its connection before the migration ended, so the
   locks after that moment were not seen and ``blocking`` could not judge them. Without it a lost
   sampler would read as "nothing blocked"; the rehearsal has to run again.
@@ -17,7 +22,7 @@ from __future__ import annotations
 from chatbench.rehearse import advice
 from chatbench.rehearse.budgets import Budgets
 from chatbench.rehearse.locks import short
-from chatbench.rehearse.result import Estimate, RuleFinding, SizeRun
+from chatbench.rehearse.result import AppWindow, Estimate, RuleFinding, SizeRun
 
 
 def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: Budgets) -> tuple[RuleFinding, ...]:
@@ -31,6 +36,7 @@ def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: 
                 None, f"at {size.messages:,} messages: {size.failure}",
                 "fix the statement (or raise --command-timeout if the migration is just slow) and rehearse again"))
             return tuple(findings)
+    findings += [f for f in map(_app_errors, sizes) if f is not None]
     for size in sizes:
         if size.sampler_error is not None:
             findings.append(RuleFinding(
@@ -69,3 +75,26 @@ def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: 
                 f"`{run.sql[:160]}` took {short(hold.mode)} on {hold.relation} (blocks the app's "
                 f"{' and '.join(hold.blocks)}) with lock_timeout = 0", advice.LOCK_TIMEOUT))
     return tuple(findings)
+
+
+def _app_errors(size: SizeRun) -> RuleFinding | None:
+    """The app failing during or after the migration at one size (see the module docstring)."""
+    before, during, after = (size.phases.get(name, AppWindow()) for name in ("before", "during", "after"))
+    if not during.errors and not after.errors:
+        return None
+    first = f"; first: {size.app_errors[0]}" if size.app_errors else ""
+    counts = (f"{during.errors} of {during.requests} app requests failed while the migration ran and "
+              f"{after.errors} of {after.requests} after it")
+    if before.errors:
+        return RuleFinding(
+            "app_errors", "WARN", None, "", None, None, None, None, None,
+            f"at {size.messages:,} messages: {counts}, but {before.errors} of {before.requests} failed before it "
+            f"too: the live load does not fit the before-schema, so these failures are not laid at the "
+            f"migration's door{first}",
+            "rehearse from the schema the app runs on today (--from / --from-cmd)")
+    return RuleFinding(
+        "app_errors", "FAIL", None, "", None, None, None, None, None,
+        f"at {size.messages:,} messages: {counts}, none of {before.requests} before it: the migration broke the "
+        f"running app{first}",
+        advice.PREPARED_RESULT_TYPE if any(advice.PREPARED_ERROR in e for e in size.app_errors)
+        else advice.EXPAND_CONTRACT)

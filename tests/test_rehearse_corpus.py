@@ -1,5 +1,6 @@
 """Every unsafe migration of the corpus FAILs naming the statement, the lock and the blocked time;
-every safe one passes (no finding at all, and the migrated schema verifies clean): at the ci
+every safe one passes (no finding at all, and the migrated schema verifies clean), except for the rules
+a case's ``safe_trips`` names (the type change breaks prepared statements however it is written): at the ci
 profile (200k messages, and smoke as the second size), on PostgreSQL 18 (embedded) and 15 (Debian).
 
 Real servers, real live load, real locks: nothing here is mocked. The seeded templates are made
@@ -59,18 +60,21 @@ def check_unsafe(case: Case, result: Rehearsal) -> None:
     assert "extrapolat" in finding.evidence and finding.rewrite
 
 
-def check_safe(result: Rehearsal) -> None:
-    assert result.findings == (), [f.line() for f in result.findings]
+def check_safe(case: Case, result: Rehearsal) -> None:
+    assert {f.rule for f in result.findings} == set(case.safe_trips), [f.line() for f in result.findings]
     assert result.verification is not None and result.verification.passed, result.failing_lines()
-    assert result.verdict == "PASS"
+    assert result.verdict == ("FAIL" if case.safe_trips else "PASS")
     assert all(s.outcome == "completed" for s in result.sizes)
+    if "app_errors" in case.safe_trips:  # a prepared statement's result type changed: the advice says so
+        assert all("cached plan must not change result type" in f.evidence and "prepared statements" in f.rewrite
+                   for f in result.findings), [f.line() for f in result.findings]
 
 
 @pytest.mark.parametrize("safe", [False, True], ids=["unsafe", "safe"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_corpus_pg18(pg: Server, case: Case, safe: bool, tmp_path: Path) -> None:
     result = rehearse(pg, plan_for(case, tmp_path, safe=safe))
-    check_safe(result) if safe else check_unsafe(case, result)
+    check_safe(case, result) if safe else check_unsafe(case, result)
 
 
 @pytest.mark.pg15
@@ -78,4 +82,4 @@ def test_corpus_pg18(pg: Server, case: Case, safe: bool, tmp_path: Path) -> None
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_corpus_pg15(pg15: Server, case: Case, safe: bool, tmp_path: Path) -> None:
     result = rehearse(pg15, plan_for(case, tmp_path, safe=safe))
-    check_safe(result) if safe else check_unsafe(case, result)
+    check_safe(case, result) if safe else check_unsafe(case, result)

@@ -98,16 +98,21 @@ def test_a_lost_lock_sampler_makes_the_verdict_error_not_pass(pg: Server, tmp_pa
     assert _left_over(pg) == []
 
 
-def test_the_errors_the_app_saw_are_in_the_report(pg: Server, tmp_path: Path) -> None:
-    """A migration that hides a table for a moment: the app's requests fail, and the report shows the
-    errors themselves (samples), not only their count."""
+def test_a_migration_that_breaks_the_app_fails_with_the_errors_it_saw(pg: Server, tmp_path: Path) -> None:
+    """A migration that hides a table for a moment: the app's requests fail while it runs (never before),
+    the verdict is FAIL (``app_errors``, it said WARN before), and the report shows the errors themselves."""
     from chatbench.reports.rehearsal_output import write_rehearsal
 
     result = rehearse(pg, _plan(sql="ALTER TABLE messages RENAME TO messages_hidden;\nSELECT pg_sleep(0.5);\n"
                                     "ALTER TABLE messages_hidden RENAME TO messages;\n"))
     size = result.measured
     assert size.app_errors and any("messages" in error and "UndefinedTable" in error for error in size.app_errors)
-    assert size.phases["during"].reads.errors + size.phases["during"].appends.errors > 0
+    assert size.phases["during"].errors > 0 and size.phases["before"].errors == 0
+    assert result.verdict == "FAIL" and result.exit_code == 1
+    broke = [f for f in result.findings if f.rule == "app_errors"]
+    assert [f.severity for f in broke] == ["FAIL", "FAIL"]  # at both sizes
+    assert "the migration broke the running app" in broke[-1].evidence and "UndefinedTable" in broke[-1].evidence
+    assert f"{size.phases['during'].errors} of {size.phases['during'].requests} app requests" in broke[-1].evidence
     written = write_rehearsal(result, tmp_path)
     report = written["rehearsal.md"].read_text(encoding="utf-8")
     assert f"Errors the app saw at {size.messages:,} messages" in report and size.app_errors[0] in report
