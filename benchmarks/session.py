@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -134,10 +134,7 @@ class BenchSession:
         self.load_average.append(os.getloadavg())
         self.calibration.append(calibrate(self.conn, self.cpu_clock, scenario.name))
         result = self._measure_once(scenario, params, timed, buffers, attempt=1)
-        if scenario.kind == "write":  # after the timing, in a rolled-back transaction
-            buffers = sc.explain_buffers(self.conn, query, params[:1])
-            result = replace(result, buffers=buffers)
-            result = self._judged(result, 1)
+        buffers = result.buffers  # a write's were measured after its first timing: kept for the retries
         attempt = 1
         while (result.verdict == "INCONCLUSIVE" and attempt <= self.retries
                and self.retry_seconds < self.retry_budget_s):
@@ -166,6 +163,8 @@ class BenchSession:
             samples_s = timed(timed_round, self.rounds, self.warmup)
         finally:
             gc.enable()
+        if buffers is None and scenario.kind == "write":  # after the timing, in a rolled-back transaction
+            buffers = sc.explain_buffers(self.conn, query, params[:1])
         described = sc.describe_params(params)
         return ScenarioResult.judge(
             scenario=scenario.name,
@@ -183,14 +182,6 @@ class BenchSession:
             added_ms=round_trip_added_ms(pooled(self.calibration, "round_trip_ms")),
             attempts=attempt,
         )
-
-    def _judged(self, result: ScenarioResult, attempt: int) -> ScenarioResult:
-        """``result`` judged again (its buffers were measured after the timing, as for writes)."""
-        return ScenarioResult.judge(
-            scenario=result.scenario, query=result.query, params_version=result.params_version,
-            samples_ms=result.samples_ms, buffers=result.buffers, target=result.target, extra=result.extra,
-            cpu_ms=result.cpu_ms, added_ms=round_trip_added_ms(pooled(self.calibration, "round_trip_ms")),
-            attempts=attempt)
 
     def depth_scaling(self) -> dict[str, DepthCurve]:
         """Growth class of p50 and buffers over page depth, for keyset and OFFSET pages."""

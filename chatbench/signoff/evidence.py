@@ -68,3 +68,4 @@ class StageContext:
     baselines: tuple[tuple[str, BenchmarkRun], ...]
     secrets: set[str]  # passwords met on the way (scrubbed from every report file)
     run_dir: Path | None = None  # where a local cluster lives when the size check chose the disk over tmpfs
+    scaling_specs: tuple[Spec, ...] = ()  # the data specs of ``options.scaling()``, in that order

@@ -82,11 +82,9 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     started = time.perf_counter()
     measured = []
     try:
-        for profile in options.scaling():
+        for profile, spec in zip(options.scaling(), ctx.scaling_specs, strict=True):
             with temporary_database(server, "cbs_scale") as sibling:
-                small = loadgen.seed(
-                    sibling, loadgen.load_spec(profile), seed=options.seed, use_cache=options.use_cache, progress=False
-                )
+                small = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=False)
                 target = small.server_for(sibling)
                 small_run = measure(
                     target,

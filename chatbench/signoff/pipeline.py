@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import redact
+from chatbench.loadgen.spec import Spec
 from chatbench.provision.choice import ServerChoice, choice_text
 from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, StageTiming, TargetSignoff
 from chatbench.signoff.baseline import check_baseline_profile, load_baselines
@@ -52,7 +53,8 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
     for index, choice in enumerate(options.servers, start=1):
         if len(options.servers) > 1:
             display.console.rule(f"server {index} of {len(options.servers)}: {choice_text(choice)}")
-        targets.append(run_target(choice, options, display, baselines, found_secrets, placements[choice].run_dir))
+        targets.append(run_target(choice, options, display, baselines, found_secrets, placements[choice].run_dir,
+                                  specs=(spec, smaller)))
     signoff = Signoff(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         profile=options.profile,
@@ -74,15 +76,16 @@ def run_target(
     baselines: Sequence[tuple[str, BenchmarkRun]],
     found_secrets: set[str],
     run_dir: Path | None = None,
+    *,
+    specs: tuple[Spec, tuple[Spec, ...]],
 ) -> TargetSignoff:
-    """The whole pipeline on one server. Never raises for a stage failure: it is recorded instead."""
-    from chatbench import loadgen
-
+    """The whole pipeline on one server. Never raises for a stage failure: it is recorded instead.
+    ``specs``: the profile's data spec and the scaling profiles' (loaded once per sign-off)."""
     rec = Recorder(display)
     evidence = Evidence()
     stack = contextlib.ExitStack()
-    ctx = StageContext(options, choice, display, rec, stack, loadgen.load_spec(options.profile), tuple(baselines),
-                       found_secrets, run_dir)
+    ctx = StageContext(options, choice, display, rec, stack, specs[0], tuple(baselines), found_secrets, run_dir,
+                       scaling_specs=specs[1])
     try:
         for stage in stages_for(options):
             evidence = stage.run(ctx, evidence)
