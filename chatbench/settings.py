@@ -542,26 +542,25 @@ def current(name: str, *, env: Mapping[str, str] | None = None, cwd: Path | None
     return getattr(resolve(None, names=(name,), env=env, cwd=cwd), name)
 
 
-def where(settings: Settings, name: str) -> str:
-    """How to name a resolved setting in a message: in the form its value came from."""
+def where(settings: Settings, name: str, spelling: Callable[[str], str] = option) -> str:
+    """How to name a resolved setting in a message: in the form its value came from (``spelling``: how an
+    argument is spelled, ``option`` on the command line, ``pytest_option`` in the pytest plugin)."""
     source = settings.source(name)
     value = getattr(settings, name)
     shown = ",".join(value) if isinstance(value, tuple) else value
     file = read_file() if source == "file" else FileSettings(None, "", {})
-    return _where(name, source, shown, file) if source != "default" else option(name)
+    return _where(name, source, shown, file, spelling) if source != "default" else spelling(name)
 
 
-def refuse_both(settings: Settings, first: str, second: str, *, spelling: Callable[[str], str] | None = None,
+def refuse_both(settings: Settings, first: str, second: str, *, spelling: Callable[[str], str] = option,
                 hint: str = "") -> None:
     """Two settings that give one thing two ways (a file or a command): refused when both are set, each
-    named in the form it was given (an option, a CHATBENCH_* variable, a file's key), so the user sees
-    which two to choose between even when one came from the environment. ``hint`` follows "not both"."""
-    if getattr(settings, first) is None or getattr(settings, second) is None:
-        return
-    file = read_file() if "file" in (settings.source(first), settings.source(second)) else FileSettings(None, "", {})
-    first_given, second_given = (_where(name, settings.source(name), getattr(settings, name), file, spelling or option)
-                                 for name in (first, second))
-    raise ConfigError(f"{first_given} and {second_given}: give one of them, not both{hint}")
+    named in the form it was given (``where``: an option, a CHATBENCH_* variable, a file's key), so the
+    user sees which two to choose between even when one came from the environment. ``hint`` follows
+    "not both"."""
+    if getattr(settings, first) is not None and getattr(settings, second) is not None:
+        raise ConfigError(f"{where(settings, first, spelling)} and {where(settings, second, spelling)}: "
+                          f"give one of them, not both{hint}")
 
 
 def with_values(settings: Settings, **values: Any) -> Settings:

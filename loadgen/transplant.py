@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
@@ -87,7 +86,7 @@ def seed_into_prebuilt(
     seed: Callable[[Server], SeedResult],
     *,
     prefix: str,
-    loading: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    loading: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
 ) -> tuple[SeedResult, dict[str, int]]:
     """Fill ``target``'s pre-built schema: ``seed`` fills a canonical sibling database (named ``prefix``...,
     dropped on every way out), whose rows are transplanted into ``target`` under ``loading`` (a progress
