@@ -22,7 +22,7 @@ from __future__ import annotations
 from chatbench.rehearse import advice
 from chatbench.rehearse.budgets import Budgets
 from chatbench.rehearse.locks import short
-from chatbench.rehearse.result import Estimate, RuleFinding, SizeRun
+from chatbench.rehearse.result import AppWindow, Estimate, RuleFinding, SizeRun
 
 
 def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: Budgets) -> tuple[RuleFinding, ...]:
@@ -79,7 +79,7 @@ def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: 
 
 def _app_errors(size: SizeRun) -> RuleFinding | None:
     """The app failing during or after the migration at one size (see the module docstring)."""
-    before, during, after = (size.phases[name] for name in ("before", "during", "after"))
+    before, during, after = (size.phases.get(name, AppWindow()) for name in ("before", "during", "after"))
     if not during.errors and not after.errors:
         return None
     first = f"; first: {size.app_errors[0]}" if size.app_errors else ""
