@@ -36,21 +36,23 @@ from typing import Protocol
 import psycopg
 from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
 from chatbench.loadgen.spec import Spec
+from chatbench.schema.ddl import fingerprint as canonical_fingerprint
 from psycopg import sql
 
-from chatbench import schema
 from chatbench.provision import cache_names
 from chatbench.provision.server import Server
 
-GENERATOR_VERSION = 4  # bump whenever the generated contents (or their physical state) change
+GENERATOR_VERSION = 5  # bump whenever the generated contents (or their physical state) change
 
 
-def cache_key(server: Server, spec: Spec, seed: int, order: str) -> str:
+def cache_key(server: Server, spec: Spec, seed: int, order: str, *, schema: str | None = None) -> str:
+    """``schema`` names the schema seeded (default: the canonical models' fingerprint)."""
     import faker
     import numpy
 
     material = {
-        "schema": schema.fingerprint(), "spec": spec.to_dict(), "seed": seed, "order": order,
+        "schema": schema if schema is not None else canonical_fingerprint(),
+        "spec": spec.to_dict(), "seed": seed, "order": order,
         "server_version_num": server.version_num, "generator": GENERATOR_VERSION,
         "faker": faker.VERSION, "numpy": numpy.__version__,
     }

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from chatbench.loadgen.encode import SIGNATURE, TRAILER, message_pieces, message_rows
+from chatbench.loadgen.encode import SIGNATURE, TRAILER, TableLayout, message_pieces, message_rows
 from chatbench.loadgen.plan import RenderInputs, read_bucket
 from chatbench.loadgen.pools import Pools
 
@@ -65,6 +65,7 @@ class _Job:
     sort: bool
     inputs: tuple[int, int, float, Path]  # RenderInputs.save()
     chunk_rows: int
+    layout: TableLayout  # the messages table's columns and keys
 
 
 _POOLS: Pools | None = None  # set in the parent just before forking; inherited by the workers
@@ -133,7 +134,7 @@ def _worker(job_fd: int, write_fd: int, inherited: list[int], errors: Any) -> No
             index, first, count = bucket
             rows = read_bucket(job.directory, index, first, job.sort)
             for lo, hi in message_pieces(inputs.total, first, first + count, job.chunk_rows):
-                data = message_rows(inputs, pools, rows, lo, hi, job.chunk_rows)
+                data = message_rows(inputs, pools, rows, lo, hi, job.chunk_rows, job.layout)
                 _write_all(write_fd, _HEADER.pack(len(data)))
                 _write_all(write_fd, data)
                 del data
@@ -199,10 +200,10 @@ class RenderWorkers:
 
     # --- the plan's side (another thread) ---------------------------------------------------------
 
-    def start(self, inputs: RenderInputs, directory: Path, sort: bool) -> None:
+    def start(self, inputs: RenderInputs, directory: Path, sort: bool, layout: TableLayout) -> None:
         """What rendering needs: the arrays go beside the skeleton, the rest to every worker."""
         self._total = inputs.total
-        job = _Job(directory, sort, inputs.save(directory), self.chunk_rows)
+        job = _Job(directory, sort, inputs.save(directory), self.chunk_rows, layout)
         with self._jobs_lock:
             self._check_aborted()
             for fd in self._jobs:

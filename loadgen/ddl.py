@@ -16,28 +16,22 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from chatbench.schema import package as schema_package
 from chatbench.schema.ddl import DdlStep
-from chatbench.schema.models import TRIGGER_FUNCTIONS, metadata
+from chatbench.schema.package import SchemaPackage
 
-from chatbench import schema
 from chatbench.provision.paths import memory_available
-
-_PRIMARY_KEY = re.compile(r"ALTER TABLE (\S+) ADD CONSTRAINT (\S+) PRIMARY KEY \((.+)\)$", re.S)
-_FOREIGN_KEY = re.compile(
-    r"ALTER TABLE (\S+) ADD CONSTRAINT (\S+) FOREIGN KEY ?\((\w+)\) REFERENCES (\S+) \((\w+)\)", re.S
-)
 
 
 @dataclass(frozen=True)
 class ForeignKey:
-    """A single-column foreign key, parsed from its canonical statement."""
+    """A foreign key as the catalog spells it; ``column``/``ref_column`` are set for single-column keys."""
 
     step: DdlStep
     table: str
@@ -49,62 +43,151 @@ class ForeignKey:
 
 @dataclass(frozen=True)
 class LoadDdl:
-    functions: tuple[str, ...]
-    create: dict[str, tuple[str, ...]]  # table -> CREATE TABLE (+ DROP of a bulk table's primary key)
+    """The built schema taken apart around the bulk load, and put back after it exactly as it was.
+
+    ``strip`` runs before the load (drops what would slow it: triggers, secondary indexes, the keys of
+    the big tables and the foreign keys that depend on them); the rest puts back what it dropped,
+    each statement being the catalog's own definition of the object.
+    """
+
+    strip: tuple[str, ...]
     builds: dict[str, tuple[DdlStep, ...]]  # table -> index builds (runnable side by side)
-    attach: dict[str, tuple[str, ...]]  # table -> PRIMARY KEY USING INDEX, after its builds
-    foreign_keys: dict[str, tuple[ForeignKey, ...]]  # referencing table -> its foreign keys
+    attach: dict[str, tuple[str, ...]]  # table -> PRIMARY KEY / UNIQUE USING INDEX, after its builds
+    foreign_keys: dict[str, tuple[ForeignKey, ...]]  # referencing table -> keys added after the load
+    kept_foreign_keys: dict[str, tuple[ForeignKey, ...]]  # referencing table -> keys kept (rows proven after)
     triggers: tuple[DdlStep, ...]
 
+    def constraints(self, table: str) -> set[str]:
+        """The builds of ``table`` that are a key constraint's index (attached after being built)."""
+        return {s.name for s in self.builds.get(table, ())
+                if any(f"CONSTRAINT {_quoted(s.name)} " in sql for sql in self.attach.get(table, ()))}
 
-def load_ddl() -> LoadDdl:
-    phases = schema.load_phases()
-    functions = tuple(s.sql for s in phases.before if not s.table)
-    create: dict[str, list[str]] = {}
-    for step in phases.before:
-        if step.table:
-            create.setdefault(step.table, []).append(step.sql)
+
+_INDEXES = """
+SELECT c.relname, i.relname, pg_get_indexdef(x.indexrelid), k.conname, k.contype::text, c.relkind = 'p',
+       pg_get_constraintdef(k.oid)
+  FROM pg_index x
+  JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_class c ON c.oid = x.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_constraint k ON k.conindid = x.indexrelid AND k.conrelid = x.indrelid AND k.contype IN ('p', 'u', 'x')
+ WHERE n.nspname = %(schema)s AND NOT c.relispartition AND NOT i.relispartition
+ ORDER BY c.relname, i.relname
+"""
+_FOREIGN_KEYS = """
+SELECT c.relname, k.conname, pg_get_constraintdef(k.oid), f.relname,
+       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) u(num) JOIN pg_attribute a
+               ON a.attrelid = k.conrelid AND a.attnum = u.num),
+       ARRAY(SELECT a.attname::text FROM unnest(k.confkey) u(num) JOIN pg_attribute a
+               ON a.attrelid = k.confrelid AND a.attnum = u.num)
+  FROM pg_constraint k
+  JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class f ON f.oid = k.confrelid
+ WHERE n.nspname = %(schema)s AND k.contype = 'f' AND NOT c.relispartition AND k.conparentid = 0
+ ORDER BY c.relname, k.conname
+"""
+_TRIGGERS = """
+SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid)
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND NOT t.tgisinternal AND t.tgparentid = 0 AND NOT c.relispartition
+ ORDER BY c.relname, t.tgname
+"""
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def load_ddl(
+    conn: psycopg.Connection, *, keep_keys: Collection[str] = ("users", "conversations"), deferred: bool = True,
+    schema_name: str = "public",
+) -> LoadDdl:
+    """Take the schema of ``conn``'s database apart for a bulk load (read-only: the caller runs ``strip``).
+
+    Tables in ``keep_keys`` keep their primary key and unique constraints (small tables: foreign keys
+    need them while the rows arrive); every other table's keys are built after the load, as unique
+    indexes side by side and then attached (catalog only). With ``deferred`` the rows arrive without
+    per-row trigger checks, so the foreign keys whose referenced key is kept stay (their rows are proven
+    after the load); the others are dropped and added back after it.
+    """
+    p = {"schema": schema_name}
+    strip: list[str] = []
     builds: dict[str, list[DdlStep]] = {}
     attach: dict[str, list[str]] = {}
-    foreign_keys: dict[str, list[ForeignKey]] = {}
-    triggers: list[DdlStep] = []
-    for step in phases.after:
-        if step.sql.startswith("CREATE TRIGGER"):
-            triggers.append(step)
-        elif "FOREIGN KEY" in step.sql:
-            match = _FOREIGN_KEY.match(step.sql)
-            if match is None:
-                raise AssertionError(f"unexpected foreign key statement: {step.sql}")
-            table, name, column, ref_table, ref_column = match.groups()
-            foreign_keys.setdefault(step.table, []).append(ForeignKey(step, table, name, column, ref_table, ref_column))
-        elif (pk := _PRIMARY_KEY.match(step.sql)) is not None:
-            table, name, columns = pk.groups()
-            builds.setdefault(step.table, []).append(
-                DdlStep(name, step.table, f"CREATE UNIQUE INDEX {name} ON {table} ({columns})"))
-            attach.setdefault(step.table, []).append(
-                f"ALTER TABLE {table} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}")
+    dropped_keys: set[tuple[str, str]] = set()  # (table, constraint) of dropped PK/UNIQUE constraints
+    key_columns: dict[str, set[tuple[str, ...]]] = {}
+    triggers = [DdlStep(name, table, definition) for table, name, definition in conn.execute(_TRIGGERS, p)]
+    strip += [f"DROP TRIGGER {_quoted(t.name)} ON {_quoted(t.table)}" for t in triggers]
+    index_rows = conn.execute(_INDEXES, p).fetchall()
+    foreign = conn.execute(_FOREIGN_KEYS, p).fetchall()
+    for table, index, definition, constraint, kind, partitioned, condef in index_rows:
+        if constraint is not None and table in keep_keys:
+            continue
+        if constraint is None:
+            builds.setdefault(table, []).append(DdlStep(index, table, definition.replace(" ON ONLY ", " ON ", 1)))
+            strip.append(f"DROP INDEX {_quoted(index)}")
+            continue
+        dropped_keys.add((table, constraint))
+        key_columns.setdefault(table, set())
+        if partitioned or kind == "x":  # no USING INDEX for a partitioned table: the constraint builds its own
+            attach.setdefault(table, []).append(
+                f"ALTER TABLE {_quoted(table)} ADD CONSTRAINT {_quoted(constraint)} {condef}")
         else:
-            builds.setdefault(step.table, []).append(step)
+            builds.setdefault(table, []).append(DdlStep(constraint, table, definition))
+            what = "PRIMARY KEY" if kind == "p" else "UNIQUE"
+            attach.setdefault(table, []).append(
+                f"ALTER TABLE {_quoted(table)} ADD CONSTRAINT {_quoted(constraint)} {what} "
+                f"USING INDEX {_quoted(index)}")
+    dropped_tables = {t for t, _ in dropped_keys}
+    foreign_keys: dict[str, list[ForeignKey]] = {}
+    kept: dict[str, list[ForeignKey]] = {}
+    for table, name, definition, ref_table, columns, ref_columns in foreign:
+        single = len(columns) == 1
+        add = f"ALTER TABLE {_quoted(table)} ADD CONSTRAINT {_quoted(name)} {definition}"
+        key = ForeignKey(DdlStep(name, table, add), table, name, columns[0] if single else "", ref_table,
+                         ref_columns[0] if single else "")
+        if deferred and single and ref_table not in dropped_tables:
+            kept.setdefault(table, []).append(key)
+        else:
+            foreign_keys.setdefault(table, []).append(key)
+    # Foreign keys go first (they depend on the keys), then the keys, then the indexes.
+    fk_drops = [f"ALTER TABLE {_quoted(k.table)} DROP CONSTRAINT {_quoted(k.name)}"
+                for keys in foreign_keys.values() for k in keys]
+    key_drops = [f"ALTER TABLE {_quoted(t)} DROP CONSTRAINT {_quoted(c)}" for t, c in sorted(dropped_keys)]
     return LoadDdl(
-        functions, {t: tuple(v) for t, v in create.items()}, {t: tuple(v) for t, v in builds.items()},
-        {t: tuple(v) for t, v in attach.items()}, {t: tuple(v) for t, v in foreign_keys.items()}, tuple(triggers),
+        tuple(fk_drops + strip[: len(triggers)] + key_drops + strip[len(triggers) :]),
+        {t: tuple(v) for t, v in builds.items()}, {t: tuple(v) for t, v in attach.items()},
+        {t: tuple(v) for t, v in foreign_keys.items()}, {t: tuple(v) for t, v in kept.items()}, tuple(triggers),
     )
 
 
 def drop_schema(conn: psycopg.Connection) -> None:
-    """Remove a previous load's tables and functions (the database is ours: the caller checked)."""
-    tables = ", ".join(t.name for t in reversed(metadata.sorted_tables))
-    conn.execute(f"DROP TABLE IF EXISTS {tables} CASCADE")
-    for name in TRIGGER_FUNCTIONS:
-        conn.execute(f"DROP FUNCTION IF EXISTS {name}() CASCADE")
+    """Remove everything a previous load or schema left in ``public`` (the database is ours: the caller checked)."""
+    conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+    conn.execute("CREATE SCHEMA public")
 
 
-def create_bare(conninfo: str) -> None:
-    """Every table bare (no keys to check while loading): the raw-COPY benchmark's starting point."""
+def create_bare(conninfo: str, package: SchemaPackage | None = None) -> None:
+    """Every table bare (no key, index, foreign key or trigger): the raw-COPY benchmark's starting point."""
     with psycopg.connect(conninfo) as conn:
         drop_schema(conn)
-        for step in schema.load_phases().before:
-            conn.execute(step.sql)
+        conn.commit()
+    (package or schema_package.canonical()).apply(conninfo_url(conninfo))
+    with psycopg.connect(conninfo) as conn:
+        for sql in load_ddl(conn, keep_keys=(), deferred=False).strip:
+            conn.execute(sql)
+
+
+def conninfo_url(conninfo: str) -> str:
+    """A SQLAlchemy URL (psycopg 3 driver) for a libpq conninfo string."""
+    from psycopg.conninfo import conninfo_to_dict
+    from sqlalchemy.engine import URL
+
+    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
+    host, port = params.pop("host", None), params.pop("port", None)
+    user, password, dbname = params.pop("user", None), params.pop("password", None), params.pop("dbname", None)
+    return URL.create("postgresql+psycopg", username=user, password=password, host=host,
+                      port=int(port) if port else None, database=dbname, query=params).render_as_string(
+        hide_password=False)
 
 
 @dataclass(frozen=True)
@@ -186,9 +269,17 @@ def run_parallel(
     return timings
 
 
-def set_sequences(conn: psycopg.Connection, tables: Sequence[str] | None = None) -> None:
-    """Identity sequences continue after the loaded ids, so the application can insert."""
-    for table in tables or [t.name for t in metadata.sorted_tables]:
-        conn.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false) FROM {table}"
-        )
+def set_sequences(conn: psycopg.Connection, tables: Sequence[str]) -> None:
+    """Identity and serial sequences continue after the loaded values, so the application can insert."""
+    for table in tables:
+        rows = conn.execute(
+            "SELECT a.attname, pg_get_serial_sequence(%s, a.attname) FROM pg_attribute a "
+            "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+            "AND pg_get_serial_sequence(%s, a.attname) IS NOT NULL",
+            (_quoted(table), _quoted(table), _quoted(table)),
+        ).fetchall()
+        for column, sequence in rows:
+            conn.execute(
+                f"SELECT setval(%s, coalesce(max({_quoted(column)}), 0) + 1, false) FROM {_quoted(table)}",
+                (sequence,),
+            )

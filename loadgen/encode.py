@@ -13,62 +13,96 @@ bytes do not depend on which worker renders it or when.
 from __future__ import annotations
 
 import itertools
-import operator
 import re
 import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
+from chatbench.loadgen.columns import Chunk, ColumnFill, is_fixed, render
+from chatbench.loadgen.fields import (
+    INT8,
+    NULL_FIELD,
+    Field,
+    FixedField,
+    KeyCodec,
+    VarField,
+    assemble,
+    cut,
+    pick,
+    text_field,
+)
 from chatbench.loadgen.plan import MessageRows, Plan, RenderInputs
-from chatbench.loadgen.pools import Pools, text_field
+from chatbench.loadgen.pools import Pools
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
 _CHUNK_STREAM = 0x4348554E  # "CHUN"
-
-MESSAGES_COPY = "COPY messages (id, conversation_id, user_id, created_at, role, content) FROM STDIN (FORMAT BINARY)"
-CONVERSATIONS_COPY = "COPY conversations (id, user_id, created_at, updated_at, title) FROM STDIN (FORMAT BINARY)"
-USERS_COPY = "COPY users (id, created_at, email, display_name) FROM STDIN (FORMAT BINARY)"
+_EXTRA_STREAM = 0x45585452  # "EXTR": columns beyond the plan's, one stream per (table, column, chunk)
 
 ROLE_USER, ROLE_ASSISTANT, ROLE_SYSTEM, ROLE_TOOL = range(4)
 
 
-def _fixed_dtype(words: int) -> np.dtype:
-    """Field count, then ``words`` (int32 length 8, int64 value) pairs."""
-    layout: list[tuple[str, str]] = [("nf", ">i2")]
-    for k in range(words):
-        layout += [(f"l{k}", ">i4"), (f"v{k}", ">i8")]
-    return np.dtype(layout)
+@dataclass(frozen=True)
+class TableLayout:
+    """What one COPY of a table carries: the plan's columns present, their key codecs, the other columns.
+
+    Picklable (render workers get the messages' layout with their job). ``copy_statement`` lists the
+    columns in the order ``fields.assemble`` writes them: fixed-width fields first.
+    """
+
+    table: str
+    role: str  # users | conversations | messages | child
+    planned: tuple[str, ...]  # the plan's columns, in ROLE_COLUMNS order (child: its parent column)
+    keys: Mapping[str, KeyCodec]  # planned key column -> codec
+    extras: tuple[ColumnFill, ...]
+    tag: int = 0  # the table's stream tag (extras' random streams)
+
+    def planned_fixed(self, column: str) -> bool:
+        codec = self.keys.get(column)
+        if codec is not None:
+            return codec.kind != "text"
+        return column in ("created_at", "updated_at")
+
+    def copy_columns(self) -> tuple[str, ...]:
+        """The COPY column list in field order (fixed-width first, as ``assemble`` writes them)."""
+        planned = [(c, self.planned_fixed(c)) for c in self.planned]
+        # role and content are one pre-joined pool entry: keep them adjacent, in that order
+        extras = [(f.column.name, is_fixed(f)) for f in self.extras]
+        both = planned + extras
+        return tuple(c for c, fixed in both if fixed) + tuple(c for c, fixed in both if not fixed)
+
+    def copy_statement(self, *, freeze: bool = False) -> str:
+        columns = ", ".join('"' + c.replace('"', '""') + '"' for c in self.copy_columns())
+        options = "FORMAT BINARY, FREEZE" if freeze else "FORMAT BINARY"
+        return f'COPY "{self.table}" ({columns}) FROM STDIN ({options})'
 
 
-_MSG_DT = _fixed_dtype(4)
-_CONV_DT = _fixed_dtype(4)
-_USER_DT = _fixed_dtype(2)
+def canonical_layout(role: str) -> TableLayout:
+    """A canonical table's layout: bigint keys, no other column (what the canonical models declare)."""
+    from chatbench.loadgen.target import ROLE_COLUMNS, ROLE_KEYS
+
+    return TableLayout(role, role, ROLE_COLUMNS[role], {c: INT8 for c in ROLE_KEYS[role]}, ())
 
 
-def _fixed(dtype: np.dtype, nfields: int, columns: list[np.ndarray]) -> np.ndarray:
-    rows = np.empty(len(columns[0]), dtype=dtype)
-    rows["nf"] = nfields
-    for k, values in enumerate(columns):
-        rows[f"l{k}"] = 8
-        rows[f"v{k}"] = values
-    return rows
+MESSAGES_COPY = canonical_layout("messages").copy_statement()
+CONVERSATIONS_COPY = canonical_layout("conversations").copy_statement()
+USERS_COPY = canonical_layout("users").copy_statement()
 
 
-def _interleave(fixed: np.ndarray, tails: list[bytes] | tuple[bytes, ...]) -> bytes:
-    width = fixed.dtype.itemsize
-    raw = fixed.tobytes()
-    pieces: list[bytes] = [b""] * (2 * len(fixed))
-    pieces[0::2] = [raw[i : i + width] for i in range(0, len(raw), width)]
-    pieces[1::2] = tails
-    return b"".join(pieces)
+def _extras(layout: TableLayout, seed: int, chunk: int, rows: int, numbers: np.ndarray, times: np.ndarray | None,
+            texts: tuple[str, ...], span: tuple[int, int], lo: int = 0, hi: int | None = None) -> list[Field]:
+    """The layout's other columns for a whole chunk of ``rows`` rows, cut to rows ``lo .. hi`` of it."""
+    out: list[Field] = []
+    for index, fill in enumerate(layout.extras):
+        rng = np.random.default_rng([seed, _EXTRA_STREAM, layout.tag, index, chunk])
+        field = render(fill, Chunk(rows, numbers, times, rng, texts, span))
+        out.append(cut(field, lo, rows if hi is None else hi))
+    return out
 
 
-def _pick(pool: tuple[bytes, ...], idx: np.ndarray) -> tuple[bytes, ...] | list[bytes]:
-    if len(idx) == 0:
-        return []
-    if len(idx) == 1:
-        return [pool[int(idx[0])]]
-    return operator.itemgetter(*idx.tolist())(pool)
+def _key(layout: TableLayout, column: str, numbers: np.ndarray) -> Field:
+    return layout.keys.get(column, INT8).field(numbers)
 
 
 def message_roles(inputs: RenderInputs, conv: np.ndarray, seq: np.ndarray, tool_draw: np.ndarray) -> np.ndarray:
@@ -82,12 +116,14 @@ def message_roles(inputs: RenderInputs, conv: np.ndarray, seq: np.ndarray, tool_
     return np.where(system & (seq == 0), ROLE_SYSTEM, roles)
 
 
-def message_rows(inputs: RenderInputs, pools: Pools, rows: MessageRows, lo: int, hi: int, chunk_rows: int) -> bytes:
+def message_rows(inputs: RenderInputs, pools: Pools, rows: MessageRows, lo: int, hi: int, chunk_rows: int,
+                 layout: TableLayout | None = None) -> bytes:
     """Binary COPY rows (no signature/trailer) of messages with ids ``lo + 1 .. hi``, all in one chunk.
 
     ``rows`` is a skeleton slice holding them. A row's random choices depend on its chunk (row
     index // ``chunk_rows``) and its place in it only, so any split of a chunk renders the same bytes.
     """
+    layout = layout or canonical_layout("messages")
     chunk = lo // chunk_rows
     first = chunk * chunk_rows
     if hi > first + chunk_rows or not rows.lo <= lo <= hi <= rows.hi:
@@ -100,11 +136,21 @@ def message_rows(inputs: RenderInputs, pools: Pools, rows: MessageRows, lo: int,
     roles = message_roles(inputs, conv, rows.seq[lo - rows.lo : hi - rows.lo], tool_draw)
     sizes = np.asarray(pools.role_sizes)[roles]
     entry = np.asarray(pools.role_offsets)[roles] + (text_draw * sizes).astype(np.int64)
-    fixed = _fixed(_MSG_DT, 6, [
-        np.arange(lo + 1, hi + 1, dtype=np.int64), conv.astype(np.int64) + 1, inputs.conv_user[conv],
-        rows.time[lo - rows.lo : hi - rows.lo],
-    ])
-    return _interleave(fixed, _pick(pools.message_fields, entry))
+    times = rows.time[lo - rows.lo : hi - rows.lo]
+    fields: list[Field] = [
+        _key(layout, "id", np.arange(lo + 1, hi + 1, dtype=np.int64)),
+        _key(layout, "conversation_id", conv.astype(np.int64) + 1),
+        _key(layout, "user_id", np.asarray(inputs.conv_user[conv], dtype=np.int64)),
+        FixedField(np.dtype(">i8"), times),
+        VarField(pick(pools.message_fields, entry), count=2),
+    ]
+    if layout.extras:
+        full_times = np.zeros(size, dtype=np.int64)
+        full_times[lo - first : hi - first] = times
+        numbers = np.arange(first + 1, first + size + 1, dtype=np.int64)
+        fields += _extras(layout, inputs.seed, chunk, size, numbers, full_times, pools.contents, (0, 0),
+                          lo - first, hi - first)
+    return assemble(hi - lo, fields)
 
 
 def message_pieces(total: int, lo: int, hi: int, chunk_rows: int) -> list[tuple[int, int]]:
@@ -116,15 +162,23 @@ def message_pieces(total: int, lo: int, hi: int, chunk_rows: int) -> list[tuple[
 SMALL_ROWS = 200_000  # users and conversations are rendered in blocks of this many rows (bounded memory)
 
 
-def conversation_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None) -> bytes:
+def conversation_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None,
+                      layout: TableLayout | None = None) -> bytes:
     """Binary COPY rows of conversations with ids ``lo + 1 .. hi`` (all by default)."""
+    layout = layout or canonical_layout("conversations")
     hi = len(plan.conv_user) if hi is None else hi
-    fixed = _fixed(_CONV_DT, 5, [
-        np.arange(lo + 1, hi + 1, dtype=np.int64), plan.conv_user[lo:hi], plan.conv_created[lo:hi],
-        plan.conv_updated[lo:hi],
-    ])
-    titles = (*pools.title_fields, b"\xff\xff\xff\xff")  # index -1 -> NULL
-    return _interleave(fixed, _pick(titles, plan.conv_title[lo:hi].astype(np.int64)))
+    titles = (*pools.title_fields, NULL_FIELD)  # index -1 -> NULL
+    numbers = np.arange(lo + 1, hi + 1, dtype=np.int64)
+    fields: list[Field] = [
+        _key(layout, "id", numbers),
+        _key(layout, "user_id", np.asarray(plan.conv_user[lo:hi], dtype=np.int64)),
+        FixedField(np.dtype(">i8"), plan.conv_created[lo:hi]),
+        FixedField(np.dtype(">i8"), plan.conv_updated[lo:hi]),
+        VarField(pick(titles, plan.conv_title[lo:hi].astype(np.int64))),
+    ]
+    fields += _extras(layout, plan.seed, lo // SMALL_ROWS, hi - lo, numbers, plan.conv_created[lo:hi],
+                      pools.contents, (0, 0))
+    return assemble(hi - lo, fields)
 
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
@@ -135,10 +189,10 @@ def _slug(name: str) -> str:
     return _NON_WORD.sub(".", ascii_name).strip(".") or "user"
 
 
-def user_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None) -> bytes:
+def user_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None, layout: TableLayout | None = None) -> bytes:
     """Binary COPY rows of users with ids ``lo + 1 .. hi`` (all by default)."""
+    layout = layout or canonical_layout("users")
     hi = len(plan.user_created) if hi is None else hi
-    fixed = _fixed(_USER_DT, 4, [np.arange(lo + 1, hi + 1, dtype=np.int64), plan.user_created[lo:hi]])
     names = (plan.user_name[lo:hi] % len(pools.names)).tolist()
     domains = (plan.user_domain[lo:hi] % len(pools.email_domains)).tolist()
     slugs = [_slug(n) for n in pools.names]
@@ -146,5 +200,22 @@ def user_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None) -> b
         text_field(f"{slugs[n]}.{uid}@{pools.email_domains[d]}") + text_field(pools.names[n])
         for uid, (n, d) in enumerate(zip(names, domains, strict=True), start=lo + 1)
     ]
-    return _interleave(fixed, tails)
+    numbers = np.arange(lo + 1, hi + 1, dtype=np.int64)
+    fields: list[Field] = [
+        _key(layout, "id", numbers), FixedField(np.dtype(">i8"), plan.user_created[lo:hi]), VarField(tails, count=2),
+    ]
+    fields += _extras(layout, plan.seed, lo // SMALL_ROWS, hi - lo, numbers, plan.user_created[lo:hi],
+                      pools.contents, (0, 0))
+    return assemble(hi - lo, fields)
 
+
+def child_rows(layout: TableLayout, seed: int, parents: np.ndarray, first: int, texts: tuple[str, ...],
+               span: tuple[int, int]) -> bytes:
+    """Binary COPY rows of a child table: row ``first + k + 1`` hangs from parent row ``parents[k]``."""
+    rows = len(parents)
+    numbers = np.arange(first + 1, first + rows + 1, dtype=np.int64)
+    fields: list[Field] = []
+    if layout.planned:
+        fields.append(layout.keys[layout.planned[0]].field(parents))
+    fields += _extras(layout, seed, first // SMALL_ROWS, rows, numbers, None, texts, span)
+    return assemble(rows, fields)

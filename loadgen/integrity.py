@@ -71,6 +71,19 @@ def _row_hash(version_num: int, alias: str) -> str:
     return f"hash_record_extended({alias}, 0)" if version_num >= 140000 else f"hashtextextended({alias}::text, 0)"
 
 
+def _hash_version(conn: psycopg.Connection, table: str, version_num: int) -> int:
+    """``version_num``, or 0 (hash the row's text) when a column's type has no hash function (json, point...)."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 "
+        "AND NOT a.attisdropped AND NOT EXISTS (SELECT 1 FROM pg_opclass o JOIN pg_am m ON m.oid = o.opcmethod "
+        "WHERE m.amname = 'hash' AND o.opcdefault AND o.opcintype IN (a.atttypid, "
+        "(SELECT t.typbasetype FROM pg_type t WHERE t.oid = a.atttypid)))"
+        " AND a.atttypid NOT IN (SELECT oid FROM pg_type WHERE typtype IN ('e', 'c') OR typcategory = 'A')",
+        (table,),
+    ).fetchone()
+    return version_num if row is None or row[0] == 0 else 0
+
+
 def _connect(conninfo: str) -> psycopg.Connection:
     conn = psycopg.connect(conninfo, autocommit=True)
     conn.execute(_STABLE_TEXT)
@@ -80,6 +93,7 @@ def _connect(conninfo: str) -> psycopg.Connection:
 
 def _table_hash(conninfo: str, table: str, version_num: int) -> tuple[int, int]:
     with _connect(conninfo) as conn:
+        version_num = _hash_version(conn, table, version_num)
         row = conn.execute(
             f"SELECT count(*), coalesce(sum({_row_hash(version_num, 't')}), 0)::text FROM {table} t"
         ).fetchone()
@@ -95,7 +109,9 @@ def table_hashes(conninfo: str, version_num: int = 140000) -> dict[str, tuple[in
 
 
 def checksum_of(hashes: Mapping[str, tuple[int, int]]) -> str:
-    text = ";".join(f"{t}:{hashes[t][0]}:{hashes[t][1]}" for t in TABLES)
+    """The history's three tables, then any other table by name (a three-table schema keeps its checksum)."""
+    order = [*TABLES, *sorted(t for t in hashes if t not in TABLES)]
+    text = ";".join(f"{t}:{hashes[t][0]}:{hashes[t][1]}" for t in order)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -112,6 +128,7 @@ ORDER = "messages whose (created_at, id) order differs from id order"
 def _messages_heap_pass(conninfo: str, version_num: int) -> tuple[tuple[int, int], int]:
     """One scan of the messages' heap: (rows, hash sum) and the orphan count, joined as it goes."""
     with _connect(conninfo) as conn:
+        version_num = _hash_version(conn, "messages", version_num)
         row = conn.execute(
             f"SELECT count(*), coalesce(sum({_row_hash(version_num, 'm')}), 0)::text, "
             "count(*) FILTER (WHERE c.user_id IS DISTINCT FROM m.user_id) "
@@ -153,15 +170,17 @@ def check_integrity(
     spec: Spec,
     *,
     result: SeedResult | None = None,
-    whales: Mapping[int, int] | None = None,
+    whales: Mapping[int, int] | Mapping[str, int] | None = None,
     expected_checksum: str | None = None,
     raise_on_failure: bool = True,
+    children: Mapping[str, int] | None = None,
 ) -> IntegrityReport:
     """Check the seeded database against ``spec`` (and the seed's whales and checksum if given).
 
     ``result`` (a ``SeedResult``) supplies both the whales and the expected checksum. ``whales``
     maps conversation id -> message count; without whales, the largest conversations must have the
-    spec's whale sizes.
+    spec's whale sizes. ``children`` maps each table beyond the history's to the rows it must hold
+    (default: those ``result`` counted); they are part of the checksum.
 
     The messages are read twice, concurrently: once in the heap (row count, content hash, orphans
     by a hash join with conversations) and once in the history index (per conversation: last
@@ -170,15 +189,20 @@ def check_integrity(
     if result is not None:
         whales = whales if whales is not None else {w.conversation_id: w.messages for w in result.params.whales}
         expected_checksum = expected_checksum if expected_checksum is not None else result.checksum
+        if children is None:
+            children = {t: n for t, n in result.counts.items() if t not in TABLES}
+    children = dict(children or {})
     conninfo, version = server.conninfo(), server.version_num
     with ThreadPoolExecutor(5) as pool:
+        child_hashes = {t: pool.submit(_table_hash, conninfo, f'"{t}"', version) for t in sorted(children)}
         heap = pool.submit(_messages_heap_pass, conninfo, version)
         index = pool.submit(_messages_index_pass, conninfo)
         small = {t: pool.submit(_table_hash, conninfo, t, version) for t in ("users", "conversations")}
         orphan_conversations = pool.submit(_orphan_conversations, conninfo)
         messages_hash, orphan_messages = heap.result()
         stale, disordered = index.result()
-        hashes = {**{t: f.result() for t, f in small.items()}, "messages": messages_hash}
+        hashes = {**{t: f.result() for t, f in small.items()}, "messages": messages_hash,
+                  **{t: f.result() for t, f in child_hashes.items()}}
         bad = {
             ORPHAN_MESSAGES: orphan_messages,
             ORPHAN_CONVERSATIONS: orphan_conversations.result(),
@@ -188,10 +212,11 @@ def check_integrity(
     checksum = checksum_of(hashes)
     expected_counts = {
         "users": spec.users.count, "conversations": spec.conversations.count, "messages": spec.messages.count,
+        **children,
     }
     checks = [
         IntegrityCheck(f"rows in {t}", hashes[t][0] == expected_counts[t], str(expected_counts[t]), str(hashes[t][0]))
-        for t in TABLES
+        for t in expected_counts
     ]
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for name, count in bad.items():
@@ -205,19 +230,22 @@ def check_integrity(
             checks.append(IntegrityCheck("largest conversations are the spec's whales", actual == list(sizes),
                                          str(list(sizes)), str(actual)))
         else:
-            rows = conn.execute(
-                "SELECT conversation_id, count(*) FROM messages WHERE conversation_id = ANY(%s) GROUP BY 1",
-                (list(whales),),
+            rows = conn.execute(  # keys compared as text: bigint, uuid and text keys alike
+                "SELECT conversation_id::text, count(*) FROM messages WHERE conversation_id::text = ANY(%s) "
+                "GROUP BY 1", ([str(k) for k in whales],),
             ).fetchall()
-            found = {int(r[0]): int(r[1]) for r in rows}
-            wanted = {int(k): int(v) for k, v in whales.items()}
+            found = {str(r[0]): int(r[1]) for r in rows}
+            wanted = {str(k): int(v) for k, v in whales.items()}
             checks.append(IntegrityCheck("whale conversations and their sizes", found == wanted,
                                          _short(wanted), _short(found)))
         for table in TABLES:
+            sequence = _sequence(conn, table)
+            if sequence is None:
+                continue  # a key the application generates (uuid, text): nothing to continue
             row = conn.execute(
                 f"SELECT (SELECT coalesce(max(id), 0) FROM {table}), "
                 f"(SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
-                f"FROM {_sequence(conn, table)})"
+                f"FROM {sequence})"
             ).fetchone()
             assert row is not None
             checks.append(IntegrityCheck(f"{table} identity sequence continues after max(id)",
@@ -230,14 +258,17 @@ def check_integrity(
     return report
 
 
-def _sequence(conn: psycopg.Connection, table: str) -> str:
-    row = conn.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()
-    if row is None or row[0] is None:
-        raise IntegrityError(f"table {table} has no identity sequence on id (was the schema changed?)")
-    return str(row[0])
+def _sequence(conn: psycopg.Connection, table: str) -> str | None:
+    """The identity or serial sequence of ``table.id``; None when the key is not generated by one."""
+    row = conn.execute(
+        "SELECT pg_get_serial_sequence(%s, 'id') FROM pg_attribute a WHERE a.attrelid = %s::regclass "
+        "AND a.attname = 'id' AND format_type(a.atttypid, NULL) IN ('bigint', 'integer', 'smallint')",
+        (table, table),
+    ).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
-def _short(mapping: Mapping[int, int]) -> str:
+def _short(mapping: Mapping[str, int]) -> str:
     items = sorted(mapping.items(), key=lambda kv: -kv[1])
     text = ", ".join(f"{k}:{v}" for k, v in items[:5])
     return "{" + text + (", ..." if len(items) > 5 else "") + "}"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+from chatbench.loadgen.fields import KeyCodec
 from chatbench.loadgen.plan import Plan, from_pg_us
 from chatbench.loadgen.result import ConversationRef, SeedParameters, TieCursor, UserRef
 
@@ -35,4 +38,22 @@ def seed_parameters(plan: Plan) -> SeedParameters:
         heavy_users=tuple(UserRef(int(u) + 1, int(owned[u])) for u in heavy),
         light_users=tuple(UserRef(int(u) + 1, int(owned[u])) for u in light),
         tie_cursors=_tie_cursors(plan),
+    )
+
+
+def keyed(params: SeedParameters, users: KeyCodec, conversations: KeyCodec, messages: KeyCodec) -> SeedParameters:
+    """The parameters with each row number spelled as its table's key (unchanged for bigint keys)."""
+
+    def conv(ref: ConversationRef) -> ConversationRef:
+        return replace(ref, conversation_id=conversations.value(int(ref.conversation_id)),
+                       user_id=users.value(int(ref.user_id)))
+
+    return SeedParameters(
+        whales=tuple(map(conv, params.whales)),
+        small_conversations=tuple(map(conv, params.small_conversations)),
+        heavy_users=tuple(replace(u, user_id=users.value(int(u.user_id))) for u in params.heavy_users),
+        light_users=tuple(replace(u, user_id=users.value(int(u.user_id))) for u in params.light_users),
+        tie_cursors=tuple(replace(t, conversation_id=conversations.value(int(t.conversation_id)),
+                                  user_id=users.value(int(t.user_id)), id=messages.value(int(t.id)))
+                          for t in params.tie_cursors),
     )

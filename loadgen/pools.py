@@ -17,11 +17,11 @@ import hashlib
 import json
 import os
 import pickle
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from chatbench.loadgen.fields import text_field
 from chatbench.schema.models import TITLE_MAX_LENGTH
 from faker import Faker
 
@@ -35,16 +35,6 @@ NAMES = 2048
 # (min, max) sentences per message text, per role: assistant turns are the long ones.
 _SENTENCES_PER_ROLE = {"user": (1, 3), "assistant": (3, 10), "system": (2, 4), "tool": (1, 2)}
 _TOOLS = ("search", "calculator", "code_interpreter", "weather", "calendar")
-
-_INT4 = struct.Struct(">i")
-NULL_FIELD = _INT4.pack(-1)
-
-
-def text_field(value: str) -> bytes:
-    """A binary-COPY text field: int32 length + UTF-8 bytes."""
-    data = value.encode()
-    return _INT4.pack(len(data)) + data
-
 
 @dataclass(frozen=True)
 class Pools:

@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from chatbench.provision.server import Server
 
+Key = int | str
+"""A row's key as a query parameter: an integer, or the text of a uuid or text key (the server casts it)."""
+
 
 @dataclass(frozen=True)
 class ConversationRef:
     """A conversation and its owner, with its message count."""
 
-    conversation_id: int
-    user_id: int
+    conversation_id: Key
+    user_id: Key
     messages: int
 
 
@@ -29,7 +32,7 @@ class ConversationRef:
 class UserRef:
     """A user and how many conversations they own."""
 
-    user_id: int
+    user_id: Key
     conversations: int
 
 
@@ -37,10 +40,10 @@ class UserRef:
 class TieCursor:
     """A keyset cursor inside a block of ``tie_size`` messages sharing one ``created_at``."""
 
-    conversation_id: int
-    user_id: int
+    conversation_id: Key
+    user_id: Key
     created_at: datetime
-    id: int
+    id: Key
     tie_size: int
 
 

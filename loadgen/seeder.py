@@ -42,28 +42,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from chatbench.loadgen import ddl, dropbehind
 from chatbench.loadgen.cache import SeedCache, SnapshotStore, cache_key, store_for
 from chatbench.loadgen.copy import RenderWorkers, copy_bytes, copy_messages
-from chatbench.loadgen.encode import (
-    CONVERSATIONS_COPY,
-    MESSAGES_COPY,
-    SMALL_ROWS,
-    USERS_COPY,
-    conversation_rows,
-    user_rows,
-)
+from chatbench.loadgen.encode import SMALL_ROWS, child_rows, conversation_rows, user_rows
+from chatbench.loadgen.fields import INT8
 from chatbench.loadgen.integrity import IntegrityError, check_integrity
-from chatbench.loadgen.params import seed_parameters
-from chatbench.loadgen.plan import ORDERS, Plan, build_plan, chunk_slices
+from chatbench.loadgen.layout import Layouts, build_layouts, child_parents
+from chatbench.loadgen.params import keyed, seed_parameters
+from chatbench.loadgen.plan import DAY_US, ORDERS, Plan, RenderInputs, build_plan, chunk_slices, to_pg_us
 from chatbench.loadgen.pools import Pools, build_pools
 from chatbench.loadgen.progress import Reporter
-from chatbench.loadgen.result import SeedResult
+from chatbench.loadgen.result import SeedParameters, SeedResult
 from chatbench.loadgen.size import check_seed_space, estimate
 from chatbench.loadgen.spec import Spec
+from chatbench.loadgen.target import TargetSchema, read_target
+from chatbench.schema import package as schema_package
+from chatbench.schema.package import SchemaPackage
 from psycopg.conninfo import make_conninfo
 
 from chatbench.errors import ConfigError
@@ -99,16 +98,21 @@ def seed(
     use_cache: bool = True,
     progress: bool = True,
     chunk_rows: int = CHUNK_ROWS,
+    package: SchemaPackage | None = None,
+    prebuilt: bool = False,
 ) -> SeedResult:
     """Fill ``server``'s database with the history ``spec`` describes (or restore it from the cache).
 
-    Refuses a database chatbench did not create unless the user allowed destructive work. The
-    result is equal (checksum included) for equal (spec, seed, order) whatever ``workers`` is.
+    The schema is ``package``'s (the canonical models by default), created here, or with ``prebuilt``
+    the one already in the database (the application's migrations built it): every table of it is
+    filled. Refuses a database chatbench did not create unless the user allowed destructive work. The
+    result is equal (checksum included) for equal (schema, spec, seed, order) whatever ``workers`` is.
     """
     server.require_destructive("seed")
     workers = default_workers() if workers is None else workers
     _check_args(seed, workers, order, chunk_rows)
-    key = cache_key(server, spec, seed, order)
+    package = package or schema_package.canonical()
+    key = cache_key(server, spec, seed, order, schema=_schema_identity(server, package, prebuilt))
     store = store_for(server) if use_cache else None
     if store is not None:
         hit = store.fetch(server, key)
@@ -120,10 +124,18 @@ def seed(
         snapshot_dir=store.root if isinstance(store, SnapshotStore) else None,
     )
     result = seed_fresh(server, spec, seed=seed, workers=workers, order=order, progress=progress,
-                        chunk_rows=chunk_rows, key=key)
+                        chunk_rows=chunk_rows, key=key, package=package, prebuilt=prebuilt)
     if store is not None:
         result = _save(store, server, key, result)
     return result
+
+
+def _schema_identity(server: Server, package: SchemaPackage, prebuilt: bool) -> str:
+    """What the seed cache keys the schema by: the package's fingerprint, or the built schema's catalog."""
+    if not prebuilt:
+        return package.fingerprint()
+    with psycopg.connect(server.conninfo()) as conn:
+        return "catalog:" + read_target(conn).digest
 
 
 def _save(store: SeedCache, server: Server, key: str, result: SeedResult) -> SeedResult:
@@ -216,60 +228,95 @@ class _Background:
             raise self._error
 
 
-def _create_schema(conninfo: str, steps: ddl.LoadDdl, deferred: bool) -> None:
-    """Every table, empty: messages bare (no keys while loading); users and conversations with their
-    primary keys (a foreign key needs them). With ``deferred``, the foreign keys too: the rows then
-    arrive in replica mode, without per-row checks, and ``_prove_foreign_keys`` checks them after.
+@dataclass(frozen=True)
+class _Prepared:
+    """The built schema, read and taken apart for the load: what the rest of the seed fills and puts back."""
+
+    target: TargetSchema
+    steps: ddl.LoadDdl
+    layouts: Layouts
+
+
+def _prepare_schema(conninfo: str, spec: Spec, package: SchemaPackage, prebuilt: bool, deferred: bool) -> _Prepared:
+    """Build the schema (unless ``prebuilt``: the application built it), read it, and strip it for the load.
+
+    The schema is created whole, as its package (or the application's migrations) creates it, and
+    then taken apart by the catalog's own definitions (``ddl.load_ddl``), so what the load puts back
+    is exactly what was built, whatever the schema.
     """
-    keep = set(steps.attach.get("conversations", ()))  # built on the empty table: ids arrive in order
+    if not prebuilt:
+        with psycopg.connect(conninfo) as conn:
+            ddl.drop_schema(conn)
+        package.apply(ddl.conninfo_url(conninfo))
     with psycopg.connect(conninfo) as conn:
-        ddl.drop_schema(conn)
-        for sql in steps.functions:
+        target = read_target(conn)
+        layouts = build_layouts(target, spec, {"users": spec.users.count,
+                                               "conversations": spec.conversations.count,
+                                               "messages": spec.messages.count})
+        steps = ddl.load_ddl(conn, keep_keys=(layouts.users.table, layouts.conversations.table), deferred=deferred)
+        for sql in steps.strip:
             conn.execute(sql)
-        for table in ("users", "conversations", "messages"):
-            for sql in steps.create[table]:
-                if table == "conversations" and keep and "DROP CONSTRAINT" in sql:
-                    continue
-                conn.execute(sql)
-            if deferred:
-                for fk in steps.foreign_keys.get(table, ()):
-                    conn.execute(fk.step.sql)
+        for table in layouts.tables:  # a pre-built schema may hold rows already (a reused database)
+            conn.execute(f'TRUNCATE "{table}" CASCADE')
+    return _Prepared(target, steps, layouts)
 
 
-def _load_small_tables(conninfo: str, plan: Plan, pools: Pools, steps: ddl.LoadDdl, deferred: bool) -> None:
+def _load_small_tables(conninfo: str, plan: Plan, pools: Pools, prepared: _Prepared, deferred: bool) -> None:
     """While messages load: users and conversations, their other indexes, keys, sequences.
 
     Their pages become all-visible only in ``_finish_small_tables``: VACUUM cannot mark rows visible
     to all while the messages' COPY transaction, older than them, is still open.
     """
-    counts = plan.counts
+    counts, layouts, steps = plan.counts, prepared.layouts, prepared.steps
     with psycopg.connect(conninfo) as conn:
         if deferred:
             conn.execute("SET LOCAL session_replication_role = replica")
-        for table, statement, render in (
-            ("users", USERS_COPY, user_rows),
-            ("conversations", CONVERSATIONS_COPY, conversation_rows),
-        ):
-            blocks = chunk_slices(counts[table], SMALL_ROWS)
-            copy_bytes(conn, statement, (render(plan, pools, lo, hi) for lo, hi in blocks))
-    attached = {sql.rsplit(" ", 1)[-1] for sql in steps.attach.get("conversations", ())}
-    builds = [s for t in ("users", "conversations") for s in steps.builds.get(t, ()) if s.name not in attached]
-    ddl.run_parallel(conninfo, builds, 1, ddl.MaintenanceBudget.for_machine(2, rows=plan.counts["conversations"]))
+        for role, render in (("users", user_rows), ("conversations", conversation_rows)):
+            layout = layouts.role(role)
+            blocks = chunk_slices(counts[role], SMALL_ROWS)
+            copy_bytes(conn, layout.copy_statement(),
+                       (render(plan, pools, lo, hi, layout) for lo, hi in blocks))
+    small = (layouts.users.table, layouts.conversations.table)
+    builds = [s for t in small for s in steps.builds.get(t, ())]
+    ddl.run_parallel(conninfo, builds, 1, ddl.MaintenanceBudget.for_machine(2, rows=counts["conversations"]))
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        if deferred:
-            _prove_foreign_keys(conn, steps.foreign_keys.get("conversations", ()))
-        else:
-            for fk in steps.foreign_keys.get("conversations", ()):
-                conn.execute(fk.step.sql)
-        ddl.set_sequences(conn, ("users", "conversations"))
+        for table in small:
+            for sql in steps.attach.get(table, ()):
+                conn.execute(sql)
+        _put_back_foreign_keys(conn, steps, layouts.conversations.table)
+        ddl.set_sequences(conn, small)
 
 
-def _finish_small_tables(conninfo: str) -> None:
+def _put_back_foreign_keys(conn: psycopg.Connection, steps: ddl.LoadDdl, table: str) -> None:
+    """``table``'s foreign keys after its rows arrived: kept ones proven, dropped ones added (validated)."""
+    _prove_foreign_keys(conn, steps.kept_foreign_keys.get(table, ()))
+    for fk in steps.foreign_keys.get(table, ()):
+        conn.execute(fk.step.sql)
+
+
+def _finish_small_tables(conninfo: str, tables: tuple[str, ...]) -> None:
     """Visibility map, then statistics (ANALYZE records relpages and relallvisible as VACUUM left them)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        vacuum_until_visible(conn, ("users", "conversations"))
-        conn.execute("ANALYZE users")
-        conn.execute("ANALYZE conversations")
+        vacuum_until_visible(conn, tables)
+        for table in tables:
+            conn.execute(f'ANALYZE "{table}"')
+
+
+def _load_children(conninfo: str, prepared: _Prepared, spec: Spec, seed: int, pools: Pools, deferred: bool) -> None:
+    """Every table beyond the history's, each by one COPY FREEZE in the transaction that truncated it."""
+    t0 = to_pg_us(spec.start_datetime)
+    span = (t0, t0 + spec.time.days * DAY_US)
+    for child in prepared.layouts.children:
+        parents = child_parents(child, seed)
+        layout = child.layout
+        with psycopg.connect(conninfo) as conn:
+            if deferred:
+                conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute(f'TRUNCATE "{layout.table}"')
+            freeze = layout.table not in prepared.layouts.partitioned
+            copy_bytes(conn, layout.copy_statement(freeze=freeze),
+                       (child_rows(layout, seed, parents[lo:hi], lo, pools.contents, span)
+                        for lo, hi in chunk_slices(child.rows, SMALL_ROWS)))
 
 
 def _prove_foreign_keys(conn: psycopg.Connection, keys: tuple[ddl.ForeignKey, ...]) -> None:
@@ -281,16 +328,20 @@ def _prove_foreign_keys(conn: psycopg.Connection, keys: tuple[ddl.ForeignKey, ..
     PostgreSQL's own validation runs counts the orphans.
     """
     for key in keys:
-        ref = conn.execute(
-            f"SELECT count(*), min({key.ref_column}), max({key.ref_column}), "
-            f"pg_typeof(min({key.ref_column}))::text FROM {key.ref_table}"
+        kind = conn.execute(
+            "SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
+            (f'"{key.ref_table}"', key.ref_column),
         ).fetchone()
-        low_high = conn.execute(f"SELECT min({key.column}), max({key.column}) FROM {key.table}").fetchone()
-        assert ref is not None and low_high is not None
-        count, low, high, kind = ref
-        dense = kind in ("smallint", "integer", "bigint") and (count == 0 or high - low + 1 == count)
-        if dense and (low_high[0] is None or (count and low <= low_high[0] and low_high[1] <= high)):
-            continue
+        if kind is not None and kind[0] in ("smallint", "integer", "bigint"):
+            ref = conn.execute(
+                f"SELECT count(*), min({key.ref_column}), max({key.ref_column}) FROM {key.ref_table}"
+            ).fetchone()
+            low_high = conn.execute(f"SELECT min({key.column}), max({key.column}) FROM {key.table}").fetchone()
+            assert ref is not None and low_high is not None
+            count, low, high = ref
+            dense = count == 0 or high - low + 1 == count
+            if dense and (low_high[0] is None or (count and low <= low_high[0] and low_high[1] <= high)):
+                continue
         orphans = conn.execute(
             f"SELECT count(*) FROM {key.table} f LEFT JOIN {key.ref_table} r ON r.{key.ref_column} = f.{key.column} "
             f"WHERE f.{key.column} IS NOT NULL AND r.{key.ref_column} IS NULL"
@@ -304,19 +355,19 @@ def _prove_foreign_keys(conn: psycopg.Connection, keys: tuple[ddl.ForeignKey, ..
 
 
 @contextmanager
-def _dropping_behind(server: Server, spec: Spec, conn: psycopg.Connection) -> Iterator[dropbehind.DropBehind | None]:
+def _dropping_behind(server: Server, spec: Spec, conn: psycopg.Connection,
+                     table: str) -> Iterator[dropbehind.DropBehind | None]:
     """While ``conn``'s COPY writes the messages' heap: bound its page cache when the heap is larger
     than memory (see ``dropbehind``); None when it is left to the OS. Not while the index builds read
-    it: their scans run apart (the primary key's races ahead) and what lies between them must stay
-    cached or be read twice; dropping behind the slowest scan as well measured no faster at 10^8
-    (indexes 98.7 s against 98.6 s) and left the integrity check reading from disk (71.8 s against 68.9 s)."""
+    it: their scans run apart and what lies between them must stay cached or be read twice (see
+    docs/design.md). A partitioned table is written through its leaves: left to the OS."""
     data_dir = server.cluster.data if server.cluster is not None else None
     heap, available = estimate(spec).tables, memory_available()
-    if data_dir is None or not dropbehind.wanted(data_dir, heap, available):
+    if data_dir is None or table is None or not dropbehind.wanted(data_dir, heap, available):
         yield None
         return
     expected, warm = dropbehind.warm_budget(heap, available)
-    with dropbehind.DropBehind(data_dir, dropbehind.relation_path(conn, "messages"), expected, warm) as dropping:
+    with dropbehind.DropBehind(data_dir, dropbehind.relation_path(conn, table), expected, warm) as dropping:
         yield dropping
 
 
@@ -336,108 +387,160 @@ def seed_fresh(
     progress: bool,
     chunk_rows: int = CHUNK_ROWS,
     key: str = "",
+    package: SchemaPackage | None = None,
+    prebuilt: bool = False,
 ) -> SeedResult:
     """Seed without the cache (the caller checked permission and arguments)."""
     # Every transaction of the load commits synchronously (with fsync=off it costs a write(), not a
     # sync). Asynchronous commits kept VACUUM from marking rows visible for up to the WAL writer's
-    # delay: a hint bit waits until the WAL of every transaction sharing the xid's commit-log LSN group
-    # is flushed, and concurrent builds and ANALYZE committed asynchronously kept raising that LSN.
+    # delay (see ``vacuum_until_visible``).
     conninfo = make_conninfo(server.conninfo(), options="-c synchronous_commit=on")
-    steps = ddl.load_ddl()
+    package = package or schema_package.canonical()
     started = time.perf_counter()
     with Reporter(progress) as report:
         deferred = _can_defer_triggers(conninfo)
         pools = build_pools(spec.locales, spec.non_ascii_share, seed)
-        drawn: list[Plan] = []
-        plan_seconds: list[float] = []
-        with RenderWorkers(pools, workers, chunk_rows) as renderers:  # forked small: before the plan exists
-            # No thread runs before the fork. Beside the COPY: the empty tables, then the plan (its
-            # buckets go to the workers as they complete), then users and conversations.
-            schema_made = _Background(lambda: _create_schema(conninfo, steps, deferred))
-
-            def plan_then_small_tables() -> None:
-                drawing = time.perf_counter()
-                try:
-                    plan = build_plan(
-                        spec, seed, order, scratch=_skeleton_scratch(server),
-                        on_inputs=lambda inputs, where: renderers.start(inputs, where, order == "time"),
-                        on_bucket=renderers.bucket_ready,
-                    )
-                except BaseException as exc:
-                    renderers.failed(exc)
-                    raise
-                drawn.append(plan)
-                renderers.done()
-                plan_seconds.append(time.perf_counter() - drawing)
-                schema_made.join()
-                _load_small_tables(conninfo, plan, pools, steps, deferred)
-
-            beside = _Background(plan_then_small_tables)
-            try:
-                with report.phase("schema"):
-                    schema_made.join()
-                with report.phase("copy", total=spec.messages.count) as bar, psycopg.connect(conninfo) as conn:
-                    conn.execute("TRUNCATE messages")  # FREEZE needs the table truncated (or created) here
-                    if deferred:
-                        conn.execute("SET LOCAL session_replication_role = replica")
-                    freeze = MESSAGES_COPY.replace("(FORMAT BINARY)", "(FORMAT BINARY, FREEZE)")
-                    with _dropping_behind(server, spec, conn) as dropping, conn.cursor() as cur, \
-                            cur.copy(freeze) as copy:
-                        copy_messages(copy, renderers, bar.advance)
-            except BaseException:
-                renderers.close()  # stops the plan at its next bucket
-                beside.join(quiet=True)
-                for plan in drawn:
-                    plan.close()
-                raise
-            try:
-                beside.join()
-            finally:
-                for plan in drawn:
-                    plan.close()  # the workers are done with the skeleton
-        plan = drawn[0]
-        counts = plan.counts
+        copied = _copy_history(server, spec, conninfo, report, pools, package, prebuilt, deferred,
+                               seed=seed, workers=workers, order=order, chunk_rows=chunk_rows)
+        prepared, plan_facts = copied.prepared, copied.plan
+        layouts, steps = prepared.layouts, prepared.steps
+        messages = layouts.messages.table
         with report.phase("vacuum_analyze"), psycopg.connect(conninfo, autocommit=True) as conn:
-            vacuum_until_visible(conn, ("messages",))
-            conn.execute("ANALYZE messages")
+            vacuum_until_visible(conn, (messages,))
+            conn.execute(f'ANALYZE "{messages}"')
+        with report.phase("children"):
+            _load_children(conninfo, prepared, spec, seed, pools, deferred)
+        big = (messages, *(c.layout.table for c in layouts.children))
         with report.phase("indexes"):
-            small = _Background(lambda: _finish_small_tables(conninfo))
-            builds = steps.builds.get("messages", ())
-            budget = ddl.MaintenanceBudget.for_machine(len(builds), rows=counts["messages"])
+            small = _Background(lambda: _finish_small_tables(conninfo, (layouts.users.table,
+                                                                         layouts.conversations.table)))
+            builds = [s for t in big for s in steps.builds.get(t, ())]
+            budget = ddl.MaintenanceBudget.for_machine(len(steps.builds.get(messages, ())) or 1,
+                                                       rows=spec.messages.count)
             try:
                 ddl.run_parallel(conninfo, builds, INDEX_CONNECTIONS, budget)
             finally:
                 small.join()
         with report.phase("constraints"), psycopg.connect(conninfo, autocommit=True) as conn:
-            for sql in steps.attach.get("messages", ()):
-                conn.execute(sql)
-            if deferred:
-                _prove_foreign_keys(conn, steps.foreign_keys.get("messages", ()))
-            else:
-                for fk in steps.foreign_keys.get("messages", ()):
-                    conn.execute(fk.step.sql)
+            for table in big:
+                for sql in steps.attach.get(table, ()):
+                    conn.execute(sql)
+            for table in (layouts.users.table, *big):
+                _put_back_foreign_keys(conn, steps, table)
             for step in steps.triggers:
                 conn.execute(step.sql)
         with report.phase("sequences"), psycopg.connect(conninfo, autocommit=True) as conn:
-            ddl.set_sequences(conn, ("messages",))
+            ddl.set_sequences(conn, big)
+            if layouts.children:
+                vacuum_until_visible(conn, big[1:])
+                for table in big[1:]:
+                    conn.execute(f'ANALYZE "{table}"')
         load = time.perf_counter() - started
-        params = seed_parameters(plan)
+        params = keyed(plan_facts.params, layouts.codecs.get(layouts.users.table, INT8),
+                       layouts.codecs.get(layouts.conversations.table, INT8), layouts.codecs.get(messages, INT8))
+        children = {c.layout.table: c.rows for c in layouts.children}
         with report.phase("verify"):
-            integrity = check_integrity(server, spec, whales={w.conversation_id: w.messages for w in params.whales})
+            integrity = check_integrity(server, spec, whales={w.conversation_id: w.messages for w in params.whales},
+                                        children=children)
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 correlation = created_at_correlation(conn)
-    timings = {**report.timings, "plan": plan_seconds[0], "plan_and_small_tables_beside_copy": beside.seconds,
+    timings = {**report.timings, "plan": plan_facts.seconds, "plan_and_small_tables_beside_copy": copied.beside_seconds,
                "load": load}
+    dropping = copied.dropping
     return SeedResult(
         database=server.database, profile=spec.name, spec=spec.to_dict(), seed=seed, order=order,
-        counts=counts, checksum=integrity.checksum, timings=timings, from_cache=False,
+        counts={**plan_facts.counts, **children}, checksum=integrity.checksum, timings=timings, from_cache=False,
         cache_key=key, created_at_correlation=correlation, params=params,
-        extra={"workers": workers, "chunk_rows": chunk_rows, "buckets": plan.skeleton.buckets,
+        extra={"workers": workers, "chunk_rows": chunk_rows, "buckets": plan_facts.buckets,
                "integrity_checks": len(integrity.checks),
-               "page_cache": f"dropped behind the COPY ({dropping.dropped} segment drops), "
-                             f"{dropping.warmed} head segments read back" if dropping
+               "schema": package.name if not prebuilt else "pre-built",
+               "page_cache": f"dropped behind the COPY ({dropping[0]} segment drops), "
+                             f"{dropping[1]} head segments read back" if dropping
                              else "left to the OS",
                "foreign_keys": "proven" if deferred else "validated",
                "index_builds": f"{len(builds)} at once, maintenance_work_mem {budget.work_mem_mb} MB and "
                                f"{budget.parallel_workers} parallel workers each"},
     )
+
+
+@dataclass(frozen=True)
+class _PlanFacts:
+    """What the seed keeps of the plan once its skeleton is gone."""
+
+    counts: dict[str, int]
+    params: SeedParameters
+    buckets: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Copied:
+    prepared: _Prepared
+    plan: _PlanFacts
+    beside_seconds: float
+    dropping: tuple[int, int] | None  # (segment drops, head segments read back) when the COPY dropped behind
+
+
+def _copy_history(server: Server, spec: Spec, conninfo: str, report: Reporter, pools: Pools, package: SchemaPackage,
+                  prebuilt: bool, deferred: bool, *, seed: int, workers: int, order: str,
+                  chunk_rows: int) -> _Copied:
+    """Schema, plan and the messages' COPY at once: render workers forked first (small), the schema
+    prepared and the plan drawn beside the COPY (its buckets go to the workers as they complete), then
+    users and conversations on another connection."""
+    prepared: list[_Prepared] = []
+    facts: list[_PlanFacts] = []
+    with RenderWorkers(pools, workers, chunk_rows) as renderers:  # forked small: before the plan exists
+        # No thread runs before the fork.
+        schema_made = _Background(lambda: prepared.append(_prepare_schema(conninfo, spec, package, prebuilt,
+                                                                          deferred)))
+
+        def start_rendering(inputs: RenderInputs, where: Path) -> None:
+            schema_made.join()  # the messages' layout comes from the schema
+            renderers.start(inputs, where, order == "time", prepared[0].layouts.messages)
+
+        def plan_then_small_tables() -> None:
+            drawing = time.perf_counter()
+            try:
+                plan = build_plan(spec, seed, order, scratch=_skeleton_scratch(server), on_inputs=start_rendering,
+                                  on_bucket=renderers.bucket_ready)
+            except BaseException as exc:
+                renderers.failed(exc)
+                raise
+            plans.append(plan)  # closed once the workers are done with its skeleton
+            renderers.done()
+            seconds = time.perf_counter() - drawing
+            schema_made.join()
+            facts.append(_PlanFacts(dict(plan.counts), seed_parameters(plan), plan.skeleton.buckets, seconds))
+            _load_small_tables(conninfo, plan, pools, prepared[0], deferred)
+
+        plans: list[Plan] = []
+        beside = _Background(plan_then_small_tables)
+        dropped: tuple[int, int] | None = None
+        try:
+            with report.phase("schema"):
+                schema_made.join()
+            layout = prepared[0].layouts.messages
+            partitioned = layout.table in prepared[0].layouts.partitioned
+            with report.phase("copy", total=spec.messages.count) as bar, psycopg.connect(conninfo) as conn:
+                # FREEZE needs the table truncated (or created) in this transaction; a partitioned table
+                # takes no FREEZE, but its leaves truncated here are still written without WAL.
+                conn.execute(f'TRUNCATE "{layout.table}"')
+                if deferred:
+                    conn.execute("SET LOCAL session_replication_role = replica")
+                with _dropping_behind(server, spec, conn, None if partitioned else layout.table) as dropping, \
+                        conn.cursor() as cur, cur.copy(layout.copy_statement(freeze=not partitioned)) as copy:
+                    copy_messages(copy, renderers, bar.advance)
+                dropped = (dropping.dropped, dropping.warmed) if dropping else None
+        except BaseException:
+            renderers.close()  # stops the plan at its next bucket
+            beside.join(quiet=True)
+            schema_made.join(quiet=True)
+            for plan in plans:
+                plan.close()
+            raise
+        try:
+            beside.join()
+        finally:
+            for plan in plans:
+                plan.close()  # the workers are done with the skeleton
+    return _Copied(prepared[0], facts[0], beside.seconds, dropped)

@@ -229,9 +229,9 @@ def measure(messages: int, pg_bin: str | None, seed: int = 0) -> str:
             ).fetchone()
             total = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
             lines.append(f"CLUSTER_OVERHEAD = {total - int(relations[0] if relations else 0)}")
-            steps = load_ddl()
+            steps = load_ddl(conn)
             builds = steps.builds["messages"]
-            primary = {sql.rsplit(" ", 1)[-1] for sql in steps.attach.get("messages", ())}
+            primary = steps.constraints("messages")
             for step in builds:
                 conn.execute(f"ALTER TABLE messages DROP CONSTRAINT {step.name}" if step.name in primary
                              else f"DROP INDEX {step.name}")

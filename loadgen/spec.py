@@ -74,11 +74,24 @@ class Spec:
     whales: WhalesSpec
     messages: MessagesSpec
     time: TimeSpec
+    # [tables.NAME] per_parent = R: rows of a table beyond the three history tables per row of the table
+    # its first foreign key references (default: ``CHILD_ROWS_PER_PARENT``).
+    tables: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["locales"] = list(self.locales)
+        data["tables"] = {name: {"per_parent": ratio} for name, ratio in self.tables}
+        if not self.tables:
+            del data["tables"]  # the three-table spec keeps the key it always had
         return data
+
+    def rows_per_parent(self, table: str, parent: str | None) -> float:
+        """Rows of ``table`` per row of ``parent``: the spec's, else the default for that parent."""
+        given = dict(self.tables).get(table)
+        if given is not None:
+            return given
+        return CHILD_ROWS_PER_PARENT.get(parent or "", CHILD_ROWS_PER_PARENT[""])
 
     @property
     def start_datetime(self) -> datetime:
@@ -113,6 +126,9 @@ _SECTIONS: dict[str, type] = {
 }
 
 _SHARE = Field(float, 0.0, 1.0)
+CHILD_ROWS_PER_PARENT = {"messages": 0.1, "conversations": 1.0, "users": 1.0, "": 1.0}
+"""A table the history does not define gets this many rows per row of the table it references: an
+attachment on one message in ten, a tag or a setting per conversation and user; other tables one per row."""
 
 # Every field once: (section or "" for top level, name) -> type and bounds.
 FIELDS: dict[tuple[str, str], Field] = {
@@ -162,6 +178,9 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
 
 def _set_override(data: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
+    if len(parts) == 3 and parts[0] == "tables" and all(parts):  # tables.NAME.per_parent
+        data.setdefault("tables", {}).setdefault(parts[1], {})[parts[2]] = value
+        return
     if len(parts) > 2 or not all(parts):
         raise ConfigError(f"spec override {key!r}: use 'field' or 'section.field' (e.g. messages.count)")
     if len(parts) == 1:
@@ -217,8 +236,11 @@ def validate(data: Mapping[str, Any]) -> Spec:
     """Check every field (unknown keys, types, bounds) and the relations between them."""
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    tables: list[tuple[str, float]] = []
     for key, value in data.items():
-        if key in _SECTIONS:
+        if key == "tables":
+            tables = _check_tables(value)
+        elif key in _SECTIONS:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"spec field {key} = {value!r}: must be a table ([{key}])")
             for name, item in value.items():
@@ -249,9 +271,26 @@ def validate(data: Mapping[str, Any]) -> Spec:
         locales=top["locales"],
         non_ascii_share=top["non_ascii_share"],
         **{name: cls(**sections[name]) for name, cls in _SECTIONS.items()},
+        tables=tuple(tables),
     )
     _check_relations(spec)
     return spec
+
+
+def _check_tables(value: Any) -> list[tuple[str, float]]:
+    """``[tables.NAME] per_parent = R`` for any number of tables."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"spec field tables = {value!r}: must be a table of tables ([tables.NAME] per_parent = R)")
+    out = []
+    for name, options in sorted(value.items()):
+        if not isinstance(options, Mapping) or set(options) != {"per_parent"}:
+            raise ConfigError(f"spec field tables.{name} = {options!r}: set exactly per_parent, e.g. "
+                              f"[tables.{name}] per_parent = 0.5")
+        ratio = options["per_parent"]
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1000:
+            raise ConfigError(f"spec field tables.{name}.per_parent = {ratio!r}: must be a number from 0 to 1000")
+        out.append((str(name), float(ratio)))
+    return out
 
 
 PLAN_BYTES_PER_ROW = 16

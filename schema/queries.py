@@ -21,7 +21,9 @@ from sqlalchemy import (
     DateTime,
     Executable,
     Integer,
+    Text,
     bindparam,
+    cast,
     exists,
     func,
     insert,
@@ -30,10 +32,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.sql.elements import BindParameter
 
 m = messages.c
 c = conversations.c
+_DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
+_DIALECT.bind_typing = BindTyping.NONE
 
 _TIMESTAMP = DateTime(timezone=True)
 
@@ -70,9 +75,12 @@ class CanonicalQuery:
     tags: frozenset[str] = field(default_factory=frozenset)
 
     def sql(self) -> str:
-        """The statement as PostgreSQL text with psycopg ``%(name)s`` placeholders."""
-        compiled = self.statement.compile(dialect=postgresql.psycopg.dialect())  # type: ignore[attr-defined]
-        return str(compiled)
+        """The statement as PostgreSQL text with psycopg ``%(name)s`` placeholders.
+
+        Parameters carry no casts: the server types each by the column it meets, so one text serves a
+        schema keyed by bigint, uuid or text (a uuid or text key is passed as a string, untyped).
+        """
+        return str(self.statement.compile(dialect=_DIALECT))
 
     def sql_positional(self) -> tuple[str, tuple[str, ...]]:
         """The statement with ``$1..$n`` placeholders and the parameter order: what PREPARE takes."""
@@ -189,15 +197,14 @@ APPEND_MESSAGE = CanonicalQuery(
     doc="Sending a message (or storing the assistant's reply): inserts it if the user owns the "
     "conversation; the trigger moves conversations.updated_at.",
     params=("user_id", "conversation_id", "role", "content"),
+    # The keys come from the owning conversation's row (typed by its columns), not from the parameters:
+    # the same statement serves bigint, uuid and text keys.
     statement=insert(messages)
     .from_select(
         ["conversation_id", "user_id", "role", "content"],
-        select(
-            bindparam("conversation_id", type_=m.conversation_id.type),
-            bindparam("user_id", type_=m.user_id.type),
-            bindparam("role", type_=m.role.type),
-            bindparam("content", type_=m.content.type),
-        ).where(_OWNED),
+        select(c.id, c.user_id, cast(bindparam("role"), Text), cast(bindparam("content"), Text)).where(
+            c.id == bindparam("conversation_id"), c.user_id == bindparam("user_id")
+        ),
     )
     .returning(m.id, m.created_at),
 )

@@ -1,0 +1,207 @@
+"""The schema a seed fills, read from the database's own catalog after the schema was created.
+
+Whatever built the schema (the canonical models, the application's ``--models``, its migrations),
+the loader fills what the catalog says is there: every table (leaf partitions through their parent),
+every column by its type, nullability, default, CHECK, foreign key and uniqueness. Tables are given
+roles by name: ``users``, ``conversations`` and ``messages`` get the plan's rows (the history's
+shape); any other table is a *child* filled per row of the table its first foreign key references.
+
+Only read-only catalog queries run here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from chatbench.errors import ConfigError
+
+ROLES = ("users", "conversations", "messages")
+# The columns the plan fills per role (what the canonical models declare).
+ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": ("id", "created_at", "email", "display_name"),
+    "conversations": ("id", "user_id", "created_at", "updated_at", "title"),
+    "messages": ("id", "conversation_id", "user_id", "created_at", "role", "content"),
+}
+ROLE_KEYS: dict[str, dict[str, str]] = {  # role -> key column -> the role whose rows it numbers
+    "users": {"id": "users"},
+    "conversations": {"id": "conversations", "user_id": "users"},
+    "messages": {"id": "messages", "conversation_id": "conversations", "user_id": "users"},
+}
+_IN_LIST = re.compile(r"\(?\(?(\w+)\)?(?:::\w+(?: \w+)*)? = ANY \(\(?ARRAY\[(.*?)\]\)?(?:::[\w\[\] ]+)?\)")
+_IN_PLAIN = re.compile(r"\(?(\w+)\)? IN \((.*?)\)")
+_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+_BOUND = re.compile(r"^CHECK \(\(?(\w+) (>=|>|<=|<) \(?(-?\d+)\)?\)?\)$")
+_LENGTH = re.compile(r"(?:char_length|length)\(\(?(\w+)\)?(?:::text)?\) <= (\d+)")
+
+
+@dataclass(frozen=True)
+class TargetColumn:
+    name: str
+    type_name: str  # format_type: "character varying(255)", "uuid", "jsonb", "my_enum"
+    base: str  # pg_type.typname of the base type: "int8", "varchar", "uuid", "jsonb", "timestamptz"
+    enum_labels: tuple[str, ...]
+    max_length: int | None  # varchar(n) / char(n) / a length CHECK
+    not_null: bool
+    has_default: bool
+    identity: bool
+    generated: bool
+    unique: bool
+    choices: tuple[str, ...]  # from a CHECK (col IN (...)): the values allowed
+    minimum: int | None
+    maximum: int | None
+    references: tuple[str, str] | None  # (table, column) of a single-column foreign key
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    name: str
+    role: str | None  # users | conversations | messages | None (a child table)
+    columns: tuple[TargetColumn, ...]
+    primary_key: tuple[str, ...]
+    partitioned: bool
+    leaves: tuple[str, ...]
+    parent: str | None  # for a child: the table whose rows it is filled per (its first foreign key)
+    parent_column: str | None
+
+    def column(self, name: str) -> TargetColumn | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class TargetSchema:
+    tables: tuple[TargetTable, ...]  # referenced tables first
+    digest: str  # of every definition read: equal digests, equal schemas (the seed cache's key)
+
+    def table(self, name: str) -> TargetTable | None:
+        return next((t for t in self.tables if t.name == name), None)
+
+    def role(self, role: str) -> TargetTable:
+        found = next((t for t in self.tables if t.role == role), None)
+        if found is None:
+            raise ConfigError(
+                f"the schema has no {role!r} table; chatbench seeds the chat history into users, conversations "
+                "and messages (create them, or name yours in [tool.chatbench.map])"
+            )
+        return found
+
+    @property
+    def children(self) -> tuple[TargetTable, ...]:
+        return tuple(t for t in self.tables if t.role is None)
+
+
+_TABLES = """
+SELECT c.oid, c.relname, c.relkind = 'p',
+       ARRAY(SELECT l.relname::text FROM pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
+              WHERE t.isleaf AND t.relid <> c.oid ORDER BY 1)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+"""
+_COLUMNS = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+       coalesce(bt.typname, t.typname), t.typtype = 'e',
+       ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder),
+       CASE WHEN coalesce(bt.typname, t.typname) IN ('varchar', 'bpchar') AND a.atttypmod > 4
+            THEN a.atttypmod - 4 END,
+       a.attnotnull, a.atthasdef, a.attidentity <> '', a.attgenerated <> ''
+  FROM pg_attribute a
+  JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+   AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY c.relname, a.attnum
+"""
+_CONSTRAINTS = """
+SELECT c.relname, k.conname, k.contype::text,
+       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(num, ord)
+               JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.num ORDER BY u.ord),
+       f.relname,
+       ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(num, ord)
+               JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.num ORDER BY u.ord),
+       pg_get_constraintdef(k.oid)
+  FROM pg_constraint k
+  JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_class f ON f.oid = k.confrelid
+ WHERE n.nspname = %(schema)s AND NOT c.relispartition AND k.contype IN ('p', 'u', 'f', 'c')
+   AND k.conparentid = 0
+ ORDER BY c.relname, k.conname
+"""
+
+
+def read_target(conn: psycopg.Connection[Any], schema: str = "public") -> TargetSchema:
+    """The tables of ``schema`` as the loader sees them (read-only)."""
+    p = {"schema": schema}
+    tables = {r[1]: (bool(r[2]), tuple(r[3])) for r in conn.execute(_TABLES, p)}
+    columns: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for r in conn.execute(_COLUMNS, p):
+        columns[r[0]].append(r[1:])
+    constraints = conn.execute(_CONSTRAINTS, p).fetchall()
+    digest = hashlib.sha256(repr((sorted(tables.items()), sorted(columns.items()), constraints)).encode())
+    built = [_table(name, partitioned, leaves, columns[name], [k for k in constraints if k[0] == name])
+             for name, (partitioned, leaves) in tables.items()]
+    return TargetSchema(_dependency_order(built), digest.hexdigest()[:16])
+
+
+def _table(name: str, partitioned: bool, leaves: tuple[str, ...], cols: list[tuple[Any, ...]],
+           constraints: list[tuple[Any, ...]]) -> TargetTable:
+    unique = {k[3][0] for k in constraints if k[2] in ("p", "u") and len(k[3]) == 1}
+    references = {k[3][0]: (k[4], k[5][0]) for k in constraints if k[2] == "f" and len(k[3]) == 1}
+    checks = [k[6] for k in constraints if k[2] == "c"]
+    primary = next((tuple(k[3]) for k in constraints if k[2] == "p"), ())
+    out = []
+    for attname, type_name, base, is_enum, labels, length, not_null, has_default, identity, generated in cols:
+        choices, low, high, limit = _check_facts(attname, checks)
+        out.append(TargetColumn(
+            name=attname, type_name=type_name, base=base, enum_labels=tuple(labels) if is_enum else (),
+            max_length=min(x for x in (length, limit) if x is not None) if length or limit else None,
+            not_null=bool(not_null), has_default=bool(has_default), identity=bool(identity),
+            generated=bool(generated), unique=attname in unique or primary == (attname,), choices=choices,
+            minimum=low, maximum=high, references=references.get(attname),
+        ))
+    role = name if name in ROLES else None
+    fk = next(((k[3][0], k[4]) for k in constraints if k[2] == "f" and len(k[3]) == 1 and k[4] != name), None)
+    parent = fk if fk and role is None else None
+    return TargetTable(name, role, tuple(out), primary, partitioned, leaves,
+                       parent=parent[1] if parent else None, parent_column=parent[0] if parent else None)
+
+
+def _check_facts(column: str, checks: list[str]) -> tuple[tuple[str, ...], int | None, int | None, int | None]:
+    """What the CHECKs on one column allow: a list of values, integer bounds, a length limit."""
+    choices: tuple[str, ...] = ()
+    low = high = limit = None
+    for definition in checks:
+        for pattern in (_IN_LIST, _IN_PLAIN):
+            match = pattern.search(definition)
+            if match and match.group(1) == column:
+                choices = tuple(v.replace("''", "'") for v in _LITERAL.findall(match.group(2)))
+        bound = _BOUND.match(definition)
+        if bound and bound.group(1) == column:
+            value = int(bound.group(3))
+            if bound.group(2) in (">=", ">"):
+                low = value + (bound.group(2) == ">")
+            else:
+                high = value - (bound.group(2) == "<")
+        length = _LENGTH.search(definition)
+        if length and length.group(1) == column:
+            limit = int(length.group(2))
+    return choices, low, high, limit
+
+
+def _dependency_order(tables: list[TargetTable]) -> tuple[TargetTable, ...]:
+    """Roles first (users, conversations, messages), then children, each after the tables it hangs from."""
+    by_name = {t.name: t for t in tables}
+    ordered: list[TargetTable] = [by_name[r] for r in ROLES if r in by_name]
+    rest = sorted((t for t in tables if t.role is None), key=lambda t: t.name)
+    while rest:
+        ready = [t for t in rest if t.parent is None or t.parent not in {r.name for r in rest}]
+        if not ready:  # a cycle among children: take them as they come
+            ready = rest[:1]
+        for t in ready:
+            ordered.append(t)
+            rest.remove(t)
+    return tuple(ordered)
