@@ -1,6 +1,8 @@
 """The sessions CI and people run. Each installs the project itself into its own virtualenv.
 
-    nox -s tests          the whole test suite (real servers: embedded PG 18, Debian PG 15, Docker)
+    nox -s fast           the edit loop: every test but the container, PG 15, packaging, crash and slow
+                          ones (markers), two workers; under two minutes
+    nox -s tests          the whole test suite CI runs (real servers: embedded PG 18, Debian PG 15, Docker)
     nox -s lint           ruff + mypy
     nox -s signoff        the pre-release sign-off on the embedded default (the README's main job)
     nox -s bench          pytest-benchmark suite of the history queries vs targets (ci profile)
@@ -32,10 +34,23 @@ def _install(session: nox.Session, *extras: str) -> None:
     session.install("-e", f".[{','.join(extras)}]" if extras else ".")
 
 
+FAST = "not (container or pg15 or packaging or crash or slow)"
+"""The markers the edit loop leaves out (pyproject.toml declares them; CI runs them all)."""
+WORKERS = ("-n", "2", "--dist", "loadgroup")
+"""Two pytest-xdist workers; tests that must share a worker (one wheel build, a module's expensive
+fixtures) carry an ``xdist_group`` marker."""
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     _install(session, "dev")
-    session.run("pytest", "tests", *session.posargs)
+    session.run("pytest", "tests", *WORKERS, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def fast(session: nox.Session) -> None:
+    _install(session, "dev")
+    session.run("pytest", "tests", *WORKERS, "-m", FAST, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -34,6 +34,7 @@ from chatbench.benchmarks.targets import load_targets
 from chatbench.errors import ChatbenchError
 from chatbench.output import Output, Stage, console_for
 from chatbench.settings import Settings, resolve_pytest
+from chatbench.settings import pytest_option as plugin_spelling  # a pytest_* name in a conftest is read as a hook
 
 _SESSION_KEY = pytest.StashKey[BenchSession]()
 _RUN_KEY = pytest.StashKey[BenchmarkRun]()
@@ -123,13 +124,18 @@ def bench_server(pytestconfig: pytest.Config, bench_settings: Settings) -> Itera
 @pytest.fixture(scope="session")
 def bench_seeded(pytestconfig: pytest.Config, bench_settings: Settings, bench_server: Any,
                  bench_profile: str) -> tuple[Any, Any]:
-    """(server pointed at the seeded database, SeedResult): seeded once, through the snapshot cache."""
+    """(server pointed at the seeded database, SeedResult): seeded once, through the snapshot cache, in the
+    schema the seeder builds from the package (the canonical models, or ``--chatbench-models``)."""
+    from chatbench.schema.package import canonical, load_models
+
     from chatbench import loadgen
 
     try:
+        package = canonical() if bench_settings.models is None else load_models(
+            bench_settings.models, setting=plugin_spelling("models"))
         with _uncaptured(pytestconfig):
             result = loadgen.seed(bench_server, loadgen.load_spec(bench_profile), seed=bench_settings.seed,
-                                  use_cache=bench_settings.cache)
+                                  use_cache=bench_settings.cache, package=package)
     except ChatbenchError as exc:
         pytest.exit(f"chatbench: {exc}", returncode=2)
     return result.server_for(bench_server), result

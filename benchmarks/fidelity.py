@@ -39,7 +39,7 @@ from chatbench.provision import Server
 
 FIDELITY_SCENARIOS = ("latest_page", "keyset_page_20", "offset_page_20", "message_count",
                       "conversation_list_first")
-"""The scenarios DESIGN.md has pgbench numbers for: one per kind of plan."""
+"""The scenarios docs/design.md has pgbench numbers for (its measured facts): one per kind of plan."""
 
 GOAL_RATIO = 1.3
 

@@ -10,5 +10,5 @@ from __future__ import annotations
 from chatbench.settings import SERVER_SETTINGS
 
 SUITE_SETTINGS = (*SERVER_SETTINGS, "profile", "seed", "targets", "rounds", "warmup", "pin", "driver", "results",
-                  "cache", "retries", "retry_budget")
+                  "cache", "retries", "retry_budget", "models")
 SUITE_COMMAND = "bench"

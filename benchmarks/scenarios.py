@@ -26,8 +26,10 @@ from typing import Any
 
 import psycopg
 from chatbench.benchmarks.results import BufferUsage
-from chatbench.loadgen.result import SeedParameters
+from chatbench.loadgen.result import Key, SeedParameters
 from chatbench.schema.queries import QUERIES_BY_NAME, CanonicalQuery
+from chatbench.verify.keys import as_key
+from chatbench.verify.serialize import client_explain, explain_options
 from psycopg.rows import TupleRow
 
 from chatbench.settings import Driver
@@ -83,21 +85,21 @@ SCENARIOS_BY_NAME = {s.name: s for s in SCENARIOS}
 
 # --- parameter sets ----------------------------------------------------------------------------
 
-def _cursor(conn: psycopg.Connection[TupleRow], conversation_id: int, position: int) -> tuple[datetime, int]:
+def _cursor(conn: psycopg.Connection[TupleRow], conversation_id: Key, position: int) -> tuple[datetime, Key]:
     """(created_at, id) of the ``position``-th newest message (1-based) of a conversation."""
     row = conn.execute(
         "SELECT created_at, id FROM messages WHERE conversation_id = %s "
         "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1", (conversation_id, position - 1)).fetchone()
     if row is None:
         raise LookupError(f"conversation {conversation_id} has fewer than {position} messages")
-    return row[0], row[1]
+    return row[0], as_key(row[1])
 
 
-def _list_cursor(conn: psycopg.Connection[TupleRow], user_id: int) -> tuple[datetime, int] | None:
+def _list_cursor(conn: psycopg.Connection[TupleRow], user_id: Key) -> tuple[datetime, Key] | None:
     row = conn.execute(
         "SELECT updated_at, id FROM conversations WHERE user_id = %s "
         "ORDER BY updated_at DESC, id DESC OFFSET %s LIMIT 1", (user_id, LIST_PAGE - 1)).fetchone()
-    return (row[0], row[1]) if row else None
+    return (row[0], as_key(row[1])) if row else None
 
 
 def _depth_of(depth: int | str | None, messages: int) -> int | None:
@@ -238,10 +240,12 @@ def explain_buffers(conn: psycopg.Connection[TupleRow], query: CanonicalQuery,
             args = [values[p] for p in order]
             for _ in range(6):  # the planner may switch to a generic plan after five executions
                 cur.execute(f"EXECUTE {name}({placeholders})", args)
-            cur.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {name}({placeholders})", args)
+            cur.execute(f"{explain_options(conn)}EXECUTE {name}({placeholders})", args)
             row = cur.fetchone()
             assert row is not None
-            plan = row[0][0]["Plan"]
+            # what the client receives: detoasting counted (SERIALIZE on 17+, the whole-row probe on 15/16)
+            counted, _ = client_explain(conn, row[0], query.sql(), values)
+            plan = counted[0]["Plan"]
             usage = BufferUsage(int(plan.get("Shared Hit Blocks", 0)), int(plan.get("Shared Read Blocks", 0)),
                                 int(plan.get("Shared Dirtied Blocks", 0)), int(plan.get("Shared Written Blocks", 0)))
             if worst is None or usage.total > worst.total:

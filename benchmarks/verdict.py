@@ -2,9 +2,11 @@
 
 A scenario's p95 (or p99) wall-clock latency is judged with an interval, not a point:
 
-- its **high end** is the percentile's 99% upper confidence bound over the rounds measured
-  (``stats.percentile_interval``): the latency is very likely no worse than this here and now, and a
-  busy machine only ever adds to it;
+- its **high end** is the percentile's upper confidence bound over the rounds measured
+  (``stats.percentile_interval``, 99% asked): the latency is very likely no worse than this here and
+  now, and a busy machine only ever adds to it. Too few rounds for the tail asked about (fewer than
+  528 for p99) reach less than 99%: the high end is then the slowest round, the target is judged with
+  it, and the judgement carries the confidence actually reached, which its line states;
 - its **low end** is the floor under what a quiet machine would show: the same percentile's lower
   confidence bound over the rounds' *CPU time* (client + backend, ``noise.CpuClock``), i.e. what the
   query costs without waiting for a CPU. When CPU time cannot be measured (``container``, ``dsn``), the
@@ -21,12 +23,13 @@ Buffers, rows and plans are deterministic and judged exactly elsewhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
-from chatbench.benchmarks.stats import percentile_interval
+from chatbench.benchmarks.stats import PERCENTILE_CONFIDENCE, percentile_interval, rounds_needed
 
 Decision = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 Floor = Literal["cpu", "round trip"]
@@ -46,6 +49,7 @@ class LatencyJudgement:
     floor: Floor
     cpu_ms: float | None = None  # the same percentile of the rounds' CPU time (None: not measured)
     added_ms: float | None = None  # what the machine added to the calibration round trip at this percentile
+    confidence: float = PERCENTILE_CONFIDENCE  # what the wall-clock interval reaches (exact; below 99%: few rounds)
 
     def interval(self) -> str:
         return f"{self.low_ms:.3f}–{self.high_ms:.3f} ms"
@@ -54,12 +58,21 @@ class LatencyJudgement:
         """One line in user words: the value, the target, and why the decision is what it is."""
         head = f"{scenario}: {self.statistic} {self.value_ms:.3f} ms"
         if self.decision == "PASS":
-            return f"{head} ≤ target {self.target_ms:.3f} ms (at most {self.high_ms:.3f} ms at 99% confidence)"
+            return f"{head} ≤ target {self.target_ms:.3f} ms (at most {self.high_ms:.3f} ms at " \
+                   f"{self.confidence_text()})"
         if self.decision == "FAIL":
             floor = ("its CPU time alone" if self.floor == "cpu"
                      else "without the noise a fixed round trip showed")
             return f"{head} > target {self.target_ms:.3f} ms (at least {self.low_ms:.3f} ms {floor})"
-        return f"{head} vs target {self.target_ms:.3f} ms: undecided, {self.noise_text()}"
+        short = f" ({self.confidence_text()})" if self.confidence < PERCENTILE_CONFIDENCE else ""
+        return f"{head} vs target {self.target_ms:.3f} ms: undecided, {self.noise_text()}{short}"
+
+    def confidence_text(self) -> str:
+        """The confidence reached, and when it falls short of the one asked, why and what would reach it."""
+        if self.confidence >= PERCENTILE_CONFIDENCE:
+            return f"{PERCENTILE_CONFIDENCE:.0%} confidence"
+        return (f"{math.floor(self.confidence * 100)}% confidence only: the slowest round is the bound; "
+                f"{PERCENTILE_CONFIDENCE:.0%} needs {rounds_needed(LEVELS[self.statistic])} rounds")
 
     def noise_text(self) -> str:
         """Why the interval is wide: the noise measured, named."""
@@ -96,20 +109,22 @@ def judge_target(
     percent = LEVELS[statistic]
     wall = np.asarray(wall_ms, dtype=float)
     value = float(np.percentile(wall, percent))
-    wall_low, high = percentile_interval(wall, percent)
+    interval = percentile_interval(wall, percent)
+    wall_low, high = interval
     cpu_value: float | None = None
     added: float | None = None
     if len(cpu_ms) == len(wall_ms) and len(cpu_ms) > 0:
         floor: Floor = "cpu"
         cpu = np.asarray(cpu_ms, dtype=float)
         cpu_value = float(np.percentile(cpu, percent))
-        low = min(percentile_interval(cpu, percent)[0], wall_low)
+        low = min(percentile_interval(cpu, percent).low, wall_low)
     else:
         floor = "round trip"
         added = max(0.0, float((added_ms or {}).get(statistic, 0.0)))
         low = max(0.0, wall_low - added)
     decision: Decision = "PASS" if high <= target_ms else ("FAIL" if low > target_ms else "INCONCLUSIVE")
-    return LatencyJudgement(statistic, target_ms, value, low, high, decision, floor, cpu_value, added)
+    return LatencyJudgement(statistic, target_ms, value, low, high, decision, floor, cpu_value, added,
+                            interval.confidence)
 
 
 def round_trip_added_ms(round_trips_ms: Sequence[float] | np.ndarray) -> dict[str, float]:

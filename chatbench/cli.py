@@ -12,10 +12,13 @@ stderr, no traceback), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 from chatbench import __version__, commands
@@ -68,17 +71,53 @@ def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name:
 
 
 def command_modules() -> list[ModuleType]:
-    found = [
-        importlib.import_module(f"chatbench.commands.{info.name}") for info in pkgutil.iter_modules(commands.__path__)
-    ]
+    found = [importlib.import_module(f"chatbench.commands.{entry.module}") for entry in command_entries()]
     return sorted((m for m in found if hasattr(m, "NAME")), key=lambda m: m.NAME)
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class CommandEntry:
+    """A command as the top-level help lists it, read from its module's source without importing it."""
+
+    name: str  # the module's NAME
+    help: str  # the module's HELP
+    module: str  # its module name in chatbench.commands
+
+
+def command_entries() -> list[CommandEntry]:
+    """Every command module's ``NAME`` and ``HELP``, read from the source (literal assignments).
+
+    Why not import them: a command module imports its whole stack (provisioning, SQLAlchemy, psycopg),
+    about a second, and ``chatbench --version`` or ``--help`` needs none of it. Only the module of the
+    command being run (or whose help is asked) is imported.
+    """
+    entries = []
+    for info in pkgutil.iter_modules(commands.__path__):
+        source = Path(commands.__path__[0]) / f"{info.name}.py"
+        if info.ispkg or not source.is_file():
+            continue
+        constants = {
+            target.id: node.value.value
+            for node in ast.parse(source.read_text(encoding="utf-8")).body
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+            for target in node.targets
+            if isinstance(target, ast.Name) and target.id in ("NAME", "HELP")
+        }
+        if isinstance(constants.get("NAME"), str):
+            entries.append(CommandEntry(str(constants["NAME"]), str(constants.get("HELP", "")), info.name))
+    return sorted(entries, key=lambda entry: entry.name)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only``, the other commands are listed (name and help) but not imported."""
     parser = _Parser(prog="chatbench", description="Benchmark and sign-off harness for the chat-history schema.")
     parser.add_argument("--version", action="version", version=f"chatbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in command_modules():
+    for entry in command_entries():
+        if only is not None and entry.name != only:
+            sub.add_parser(entry.name, help=entry.help)
+            continue
+        module = importlib.import_module(f"chatbench.commands.{entry.module}")
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         if hasattr(module, "add_arguments"):
@@ -91,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_named(argv: Sequence[str]) -> str:
+    """The command in ``argv`` (its first word that is not an option; the top level takes no values),
+    or "" when there is none: ``--version`` and ``--help`` then import no command module."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
 def settings_for(module: ModuleType, args: argparse.Namespace) -> Settings:
     """The command's settings from its arguments, environment and file, each checked."""
     given = {name: getattr(args, name, None) for name in module.SETTINGS}
@@ -99,7 +144,8 @@ def settings_for(module: ModuleType, args: argparse.Namespace) -> Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_command_named(argv))
     args = parser.parse_args(argv)
     module = getattr(args, "_module", None)
     if module is None:

@@ -12,7 +12,8 @@ Fixtures for an application's own tests (see ``chatbench.testing``):
 - ``chatbench_server`` (session): the run's throwaway server, from the same backends and settings as the
   CLI (working as root); one per run, shared by every pytest-xdist worker;
 - ``chat_db`` (function): a fresh database with the canonical schema, or the application's own
-  (``--chatbench-schema-from FILE.sql`` / ``--chatbench-schema-from-cmd "alembic upgrade head"``);
+  (``--chatbench-models app.models:Base``, built from the models; ``--chatbench-schema-from FILE.sql`` /
+  ``--chatbench-schema-from-cmd "alembic upgrade head"``, built the application's way);
 - ``seeded_chat_db`` (function): a clone of the profile's seeded template (``--chatbench-profile``,
   default ``smoke``; another profile per test by indirect parametrization), seeded once per run.
 
@@ -46,7 +47,8 @@ from chatbench.testing.databases import ChatDatabase, ChatServer, SeededChatData
 if TYPE_CHECKING:
     from chatbench.testing.session import FixtureSession
 
-FIXTURE_SETTINGS = (*SERVER_SETTINGS, "profile", "spec", "seed", "schema_from", "schema_from_cmd", "command_timeout")
+FIXTURE_SETTINGS = (*SERVER_SETTINGS, "profile", "spec", "seed", "schema_from", "schema_from_cmd", "models",
+                    "command_timeout")
 """The settings of the fixtures (resolved with the ``fixtures`` per-command defaults: profile ``smoke``)."""
 FIXTURE_COMMAND = "fixtures"
 PLUGIN_SETTINGS = tuple(dict.fromkeys((*SUITE_SETTINGS, *FIXTURE_SETTINGS)))
@@ -63,8 +65,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _check(settings: Settings) -> None:
-    """What the declarations cannot check alone: one schema source."""
+    """What the declarations cannot check alone: one schema source, and models that import and declare
+    tables (only when given: resolving them imports SQLAlchemy and the application's module)."""
     refuse_both(settings, "schema_from", "schema_from_cmd", spelling=spelled)
+    if settings.models is not None:
+        from chatbench.commands.schema_choice import schema_choice
+
+        schema_choice(settings, spelling=spelled)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -31,19 +31,23 @@ from typing import Any, Literal, get_args
 from chatbench.errors import ConfigError, redact, register_secret
 
 Kind = Literal["str", "int", "float", "bool", "path", "list"]
-BACKENDS = ("auto", "container", "local", "dsn")
+BACKENDS = ("auto", "container", "local", "dsn", "citus")
 PinMode = Literal["same-core", "off"]
 Driver = Literal["psycopg", "libpq"]
 PIN_MODES: tuple[str, ...] = get_args(PinMode)
 DRIVERS: tuple[str, ...] = get_args(Driver)
 ROW_ORDERS = ("time", "conversation")
+DriftMode = Literal["exact", "contract"]
+DRIFT_MODES: tuple[str, ...] = ("auto", *get_args(DriftMode))
+"""``auto`` picks the mode from where the schema comes from (``chatbench.commands.schema_choice``)."""
 OUTPUT_FORMATS = ("text", "json")
 DEFAULT_SEED = 1
 """One default seed everywhere (seed, bench, load, verify, signoff), so every command means the same data."""
 MIN_FREE_BYTES_FOR_REPORTS = 20 * 1024 * 1024
 """An output folder needs room for a sign-off's files (about 2 MB with plots) and more besides."""
 ENV_PREFIX = "CHATBENCH_"
-SERVER_SETTINGS = ("backend", "pg_bin", "image", "dsn", "use_dsn_database", "allow_destructive", "start_timeout")
+SERVER_SETTINGS = ("backend", "pg_bin", "image", "dsn", "use_dsn_database", "allow_destructive", "start_timeout",
+                   "citus_workers", "citus_tarball")
 """The settings of everything that starts or uses a server (commands, the benchmark suite, fixtures)."""
 
 
@@ -114,6 +118,14 @@ def profile_names() -> tuple[str, ...]:
     found = importlib.util.find_spec("chatbench.loadgen")
     folders = [] if found is None or found.submodule_search_locations is None else found.submodule_search_locations
     return tuple(sorted({p.stem for folder in folders for p in (Path(folder) / "profiles").glob("*.toml")}))
+
+
+def _models_reference(value: str) -> str | None:
+    """The shape of ``MODULE:ATTR`` (importing it is the resolver's job, before any server starts)."""
+    module, sep, attribute = value.partition(":")
+    if not sep or not module.strip() or not attribute.strip():
+        return "is not MODULE:ATTR; name the models' MetaData or declarative base, e.g. app.models:Base"
+    return None
 
 
 def _profile(value: str) -> str | None:
@@ -214,6 +226,19 @@ class Settings:
     schema_from_cmd: str | None = setting(
         None, "build the schema with this command (e.g. 'alembic upgrade head'); DATABASE_URL is set",
         metavar="CMD", check=_shell_words)
+    models: str | None = setting(
+        None, "the application's SQLAlchemy MetaData or declarative base: the schema the database must equal "
+        "(seeded from it unless --schema-from/--schema-from-cmd builds it)", metavar="MODULE:ATTR",
+        check=_models_reference)
+    drift_mode: str = setting(
+        "auto", "exact: the database equals the models; contract: it gives everything the canonical queries and "
+        "behaviours rely on, extras judged by what they do; auto: exact for the schema chatbench builds from the "
+        "models, contract when the application's schema comes from --schema-from, --schema-from-cmd, --url or a "
+        "migration (with --models: exact against them)", choices=DRIFT_MODES, metavar="MODE")
+    queries: str | None = setting(
+        None, "the application's own queries (-- name: blocks, :role parameters): judged by plan contracts, "
+        "page walks and benchmarks beside the canonical ones; a missing index comes with a proven fix",
+        kind="path", must_exist="file", metavar="FILE.sql")
     # -- migration rehearsal -------------------------------------------------------------------------
     from_file: str | None = setting(
         None, "the schema before the release's migration, built by this SQL file (default: the canonical schema)",
@@ -234,6 +259,15 @@ class Settings:
     baseline_seconds: float = setting(
         1.0, "seconds of live load measured before the migration starts and again after it ends",
         kind="float", minimum=0.2, maximum=3600, metavar="SECONDS")
+    # Why a long transaction: production always has one (an analytics query, pg_dump, a session idle in
+    # transaction), and a metadata-only ALTER waiting behind it queues every app query on the table.
+    long_transaction: float = setting(
+        3.0, "seconds a session that has read the app's tables stays open across the migration's start (0: none); "
+        "app queries queued behind the migration's waiting lock are measured", kind="float", minimum=0,
+        maximum=3600, metavar="SECONDS")
+    lock_retries: int = setting(
+        5, "times a migration statement (or a --migration-cmd) that gave up on its lock_timeout is retried, with "
+        "backoff, as deploy tools do (0: never)", kind="int", minimum=0, maximum=100)
     url: str | None = setting(None, "an existing database: postgresql://user:password@host:port/db", metavar="URL",
                               check=_database_url)
     apply_schema: bool = setting(False, "create the canonical schema in the server's database", kind="bool")
@@ -300,6 +334,22 @@ class Settings:
         False, "compare runs of different data sizes (another profile or spec): latency is then compared, "
         "buffers and rows are not", kind="bool")
 
+    # -- citus (--backend citus) -------------------------------------------------------------------
+    citus_workers: int = setting(
+        2, "--backend citus: worker nodes beside the coordinator", kind="int", minimum=1, maximum=16,
+        why_maximum="each worker is a PostgreSQL server on this machine")
+    citus_tarball: str | None = setting(
+        None, "--backend citus: the Citus source tarball it is built from (once; cached by tarball hash and "
+        "PostgreSQL version)", kind="path", must_exist="file", metavar="FILE")
+    # -- performance history (chatbench.history) ------------------------------------------------------
+    history: str | None = setting(
+        None, "results store: a SQLite file (default history.sqlite in the cache dir) or a postgresql:// URL "
+        "for a team", metavar="PATH|URL")
+    commit: str | None = setting(None, "the commit a run measured (default: $GITHUB_SHA, else git in the "
+                                 "working directory)", metavar="SHA")
+    branch: str | None = setting(None, "the branch a run measured (default: $GITHUB_HEAD_REF/$GITHUB_REF_NAME, "
+                                 "else git); history show/detect/export: only this branch", metavar="NAME")
+
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def source(self, name: str) -> str:
@@ -338,6 +388,11 @@ def default(name: str, command: str | None = None) -> Any:
 # -- reading the file ---------------------------------------------------------------------------
 
 
+FILE_TABLES = ("map",)
+"""Sub-tables of the settings file that are data, not settings: ``[tool.chatbench.map]`` names the
+application's tables and columns for the canonical roles (``chatbench.schema.rolemap``)."""
+
+
 @dataclass(frozen=True)
 class FileSettings:
     """The settings table of the working directory's file, keys normalised to setting names."""
@@ -345,6 +400,7 @@ class FileSettings:
     path: Path | None
     label: str  # how errors name it: "chatbench.toml" or "pyproject.toml [tool.chatbench]"
     values: Mapping[str, Any]
+    tables: Mapping[str, Any] = field(default_factory=dict)  # FILE_TABLES: sub-tables that are not settings
 
 
 def read_file(cwd: Path | None = None) -> FileSettings:
@@ -366,14 +422,18 @@ def read_file(cwd: Path | None = None) -> FileSettings:
         if not isinstance(table, dict):
             raise ConfigError(f"{label}: must be a table of settings; e.g. profile = \"ci\"")
         values: dict[str, Any] = {}
+        tables: dict[str, Any] = {}
         for key, value in table.items():
             name = key.replace("-", "_")
+            if name in FILE_TABLES and isinstance(value, dict):
+                tables[name] = value
+                continue
             if name not in SPECS:
                 raise ConfigError(f"{label}: unknown key {key!r}; allowed: {', '.join(sorted(SPECS))}")
             if name in values:
                 raise ConfigError(f"{label}: {key!r} is given twice (hyphen and underscore spelling); keep one")
             values[name] = value
-        return FileSettings(path, label, values)
+        return FileSettings(path, label, values, tables)
     return FileSettings(None, "", {})
 
 

@@ -19,6 +19,7 @@ check's estimate, and how the time grows against linear. A benchmark prints numb
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import multiprocessing as mp
 import os
@@ -111,7 +112,7 @@ def raw_limit(server: Server, spec: Spec, seed: int, workers: int) -> dict[str, 
     stream in the transaction that created the tables (no WAL), what the seed does. The limit is the
     faster of the two.
     """
-    pools = build_pools(spec.locales, spec.non_ascii_share, seed)
+    pools = build_pools(spec.locales, spec.non_ascii_share, seed, spec.content)
     with build_plan(spec, seed) as plan:
         started = time.perf_counter()
         inputs = plan.render_inputs
@@ -262,7 +263,8 @@ def superset_package() -> SchemaPackage:
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("message_id", sa.BigInteger, sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
         sa.Column("filename", sa.String(255), nullable=False),
-        sa.Column("size_bytes", sa.BigInteger, sa.CheckConstraint("size_bytes >= 0", name="size_not_negative"), nullable=False),
+        sa.Column("size_bytes", sa.BigInteger, sa.CheckConstraint("size_bytes >= 0", name="size_not_negative"),
+                  nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Index("ix_attachments_message_id", "message_id"),
     )
@@ -310,7 +312,8 @@ def run_bench(server: Server, spec: Spec, seed: int, workers: int, repeat: int) 
     beside = best.timings.get("plan_and_small_tables_beside_copy", 0.0)
     _line("plan, then users + conversations (beside)", f"{beside:.2f} s")
     _line("index builds", str(best.extra.get("index_builds", "")))
-    _line("full seed (without verify)", f"{_stats(fulls)}: {messages / min(fulls):,.0f} messages/s")
+    _line("full seed (without verify)", f"{_stats(fulls)}: {messages / min(fulls):,.0f} messages/s, "
+          f"{raws[0]['bytes'] / min(fulls) / 1e6:,.0f} MB/s of COPY data")
     _line("seed() wall time (with verify)", _stats(walls))
     _line("peak RSS parent + workers during a seed", f"{memory.total_mb:,.0f} MB (parent {memory.own_mb:,.0f} MB, "
           f"largest worker {memory.child_mb:,.0f} MB; sampled sum)")
@@ -419,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", nargs="+", default=None, metavar="PROFILE",
                         help="seed each profile once instead (e.g. scale scale100): time, RSS, size, growth")
     parser.add_argument("--on-disk", action="store_true", help="with --profiles: every cluster on disk")
+    parser.add_argument("--content-style", choices=("ai", "human"), default=None,
+                        help="the profile's [content] style instead (human: the short texts of earlier versions)")
     args = parser.parse_args(argv)
     workers = args.workers or default_workers()
     if args.profiles:
@@ -426,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     profile = args.profile or ("scale" if args.messages >= 5_000_000 else "release")
     spec = bench_spec(profile, args.messages)
+    if args.content_style is not None:
+        spec = dataclasses.replace(spec, content=dataclasses.replace(spec.content, style=args.content_style))
     with provision(args.backend, pg_bin=args.pg_bin) as server:
         run_bench(server, spec, args.seed, workers, args.repeat)
     return 0

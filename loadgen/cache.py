@@ -42,7 +42,7 @@ from psycopg import sql
 from chatbench.provision import cache_names
 from chatbench.provision.server import Server
 
-GENERATOR_VERSION = 5  # bump whenever the generated contents (or their physical state) change
+GENERATOR_VERSION = 6  # bump whenever the generated contents (or their physical state) change
 
 
 def cache_key(server: Server, spec: Spec, seed: int, order: str, *, schema: str | None = None) -> str:

@@ -1,15 +1,18 @@
-"""The schema around a bulk load, from ``schema.load_phases()``: the loaded schema is the canonical one.
+"""The built schema taken apart around a bulk load and put back after it, by the catalog's own definitions.
 
-``load_ddl()`` sorts the canonical statements by what the loader does with them:
+``load_ddl(conn)`` reads what the schema holds (triggers, secondary indexes, keys, foreign keys) and
+says what the loader does with it:
 
-- ``create``: bare tables (and trigger functions), per table; the big tables without their keys;
-- ``builds``: key and index builds per table; a primary key is built as ``CREATE UNIQUE INDEX`` (a
-  SHARE lock, so the table's other index builds run beside it on other connections) and attached
-  with ``ADD CONSTRAINT ... PRIMARY KEY USING INDEX`` (catalog only);
-- ``foreign_keys`` per referencing table, and ``triggers``.
+- ``strip``: what is dropped before the load (triggers, secondary indexes, the keys of the big tables
+  and the foreign keys that depend on them);
+- ``builds``: index and key builds per table, run side by side; a primary key or UNIQUE constraint is
+  built as its unique index (a SHARE lock, so the table's other builds run beside it) and attached
+  with ``ADD CONSTRAINT ... USING INDEX`` (catalog only);
+- ``foreign_keys`` added back after the load, ``kept_foreign_keys`` proven, and ``triggers``.
 
-``run_parallel`` runs independent steps on several connections, each with the maintenance memory
-and parallel workers ``MaintenanceBudget`` gives it for the cores and memory present.
+Each statement put back is the catalog's definition of the object dropped, so the loaded schema is the
+schema that was built, whatever built it. ``run_parallel`` runs independent steps on several
+connections, each with the maintenance memory and parallel workers ``MaintenanceBudget`` gives it.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def _quoted(name: str) -> str:
 
 def load_ddl(
     conn: psycopg.Connection, *, keep_keys: Collection[str] = ("users", "conversations"), deferred: bool = True,
-    schema_name: str = "public",
+    schema_name: str = "public", tables: Collection[str] | None = None,
 ) -> LoadDdl:
     """Take the schema of ``conn``'s database apart for a bulk load (read-only: the caller runs ``strip``).
 
@@ -107,20 +110,23 @@ def load_ddl(
     need them while the rows arrive); every other table's keys are built after the load, as unique
     indexes side by side and then attached (catalog only). With ``deferred`` the rows arrive without
     per-row trigger checks, so the foreign keys whose referenced key is kept stay (their rows are proven
-    after the load); the others are dropped and added back after it.
+    after the load); the others are dropped and added back after it. Only ``tables`` (default: all) are
+    taken apart; a foreign key of another table is dropped only when the key it references is.
     """
+    loaded = (lambda table: True) if tables is None else set(tables).__contains__
     p = {"schema": schema_name}
     strip: list[str] = []
     builds: dict[str, list[DdlStep]] = {}
     attach: dict[str, list[str]] = {}
     dropped_keys: set[tuple[str, str]] = set()  # (table, constraint) of dropped PK/UNIQUE constraints
     key_columns: dict[str, set[tuple[str, ...]]] = {}
-    triggers = [DdlStep(name, table, definition) for table, name, definition in conn.execute(_TRIGGERS, p)]
+    triggers = [DdlStep(name, table, definition) for table, name, definition in conn.execute(_TRIGGERS, p)
+                if loaded(table)]
     strip += [f"DROP TRIGGER {_quoted(t.name)} ON {_quoted(t.table)}" for t in triggers]
     index_rows = conn.execute(_INDEXES, p).fetchall()
     foreign = conn.execute(_FOREIGN_KEYS, p).fetchall()
     for table, index, definition, constraint, kind, partitioned, condef in index_rows:
-        if constraint is not None and table in keep_keys:
+        if not loaded(table) or (constraint is not None and table in keep_keys):
             continue
         if constraint is None:
             builds.setdefault(table, []).append(DdlStep(index, table, definition.replace(" ON ONLY ", " ON ", 1)))
@@ -141,6 +147,8 @@ def load_ddl(
     foreign_keys: dict[str, list[ForeignKey]] = {}
     kept: dict[str, list[ForeignKey]] = {}
     for table, name, definition, ref_table, columns, ref_columns in foreign:
+        if not loaded(table) and ref_table not in dropped_tables:
+            continue  # neither side is loaded nor loses its key: it stays as it is
         single = len(columns) == 1
         add = f"ALTER TABLE {_quoted(table)} ADD CONSTRAINT {_quoted(name)} {definition}"
         key = ForeignKey(DdlStep(name, table, add), table, name, columns[0] if single else "", ref_table,
@@ -160,10 +168,32 @@ def load_ddl(
     )
 
 
+_OWN_OBJECTS = """
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                      ELSE 'TABLE' END, format('%I.%I', n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S') AND NOT c.relispartition
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+UNION ALL
+SELECT 'FUNCTION', p.oid::regprocedure::text
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'TYPE', format('%I.%I', n.nspname, t.typname)
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'c') AND t.typrelid = 0
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = t.oid AND d.deptype = 'e')
+"""
+
+
 def drop_schema(conn: psycopg.Connection) -> None:
-    """Remove everything a previous load or schema left in ``public`` (the database is ours: the caller checked)."""
-    conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-    conn.execute("CREATE SCHEMA public")
+    """Remove what a previous load or schema left in ``public`` (the database is ours: the caller checked).
+
+    Object by object rather than ``DROP SCHEMA public``: what extensions keep there (Citus's views,
+    pgcrypto's functions) stays, as it would in the application's database.
+    """
+    for kind, name in conn.execute(_OWN_OBJECTS).fetchall():
+        conn.execute(f"DROP {kind} IF EXISTS {name} CASCADE")
 
 
 def create_bare(conninfo: str, package: SchemaPackage | None = None) -> None:

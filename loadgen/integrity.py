@@ -170,7 +170,7 @@ def check_integrity(
     spec: Spec,
     *,
     result: SeedResult | None = None,
-    whales: Mapping[int, int] | Mapping[str, int] | None = None,
+    whales: Mapping[int | str, int] | None = None,
     expected_checksum: str | None = None,
     raise_on_failure: bool = True,
     children: Mapping[str, int] | None = None,

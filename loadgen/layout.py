@@ -119,10 +119,10 @@ def _role_layout(table: TargetTable, role: str, codecs: dict[str, KeyCodec], row
             raise ConfigError(f"{table.name}.{name} is {column.type_name}; chatbench's history fills it with "
                               f"{'a timestamp' if wanted is _TIMESTAMPS else 'text'}")
     keys = {column: codecs.get(target.role(owner).name, KeyCodec("int8")) for column, owner in ROLE_KEYS[role].items()}
-    for column, codec in keys.items():
-        found = table.column(column)
+    for name, codec in keys.items():
+        found = table.column(name)
         if found is not None and KEY_KINDS.get(found.base) != codec.kind:
-            raise ConfigError(f"{table.name}.{column} is {found.type_name} but the key it holds is {codec.kind}")
+            raise ConfigError(f"{table.name}.{name} is {found.type_name} but the key it holds is {codec.kind}")
     extras = _extras(table, set(ROLE_COLUMNS[role]), codecs, rows)
     return TableLayout(table.name, role, ROLE_COLUMNS[role], keys, extras, _tag(target, table))
 

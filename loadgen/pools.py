@@ -1,10 +1,15 @@
 """Faker-seeded text pools: Faker runs once per pool entry, rows are assembled from the pools.
 
 A Faker call costs 10 to 80 µs; a million rows would take a minute. So Faker (seeded, one instance
-per locale) fills a few thousand sentences, names and titles once, numpy's RNG combines them into
-larger pools of message texts (short user turns, long assistant turns, system prompts, tool
-results), and the generator only picks pool indexes per row. Pool entries are stored already
-encoded as binary-COPY fields, so assembling a row is a list lookup.
+per locale) fills a few thousand sentences, words, names and titles once, numpy's RNG combines them
+into larger pools of message texts, and the generator only picks pool indexes per row. Pool entries
+are stored already encoded as binary-COPY fields, so assembling a row is a list lookup whatever the
+texts' lengths.
+
+The message texts follow the spec's ``[content]`` section (``chatbench.loadgen.content``): the
+``ai`` style (the default) draws heavy-tailed lengths per role, markdown and code in assistant
+answers, JSON tool calls and results, pasted documents in user turns; the ``human`` style keeps the
+short team-chat texts (a few sentences per message) of earlier versions.
 
 A share of the texts comes from non-English locales (accents, CJK) and carries emoji, so that the
 database round-trips non-ASCII text.
@@ -17,11 +22,13 @@ import hashlib
 import json
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from chatbench.loadgen.content import Vocabulary, ai_texts
 from chatbench.loadgen.fields import text_field
+from chatbench.loadgen.spec import ContentSpec
 from chatbench.schema.models import TITLE_MAX_LENGTH
 from faker import Faker
 
@@ -29,6 +36,9 @@ ROLES: tuple[str, ...] = ("user", "assistant", "system", "tool")
 EMOJI = ("😀", "🚀", "👍", "🎉", "🤖", "✨", "🙏", "🔥", "💡", "📎")
 SENTENCES = 1500  # Faker sentences in total
 MESSAGES_PER_ROLE = 4096
+# ai style: entries per role; the assistant pool is larger so its long tail (p99, max) is resolved.
+AI_ENTRIES = {"user": 4096, "assistant": 8192, "system": 1024, "tool": 4096}
+WORDS = 1200  # Faker words for identifiers, headings and JSON keys (ai style)
 TITLES = 2048  # short titles; LONG_TITLES more of exactly TITLE_MAX_LENGTH characters follow
 LONG_TITLES = 64
 NAMES = 2048
@@ -99,26 +109,29 @@ def _long_title(sentences: list[str], rng: np.random.Generator) -> str:
     return " ".join(parts)[:TITLE_MAX_LENGTH]
 
 
-POOLS_VERSION = 1  # bump when the pools' contents change for the same inputs
+DEFAULT_CONTENT = ContentSpec()
+POOLS_VERSION = 3  # bump when the pools' contents change for the same inputs
 
 
-def _disk_path(locales: tuple[str, ...], non_ascii_share: float, seed: int) -> Path:
+def _disk_path(locales: tuple[str, ...], non_ascii_share: float, seed: int, content: ContentSpec) -> Path:
     import faker
 
     from chatbench.provision.paths import cache_root
 
-    material = json.dumps([POOLS_VERSION, faker.VERSION, list(locales), non_ascii_share, seed])
+    material = json.dumps([POOLS_VERSION, faker.VERSION, np.__version__, list(locales), non_ascii_share, seed,
+                           asdict(content)], sort_keys=True)
     return cache_root() / "pools" / f"{hashlib.sha256(material.encode()).hexdigest()[:16]}.pickle"
 
 
 @functools.lru_cache(maxsize=4)
-def build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int) -> Pools:
-    """Deterministic in (locales, share, seed) for a given Faker version (part of the cache key).
+def build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int,
+                content: ContentSpec = DEFAULT_CONTENT) -> Pools:
+    """Deterministic in (locales, share, seed, content) for given Faker and numpy versions (part of the key).
 
-    Building costs about 0.3 s of Faker calls, so pools are also kept on disk (in the chatbench
-    cache, keyed by the inputs and the Faker version) and loaded in milliseconds next time.
+    Building costs about a second of Faker calls and text assembly, so pools are also kept on disk (in
+    the chatbench cache, keyed by the inputs and the versions) and loaded in milliseconds next time.
     """
-    path = _disk_path(locales, non_ascii_share, seed)
+    path = _disk_path(locales, non_ascii_share, seed, content)
     try:
         with path.open("rb") as file:
             cached = pickle.load(file)
@@ -126,7 +139,7 @@ def build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int) -> 
             return cached
     except (OSError, pickle.PickleError, EOFError, AttributeError, TypeError, ImportError):
         pass  # unreadable, or pickled by an older layout of the classes: rebuild
-    pools = _build_pools(locales, non_ascii_share, seed)
+    pools = _build_pools(locales, non_ascii_share, seed, content)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.partial")
@@ -138,19 +151,37 @@ def build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int) -> 
     return pools
 
 
-def _build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int) -> Pools:
+def _human_texts(sentences: list[str], rng: np.random.Generator) -> dict[str, list[str]]:
+    """The ``human`` style: a few sentences per message, tool results as small JSON documents."""
+    return {
+        role: _tool_results(sentences, MESSAGES_PER_ROLE, rng) if role == "tool"
+        else _compose(sentences, MESSAGES_PER_ROLE, *_SENTENCES_PER_ROLE[role], rng)
+        for role in ROLES
+    }
+
+
+def _words(locale: str, seed: int) -> tuple[str, ...]:
+    fake = _faker(locale, seed + 200)
+    words = sorted({w.lower() for w in fake.words(nb=WORDS) if w.isascii() and w.isalpha()})
+    if len(words) < 50:  # a locale whose lorem words are not ASCII: fall back on English ones
+        words = sorted({w.lower() for w in _faker("en_US", seed + 200).words(nb=WORDS)})
+    return tuple(words)
+
+
+def _build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int, content: ContentSpec) -> Pools:
     rng = np.random.default_rng([seed, 0x504F4F4C])  # "POOL"
     sentences = _sentences(locales, non_ascii_share, seed, rng)
+    if content.style == "human":
+        by_role = _human_texts(sentences, rng)
+    else:
+        vocab = Vocabulary(tuple(sentences), _words(locales[0], seed))
+        by_role = ai_texts(vocab, content, AI_ENTRIES, np.random.default_rng([seed, 0x434F4E54]))  # "CONT"
     fields: list[bytes] = []
     contents: list[str] = []
     offsets: list[int] = []
     sizes: list[int] = []
     for role in ROLES:
-        texts = (
-            _tool_results(sentences, MESSAGES_PER_ROLE, rng)
-            if role == "tool"
-            else _compose(sentences, MESSAGES_PER_ROLE, *_SENTENCES_PER_ROLE[role], rng)
-        )
+        texts = by_role[role]
         offsets.append(len(fields))
         sizes.append(len(texts))
         role_field = text_field(role)

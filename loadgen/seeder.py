@@ -60,12 +60,12 @@ from chatbench.loadgen.progress import Reporter
 from chatbench.loadgen.result import SeedParameters, SeedResult
 from chatbench.loadgen.size import check_seed_space, estimate
 from chatbench.loadgen.spec import Spec
-from chatbench.loadgen.target import TargetSchema, read_target
+from chatbench.loadgen.target import TargetSchema, read_target, schema_digest
 from chatbench.schema import package as schema_package
 from chatbench.schema.package import SchemaPackage
 from psycopg.conninfo import make_conninfo
 
-from chatbench.errors import ConfigError
+from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision.paths import memory_available
 from chatbench.provision.server import Server
 
@@ -135,7 +135,7 @@ def _schema_identity(server: Server, package: SchemaPackage, prebuilt: bool) -> 
     if not prebuilt:
         return package.fingerprint()
     with psycopg.connect(server.conninfo()) as conn:
-        return "catalog:" + read_target(conn).digest
+        return "catalog:" + schema_digest(conn)
 
 
 def _save(store: SeedCache, server: Server, key: str, result: SeedResult) -> SeedResult:
@@ -249,11 +249,12 @@ def _prepare_schema(conninfo: str, spec: Spec, package: SchemaPackage, prebuilt:
             ddl.drop_schema(conn)
         package.apply(ddl.conninfo_url(conninfo))
     with psycopg.connect(conninfo) as conn:
-        target = read_target(conn)
+        target = read_target(conn, keep_filled=prebuilt)
         layouts = build_layouts(target, spec, {"users": spec.users.count,
                                                "conversations": spec.conversations.count,
                                                "messages": spec.messages.count})
-        steps = ddl.load_ddl(conn, keep_keys=(layouts.users.table, layouts.conversations.table), deferred=deferred)
+        steps = ddl.load_ddl(conn, keep_keys=(layouts.users.table, layouts.conversations.table), deferred=deferred,
+                             tables=layouts.tables)
         for sql in steps.strip:
             conn.execute(sql)
         for table in layouts.tables:  # a pre-built schema may hold rows already (a reused database)
@@ -356,7 +357,7 @@ def _prove_foreign_keys(conn: psycopg.Connection, keys: tuple[ddl.ForeignKey, ..
 
 @contextmanager
 def _dropping_behind(server: Server, spec: Spec, conn: psycopg.Connection,
-                     table: str) -> Iterator[dropbehind.DropBehind | None]:
+                     table: str | None) -> Iterator[dropbehind.DropBehind | None]:
     """While ``conn``'s COPY writes the messages' heap: bound its page cache when the heap is larger
     than memory (see ``dropbehind``); None when it is left to the OS. Not while the index builds read
     it: their scans run apart and what lies between them must stay cached or be read twice (see
@@ -375,6 +376,26 @@ def _skeleton_scratch(server: Server) -> Path | None:
     """Where the message skeleton is spilled: in the local cluster's directory (on the file system the
     size check chose, removed with it), else the run directory."""
     return server.cluster.root if server.cluster is not None else None
+
+
+class SeedRejected(ChatbenchError):
+    """The schema refused rows the generator made for it (a CHECK, unique or foreign key it cannot satisfy)."""
+
+
+@contextmanager
+def _rejections() -> Iterator[None]:
+    """A constraint of the schema that refuses the generated rows is one line naming it, not a traceback."""
+    try:
+        yield
+    except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+        diag = exc.diag
+        where = ".".join(x for x in (diag.table_name, diag.column_name) if x) or "the schema"
+        what = f"constraint {diag.constraint_name}" if diag.constraint_name else "it"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SeedRejected(
+            f"seeding {where}: {what} refused the generated rows ({first}); chatbench fills a column by its type, "
+            "CHECK IN lists, bounds and length limits: give the column a DEFAULT, or simplify the constraint"
+        ) from None
 
 
 def seed_fresh(
@@ -397,9 +418,9 @@ def seed_fresh(
     conninfo = make_conninfo(server.conninfo(), options="-c synchronous_commit=on")
     package = package or schema_package.canonical()
     started = time.perf_counter()
-    with Reporter(progress) as report:
+    with _rejections(), Reporter(progress) as report:
         deferred = _can_defer_triggers(conninfo)
-        pools = build_pools(spec.locales, spec.non_ascii_share, seed)
+        pools = build_pools(spec.locales, spec.non_ascii_share, seed, spec.content)
         copied = _copy_history(server, spec, conninfo, report, pools, package, prebuilt, deferred,
                                seed=seed, workers=workers, order=order, chunk_rows=chunk_rows)
         prepared, plan_facts = copied.prepared, copied.plan
@@ -425,8 +446,8 @@ def seed_fresh(
             for table in big:
                 for sql in steps.attach.get(table, ()):
                     conn.execute(sql)
-            for table in (layouts.users.table, *big):
-                _put_back_foreign_keys(conn, steps, table)
+            for table in sorted({*steps.foreign_keys, *steps.kept_foreign_keys} - {layouts.conversations.table}):
+                _put_back_foreign_keys(conn, steps, table)  # every table's, loaded or not
             for step in steps.triggers:
                 conn.execute(step.sql)
         with report.phase("sequences"), psycopg.connect(conninfo, autocommit=True) as conn:

@@ -57,6 +57,40 @@ class MessagesSpec:
 
 
 @dataclass(frozen=True)
+class ContentSpec:
+    """What message texts look like, per role (``chatbench.loadgen.content`` generates them).
+
+    Lengths are lognormal in UTF-8 bytes (median, sigma), capped at a maximum: heavy-tailed like the
+    public corpora of AI conversations the defaults are calibrated against (README, "Message content").
+    ``style = "human"`` keeps the short team-chat texts of earlier versions (the length fields are unused).
+    The section is optional: a spec without it, or without some of its fields, gets these defaults.
+    """
+
+    style: str = "ai"  # "ai" | "human"
+    assistant_median_bytes: int = 1400
+    assistant_sigma: float = 1.0
+    assistant_max_bytes: int = 49152
+    user_median_bytes: int = 160
+    user_sigma: float = 1.0
+    user_max_bytes: int = 4096  # a typed turn; pasted documents are apart (paste_*)
+    system_median_bytes: int = 700
+    system_sigma: float = 0.7
+    system_max_bytes: int = 8192
+    tool_median_bytes: int = 600
+    tool_sigma: float = 1.2
+    tool_max_bytes: int = 32768
+    code_share: float = 0.35  # assistant answers with at least one fenced code block
+    json_share: float = 0.08  # assistant turns that are a tool call (a JSON payload) rather than prose
+    paste_share: float = 0.04  # user turns carrying a pasted document, log or source file
+    paste_median_bytes: int = 4000
+    paste_sigma: float = 0.8
+    paste_max_bytes: int = 65536
+
+
+CONTENT_STYLES = ("ai", "human")
+
+
+@dataclass(frozen=True)
 class TimeSpec:
     start: str  # ISO 8601, UTC
     days: int
@@ -74,6 +108,7 @@ class Spec:
     whales: WhalesSpec
     messages: MessagesSpec
     time: TimeSpec
+    content: ContentSpec = ContentSpec()
     # [tables.NAME] per_parent = R: rows of a table beyond the three history tables per row of the table
     # its first foreign key references (default: ``CHILD_ROWS_PER_PARENT``).
     tables: tuple[tuple[str, float], ...] = ()
@@ -123,7 +158,9 @@ _SECTIONS: dict[str, type] = {
     "whales": WhalesSpec,
     "messages": MessagesSpec,
     "time": TimeSpec,
+    "content": ContentSpec,
 }
+_OPTIONAL_SECTIONS = frozenset({"content"})  # a missing field takes the dataclass default
 
 _SHARE = Field(float, 0.0, 1.0)
 CHILD_ROWS_PER_PARENT = {"messages": 0.1, "conversations": 1.0, "users": 1.0, "": 1.0}
@@ -155,6 +192,25 @@ FIELDS: dict[tuple[str, str], Field] = {
     ("messages", "session_length"): Field(int, 1),
     ("time", "start"): Field(str),
     ("time", "days"): Field(int, 1, 36500),
+    ("content", "style"): Field(str),
+    ("content", "assistant_median_bytes"): Field(int, 1, 1 << 20),
+    ("content", "assistant_sigma"): Field(float, 0.0, 3.0),
+    ("content", "assistant_max_bytes"): Field(int, 1, 1 << 20),
+    ("content", "user_median_bytes"): Field(int, 1, 1 << 20),
+    ("content", "user_sigma"): Field(float, 0.0, 3.0),
+    ("content", "user_max_bytes"): Field(int, 1, 1 << 20),
+    ("content", "system_median_bytes"): Field(int, 1, 1 << 20),
+    ("content", "system_sigma"): Field(float, 0.0, 3.0),
+    ("content", "system_max_bytes"): Field(int, 1, 1 << 20),
+    ("content", "tool_median_bytes"): Field(int, 1, 1 << 20),
+    ("content", "tool_sigma"): Field(float, 0.0, 3.0),
+    ("content", "tool_max_bytes"): Field(int, 1, 1 << 20),
+    ("content", "code_share"): _SHARE,
+    ("content", "json_share"): _SHARE,
+    ("content", "paste_share"): _SHARE,
+    ("content", "paste_median_bytes"): Field(int, 1, 1 << 20),
+    ("content", "paste_sigma"): Field(float, 0.0, 3.0),
+    ("content", "paste_max_bytes"): Field(int, 1, 1 << 20),
 }
 
 
@@ -255,7 +311,7 @@ def validate(data: Mapping[str, Any]) -> Spec:
             raise ConfigError(f"spec field {key} is unknown; allowed: {known}")
     for section, name in FIELDS:
         holder = sections[section] if section else top
-        if name not in holder:
+        if name not in holder and section not in _OPTIONAL_SECTIONS:
             label = f"{section}.{name}" if section else name
             raise ConfigError(f"spec field {label} is missing; every spec sets it (see loadgen/profiles/)")
     top["locales"] = _check_locales(top["locales"])
@@ -274,7 +330,18 @@ def validate(data: Mapping[str, Any]) -> Spec:
         tables=tuple(tables),
     )
     _check_relations(spec)
+    _check_content(spec.content)
     return spec
+
+
+def _check_content(content: ContentSpec) -> None:
+    if content.style not in CONTENT_STYLES:
+        raise ConfigError(f"spec field content.style = {content.style!r}: must be one of {', '.join(CONTENT_STYLES)}")
+    for role in ("assistant", "user", "system", "tool", "paste"):
+        median, top = getattr(content, f"{role}_median_bytes"), getattr(content, f"{role}_max_bytes")
+        if median > top:
+            raise ConfigError(f"spec field content.{role}_median_bytes = {median}: must be <= "
+                              f"content.{role}_max_bytes ({top})")
 
 
 def _check_tables(value: Any) -> list[tuple[str, float]]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from chatbench.schema.package import TOOL_TABLES
 
 from chatbench.errors import ConfigError
 
@@ -133,10 +134,18 @@ SELECT c.relname, k.conname, k.contype::text,
 """
 
 
-def read_target(conn: psycopg.Connection[Any], schema: str = "public") -> TargetSchema:
-    """The tables of ``schema`` as the loader sees them (read-only)."""
+def read_target(conn: psycopg.Connection[Any], schema: str = "public", *, keep_filled: bool = False) -> TargetSchema:
+    """The tables of ``schema`` as the loader sees them (read-only).
+
+    A migration tool's table is never a target. With ``keep_filled`` (a schema the application's
+    migrations built), a table beyond the history that already holds rows (reference data the
+    migrations inserted) is left as it is, not emptied and filled again.
+    """
     p = {"schema": schema}
-    tables = {r[1]: (bool(r[2]), tuple(r[3])) for r in conn.execute(_TABLES, p)}
+    tables = {r[1]: (bool(r[2]), tuple(r[3])) for r in conn.execute(_TABLES, p) if r[1] not in TOOL_TABLES}
+    if keep_filled:
+        tables = {name: facts for name, facts in tables.items()
+                  if name in ROLES or not _holds_rows(conn, name)}
     columns: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for r in conn.execute(_COLUMNS, p):
         columns[r[0]].append(r[1:])
@@ -145,6 +154,56 @@ def read_target(conn: psycopg.Connection[Any], schema: str = "public") -> Target
     built = [_table(name, partitioned, leaves, columns[name], [k for k in constraints if k[0] == name])
              for name, (partitioned, leaves) in tables.items()]
     return TargetSchema(_dependency_order(built), digest.hexdigest()[:16])
+
+
+_DEFINITIONS = """
+SELECT 'column', c.relname || '.' || a.attname, concat_ws(' ', format_type(a.atttypid, a.atttypmod), a.attnotnull,
+       pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated, a.attcollation, a.attnum)
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'relation', c.relname, concat_ws(' ', c.relkind, c.relpersistence, c.reloptions::text,
+       pg_get_expr(c.relpartbound, c.oid), CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+UNION ALL
+SELECT 'constraint', c.relname || '.' || k.conname, pg_get_constraintdef(k.oid) || k.convalidated::text
+  FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s
+UNION ALL
+SELECT 'index', i.relname, pg_get_indexdef(x.indexrelid) || x.indisvalid::text
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
+ WHERE n.nspname = %(schema)s
+UNION ALL
+SELECT 'trigger', c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid) || t.tgenabled::text
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND NOT t.tgisinternal
+UNION ALL
+SELECT 'function', p.oid::regprocedure::text, p.prosrc
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %(schema)s
+UNION ALL
+SELECT 'type', t.typname, concat_ws(' ', t.typtype, (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+       FROM pg_enum e WHERE e.enumtypid = t.oid))
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = %(schema)s AND t.typtype IN ('e', 'd', 'c') AND t.typrelid = 0
+UNION ALL
+SELECT 'extension', e.extname, e.extversion FROM pg_extension e
+"""
+
+
+def schema_digest(conn: psycopg.Connection[Any], schema: str = "public") -> str:
+    """A digest of every definition in ``schema`` (columns, keys, indexes, triggers, functions, partitions,
+    types, extensions): two databases with equal digests hold the same schema. The seed cache keys a
+    pre-built schema by it, so a schema that differs in one index is never handed another's seed."""
+    rows = sorted(tuple(str(v) for v in r) for r in conn.execute(_DEFINITIONS, {"schema": schema}))
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+
+
+def _holds_rows(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchone()
+    return bool(row and row[0])
 
 
 def _table(name: str, partitioned: bool, leaves: tuple[str, ...], cols: list[tuple[Any, ...]],

@@ -10,8 +10,19 @@ import re
 
 from chatbench.rehearse.result import StatementRun
 
-LOCK_TIMEOUT = ("SET lock_timeout = '2s' before it (and retry the migration when it times out), so that "
-                "waiting for its lock never queues the app's queries behind it")
+LOCK_TIMEOUT = ("SET lock_timeout below the blocking budget (e.g. '500ms' for a 1 s budget) before it, and retry "
+                "the statement with backoff when it gives up (deploy tools do; --lock-retries here), so that waiting "
+                "for its lock behind a long transaction never queues the app's queries longer than that")
+LOWER_TIMEOUT = ("lower lock_timeout below the blocking budget (each try queues the app for up to lock_timeout), "
+                 "and retry the statement with backoff when it gives up")
+LOCK_RETRIES = ("the transaction it waited for (named) outlived every try: end it, or run the migration when no long "
+                "transaction is open (idle_in_transaction_session_timeout ends a forgotten session), or retry longer "
+                "(--lock-retries, the deploy tool's retries); keep lock_timeout short either way")
+BATCHED_BACKFILL = ("backfill in batches, each in its own transaction: UPDATE ... WHERE id IN (SELECT id FROM ... "
+                    "WHERE <column> IS NULL ORDER BY id LIMIT 5000), repeated by the deploy tool until it updates no "
+                    "row, with a pause between batches that lets the replicas keep up (pg_stat_replication.replay_lag)")
+WAL_INDEX = ("build it with CREATE INDEX CONCURRENTLY at a quiet hour: its WAL is the index's size, so watch the "
+             "replicas' replay_lag, or build it on a replica-free window")
 INDEX = ("CREATE INDEX CONCURRENTLY (outside a transaction block; if it fails, DROP INDEX CONCURRENTLY the "
          "invalid index and retry): reads and appends go on while it builds")
 CONSTRAINT = ("ADD CONSTRAINT ... NOT VALID (a moment's lock, no scan), then ALTER TABLE ... VALIDATE CONSTRAINT "
@@ -32,6 +43,18 @@ PREPARED_RESULT_TYPE = ("the statement changed a column's result type under the 
 PREPARED_ERROR = "cached plan must not change result type"
 REWRITE = "split it so the table is not rewritten under an exclusive lock: new column or table, batched backfill"
 GENERIC = "keep the lock short: split the statement, do the heavy part with a weaker lock, and " + LOCK_TIMEOUT
+
+
+def suggest_wal(run: StatementRun | None) -> str:
+    """The rewrite for a statement that writes more WAL than the replicas can apply within the lag allowed."""
+    if run is None:
+        return BATCHED_BACKFILL
+    sql = " ".join(run.sql.upper().split())
+    if run.kind in ("IndexStmt", "ReindexStmt") or re.search(r"\bCREATE (UNIQUE )?INDEX\b", sql):
+        return WAL_INDEX
+    if run.rewrites and run.kind == "AlterTableStmt":
+        return REWRITE
+    return BATCHED_BACKFILL
 
 
 def suggest(run: StatementRun, table: str) -> str:

@@ -1,11 +1,16 @@
 """The live load of a rehearsal: the canonical history reads and appends from several client
 processes, open loop at a fixed total rate, for as long as the rehearsal needs it.
 
-What runs comes from the existing load machinery (``chatbench.benchmarks.loadtest``): its operations,
-their weights (``--mix``) and the parameter pools built from the seeded data. What differs from
-``chatbench load`` is the timing: a rehearsal does not know in advance how long the migration runs,
-so clients run until stopped, and each request is kept with its time so that the report can say
-which requests ran before, during and after each statement.
+What runs is a tuple of ``AppOperation``s: today ``canonical_operations`` builds them from the existing
+load machinery (``chatbench.benchmarks.loadtest``): its operations, their weights (``--mix``) and the
+parameter pools built from the seeded data. The seam for the application's own queries
+(``chatbench.schema.appqueries``, issue 24) is there: a function returning more ``AppOperation``s
+(their SQL with ``%(name)s`` placeholders, whether they read or append, a weight and parameter sets
+drawn from the seeded data), added to the tuple ``stage.rehearse_size`` passes to ``app_load`` and
+``applocks.measure_app_locks``; the clients, the lock measurement and the reports take any operation.
+What differs from ``chatbench load`` is the timing: a rehearsal does not know in advance how long the
+migration runs, so clients run until stopped, and each request is kept with its time so that the
+report can say which requests ran before, during and after each statement.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,29 +74,47 @@ class AppRequests:
         return Latency(len(requests), errors, float(p50), float(p99), float(ok.max()))
 
 
+@dataclass(frozen=True)
+class AppOperation:
+    """One kind of request of the live load."""
+
+    name: str
+    sql: str  # with %(name)s placeholders
+    returns_rows: bool
+    access: Access  # reads | appends: which budget its blocking counts against
+    weight: float  # its share of the requests
+    params: tuple[Mapping[str, Any], ...]  # parameter sets, one drawn per request
+
+
 def access_of(operation: str) -> Access:
     return "appends" if QUERIES_BY_NAME[OPERATIONS[operation].query].kind == "write" else "reads"
 
 
-def operation_pools(conninfo: str, params: SeedParameters,
-                    weights: Mapping[str, float]) -> dict[str, list[dict[str, Any]]]:
+def canonical_operations(conninfo: str, params: SeedParameters,
+                         weights: Mapping[str, float]) -> tuple[AppOperation, ...]:
+    """The canonical history reads and appends of ``--mix``, their parameters drawn from the seeded data."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return parameter_pools(conn, params, weights)
+        pools = parameter_pools(conn, params, weights)
+    return tuple(AppOperation(name, QUERIES_BY_NAME[OPERATIONS[name].query].sql(),
+                              QUERIES_BY_NAME[OPERATIONS[name].query].returns_rows, access_of(name), weight,
+                              tuple(pools[name])) for name, weight in weights.items() if weight > 0)
 
 
 class AppLoad:
     """Client processes running against one database until ``stop()``; ``close()`` always ends them
     (stop, then kill what does not stop)."""
 
-    def __init__(self, conninfo: str, weights: Mapping[str, float], pools: Mapping[str, list[dict[str, Any]]],
-                 *, clients: int, rate_per_s: float, seed: int) -> None:
-        self.weights = {n: w for n, w in weights.items() if w > 0}
+    def __init__(self, conninfo: str, operations: Sequence[AppOperation], *, clients: int, rate_per_s: float,
+                 seed: int) -> None:
+        self.operations = {o.name: o for o in operations if o.weight > 0}
         self.description = (f"{clients} client process(es), open loop at {rate_per_s:g} requests/s in total, mix "
-                            + ", ".join(f"{n}={w:g}" for n, w in self.weights.items()))
+                            + ", ".join(f"{n}={o.weight:g}" for n, o in self.operations.items()))
         self._tasks = [
-            ClientTask(index, conninfo, {n: QUERIES_BY_NAME[OPERATIONS[n].query].sql() for n in self.weights},
-                       {n: QUERIES_BY_NAME[OPERATIONS[n].query].returns_rows for n in self.weights},
-                       self.weights, {n: list(pools[n]) for n in self.weights}, rate_per_s / clients, seed)
+            ClientTask(index, conninfo, {n: o.sql for n, o in self.operations.items()},
+                       {n: o.returns_rows for n, o in self.operations.items()},
+                       {n: o.weight for n, o in self.operations.items()},
+                       {n: [dict(p) for p in o.params] for n, o in self.operations.items()}, rate_per_s / clients,
+                       seed)
             for index in range(clients)
         ]
         self._processes: list[subprocess.Popen[bytes]] = []
@@ -130,7 +153,7 @@ class AppLoad:
             errors += samples
             for operation, intended, _sent, done, ok in events:
                 name = names[operation]
-                requests.append(Request(name, access_of(name), intended, done, ok))
+                requests.append(Request(name, self.operations[name].access, intended, done, ok))
         requests.sort(key=lambda r: r.intended)
         return AppRequests(tuple(requests), tuple(errors), self.description)
 
@@ -155,9 +178,9 @@ def _read_all(process: subprocess.Popen[bytes], deadline: float) -> bytes:
 
 
 @contextlib.contextmanager
-def app_load(conninfo: str, weights: Mapping[str, float], pools: Mapping[str, list[dict[str, Any]]], *,
-             clients: int, rate_per_s: float, seed: int) -> Iterator[AppLoad]:
-    load = AppLoad(conninfo, weights, pools, clients=clients, rate_per_s=rate_per_s, seed=seed)
+def app_load(conninfo: str, operations: Sequence[AppOperation], *, clients: int, rate_per_s: float,
+             seed: int) -> Iterator[AppLoad]:
+    load = AppLoad(conninfo, operations, clients=clients, rate_per_s=rate_per_s, seed=seed)
     try:
         load.start()
         yield load

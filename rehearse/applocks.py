@@ -8,14 +8,11 @@ moves ``updated_at``) and ``users`` (the foreign key checks), and a read locks e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
 import psycopg
-from chatbench.benchmarks.loadtest.mix import OPERATIONS
-from chatbench.rehearse.appload import access_of
+from chatbench.rehearse.appload import AppOperation
 from chatbench.rehearse.result import AppLocks
-from chatbench.schema.queries import QUERIES_BY_NAME
 
 _OWN_LOCKS = """
 SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
@@ -23,13 +20,16 @@ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relnamespace = 
 """
 
 
-def measure_app_locks(conninfo: str, pools: Mapping[str, list[dict[str, Any]]]) -> AppLocks:
+def measure_app_locks(conninfo: str, operations: Sequence[AppOperation]) -> AppLocks:
     found: dict[str, dict[str, set[str]]] = {"reads": {}, "appends": {}}
     with psycopg.connect(conninfo) as conn:
-        for name, pool in pools.items():
-            query = QUERIES_BY_NAME[OPERATIONS[name].query]
-            conn.execute(query.sql(), pool[0]).fetchall() if query.returns_rows else conn.execute(query.sql(), pool[0])
+        for op in operations:
+            if not op.params:
+                continue
+            cursor = conn.execute(op.sql, op.params[0])
+            if op.returns_rows:
+                cursor.fetchall()
             for relation, mode in conn.execute(_OWN_LOCKS).fetchall():
-                found[access_of(name)].setdefault(relation, set()).add(mode)
+                found[op.access].setdefault(relation, set()).add(mode)
             conn.rollback()
     return AppLocks(*({r: tuple(sorted(m)) for r, m in sorted(found[a].items())} for a in ("reads", "appends")))

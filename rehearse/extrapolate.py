@@ -11,15 +11,22 @@ its estimate is the larger measurement. Where the rows read cannot be observed (
 command; a statement run outside a transaction block) the measurements decide: growth of at least
 the square root of the size ratio (the geometric middle between "constant" and "linear") and of
 more than 10 ms counts as growing. This is an extrapolation, and the reports say so.
+
+WAL (``extrapolate_wal``) the same way, from each statement's bytes at both sizes: growth of at least
+the square root of the size ratio and of more than ``WAL_NOISE_BYTES`` (the app's own appends write
+WAL beside it) is fitted linearly; anything else (a metadata change, one batch of a batched backfill)
+costs the same at any size. A command's WAL is known for its whole migration only.
 """
 
 from __future__ import annotations
 
 import math
 
-from chatbench.rehearse.result import ACCESSES, Estimate, SizeRun, StatementRun
+from chatbench.rehearse.budgets import WalBudget
+from chatbench.rehearse.result import ACCESSES, Estimate, SizeRun, StatementRun, WalEstimate
 
 NOISE_S = 0.010
+WAL_NOISE_BYTES = 1 << 20
 
 
 def _pairs(small: SizeRun, large: SizeRun) -> list[tuple[StatementRun | None, StatementRun]]:
@@ -68,4 +75,34 @@ def extrapolate(small: SizeRun, large: SizeRun, production_messages: int) -> tup
                     estimate = max(b1, b2)
                 out.append(Estimate(run.index, table, access, lock.mode if lock else "", n1, b1, n2, b2,
                                     production_messages, scales, basis, estimate))
+    return tuple(out)
+
+
+def _wal_estimate(index: int | None, w1: int, w2: int, n1: int, n2: int, production: int,
+                  budget: WalBudget) -> WalEstimate:
+    growth = w2 / w1 if w1 > 0 else math.inf
+    if n2 > n1 and w2 - w1 > WAL_NOISE_BYTES and growth >= math.sqrt(n2 / n1):
+        estimate = w2 + (w2 - w1) / (n2 - n1) * (production - n2)
+        basis = f"grew x{growth:.1f} for x{n2 / n1:.0f} rows: linear in the table's size"
+        scales = True
+    else:
+        estimate = float(max(w1, w2))
+        basis = "about the same at both sizes: constant"
+        scales = False
+    return WalEstimate(index, n1, w1, n2, w2, production, scales, basis, estimate, budget.lag_s(estimate))
+
+
+def extrapolate_wal(small: SizeRun, large: SizeRun, production_messages: int,
+                    budget: WalBudget) -> tuple[WalEstimate, ...]:
+    """Each statement's WAL extrapolated to ``production_messages`` (a command's: the whole migration's)."""
+    n1, n2 = small.messages, large.messages
+    out = []
+    for small_run, run in _pairs(small, large):
+        if run.wal_bytes is None:
+            continue
+        w1 = small_run.wal_bytes if small_run is not None and small_run.wal_bytes is not None else run.wal_bytes
+        out.append(_wal_estimate(run.index, w1, run.wal_bytes, n1, n2, production_messages, budget))
+    if not out and small.migration_wal_bytes is not None and large.migration_wal_bytes is not None:
+        out.append(_wal_estimate(None, small.migration_wal_bytes, large.migration_wal_bytes, n1, n2,
+                                 production_messages, budget))
     return tuple(out)

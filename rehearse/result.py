@@ -13,6 +13,12 @@ negative). Format history (``FORMAT_VERSION``):
 - 2 (2026-11-29): ``verified_by``: null, or who verified the migrated schema instead of the rehearsal
   (a sign-off with ``--migration`` verifies it in its own drift, health and plans stages; its
   ``verification`` is then null); the headline says so.
+- 4 (2026-12-06): the long transaction and the lock queue: per statement ``attempts`` (each try of a
+  statement that gave up on its ``lock_timeout``, and whom it waited for), ``queue`` (app queries
+  blocked behind its waiting lock, per table), ``waited_s``, ``lock_timeout_source`` and ``wal_bytes``;
+  per size ``long_transaction``, ``residue``, ``wal_level`` and ``migration_wal_bytes``; ``wal_estimates``
+  and ``wal_budget``; a blocking time no longer counts the statement's wait for its lock (the queue
+  does, judged by the ``lock_timeout`` rule).
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from chatbench.verify.result import VerificationResult
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 Access = Literal["reads", "appends"]
 ACCESSES: tuple[Access, ...] = ("reads", "appends")
 Verdict = Literal["PASS", "WARN", "FAIL", "ERROR"]
+TryOutcome = Literal["completed", "lock timeout", "failed"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,27 @@ class AppWindow:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One try of a statement: a statement that gave up on its ``lock_timeout`` is tried again after a backoff."""
+
+    number: int  # 1-based
+    start_s: float  # relative to the migration's start
+    duration_s: float
+    outcome: TryOutcome
+    waited_for: str | None = None  # the session it waited for (pid, application, state, age, query), when seen
+
+
+@dataclass(frozen=True)
+class Queued:
+    """App queries of one access to one table blocked behind a statement's waiting (not yet granted) lock."""
+
+    table: str
+    access: Access
+    count: int
+    longest_s: float
+
+
+@dataclass(frozen=True)
 class StatementRun:
     """One statement of the migration at one data size."""
 
@@ -97,14 +125,25 @@ class StatementRun:
     blocked: Mapping[str, Blocked]  # access -> app queries it blocked
     app: AppWindow  # the app's latency while it ran
     error: str | None = None
+    attempts: tuple[Attempt, ...] = ()  # every try, when it was tried more than once or gave up
+    queue: tuple[Queued, ...] = ()  # app queries blocked behind its waiting lock, per table and access
+    waited_s: float = 0.0  # longest time one attempt waited for a lock that blocks the app
+    waited_for: str | None = None  # the session(s) it waited for, as the sampler saw them
+    lock_timeout_source: str = ""  # where ``lock_timeout`` was read: the session, or inferred from a wait
+    wal_bytes: int | None = None  # WAL written while it ran (LSN difference; None: not observable)
 
     def blocking_s(self, table: str, access: Access) -> float:
-        """How long this statement kept ``access`` out of ``table`` (0 when it took no conflicting lock)."""
-        return max((h.held_s for h in self.locks if h.table == table and access in h.blocks), default=0.0)
+        """How long this statement kept ``access`` out of ``table`` once it held the lock (0 when it took no
+        conflicting lock); its wait for the lock is the queue's (``queue``), judged by ``lock_timeout``."""
+        return max((max(0.0, h.held_s - h.waited_s) for h in self.locks if h.table == table and access in h.blocks),
+                   default=0.0)
 
     def blocking_lock(self, table: str, access: Access) -> LockHold | None:
         holds = [h for h in self.locks if h.table == table and access in h.blocks]
-        return max(holds, key=lambda h: h.held_s) if holds else None
+        return max(holds, key=lambda h: h.held_s - h.waited_s) if holds else None
+
+    def queued(self, table: str, access: Access) -> Queued | None:
+        return next((q for q in self.queue if q.table == table and q.access == access), None)
 
     def strong(self) -> bool:
         """Took a lock that conflicts with the app's reads or appends."""
@@ -149,6 +188,34 @@ class BlockedSpan:
 
 
 @dataclass(frozen=True)
+class LongTransaction:
+    """The session that read the app's tables and stayed open across the migration's start."""
+
+    pid: int
+    tables: tuple[str, ...]  # the tables it read (ACCESS SHARE held until it ended)
+    start_s: float  # when it began, relative to the migration's start (negative: before)
+    end_s: float  # when it committed
+
+    def describe(self) -> str:
+        return (f"the long transaction (pid {self.pid}, read {', '.join(self.tables)}, open from {self.start_s:.2f} s "
+                f"to {self.end_s:.2f} s)")
+
+
+@dataclass(frozen=True)
+class Residue:
+    """Something the migration left behind that costs production: an invalid index, a NOT VALID constraint the
+    release expects valid, a sequence no column owns."""
+
+    kind: Literal["invalid index", "not valid constraint", "orphan sequence"]
+    name: str
+    table: str | None
+    detail: str
+    statement: int | None  # the statement that left it, when known
+    sql: str
+    fix: str
+
+
+@dataclass(frozen=True)
 class SizeRun:
     """The migration rehearsed once on one seeded size under live load."""
 
@@ -168,6 +235,11 @@ class SizeRun:
     load: str  # how the app load ran (clients, rate, mix)
     app_errors: tuple[str, ...] = ()  # the first errors the app's requests raised (samples, not all)
     sampler_error: str | None = None  # why the lock sampler stopped before the migration ended
+    long_transaction: LongTransaction | None = None
+    residue: tuple[Residue, ...] = ()
+    wal_level: str = ""  # the server's: with ``minimal``, a new index or a rewritten table writes no WAL
+    migration_wal_bytes: int | None = None  # WAL written from the migration's start to its end (all sessions)
+    command_tries: tuple[Attempt, ...] = ()  # a command's runs, when it was run again after a lock timeout
 
 
 @dataclass(frozen=True)
@@ -189,10 +261,26 @@ class Estimate:
 
 
 @dataclass(frozen=True)
+class WalEstimate:
+    """One statement's WAL at both sizes, extrapolated like blocking time, and the replica lag it means."""
+
+    statement: int | None  # None: a command's whole migration
+    small_messages: int
+    small_bytes: int
+    large_messages: int
+    large_bytes: int
+    production_messages: int
+    scales: bool
+    basis: str
+    extrapolated_bytes: float
+    lag_s: float  # extrapolated_bytes / the replica's apply rate
+
+
+@dataclass(frozen=True)
 class RuleFinding:
     """A verdict rule that fired: its evidence and the safe way to write the statement."""
 
-    rule: str  # blocking | lock_timeout | failed | timed_out | sampler | app_errors
+    rule: str  # blocking | lock_timeout | lock_retries | wal | residue | failed | timed_out | sampler | app_errors
     severity: Literal["FAIL", "WARN", "ERROR"]  # ERROR: the evidence is incomplete, the rule could not judge
     statement: int | None
     sql: str
@@ -244,6 +332,8 @@ class Rehearsal:
     notes: tuple[str, ...] = ()
     command: str = ""
     verified_by: str | None = None  # who verified the migrated schema when the rehearsal did not (a sign-off)
+    wal_estimates: tuple[WalEstimate, ...] = ()
+    wal_budget: Mapping[str, float] = field(default_factory=dict)  # replica_apply_mb_s, lag_allowed_s
 
     @property
     def verdict(self) -> Verdict:
@@ -305,6 +395,8 @@ class Rehearsal:
             "app_locks": asdict(self.app_locks),
             "sizes": [asdict(s) for s in self.sizes],
             "estimates": [asdict(e) for e in self.estimates],
+            "wal_estimates": [asdict(e) for e in self.wal_estimates],
+            "wal_budget": dict(self.wal_budget),
             "findings": [asdict(f) for f in self.findings],
             "verification": None if self.verification is None else self.verification.to_json(),
             "verified_by": self.verified_by,

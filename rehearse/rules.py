@@ -2,9 +2,17 @@
 
 - ``blocking`` (FAIL): a statement kept the app's reads or appends out of a table longer than the
   table's budget, at the measured size or extrapolated to the production size.
-- ``lock_timeout`` (WARN): a statement took a lock that conflicts with the app's reads or appends
-  while ``lock_timeout`` was 0: waiting for its lock behind a long query would queue every app query
-  behind it, however quick the statement itself.
+- ``lock_timeout`` (FAIL): app queries queued behind a statement's waiting lock (it waited behind the
+  long transaction, ``--long-transaction``) longer than the table's blocking budget, measured: with no
+  lock_timeout the queue lasts as long as the long transaction; with one, each try queues the app for up
+  to the timeout. The timeout is read from the migration's session (a command's is inferred from the
+  waits the sampler saw), so a tool that sets it in its own code is judged by what it really set.
+- ``lock_retries`` (FAIL): a statement gave up on its lock_timeout on every try; the transaction it
+  waited for is named.
+- ``wal`` (FAIL): a statement's WAL, extrapolated to the production size, takes a replica applying
+  ``replica_apply_mb_s`` longer than ``lag_allowed_s`` to apply (the ``wal`` budget).
+- ``residue`` (FAIL): the migration left an INVALID or not-ready index, a constraint the release's
+  models declare left NOT VALID, or a sequence nothing owns or uses; the statement and the fix named.
 - ``failed`` / ``timed_out`` (FAIL): the migration did not complete; the statement is named, and for
   a hang, what it was waiting for.
 - ``app_errors`` (FAIL): the app's requests failed while the migration ran or after it, and none
@@ -22,14 +30,23 @@ from __future__ import annotations
 from chatbench.rehearse import advice
 from chatbench.rehearse.budgets import Budgets
 from chatbench.rehearse.locks import short
-from chatbench.rehearse.result import AppWindow, Estimate, RuleFinding, SizeRun
+from chatbench.rehearse.result import AppWindow, Estimate, Queued, RuleFinding, SizeRun, StatementRun, WalEstimate
 
 
-def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: Budgets) -> tuple[RuleFinding, ...]:
-    findings: list[RuleFinding] = []
+def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: Budgets,
+          wal: tuple[WalEstimate, ...] = ()) -> tuple[RuleFinding, ...]:
+    findings: list[RuleFinding] = list(_residue(sizes))
     for size in sizes:
         if size.outcome != "completed":
             failed = next((s for s in size.statements if s.error), None)
+            gave_up = failed is not None and bool(failed.attempts) and failed.attempts[-1].outcome == "lock timeout"
+            if gave_up and failed is not None:
+                findings.append(RuleFinding(
+                    "lock_retries", "FAIL", failed.index, failed.sql, None, None, failed.waited_s, None, None,
+                    f"at {size.messages:,} messages: {size.failure}; tries: {attempts_text(failed)}",
+                    advice.LOCK_RETRIES))
+                findings += _queue(sizes, budgets)
+                return tuple(findings)
             findings.append(RuleFinding(
                 "timed_out" if size.outcome == "timed out" else "failed", "FAIL",
                 failed.index if failed else None, failed.sql if failed else "", None, None, size.migration_s, None,
@@ -67,14 +84,89 @@ def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: 
         findings.append(RuleFinding("blocking", "FAIL", index, run.sql, table, worst.mode, worst.large_s,
                                     worst.extrapolated_s, budgets.budget(table, worst.access), evidence,
                                     advice.suggest(run, table)))
-    for run in large.statements:
-        if run.strong() and run.lock_timeout in ("0", "0ms"):
-            hold = max(run.locks, key=lambda h: (bool(h.blocks), h.held_s))
-            findings.append(RuleFinding(
-                "lock_timeout", "WARN", run.index, run.sql, hold.table, hold.mode, hold.held_s, None, None,
-                f"`{run.sql[:160]}` took {short(hold.mode)} on {hold.relation} (blocks the app's "
-                f"{' and '.join(hold.blocks)}) with lock_timeout = 0", advice.LOCK_TIMEOUT))
+    findings += _queue(sizes, budgets)
+    findings += _wal(large, wal, budgets)
     return tuple(findings)
+
+
+def attempts_text(run: StatementRun) -> str:
+    """A statement's tries, one clause each: when, how long, how it ended, whom it waited for."""
+    return "; ".join(f"{a.number}: at {a.start_s:.2f} s, {a.outcome} after {a.duration_s:.2f} s"
+                     + (f" (waited for {a.waited_for})" if a.waited_for and a.outcome != "completed" else "")
+                     for a in run.attempts)
+
+
+def queue_text(queue: tuple[Queued, ...]) -> str:
+    return "; ".join(f"{q.count} app {q.access} on {q.table} (longest {q.longest_s:.3f} s)" for q in queue)
+
+
+def _queue(sizes: tuple[SizeRun, ...], budgets: Budgets) -> list[RuleFinding]:
+    """``lock_timeout``: the app queued behind a statement's waiting lock longer than the budget, at either size
+    (the queue depends on the long transaction, not on the table's size: the worse size is the evidence)."""
+    worst: dict[str, tuple[float, SizeRun, StatementRun, Queued]] = {}
+    for size in sizes:
+        for run in size.statements:
+            for q in run.queue:
+                over = q.longest_s - budgets.budget(q.table, q.access)
+                if over > 0 and over > worst.get(run.sql, (0.0,))[0]:
+                    worst[run.sql] = (over, size, run, q)
+    findings = []
+    for _over, size, run, q in sorted(worst.values(), key=lambda w: w[2].index):
+        budget = budgets.budget(q.table, q.access)
+        timeout = "unknown" if run.lock_timeout is None else run.lock_timeout
+        source = f", {run.lock_timeout_source}" if run.lock_timeout_source else ""
+        behind = run.waited_for or next((a.waited_for for a in run.attempts if a.waited_for), None)
+        held = size.long_transaction.describe() if size.long_transaction is not None else "a transaction"
+        tries = f"; tries: {attempts_text(run)}" if run.attempts else ""
+        lock = next((h for h in run.locks if h.table == q.table and h.waited_s > 0), None)
+        what = f"{short(lock.mode)} on {lock.relation}" if lock is not None else f"its lock on {q.table}"
+        evidence = (f"at {size.messages:,} messages `{run.sql[:160]}` waited up to {run.waited_s:.3f} s for {what} "
+                    f"behind {behind or held} with lock_timeout = {timeout}{source}; queued behind its waiting lock: "
+                    f"{queue_text(run.queue)}{tries}; budget {budget:g} s")
+        rewrite = advice.LOCK_TIMEOUT if timeout in ("0", "0ms", "unknown") else advice.LOWER_TIMEOUT
+        findings.append(RuleFinding("lock_timeout", "FAIL", run.index, run.sql, q.table,
+                                    lock.mode if lock else None, q.longest_s, None, budget, evidence, rewrite))
+    return findings
+
+
+def _wal(large: SizeRun, estimates: tuple[WalEstimate, ...], budgets: Budgets) -> list[RuleFinding]:
+    """``wal``: a statement whose WAL at the production size a replica cannot apply within the lag allowed."""
+    runs = {s.index: s for s in large.statements}
+    findings = []
+    budget = budgets.wal
+    for e in estimates:
+        if e.lag_s <= budget.lag_allowed_s:
+            continue
+        run = runs.get(e.statement) if e.statement is not None else None
+        what = f"`{run.sql[:160]}`" if run is not None else "the migration (a command: all its statements together)"
+        evidence = (f"{what} wrote {wal_size(e.large_bytes)} of WAL at {e.large_messages:,} messages and "
+                    f"{wal_size(e.small_bytes)} at {e.small_messages:,} ({e.basis}); extrapolated "
+                    f"{wal_size(e.extrapolated_bytes)} at {e.production_messages:,} messages, which a replica applying "
+                    f"{budget.replica_apply_mb_s:g} MB/s needs {e.lag_s:,.0f} s to apply; lag allowed "
+                    f"{budget.lag_allowed_s:g} s")
+        findings.append(RuleFinding("wal", "FAIL", e.statement, run.sql if run is not None else "", None, None, None,
+                                    e.lag_s, budget.lag_allowed_s, evidence, advice.suggest_wal(run)))
+    return findings
+
+
+def wal_size(n: float) -> str:
+    """Bytes of WAL as people read them."""
+    return f"{n / 1e9:,.2f} GB" if n >= 1e9 else f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n:,.0f} B"
+
+
+def _residue(sizes: tuple[SizeRun, ...]) -> list[RuleFinding]:
+    """``residue``: what the migration left behind, at the first size it was seen (the same at both)."""
+    seen: set[tuple[str, str]] = set()
+    findings = []
+    for size in sizes:
+        for r in size.residue:
+            if (r.kind, r.name) in seen:
+                continue
+            seen.add((r.kind, r.name))
+            by = f"; left by statement {r.statement}: `{r.sql[:160]}`" if r.statement is not None else ""
+            findings.append(RuleFinding("residue", "FAIL", r.statement, r.sql, r.table, None, None, None, None,
+                                        f"at {size.messages:,} messages: {r.detail}{by}", r.fix))
+    return findings
 
 
 def _app_errors(size: SizeRun) -> RuleFinding | None:

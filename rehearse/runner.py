@@ -8,10 +8,16 @@ transaction (what autocommit does implicitly), and just before that transaction 
 reads, in the same backend, the locks it holds (``pg_locks``), the rows it read per table
 (``pg_stat_xact_user_tables``), the tables' ``relfilenode`` (a change is a rewrite) and its
 ``lock_timeout``. Those reads take about a millisecond, which the statement's locks are held longer.
-The first failing statement stops the migration (as ``ON_ERROR_STOP`` and every migration tool do).
+The first failing statement stops the migration (as ``ON_ERROR_STOP`` and every migration tool do),
+except a statement that gave up on its ``lock_timeout`` outside the file's own blocks: it is tried
+again after a backoff (0.5 s, doubling, at most 8 s), up to ``lock_retries`` times, as deploy tools
+do, and every attempt is kept. Each statement's WAL is the LSN difference around it
+(``pg_current_wal_insert_lsn``; the app's concurrent appends write a few kB/s of it too).
 
 Command: run with the database's URL in ``DATABASE_URL`` (and friends), in its own process group so
-a timeout or Ctrl-C ends all of it; its statements are known only from the sampler.
+a timeout or Ctrl-C ends all of it; its statements are known only from the sampler. A command that
+failed on a lock timeout (its output says "lock timeout") is run again the same way, up to
+``lock_retries`` times: a tool like Alembic runs its migration in one transaction, rolled back whole.
 """
 
 from __future__ import annotations
@@ -23,12 +29,39 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
+from chatbench.rehearse.result import TryOutcome
 from chatbench.rehearse.statements import Statement
 
 from chatbench import external
 from chatbench.errors import CommandTimedOut, redact
 
 MIGRATION_NAME = "chatbench-rehearse-migration"
+BACKOFF_S = 0.5
+BACKOFF_MAX_S = 8.0
+LOCK_TIMEOUT_TEXT = "lock timeout"  # PostgreSQL's "canceling statement due to lock timeout", in any tool's output
+_LSN = "SELECT pg_current_wal_insert_lsn()::text"
+
+
+def backoff_s(attempt: int) -> float:
+    """The pause after the ``attempt``-th try gave up on its lock_timeout."""
+    return min(BACKOFF_MAX_S, BACKOFF_S * 2 ** (attempt - 1))
+
+
+def lsn(conn: psycopg.Connection) -> int:
+    row = conn.execute(_LSN).fetchone()
+    assert row is not None
+    high, low = str(row[0]).split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+@dataclass(frozen=True)
+class Try:
+    """One attempt of a statement or of a command (monotonic times)."""
+
+    number: int
+    start: float
+    end: float
+    outcome: TryOutcome
 
 _STORAGE = ("SELECT c.oid::int8, c.relfilenode::int8 FROM pg_class c "
             "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'i', 'p', 'm')")
@@ -52,6 +85,8 @@ class Trace:
     rewrites: tuple[int, ...] = ()  # oids whose relfilenode changed
     lock_timeout: str | None = None
     error: str | None = None
+    tries: list[Try] = field(default_factory=list)
+    wal_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +99,10 @@ class MigrationOutcome:
     storage_before: Mapping[int, int] = field(default_factory=dict)
     storage_after: Mapping[int, int] = field(default_factory=dict)
     scanned: Mapping[int, int] = field(default_factory=dict)  # a command's sequential reads per table oid
+    pid: int | None = None  # the SQL runner's backend
+    tries: tuple[Try, ...] = ()  # a command's runs (more than one when one failed on a lock timeout)
+    wal_bytes: int | None = None  # WAL from the migration's start to its end (every session's)
+    gave_up: bool = False  # the last statement (or command) gave up on its lock_timeout every time
 
 
 def _storage(conn: psycopg.Connection) -> dict[int, int]:
@@ -83,10 +122,14 @@ class SqlRunner:
     """Runs a migration file's statements on one session of the rehearsal database."""
 
     def __init__(self, conninfo: str, statements: Sequence[Statement], *, timeout_s: float,
-                 on_statement: Callable[[Statement], None] = lambda _s: None) -> None:
+                 on_statement: Callable[[Statement], None] = lambda _s: None, lock_retries: int = 0,
+                 on_retry: Callable[[Statement, int, float], None] = lambda _s, _n, _p: None) -> None:
         self.conninfo = conninfo
         self.statements = statements
         self.timeout_s = timeout_s
+        self.lock_retries = lock_retries
+        self.on_retry = on_retry
+        self.gave_up = False
         self.on_statement = on_statement
         self.timed_out = threading.Event()
 
@@ -94,8 +137,10 @@ class SqlRunner:
         traces: list[Trace] = []
         with psycopg.connect(self.conninfo, autocommit=True, application_name=MIGRATION_NAME) as conn:
             before = _storage(conn)
+            pid = conn.info.backend_pid
             timer = threading.Timer(self.timeout_s, self._expire, args=(conn,))
             timer.daemon = True
+            wal_start = lsn(conn)
             start = time.monotonic()
             timer.start()
             outcome, failure = "completed", None
@@ -107,8 +152,11 @@ class SqlRunner:
             with contextlib.suppress(psycopg.Error):
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
-            after = _storage(conn) if not conn.closed and not conn.broken else before
-        return MigrationOutcome(outcome, failure, start, end, tuple(traces), before, after)
+            usable = not conn.closed and not conn.broken
+            after = _storage(conn) if usable else before
+            wal = lsn(conn) - wal_start if usable else None
+        return MigrationOutcome(outcome, failure, start, end, tuple(traces), before, after, pid=pid, wal_bytes=wal,
+                                gave_up=self.gave_up)
 
     def _expire(self, conn: psycopg.Connection) -> None:
         self.timed_out.set()
@@ -134,19 +182,8 @@ class SqlRunner:
                 elif in_block:
                     self._observed(conn, trace)
                     block.append(trace)
-                elif statement.no_transaction_block:
-                    self._alone(conn, trace)
                 else:
-                    conn.execute("BEGIN")
-                    try:
-                        self._observed(conn, trace)
-                    except psycopg.errors.ActiveSqlTransaction:  # refused in a block after all: run it alone
-                        conn.execute("ROLLBACK")
-                        trace.start = time.monotonic()
-                        self._alone(conn, trace)
-                    else:
-                        conn.execute("COMMIT")
-                        trace.release = time.monotonic()
+                    self._retried(conn, trace)
             except psycopg.Error as exc:
                 trace.end = trace.end or time.monotonic()
                 trace.release = time.monotonic()
@@ -156,6 +193,10 @@ class SqlRunner:
                     trace.error = f"did not finish within {self.timeout_s:g} s (--command-timeout)"
                     return "timed out", f"statement {statement.index} (line {statement.line}) {trace.error}"
                 trace.error = _one_line(exc)
+                if isinstance(exc, psycopg.errors.LockNotAvailable) and trace.tries:
+                    self.gave_up = True
+                    return "failed", (f"statement {statement.index} (line {statement.line}) gave up on its "
+                                      f"lock_timeout on all {len(trace.tries)} attempt(s): {trace.error}")
                 return "failed", f"statement {statement.index} (line {statement.line}) failed: {trace.error}"
             trace.end = trace.end or time.monotonic()
             trace.release = trace.release or trace.end
@@ -164,13 +205,55 @@ class SqlRunner:
                 held.release = time.monotonic()
         return "completed", None
 
+    def _retried(self, conn: psycopg.Connection, trace: Trace) -> None:
+        """One statement outside the file's blocks, tried again after a backoff while it gives up on its
+        lock_timeout (``lock_retries`` times at most); every try is kept in ``trace.tries``."""
+        for number in range(1, self.lock_retries + 2):
+            start = time.monotonic()
+            try:
+                self._once(conn, trace)
+            except psycopg.errors.LockNotAvailable:
+                end = time.monotonic()
+                trace.tries.append(Try(number, start, end, "lock timeout"))
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                if number > self.lock_retries or self.timed_out.is_set():
+                    trace.start = start
+                    trace.end = end
+                    raise
+                pause = backoff_s(number)
+                self.on_retry(trace.statement, number, pause)
+                if self.timed_out.wait(pause):
+                    raise
+                continue
+            if trace.tries:
+                trace.tries.append(Try(number, trace.start, trace.end, "completed"))
+            return
+
+    def _once(self, conn: psycopg.Connection, trace: Trace) -> None:
+        if trace.statement.no_transaction_block:
+            self._alone(conn, trace)
+            return
+        conn.execute("BEGIN")
+        try:
+            self._observed(conn, trace)
+        except psycopg.errors.ActiveSqlTransaction:  # refused in a block after all: run it alone
+            conn.execute("ROLLBACK")
+            trace.start = time.monotonic()
+            self._alone(conn, trace)
+        else:
+            conn.execute("COMMIT")
+            trace.release = time.monotonic()
+
     @staticmethod
     def _observed(conn: psycopg.Connection, trace: Trace) -> None:
         """Run the statement inside the current transaction and read what it took before it ends."""
         storage, reads = _storage(conn), _reads(conn)
+        wal = lsn(conn)
         trace.start = time.monotonic()
         conn.execute(trace.statement.sql.encode())
         trace.end = time.monotonic()
+        trace.wal_bytes = lsn(conn) - wal
         after_reads = _reads(conn)
         trace.read_rows = {oid: n - reads.get(oid, 0) for oid, n in after_reads.items() if n - reads.get(oid, 0) > 0}
         after = _storage(conn)
@@ -185,9 +268,11 @@ class SqlRunner:
         row = conn.execute("SELECT current_setting('lock_timeout')").fetchone()
         trace.lock_timeout = str(row[0]) if row else None
         storage = _storage(conn)
+        wal = lsn(conn)
         trace.start = time.monotonic()
         conn.execute(trace.statement.sql.encode())
         trace.end = trace.release = time.monotonic()
+        trace.wal_bytes = lsn(conn) - wal
         after = _storage(conn)
         trace.rewrites = tuple(oid for oid, node in storage.items() if oid in after and after[oid] != node)
         trace.reads_known = False
@@ -211,22 +296,43 @@ def _seq_reads_after(conninfo: str, before: Mapping[int, int]) -> dict[int, int]
     return {oid: n - before.get(oid, 0) for oid, n in after.items() if n - before.get(oid, 0) > 0}
 
 
-def run_command(command: str, env: Mapping[str, str], *, timeout_s: float, conninfo: str) -> MigrationOutcome:
+def run_command(command: str, env: Mapping[str, str], *, timeout_s: float, conninfo: str,
+                lock_retries: int = 0, on_retry: Callable[[int, float], None] = lambda _n, _p: None
+                ) -> MigrationOutcome:
     """Run a migration command (``chatbench.external.run``: its own process group, ended with everything
-    it started on a timeout or Ctrl-C, output scrubbed); a hang is an outcome here, not an error."""
+    it started on a timeout or Ctrl-C, output scrubbed); a hang is an outcome here, not an error. A run
+    that failed on a lock timeout is run again after a backoff, ``lock_retries`` times at most."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         before = _storage(conn)
         seq_before: dict[int, int] = dict(conn.execute(_SEQ_READS).fetchall())
+        wal_start = lsn(conn)
     start = time.monotonic()
-    try:
-        done = external.run(command, what="--migration-cmd", timeout=timeout_s, env=env)
-    except CommandTimedOut:
-        return MigrationOutcome("timed out", f"--migration-cmd {command!r} did not finish within {timeout_s:g} s "
-                                "(--command-timeout)", start, time.monotonic(), (), before, before)
+    tries: list[Try] = []
+    for number in range(1, lock_retries + 2):
+        began = time.monotonic()
+        left = timeout_s - (began - start)
+        try:
+            done = external.run(command, what="--migration-cmd", timeout=max(left, 0.001), env=env)
+        except CommandTimedOut:
+            return MigrationOutcome("timed out", f"--migration-cmd {command!r} did not finish within {timeout_s:g} s "
+                                    "(--command-timeout)", start, time.monotonic(), (), before, before,
+                                    tries=tuple(tries))
+        gave_up = done.returncode != 0 and LOCK_TIMEOUT_TEXT in done.tail().lower()
+        tries.append(Try(number, began, time.monotonic(), "lock timeout" if gave_up else
+                         "completed" if done.returncode == 0 else "failed"))
+        if not gave_up or number > lock_retries:
+            break
+        pause = backoff_s(number)
+        on_retry(number, pause)
+        time.sleep(pause)
     end = time.monotonic()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         after = _storage(conn)
+        wal = lsn(conn) - wal_start
     if done.returncode != 0:
-        return MigrationOutcome("failed", f"--migration-cmd {command!r} exited {done.returncode}: {done.tail()}",
-                                start, end, (), before, after)
-    return MigrationOutcome("completed", None, start, end, (), before, after, _seq_reads_after(conninfo, seq_before))
+        attempts = f" on all {len(tries)} attempt(s), each giving up on its lock_timeout" if gave_up else ""
+        return MigrationOutcome("failed", f"--migration-cmd {command!r} exited {done.returncode}{attempts}: "
+                                f"{done.tail()}", start, end, (), before, after, tries=tuple(tries), wal_bytes=wal,
+                                gave_up=gave_up)
+    return MigrationOutcome("completed", None, start, end, (), before, after, _seq_reads_after(conninfo, seq_before),
+                            tries=tuple(tries), wal_bytes=wal)

@@ -2,11 +2,12 @@
 and every app query that waits behind them (``pg_locks`` joined to ``pg_stat_activity``, with
 ``pg_blocking_pids`` for the waiters).
 
-Which backend is which: the app clients and the sampler name themselves (``application_name``); every
-other client backend in the rehearsal database is the migration (the SQL runner's session, or
-whatever sessions a migration command opens), and a parallel worker belongs to its leader. A
-sampled lock becomes a span (first to last sample that saw it); a lock held for less than one
-sampling interval may be missed: the SQL runner's in-transaction snapshots cover those.
+Which backend is which: the app clients, the sampler and the long transaction (``longtx``) name
+themselves (``application_name``); every other client backend in the rehearsal database is the
+migration (the SQL runner's session, or whatever sessions a migration command opens), and a
+parallel worker belongs to its leader. A sampled lock becomes a span (first to last sample that saw
+it); a lock held for less than one sampling interval may be missed: the SQL runner's in-transaction
+snapshots cover those.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from chatbench.rehearse.appclient import APP_PREFIX
+from chatbench.rehearse.longtx import LONG_TX_NAME
 
 SAMPLER_NAME = "chatbench-rehearse-sampler"
 INTERVAL_S = 0.005
@@ -25,7 +27,8 @@ _SAMPLE = """
 SELECT a.pid, coalesce(a.leader_pid, a.pid), a.application_name, a.backend_type, a.state, a.wait_event_type,
        extract(epoch FROM clock_timestamp() - a.query_start)::float8, a.query_start::text, left(a.query, 400),
        l.locktype, l.relation::int8, l.mode, l.granted,
-       CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END
+       CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END,
+       extract(epoch FROM clock_timestamp() - a.xact_start)::float8
 FROM pg_stat_activity a
 LEFT JOIN pg_locks l ON l.pid = a.pid AND (l.locktype = 'relation' OR NOT l.granted)
 WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
@@ -51,6 +54,26 @@ class Activity:
     last_active: float
     waiting_for: str = ""  # the lock it was last seen waiting for
     blockers: tuple[int, ...] = ()
+    wait_lock: tuple[int, str] | None = None  # (relation, mode) it waited for last
+    wait_first: float = 0.0  # first and last sample that saw it waiting for a lock (0: never)
+    wait_last: float = 0.0
+    granted_after_wait: bool = False  # seen running (not waiting) after it had waited: it got the lock
+
+
+@dataclass
+class Session:
+    """A session that made the migration wait, as last seen: who it is and what it was doing."""
+
+    pid: int
+    application_name: str
+    state: str
+    transaction_age_s: float
+    query: str
+
+    def describe(self) -> str:
+        name = f" ({self.application_name})" if self.application_name else ""
+        return (f"pid {self.pid}{name}, {self.state or 'unknown state'}, its transaction open "
+                f"{self.transaction_age_s:.1f} s, last query: {' '.join(self.query.split())[:120]}")
 
 
 @dataclass
@@ -74,6 +97,7 @@ class Samples:
     locks: dict[tuple[int, int, str, bool], list[Span]] = field(default_factory=dict)
     activity: dict[tuple[int, str], Activity] = field(default_factory=dict)
     blocked: dict[tuple[int, str], BlockedQuery] = field(default_factory=dict)
+    blockers: dict[int, Session] = field(default_factory=dict)  # sessions the migration waited for
     count: int = 0
     first: float = 0.0
     last: float = 0.0
@@ -129,11 +153,16 @@ class LockSampler:
         for pid, _leader, app_name, backend_type, *_ in rows:
             if backend_type == "client backend":
                 names[pid] = app_name or ""
-        migration = {pid for pid, name in names.items() if not name.startswith((APP_PREFIX, SAMPLER_NAME))}
+        migration = {pid for pid, name in names.items()
+                     if not name.startswith((APP_PREFIX, SAMPLER_NAME, LONG_TX_NAME))}
         self._running = {pid: (pid, str(query_start)) for pid, leader, _a, _t, _s, _w, _age, query_start, *_ in rows
                          if pid == leader and pid in migration and query_start is not None}
+        waited_for = {b for row in rows if row[0] in migration and row[13] for b in row[13]} - migration
+        for (pid, _leader, app, _type, state, _wait, _age, _qs, query, *_rest, xact_age) in rows:
+            if pid in waited_for:
+                s.blockers[pid] = Session(pid, app or "", state or "", float(xact_age or 0.0), query or "")
         for (pid, leader, _app, _type, state, wait_type, age, query_start, query, locktype, relation, mode,
-             granted, blockers) in rows:
+             granted, blockers, _xact_age) in rows:
             owner = leader if leader in names else pid
             if owner in migration:
                 self._migration_row(t, owner, pid == owner, state, wait_type, age, query_start, query, locktype,
@@ -172,3 +201,9 @@ class LockSampler:
                 what = f"{mode} on relation {relation}" if locktype == "relation" else f"a {locktype} lock"
                 activity.waiting_for = what
                 activity.blockers = tuple(blockers or ())
+                activity.wait_first = activity.wait_first or t
+                if locktype == "relation" and relation is not None and mode is not None:
+                    activity.wait_lock = (relation, mode)
+                activity.wait_last = t
+            elif state == "active" and wait_type != "Lock" and activity.wait_last and activity.wait_last < t:
+                activity.granted_after_wait = True

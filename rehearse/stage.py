@@ -2,13 +2,19 @@
 
 For each of two data sizes (the profile's and a smaller one), smaller first:
 
-1. seed the canonical history (seed cache) into a sibling database and, when the before-schema is
-   the application's own (``--from`` / ``--from-cmd``), build it in another database and load the
-   seeded rows into it (``loadgen.transplant``): that database is the template of the run;
+1. seed the canonical history (seed cache), or, when the before-schema is the application's own
+   (``--from`` / ``--from-cmd``), build it and seed it where it stands (``loadgen.seed(...,
+   prebuilt=True)``): that database is the template of the run;
 2. clone the template, measure the locks the app's queries take, start the live load (open loop,
-   fixed rate) and the lock sampler, wait ``baseline_s``, run the migration, wait ``baseline_s``;
+   fixed rate) and the lock sampler, wait ``baseline_s``, open the long transaction (``longtx``: it
+   reads the tables the app uses and commits ``long_transaction_s`` after the migration started), run
+   the migration (a statement that gives up on its lock_timeout is retried, ``lock_retries``), wait
+   ``baseline_s``; read what the migration left behind (``residue``);
 3. stop, analyse (``analysis``), and at the profile's size verify the migrated schema
-   (``chatbench.verify``: drift against the canonical models, health, plan contracts).
+   (``verifying.verify_schema``: drift against the schema the release must reach, health, plan
+   contracts): the application's models exactly when given (``--models``), else the canonical
+   contracts in contract mode, so a lock-safe release that adds a column passes and one that drops
+   or weakens a canonical contract fails, naming it.
 
 Then the blocking times are extrapolated to the production size and judged (``rules``). Every
 database, process and thread this creates is dropped or stopped on every way out (errors, Ctrl-C).
@@ -24,30 +30,35 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.spec import Spec
-from chatbench.rehearse.analysis import Analysis, relations
+from chatbench.rehearse.analysis import Analysis, Relation, relations
 from chatbench.rehearse.appclient import APP_PREFIX
-from chatbench.rehearse.appload import app_load, operation_pools
+from chatbench.rehearse.appload import app_load, canonical_operations
 from chatbench.rehearse.applocks import measure_app_locks
 from chatbench.rehearse.budgets import Budgets
-from chatbench.rehearse.extrapolate import extrapolate
-from chatbench.rehearse.result import AppLocks, Rehearsal, SizeRun
+from chatbench.rehearse.extrapolate import extrapolate, extrapolate_wal
+from chatbench.rehearse.longtx import LONG_TX_NAME, long_transaction
+from chatbench.rehearse.residue import read_catalog, residue
+from chatbench.rehearse.result import AppLocks, LongTransaction, Rehearsal, SizeRun
 from chatbench.rehearse.rules import judge
 from chatbench.rehearse.runner import MigrationOutcome, SqlRunner, run_command
-from chatbench.rehearse.sampler import INTERVAL_S, SAMPLER_NAME, LockSampler
+from chatbench.rehearse.sampler import INTERVAL_S, SAMPLER_NAME, LockSampler, Samples
 from chatbench.rehearse.statements import Statement
+from chatbench.rehearse.verifying import verify_schema
+from chatbench.schema.package import SchemaPackage, canonical
 from chatbench.verify.result import VerificationResult
 
 from chatbench.errors import ChatbenchError
 from chatbench.faults import checkpoint
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
+from chatbench.settings import DriftMode
 
 SMALLER_PROFILE = {"ci": "smoke", "release": "ci", "scale": "release"}
 WARMUP_S = 0.3
@@ -77,6 +88,10 @@ class RehearsalPlan:
     verify: bool = True  # verify the migrated schema here (``chatbench.verify``)
     command: str = ""
     verified_by: str | None = None  # instead: who verifies it (a sign-off), named in the report
+    package: SchemaPackage = field(default_factory=canonical)  # the schema the release must reach
+    drift_mode: DriftMode = "contract"  # exact with the application's models (--models), else contract
+    long_transaction_s: float = 0.0  # a session that read the app's tables, open across the migration's start
+    lock_retries: int = 0  # tries after a statement (or a command) gave up on its lock_timeout
 
     @property
     def before_source(self) -> str:
@@ -101,49 +116,34 @@ def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progres
                                                                                                       SeedResult]]:
     """A database holding the before-schema filled with ``spec``'s history: the template of a run.
 
-    A before-schema from a file is cached like a seed (``loadgen.TemplateStore``, keyed by the seed's
-    key and the file's bytes): the safe and the unsafe version of a migration, or a second rehearsal of
-    the same release, start from the same filled before-schema without building and loading it again.
-    A ``--from-cmd`` schema is never cached (what the command does cannot be hashed).
+    The canonical before-schema comes from the seed cache; a ``--from``/``--from-cmd`` schema is built
+    and then seeded where it stands (``prebuilt``), whatever its tables and key types.
     """
-    from chatbench.loadgen.cache import TemplateStore
-    from chatbench.loadgen.transplant import transplant
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
     from chatbench import loadgen
 
-    with temporary_database(server, "cbr_seed") as sibling:
-        progress(f"seeding {spec.name} ({spec.messages.count:,} messages)")
-        seeded = loadgen.seed(sibling, spec, seed=plan.seed, use_cache=plan.use_cache, progress=False)
-        source = seeded.server_for(sibling)
-        if plan.before_file is None and plan.before_cmd is None:
-            yield source, seeded
-            return
-        with temporary_database(server, "cbr_before") as before:
-            store, key = TemplateStore(), _before_key(seeded.cache_key, plan)
-            if key is not None and store.fetch(before, key) is not None:
-                yield before, seeded
-                return
-            progress(f"building the before-schema ({plan.before_source})")
-            if plan.before_file is not None:
-                build_from_sql(before, plan.before_file, option="--from")
-            else:
-                assert plan.before_cmd is not None
-                build_from_cmd(before, plan.before_cmd, timeout=plan.timeout_s, option="--from-cmd")
-            progress("loading the seeded rows into the before-schema")
-            transplant(source, before)
-            if key is not None:
-                store.save(before, key, seeded)
-            yield before, seeded
-
-
-def _before_key(seed_key: str, plan: RehearsalPlan) -> str | None:
-    import hashlib
-
-    if plan.before_file is None or not plan.use_cache or not seed_key:
-        return None
-    material = b"rehearse-before-1\0" + seed_key.encode() + b"\0" + plan.before_file.read_bytes()
-    return hashlib.sha256(material).hexdigest()[:16]
+    if plan.before_file is None and plan.before_cmd is None:
+        with temporary_database(server, "cbr_seed") as db:
+            progress(f"seeding {spec.name} ({spec.messages.count:,} messages)")
+            # The before-schema is the previous release's, not the package the release must reach (its
+            # new column or table would already be there): the canonical history.
+            seeded = loadgen.seed(db, spec, seed=plan.seed, use_cache=plan.use_cache, progress=False,
+                                  package=canonical())
+            yield seeded.server_for(db), seeded
+        return
+    with temporary_database(server, "cbr_before") as before:
+        progress(f"building the before-schema ({plan.before_source})")
+        if plan.before_file is not None:
+            build_from_sql(before, plan.before_file, option="--from")
+        else:
+            assert plan.before_cmd is not None
+            build_from_cmd(before, plan.before_cmd, timeout=plan.timeout_s, option="--from-cmd")
+        progress(f"seeding {spec.name} ({spec.messages.count:,} messages) into the before-schema")
+        # Seeded where it was built (every table and key type of it), never from the cache: the database
+        # is the run's template and must stay the one built here.
+        seeded = loadgen.seed(before, spec, seed=plan.seed, use_cache=False, progress=False, prebuilt=True)
+        yield before, seeded
 
 
 @contextlib.contextmanager
@@ -161,19 +161,39 @@ def _terminate_migration(conninfo: str) -> None:
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
                      "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-                     "AND application_name NOT LIKE %s AND application_name <> %s", (APP_PREFIX + "%", SAMPLER_NAME))
+                     "AND application_name NOT LIKE %s AND application_name NOT IN (%s, %s)",
+                     (APP_PREFIX + "%", SAMPLER_NAME, LONG_TX_NAME))
 
 
 def _migrate(run: Server, plan: RehearsalPlan, progress: Progress) -> MigrationOutcome:
     if plan.migration is not None:
         statements = plan.migration
-        return SqlRunner(run.conninfo(), statements, timeout_s=plan.timeout_s,
-                         on_statement=lambda s: progress(f"statement {s.index}/{len(statements)}: {s.short(60)}")).run()
+        return SqlRunner(run.conninfo(), statements, timeout_s=plan.timeout_s, lock_retries=plan.lock_retries,
+                         on_statement=lambda s: progress(f"statement {s.index}/{len(statements)}: {s.short(60)}"),
+                         on_retry=lambda s, n, p: progress(f"statement {s.index} gave up on its lock_timeout "
+                                                           f"(attempt {n}); again in {p:g} s")).run()
     from chatbench.schema.migrations import database_env
 
     assert plan.migration_cmd is not None
     progress(f"running {plan.migration_cmd!r}")
-    return run_command(plan.migration_cmd, database_env(run), timeout_s=plan.timeout_s, conninfo=run.conninfo())
+    return run_command(plan.migration_cmd, database_env(run), timeout_s=plan.timeout_s, conninfo=run.conninfo(),
+                       lock_retries=plan.lock_retries,
+                       on_retry=lambda n, p: progress(f"the command gave up on a lock_timeout (attempt {n}); "
+                                                      f"again in {p:g} s"))
+
+
+def app_tables(locks: AppLocks, names: Mapping[int, Relation]) -> tuple[str, ...]:
+    """The tables the app's queries lock (reads and appends): what a long transaction of the app has read."""
+    tables = {r.name for r in names.values() if r.is_table}
+    return tuple(sorted({t for access in (locks.reads, locks.appends) for t in access if t in tables}))
+
+
+def _ran(plan: RehearsalPlan, outcome: MigrationOutcome, samples: Samples) -> tuple[tuple[int | None, str], ...]:
+    """(index, SQL) of what the migration ran: the file's statements it reached, or a command's as sampled
+    (no index: the sampler may have missed some)."""
+    if plan.migration is not None:
+        return tuple((t.statement.index, t.statement.sql) for t in outcome.traces)
+    return tuple((None, a.query) for a in sorted(samples.activity.values(), key=lambda a: a.start))
 
 
 @dataclass(frozen=True)
@@ -199,18 +219,29 @@ def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Pro
         with _template(server, spec, plan, progress) as (template, seeded):
             run = kept.enter_context(temporary_database(server, "cbr_run", template=template.database))
             conninfo = run.conninfo()
-            pools = operation_pools(conninfo, seeded.params, plan.weights)
-            locks = app_locks if app_locks is not None else measure_app_locks(conninfo, pools)
+            # The seam for the application's own queries (issue 24): their AppOperations join these.
+            operations = canonical_operations(conninfo, seeded.params, plan.weights)
+            locks = app_locks if app_locks is not None else measure_app_locks(conninfo, operations)
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 names = relations(conn)
+                catalog = read_catalog(conn)
+                wal_level = str((conn.execute("SELECT current_setting('wal_level')").fetchone() or ("",))[0])
+            tables = app_tables(locks, names)
             progress(f"{spec.name}: starting the live load")
-            with app_load(conninfo, plan.weights, pools, clients=plan.clients, rate_per_s=plan.rate_per_s,
-                          seed=plan.seed) as load, _sampling(conninfo) as sampler:
+            with app_load(conninfo, operations, clients=plan.clients, rate_per_s=plan.rate_per_s,
+                          seed=plan.seed) as load, _sampling(conninfo) as sampler, \
+                    long_transaction(conninfo, tables, plan.long_transaction_s) as held:
                 time.sleep(WARMUP_S)
                 before_start = time.monotonic()
                 time.sleep(plan.baseline_s)
                 checkpoint("rehearse.migrate")  # the crash tests stop here: live load, sampler and clone running
+                if held is not None:
+                    progress(f"{spec.name}: a transaction that read {', '.join(tables)} stays open "
+                             f"{plan.long_transaction_s:g} s into the migration")
+                    held.open()
+                    held.end_after(time.monotonic())
                 outcome = _migrate(run, plan, lambda m: progress(f"{spec.name}: {m}"))
+                opened = held.stop() if held is not None else None
                 if outcome.outcome != "completed":
                     _terminate_migration(conninfo)
                 time.sleep(plan.baseline_s)
@@ -221,16 +252,19 @@ def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Pro
             names = {**names, **relations(conn)}
             counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
                       for t in ("users", "conversations", "messages") if any(r.name == t for r in names.values())}
+            left = residue(catalog, read_catalog(conn), plan.package, _ran(plan, outcome, samples))
+        long_tx = None if opened is None else LongTransaction(opened.pid, opened.tables, opened.start - outcome.start,
+                                                              opened.end - outcome.start)
         size = Analysis(outcome=outcome, samples=samples, requests=requests, names=names, app_locks=locks,
                         interval_s=INTERVAL_S).size_run(profile=spec.name, messages=spec.messages.count,
-                                                        counts=counts, before_start=before_start, after_end=after_end)
+                                                        counts=counts, before_start=before_start, after_end=after_end,
+                                                        long_transaction=long_tx, residue=left, wal_level=wal_level)
         migrated = replace(seeded, database=run.database)
         verification = None
         if verify and outcome.outcome == "completed":
-            from chatbench.verify import verify as run_verify
-
-            progress(f"{spec.name}: verifying the migrated schema")
-            verification = run_verify(run, migrated, progress=lambda n: progress(f"verifying: {n}"))
+            progress(f"{spec.name}: verifying the migrated schema ({plan.drift_mode} against {plan.package.name})")
+            verification = verify_schema(run, migrated, package=plan.package, mode=plan.drift_mode,
+                                         progress=lambda n: progress(f"verifying: {n}"))
         yield SizeOutcome(size, locks, verification, run, migrated)
 
 
@@ -284,10 +318,25 @@ def rehearsed(server: Server, plan: RehearsalPlan, progress: Progress = lambda _
                 break
         assert app_locks is not None
         estimates = extrapolate(sizes[0], sizes[-1], plan.production_messages) if len(sizes) == 2 else ()
+        wal_estimates = extrapolate_wal(sizes[0], sizes[-1], plan.production_messages, plan.budgets.wal) \
+            if len(sizes) == 2 else ()
+        if sizes[-1].wal_level == "minimal":
+            notes.append("the server runs with wal_level = minimal (chatbench's throwaway servers do): a statement "
+                         "that builds a new relation (CREATE INDEX without CONCURRENTLY, a table rewrite) writes "
+                         "almost no WAL here and much more on a production primary with replicas; a backfill's "
+                         "WAL is measured as production writes it")
         if plan.migration is None:
             notes.append("a --migration-cmd's statements are known only from the lock sampler (every "
-                         f"{INTERVAL_S * 1000:g} ms): a statement shorter than that may be missed, and its "
-                         "lock_timeout cannot be observed")
+                         f"{INTERVAL_S * 1000:g} ms): a statement shorter than that may be missed; its lock_timeout "
+                         "cannot be read from another session, so it is inferred from how long a statement waited "
+                         "for its lock before it gave up, and its WAL is known for the whole migration only")
+        if plan.long_transaction_s > 0:
+            notes.append(f"a transaction that read the app's tables stayed open {plan.long_transaction_s:g} s into the "
+                         "migration (--long-transaction), as production always has one; a statement that gave up on "
+                         f"its lock_timeout was retried up to {plan.lock_retries} time(s) (--lock-retries); each app "
+                         "client holds one connection, so at most --clients queries queue behind a waiting lock at "
+                         "once, and the requests due meanwhile wait in their client (open loop) and show in its "
+                         "latency, as they would in an application's connection pool")
         handed = last is not None and last.size.outcome == "completed" and plan.verified_by is not None
         if handed:
             assert last is not None
@@ -309,11 +358,14 @@ def rehearsed(server: Server, plan: RehearsalPlan, progress: Progress = lambda _
             app_locks=app_locks,
             sizes=tuple(sizes),
             estimates=estimates,
-            findings=judge(tuple(sizes), estimates, plan.budgets),
+            findings=judge(tuple(sizes), estimates, plan.budgets, wal_estimates),
             verification=last.verification if last is not None else None,
             notes=tuple(notes),
             command=plan.command,
             verified_by=plan.verified_by,
+            wal_estimates=wal_estimates,
+            wal_budget={"replica_apply_mb_s": plan.budgets.wal.replica_apply_mb_s,
+                        "lag_allowed_s": plan.budgets.wal.lag_allowed_s},
         )
         yield Rehearsed(rehearsal, last.database if handed and last is not None else None,
                         last.seed if handed and last is not None else None)

@@ -1,1 +1,1 @@
-"""Statistics, result model, regression comparison and sign-off reports (see DESIGN.md)."""
+"""Statistics, result model, regression comparison and sign-off reports (see docs/design.md)."""

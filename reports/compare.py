@@ -1,6 +1,6 @@
 """Regression comparison of a benchmark run against a baseline run.
 
-What it decides, per scenario (the asv and pyperf lessons, see DESIGN.md):
+What it decides, per scenario (the asv and pyperf lessons, see docs/design.md):
 
 - Results are only compared when their ``params_version`` (hash of SQL, parameter definition and
   schema fingerprint) is equal; otherwise the benchmark itself changed and the scenario is reported
@@ -32,17 +32,18 @@ What it decides, per scenario (the asv and pyperf lessons, see DESIGN.md):
   Runs of different data sizes are refused before anything is compared (``check_comparable``) unless
   asked for.
 
-Rendering lives elsewhere (``render_markdown`` etc.): this module only computes frozen results.
+This module matches the runs (environment, scenarios, plans, load operations) and decides; the
+result model is ``chatbench.reports.comparison``, the statistics ``chatbench.reports.compare_stats``
+(their public names are importable from here too). Rendering lives elsewhere (``render_markdown``
+etc.): this module only computes frozen results.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
-import numpy as np
 from chatbench.benchmarks.results import (
     BenchmarkRun,
     EnvironmentFingerprint,
@@ -50,459 +51,55 @@ from chatbench.benchmarks.results import (
     PlanRecord,
     ScenarioResult,
 )
+from chatbench.reports.compare_stats import (
+    BUSY_LOAD_PER_CPU,
+    CannotCompute,
+    LatencyVerdict,
+    MeasuredNoise,
+    bootstrap_ratios,
+    histogram_samples,
+    judge_latency,
+    latency_basis,
+    mann_whitney,
+    measured_noise,
+)
+from chatbench.reports.comparison import (
+    DATA_FIELDS,
+    DEFAULT_THRESHOLDS,
+    FAILING_STATUSES,
+    JUDGED,
+    PERCENTILES,
+    STATUS_ORDER,
+    Basis,
+    Comparison,
+    EnvironmentDifference,
+    ExactDifference,
+    PlanChange,
+    ScenarioComparison,
+    SignificanceTest,
+    StatisticChange,
+    Status,
+    Thresholds,
+    short,
+)
+from chatbench.schema.queries import QUERIES_BY_NAME
 
 from chatbench.errors import ChatbenchError
 
-Status = Literal["improved", "unchanged", "regressed", "inconclusive", "new", "missing", "changed", "error"]
-FAILING_STATUSES: frozenset[str] = frozenset({"regressed", "error"})
-STATUS_ORDER: tuple[Status, ...] = (
-    "regressed", "error", "inconclusive", "changed", "missing", "new", "improved", "unchanged"
-)
-Basis = Literal["CPU time", "wall time"]
+__all__ = [
+    "BUSY_LOAD_PER_CPU", "DEFAULT_THRESHOLDS", "EXACT_EXTRA_KEYS", "FAILING_STATUSES", "JUDGED", "PERCENTILES",
+    "PLAN_TEXT_KEYS", "STATUS_ORDER", "VOLATILE_KEYS", "Basis", "CannotCompute", "Comparison",
+    "EnvironmentDifference", "ExactDifference", "LatencyVerdict", "MeasuredNoise", "PlanChange", "ScenarioComparison",
+    "SignificanceTest", "StatisticChange", "Status", "Thresholds", "bootstrap_ratios", "check_comparable",
+    "compare_environment", "compare_exact", "compare_load", "compare_plans", "compare_runs", "compare_scenario",
+    "data_checksum", "exact_metrics", "histogram_samples", "is_contrast", "judge_latency", "latency_basis",
+    "machine_load", "mann_whitney", "measured_noise",
+]
 
-PERCENTILES: tuple[tuple[str, float], ...] = (("p10", 10.0), ("p50", 50.0), ("p95", 95.0), ("p99", 99.0))
-JUDGED = "p10"
-"""The percentile a latency regression is judged on: the fast rounds, those no other process disturbed.
-A busy machine slows some rounds (a preemption, a cache another process emptied) and moves the
-median; a query that got slower costs more in every round, its fast ones included. Measured here
-between identical runs on a loaded 2-core machine with a CPU hog on both cores: the CPU-time median
-of one scenario moved up to 1.9x, its 10th percentile at most 1.35x; a 2x slower append moved both
-about 2.2x."""
-
-# Environment fields whose difference means the data itself differs: exact metrics are then skipped.
-_DATA_FIELDS = ("spec", "seed", "data_sizes", "profile", "data checksum")
 
 # Keys of ``ScenarioResult.extra`` that are deterministic for equal data and compared exactly.
 EXACT_EXTRA_KEYS: tuple[str, ...] = ("rows_per_round", "rows", "plan_shape")
 PLAN_TEXT_KEYS: tuple[str, ...] = ("plan", "plan_text")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a difference counts: effect size, significance level, bootstrap settings."""
-
-    min_effect: float = 0.10  # relative change (10%) below which nothing is called a change
-    alpha: float = 0.01  # Mann-Whitney significance level
-    confidence: float = 0.95  # bootstrap confidence level
-    resamples: int = 1000
-    seed: int = 20261124  # the bootstrap is seeded: the same inputs give the same report
-    min_samples: int = 10  # fewer raw samples on either side: could not compute
-    # A p95 shift alone (median steady) fails only when asked: on a shared machine, bursts of other
-    # processes move single-client tails between identical runs by 50% and more (measured here).
-    judge_tails: bool = False
-    # When either run shared the machine with other work (see ``machine_load``), single-client
-    # latencies of the same code moved by up to +62% on the median here (2 cores, other benchmarks
-    # running): latency is then judged from this effect only; buffers and rows still at min_effect.
-    busy_min_effect: float = 1.0
-    # Buffers are exact for one physical database, but two seeds of the same rows differ in page
-    # layout and visibility map: a count touched 109 pages on one and 775 on the other here. A lost
-    # index or a plan flipped to a scan costs 100x-1000x; 10x separates the two.
-    buffer_ratio: float = 10.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class StatisticChange:
-    """One percentile of both runs, their ratio and its bootstrap confidence interval."""
-
-    statistic: str  # p50 | p95 | p99
-    baseline_ms: float
-    current_ms: float
-    ratio: float  # current / baseline
-    ci_low: float
-    ci_high: float
-
-    @property
-    def change(self) -> float:
-        """Relative change, e.g. +0.23 for 23% slower."""
-        return self.ratio - 1.0
-
-    def describe(self) -> str:
-        return (
-            f"{self.statistic} {self.baseline_ms:.3f} → {self.current_ms:.3f} ms "
-            f"({self.change:+.1%}, {_ci_text(self.ci_low, self.ci_high)})"
-        )
-
-
-@dataclass(frozen=True)
-class SignificanceTest:
-    """A two-sample test on the raw samples."""
-
-    name: str
-    statistic: float
-    p_value: float
-    n_current: int
-    n_baseline: int
-
-
-@dataclass(frozen=True)
-class ExactDifference:
-    """A deterministic metric that differs between the runs (compared exactly, no statistics)."""
-
-    metric: str
-    baseline: Any
-    current: Any
-
-    def describe(self) -> str:
-        return f"{self.metric} {_short(self.baseline)} → {_short(self.current)}"
-
-
-@dataclass(frozen=True)
-class PlanChange:
-    """A plan whose shape changed: both plans, so a reader can see what the planner now does."""
-
-    baseline_shape: str
-    current_shape: str
-    baseline_plan: str
-    current_plan: str
-
-
-@dataclass(frozen=True)
-class ScenarioComparison:
-    """The verdict for one scenario, with its evidence."""
-
-    scenario: str
-    query: str
-    status: Status
-    reason: str  # one line
-    changes: tuple[StatisticChange, ...] = ()
-    test: SignificanceTest | None = None
-    exact: tuple[ExactDifference, ...] = ()
-    plan_change: PlanChange | None = None
-    basis: Basis | None = None  # what latency was compared on (None: not compared)
-
-    @property
-    def failing(self) -> bool:
-        return self.status in FAILING_STATUSES
-
-    def change(self, statistic: str) -> StatisticChange | None:
-        return next((c for c in self.changes if c.statistic == statistic), None)
-
-    def line(self) -> str:
-        """The one line a failing list shows."""
-        return f"{self.scenario}: {self.status}: {self.reason}"
-
-
-@dataclass(frozen=True)
-class EnvironmentDifference:
-    """A fingerprint field that differs; ``decisive`` ones make numbers incomparable."""
-
-    field: str
-    baseline: Any
-    current: Any
-    decisive: bool
-
-    def describe(self) -> str:
-        return f"{self.field}: {_short(self.baseline)} → {_short(self.current)}"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A whole comparison: environment first, then every scenario (and the load run, if both have one)."""
-
-    current_run: str
-    baseline_run: str
-    thresholds: Thresholds
-    environment: tuple[EnvironmentDifference, ...]
-    scenarios: tuple[ScenarioComparison, ...]
-    load: tuple[ScenarioComparison, ...] = ()
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    plans: tuple[ScenarioComparison, ...] = ()  # verification plans (shape, buffers) of both runs
-
-    @property
-    def all_items(self) -> tuple[ScenarioComparison, ...]:
-        return self.scenarios + self.plans + self.load
-
-    @property
-    def regressions(self) -> tuple[ScenarioComparison, ...]:
-        return tuple(s for s in self.all_items if s.status == "regressed")
-
-    @property
-    def errors(self) -> tuple[ScenarioComparison, ...]:
-        return tuple(s for s in self.all_items if s.status == "error")
-
-    @property
-    def inconclusive(self) -> tuple[ScenarioComparison, ...]:
-        return tuple(s for s in self.all_items if s.status == "inconclusive")
-
-    @property
-    def failing(self) -> tuple[ScenarioComparison, ...]:
-        return tuple(s for s in self.all_items if s.failing)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failing
-
-    @property
-    def verdict(self) -> str:
-        if self.regressions:
-            return "REGRESSION"
-        if self.errors:
-            return "COULD NOT COMPARE"
-        if self.inconclusive:
-            return "INCONCLUSIVE"
-        return "NO REGRESSION"
-
-    @property
-    def exit_code(self) -> int:
-        """0 no regression, 1 a regression or a scenario that could not be compared, 3 inconclusive."""
-        return {"REGRESSION": 1, "COULD NOT COMPARE": 1, "INCONCLUSIVE": 3, "NO REGRESSION": 0}[self.verdict]
-
-    @property
-    def data_differs(self) -> bool:
-        return any(d.field in _DATA_FIELDS for d in self.environment)
-
-    def counts(self) -> dict[str, int]:
-        return {status: sum(1 for s in self.all_items if s.status == status) for status in STATUS_ORDER}
-
-    def conclusion(self) -> str:
-        """What this comparison can and cannot conclude, in one or two sentences."""
-        decisive = [d.field for d in self.environment if d.decisive]
-        if not decisive:
-            scope = "Same environment: a difference below is attributable to the code or schema."
-        elif self.data_differs:
-            scope = (
-                f"The environment differs ({', '.join(decisive)}), including the data: latency changes "
-                "may come from the environment, and deterministic metrics were not compared."
-            )
-        else:
-            scope = (
-                f"The environment differs ({', '.join(decisive)}): latency changes may come from the "
-                "environment rather than the code."
-            )
-        counts = self.counts()
-        tally = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-        return f"{scope} {tally or 'nothing to compare'}."
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "passed": self.passed,
-            "current_run": self.current_run,
-            "baseline_run": self.baseline_run,
-            "thresholds": self.thresholds.to_dict(),
-            "conclusion": self.conclusion(),
-            "counts": self.counts(),
-            "environment": [
-                asdict(d) | {"baseline": _jsonable(d.baseline), "current": _jsonable(d.current)}
-                for d in self.environment
-            ],
-            "scenarios": [_scenario_dict(s) for s in self.scenarios],
-            "plans": [_scenario_dict(s) for s in self.plans],
-            "load": [_scenario_dict(s) for s in self.load],
-            "notes": list(self.notes),
-        }
-
-
-# --- statistics on raw samples ----------------------------------------------------------------
-
-
-class CannotCompute(ValueError):
-    """The statistics cannot be computed soundly: the scenario is an ``error``, never a pass."""
-
-
-def bootstrap_ratios(current: np.ndarray, baseline: np.ndarray, thresholds: Thresholds) -> tuple[StatisticChange, ...]:
-    """Ratios of p50/p95/p99 (current / baseline) with percentile-bootstrap confidence intervals.
-
-    Each side is resampled independently with replacement (unpaired runs); the interval is the
-    central ``confidence`` share of the resampled ratios. numpy rather than ``scipy.stats.bootstrap``
-    so the three percentiles share one set of resamples and memory stays bounded (batches).
-    """
-    qs = np.array([q for _, q in PERCENTILES])
-    point_cur = np.percentile(current, qs)
-    point_base = np.percentile(baseline, qs)
-    if np.any(point_base <= 0) or np.any(point_cur < 0):
-        raise CannotCompute("a baseline percentile is zero or negative: no ratio")
-    rng = np.random.default_rng(thresholds.seed)
-    ratios = np.empty((thresholds.resamples, qs.size))
-    batch = max(1, min(thresholds.resamples, 2_000_000 // max(current.size, baseline.size, 1)))
-    for start in range(0, thresholds.resamples, batch):
-        size = min(batch, thresholds.resamples - start)
-        cur = current[rng.integers(0, current.size, size=(size, current.size))]
-        base = baseline[rng.integers(0, baseline.size, size=(size, baseline.size))]
-        cur_q = np.percentile(cur, qs, axis=1).T
-        base_q = np.percentile(base, qs, axis=1).T
-        if np.any(base_q <= 0):
-            raise CannotCompute("a resampled baseline percentile is zero: no ratio")
-        ratios[start : start + size] = cur_q / base_q
-    tail = (1.0 - thresholds.confidence) / 2.0 * 100.0
-    low, high = np.percentile(ratios, [tail, 100.0 - tail], axis=0)
-    changes = []
-    for index, (name, _) in enumerate(PERCENTILES):
-        values = (point_base[index], point_cur[index], point_cur[index] / point_base[index], low[index], high[index])
-        if not all(math.isfinite(float(v)) for v in values):
-            raise CannotCompute(f"{name}: the ratio or its interval is not finite")
-        changes.append(StatisticChange(name, *(float(v) for v in values)))
-    return tuple(changes)
-
-
-def mann_whitney(current: np.ndarray, baseline: np.ndarray) -> SignificanceTest:
-    """Two-sided Mann-Whitney U on the raw samples (asymptotic, with tie correction)."""
-    from scipy.stats import mannwhitneyu
-
-    try:
-        result = mannwhitneyu(current, baseline, alternative="two-sided", method="asymptotic")
-    except ValueError as exc:
-        raise CannotCompute(f"Mann-Whitney U failed: {exc}") from exc
-    statistic, p_value = float(result.statistic), float(result.pvalue)
-    if not (math.isfinite(statistic) and math.isfinite(p_value)):
-        # e.g. every sample on both sides identical: the test has no answer (pyperf would say
-        # "significant"; a sign-off must not).
-        if np.all(current == current[0]) and np.all(baseline == current[0]):
-            return SignificanceTest(
-                "Mann-Whitney U",
-                statistic if math.isfinite(statistic) else 0.0,
-                1.0,
-                int(current.size),
-                int(baseline.size),
-            )
-        raise CannotCompute("Mann-Whitney U returned a non-finite p-value")
-    return SignificanceTest("Mann-Whitney U", statistic, p_value, int(current.size), int(baseline.size))
-
-
-def _as_samples(values: Sequence[float] | np.ndarray, side: str, thresholds: Thresholds) -> np.ndarray:
-    data = np.asarray(values, dtype=float)
-    if data.ndim != 1 or data.size < thresholds.min_samples:
-        raise CannotCompute(f"{side} has {data.size} raw samples; at least {thresholds.min_samples} are needed")
-    if not np.all(np.isfinite(data)):
-        raise CannotCompute(f"{side} samples contain NaN or infinity")
-    return data
-
-
-@dataclass(frozen=True)
-class MeasuredNoise:
-    """How much the same fixed work varied in the two runs: what a latency effect must be larger than.
-
-    ``current`` / ``baseline``: the relative spread (10th to 90th percentile over the median) of the
-    calibration probe's per-probe medians within each run; ``shift``: how much the probe moved between
-    the runs (current / baseline - 1). Measured on the ``basis`` compared: the fixed CPU loop's CPU
-    time, or its wall time.
-    """
-
-    basis: Basis
-    current: float
-    baseline: float
-    shift: float
-    measured: bool = True  # False: no calibration in a run; a busy machine counted as ``busy_min_effect``
-
-    @property
-    def total(self) -> float:
-        return self.current + self.baseline + abs(self.shift)
-
-    def describe(self) -> str:
-        if not self.measured:
-            return (f"±{self.total:.0%} assumed (a run without noise probes, measured on a busy machine by its "
-                    "load average)" if self.total else "not measured (a run without noise probes)")
-        probe = "fixed CPU loop's CPU time" if self.basis == "CPU time" else "fixed CPU loop's wall time"
-        return (f"±{self.total:.0%}: the {probe} varied ±{self.current:.0%} in this run and "
-                f"±{self.baseline:.0%} in the baseline, and moved {self.shift:+.0%} between them")
-
-
-def _probe_medians(run: BenchmarkRun, basis: Basis) -> list[float]:
-    name = "cpu_loop_cpu_ms" if basis == "CPU time" else "cpu_loop_ms"
-    return [float(np.median(getattr(p, name))) for p in run.calibration if getattr(p, name)]
-
-
-def _spread(values: Sequence[float]) -> float:
-    low, median, high = np.percentile(np.asarray(values, dtype=float), [10, 50, 90])
-    return float((high - low) / median) if median > 0 else 0.0
-
-
-def measured_noise(
-    current: BenchmarkRun, baseline: BenchmarkRun, basis: Basis, thresholds: Thresholds
-) -> MeasuredNoise:
-    """The noise of both runs on ``basis`` (from their calibration probes; see ``MeasuredNoise``)."""
-    cur, base = _probe_medians(current, basis), _probe_medians(baseline, basis)
-    if cur and base:
-        shift = float(np.median(cur) / np.median(base) - 1.0) if np.median(base) > 0 else 0.0
-        return MeasuredNoise(basis, _spread(cur), _spread(base), shift)
-
-    def assumed(run: BenchmarkRun) -> float:
-        peak = None if run.machine is None else run.machine.peak_per_cpu
-        return thresholds.busy_min_effect if peak is not None and peak >= BUSY_LOAD_PER_CPU else 0.0
-
-    return MeasuredNoise(basis, 0.0, max(assumed(current), assumed(baseline)), 0.0, measured=False)
-
-
-def latency_basis(
-    current: ScenarioResult, baseline: ScenarioResult
-) -> tuple[Basis, tuple[float, ...], tuple[float, ...]]:
-    """CPU time per round when both runs measured it (what a busy machine moves least), else wall time."""
-    if current.cpu_ms and baseline.cpu_ms:
-        return "CPU time", current.cpu_ms, baseline.cpu_ms
-    return "wall time", current.samples_ms, baseline.samples_ms
-
-
-@dataclass(frozen=True)
-class LatencyVerdict:
-    """The latency part of a scenario's verdict."""
-
-    status: Status
-    reason: str
-    changes: tuple[StatisticChange, ...]
-    test: SignificanceTest | None
-
-
-def judge_latency(
-    current: Sequence[float] | np.ndarray,
-    baseline: Sequence[float] | np.ndarray,
-    thresholds: Thresholds = Thresholds(),
-    noise: MeasuredNoise | None = None,
-    *,
-    basis: Basis = "wall time",
-) -> LatencyVerdict:
-    """Classify two raw sample sets as improved / unchanged / regressed / inconclusive, or ``error``.
-
-    ``noise``: what the runs' calibration says the machine moved by itself; an effect must clear it.
-    """
-    try:
-        cur = _as_samples(current, "current", thresholds)
-        base = _as_samples(baseline, "baseline", thresholds)
-        changes = bootstrap_ratios(cur, base, thresholds)
-        test = mann_whitney(cur, base)
-    except CannotCompute as exc:
-        return LatencyVerdict("error", f"could not compute: {exc}", (), None)
-    by_name = {c.statistic: c for c in changes}
-    fast, p50, p95 = by_name[JUDGED], by_name["p50"], by_name["p95"]
-    significant = test.p_value < thresholds.alpha
-    up, down = 1.0 + thresholds.min_effect, 1.0 / (1.0 + thresholds.min_effect)
-    floor = noise.total if noise is not None else 0.0
-    evidence = f"p50 {p50.change:+.1%}, Mann-Whitney p={_p_text(test.p_value)}"
-    what = f"{basis} " if basis == "CPU time" else ""
-    if significant and fast.ratio >= up and fast.ci_low > 1.0:
-        if fast.ci_low > 1.0 + floor:
-            beyond = f"; larger than the noise measured in both runs ({noise.describe()})" if noise and floor else ""
-            return LatencyVerdict("regressed", f"{what}{fast.describe()}, {evidence}{beyond}", changes, test)
-        assert noise is not None
-        return LatencyVerdict(
-            "inconclusive",
-            f"{what}{fast.describe()}, {evidence}; but not clear of the noise measured in both runs "
-            f"({noise.describe()}): rerun both on a quieter machine to decide",
-            changes,
-            test,
-        )
-    # Tails decide only when asked (judge_tails): the fast rounds are what identical runs reproduce here.
-    if significant and thresholds.judge_tails and p95.ci_low >= up + floor:
-        return LatencyVerdict("regressed", f"{what}tail {p95.describe()}, {evidence}", changes, test)
-    if significant and fast.ratio <= down and fast.ci_high < 1.0 / (1.0 + floor):
-        return LatencyVerdict("improved", f"{what}{fast.describe()}, {evidence}", changes, test)
-    if significant and thresholds.judge_tails and p95.ci_high <= down / (1.0 + floor):
-        return LatencyVerdict("improved", f"{what}tail {p95.describe()}, {evidence}", changes, test)
-    if significant and (p95.ci_low >= up or p95.ci_high <= down):
-        why = (
-            f"{what}{JUDGED} {fast.change:+.1%} ({_ci_text(fast.ci_low, fast.ci_high)}); tail {p95.describe()}: a "
-            "change in the slowest rounds alone is shown, not judged (on a shared machine other processes cause it)"
-        )
-    elif significant:
-        why = (
-            f"{what}{JUDGED} {fast.change:+.1%}, {evidence}: significant but under the {thresholds.min_effect:.0%} "
-            "effect"
-        )
-    else:
-        why = f"{what}{JUDGED} {fast.change:+.1%}, p50 {p50.change:+.1%}, not significant (p={_p_text(test.p_value)})"
-    return LatencyVerdict("unchanged", why, changes, test)
 
 
 # --- deterministic metrics --------------------------------------------------------------------
@@ -523,7 +120,7 @@ def _plan_text(result: ScenarioResult) -> str:
     for key in PLAN_TEXT_KEYS:
         value = result.extra.get(key)
         if value:
-            return value if isinstance(value, str) else _short(value, limit=4000)
+            return value if isinstance(value, str) else short(value, limit=4000)
     return str(result.extra.get("plan_shape", ""))
 
 
@@ -569,10 +166,6 @@ VOLATILE_KEYS = frozenset(
 )
 """Keys (of server settings, of the pinning record) that name where one throwaway server or process
 lives, not how it behaves: never a difference between two runs."""
-
-BUSY_LOAD_PER_CPU = 0.75
-"""A run whose 1-minute load average per CPU reached this was sharing the machine with other work."""
-
 
 def compare_environment(
     current: EnvironmentFingerprint, baseline: EnvironmentFingerprint
@@ -625,7 +218,7 @@ def machine_load(current: BenchmarkRun, baseline: BenchmarkRun) -> EnvironmentDi
 def compare_scenario(
     current: ScenarioResult | None,
     baseline: ScenarioResult | None,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
     *,
     same_data: bool = True,
     noise: Callable[[Basis], MeasuredNoise] | None = None,
@@ -675,8 +268,6 @@ def compare_scenario(
 
 def is_contrast(result: ScenarioResult) -> bool:
     """An OFFSET contrast scenario (its canonical query is tagged ``contrast``)."""
-    from chatbench.schema.queries import QUERIES_BY_NAME
-
     query = QUERIES_BY_NAME.get(result.query)
     return query is not None and "contrast" in query.tags
 
@@ -700,13 +291,15 @@ def check_comparable(current: BenchmarkRun, baseline: BenchmarkRun, *, allow_dif
     )
 
 
-def compare_runs(current: BenchmarkRun, baseline: BenchmarkRun, thresholds: Thresholds = Thresholds()) -> Comparison:
+def compare_runs(
+    current: BenchmarkRun, baseline: BenchmarkRun, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> Comparison:
     """Compare two benchmark runs: environment first, then every scenario, then the load run."""
     environment = compare_environment(current.environment, baseline.environment)
     for extra in (data_checksum(current, baseline), machine_load(current, baseline)):
         if extra is not None:
             environment = (*environment, extra)
-    same_data = not any(d.field in _DATA_FIELDS for d in environment)
+    same_data = not any(d.field in DATA_FIELDS for d in environment)
     notes: list[str] = []
     noises = {basis: measured_noise(current, baseline, basis, thresholds) for basis in ("CPU time", "wall time")}
 
@@ -816,70 +409,3 @@ def compare_load(
             status, reason = "regressed", f"errors {base_op.errors} → {cur_op.errors}; {reason}"
         items.append(ScenarioComparison(label, cur_op.query, status, reason, verdict.changes, verdict.test))
     return tuple(items), ()
-
-
-MAX_HISTOGRAM_SAMPLES = 200_000
-
-
-def histogram_samples(encoded: str) -> np.ndarray:
-    """Samples (ms) rebuilt from a base64 HDR histogram of microseconds, thinned to a bounded size.
-
-    Thinning keeps the distribution (every recorded value keeps its share of the counts), so
-    percentiles and rank tests see the same shape with fewer points.
-    """
-    from hdrh.histogram import HdrHistogram
-
-    try:
-        histogram = HdrHistogram.decode(encoded)
-    except Exception as exc:
-        raise CannotCompute(f"HDR histogram does not decode ({exc})") from exc
-    values, counts = [], []
-    for item in histogram.get_recorded_iterator():
-        values.append(item.value_iterated_to / 1000.0)
-        counts.append(item.count_at_value_iterated_to)
-    total = sum(counts)
-    if total == 0:
-        raise CannotCompute("HDR histogram is empty")
-    scale = min(1.0, MAX_HISTOGRAM_SAMPLES / total)
-    kept = np.maximum(np.rint(np.asarray(counts, dtype=float) * scale), 1).astype(int)
-    return np.repeat(np.asarray(values, dtype=float), kept)
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def _ci_text(low: float, high: float) -> str:
-    return f"95% CI {low - 1.0:+.1%}..{high - 1.0:+.1%}"
-
-
-def _p_text(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else repr(_jsonable(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _scenario_dict(item: ScenarioComparison) -> dict[str, Any]:
-    return {
-        "scenario": item.scenario,
-        "query": item.query,
-        "status": item.status,
-        "reason": item.reason,
-        "changes": [asdict(c) for c in item.changes],
-        "test": asdict(item.test) if item.test is not None else None,
-        "exact": [
-            {"metric": d.metric, "baseline": _jsonable(d.baseline), "current": _jsonable(d.current)} for d in item.exact
-        ],
-        "plan_change": asdict(item.plan_change) if item.plan_change is not None else None,
-        "basis": item.basis,
-    }

@@ -9,7 +9,16 @@ from __future__ import annotations
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.html_page import CSS, e
 from chatbench.reports.rehearsal_plot import timeline
-from chatbench.reports.rehearsal_tables import FINDING_SECTIONS, Table, estimates, phases, sizes, statements
+from chatbench.reports.rehearsal_tables import (
+    FINDING_SECTIONS,
+    Table,
+    context,
+    estimates,
+    phases,
+    sizes,
+    statements,
+    wal,
+)
 
 
 def _table(table: Table) -> str:
@@ -41,6 +50,14 @@ def section(r: Rehearsal, level: int = 2) -> str:
         parts.append(f"<{h}>Blocking time extrapolated to {r.production_messages:,} messages</{h}><p>An extrapolation, "
                      "not a measurement: linear through the two measured sizes for statements whose work grows with "
                      "the table, constant for metadata-only ones.</p>" + _table(estimates(r)))
+    if r.wal_estimates:
+        parts.append(f"<{h}>WAL per statement, extrapolated to {r.production_messages:,} messages</{h}><p>The LSN "
+                     "difference around each statement, extrapolated like blocking time; replica lag is that WAL at "
+                     "the replica's apply rate.</p>" + _table(wal(r)))
+    surroundings = [line for s in r.sizes for line in context(s)]
+    if surroundings:
+        parts.append(f"<{h}>Long transaction, WAL and residue</{h}><ul>"
+                     + "".join(f"<li>{e(line)}</li>" for line in surroundings) + "</ul>")
     parts.append(f"<{h}>The app before, during and after</{h}>" + _table(phases(size)))
     parts.append(f"<{h}>Sizes measured</{h}>" + _table(sizes(r)))
     for s in r.sizes:

@@ -7,7 +7,16 @@ under its title, and a sign-off with ``--migration`` carries the same section in
 from __future__ import annotations
 
 from chatbench.rehearse.result import Rehearsal
-from chatbench.reports.rehearsal_tables import FINDING_SECTIONS, Table, estimates, phases, sizes, statements
+from chatbench.reports.rehearsal_tables import (
+    FINDING_SECTIONS,
+    Table,
+    context,
+    estimates,
+    phases,
+    sizes,
+    statements,
+    wal,
+)
 
 ICON = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌", "ERROR": "⛔"}
 
@@ -43,6 +52,14 @@ def section(r: Rehearsal, level: int = 2) -> list[str]:
                   "An extrapolation, not a measurement: linear in the number of messages through the two measured "
                   "sizes for statements whose work grows with the table, constant for metadata-only ones.", ""]
         lines += _table(estimates(r))
+    if r.wal_estimates:
+        lines += [f"{h} WAL per statement, extrapolated to {r.production_messages:,} messages", "",
+                  "The LSN difference around each statement (the app's appends write a little of it), extrapolated "
+                  "like blocking time; replica lag is that WAL at the replica's apply rate.", ""]
+        lines += _table(wal(r))
+    surroundings = [line for s in r.sizes for line in context(s)]
+    if surroundings:
+        lines += [f"{h} Long transaction, WAL and residue", ""] + [f"- {line}" for line in surroundings] + [""]
     lines += [f"{h} The app before, during and after the migration", "", *_table(phases(size))]
     lines += [f"{h} Sizes measured", "", *_table(sizes(r))]
     for s in r.sizes:

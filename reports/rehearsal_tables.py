@@ -6,6 +6,7 @@ import math
 
 from chatbench.rehearse.locks import short
 from chatbench.rehearse.result import ACCESSES, Latency, Rehearsal, SizeRun, StatementRun
+from chatbench.rehearse.rules import attempts_text, queue_text, wal_size
 
 Table = tuple[tuple[str, ...], list[tuple[str, ...]]]
 # The findings' sections, in the order the reports show them: (heading, severity, what the fix is called).
@@ -31,7 +32,7 @@ def _locks(run: StatementRun) -> str:
 def statements(size: SizeRun) -> Table:
     header = ("#", "statement", "duration s", "strongest lock per relation (held s)", "rewrite",
               "reads blocked (n, longest s)", "appends blocked (n, longest s)", "app while it ran",
-              "lock_timeout")
+              "lock_timeout", "waited for its lock s", "queued behind its waiting lock", "tries", "WAL")
     rows = []
     for run in size.statements:
         blocked = tuple(f"{run.blocked[a].count}, {run.blocked[a].longest_s:.3f}" if a in run.blocked else "–"
@@ -40,8 +41,38 @@ def statements(size: SizeRun) -> Table:
             f" — ERROR {run.error}" if run.error else ""), f"{run.duration_s:.3f}", _locks(run),
                      ", ".join(run.rewrites) or "no", *blocked,
                      f"reads {_latency(run.app.reads)}; appends {_latency(run.app.appends)}",
-                     "unknown" if run.lock_timeout is None else run.lock_timeout))
+                     ("unknown" if run.lock_timeout is None else run.lock_timeout)
+                     + (f" ({run.lock_timeout_source})" if run.lock_timeout_source else ""),
+                     f"{run.waited_s:.3f}", queue_text(run.queue) or "none", attempts_text(run) or "1",
+                     "unknown" if run.wal_bytes is None else wal_size(run.wal_bytes)))
     return header, rows
+
+
+def wal(rehearsal: Rehearsal) -> Table:
+    header = ("#", "at smaller size", "at profile size", "extrapolated to production", "basis", "replica lag",
+              "lag allowed")
+    allowed = rehearsal.wal_budget.get("lag_allowed_s", math.nan)
+    rate = rehearsal.wal_budget.get("replica_apply_mb_s", math.nan)
+    return header, [("migration" if e.statement is None else str(e.statement),
+                     f"{wal_size(e.small_bytes)} ({e.small_messages:,})",
+                     f"{wal_size(e.large_bytes)} ({e.large_messages:,})",
+                     f"{wal_size(e.extrapolated_bytes)} ({e.production_messages:,})", e.basis,
+                     f"{e.lag_s:,.1f} s at {rate:g} MB/s", f"{allowed:g} s") for e in rehearsal.wal_estimates]
+
+
+def context(size: SizeRun) -> list[str]:
+    """What surrounded the migration at one size: the long transaction, the residue, the WAL level."""
+    lines = []
+    if size.long_transaction is not None:
+        lines.append(f"at {size.messages:,} messages: {size.long_transaction.describe()}")
+    lines += [f"at {size.messages:,} messages: left behind: {r.kind} {r.name}: {r.detail}" for r in size.residue]
+    lines += [f"at {size.messages:,} messages: run {a.number} of the command at {a.start_s:.2f} s: {a.outcome} after "
+              f"{a.duration_s:.2f} s" + (f", waiting for {a.waited_for}" if a.waited_for else "")
+              for a in size.command_tries]
+    if size.migration_wal_bytes is not None:
+        lines.append(f"at {size.messages:,} messages: {wal_size(size.migration_wal_bytes)} of WAL from the migration's "
+                     f"start to its end (wal_level = {size.wal_level or 'unknown'})")
+    return lines
 
 
 def estimates(rehearsal: Rehearsal) -> Table:

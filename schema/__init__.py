@@ -4,7 +4,7 @@ Applications may import this package as their source of truth; chatbench verifie
 against it.
 """
 
-from chatbench.schema.ddl import DdlStep, LoadPhases, apply, ddl, fingerprint, load_phases
+from chatbench.schema.ddl import DdlStep, apply, ddl, fingerprint
 from chatbench.schema.models import (
     MESSAGE_ROLES,
     TITLE_MAX_LENGTH,
@@ -24,14 +24,12 @@ __all__ = [
     "Base",
     "Conversation",
     "DdlStep",
-    "LoadPhases",
     "Message",
     "User",
     "apply",
     "conversations",
     "ddl",
     "fingerprint",
-    "load_phases",
     "messages",
     "metadata",
     "users",

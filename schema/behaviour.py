@@ -8,9 +8,10 @@ and each probe here shows it by doing what the application does and looking at t
 
 A probe is a few statements run in a savepoint that is always rolled back:
 
-* ``setup`` steps make the rows it needs, with explicit ids above anything in the table (the runner
-  binds ``user_id``, ``conversation_id``, ``message_id``) so that no probe but ``ids_generated``
-  depends on how ids are generated;
+* ``setup`` steps make the rows it needs, with explicit ids no row of the table has (the runner binds
+  ``user_id``, ``conversation_id``, ``message_id`` and ``next_message_id``, of each key's type: integers
+  above the table's rows and sequence, a fresh uuid or text key otherwise) so that no probe but
+  ``ids_generated`` and ``history_order`` depends on how ids are generated;
 * the ``action`` is the write under test; ``expect`` says whether the schema must accept or reject
   it (a rejection is any integrity or data error, or an exception a trigger raises);
 * ``then`` (after an accepted action) is a query returning one row ``(holds boolean, observed text)``.
@@ -72,6 +73,9 @@ class Probe:
     breach: str  # the finding when it does not hold: "a role 'admin' is accepted"
     then: str | None = None
     subject: str | None = None  # the object a finding names, when not the contract's subject
+    # The severity of a breach where the keys are not integers (uuid, text): a random key cannot keep an
+    # order the canonical identity gives for free; the breach is then a warning, not a lost contract.
+    unordered_keys: Literal["error", "warning"] = "error"
 
 
 @dataclass(frozen=True)
@@ -106,11 +110,12 @@ CONVERSATION = Step(
 )
 
 
-def _message(does: str, *, id_offset: int = 0, role: str = "user", created_at: str = "%(t0)s") -> Step:
+def _message(does: str, *, second: bool = False, role: str = "user", created_at: str = "%(t0)s") -> Step:
+    key = "next_message_id" if second else "message_id"
     return Step(
         does,
         "INSERT INTO messages (id, conversation_id, user_id, role, content, created_at) OVERRIDING SYSTEM VALUE "
-        f"VALUES (%(message_id)s + {id_offset}, %(conversation_id)s, %(user_id)s, '{role}', 'probe', {created_at})",
+        f"VALUES (%({key})s, %(conversation_id)s, %(user_id)s, '{role}', 'probe', {created_at})",
     )
 
 
@@ -292,7 +297,7 @@ _LEFT_BEHIND = (
 
 
 def _cascade_contract() -> BehaviourContract:
-    messages = (MESSAGE, _message("inserting a second message", id_offset=1))
+    messages = (MESSAGE, _message("inserting a second message", second=True))
     return BehaviourContract(
         "deletes_cascade",
         "deleting a user deletes their conversations and messages; deleting a conversation deletes its messages",
@@ -434,9 +439,10 @@ def _updated_after_created_contract() -> BehaviourContract:
 
 def _ids_contract() -> BehaviourContract:
     def two_distinct(first: str, second: str, what: str) -> str:
+        # compared as text: the same test for bigint, uuid and text keys
         return (
-            f"SELECT {first}::bigint IS NOT NULL AND {second}::bigint IS NOT NULL "
-            f"AND {first}::bigint <> {second}::bigint, "
+            f"SELECT {first}::text IS NOT NULL AND {second}::text IS NOT NULL "
+            f"AND {first}::text <> {second}::text, "
             f"'{what} got ids ' || coalesce({first}::text, 'NULL') || ' and ' || coalesce({second}::text, 'NULL')"
         )
 
@@ -498,13 +504,20 @@ def _ids_contract() -> BehaviourContract:
     )
 
 
+# Messages the history probe appends in one transaction (one created_at): six, so that a key that does not
+# follow the append order (a random uuid) is seen out of order with certainty (1 in 720 by chance).
+_TIES = ("first", "second", "third", "fourth", "fifth", "sixth")
+_PAGE = len(_TIES) // 2
+
+
 def _history_order_contract() -> BehaviourContract:
-    latest = QUERIES_BY_NAME["latest_messages"].sql()
-    before = QUERIES_BY_NAME["messages_before"].sql().replace("%(cursor_created_at)s", "%(second_created_at)s")
-    before = before.replace("%(cursor_id)s", "%(second_id)s")
+    cursor = _TIES[_PAGE]  # the oldest message of the latest page: the keyset cursor of the next one
+    latest = QUERIES_BY_NAME["latest_messages"].sql().replace("%(limit)s", str(_PAGE))
+    before = QUERIES_BY_NAME["messages_before"].sql().replace("%(limit)s", str(_PAGE))
+    newest_first = list(reversed(_TIES))
     pages = (
-        f"SELECT latest = ARRAY['third', 'second'] AND older = ARRAY['first'], "
-        f"'latest_messages gave ' || latest::text || ', messages_before the second gave ' || older::text "
+        f"SELECT latest = ARRAY{newest_first[:_PAGE]!r} AND older = ARRAY{newest_first[_PAGE:]!r}, "
+        f"'latest_messages gave ' || latest::text || ', messages_before the {cursor} gave ' || older::text "
         f"FROM (SELECT ARRAY(SELECT content FROM ({latest}) AS page) AS latest, "
         f"ARRAY(SELECT content FROM ({before}) AS page) AS older) AS pages"
     )
@@ -518,6 +531,7 @@ def _history_order_contract() -> BehaviourContract:
             content=f"'{content}'",
         )
 
+    setup = tuple(append(c, "cursor_" if c == cursor else "") for c in _TIES[:-1])
     return BehaviourContract(
         "history_order",
         "a conversation's history is ordered by (created_at, id): messages appended in one transaction "
@@ -526,11 +540,12 @@ def _history_order_contract() -> BehaviourContract:
         (
             Probe(
                 "history_ties_in_append_order",
-                (*WITH_CONVERSATION, append("first"), append("second", "second_")),
-                append("third"),
+                (*WITH_CONVERSATION, *setup),
+                append(_TIES[-1]),
                 "accepted",
                 "messages with equal created_at do not page in the order they were appended",
                 then=pages,
+                unordered_keys="warning",
             ),
         ),
         covers=frozenset({"messages.created_at"}),

@@ -1,9 +1,8 @@
 """Rendering, fingerprinting and applying the canonical schema.
 
 ``ddl()`` is the single source of the schema's text: ``fingerprint()`` hashes it, so reports and the
-seeded-snapshot cache can say exactly which schema they ran on. ``load_phases()`` splits the same
-DDL into what must exist before a bulk load and what is cheaper to build after it (primary keys,
-indexes, foreign keys, triggers): the loader uses it so that the loaded schema is the canonical one.
+seeded-snapshot cache can say exactly which schema they ran on. The loader builds the schema whole and
+takes it apart around its bulk load by the catalog's own definitions (``chatbench.loadgen.ddl``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import sqlalchemy as sa
 from chatbench.schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
-from sqlalchemy.schema import AddConstraint, CreateIndex, CreateTable, DropConstraint
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 _DIALECT = postgresql.dialect()
 
@@ -68,41 +67,3 @@ class DdlStep:
     name: str
     table: str
     sql: str
-
-
-@dataclass(frozen=True)
-class LoadPhases:
-    """The canonical schema split around a bulk load; ``before`` + ``after`` = the canonical schema."""
-
-    before: tuple[DdlStep, ...]
-    after: tuple[DdlStep, ...]
-
-
-# Tables whose primary key is dropped for the load and rebuilt after it (the big ones).
-_BULK_TABLES = ("conversations", "messages")
-
-
-def load_phases() -> LoadPhases:
-    """Bare tables first; primary keys of big tables, indexes, foreign keys and triggers after the load."""
-    # AddConstraint/DropConstraint detach the constraint from its table's CREATE TABLE as a side
-    # effect: work on a private copy so the canonical metadata (and ddl(), fingerprint()) stay intact.
-    private = sa.MetaData(naming_convention=metadata.naming_convention)
-    for table in metadata.sorted_tables:
-        table.to_metadata(private)
-    before: list[DdlStep] = [DdlStep(name, "", body.strip()) for name, body in TRIGGER_FUNCTIONS.items()]
-    after: list[DdlStep] = []
-    for table in private.sorted_tables:
-        before.append(DdlStep(table.name, table.name, _compile(CreateTable(table, include_foreign_key_constraints=[]))))
-        if table.name in _BULK_TABLES:
-            pk = table.primary_key
-            before.append(DdlStep(str(pk.name), table.name, _compile(DropConstraint(pk))))
-            after.append(DdlStep(str(pk.name), table.name, _compile(AddConstraint(pk))))
-    for table in private.sorted_tables:
-        for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            after.append(DdlStep(str(index.name), table.name, _compile(CreateIndex(index))))
-    for table in private.sorted_tables:
-        for fk in sorted(table.foreign_key_constraints, key=lambda c: str(c.name)):
-            after.append(DdlStep(str(fk.name), table.name, _compile(AddConstraint(fk))))
-    for name, (table_name, create) in TRIGGERS.items():
-        after.append(DdlStep(name, table_name, create))
-    return LoadPhases(tuple(before), tuple(after))

@@ -26,6 +26,8 @@ from sqlalchemy.engine import URL
 from chatbench.errors import ConfigError
 
 CANONICAL_NAME = "canonical"
+TOOL_TABLES = frozenset({"alembic_version", "flyway_schema_history", "schema_migrations", "django_migrations"})
+"""Tables migration tools keep beside the application's: never seeded, never drift."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +81,7 @@ def _captured_ddl(package: SchemaPackage) -> tuple[str, ...]:
         captured.append(str(sql.compile(dialect=engine.dialect)).strip())
 
     engine = sa.create_mock_engine("postgresql+psycopg://", record)
-    package.metadata.create_all(engine, checkfirst=False)  # type: ignore[arg-type]
+    package.metadata.create_all(engine, checkfirst=False)
     return tuple(captured)
 
 

@@ -37,7 +37,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 m = messages.c
 c = conversations.c
-_DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
+_DIALECT = postgresql.psycopg.dialect()
 _DIALECT.bind_typing = BindTyping.NONE
 
 _TIMESTAMP = DateTime(timezone=True)
@@ -80,7 +80,7 @@ class CanonicalQuery:
         Parameters carry no casts: the server types each by the column it meets, so one text serves a
         schema keyed by bigint, uuid or text (a uuid or text key is passed as a string, untyped).
         """
-        return str(self.statement.compile(dialect=_DIALECT))
+        return str(self.statement.compile(dialect=_DIALECT))  # type: ignore[attr-defined]
 
     def sql_positional(self) -> tuple[str, tuple[str, ...]]:
         """The statement with ``$1..$n`` placeholders and the parameter order: what PREPARE takes."""

@@ -1,7 +1,11 @@
-"""Real PostgreSQL servers for the test session, provisioned by chatbench itself.
+"""Real PostgreSQL servers for the test session, provisioned by chatbench itself, and the other
+things several test files need once.
 
 ``pg`` is one local (embedded wheel) server for the whole session; ``fresh_db`` gives each test its
 own database on it (dropped afterwards), ``schema_db`` the same with the canonical schema applied.
+``dsn`` is one server with real password authentication for the session (``dsn_server``), ``run_dir``
+a run directory of the test's own, ``wheel`` the project's wheel, built once per session (per xdist
+worker: the packaging tests share an xdist group so they share one build).
 Container tests need a Docker engine: they skip with the reason when none answers, except under
 ``CI=true`` where a missing engine is a failure (CI brings one up).
 """
@@ -9,15 +13,20 @@ Container tests need a Docker engine: they skip with the reason when none answer
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import drop_database, make_database
+from dsn_server import DsnServer, password_server
+from servers import drop_database, make_database, require_docker, require_pg15
 
 from chatbench import schema
 from chatbench.provision import Server, provision
+from chatbench.provision.paths import run_root
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_FOLDERS = ("schema", "loadgen", "verify", "benchmarks", "reports")
@@ -44,6 +53,28 @@ def no_xdist_worker_variables_in_children() -> None:
         del os.environ[name]
 
 
+SLOW_MODULES = ("test_rehearse_corpus.py", "test_rehearse_queue.py", "test_rehearse_models.py",
+                "test_signoff_migration.py", "test_schema_variants.py", "test_citus_bench.py",
+                "test_citus_provision.py", "test_citus_readiness.py")
+"""Modules whose tests are whole rehearsals or sign-offs (10-50 s each), or need a Citus build: ``slow``
+until each file carries the marker itself."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``container`` or ``pg15`` needs that from the machine: without it the test skips
+    with the reason, and fails under ``CI=true`` (CI provides both)."""
+    if item.get_closest_marker("container"):
+        require_docker()
+    if item.get_closest_marker("pg15"):
+        require_pg15()
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[Server]:
     with provision("local") as server:
@@ -63,3 +94,33 @@ def fresh_db(pg: Server) -> Iterator[Server]:
 def schema_db(fresh_db: Server) -> Server:
     schema.apply(fresh_db.url)
     return fresh_db
+
+
+@pytest.fixture(scope="session")
+def dsn() -> Iterator[DsnServer]:
+    """Someone else's server, password-protected: one per session, shared by every file that needs it
+    (each test makes and drops its own databases on it)."""
+    with password_server() as server:
+        yield server
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """A run directory of this test's own (reachable by the server's OS user, unlike tmp_path), removed
+    afterwards: a test that checks "nothing is left" looks here and is not confused by other runs."""
+    path = run_root() / f"test-{secrets.token_hex(4)}"
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """chatbench's wheel, built from the checkout once per session."""
+    out = tmp_path_factory.mktemp("wheel")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                           str(out), str(REPO)], cwd=out, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (built,) = out.glob("chatbench-*.whl")
+    return built

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from chatbench import schema
 
-TIMEOUT = "SET lock_timeout = '2s';"
+TIMEOUT = "SET lock_timeout = '500ms';"  # below the 1 s blocking budget: each try queues the app that long at most
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,99 @@ CASES: tuple[Case, ...] = (
          "ALTER TABLE conversations DROP CONSTRAINT ck_user_not_null;",
          "conversations", "AccessExclusiveLock"),
 )
+
+
+# -- the long transaction, WAL and residue (issue 28) -----------------------------------------------------------------
+# Each pair starts from the canonical schema (the seed cache's) and is judged by one rule: the unsafe version FAILs it,
+# the safe one passes every rule. The lock pairs run with a long transaction open across the migration's start.
+
+LONG_TRANSACTION_S = 2.0
+SHORT_TIMEOUT = "SET lock_timeout = '500ms';"
+EDITED_AT = "ALTER TABLE messages ADD COLUMN edited_at timestamptz;"
+BATCH = ("UPDATE messages SET content_chars = length(content) WHERE id IN (SELECT id FROM messages WHERE content_chars "
+         "IS NULL ORDER BY id LIMIT 5000);")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """An unsafe and a safe migration for one of the rules the long transaction, WAL and residue brought."""
+
+    name: str
+    unsafe: str
+    safe: str
+    rule: str  # what the unsafe version must FAIL
+    statement: int | None  # the statement the finding names (None: a command's migration)
+    long_transaction_s: float = 0.0
+    alembic: bool = False  # the two versions are Alembic projects (env.py differs), run by --migration-cmd
+    verify: bool = True  # verify the migrated schema too
+
+    def migration(self, folder: Path, safe: bool) -> Path:
+        path = folder / f"{self.name}.{'safe' if safe else 'unsafe'}.sql"
+        path.write_text((self.safe if safe else self.unsafe) + "\n")
+        return path
+
+
+PAIRS: tuple[Pair, ...] = (
+    # metadata-only, a millisecond once granted: without lock_timeout it waits behind the long transaction and the
+    # app queues behind it; with a short one it gives up, is retried, and gets the lock once the transaction ended
+    Pair("add_column_long_transaction", EDITED_AT, f"{SHORT_TIMEOUT}\n{EDITED_AT}", "lock_timeout", 1,
+         LONG_TRANSACTION_S),
+    # a one-statement backfill writes WAL in proportion to the table; one batch of a batched backfill (the deploy
+    # tool repeats it until it updates no row) writes the same at any size. Not verified: a backfill's updates move
+    # the oldest messages to new pages (no room for HOT updates), which the plan contracts' keyset-growth check sees
+    # (a real cost of any backfill; this pair judges its WAL)
+    Pair("backfill", "ALTER TABLE messages ADD COLUMN content_chars integer;\n"
+         "UPDATE messages SET content_chars = length(content);",
+         f"ALTER TABLE messages ADD COLUMN content_chars integer;\n{BATCH}\n{BATCH}", "wal", 2, verify=False),
+    # the release restores ix_messages_user_id but declares it UNIQUE by mistake: the concurrent build meets duplicate
+    # user ids, fails, and leaves an INVALID index behind
+    Pair("concurrent_unique_index", "DROP INDEX ix_messages_user_id;\n"
+         "CREATE UNIQUE INDEX CONCURRENTLY ix_messages_user_id ON messages (user_id);",
+         "DROP INDEX ix_messages_user_id;\nCREATE INDEX CONCURRENTLY ix_messages_user_id ON messages (user_id);",
+         "residue", 2),
+    # Alembic: the same ADD COLUMN, lock_timeout set (or not) in env.py through the connection's options, where no
+    # reading of the migration's text can see it (a second longer: Python and Alembic take about a second to start)
+    Pair("alembic_lock_timeout", "", "", "lock_timeout", None, LONG_TRANSACTION_S + 1.0, alembic=True),
+)
+
+ALEMBIC_ENV = '''
+import os
+from alembic import context
+from sqlalchemy import create_engine
+
+engine = create_engine(os.environ["CHATBENCH_SQLALCHEMY_URL"], connect_args={CONNECT_ARGS})
+with engine.connect() as connection:
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+'''
+
+ALEMBIC_REVISION = '''
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade() -> None:
+    UPGRADE
+'''
+ADD_EDITED_AT = 'op.add_column("messages", sa.Column("edited_at", sa.DateTime(timezone=True)))'
+
+
+def alembic_project(folder: Path, *, upgrade: str = ADD_EDITED_AT, lock_timeout: str | None = None) -> str:
+    """An Alembic project whose one revision runs ``upgrade`` (op calls), its env.py setting ``lock_timeout`` in the
+    connection's options (or not); returns the command that upgrades it."""
+    import sys
+    import textwrap
+
+    project = folder / ("alembic_timeout" if lock_timeout else "alembic_plain")
+    (project / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
+    (project / "alembic.ini").write_text(f"[alembic]\nscript_location = {project / 'migrations'}\n")
+    args = f'"options": "-c lock_timeout={lock_timeout}"' if lock_timeout else ""
+    (project / "migrations" / "env.py").write_text(textwrap.dedent(ALEMBIC_ENV).replace("CONNECT_ARGS", args))
+    (project / "migrations" / "script.py.mako").write_text("")
+    (project / "migrations" / "versions" / "0001_release.py").write_text(
+        textwrap.dedent(ALEMBIC_REVISION).replace("UPGRADE", upgrade))
+    return f"{sys.executable} -m alembic -c {project / 'alembic.ini'} upgrade head"

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chatbench import schema
-from chatbench.provision.paths import run_root
 
+pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("wheel")]  # one worker builds the wheel once
 ROOT = Path(__file__).resolve().parents[1]
 
 APP_TESTS = '''
@@ -92,24 +89,6 @@ def test_sqlalchemy_reads_the_same_data(seeded_chat_db):
 '''
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, timeout=600)
-    (built,) = out.glob("chatbench-*.whl")
-    return built
-
-
-@pytest.fixture
-def private_run_dir() -> Iterator[Path]:
-    path = run_root() / f"test-{secrets.token_hex(4)}"
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _application(base: Path) -> Path:
     app = base / "chatapp"
     (app / "tests").mkdir(parents=True)
@@ -131,7 +110,7 @@ def _run(*argv: str | Path, cwd: Path, env: dict[str, str]) -> subprocess.Comple
 
 
 def test_an_application_suite_with_two_xdist_workers_passes_and_seeds_once(wheel: Path, tmp_path: Path,
-                                                                          private_run_dir: Path) -> None:
+                                                                          run_dir: Path) -> None:
     app = _application(tmp_path)
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items()
@@ -144,7 +123,7 @@ def test_an_application_suite_with_two_xdist_workers_passes_and_seeds_once(wheel
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
 
     log = tmp_path / "app.log"
-    env |= {"APP_LOG": str(log), "CHATBENCH_RUN_DIR": str(private_run_dir)}
+    env |= {"APP_LOG": str(log), "CHATBENCH_RUN_DIR": str(run_dir)}
     done = _run(python, "-m", "pytest", "-p", "xdist", "-n", "2", "-q", "-p", "no:cacheprovider", cwd=app, env=env)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-3000:]
     assert "9 passed" in done.stdout
@@ -160,4 +139,4 @@ def test_an_application_suite_with_two_xdist_workers_passes_and_seeds_once(wheel
     summary = done.stdout[done.stdout.index(" chatbench "):]
     made = [line for line in summary.splitlines() if line.startswith("template smoke (seed 1)")]
     assert len(made) == 1 and ": made once (gw" in made[0] and "; 7 clones, median" in made[0], summary
-    assert not any(private_run_dir.iterdir())  # the server is gone, whichever worker started it
+    assert not any(run_dir.iterdir())  # the server is gone, whichever worker started it

@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from dsn_server import DsnServer, password_server
+from dsn_server import DsnServer
+from servers import require_tmpfs_mount
 
 from chatbench.cli import main
 from chatbench.provision.paths import cache_root, run_root
@@ -247,12 +248,6 @@ CASES += [
 ]
 
 
-@pytest.fixture(scope="module")
-def dsn() -> Iterator[DsnServer]:
-    with password_server() as server:
-        yield server
-
-
 def _children() -> set[int]:
     me = str(os.getpid())
     found = set()
@@ -282,9 +277,12 @@ def test_the_battery_is_big_and_covers_every_command() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_bad_input_is_one_line_naming_the_field(case: Case, dsn: DsnServer, tmp_path: Path,
+def test_bad_input_is_one_line_naming_the_field(case: Case, dsn: DsnServer, tmp_path: Path, run_dir: Path,
                                                  monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # Run and cache directories of the test's own: another xdist worker's runs come and go in the shared ones.
+    monkeypatch.setenv("CHATBENCH_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("CHATBENCH_CACHE_DIR", str(tmp_path / "cache"))
     runs, seeds = run_root(), cache_root() / "seeds"  # before the case's own (bad) settings apply
     work = tmp_path / "work"
     work.mkdir()
@@ -313,9 +311,7 @@ def test_a_full_disk_is_refused_before_anything_runs(tmp_path: Path, capsys: pyt
     """--out on a nearly full file system (a 1 MB tmpfs): one line, exit 2, nothing written."""
     full = tmp_path / "full"
     full.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    require_tmpfs_mount(full, "1m")
     try:
         assert main(["signoff", "--out", str(full / "out")]) == 2
         err = capsys.readouterr().err.strip()
@@ -333,9 +329,7 @@ def test_a_disk_that_fills_while_writing_is_one_line(tmp_path: Path) -> None:
 
     full = tmp_path / "full"
     full.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(full)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
+    require_tmpfs_mount(full, "256k")
     try:
         old = {name: f"old {name}" for name in SIGNOFF_FILES}
         write_set(old, full, (), SIGNOFF_FILES)

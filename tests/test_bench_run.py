@@ -12,12 +12,19 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from chatbench.benchmarks.loadtest.mix import parameter_pools
+from chatbench.benchmarks.loadtest.runner import LoadConfig, run_load
 from chatbench.benchmarks.pinning import pin, restore_client
 from chatbench.benchmarks.results import read
+from commandline import chatbench
+from hdrh.histogram import HdrHistogram
+from loadgen_fixtures import seeded_database
 
 from chatbench.provision import Server
 
@@ -25,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = ["--chatbench-rounds", "20", "--chatbench-warmup", "2"]
 
 
-def _run(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHATBENCH_BACKEND": "local"}
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+def _suite(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """``pytest benchmarks ARGV`` from the checkout, on the local backend."""
+    return subprocess.run([sys.executable, "-m", "pytest", "benchmarks", *argv], cwd=ROOT,
+                          env={**os.environ, "CHATBENCH_BACKEND": "local"}, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -57,14 +65,14 @@ def test_pinning_records_client_and_backend_on_one_core(pg: Server) -> None:
         restore_client(saved)
 
 
+@pytest.mark.slow
 def test_suite_runs_on_smoke_and_keeps_raw_samples(tmp_path: Path) -> None:
     from chatbench.benchmarks.scenarios import SCENARIOS
 
     targets = _targets(tmp_path, 10_000.0, tuple(s.name for s in SCENARIOS))
     bench_json, results_json = tmp_path / "bench.json", tmp_path / "run.json"
-    done = _run("-m", "pytest", "benchmarks", "-p", "no:cacheprovider", "-q", "--chatbench-profile", "smoke",
-                *ROUNDS, "--chatbench-targets", str(targets), "--chatbench-results", str(results_json),
-                "--benchmark-json", str(bench_json))
+    done = _suite("-p", "no:cacheprovider", "-q", "--chatbench-profile", "smoke", *ROUNDS, "--chatbench-targets",
+                  str(targets), "--chatbench-results", str(results_json), "--benchmark-json", str(bench_json))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "verdict: PASS" in done.stdout
     # not a terminal: one whole line per scenario, every scenario named in full (no table to truncate it)
@@ -95,11 +103,12 @@ def test_suite_runs_on_smoke_and_keeps_raw_samples(tmp_path: Path) -> None:
     assert append.buffers is not None and append.buffers.total > 0  # a write's, measured after its timing
 
 
+@pytest.mark.slow
 def test_an_impossible_target_fails_with_one_line(tmp_path: Path) -> None:
     targets = _targets(tmp_path, 0.001, ("latest_page",))
-    done = _run("-m", "chatbench.cli", "bench", "--backend", "local", "--profile", "smoke", "--rounds", "20",
-                "--warmup", "2", "--targets", str(targets), "-k", "latest_page", "--json", str(tmp_path / "b.json"),
-                "--results", str(tmp_path / "r.json"))
+    done = chatbench("bench", "--backend", "local", "--profile", "smoke", "--rounds", "20", "--warmup", "2",
+                     "--targets", str(targets), "-k", "latest_page", "--json", str(tmp_path / "b.json"),
+                     "--results", str(tmp_path / "r.json"))
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("latest_page: p95 ")]
     assert lines, done.stdout[-3000:]
@@ -109,25 +118,66 @@ def test_an_impossible_target_fails_with_one_line(tmp_path: Path) -> None:
     assert read(tmp_path / "r.json").verdict == "FAIL"
 
 
+@pytest.mark.slow
 def test_load_one_client_for_two_seconds(tmp_path: Path) -> None:
     out = tmp_path / "load.json"
-    done = _run("-m", "chatbench.cli", "load", "--backend", "local", "--profile", "smoke", "--clients", "1",
-                "--duration", "2", "--warmup-seconds", "0.3", "--results", str(out))
+    done = chatbench("load", "--backend", "local", "--profile", "smoke", "--clients", "1", "--duration", "2",
+                     "--warmup-seconds", "0.3", "--results", str(out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "throughput" in done.stdout and "append_message" in done.stdout
     run = read(out)
     assert run.kind == "load" and run.load is not None
     load = run.load
     assert load.clients == 1 and load.mode == "closed" and load.errors == 0 and load.total > 0
-    assert load.corrected_for_coordinated_omission
     assert {op.operation for op in load.operations} == set(load.weights)
     assert sum(op.count for op in load.operations) == load.total
-    from hdrh.histogram import HdrHistogram
-
-    decoded = HdrHistogram.decode(load.overall.histogram)
-    assert decoded.get_total_count() >= load.total  # the correction only adds samples
+    assert HdrHistogram.decode(load.overall.histogram).get_total_count() >= load.total
 
 
+@pytest.mark.slow
+def test_a_stall_in_a_closed_loop_is_corrected_for_coordinated_omission(pg: Server) -> None:
+    """The one client is blocked for STALL_S (a lock held on ``messages``) during the measured phase:
+    a closed loop sends nothing meanwhile, so a naive histogram holds one slow sample where a steady
+    arrival of requests would have had STALL_S / interval of them. The corrected histogram adds them
+    back; the uncorrected p99 of the same run shows what is lost without the correction."""
+    config = LoadConfig(clients=1, duration_s=3.0, warmup_s=0.3, weights={"latest_page": 1})
+    with seeded_database(pg) as (db, seeded), psycopg.connect(db.conninfo(), autocommit=True) as conn:
+        pools = parameter_pools(conn, seeded.params, config.weights)
+        stall = threading.Thread(target=_stall_the_measured_phase, args=(db, time.time() + 1.3, config.warmup_s))
+        stall.start()
+        try:
+            load = run_load(db.conninfo(), config, pools)
+        finally:
+            stall.join()
+    corrected = HdrHistogram.decode(load.overall.histogram)
+    [interval_us] = map(int, re.findall(r"\((\d+) µs\)", load.correction))
+    assert load.mode == "closed" and load.errors == 0
+    added = corrected.get_total_count() - load.total
+    assert added >= STALL_S * 1e6 / interval_us / 2, (added, interval_us)  # the stall's missing requests
+    p99, naive = load.overall.percentiles_ms["p99"], load.overall.percentiles_ms["p99_uncorrected"]
+    assert p99 > STALL_S * 1000 / 4 and p99 > 2 * naive, (p99, naive)
+
+
+STALL_S = 0.6
+
+
+def _stall_the_measured_phase(db: Server, start_at: float, warmup_s: float) -> None:
+    """Hold an exclusive lock on messages for STALL_S once the client measures: every query of the mix
+    waits. The client starts at ``start_at`` (run_load's 1.3 s to spawn and connect) or when it has
+    connected, if later (a busy machine), then warms up for ``warmup_s``."""
+    with psycopg.connect(db.conninfo(), autocommit=True) as watcher:
+        client = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND application_name = 'chatbench-load-0'")
+        while watcher.execute(client).fetchone() != (1,):
+            time.sleep(0.01)
+        connected = time.time()
+    time.sleep(max(0.0, max(start_at, connected) + warmup_s + 0.5 - time.time()))
+    with psycopg.connect(db.conninfo()) as conn, conn.transaction():
+        conn.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+        time.sleep(STALL_S)
+
+
+@pytest.mark.slow
 def test_fidelity_runs_pgbench_with_the_same_parameters(pg: Server) -> None:
     from chatbench.benchmarks import fidelity
     from chatbench.benchmarks.session import open_session

@@ -20,8 +20,9 @@ from chatbench.benchmarks.results import (
     params_version,
     to_json,
 )
-from chatbench.benchmarks.stats import describe, fit_growth
+from chatbench.benchmarks.stats import describe, fit_growth, percentile_interval, rounds_needed
 from chatbench.benchmarks.targets import parse_targets
+from chatbench.benchmarks.verdict import LatencyJudgement, judge_target
 
 from chatbench.errors import ChatbenchError, ConfigError
 
@@ -189,9 +190,44 @@ def test_percentile_interval_brackets_the_percentile() -> None:
     samples = np.random.default_rng(3).lognormal(0.0, 0.3, 2000)
     low, high = percentile_interval(samples, 95.0)
     assert low < np.percentile(samples, 95) < high
-    assert percentile_interval([1.0, 2.0, 3.0], 99.0)[1] == 3.0  # few rounds: the slowest one
+    assert percentile_interval([1.0, 2.0, 3.0], 99.0).high == 3.0  # few rounds: the slowest one
     with pytest.raises(ValueError, match="cannot compute"):
         percentile_interval([], 95.0)
+
+
+@pytest.mark.parametrize(("rounds", "percent"), [(300, 99.0), (40, 99.0), (60, 95.0)])
+def test_too_few_rounds_report_the_confidence_they_reach(rounds: int, percent: float) -> None:
+    """The slowest round is above the true percentile with probability 1 - q**n (smoke's 300 rounds: ~95%
+    for p99); the interval's confidence is that less the lower end's miss, at most (1 - 99%) / 2."""
+    interval = percentile_interval(np.arange(1.0, rounds + 1), percent)
+    assert interval.high == rounds  # the slowest round is the bound
+    cap = 1 - (percent / 100) ** rounds
+    assert cap - 0.005 <= interval.confidence <= cap < 0.99 and interval.short
+    assert interval.asked == 0.99 and interval.rounds_needed > rounds
+
+
+def test_enough_rounds_reach_the_confidence_asked_and_it_holds() -> None:
+    """The stated confidence is true: over many sample sets of a skewed distribution, the interval
+    brackets the true percentile at least that often (and the shortfall case no more often than stated)."""
+    rng = np.random.default_rng(7)
+    truth = float(np.exp(0.3 * 2.3263478740408408))  # lognormal(0, 0.3): its 99th percentile
+    for rounds in (300, rounds_needed(99.0)):
+        intervals = [percentile_interval(rng.lognormal(0.0, 0.3, rounds), 99.0) for _ in range(2000)]
+        covered = np.mean([i.low <= truth <= i.high for i in intervals])
+        stated = intervals[0].confidence
+        assert all(i.confidence == stated for i in intervals)
+        assert covered == pytest.approx(stated, abs=0.015), (rounds, covered, stated)
+    assert stated >= 0.99 and not intervals[0].short
+
+
+def test_a_judgement_on_too_few_rounds_says_the_confidence_it_reached() -> None:
+    wall = np.linspace(1.0, 2.0, 300)
+    judged = judge_target("p99", 5.0, wall, cpu_ms=wall * 0.9)
+    assert judged.decision == "PASS" and judged.high_ms == 2.0 and judged.confidence < 0.95
+    assert "94% confidence only: the slowest round is the bound; 99% needs 528 rounds" in judged.line("s")
+    enough = judge_target("p99", 5.0, np.linspace(1.0, 2.0, 600), cpu_ms=np.linspace(0.9, 1.8, 600))
+    assert enough.confidence >= 0.99 and enough.line("s").endswith("at 99% confidence)")
+    assert LatencyJudgement.from_dict(judged.to_dict()) == judged
 
 
 def test_a_busy_machine_makes_a_latency_target_inconclusive_not_failed() -> None:

@@ -11,6 +11,10 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from commandline import chatbench
+from servers import unavailable
+
+pytestmark = pytest.mark.slow  # each test runs the benchmark suite or `chatbench bench` as a child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +53,7 @@ def test_a_flag_from_pytest_addopts_is_refused_too() -> None:
 
 def test_histogram_without_its_optional_dependency_is_one_line() -> None:
     if find_spec("pygal") is not None:
-        pytest.skip("pygal is installed here: --benchmark-histogram works")
+        unavailable("pygal is installed here: --benchmark-histogram works", "CI's venv installs no pygal")
     line = _one_line(_suite("--benchmark-histogram"))
     assert "pip install 'pytest-benchmark[histogram]'" in line
 
@@ -64,11 +68,9 @@ def test_the_suite_under_pytest_xdist_is_refused_instead_of_timing_nothing() -> 
 def test_chatbench_bench_called_from_an_xdist_worker_still_measures(tmp_path: Path) -> None:
     """``chatbench bench`` is a command of its own: an inherited worker variable does not reach its suite."""
     results = tmp_path / "run.json"
-    done = subprocess.run([sys.executable, "-m", "chatbench", "bench", "--backend", "local", "--profile", "smoke",
-                           "-k", "latest_page", "--rounds", "20", "--warmup", "2", "--results", str(results),
-                           "--json", str(tmp_path / "bench.json")],
-                          env={**os.environ, "PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"},
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = chatbench("bench", "--backend", "local", "--profile", "smoke", "-k", "latest_page", "--rounds", "20",
+                     "--warmup", "2", "--results", str(results), "--json", str(tmp_path / "bench.json"),
+                     env={"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"}, cwd=tmp_path)
     assert done.returncode in (0, 3), done.stderr[-2000:]  # 3: INCONCLUSIVE on a busy machine
     run = json.loads(results.read_text())
     assert run["scenarios"] and all(len(s["samples_ms"]) >= 20 for s in run["scenarios"]), run["scenarios"]

@@ -13,19 +13,17 @@ stderr, which is checked as the log). Seeds go through the session's one seeded-
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from chatbench.verify.findings import Finding
-from dsn_server import DsnServer, password_forms, password_server
+from commandline import chatbench, start_server
+from dsn_server import DsnServer, password_forms
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci-log")]  # its module fixtures (bench, sign-off) once
 PROGRESS_SECONDS = 0.3
 TABLE_RULES = re.compile(r"[┏┃━│└┡╇┗┓┛┳┻╋─]")
 BACKEND = ("--backend", "local")
@@ -63,19 +61,18 @@ class Place:
     root: Path
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "COLUMNS": "80", "CHATBENCH_PROGRESS_SECONDS": str(PROGRESS_SECONDS)}
+        return {"COLUMNS": "80", "CHATBENCH_PROGRESS_SECONDS": str(PROGRESS_SECONDS)}
 
     def run(self, *argv: str, document: bool = False, timeout: float = 600) -> Log:
-        done = subprocess.run([sys.executable, "-m", "chatbench", *argv], cwd=self.root, env=self.env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE if document else subprocess.STDOUT,
-                              text=True, timeout=timeout)
+        done = chatbench(*argv, env=self.env(), cwd=self.root, timeout=timeout, merged=not document)
         log = Log(argv, done.returncode, done.stderr if document else done.stdout, done.stdout if document else "")
         check_log(log)
         return log
 
 
 def check_log(log: Log) -> None:
-    """What holds for every log: no table rules, no colour codes, no traceback, no password."""
+    """What holds for every log: no table rules, no colour codes, no traceback, no password (the runs on
+    the ``dsn`` server were given it; the others must not have found it anywhere either)."""
     assert not TABLE_RULES.search(log.text), f"{' '.join(log.argv)}: a table rule in a log:\n{log.text[-3000:]}"
     assert "\x1b" not in log.text and "Traceback" not in log.text, log.text[-3000:]
     for form in password_forms().values():
@@ -97,12 +94,6 @@ def check_progress(log: Log, what: str, *, long: bool = True) -> None:
 @pytest.fixture(scope="module")
 def place(tmp_path_factory: pytest.TempPathFactory) -> Place:
     return Place(tmp_path_factory.mktemp("ci-log"))
-
-
-@pytest.fixture(scope="module")
-def dsn() -> Iterator[DsnServer]:
-    with password_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +133,10 @@ def test_seed(place: Place) -> None:
                         r"\d+\.\d\d s", url), url
 
 
-def test_verify(place: Place) -> None:
+def test_verify(place: Place, dsn: DsnServer) -> None:
+    """On someone else's password-protected server: the log carries no form of the password."""
     report = place.root / "verify.json"
-    log = place.run("verify", *SMOKE, "--json", str(report))
+    log = place.run("verify", "--dsn", dsn.dsn, "--profile", "smoke", "--json", str(report))
     assert log.code == 0, log.text[-3000:]
     check_progress(log, "verify", long=False)  # under a second on smoke data
     document = json.loads(report.read_text())
@@ -176,9 +168,10 @@ def test_bench_json_on_stdout_and_the_report_on_stderr(bench: tuple[Log, Path]) 
     assert not re.search(r"^\.+( *\[ *\d+%\])?$", log.text, re.M), "pytest's dots in a log"
 
 
-def test_load(place: Place) -> None:
+def test_load(place: Place, dsn: DsnServer) -> None:
     results = place.root / "load-run.json"
-    log = place.run("load", *SMOKE, "--duration", "1", "--warmup-seconds", "0.2", "--results", str(results))
+    log = place.run("load", "--dsn", dsn.dsn, "--profile", "smoke", "--duration", "1", "--warmup-seconds", "0.2",
+                    "--results", str(results))
     assert log.code == 0, log.text[-3000:]
     check_progress(log, "load")
     for op in json.loads(results.read_text())["load"]["operations"]:
@@ -236,14 +229,9 @@ def test_rehearse(place: Place) -> None:
 
 
 def test_server_prints_its_url_whole(place: Place) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "server", *BACKEND], cwd=place.root, env=place.env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+    proc, url = start_server(*BACKEND, env=place.env(), cwd=place.root)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert re.fullmatch(r"postgresql://chatbench@127\.0\.0\.1:\d+/\w+", url), url
     log = Log(("server",), proc.returncode, err, url)

@@ -29,16 +29,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dsn_server import DsnServer, password_server
-from servers import require_docker
+from commandline import chatbench
+from dsn_server import DsnServer
 
 from chatbench.faults import REPORT_DIR, STOP_AT
 
+pytestmark = [pytest.mark.crash, pytest.mark.xdist_group("crash")]
 SIGNALS = {"SIGINT": (signal.SIGINT, 130), "SIGTERM": (signal.SIGTERM, 128 + signal.SIGTERM),
            "SIGKILL": (signal.SIGKILL, -signal.SIGKILL)}
 REACH_TIMEOUT = 300.0
@@ -116,8 +116,7 @@ def _wait_reached(run: Run) -> None:
 
 
 def _cli(place: Place, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chatbench", *argv], capture_output=True, text=True,
-                          env=place.env(), cwd=place.root, timeout=timeout)
+    return chatbench(*argv, env=place.env(), cwd=place.root, timeout=timeout)
 
 
 def _processes_of(run_dir: Path) -> list[str]:
@@ -203,12 +202,6 @@ def _wait_until_clean(place: Place, runs: list[Run], baseline: set[str], timeout
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def dsn_server() -> Iterator[DsnServer]:
-    with password_server() as server:
-        yield server
-
-
 def _place(tmp_root: Path, backend: str, dsn: DsnServer | None) -> Place:
     from chatbench.provision.paths import cache_root, run_root
 
@@ -220,14 +213,12 @@ def _place(tmp_root: Path, backend: str, dsn: DsnServer | None) -> Place:
     return Place(tmp_root, run_dir, cache_dir, args, dsn)
 
 
-@pytest.mark.parametrize("backend", ["local", "container", "dsn"])
+@pytest.mark.parametrize("backend", ["local", pytest.param("container", marks=pytest.mark.container), "dsn"])
 def test_signals_at_every_stage_leave_nothing(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """One group of runs per signal, each with its own run and cache directory, all at once."""
     from chatbench.faults import STAGES
 
-    if backend == "container":
-        require_docker()
-    dsn = request.getfixturevalue("dsn_server") if backend == "dsn" else None
+    dsn = request.getfixturevalue("dsn") if backend == "dsn" else None
     places = {name: _place(tmp_path / name, backend, dsn) for name in SIGNALS}
     try:
         warming = [subprocess.Popen([sys.executable, "-m", "chatbench", "seed", "--profile", "smoke",

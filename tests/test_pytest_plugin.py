@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
 import threading
@@ -25,7 +23,6 @@ import pytest
 
 from chatbench import schema
 from chatbench.provision import Server
-from chatbench.provision.paths import run_root
 from chatbench.pytest_plugin import FIXTURE_COMMAND, FIXTURE_SETTINGS, summary_lines
 from chatbench.settings import resolve
 from chatbench.testing.session import FixtureSession
@@ -42,16 +39,6 @@ def test_the_plugin_loads_light() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
-
-
-@pytest.fixture
-def private_run_dir() -> Iterator[Path]:
-    """A run directory of this test's own (reachable by the server's OS user), to prove nothing is left."""
-    path = run_root() / f"test-{secrets.token_hex(4)}"
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _project(base: Path, test_body: str, pyproject: str = "") -> Path:
@@ -93,19 +80,19 @@ def test_it(chatbench_server, chat_db, seeded_chat_db):
     ],
 )
 def test_bad_settings_are_a_one_line_usage_error_before_any_server(
-    tmp_path: Path, private_run_dir: Path, args: list[str], env: dict[str, str], pyproject: str, message: str
+    tmp_path: Path, run_dir: Path, args: list[str], env: dict[str, str], pyproject: str, message: str
 ) -> None:
     project = _project(tmp_path, USES_EVERY_FIXTURE, pyproject)
-    done = _pytest(project, *args, env=env, run_dir=private_run_dir)
+    done = _pytest(project, *args, env=env, run_dir=run_dir)
     assert done.returncode == 4, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("ERROR: chatbench: "), done.stderr
     assert message in lines[0]
     assert "Traceback" not in done.stdout + done.stderr and "secret" not in done.stdout + done.stderr
-    assert not private_run_dir.exists() or not any(private_run_dir.iterdir())
+    assert not run_dir.exists() or not any(run_dir.iterdir())
 
 
-def test_a_bad_profile_parameter_is_a_collection_error_naming_the_test(tmp_path: Path, private_run_dir: Path) -> None:
+def test_a_bad_profile_parameter_is_a_collection_error_naming_the_test(tmp_path: Path, run_dir: Path) -> None:
     project = _project(tmp_path, """
 import pytest
 
@@ -113,18 +100,18 @@ import pytest
 def test_it(seeded_chat_db):
     pass
 """)
-    done = _pytest(project, run_dir=private_run_dir)
+    done = _pytest(project, run_dir=run_dir)
     assert done.returncode == 2, done.stdout + done.stderr
     from chatbench.loadgen import profiles
 
     assert ("tests/test_app.py::test_it: seeded_chat_db parameter 'huge' is not a profile; use one of "
             f"{', '.join(profiles())}" in done.stdout)
     assert "Traceback" not in done.stdout + done.stderr
-    assert not private_run_dir.exists() or not any(private_run_dir.iterdir())
+    assert not run_dir.exists() or not any(run_dir.iterdir())
 
 
 def test_a_failing_migration_is_one_line_in_each_test_and_leaves_nothing(tmp_path: Path,
-                                                                         private_run_dir: Path) -> None:
+                                                                         run_dir: Path) -> None:
     project = _project(tmp_path, """
 def test_one(chat_db):
     pass
@@ -137,13 +124,13 @@ def test_three():
 """, '[tool.chatbench]\nschema_from = "db/schema.sql"\n')
     (project / "db").mkdir()
     (project / "db" / "schema.sql").write_text("CREATE TABLE users (id bigint PRIMARY KEY);\nCREATE TABLE oops (;\n")
-    done = _pytest(project, run_dir=private_run_dir)
+    done = _pytest(project, run_dir=run_dir)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "1 passed, 2 errors" in done.stdout
     failures = [line for line in done.stdout.splitlines() if "the SQL failed" in line and not line.startswith("ERROR ")]
     assert len(failures) == 2 and all(line.startswith("chatbench: --schema-from db/schema.sql") for line in failures)
     assert "Traceback" not in done.stdout
-    assert not any(private_run_dir.iterdir())  # the server was stopped and removed
+    assert not any(run_dir.iterdir())  # the server was stopped and removed
 
 
 def test_the_summary_counts_each_template_made_once_and_its_clones() -> None:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import signal
@@ -22,14 +21,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dsn_server import PASSWORD, USER, DsnServer, password_forms, password_server
-from servers import require_docker
-
-
-@pytest.fixture(scope="module")
-def dsn() -> Iterator[DsnServer]:
-    with password_server() as server:
-        yield server
+from commandline import chatbench, start_server
+from dsn_server import PASSWORD, USER, DsnServer, password_forms
 
 
 @pytest.fixture
@@ -48,30 +41,21 @@ def private_dirs(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Path]]
         shutil.rmtree(cache_dir, ignore_errors=True)
 
 
-def _chatbench(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-               timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "chatbench", *argv], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "80", **(env or {})}, cwd=cwd, timeout=timeout)
-
-
 def _start_server(*argv: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "server", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()
+    proc, url = start_server(*argv)
     assert url.startswith("postgresql"), proc.stderr.read() if proc.stderr else ""
     return proc, url
 
 
+@pytest.mark.container
 def test_clean_in_a_loop_beside_live_runs_of_every_backend_kills_none(dsn: DsnServer,
                                                                       private_dirs: tuple[Path, Path]) -> None:
     from chatbench.provision import janitor
 
-    require_docker()
     backends = {"local": ("--backend", "local"), "container": ("--backend", "container"),
                 "dsn": ("--backend", "dsn", "--dsn", dsn.dsn)}
     for args in backends.values():  # warm the caches, so the runs below are short and many
-        warm = _chatbench("seed", "--profile", "smoke", *args)
+        warm = chatbench("seed", "--profile", "smoke", *args)
         assert warm.returncode == 0, warm.stderr[-2000:]
     servers = [_start_server(*args) for name, args in backends.items() if name != "dsn"]
     servers.append(_start_server(*backends["dsn"]))
@@ -95,7 +79,7 @@ def test_clean_in_a_loop_beside_live_runs_of_every_backend_kills_none(dsn: DsnSe
 
     def runs(name: str, count: int) -> None:
         for _ in range(count):
-            results[name].append(_chatbench("seed", "--profile", "smoke", *backends[name]))
+            results[name].append(chatbench("seed", "--profile", "smoke", *backends[name]))
 
     janitor_thread = threading.Thread(target=clean_in_a_loop)
     janitor_thread.start()
@@ -129,6 +113,7 @@ def test_clean_in_a_loop_beside_live_runs_of_every_backend_kills_none(dsn: DsnSe
             proc.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_a_password_of_escaping_characters_is_in_no_output_file_or_log(dsn: DsnServer, tmp_path: Path,
                                                                       private_dirs: tuple[Path, Path]) -> None:
     run_dir, cache_dir = private_dirs
@@ -157,7 +142,7 @@ def test_a_password_of_escaping_characters_is_in_no_output_file_or_log(dsn: DsnS
     ]
     outputs = []
     for argv in commands:
-        done = _chatbench(*argv, cwd=tmp_path)
+        done = chatbench(*argv, cwd=tmp_path)
         outputs.append((" ".join(argv[:2]), done.returncode, done.stdout + done.stderr))
     proc, url = _start_server("--dsn", dsn.dsn)
     proc.send_signal(signal.SIGTERM)
@@ -173,6 +158,7 @@ def test_a_password_of_escaping_characters_is_in_no_output_file_or_log(dsn: DsnS
     assert found == [], f"the password leaked: {found}"
 
 
+@pytest.mark.slow
 def test_pgpassword_reaches_the_migration_command_unchanged(dsn: DsnServer, tmp_path: Path,
                                                            private_dirs: tuple[Path, Path]) -> None:
     """A DSN without a password, the password in PGPASSWORD: the app's migrations connect with it."""
@@ -184,7 +170,7 @@ def test_pgpassword_reaches_the_migration_command_unchanged(dsn: DsnServer, tmp_
         "    conn.execute(schema.ddl().encode())\n"
     )
     no_password = dsn.dsn.replace(dsn.dsn.split("//", 1)[1].split("@", 1)[0], USER)
-    done = _chatbench("verify", "--dsn", no_password, "--schema-from-cmd", f"{sys.executable} {migrate}",
+    done = chatbench("verify", "--dsn", no_password, "--schema-from-cmd", f"{sys.executable} {migrate}",
                       env={"PGPASSWORD": PASSWORD}, cwd=tmp_path)
     assert done.returncode in (0, 1), done.stderr[-2000:]  # ran to a verdict: the command could connect
     assert "--schema-from-cmd" not in done.stderr, done.stderr[-2000:]

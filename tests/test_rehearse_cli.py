@@ -5,13 +5,11 @@ its non-concurrent index build, and the four report files are written."""
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from chatbench.rehearse.statements import split_sql
-from rehearse_corpus import CASES
+from rehearse_corpus import CASES, alembic_project
 
 from chatbench.cli import main
 
@@ -38,6 +36,8 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
         (["--migration", "BAD"], "line 2: not valid SQL"),
         (["--migration", "MIGRATION", "--baseline-seconds", "0"], "--baseline-seconds 0: must be at least 0.2"),
         (["--migration", "MIGRATION", "--rate", "-5"], "--rate -5: must be more than 0"),
+        (["--migration", "MIGRATION", "--long-transaction", "-1"], "--long-transaction -1: must be at least 0"),
+        (["--migration", "MIGRATION", "--lock-retries", "many"], "--lock-retries many"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], expected: str, tmp_path: Path,
@@ -62,42 +62,13 @@ def test_split_keeps_function_bodies_and_marks_transaction_blocks() -> None:
     assert statements[3].sql.endswith("$$ SELECT 1; $$")
 
 
-ALEMBIC_ENV = '''
-import os
-from alembic import context
-from sqlalchemy import create_engine
-
-engine = create_engine(os.environ["CHATBENCH_SQLALCHEMY_URL"])
-with engine.connect() as connection:
-    context.configure(connection=connection)
-    with context.begin_transaction():
-        context.run_migrations()
-'''
-
-ALEMBIC_REVISION = '''
-from alembic import op
-
-revision = "0001"
-down_revision = None
-
-
-def upgrade() -> None:
-    op.create_index("ix_messages_user_id", "messages", ["user_id"])
-'''
-
-
 def test_alembic_migration_via_migration_cmd(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    project = tmp_path / "app"
-    (project / "migrations" / "versions").mkdir(parents=True)
-    (project / "alembic.ini").write_text(f"[alembic]\nscript_location = {project / 'migrations'}\n")
-    (project / "migrations" / "env.py").write_text(textwrap.dedent(ALEMBIC_ENV))
-    (project / "migrations" / "script.py.mako").write_text("")
-    (project / "migrations" / "versions" / "0001_index.py").write_text(textwrap.dedent(ALEMBIC_REVISION))
+    index = 'op.create_index("ix_messages_user_id", "messages", ["user_id"])'
+    alembic = alembic_project(tmp_path / "app", upgrade=index)
     before = CASES[0].before_sql(tmp_path, safe=False)  # the canonical schema without ix_messages_user_id
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    alembic = f"{sys.executable} -m alembic -c {project / 'alembic.ini'} upgrade head"
     code, err = _run(["--backend", "local", "--from", str(before), "--migration-cmd", alembic, "--rate", "100",
                       "--clients", "2", "--baseline-seconds", "0.3", "--out", str(out)], capsys)
     assert code == 1, err

@@ -12,6 +12,7 @@ import pytest
 from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
 from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
 from chatbench.rehearse.budgets import load_budgets
+from chatbench.rehearse.result import FORMAT_VERSION
 from chatbench.rehearse.stage import smaller_spec
 from chatbench.rehearse.statements import split_sql
 
@@ -93,7 +94,7 @@ def test_a_lost_lock_sampler_makes_the_verdict_error_not_pass(pg: Server, tmp_pa
     junit = written["rehearsal.junit.xml"].read_text(encoding="utf-8")
     assert 'errors="2"' in junit and "<error " in junit
     data = json.loads(written["rehearsal.json"].read_text(encoding="utf-8"))
-    assert data["verdict"] == "ERROR" and data["format_version"] == 3
+    assert data["verdict"] == "ERROR" and data["format_version"] == FORMAT_VERSION
     assert all(s["sampler_error"] for s in data["sizes"])
     assert _left_over(pg) == []
 

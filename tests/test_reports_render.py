@@ -4,7 +4,6 @@ renders in a real headless browser (Debian's chromium) with its plots and no ext
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -12,12 +11,12 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
 from chatbench.reports import render_html, render_json, render_junit, render_markdown
 from chatbench.reports.compare import compare_runs
 from chatbench.reports.output import scrub, write_signoff
 from chatbench.reports.signoff import benchmark_runs_in
 from reports_fixtures import make_run, make_signoff, make_target
+from servers import unavailable
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -108,9 +107,7 @@ def _chromium() -> str:
     # Debian's chromium here and in CI; GitHub's Ubuntu runners ship google-chrome.
     found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
     if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but chromium is missing: .ci/run must `apt-get install -y chromium`")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+        unavailable("chromium is not installed (apt-get install -y chromium)", ".ci/run must install it")
     return found
 
 

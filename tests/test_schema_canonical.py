@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from servers import drop_database, make_database
 
 from chatbench import schema
 from chatbench.provision import Server
@@ -129,18 +128,6 @@ def _catalog(server: Server) -> set[tuple[str, ...]]:
             "  FROM information_schema.columns WHERE table_schema = 'public'"
         ).fetchall()
     return {tuple(str(v) for v in row) for row in rows}
-
-
-def test_load_phases_build_exactly_the_canonical_schema(schema_db: Server, pg: Server) -> None:
-    phased = make_database(pg)
-    try:
-        with psycopg.connect(phased.conninfo(), autocommit=True) as conn:
-            phases = schema.load_phases()
-            for step in (*phases.before, *phases.after):
-                conn.execute(step.sql)  # type: ignore[arg-type]
-        assert _catalog(phased) == _catalog(schema_db)
-    finally:
-        drop_database(phased)
 
 
 def test_fingerprint_is_the_same_in_every_process() -> None:

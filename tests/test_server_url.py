@@ -7,27 +7,20 @@ status line says where the password comes from instead.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
+import commandline
 import pytest
-from servers import require_docker
-
-from chatbench.provision.paths import run_root
+from servers import unavailable
 
 PSQL = Path("/usr/bin/psql")
 
 
 def require_psql() -> None:
     if not PSQL.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but {PSQL} is missing: .ci/run installs postgresql-15 (with its client)")
-        pytest.skip(f"psql is not installed at {PSQL}")
+        unavailable(f"psql is not installed at {PSQL}", ".ci/run installs postgresql-15 (with its client)")
 
 
 def psql(url: str, query: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,21 +29,8 @@ def psql(url: str, query: str, env: dict[str, str] | None = None) -> subprocess.
                           stdin=subprocess.DEVNULL)
 
 
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    path = run_root() / f"test-{secrets.token_hex(4)}"
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def start_server(*args: str, run_dir: Path | None = None) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, **({"CHATBENCH_RUN_DIR": str(run_dir)} if run_dir else {})}
-    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "server", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().strip()
+    return commandline.start_server(*args, env={"CHATBENCH_RUN_DIR": str(run_dir)} if run_dir else None)
 
 
 def stop(proc: subprocess.Popen[str]) -> str:
@@ -72,9 +52,9 @@ def test_psql_connects_to_the_printed_url_of_a_local_server(run_dir: Path) -> No
     assert not any(run_dir.iterdir())
 
 
+@pytest.mark.container
 def test_a_container_url_has_its_password_and_a_dsn_url_never() -> None:
     require_psql()
-    require_docker()
     container, url = start_server("--backend", "container")
     try:
         assert url.startswith("postgresql://") and ":@" not in url, url

@@ -40,6 +40,8 @@ VALID: dict[str, tuple[Any, Any]] = {
     "profile": ("smoke", "smoke"),
     "cache": (False, False),
     "format": ("json", "json"),
+    "models": ("app.models:Base", "app.models:Base"),
+    "drift_mode": ("contract", "contract"),
 }
 
 
@@ -140,6 +142,10 @@ def test_one_default_seed_and_per_command_defaults_only_where_declared() -> None
         ({"pg_versions": ["15,x"]}, {}, "", "x not a major version"),
         ({"set": ["messages.count"]}, {}, "", "'messages.count' is not FIELD=VALUE"),
         ({}, {"CHATBENCH_LOAD": "maybe"}, "", "CHATBENCH_LOAD=maybe: not true or false"),
+        ({"models": "app.models"}, {}, "", "--models app.models: is not MODULE:ATTR; name the models' MetaData"),
+        ({}, {"CHATBENCH_MODELS": "app:"}, "", "CHATBENCH_MODELS=app:: is not MODULE:ATTR"),
+        ({}, {}, 'models = ":Base"', "chatbench.toml models = :Base: is not MODULE:ATTR"),
+        ({"drift_mode": "loose"}, {}, "", "--drift-mode loose: not one of auto, exact, contract"),
     ],
 )
 def test_bad_values_are_one_line_naming_their_source(

@@ -10,11 +10,13 @@ Bad input to the new options is in tests/test_bad_inputs.py, Ctrl-C at the migra
 from __future__ import annotations
 
 import json
+import sys
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from app_models import ADD_COLUMN, REFERENCE, forget_app, write_app
 from chatbench.benchmarks.targets import DEFAULT_TARGETS, REHEARSAL_SECTION
 from chatbench.reports.output import SIGNOFF_FILES
 from rehearse_corpus import CASES
@@ -166,3 +168,38 @@ def test_a_lost_lock_sampler_is_an_error_with_the_rehearsal_kept(tmp_path: Path,
     assert line.startswith("error: migration: lock evidence incomplete at 20,000 and 200,000 messages") and \
         "terminating connection" in line
     assert target["error"] == line.removeprefix("error: ")
+
+
+@pytest.mark.parametrize("models", [False, True], ids=["contract", "models-lacking-the-column"])
+def test_a_release_that_adds_a_column_is_judged_against_the_schema_it_must_reach(
+    tmp_path: Path, ci_targets: Path, monkeypatch: pytest.MonkeyPatch, models: bool
+) -> None:
+    """``signoff --migration add_column.sql``: the migrated database is judged in contract mode against the
+    canonical schema (an extra nullable column passes); with ``--models`` exactly against the application's
+    models, so models that do not declare the column fail the drift stage naming it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "add_column.sql").write_text(ADD_COLUMN)
+    out = tmp_path / "out"
+    given = ["--models", REFERENCE] if models else []
+    if models:
+        write_app(tmp_path, declares_edited_at=False)
+    try:
+        code = main(["signoff", *FAST, "--targets", str(ci_targets), *given, "--migration", "add_column.sql",
+                     "--out", str(out)])
+    finally:
+        forget_app()
+    report = json.loads((out / "signoff.json").read_text(encoding="utf-8"))
+    [target] = report["targets"]
+    stages = {s["stage"]: s for s in target["stages"]}
+    assert stages["migration"]["status"] == "ok", stages["migration"]
+    if not models:
+        assert code == 0 and report["verdict"] == "PASS", report["failing"]
+        assert "(contract against canonical)" in stages["drift"]["detail"], stages["drift"]
+        return
+    assert code == 1 and report["verdict"] == "FAIL"
+    assert report["schema_source"] == (f"canonical migrated by --migration add_column.sql, judged exact against "
+                                       f"--models {REFERENCE}")
+    assert stages["drift"]["status"] == "failed" and "(exact against app.models:Base)" in stages["drift"]["detail"]
+    assert report["failing"] and all(line.startswith("drift") and "edited_at" in line
+                                     for line in report["failing"]), report["failing"]

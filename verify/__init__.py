@@ -1,10 +1,16 @@
-"""Verification of a live database against the canonical schema: drift, index health, plan contracts.
+"""Verification of a live database against a schema package: drift, index health, plan contracts.
 
-``verify(server, seed_result)`` runs every registered check (see ``registry.py``) over one
+``verify(server, seed_result, expected=..., mode=...)`` runs every registered check (see ``registry.py``) over one
 ``VerificationContext`` and returns a frozen ``VerificationResult``; ``passed`` is False when any
 finding has error severity. With ``seed_result=None`` the plan scenarios are discovered from the
 data; with ``read_only=True`` nothing is ever written to (or created on) the live server: the
-canonical schema and the behaviour probes' schema-only copy live on a throwaway local server.
+expected schema and the behaviour probes' schema-only copy live on a throwaway local server.
+
+Two drift modes (``mode``): ``exact`` (the database equals ``expected``: every extra is drift) and
+``contract`` (the database serves what the canonical queries and behaviours rely on: extras are judged
+by what they do). A caller comparing one database both ways (``--models``: exact against the
+application's models, contract against the canonical schema) calls ``verify`` twice; every finding
+says which judgement it came from (``Finding.against``).
 """
 
 from __future__ import annotations
@@ -12,13 +18,23 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 from chatbench.loadgen.result import SeedResult
-from chatbench.verify import drift, drift_behaviour, health, plans  # noqa: F401  (importing registers the checks, in order)
+from chatbench.schema.package import SchemaPackage
+from chatbench.schema.package import canonical as canonical_package
+from chatbench.verify import (  # noqa: F401  (importing registers the checks, in order)
+    acceptance,
+    citus,
+    drift,
+    drift_behaviour,
+    health,
+    plans,
+)
 from chatbench.verify.catalog import CatalogFacts
-from chatbench.verify.context import VerificationContext, build_context, connect
+from chatbench.verify.context import DRIFT_MODES, DriftMode, VerificationContext, build_context, connect
 from chatbench.verify.discover import discover
 from chatbench.verify.findings import Finding, Severity
 from chatbench.verify.probes import ProbeRun
@@ -28,7 +44,16 @@ from chatbench.verify.sites import LocalScratch
 
 from chatbench.provision import Server
 
-__all__ = ["CHECKS", "Finding", "Severity", "VerificationContext", "VerificationResult", "verify"]
+__all__ = [
+    "CHECKS",
+    "DRIFT_MODES",
+    "DriftMode",
+    "Finding",
+    "Severity",
+    "VerificationContext",
+    "VerificationResult",
+    "verify",
+]
 
 
 def _run_check(ctx: VerificationContext, name: str) -> tuple[list[Finding], float]:
@@ -58,13 +83,21 @@ def verify(
     only: Iterable[str] | None = None,
     progress: Callable[[str], None] | None = None,
     pg_bin: str | Path | None = None,
+    expected: SchemaPackage | None = None,
+    mode: DriftMode = "exact",
 ) -> VerificationResult:
     """Run drift (with the behaviour probes), health and plan checks on ``server``'s database.
 
-    ``canonical`` lets a caller reuse already-read canonical facts (tests verifying many mutants);
+    ``expected`` is the schema package the database is compared with (default: the canonical models);
+    ``mode`` how extras are judged (see the module docstring). ``canonical`` lets a caller reuse
+    already-read expected facts (tests verifying many mutants; they must be ``expected``'s);
     ``only`` restricts to check names or groups (``drift``, ``health.fk_indexes``); ``pg_bin`` picks
     the binaries of the throwaway local server a read-only verification uses (default: embedded).
     """
+    if mode not in DRIFT_MODES:
+        raise ValueError(f"mode {mode!r}: give one of {', '.join(DRIFT_MODES)}")
+    package = expected if expected is not None else canonical_package()
+    against = f"{mode} {package.name}"
     timings: dict[str, float] = {}
     started = time.perf_counter()
     selected = [n for n in CHECKS if only is None or any(n == o or n.startswith(o + ".") for o in only)]
@@ -91,6 +124,8 @@ def verify(
             canonical=canonical,
             stack=stack,
             scratch=LocalScratch(stack, pg_bin),
+            expected=package,
+            mode=mode,
         )
         timings["catalog"] = time.perf_counter() - t
         findings: list[Finding] = []
@@ -99,6 +134,7 @@ def verify(
             if progress is not None:
                 progress(name)
             found, seconds = _run_check(ctx, name)
+            found = [replace(f, against=against) for f in found]
             findings.extend(found)
             outcomes.append(
                 CheckOutcome(
@@ -118,10 +154,10 @@ def verify(
     summaries: list[PlanSummary] = []
     if isinstance(run, plans.PlanRun):
         for curve, query in (("keyset", "messages_before"), ("offset", "messages_offset")):
-            for mode in plans.MODES:
-                points = run.curve(curve, mode)
+            for plan_mode in plans.MODES:
+                points = run.curve(curve, plan_mode)
                 if points:
-                    curves.append(GrowthCurve(curve, query, mode, points))
+                    curves.append(GrowthCurve(curve, query, plan_mode, points))
         summaries = [
             PlanSummary(
                 m.scenario.key,
@@ -151,4 +187,6 @@ def verify(
         curves=tuple(curves),
         plans=tuple(summaries),
         timings=timings,
+        mode=mode,
+        expected=package.name,
     )

@@ -31,10 +31,31 @@ _INT_TYPES = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
 
 
 @dataclass(frozen=True)
+class PartitionFact:
+    """How a partitioned table is split: drift and the plan reader see the parent, never its leaves."""
+
+    strategy: str  # "range" | "list" | "hash"
+    key: str  # pg_get_partkeydef: "RANGE (created_at)"
+    key_columns: tuple[str | None, ...]  # a plain column per key, None for an expression
+    leaves: tuple[str, ...]  # every leaf partition (sub-partitions flattened), by name
+
+    @property
+    def leaf_count(self) -> int:
+        return len(self.leaves)
+
+    def describe(self) -> str:
+        return f"partitioned by {self.key}, {self.leaf_count} leaf partition{'s' if self.leaf_count != 1 else ''}"
+
+
+@dataclass(frozen=True)
 class TableFact:
     name: str
     has_primary_key: bool
     estimated_rows: float
+    # "permanent" | "unlogged" | "temporary": the weakest of the table and its leaf partitions
+    persistence: str = "permanent"
+    partition: PartitionFact | None = None
+    unlogged_leaves: tuple[str, ...] = ()  # leaf partitions that are UNLOGGED (a crash empties them)
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,9 @@ class CatalogFacts:
     triggers: Mapping[tuple[str, str], TriggerFact]
     functions: Mapping[str, FunctionFact]
     sequences: Mapping[str, SequenceFact] = field(default_factory=dict)
+    # leaf partition -> its root partitioned table; leaf index -> the root table's partitioned index
+    leaf_parents: Mapping[str, str] = field(default_factory=dict)
+    index_parents: Mapping[str, str] = field(default_factory=dict)
 
     def indexes_of(self, table: str) -> list[IndexFact]:
         return sorted((i for (t, _), i in self.indexes.items() if t == table), key=lambda i: i.name)
@@ -165,13 +189,48 @@ class CatalogFacts:
         )
 
 
+# Leaf partitions (relispartition) are not tables of the schema: their parent is. Everything else below
+# reads parents only; the leaves are read once, with the root they belong to (pg_partition_root).
 _TABLES = """
 SELECT c.relname,
        EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p'),
-       c.reltuples::float8
+       CASE WHEN c.relkind = 'p'
+            THEN (SELECT coalesce(sum(greatest(l.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) t
+                    JOIN pg_class l ON l.oid = t.relid WHERE t.isleaf)
+            ELSE c.reltuples END::float8,
+       c.relpersistence::text,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
+       CASE WHEN c.relkind = 'p' THEN
+            ARRAY(SELECT a.attname::text
+                    FROM pg_partitioned_table pt, unnest(pt.partattrs::int2[]) WITH ORDINALITY u(num, ord)
+                    LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.num
+                   WHERE pt.partrelid = c.oid ORDER BY u.ord) END,
+       CASE WHEN c.relkind = 'p' THEN
+            ARRAY(SELECT l.relname::text FROM pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
+                   WHERE t.isleaf ORDER BY l.relname) END,
+       CASE WHEN c.relkind = 'p' THEN
+            ARRAY(SELECT l.relname::text FROM pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
+                   WHERE t.isleaf AND l.relpersistence = 'u' ORDER BY l.relname) END
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
 """
+
+_LEAVES = """
+SELECT c.relname, r.relname
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_class r ON r.oid = pg_partition_root(c.oid)
+ WHERE n.nspname = %(schema)s AND c.relispartition AND c.relkind IN ('r', 'p', 'f')
+"""
+
+_LEAF_INDEXES = """
+SELECT i.relname, r.relname
+  FROM pg_class i
+  JOIN pg_namespace n ON n.oid = i.relnamespace
+  JOIN pg_class r ON r.oid = pg_partition_root(i.oid)
+ WHERE n.nspname = %(schema)s AND i.relispartition AND i.relkind IN ('i', 'I')
+"""
+_STRATEGIES = {"RANGE": "range", "LIST": "list", "HASH": "hash"}
 
 _COLUMNS = """
 SELECT c.relname, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -180,7 +239,8 @@ SELECT c.relname, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod), a.a
   JOIN pg_class c ON c.oid = a.attrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
- WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+   AND a.attnum > 0 AND NOT a.attisdropped
 """
 
 _CONSTRAINTS = """
@@ -196,7 +256,7 @@ SELECT c.relname, k.conname, k.contype::text,
   JOIN pg_class c ON c.oid = k.conrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_class f ON f.oid = k.confrelid
- WHERE n.nspname = %(schema)s AND k.contype IN ('p', 'f', 'u', 'c', 'x')
+ WHERE n.nspname = %(schema)s AND k.contype IN ('p', 'f', 'u', 'c', 'x') AND NOT c.relispartition
 """
 
 _INDEXES = """
@@ -214,7 +274,7 @@ SELECT c.relname, i.relname, x.indisunique, x.indisprimary, am.amname, x.indnkey
   JOIN pg_class c ON c.oid = x.indrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_am am ON am.oid = i.relam
- WHERE n.nspname = %(schema)s
+ WHERE n.nspname = %(schema)s AND NOT c.relispartition
 """
 
 _TRIGGERS = """
@@ -225,7 +285,7 @@ SELECT c.relname, t.tgname, p.proname, pg_get_triggerdef(t.oid, true), t.tgenabl
   JOIN pg_class c ON c.oid = t.tgrelid
   JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_proc p ON p.oid = t.tgfoid
- WHERE n.nspname = %(schema)s AND NOT t.tgisinternal
+ WHERE n.nspname = %(schema)s AND NOT t.tgisinternal AND NOT c.relispartition
 """
 
 _FUNCTIONS = """
@@ -302,7 +362,7 @@ def _body_hash(source: str) -> str:
 def read_catalog(conn: psycopg.Connection[Any], schema: str = "public") -> CatalogFacts:
     """Read the facts of one schema of the connected database (read-only queries only)."""
     p = {"schema": schema}
-    tables = {r[0]: TableFact(r[0], bool(r[1]), float(r[2])) for r in conn.execute(_TABLES, p)}
+    tables = {r[0]: _table(r) for r in conn.execute(_TABLES, p)}
     columns = {
         (r[0], r[1]): ColumnFact(
             r[0],
@@ -376,7 +436,25 @@ def read_catalog(conn: psycopg.Connection[Any], schema: str = "public") -> Catal
         triggers=MappingProxyType(triggers),
         functions=MappingProxyType(functions),
         sequences=MappingProxyType(sequences),
+        leaf_parents=MappingProxyType({r[0]: r[1] for r in conn.execute(_LEAVES, p)}),
+        index_parents=MappingProxyType({r[0]: r[1] for r in conn.execute(_LEAF_INDEXES, p)}),
     )
+
+
+def _table(r: tuple[Any, ...]) -> TableFact:
+    name, has_pk, rows, persistence, partkey, key_columns, leaves, unlogged = r
+    partition = None
+    if partkey is not None:
+        partition = PartitionFact(
+            _STRATEGIES.get(partkey.split(" ", 1)[0], partkey.split(" ", 1)[0].lower()),
+            partkey,
+            tuple(key_columns or ()),
+            tuple(leaves or ()),
+        )
+    kind = {"p": "permanent", "u": "unlogged", "t": "temporary"}.get(persistence, persistence)
+    if unlogged and kind == "permanent":
+        kind = "unlogged"
+    return TableFact(name, bool(has_pk), float(rows), kind, partition, tuple(unlogged or ()))
 
 
 def int_type_max(type_name: str) -> int | None:

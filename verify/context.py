@@ -1,7 +1,8 @@
 """The one object every check reads: the live connection, the server, both catalogs, the scenarios.
 
-The expected catalog (``canonical``) comes from applying ``schema.apply`` into a scratch database and
-reading it back with the same reader as the live one (see ``catalog.py`` for why). Where it is applied:
+The expected catalog (``canonical``) comes from applying the expected ``SchemaPackage`` (the canonical
+models by default, the application's with ``--models``) into a scratch database and reading it back with
+the same reader as the live one (see ``catalog.py`` for why). Where it is applied:
 
 * the live server is ours (``read_only=False``): a scratch database on the same server, so both
   sides are deparsed by the same PostgreSQL version (exact equality, no cross-version noise);
@@ -20,18 +21,22 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from chatbench.loadgen.result import SeedParameters
+from chatbench.schema.package import SchemaPackage
+from chatbench.schema.package import canonical as canonical_package
 from chatbench.verify.catalog import CatalogFacts, read_catalog
 from chatbench.verify.sites import LocalScratch
 
-from chatbench import schema
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
 
-_CANONICAL_CACHE: dict[tuple[str, int, str], tuple[CatalogFacts, str]] = {}
+DriftMode = Literal["exact", "contract"]
+DRIFT_MODES: tuple[DriftMode, ...] = ("exact", "contract")
+
+_CANONICAL_CACHE: dict[tuple[str, int, str, str], tuple[CatalogFacts, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,9 @@ class VerificationContext:
     params_source: str  # "seed" | "discovered" | "none"
     read_only: bool
     schema_name: str = "public"
+    # ``exact``: the database equals ``expected``; ``contract``: it serves the canonical queries and behaviours.
+    mode: DriftMode = "exact"
+    expected: str = "canonical"  # the SchemaPackage's name the expected catalog was built from
     # What a check opens (a scratch server, a schema-only copy) is closed with the verification.
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, compare=False, repr=False)
     scratch: LocalScratch | None = field(default=None, compare=False, repr=False)
@@ -68,42 +76,56 @@ def connect(server: Server, *, read_only: bool) -> psycopg.Connection[Any]:
     return psycopg.connect(server.conninfo(), autocommit=True, options=options, application_name="chatbench-verify")
 
 
-def _apply_and_read(server: Server, schema_name: str) -> CatalogFacts:
+def _apply_and_read(server: Server, expected: SchemaPackage, schema_name: str) -> CatalogFacts:
     with temporary_database(server, "cbv_canon", template="template0") as scratch:
-        schema.apply(scratch.url)
+        expected.apply(scratch.url)
         with psycopg.connect(scratch.conninfo()) as conn:
             return read_catalog(conn, schema_name)
 
 
 def canonical_facts(
-    server: Server, *, read_only: bool, schema_name: str = "public", scratch: LocalScratch | None = None
+    server: Server,
+    *,
+    read_only: bool,
+    schema_name: str = "public",
+    scratch: LocalScratch | None = None,
+    expected: SchemaPackage | None = None,
 ) -> tuple[CatalogFacts, str]:
-    """The canonical schema's catalog facts and where they were read (cached per server and schema).
+    """The expected schema's catalog facts and where they were read (cached per server, schema and package).
 
-    Read-only: applied on ``scratch``'s local server when given (it also holds the probes' schema-only
-    copy), else on a local server started and stopped for this alone.
+    ``expected`` defaults to the canonical models. Read-only: applied on ``scratch``'s local server when
+    given (it also holds the probes' schema-only copy), else on a local server started and stopped for
+    this alone. The cache key is the package's fingerprint (its DDL), so two packages with the same DDL
+    share one read and an edited models module is read afresh.
     """
+    package = expected if expected is not None else canonical_package()
     key = (
         f"{server.url.host}:{server.url.port}" if not read_only else "local",
         server.version_num,
-        schema.fingerprint() + schema_name,
+        package.fingerprint(),
+        schema_name,
     )
     if key in _CANONICAL_CACHE:
         return _CANONICAL_CACHE[key]
     if not read_only:
         result = (
-            _apply_and_read(server, schema_name),
-            f"schema.apply into a scratch database on the same server ({server.version})",
+            _apply_and_read(server, package, schema_name),
+            f"{_applied(package)} into a scratch database on the same server ({server.version})",
         )
     else:
         with contextlib.ExitStack() as own:
             local = (scratch or LocalScratch(own)).server()
             result = (
-                _apply_and_read(local, schema_name),
-                f"schema.apply on a throwaway local server ({local.version}); nothing created on the live server",
+                _apply_and_read(local, package, schema_name),
+                f"{_applied(package)} on a throwaway local server ({local.version}); "
+                "nothing created on the live server",
             )
     _CANONICAL_CACHE[key] = result
     return result
+
+
+def _applied(package: SchemaPackage) -> str:
+    return "schema.apply" if package.canonical else f"the models {package.name} applied"
 
 
 def build_context(
@@ -117,11 +139,15 @@ def build_context(
     schema_name: str = "public",
     stack: contextlib.ExitStack | None = None,
     scratch: LocalScratch | None = None,
+    expected: SchemaPackage | None = None,
+    mode: DriftMode = "exact",
 ) -> VerificationContext:
+    """The context of one verification; ``canonical`` (already-read facts) wins over ``expected``."""
+    package = expected if expected is not None else canonical_package()
     facts, source = (
         canonical
         if canonical is not None
-        else canonical_facts(server, read_only=read_only, schema_name=schema_name, scratch=scratch)
+        else canonical_facts(server, read_only=read_only, schema_name=schema_name, scratch=scratch, expected=package)
     )
     return VerificationContext(
         server=server,
@@ -133,6 +159,8 @@ def build_context(
         params_source=params_source,
         read_only=read_only,
         schema_name=schema_name,
+        mode=mode,
+        expected=package.name,
         stack=stack if stack is not None else contextlib.ExitStack(),
         scratch=scratch,
     )

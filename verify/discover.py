@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 from chatbench.loadgen.result import ConversationRef, SeedParameters, TieCursor, UserRef
+from chatbench.verify.keys import as_key
 
 WHALE_MIN_MESSAGES = 1000
 SMALL_MAX_MESSAGES = 5
@@ -26,14 +27,14 @@ SELECT m.conversation_id, c.user_id, m.n
 def discover(conn: psycopg.Connection[Any]) -> SeedParameters:
     """The largest conversations, tiny ones, heaviest and lightest users, and cursors inside ties."""
     largest = [
-        ConversationRef(int(r[0]), int(r[1]), int(r[2]))
+        ConversationRef(as_key(r[0]), as_key(r[1]), int(r[2]))
         for r in conn.execute(_CONVERSATION_SIZES + " ORDER BY m.n DESC, m.conversation_id LIMIT %s", (TAKE,))
     ]
     # Whales are 1000+ messages; if the data has none, the largest conversations still make the
     # scenarios (the report shows their sizes, so a toy database is visible as such).
     whales = [w for w in largest if w.messages >= WHALE_MIN_MESSAGES] or largest[:1]
     small = [
-        ConversationRef(int(r[0]), int(r[1]), int(r[2]))
+        ConversationRef(as_key(r[0]), as_key(r[1]), int(r[2]))
         for r in conn.execute(
             _CONVERSATION_SIZES + " WHERE m.n <= %s ORDER BY m.n DESC, m.conversation_id LIMIT %s",
             (SMALL_MAX_MESSAGES, TAKE),
@@ -41,11 +42,11 @@ def discover(conn: psycopg.Connection[Any]) -> SeedParameters:
     ]
     users = "SELECT user_id, count(*) AS n FROM conversations GROUP BY user_id"
     heavy = [
-        UserRef(int(r[0]), int(r[1]))
+        UserRef(as_key(r[0]), int(r[1]))
         for r in conn.execute(f"SELECT * FROM ({users}) u ORDER BY n DESC, user_id LIMIT %s", (TAKE,))
     ]
     light = [
-        UserRef(int(r[0]), int(r[1]))
+        UserRef(as_key(r[0]), int(r[1]))
         for r in conn.execute(
             f"SELECT * FROM ({users}) u WHERE n <= %s ORDER BY n, user_id LIMIT %s", (LIGHT_MAX_CONVERSATIONS, TAKE)
         )
@@ -59,7 +60,7 @@ def discover(conn: psycopg.Connection[Any]) -> SeedParameters:
                 ORDER BY count(*) DESC, created_at LIMIT 1""",
             (whale.conversation_id,),
         ):
-            ties.append(TieCursor(whale.conversation_id, whale.user_id, r[0], int(r[2]), int(r[1])))
+            ties.append(TieCursor(whale.conversation_id, whale.user_id, r[0], as_key(r[2]), int(r[1])))
     if not ties:
         row = conn.execute(
             """SELECT m.conversation_id, c.user_id, m.created_at, count(*), (array_agg(m.id ORDER BY m.id))[2]
@@ -68,5 +69,5 @@ def discover(conn: psycopg.Connection[Any]) -> SeedParameters:
                 ORDER BY count(*) DESC, m.conversation_id, m.created_at LIMIT 1"""
         ).fetchone()
         if row is not None:
-            ties.append(TieCursor(int(row[0]), int(row[1]), row[2], int(row[4]), int(row[3])))
+            ties.append(TieCursor(as_key(row[0]), as_key(row[1]), row[2], as_key(row[4]), int(row[3])))
     return SeedParameters(tuple(whales), tuple(small), tuple(heavy), tuple(light), tuple(ties))

@@ -12,7 +12,21 @@ judged by behaviour (``chatbench.schema.behaviour``, probed by ``judge.py``): CH
 identity versus serial, ``varchar(n)`` versus ``text`` plus a length CHECK, trigger functions and their
 ``UPDATE OF``/``WHEN``. There a difference is info when the contracts judging it hold, a warning
 (type and identity differences always) when they do not; the failing probe is the error.
-Extra objects in the live database are findings too: the canonical models are the source of truth.
+Extra objects in the live database are findings too, judged by the mode (``ctx.mode``):
+
+* ``exact``: the database equals the expected models; an extra column or constraint is an error, an
+  extra table, index, CHECK or trigger a warning (the models are the source of truth);
+* ``contract``: the database must give what the canonical queries and behaviours rely on, and extras
+  are judged by what they do: an extra table, column, index, trigger or constraint is info (an extra
+  index on ``messages`` or ``conversations`` with its measured append cost, ``costs.py``); an extra
+  NOT NULL column without a default on a canonical table is an error (the canonical inserts omit it);
+  an extra constraint that rejects canonical-valid rows is reported with the row (``acceptance.py``).
+
+In both modes every missing or weakened canonical object stays an error, and so does anything that
+gives up a canonical guarantee: durability (an UNLOGGED table or partition), integrity (a missing
+foreign key or cascade), ordering (a missing history index, the ``history_order`` probe).
+A partitioned table is its parent (the leaves are not tables); a primary key or UNIQUE that had to
+take the partition key in is a warning in contract mode saying what uniqueness was given up.
 """
 
 from __future__ import annotations
@@ -24,15 +38,20 @@ from functools import cache
 from typing import Any, Generic, TypeVar
 
 from chatbench.schema.models import TRIGGER_FUNCTIONS
+from chatbench.schema.package import TOOL_TABLES  # migration tools' tables: info, never drift
 from chatbench.schema.queries import CANONICAL_QUERIES
-from chatbench.verify.catalog import ColumnFact, ConstraintFact, IndexFact, TriggerFact
+from chatbench.verify.acceptance import rejected_by
+from chatbench.verify.catalog import ColumnFact, ConstraintFact, IndexFact, TableFact, TriggerFact
 from chatbench.verify.context import VerificationContext
+from chatbench.verify.costs import append_costs
 from chatbench.verify.findings import Finding, Severity
 from chatbench.verify.judge import judged, judgement
+from chatbench.verify.keys import KEY_COLUMNS, is_key_type
 from chatbench.verify.registry import check
 
-# Tables some migration tools add next to the application's; reported as info, never as drift.
-TOOL_TABLES = frozenset({"alembic_version", "flyway_schema_history", "schema_migrations", "django_migrations"})
+# Tables every append_message writes (messages, and conversations through the trigger): an extra index
+# there is measured (``costs.py``).
+APPEND_TABLES = frozenset({"messages", "conversations"})
 # Column types with one behaviour up to a length limit, which the length contracts probe.
 _STRING_TYPE = re.compile(r"^(text|character varying(\(\d+\))?)$")
 
@@ -113,6 +132,23 @@ def _generates_ids(column: ColumnFact) -> bool:
     return bool(column.identity) or (column.default or "").startswith("nextval(")
 
 
+def _contract(ctx: VerificationContext) -> bool:
+    return ctx.mode == "contract"
+
+
+def _extra_severity(ctx: VerificationContext, exact: Severity = "error") -> Severity:
+    """An extra object: drift in exact mode (the database must equal the models), info in contract mode."""
+    return "info" if _contract(ctx) else exact
+
+
+def _rejecting(ctx: VerificationContext, table: str, name: str, exact: Severity) -> tuple[Severity, str]:
+    """An extra constraint or unique index: does it reject canonical-valid rows? (severity, detail)."""
+    rows = rejected_by(ctx, table, name)
+    if rows:
+        return "warning", f"rejects rows the canonical schema accepts (see drift/rejects_canonical_row): {rows[0].row}"
+    return _extra_severity(ctx, exact), "accepts every canonical row written by the canonical writes"
+
+
 def _severity(holds: bool | None) -> Severity:
     """A spelling difference the behaviour contracts judge: info when they hold, else a warning (they are the error)."""
     return "info" if holds else "warning"
@@ -127,7 +163,53 @@ def tables(ctx: VerificationContext) -> Iterator[Finding]:
         if name in TOOL_TABLES:
             yield _finding("tool_table", name, "absent", "migration tool table", "info")
         else:
-            yield _finding("extra_table", name, "absent", "table", "warning")
+            table = ctx.live.tables[name]
+            yield _finding(
+                "extra_table",
+                name,
+                "absent",
+                "table" + (f", {table.partition.describe()}" if table.partition else ""),
+                _extra_severity(ctx),
+            )
+    for name in sorted(_common_tables(ctx)):
+        yield from _durability(ctx.canonical.tables[name], ctx.live.tables[name])
+        yield from _partitioning(ctx, ctx.canonical.tables[name], ctx.live.tables[name])
+
+
+def _durability(e: TableFact, a: TableFact) -> Iterator[Finding]:
+    """A canonical table that loses its rows on a crash is an error in every mode (the guarantee is gone)."""
+    if e.persistence != "permanent" or a.persistence == "permanent":
+        return
+    where = f" (partitions {', '.join(a.unlogged_leaves)})" if a.unlogged_leaves else ""
+    yield _finding(
+        "durability",
+        a.name,
+        "logged (crash-safe, replicated)",
+        f"{a.persistence.upper()}{where}",
+        query=queries_touching(a.name),
+        detail="an UNLOGGED table is truncated after a crash and is not replicated to standbys: acknowledged "
+        "writes are lost" if a.persistence == "unlogged" else "a temporary table lives for one session",
+    )
+
+
+def _partitioning(ctx: VerificationContext, e: TableFact, a: TableFact) -> Iterator[Finding]:
+    """Partitioning is a physical layout: info in contract mode; exact mode wants the models' layout."""
+    e_key = e.partition.key if e.partition else None
+    a_key = a.partition.key if a.partition else None
+    if e_key == a_key and a.partition is None:
+        return
+    if e_key == a_key:
+        yield _finding("partitioned", a.name, e_key, a.partition.describe() if a.partition else "", "info")
+        return
+    yield _finding(
+        "partitioning",
+        a.name,
+        e.partition.describe() if e.partition else "not partitioned",
+        a.partition.describe() if a.partition else "not partitioned",
+        _extra_severity(ctx, "error"),
+        query=queries_touching(a.name),
+        detail="the plan contracts read the partitions as the table (see plans/partition_pruning)",
+    )
 
 
 def _length_checks(ctx: VerificationContext) -> dict[tuple[str, str], ConstraintFact]:
@@ -163,7 +245,7 @@ def columns(ctx: VerificationContext) -> Iterator[Finding]:
             yield _finding("missing_column", obj, e.type, "absent", query=query)
             continue
         if e is None and a is not None:
-            yield _finding("extra_column", obj, "absent", a.type, query=query)
+            yield from _extra_column(ctx, a, query)
             continue
         assert e is not None and a is not None
         if e.type != a.type:
@@ -185,16 +267,58 @@ def columns(ctx: VerificationContext) -> Iterator[Finding]:
             )
 
 
+def _extra_column(ctx: VerificationContext, a: ColumnFact, query: str | None) -> Iterator[Finding]:
+    """Exact: an error (the models do not have it). Contract: info, unless the canonical inserts cannot
+    write a row without it (NOT NULL, no default, not generated): then every canonical insert fails."""
+    obj = f"{a.table}.{a.name}"
+    shown = a.type + (" NOT NULL" if a.not_null else "") + (f" DEFAULT {a.default}" if a.default else "")
+    if a.not_null and a.default is None and not a.identity and not a.generated:
+        writes = ", ".join(q.name for q in CANONICAL_QUERIES if q.kind == "write" and _inserts_into(q.sql(), a.table))
+        yield _finding(
+            "extra_not_null_column",
+            obj,
+            "absent, nullable or with a default",
+            shown,
+            query=writes or query,
+            detail=f"the canonical inserts into {a.table} ({writes or 'as the seed and the probes write them'}) "
+            f"do not set {a.name}: every one fails with a not-null violation; give it a default or allow NULL",
+        )
+        return
+    yield _finding("extra_column", obj, "absent", shown, _extra_severity(ctx, "error"), query=query)
+
+
+def _inserts_into(text: str, table: str) -> bool:
+    return bool(re.match(rf"\s*INSERT INTO {re.escape(table)}\b", text))
+
+
 def _column_type(
     ctx: VerificationContext, e: ColumnFact, a: ColumnFact, checks: list[ConstraintFact], query: str | None
 ) -> Iterator[Finding]:
     obj = f"{e.table}.{e.name}"
+    if _contract(ctx) and _other_key_type(e, a):
+        yield _finding("key_type", obj, e.type, a.type, "info", query=query, detail=_KEY_TYPE_DETAIL)
+        return
     names, holds = judged(ctx, columns=[obj]) if _is_string(e.type) and _is_string(a.type) else ((), None)
     if not names:
         yield _finding("column_type", obj, e.type, a.type, query=query)
         return
     spelled = a.type + "".join(f" + {c.definition}" for c in checks)
     yield _finding("column_type", obj, e.type, spelled, "warning", query=query, detail=judgement(names, holds))
+
+
+_KEY_TYPE_DETAIL = (
+    "a key of another type serves the canonical queries unchanged (they pass keys untyped); "
+    "how its ids are generated and how ties page are judged by behaviour (ids_generated, history_order)"
+)
+
+
+def _other_key_type(e: ColumnFact, a: ColumnFact) -> bool:
+    """A canonical key column (an id or a foreign key to one) keyed by uuid or text instead of bigint.
+
+    Contract mode accepts it: the canonical queries pass keys untyped, the server enforces that a
+    foreign key has its referenced key's type, and the behaviour probes judge what the type changes.
+    """
+    return (e.table, e.name) in KEY_COLUMNS and e.type == "bigint" and is_key_type(a.type)
 
 
 def _generation(ctx: VerificationContext, e: ColumnFact, a: ColumnFact, query: str | None) -> Iterator[Finding]:
@@ -253,7 +377,7 @@ def constraints(ctx: VerificationContext) -> Iterator[Finding]:
         if kind == "CHECK":
             yield from _checks(ctx, e_kind, a_kind)
         elif kind == "FOREIGN KEY":
-            yield from _foreign_keys(e_kind, a_kind)
+            yield from _foreign_keys(ctx, e_kind, a_kind)
         else:
             yield from _keys(ctx, kind, e_kind, a_kind)
 
@@ -266,12 +390,24 @@ def _renamed(kind: str, e: Any, a: Any, query: str | None, detail: str = "") -> 
 def _keys(
     ctx: VerificationContext, kind: str, exp: list[ConstraintFact], act: list[ConstraintFact]
 ) -> Iterator[Finding]:
-    """PRIMARY KEY, UNIQUE, EXCLUDE: the same columns make the same constraint (a UNIQUE may be a unique index)."""
-    paired = pair(exp, act, lambda c: (c.table, c.columns), lambda c: (c.table, c.name))
+    """PRIMARY KEY, UNIQUE, EXCLUDE: the same columns make the same constraint (a UNIQUE may be a unique index).
+
+    On a partitioned table PostgreSQL requires them to include the partition key: the canonical key with
+    the partition key columns added is the same constraint, weakened (see ``_partition_key_added``).
+    """
+    paired = pair(
+        exp,
+        act,
+        lambda c: (c.table, c.columns),
+        lambda c: (c.table, _without_partition_key(ctx, c)),
+        lambda c: (c.table, c.name),
+    )
     label = kind.lower().replace(" ", "_")
     for e, a in paired.pairs:
         query = queries_touching(e.table, e.columns)
-        if (e.columns, _normalised(e.definition)) != (a.columns, _normalised(a.definition)):
+        if e.columns != a.columns and _without_partition_key(ctx, a) == e.columns:
+            yield _partition_key_added(ctx, kind, e, a, query)
+        elif (e.columns, _normalised(e.definition)) != (a.columns, _normalised(a.definition)):
             yield _finding(f"{label}_definition", f"{e.table}.{e.name}", e.definition, a.definition, query=query)
         else:
             yield from _renamed("constraint", e, a, query, e.definition)
@@ -302,12 +438,58 @@ def _keys(
         else:
             yield _finding(f"missing_{label}", f"{e.table}.{e.name}", e.definition, "absent", query=query)
     for a in paired.extra:
-        yield _finding(
-            f"extra_{label}", f"{a.table}.{a.name}", "absent", a.definition, query=queries_touching(a.table, a.columns)
-        )
+        yield _extra_constraint(ctx, f"extra_{label}", a)
 
 
-def _foreign_keys(exp: list[ConstraintFact], act: list[ConstraintFact]) -> Iterator[Finding]:
+def _extra_constraint(ctx: VerificationContext, kind: str, a: ConstraintFact) -> Finding:
+    """An extra UNIQUE, EXCLUDE, PRIMARY KEY or FOREIGN KEY: an error in exact mode; in contract mode info
+    unless it rejects canonical-valid rows (then a warning pointing at the rejected row, the error)."""
+    severity, detail = _rejecting(ctx, a.table, a.name, "error")
+    return _finding(
+        kind,
+        f"{a.table}.{a.name}",
+        "absent",
+        a.definition,
+        severity,
+        query=queries_touching(a.table, a.columns),
+        detail=detail if _contract(ctx) or severity == "warning" else "",
+    )
+
+
+def _partition_key(ctx: VerificationContext, table: str) -> tuple[str | None, ...]:
+    fact = ctx.live.tables.get(table)
+    return fact.partition.key_columns if fact is not None and fact.partition is not None else ()
+
+
+def _without_partition_key(ctx: VerificationContext, c: ConstraintFact) -> tuple[str, ...]:
+    """A live key's columns without the partition key's (the part the canonical key must equal)."""
+    key = _partition_key(ctx, c.table)
+    return tuple(col for col in c.columns if col not in key) if key else c.columns
+
+
+def _partition_key_added(
+    ctx: VerificationContext, kind: str, e: ConstraintFact, a: ConstraintFact, query: str | None
+) -> Finding:
+    """A key that had to take the partition key in: warning in contract mode, saying what was given up."""
+    added = [c for c in a.columns if c not in e.columns]
+    canonical_cols, live_cols = ", ".join(e.columns), ", ".join(a.columns)
+    table = ctx.live.tables[a.table]
+    return _finding(
+        "partition_key_in_" + kind.lower().replace(" ", "_"),
+        f"{e.table}.{e.name}",
+        e.definition,
+        a.definition,
+        "warning" if _contract(ctx) else "error",
+        query=query,
+        detail=f"PostgreSQL requires a {kind} of a table {table.partition.describe() if table.partition else ''} "
+        f"to include the partition key: ({canonical_cols}) alone is no longer unique, only ({live_cols}) is; "
+        f"two rows may share {canonical_cols} if their {', '.join(added)} differ (ids the database generates "
+        f"stay distinct, ids written explicitly or copied are not checked across partitions), and no foreign "
+        f"key can reference {e.table}({canonical_cols}) alone",
+    )
+
+
+def _foreign_keys(ctx: VerificationContext, exp: list[ConstraintFact], act: list[ConstraintFact]) -> Iterator[Finding]:
     paired = pair(
         exp,
         act,
@@ -331,13 +513,7 @@ def _foreign_keys(exp: list[ConstraintFact], act: list[ConstraintFact]) -> Itera
             query=queries_touching(e.table, e.columns),
         )
     for a in paired.extra:
-        yield _finding(
-            "extra_foreign_key",
-            f"{a.table}.{a.name}",
-            "absent",
-            a.definition,
-            query=queries_touching(a.table, a.columns),
-        )
+        yield _extra_constraint(ctx, "extra_foreign_key", a)
 
 
 def _foreign_key_differences(e: ConstraintFact, a: ConstraintFact) -> Iterator[Finding]:
@@ -422,16 +598,25 @@ def _checks(ctx: VerificationContext, exp: list[ConstraintFact], act: list[Const
             yield _finding("missing_check", obj, e.definition, "absent", query=query)
     for a in paired.extra:
         names, holds = judged(ctx, columns=[f"{a.table}.{c}" for c in a.columns])
+        severity, accepts = _rejecting(ctx, a.table, a.name, "error")
+        if holds is False and severity == "info":
+            severity = "warning"  # a behaviour contract over its columns breaks: that probe is the error
         yield _finding(
             "extra_check",
             f"{a.table}.{a.name}",
             "absent",
             a.definition,
-            "warning",
+            severity,
             query=queries_touching(a.table, a.columns),
-            detail=("a constraint the canonical schema does not have; " + judgement(names, holds))
-            if names
-            else "a constraint the canonical schema does not have",
+            detail="; ".join(
+                x
+                for x in (
+                    "a constraint the canonical schema does not have",
+                    judgement(names, holds) if names else "",
+                    accepts,
+                )
+                if x
+            ),
         )
 
 
@@ -442,9 +627,14 @@ def indexes(ctx: VerificationContext) -> Iterator[Finding]:
     exp = sorted((i for i in ctx.canonical.indexes.values() if i.table in common), key=lambda i: (i.table, i.name))
     act = sorted((i for i in ctx.live.indexes.values() if i.table in common), key=lambda i: (i.table, i.name))
     paired = pair(exp, act, IndexFact.signature, lambda i: (i.table, i.name))
+    extra = [a for a in paired.extra if a.constraint is None]
+    measured = [a for a in extra if a.table in APPEND_TABLES and a.valid] if _contract(ctx) else []
+    costs = append_costs(ctx, measured) if measured else {}
     for e, a in paired.pairs:
         obj = f"{e.table}.{e.name}"
         query = queries_touching(e.table, e.key_columns[:1])
+        if e.constraint is not None and a.constraint is not None and _with_partition_key(ctx, e, a):
+            continue  # a key that took the partition key in: the constraint check says what it gave up
         if e.signature() == a.signature():
             # a PK's or UNIQUE constraint's index is reported with its constraint, once
             if e.constraint is None and a.constraint is None:
@@ -453,9 +643,14 @@ def indexes(ctx: VerificationContext) -> Iterator[Finding]:
         yield from _index_differences(e, a, obj, query)
     for e in paired.missing:
         if e.constraint is not None and any(
-            i.table == e.table and i.unique and i.key_columns == e.key_columns for i in act
+            i.table == e.table
+            and i.unique
+            and (i.key_columns == e.key_columns or _with_partition_key(ctx, e, i))
+            for i in act
         ):
-            continue  # a UNIQUE constraint kept as a unique index of another shape: the constraint check says so
+            # a UNIQUE constraint kept as a unique index of another shape, or a key that took the partition
+            # key in: the constraint check says so
+            continue
         yield _finding(
             "missing_index",
             f"{e.table}.{e.name}",
@@ -463,18 +658,30 @@ def indexes(ctx: VerificationContext) -> Iterator[Finding]:
             "absent",
             query=queries_touching(e.table, e.key_columns[:1]),
         )
-    for a in paired.extra:
-        if a.constraint is not None:
-            continue  # an extra PK/UNIQUE constraint's index: reported with the constraint
+    for a in extra:  # an extra PK/UNIQUE constraint's index is reported with the constraint
+        cost = costs.get(a.name)
+        detail = f"every write maintains it: {a.definition}"
+        if cost is not None:
+            detail = f"{cost.describe()}: {a.definition}"
+        severity: Severity = _extra_severity(ctx)
+        if a.unique:
+            severity, accepts = _rejecting(ctx, a.table, a.name, "error")
+            detail = f"{detail}; {accepts}" if _contract(ctx) or severity == "warning" else detail
         yield _finding(
             "extra_index",
             f"{a.table}.{a.name}",
             "absent",
             a.describe(),
-            "warning",
+            severity,
             query=queries_touching(a.table, a.key_columns[:1]),
-            detail=f"every write maintains it: {a.definition}",
+            detail=detail,
         )
+
+
+def _with_partition_key(ctx: VerificationContext, e: IndexFact, a: IndexFact) -> bool:
+    """``a`` is ``e``'s key with the partition key columns added (what a partitioned table's PK must be)."""
+    key = _partition_key(ctx, a.table)
+    return bool(key) and tuple(c for c in a.key_columns if c not in key) == e.key_columns
 
 
 def _index_differences(e: IndexFact, a: IndexFact, obj: str, query: str | None) -> Iterator[Finding]:
@@ -560,7 +767,7 @@ def triggers(ctx: VerificationContext) -> Iterator[Finding]:
             f"{a.table}.{a.name}",
             "absent",
             a.describe(),
-            "warning",
+            _extra_severity(ctx),
             query=queries_touching(a.table),
             detail="the behaviour probes run with it in place",
         )

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from chatbench.schema.behaviour import BEHAVIOUR_CONTRACTS, BehaviourContract
+from chatbench.schema.behaviour import BEHAVIOUR_CONTRACTS, BehaviourContract, Probe
 from chatbench.verify.context import VerificationContext
-from chatbench.verify.findings import Finding
+from chatbench.verify.findings import Finding, Severity
 from chatbench.verify.judge import probe_run
+from chatbench.verify.keys import INTEGER_TYPES
 from chatbench.verify.registry import check
 
 
@@ -43,21 +44,35 @@ def site(ctx: VerificationContext) -> Iterator[Finding]:
         )
 
 
+def _breach_severity(ctx: VerificationContext, probe: Probe) -> tuple[Severity, str]:
+    """An error, unless the probe judges an order only integer keys give for free and the keys are not
+    integers (a random uuid): then ``probe.unordered_keys``, with why (the detail's tail)."""
+    column = ctx.live.columns.get(("messages", "id"))
+    if probe.unordered_keys == "error" or column is None or column.type in INTEGER_TYPES:
+        return "error", ""
+    return probe.unordered_keys, (
+        f"; messages.id is {column.type}: the database orders messages of one created_at by a key that does not "
+        "follow the append order (a time-ordered key such as uuidv7() would)"
+    )
+
+
 def _contract_check(contract: BehaviourContract) -> None:
     def run(ctx: VerificationContext) -> Iterator[Finding]:
         outcomes = probe_run(ctx).of(contract.name)
         query = ", ".join(contract.queries) or None
+        by_name = {p.name: p for p in contract.probes}
         for outcome in outcomes:
             if outcome.status == "breached":
+                severity, why = _breach_severity(ctx, by_name[outcome.probe])
                 yield Finding(
                     "drift",
                     "behaviour",
                     outcome.subject,
                     contract.statement,
                     outcome.observed,
-                    "error",
+                    severity,
                     query=query,
-                    detail=f"probe {outcome.probe}: {outcome.evidence}",
+                    detail=f"probe {outcome.probe}: {outcome.evidence}{why}",
                 )
         # a probe that could not run is not a pass; the same failure of several probes is one line
         errors: dict[str, list[str]] = {}

@@ -33,6 +33,9 @@ class Finding:
     query: str | None = None
     scenario: str | None = None
     detail: str = ""
+    # What the finding was judged against: "exact canonical", "contract canonical", "exact app.models:Base".
+    # verify() stamps it, so findings of two verifications (exact and contract) can be shown together.
+    against: str = ""
 
     def message(self) -> str:
         """One line naming the object, the query and what differs."""

@@ -13,9 +13,10 @@ import psycopg
 from chatbench.schema.behaviour import BEHAVIOUR_CONTRACTS
 from chatbench.verify.context import VerificationContext
 from chatbench.verify.probes import ProbeRun, run_probes
-from chatbench.verify.sites import schema_only_copy
+from chatbench.verify.sites import SchemaCopy, schema_only_copy
 
 _MEMO = "behaviour"
+_COPY = "schema_copy"
 
 
 def copy_on_same_server(ctx: VerificationContext) -> bool:
@@ -25,6 +26,17 @@ def copy_on_same_server(ctx: VerificationContext) -> bool:
     gets its copy on a throwaway local server: nothing is created on a server chatbench does not run.
     """
     return not ctx.read_only and ctx.server.owns_database
+
+
+def schema_copy(ctx: VerificationContext) -> SchemaCopy:
+    """The schema-only copy of the live database every write probe runs on, made once per verification."""
+    copy = ctx.memo.get(_COPY)
+    if isinstance(copy, SchemaCopy):
+        return copy
+    host = ctx.server if copy_on_same_server(ctx) else ctx.scratch_server()
+    copy = schema_only_copy(ctx.server, host, ctx.stack, ctx.schema_name)
+    ctx.memo[_COPY] = copy
+    return copy
 
 
 def probe_run(ctx: VerificationContext) -> ProbeRun:
@@ -38,8 +50,7 @@ def probe_run(ctx: VerificationContext) -> ProbeRun:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         run = ProbeRun("", (), 0.0, f"the probes use {shown}, which the live schema lacks (see drift)")
     else:
-        host = ctx.server if copy_on_same_server(ctx) else ctx.scratch_server()
-        copy = schema_only_copy(ctx.server, host, ctx.stack, ctx.schema_name)
+        copy = schema_copy(ctx)
         with psycopg.connect(copy.server.conninfo(), autocommit=True, application_name="chatbench-probes") as conn:
             run = run_probes(conn, contracts, site=copy.description, schema=ctx.schema_name, notes=copy.restore_errors)
     ctx.memo[_MEMO] = run

@@ -7,13 +7,19 @@
 
 Both are parsed into a small frozen plan model (``PlanNode``); findings quote the offending node in
 one line. Only SELECTs are executed, so this works inside a READ ONLY transaction.
+
+Partitioned tables are read as their parent: a scan of a leaf partition (under an Append or
+MergeAppend) is a scan of the parent relation, and a leaf's index is the parent's partitioned index
+(``pg_inherits``, flattened to the root by the catalog reader); the leaf's name stays on the node
+(``partition``), so the contracts judge ``messages`` whatever its partitioning, and ``plans.partitions``
+counts the partitions each plan touched.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -47,6 +53,8 @@ class PlanNode:
     sort_method: str | None
     condition: str | None  # Index Cond / Recheck Cond / Filter: "$1" in it marks a generic plan
     children: tuple[PlanNode, ...]
+    partition: str | None = None  # the leaf partition scanned, when ``relation`` is its partitioned parent
+    subplans_removed: int = 0  # Append/MergeAppend: partitions pruned when the executor started (generic plans)
 
     @classmethod
     def parse(cls, node: Mapping[str, Any]) -> PlanNode:
@@ -63,6 +71,18 @@ class PlanNode:
             sort_method=node.get("Sort Method"),
             condition=node.get("Index Cond") or node.get("Recheck Cond") or node.get("Filter"),
             children=tuple(cls.parse(c) for c in node.get("Plans", ())),
+            subplans_removed=int(node.get("Subplans Removed", 0)),
+        )
+
+    def as_parents(self, leaf_parents: Mapping[str, str], index_parents: Mapping[str, str]) -> PlanNode:
+        """This plan with every leaf partition read as its partitioned parent, and leaf indexes as the parent's."""
+        parent = leaf_parents.get(self.relation or "")
+        return replace(
+            self,
+            relation=parent or self.relation,
+            partition=self.relation if parent else self.partition,
+            index=index_parents.get(self.index or "", self.index),
+            children=tuple(c.as_parents(leaf_parents, index_parents) for c in self.children),
         )
 
     @property
@@ -91,6 +111,8 @@ class PlanNode:
             name += f" using {self.index}"
         if self.relation:
             name += f" on {self.relation}"
+        if self.partition:
+            name += f" (partition {self.partition})"
         if self.node_type == "Bitmap Heap Scan":
             name += f" via {', '.join(self.bitmap_indexes()) or '?'}"
         return name
@@ -113,10 +135,16 @@ class Plan:
     root: PlanNode
     planning_ms: float
     execution_ms: float
+    detoast_buffers: int = 0  # of ``buffers``: converting the rows for the client (chatbench.verify.serialize)
 
     @property
     def buffers(self) -> int:
         return self.root.buffers
+
+    @property
+    def access_buffers(self) -> int:
+        """The buffers of finding the rows, without detoasting them: what depth may not grow (keyset)."""
+        return self.buffers - self.detoast_buffers
 
     @classmethod
     def parse(cls, mode: str, explain: Any) -> Plan:
@@ -147,7 +175,7 @@ class PlanRun:
         """(depth, buffers) points of one growth curve, shallow first."""
         return tuple(
             sorted(
-                (m.scenario.depth, m.plan.buffers)
+                (m.scenario.depth, m.plan.access_buffers)  # detoasting varies with the page's texts, not depth
                 for m in self.measurements
                 if m.scenario.curve == curve and m.plan.mode == mode and m.scenario.depth is not None
             )
@@ -155,9 +183,13 @@ class PlanRun:
 
 
 def _explain(conn: psycopg.Connection[Any], scenario: Scenario, mode: str) -> Plan:
+    """The scenario's plan; its buffers count what the client receives (detoasting included:
+    ``SERIALIZE`` on PostgreSQL 17+, the whole-row probe of ``chatbench.verify.serialize`` on 15/16)."""
+    from chatbench.verify.serialize import client_explain, explain_options
+
     query = QUERIES_BY_NAME[scenario.query]
     cur = psycopg.ClientCursor(conn)
-    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+    options = explain_options(conn)
     if mode == "custom":
         row = cur.execute(options + query.sql(), dict(scenario.params)).fetchone()
     else:
@@ -174,7 +206,14 @@ def _explain(conn: psycopg.Connection[Any], scenario: Scenario, mode: str) -> Pl
             cur.execute("RESET plan_cache_mode")
             cur.execute(f"DEALLOCATE {name}")
     assert row is not None
-    return Plan.parse(mode, row[0])
+    counted, serialization = client_explain(conn, row[0], query.sql(), dict(scenario.params))
+    return replace(Plan.parse(mode, counted), detoast_buffers=serialization.buffers)
+
+
+def _read_as_parents(ctx: VerificationContext, plan: Plan) -> Plan:
+    if not ctx.live.leaf_parents:
+        return plan
+    return replace(plan, root=plan.root.as_parents(ctx.live.leaf_parents, ctx.live.index_parents))
 
 
 def measure(ctx: VerificationContext) -> PlanRun:
@@ -185,7 +224,9 @@ def measure(ctx: VerificationContext) -> PlanRun:
     started = time.perf_counter()
     scenarios = build_scenarios(ctx.conn, ctx.params) if ctx.params is not None else ()
     ctx.conn.execute("SET jit = off")
-    measurements = tuple(Measurement(s, _explain(ctx.conn, s, mode)) for s in scenarios for mode in MODES)
+    measurements = tuple(
+        Measurement(s, _read_as_parents(ctx, _explain(ctx.conn, s, mode))) for s in scenarios for mode in MODES
+    )
     run = PlanRun(scenarios, measurements, time.perf_counter() - started)
     ctx.memo["plans"] = run
     return run
@@ -241,14 +282,25 @@ class Breach:
     node: str  # the offending plan node in one line
 
 
+def empty_leaf(node: PlanNode) -> bool:
+    """A Seq Scan of a leaf partition that holds nothing (a DEFAULT partition, a month still to come).
+
+    The planner rightly scans an empty leaf rather than its index: it costs no buffer, and the rows it
+    would hold later are judged when the data has them. Not a breach of ``no_seq_scan`` or of an index
+    access; any leaf that holds rows is judged like the table itself."""
+    return node.partition is not None and node.node_type == "Seq Scan" and node.buffers == 0 and node.rows_total == 0
+
+
 def judge(ctx: VerificationContext, contract: PlanContract, m: Measurement) -> Iterator[Breach]:
-    """Every breach of ``contract`` by one measured plan."""
+    """Every breach of ``contract`` by one measured plan (a partitioned relation is judged as its parent)."""
     root = m.plan.root
     for node in root.walk():
-        if node.node_type == "Seq Scan" and node.relation in contract.no_seq_scan:
+        if node.node_type == "Seq Scan" and node.relation in contract.no_seq_scan and not empty_leaf(node):
             yield Breach("seq_scan", str(node.relation), f"no Seq Scan on {node.relation}", "Seq Scan", node.one_line())
     for access in contract.access:
-        scans = [n for n in root.walk() if n.node_type in SCAN_TYPES and n.relation == access.relation]
+        scans = [
+            n for n in root.walk() if n.node_type in SCAN_TYPES and n.relation == access.relation and not empty_leaf(n)
+        ]
         if not scans:
             yield Breach("index_access", access.relation, access.describe(), "relation not read", root.shape())
         for scan in scans:
@@ -315,6 +367,110 @@ def contracts(ctx: VerificationContext) -> Iterator[Finding]:
                 scenario=m.scenario.key,
                 detail=breach.node,
             )
+
+
+@dataclass(frozen=True)
+class PartitionTouch:
+    """How many partitions of one partitioned relation one plan touched.
+
+    ``planned``: partitions the plan kept after plan-time pruning (the scans in the plan, plus those the
+    executor pruned at startup, shown as ``Subplans Removed``); ``executed``: partitions actually read
+    (a scan with at least one loop; an Append stopping at LIMIT leaves the rest "never executed").
+    """
+
+    relation: str
+    leaves: int
+    planned: int
+    executed: int
+    executed_names: tuple[str, ...]
+
+    def describe(self) -> str:
+        names = ", ".join(self.executed_names[:4]) + (", ..." if self.executed > 4 else "")
+        text = f"{self.relation}: {self.planned} of {self.leaves} partitions in the plan, {self.executed} executed"
+        return text + (f" ({names})" if names else "")
+
+
+def partitions_touched(ctx: VerificationContext, plan: Plan) -> tuple[PartitionTouch, ...]:
+    """One ``PartitionTouch`` per partitioned relation the plan reads (none for plain tables)."""
+    out = []
+    for relation in sorted(plan.root.relations()):
+        table = ctx.live.tables.get(relation)
+        if table is None or table.partition is None:
+            continue
+        scans = [n for n in plan.root.walk() if n.relation == relation and n.partition and n.node_type in SCAN_TYPES]
+        in_plan = {n.partition for n in scans if n.partition}
+        executed = sorted({n.partition for n in scans if n.partition and n.loops > 0})
+        removed = sum(
+            n.subplans_removed
+            for n in plan.root.walk()
+            if n.node_type in ("Append", "Merge Append") and relation in n.relations()
+        )
+        out.append(PartitionTouch(relation, table.partition.leaf_count, len(in_plan) + removed, len(executed),
+                                  tuple(executed)))
+    return tuple(out)
+
+
+def _equality_columns(contract: PlanContract, relation: str) -> set[str]:
+    """The columns of ``relation`` the query fixes by equality: the leading columns of its index access."""
+    return {c for a in contract.access if a.relation == relation for c in a.leading_columns}
+
+
+@check("plans.partitions")
+def partitions(ctx: VerificationContext) -> Iterator[Finding]:
+    """Partitions each history query's plans touched (pruning), judged by what the query fixes.
+
+    A query that fixes every partition-key column by equality (``conversation_id`` for a conversation's
+    history under hash or list partitioning by conversation, ``user_id`` for a user's conversation list)
+    has all its rows in one partition: reading more than one means pruning failed (a cast, a generic
+    plan the executor could not prune), and each extra partition costs at least one index descent per
+    page, growing with the number of partitions. That is an error.
+
+    A query that does not fix the key (a conversation's history under range partitioning by
+    ``created_at``) cannot be pruned to one partition. Its pages are judged by their buffers (the plan
+    contracts' budgets and the keyset flatness) as for any table; here the counts are reported (info),
+    and a page that read every partition is a warning: its cost grows with the number of partitions
+    (months), which the budgets only catch once it is large. A count reads every partition by design
+    (info).
+    """
+    if ctx.params is None or not any(t.partition for t in ctx.live.tables.values()):
+        return
+    run = measure(ctx)
+    # one line per query, plan mode and relation: the scenario that touched the most partitions
+    worst: dict[tuple[str, str, str], tuple[PartitionTouch, Measurement]] = {}
+    for m in run.measurements:
+        for touch in partitions_touched(ctx, m.plan):
+            key = (m.scenario.query, m.plan.mode, touch.relation)
+            if key not in worst or touch.executed > worst[key][0].executed:
+                worst[key] = (touch, m)
+    for (query, mode, relation), (touch, m) in sorted(worst.items()):
+        contract = CONTRACTS.get(query)
+        table = ctx.live.tables[relation]
+        assert table.partition is not None
+        key_columns = set(table.partition.key_columns)
+        fixed = contract is not None and None not in key_columns and key_columns <= _equality_columns(contract,
+                                                                                                         relation)
+        severity: Severity = "info"
+        expected = f"partitions read as {table.partition.key} allows"
+        if fixed:
+            expected = "1 partition executed (the query fixes the partition key)"
+            if touch.executed > 1:
+                severity = "error"
+        elif m.scenario.kind != "count" and touch.leaves > 1 and touch.executed == touch.leaves:
+            severity = "warning"
+            expected = "a page reads fewer than every partition"
+        if contract is not None and contract.contrast and severity != "info":
+            severity = "info"
+        yield Finding(
+            "plans",
+            "partition_pruning",
+            relation,
+            expected,
+            touch.describe(),
+            severity,
+            query=f"{query} ({mode} plan)",
+            scenario=m.scenario.key,
+            detail=table.partition.describe(),
+        )
 
 
 @check("plans.growth")

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
+from chatbench.loadgen.result import Key
 from chatbench.schema.behaviour import BehaviourContract, Probe, Step, probe_bindings
+from chatbench.verify.keys import INTEGER_TYPES, fresh_key, key_type
 from psycopg import sql
 
 REJECTION_CLASSES = ("22", "23", "P0")
@@ -143,16 +145,26 @@ def run_probe(
     return result
 
 
-def _free_ids(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Ids above every row and every sequence value of each table: the probes' own rows use them."""
-    ids: dict[str, int] = {}
+def free_ids(conn: psycopg.Connection[Any]) -> dict[str, Key]:
+    """Keys no row of each table has, of the table's key type: the probes' own rows use them.
+
+    Integer keys start above every row and every sequence value (``ID_HEADROOM``); uuid and text keys
+    are fresh uuids (text: their hex), which no row has. ``next_message_id`` is a second message key.
+    """
+    ids: dict[str, Key] = {}
     for table, key in (("users", "user_id"), ("conversations", "conversation_id"), ("messages", "message_id")):
+        type_name = key_type(conn, table)
+        if type_name not in INTEGER_TYPES:
+            ids[key] = fresh_key(type_name)
+            continue
         query = sql.SQL(
             "SELECT greatest((SELECT coalesce(max(id), 0) FROM {t}), "
             "coalesce(pg_sequence_last_value(pg_get_serial_sequence({name}, 'id')::regclass), 0))"
         ).format(t=sql.Identifier(table), name=sql.Literal(table))
         row = conn.execute(query).fetchone()
         ids[key] = int(row[0] if row and row[0] is not None else 0) + ID_HEADROOM
+    message = ids["message_id"]
+    ids["next_message_id"] = message + 1 if isinstance(message, int) else fresh_key(key_type(conn, "messages"))
     return ids
 
 
@@ -172,7 +184,7 @@ def run_probes(
             conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
             conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(PROBE_STATEMENT_TIMEOUT_MS)))
             conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            base = {**probe_bindings(), **_free_ids(conn)}
+            base = {**probe_bindings(), **free_ids(conn)}
             for contract in contracts:
                 for probe in contract.probes:
                     outcomes.append(run_probe(conn, contract, probe, base))

@@ -9,7 +9,8 @@ from typing import Any
 from chatbench.verify.findings import Finding
 
 # Bump on any change of ``to_json``'s shape. 2: ``probes_site`` (where the behaviour probes ran).
-RESULT_FORMAT_VERSION = 2
+# 3: ``mode`` and ``expected`` (the drift mode and the schema package judged against), ``against`` per finding.
+RESULT_FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class VerificationResult:
     curves: tuple[GrowthCurve, ...]
     plans: tuple[PlanSummary, ...]
     timings: Mapping[str, float]
+    mode: str = "exact"  # "exact" | "contract"
+    expected: str = "canonical"  # the SchemaPackage's name
 
     @property
     def passed(self) -> bool:
@@ -72,6 +75,8 @@ class VerificationResult:
             "format_version": RESULT_FORMAT_VERSION,
             "passed": self.passed,
             "server": dict(self.server),
+            "mode": self.mode,
+            "expected": self.expected,
             "canonical_source": self.canonical_source,
             "params_source": self.params_source,
             "read_only": self.read_only,

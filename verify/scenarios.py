@@ -14,8 +14,11 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
-from chatbench.loadgen.result import ConversationRef, SeedParameters
+from chatbench.loadgen.result import ConversationRef, Key, SeedParameters, UserRef
+from chatbench.schema.appqueries import CURSOR_PARAMS, SCENARIO_ROLES, AppQuery
 from chatbench.schema.contracts import PAGE_SIZE
+from chatbench.schema.rolemap import CANONICAL, RoleMap
+from chatbench.verify.keys import as_key
 
 
 @dataclass(frozen=True)
@@ -38,13 +41,13 @@ def depths_for(size: int) -> tuple[int, ...]:
     return tuple(sorted({d for d in candidates if PAGE_SIZE <= d <= deep}))
 
 
-def _row_at(conn: psycopg.Connection[Any], conversation_id: int, depth: int) -> tuple[Any, int] | None:
+def _row_at(conn: psycopg.Connection[Any], conversation_id: Key, depth: int) -> tuple[Any, Key] | None:
     row = conn.execute(
         "SELECT created_at, id FROM messages WHERE conversation_id = %s "
         "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
         (conversation_id, depth),
     ).fetchone()
-    return None if row is None else (row[0], int(row[1]))
+    return None if row is None else (row[0], as_key(row[1]))
 
 
 def _message_scenarios(conn: psycopg.Connection[Any], whale: ConversationRef) -> list[Scenario]:
@@ -161,7 +164,7 @@ def build_scenarios(conn: psycopg.Connection[Any], params: SeedParameters) -> tu
                     f"next conversation-list page of the heaviest user ({tag})",
                     "list_conversations_next",
                     "list",
-                    {**first, "cursor_updated_at": row[0], "cursor_id": int(row[1])},
+                    {**first, "cursor_updated_at": row[0], "cursor_id": as_key(row[1])},
                 )
             )
     if params.light_users:
@@ -178,3 +181,125 @@ def build_scenarios(conn: psycopg.Connection[Any], params: SeedParameters) -> tu
     return tuple(
         Scenario(s.key, s.description, s.query, s.kind, MappingProxyType(dict(s.params)), s.depth, s.curve) for s in out
     )
+
+
+# -- the application's own queries (``--queries``) ------------------------------------------------
+
+BIG_LIMIT = 1_000_000_000
+"""The page size of the page walk's one-page reference read (every row the query can return)."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What an application query's scenario pages through: a conversation's messages or a user's list."""
+
+    table: str  # the application's table (through the role map)
+    key_column: str  # its column fixed by the scenario (conversation_id or user_id, mapped)
+    key: Key
+    order_columns: tuple[str, str]  # (time column, id column), mapped
+    rows: int
+
+
+def _cursor_row(conn: psycopg.Connection[Any], subject: Subject, depth: int) -> tuple[Any, Key] | None:
+    """(time, id) of the subject's row ``depth`` rows below the newest (``(time, id)`` descending)."""
+    from psycopg import sql
+
+    time_col, id_col = subject.order_columns
+    query = sql.SQL("SELECT {t}, {i} FROM {table} WHERE {k} = %s ORDER BY {t} DESC, {i} DESC OFFSET %s LIMIT 1").format(
+        t=sql.Identifier(time_col), i=sql.Identifier(id_col), table=sql.Identifier(subject.table),
+        k=sql.Identifier(subject.key_column))
+    row = conn.execute(query, (subject.key, max(depth, 0))).fetchone()
+    return None if row is None else (row[0], as_key(row[1]))
+
+
+def message_subject(conversation: ConversationRef, roles: RoleMap) -> Subject:
+    return Subject(roles.table("messages"), roles.column("messages", "conversation_id"), conversation.conversation_id,
+                   (roles.column("messages", "created_at"), roles.column("messages", "id")), conversation.messages)
+
+
+def list_subject(user: UserRef, roles: RoleMap) -> Subject:
+    return Subject(roles.table("conversations"), roles.column("conversations", "user_id"), user.user_id,
+                   (roles.column("conversations", "updated_at"), roles.column("conversations", "id")),
+                   user.conversations)
+
+
+WRITE_VALUES: Mapping[str, Any] = MappingProxyType({
+    "role": "user", "content": "chatbench: a message written inside a rolled-back transaction",
+    "title": "chatbench: a title written inside a rolled-back transaction"})
+
+
+def cursor_values(query: AppQuery, row: tuple[Any, Key] | None) -> dict[str, Any]:
+    """The query's cursor and time parameters taken from one (time, id) row."""
+    out: dict[str, Any] = {}
+    for name in query.params:
+        if row is None:
+            break
+        if (name.endswith("_id") and name.split("_", 1)[0] in ("before", "after", "cursor")) or name == "message_id":
+            out[name] = row[1]
+        elif name in CURSOR_PARAMS or name == "since":
+            out[name] = row[0]
+    return out
+
+
+def _app_scenario(key: str, description: str, query: AppQuery, kind: str, values: Mapping[str, Any],
+                  depth: int | None) -> Scenario:
+    wanted = {p: values[p] for p in query.params if p in values}
+    wanted.update({p: WRITE_VALUES[p] for p in query.params if p in WRITE_VALUES})
+    return Scenario(key, description, query.name, kind, MappingProxyType(wanted), depth=depth,
+                    curve="offset" if "offset" in query.params else ("keyset" if query.cursor_params else None))
+
+
+def build_app_scenarios(conn: psycopg.Connection[Any], params: SeedParameters, query: AppQuery,
+                        roles: RoleMap = CANONICAL) -> tuple[Scenario, ...]:
+    """The scenarios an application query's parameters allow, bound from the seed's parameter sets (and, for
+    cursors, from the rows at the scenario's depth, read through the role map)."""
+    out: list[Scenario] = []
+    names = set(query.params)
+    kind_write = query.kind == "write"
+    if names & {"conversation_id", "message_id"}:
+        convs: list[tuple[str, ConversationRef, int, str]] = []
+        if params.whales:
+            whale = params.whales[0]
+            first = PAGE_SIZE if query.pages or "since" in names else 0
+            convs.append(("whale", whale, first, "page"))
+            if query.pages or "since" in names or "message_id" in names:
+                convs.append(("deep", whale, max(whale.messages - PAGE_SIZE - 1, first), "page"))
+        if params.small_conversations:
+            small = params.small_conversations[0]
+            convs.append(("small", small, min(1, small.messages), "small_page"))
+        for key, conv, depth, kind in convs:
+            if not query.allows(key):
+                continue
+            subject = message_subject(conv, roles)
+            row = _cursor_row(conn, subject, depth - 1 if query.cursor_params else depth) if (
+                query.cursor_params or names & {"since", "message_id"}) else None
+            values = {"conversation_id": conv.conversation_id, "user_id": conv.user_id, "limit": PAGE_SIZE,
+                      "offset": depth, **cursor_values(query, row)}
+            if (query.cursor_params or names & {"since", "message_id"}) and row is None:
+                continue
+            out.append(_app_scenario(key, f"{query.name}: {SCENARIO_ROLES[key]} (conversation {conv.conversation_id}, "
+                                     f"{conv.messages} messages, depth {depth})", query,
+                                     "write" if kind_write else kind, values, depth))
+        if query.cursor_params and params.tie_cursors and query.allows("tie"):
+            tie = params.tie_cursors[0]
+            values = {"conversation_id": tie.conversation_id, "user_id": tie.user_id, "limit": PAGE_SIZE,
+                      "offset": 0, **cursor_values(query, (tie.created_at, tie.id))}
+            out.append(_app_scenario("tie", f"{query.name}: {SCENARIO_ROLES['tie']} ({tie.tie_size} messages at "
+                                     f"{tie.created_at.isoformat()})", query, "page", values, None))
+    elif "user_id" in names:
+        users = [("heavy", params.heavy_users[0])] if params.heavy_users else []
+        users += [("light", params.light_users[0])] if params.light_users else []
+        for key, user in users:
+            if not query.allows(key):
+                continue
+            subject = list_subject(user, roles)
+            depth = min(PAGE_SIZE, max(user.conversations // 2, 1)) if query.pages else 0
+            row = _cursor_row(conn, subject, depth - 1) if query.cursor_params or "since" in names else None
+            values = {"user_id": user.user_id, "limit": PAGE_SIZE, "offset": depth, **cursor_values(query, row)}
+            out.append(_app_scenario(key, f"{query.name}: {SCENARIO_ROLES[key]} (user {user.user_id}, "
+                                     f"{user.conversations} conversations)", query,
+                                     "write" if kind_write else "list", values, depth))
+    else:
+        out.append(_app_scenario("all", f"{query.name}: no conversation or user (reads across the history)", query,
+                                 "write" if kind_write else "page", {"limit": PAGE_SIZE, "offset": 0}, None))
+    return tuple(out)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chatbench.benchmarks.options import SUITE_SETTINGS
 from chatbench.commands._common import judged_scenarios, require_writable
+from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.settings import Settings, pytest_option, where
 
@@ -54,6 +55,7 @@ def check_inputs(settings: Settings) -> None:
 
     require_writable(settings, "bench seeds the data")
     one_server(settings)  # the server options agree (the suite provisions from the same settings)
+    schema_choice(settings)  # --models imports and declares tables (the suite seeds the schema built from it)
     judged = judged_scenarios(settings)
     if settings.select is not None:
         chosen = selected_scenarios(settings.select, [s.name for s in SCENARIOS])
@@ -153,8 +155,10 @@ def _fidelity(settings: Settings) -> int:
     from chatbench.output import print_document
 
     require_writable(settings, "bench seeds the data")
+    package = schema_choice(settings).package
     with server_from(settings) as server:
-        seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=settings.cache)
+        seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=settings.cache,
+                            package=package)
         server = seed.server_for(server)
         with open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),
                           pin_mode=settings.pin) as session:

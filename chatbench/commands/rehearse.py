@@ -7,7 +7,10 @@ run with DATABASE_URL set) runs while the app's canonical reads and appends run 
 ``--rate`` from ``--clients`` processes and a sampler records every lock the migration holds or waits
 for and every app query it blocks. Blocking times are extrapolated linearly to
 ``--production-messages`` and judged against the ``[rehearsal]`` budgets of the targets file; the
-migrated schema is verified (drift, health, plan contracts). Writes rehearsal.md/.html/.json and JUnit XML.
+migrated schema is verified (drift, health, plan contracts): exactly against the application's models
+when ``--models MODULE:ATTR`` names them (the schema the release must reach), else against the canonical
+contracts in contract mode (a lock-safe release that adds a column passes). Writes rehearsal.md/.html/.json
+and JUnit XML.
 
 Exit 0 PASS or WARN, 1 FAIL (a budget exceeded, the migration failed or hung, verification failed),
 2 could not run, or ERROR: the lock sampler stopped before the migration ended (the reports are written,
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbench.commands._common import SERVER_SETTINGS, command_line, out, server_from
+from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ConfigError
 from chatbench.settings import Settings, refuse_both, where
 
@@ -32,7 +36,7 @@ HELP = "rehearse a migration on seeded volume under live load: locks, blocked ap
 SETTINGS = (
     *SERVER_SETTINGS, "profile", "seed", "cache", "from_file", "from_cmd", "migration", "migration_cmd",
     "production_messages", "clients", "rate", "mix", "baseline_seconds", "targets", "command_timeout", "out",
-    "format",
+    "format", "models", "drift_mode", "long_transaction", "lock_retries",
 )
 
 
@@ -56,6 +60,7 @@ def plan_from(settings: Settings) -> RehearsalPlan:
         raise ConfigError(f"{where(settings, 'production_messages')}: fewer messages than the profile's "
                           f"{spec.messages.count:,}; give the production table's size (e.g. 2e9)")
     migration = None if settings.migration is None else read_migration(Path(settings.migration))
+    choice = schema_choice(settings)
     assert settings.rate is not None  # rehearse's default rate
     return RehearsalPlan(
         migration=migration,
@@ -76,6 +81,10 @@ def plan_from(settings: Settings) -> RehearsalPlan:
         timeout_s=settings.command_timeout,
         use_cache=settings.cache,
         command=command_line(),
+        package=choice.package,
+        drift_mode=choice.mode,
+        long_transaction_s=settings.long_transaction,
+        lock_retries=settings.lock_retries,
     )
 
 
@@ -90,7 +99,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     assert settings.out is not None  # rehearse's default is a folder
     out.line(Text.assemble(("chatbench rehearse", "bold"), f": {plan.migration_source} on {plan.before_source}, "
                            f"profile {plan.spec.name} and {plan.small_spec.name}, {plan.clients} app clients at "
-                           f"{plan.rate_per_s:g}/s"))
+                           f"{plan.rate_per_s:g}/s; verified {plan.drift_mode} against {plan.package.name}"))
     with server_from(settings) as server:
         secrets = {str(server.url.password or "")}
         with out.stage("rehearsal") as stage:

@@ -1,4 +1,7 @@
-"""``chatbench seed``: fill a throwaway (or --dsn) database with a profile's chat history."""
+"""``chatbench seed``: fill a throwaway (or --dsn) database with a profile's chat history.
+
+The schema is the canonical models', or the application's own (``--models MODULE:ATTR``): the seeder
+builds it from the package and fills every table the models declare."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from chatbench.commands._common import SERVER_SETTINGS, out, require_writable, server_from
+from chatbench.commands.schema_choice import schema_choice
 from chatbench.settings import Settings
 
 if TYPE_CHECKING:
@@ -16,7 +20,7 @@ if TYPE_CHECKING:
 
 NAME = "seed"
 HELP = "seed a database with deterministic chat history (profile or TOML spec) by binary COPY"
-SETTINGS = (*SERVER_SETTINGS, "profile", "spec", "set", "seed", "workers", "order", "cache")
+SETTINGS = (*SERVER_SETTINGS, "profile", "spec", "set", "seed", "workers", "order", "cache", "models")
 
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
@@ -38,6 +42,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.loadgen.size import check_space
 
     spec = loadgen.load_spec(settings.profile, settings.spec, _overrides(settings.set))
+    package = schema_choice(settings).package  # --models imported and checked before any server starts
     require_writable(settings, "seeding replaces every table")
     backend = "dsn" if settings.dsn is not None and settings.backend in ("auto", "dsn") else settings.backend
     placement = check_space(spec, backend=backend, use_cache=settings.cache)  # before any server starts
@@ -46,7 +51,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     with server_from(settings, run_dir=placement.run_dir) as server:
         started = time.perf_counter()
         result = loadgen.seed(server, spec, seed=settings.seed, workers=settings.workers, order=settings.order,
-                              use_cache=settings.cache, progress=True)
+                              use_cache=settings.cache, progress=True, package=package)
         wall = time.perf_counter() - started
         out.table(summary_table(result, wall), summary_lines(result, wall))
         source = f"restored from the cache ({result.extra.get('cache', 'cache')})" if result.from_cache else "seeded"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbench.commands._common import announce, command_line, judged_scenarios, out, require_writable
+from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ConfigError
 from chatbench.settings import SERVER_SETTINGS, Settings, default, refuse_both, where, with_values
 
@@ -35,7 +36,7 @@ SETTINGS = (
     *SERVER_SETTINGS, "pg_versions", "profile", "seed", "out", "baseline", "load", "clients", "duration", "rounds",
     "warmup", "budget", "targets", "pin", "scaling", "cache", "schema_from", "schema_from_cmd", "command_timeout",
     "retries", "retry_budget", "allow_different_sizes", "migration", "migration_cmd", "from_file", "from_cmd",
-    "production_messages", "baseline_seconds", "format",
+    "production_messages", "baseline_seconds", "format", "models", "drift_mode",
 )
 MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seconds")
 """Settings that only the migration stage reads: given on the command line without a migration, refused."""
@@ -46,6 +47,7 @@ def options_from(settings: Settings) -> SignoffOptions:
     from chatbench.signoff import SignoffOptions
 
     refuse_both(settings, "schema_from", "schema_from_cmd")
+    choice = schema_choice(settings)  # --models imported and checked before any server starts
     migration = migration_plan(settings)
     assert settings.out is not None  # the signoff default is a folder
     return SignoffOptions(
@@ -73,6 +75,8 @@ def options_from(settings: Settings) -> SignoffOptions:
         retries=settings.retries,
         retry_budget_s=settings.retry_budget,
         allow_different_sizes=settings.allow_different_sizes,
+        package=choice.package,
+        drift_mode=choice.mode,
         command=command_line(),
         migration=migration,
     )

@@ -1,7 +1,12 @@
-"""Verify a database against the canonical schema: drift, static index health, plan contracts.
+"""Verify a database against the schema package: drift, static index health, plan contracts.
 
-Without ``--url``: provisions a throwaway server, seeds it with ``--profile`` (optionally building the
-schema the application's way first: ``--schema-from`` / ``--schema-from-cmd``) and verifies it.
+The expected schema is the canonical models, or the application's own (``--models MODULE:ATTR``);
+``--drift-mode`` says how drift judges it: ``exact`` (the database equals the models; the default for the
+schema chatbench builds from them, and against ``--models``) or ``contract`` (it gives everything the
+canonical queries and behaviours rely on, extras judged by what they do; the default when the application
+builds the schema: ``--schema-from``, ``--schema-from-cmd``, ``--url``).
+Without ``--url``: provisions a throwaway server, seeds it with ``--profile`` (building the schema from
+the models, or the application's way first: ``--schema-from`` / ``--schema-from-cmd``) and verifies it.
 With ``--url``: verifies an existing database read-only (scenarios discovered from its data; the
 behaviour probes run on a schema-only copy on a throwaway local server; nothing is written to, or
 created on, that server).
@@ -14,6 +19,7 @@ import argparse
 from pathlib import Path
 
 from chatbench.commands._common import SERVER_SETTINGS, announce, out, require_writable, server_from
+from chatbench.commands.schema_choice import SchemaChoice, schema_choice
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
@@ -21,39 +27,40 @@ from chatbench.settings import Settings, refuse_both
 
 NAME = "verify"
 HELP = "check drift, index health and plan contracts (exit 1 on FAIL)"
-SETTINGS = (*SERVER_SETTINGS, "url", "profile", "seed", "json", "schema_from", "schema_from_cmd", "command_timeout",
-            "format")
+SETTINGS = (*SERVER_SETTINGS, "url", "profile", "seed", "json", "schema_from", "schema_from_cmd", "models",
+            "drift_mode", "command_timeout", "format", "queries", "targets", "production_messages")
 
 
-def _seed(server: Server, profile: str, seed_number: int) -> SeedResult:
+def _seed(server: Server, profile: str, seed_number: int, choice: SchemaChoice, prebuilt: bool = False) -> SeedResult:
     try:
         from chatbench.loadgen import load_spec, seed
     except ImportError as exc:
         raise ConfigError(
             f"--profile {profile}: the loader is not available ({exc}); install chatbench fully"
         ) from None
-    result = seed(server, load_spec(profile), seed=seed_number)
+    result = seed(server, load_spec(profile), seed=seed_number, package=choice.package, prebuilt=prebuilt)
     assert isinstance(result, SeedResult)
     return result
 
 
-def prepare(server: Server, settings: Settings) -> SeedResult:
-    """Seed ``server``'s database, building its schema the application's way first when asked."""
+def prepare(server: Server, settings: Settings, choice: SchemaChoice) -> SeedResult:
+    """Seed ``server``'s database: the seeder builds the schema from the package, unless the application
+    builds it its own way first (then the seeder fills the schema it finds: ``prebuilt``)."""
     from chatbench.loadgen.transplant import seed_into_prebuilt
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
     if settings.schema_from is None and settings.schema_from_cmd is None:
-        return _seed(server, settings.profile, settings.seed)  # the seed shows its own progress
+        return _seed(server, settings.profile, settings.seed, choice)  # the seed shows its own progress
     if settings.schema_from is not None:
         build_from_sql(server, Path(settings.schema_from))
     else:
         assert settings.schema_from_cmd is not None
         build_from_cmd(server, settings.schema_from_cmd, timeout=settings.command_timeout)
-    out.note(f"seeding profile {settings.profile} into a canonical sibling database")
-    result, counts = seed_into_prebuilt(server, lambda sibling: _seed(sibling, settings.profile, settings.seed),
-                                        prefix="cbv_seed",
-                                        loading=lambda: out.stage("loading the seeded rows into the pre-built schema"))
-    out.note(f"loaded into the pre-built schema: {counts}")
+    result, counts = seed_into_prebuilt(server, lambda db: _seed(db, settings.profile, settings.seed, choice,
+                                                                 prebuilt=True),
+                                        loading=lambda: out.stage(f"seeding profile {settings.profile} into the "
+                                                                  "pre-built schema"))
+    out.note(f"seeded the pre-built schema: {counts}")
     return result
 
 
@@ -64,11 +71,14 @@ def _one_pg_bin(settings: Settings) -> str | None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    from chatbench.commands.appqueries import app_queries, judge_app_queries
     from chatbench.output import print_document
-    from chatbench.verify import verify
+    from chatbench.rehearse.verifying import verify_schema
     from chatbench.verify.render import render_json, render_terminal, write_json
 
     refuse_both(settings, "schema_from", "schema_from_cmd")
+    choice = schema_choice(settings)  # --models imported and checked before any server starts
+    app = app_queries(settings, read_only=settings.url is not None)  # --queries parsed before any server
     if settings.url is not None:
         if settings.schema_from is not None or settings.schema_from_cmd is not None:
             raise ConfigError(
@@ -83,17 +93,21 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         ):
             # --pg-bin picks the throwaway local server that holds the canonical schema and the probes'
             # schema-only copy (its pg_dump must be at least the live server's version).
-            result = verify(server, None, read_only=True, progress=stage.step, pg_bin=_one_pg_bin(settings))
+            result = verify_schema(server, None, package=choice.package, mode=choice.mode, read_only=True,
+                                   progress=stage.step, pg_bin=_one_pg_bin(settings))
+            result = judge_app_queries(server, None, app, result, settings, read_only=True, progress=stage.step)
     else:
         from chatbench.loadgen import load_spec
 
         load_spec(settings.profile)  # a bad profile is a usage error before any server starts
         require_writable(settings, "verify without --url seeds the data")
         with server_from(settings) as server:
-            seed_result = prepare(server, settings)
+            seed_result = prepare(server, settings, choice)
             server = seed_result.server_for(server)
-            with out.stage("verify") as stage:
-                result = verify(server, seed_result, progress=stage.step)
+            with out.stage(f"verify ({choice.mode} against {choice.source})") as stage:
+                result = verify_schema(server, seed_result, package=choice.package, mode=choice.mode,
+                                       progress=stage.step)
+                result = judge_app_queries(server, seed_result.params, app, result, settings, progress=stage.step)
     render_terminal(result, out)
     if settings.json is not None:
         write_json(result, Path(settings.json))

@@ -13,11 +13,15 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatbench.errors import ConfigError, register_secret
 from chatbench.faults import checkpoint
 from chatbench.provision.server import BENCHMARK_SETTINGS, Server
 from chatbench.settings import BACKENDS, default
+
+if TYPE_CHECKING:
+    from chatbench.provision.citus import CitusRequest
 
 Announce = Callable[[str], None]
 
@@ -80,6 +84,7 @@ def provision(
     dsn_field: str = "--dsn",
     announce: Announce = _stderr,
     run_dir: Path | None = None,
+    citus: CitusRequest | None = None,
 ) -> Iterator[Server]:
     """Provide a server for one run and tear it down afterwards, whatever happens.
 
@@ -98,6 +103,10 @@ def provision(
             server = _local(run_id, pg_bin, wanted, stack, announce, timeout, run_dir)
         elif chosen == "container":
             server = _container(run_id, image, wanted, stack, timeout)
+        elif chosen == "citus":
+            from chatbench.provision.citus import provision_citus
+
+            server = provision_citus(run_id, citus, wanted, stack, announce, timeout)
         else:
             assert dsn is not None
             server = _dsn(run_id, dsn, use_dsn_database, allow_destructive, stack, dsn_field)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision import Server, provision, resolve_backend
+from chatbench.provision.citus import CitusRequest, citus_request
 from chatbench.settings import Settings, option, where
 
 
@@ -32,6 +33,7 @@ class ServerChoice:
     image: str | None = None
     dsn: str | None = None
     version_hint: str | None = None  # what --pg-versions asked for
+    citus: CitusRequest | None = None  # --backend citus: the build and the workers
 
 
 Announce = Callable[[str], None]
@@ -39,6 +41,8 @@ Announce = Callable[[str], None]
 
 def choose_servers(settings: Settings, *, announce: Announce = lambda _m: None) -> tuple[ServerChoice, ...]:
     """The servers to run on: one per --pg-bin / --image / --pg-versions entry, or the default one."""
+    if settings.backend == "citus":
+        return (ServerChoice("citus", citus=citus_request(settings)),)
     explicit_backend = settings.source("backend") != "default"
     backend = settings.backend
     pg_bins, images = _for_backend(settings, "pg_bin", "local"), _for_backend(settings, "image", "container")
@@ -156,4 +160,5 @@ def provision_choice(
         start_timeout=start_timeout,
         announce=announce,
         run_dir=run_dir,
+        citus=choice.citus,
     )

@@ -91,7 +91,8 @@ def clean_local(root: Path | None = None) -> list[Removed]:
             if not cluster.is_dir() or not _dead_or_stale(cluster, cluster.name[len(CLUSTER_PREFIX):], leases):
                 continue
             try:
-                _kill_postmaster(cluster / "data")
+                for data in (cluster / "data", *cluster.glob("worker-*/data")):  # a citus cluster's workers too
+                    _kill_postmaster(data)
                 shutil.rmtree(cluster)
                 removed.append(Removed("cluster", cluster.name, True))
             except OSError as exc:

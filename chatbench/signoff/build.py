@@ -24,7 +24,7 @@ def provision_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
 
 
 def schema_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
-    """The application's schema is built here; the canonical one is built around the bulk load by the seed."""
+    """The application's schema is built here; the package's (canonical or --models) is built by the seed."""
     options = ctx.options
     server = evidence.need_server()
     with ctx.rec.stage("schema") as note:
@@ -39,5 +39,6 @@ def schema_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
             build_from_cmd(server, options.schema_from_cmd, timeout=options.command_timeout)
             note.detail = f"built by {options.schema_source}"
         else:
-            note.detail = "canonical models (built around the bulk load from schema.load_phases())"
+            note.detail = ("canonical models (built whole, then taken apart around the bulk load)"
+                           if options.package.canonical else f"--models {options.package.name}, built by the seed")
     return evidence

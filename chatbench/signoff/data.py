@@ -1,4 +1,5 @@
-"""The data stages: seed (through the cache; transplanted into an application-built schema) and integrity."""
+"""The data stages: seed (through the cache; the seeder builds the schema from the package, or the rows are
+seeded into an application-built schema) and integrity."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ def seed_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     with ctx.rec.stage("seed") as note:
         if options.prebuilt:
             result = seed_prebuilt(server, ctx.spec, options, ctx.display)
-            note.detail = seed_detail(result) + "; transplanted into the pre-built schema"
+            note.detail = seed_detail(result) + "; seeded into the pre-built schema"
         else:
-            result = loadgen.seed(server, ctx.spec, seed=options.seed, use_cache=options.use_cache, progress=True)
+            result = loadgen.seed(server, ctx.spec, seed=options.seed, use_cache=options.use_cache, progress=True,
+                                  package=options.package)
             note.detail = seed_detail(result)
     return replace(evidence, server=result.server_for(server), seed=result)
 
@@ -33,13 +35,7 @@ def integrity_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     seed = evidence.need_seed()
     with ctx.rec.stage("integrity") as note:
         with ctx.display.status("integrity check"):
-            report = loadgen.check_integrity(
-                evidence.need_server(),
-                ctx.spec,
-                whales={w.conversation_id: w.messages for w in seed.params.whales},
-                expected_checksum=seed.checksum,
-                raise_on_failure=False,
-            )
+            report = loadgen.check_integrity(evidence.need_server(), ctx.spec, result=seed, raise_on_failure=False)
         for item in report.checks:
             ctx.rec.check("integrity", item.name, item.ok, f"{item.name}: expected {item.expected}, got {item.actual}")
         note.detail = report.summary()
@@ -54,12 +50,12 @@ def seed_detail(result: SeedResult) -> str:
 
 
 def seed_prebuilt(server: Server, spec: Spec, options: SignoffOptions, display: Display) -> SeedResult:
-    """Seed a canonical sibling (cache), then load its rows into the schema the application built."""
+    """Seed the schema the application built directly (``prebuilt``: the seeder fills every table it finds)."""
     from chatbench import loadgen
     from chatbench.loadgen.transplant import seed_into_prebuilt
 
     result, _counts = seed_into_prebuilt(
-        server, lambda sibling: loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache,
-                                             progress=True),
-        prefix="cbs_seed", loading=lambda: display.status("loading the seeded rows into the pre-built schema"))
+        server, lambda db: loadgen.seed(db, spec, seed=options.seed, use_cache=options.use_cache, progress=True,
+                                        package=options.package, prebuilt=True),
+        loading=lambda: display.status("seeding the pre-built schema"))
     return result

@@ -84,7 +84,8 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     try:
         for profile, spec in zip(options.scaling(), ctx.scaling_specs, strict=True):
             with temporary_database(server, "cbs_scale") as sibling:
-                small = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=False)
+                small = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=False,
+                                     package=options.package)
                 target = small.server_for(sibling)
                 small_run = measure(
                     target,

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 from chatbench.provision.choice import ServerChoice
 from chatbench.reports.compare import Thresholds
+from chatbench.settings import DriftMode
 
 if TYPE_CHECKING:
     from chatbench.rehearse import RehearsalPlan
+    from chatbench.schema.package import SchemaPackage
 
 PROFILE_ORDER = ("smoke", "ci", "release", "scale")
 SIGNOFF_ROUNDS = (1000, 100)
@@ -61,6 +63,8 @@ class SignoffOptions:
     retries: int  # re-measurements of an undecided scenario
     retry_budget_s: float  # seconds of re-measurement per server
     allow_different_sizes: bool  # --baseline of another data size: compare latency only
+    package: SchemaPackage  # the schema the database must equal or serve (canonical, or --models)
+    drift_mode: DriftMode  # how drift judges it (``chatbench.commands.schema_choice``)
     migration: RehearsalPlan | None = None  # --migration/--migration-cmd: the migration stage, before-schema and all
     scaling_rounds: int = 300
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -72,6 +76,15 @@ class SignoffOptions:
 
     @property
     def schema_source(self) -> str:
+        """What built the schema, and the application's models it is judged against when they are given."""
+        if self.package.canonical:
+            return self._built_by()
+        models = f"--models {self.package.name}"
+        if self.migration is None and not self.prebuilt:
+            return f"{models} (built from them, judged {self.drift_mode})"
+        return f"{self._built_by()}, judged {self.drift_mode} against {models}"
+
+    def _built_by(self) -> str:
         if self.migration is not None:
             before = "canonical" if self.migration.before_file is None and self.migration.before_cmd is None \
                 else self.migration.before_source

@@ -34,7 +34,7 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
     line, exit 2) before any server starts; a local cluster too large for tmpfs goes to disk.
     """
     from chatbench import __version__ as version
-    from chatbench import loadgen, schema
+    from chatbench import loadgen
     from chatbench.loadgen.size import check_space
 
     spec = loadgen.load_spec(options.profile)
@@ -59,7 +59,7 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         profile=options.profile,
         schema_source=options.schema_source,
-        schema_fingerprint=schema.fingerprint(),
+        schema_fingerprint=options.package.fingerprint(),
         chatbench_version=version,
         targets=tuple(targets),
         baseline=str(options.baseline) if options.baseline is not None else None,

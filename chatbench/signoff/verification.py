@@ -16,28 +16,33 @@ from chatbench.verify.result import VerificationResult
 
 
 def drift_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
-    """Drift against the canonical schema (before the seed when the application built the schema)."""
-    from chatbench.verify import verify
+    """Drift against the package in the run's mode (before the seed when the application built the schema):
+    exactly against ``--models`` (and the canonical contracts), else the canonical schema, exact when
+    chatbench built it and contract when the application or a migration did."""
+    from chatbench.rehearse.verifying import verify_schema
 
-    rec = ctx.rec
+    rec, options = ctx.rec, ctx.options
     with rec.stage("drift") as note:
-        with ctx.display.status("drift") as update:
-            result = verify(evidence.need_server(), evidence.seed, only=["drift"], progress=update)
+        with ctx.display.status(f"drift ({options.drift_mode})") as update:
+            result = verify_schema(evidence.need_server(), evidence.seed, package=options.package,
+                                   mode=options.drift_mode, only=["drift"], progress=update)
         _findings(result, rec, "drift")
-        note.detail = f"{len(result.checks)} checks, {len(result.errors)} errors"
+        note.detail = (f"{len(result.checks)} checks, {len(result.errors)} errors "
+                       f"({result.mode} against {result.expected})")
         note.status = rec.status_of("drift")
     return replace(evidence, verification=replace(evidence.verification, drift=result))
 
 
 def health_and_plans_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     """One verification call for both (one catalog read); its own timings split the wall time."""
-    from chatbench.verify import verify
+    from chatbench.rehearse.verifying import verify_schema
 
     rec = ctx.rec
     started = time.perf_counter()
     try:
         with ctx.display.status("index health and plan contracts") as update:
-            result = verify(evidence.need_server(), evidence.need_seed(), only=["health", "plans"], progress=update)
+            result = verify_schema(evidence.need_server(), evidence.need_seed(), package=ctx.options.package,
+                                   mode=ctx.options.drift_mode, only=["health", "plans"], progress=update)
     except Exception as exc:
         raise rec.failed("health", time.perf_counter() - started, exc) from exc
     wall = time.perf_counter() - started

@@ -3,7 +3,8 @@
 The application states what its query's plan must do, in the terms chatbench's own contracts use
 (``chatbench.schema.contracts``): which relation is read through an index on which columns, how many
 shared buffers the whole statement may touch, how many rows a Sort may take, which relations are
-never Seq Scanned. The query runs under ``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`` twice, like the
+never Seq Scanned. The query runs under ``EXPLAIN (ANALYZE, BUFFERS, SERIALIZE, FORMAT JSON)`` twice (on
+PostgreSQL 15/16 the detoasting is measured apart: ``chatbench.verify.serialize``), like the
 verifier's canonical queries: as a **custom** plan (planned for these very parameters) and as the
 **generic** plan a prepared statement gets once the plan cache switches (``PREPARE`` +
 ``plan_cache_mode = force_generic_plan``). Both plans are parsed and judged by
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,11 +30,13 @@ from sqlalchemy.dialects import postgresql
 
 from chatbench.errors import ConfigError
 from chatbench.schema.contracts import BIG_TABLES, IndexAccess, PlanContract
+from chatbench.schema.rolemap import CANONICAL as CANONICAL_ROLES
 from chatbench.testing.databases import ChatDatabase, ChatServer
 from chatbench.verify.catalog import read_catalog
 from chatbench.verify.context import build_context
 from chatbench.verify.plans import MODES, Breach, Measurement, Plan, judge
 from chatbench.verify.scenarios import Scenario
+from chatbench.verify.serialize import client_explain, explain_options
 
 SCENARIO_KIND = "application"
 """The budget key of the contract built for one ``assert_plan`` call."""
@@ -143,8 +147,9 @@ def _statement(query: str | Executable, params: Mapping[str, Any] | Sequence[Any
 
 
 def _explain(conn: psycopg.Connection[Any], text: str, params: Mapping[str, Any] | Sequence[Any], mode: str) -> Plan:
+    """The plan; its buffers count what the client receives (``chatbench.verify.serialize``: detoasting)."""
     cur = psycopg.ClientCursor(conn)
-    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+    options = explain_options(conn)
     if mode == "custom":
         row = cur.execute(options + text, params or None).fetchone()
     else:
@@ -155,7 +160,8 @@ def _explain(conn: psycopg.Connection[Any], text: str, params: Mapping[str, Any]
         row = cur.execute(f"{options}EXECUTE chatbench_assert_plan{arguments}", values).fetchone()
         cur.execute("DEALLOCATE chatbench_assert_plan")
     assert row is not None
-    return Plan.parse(mode, row[0])
+    counted, serialization = client_explain(conn, row[0], text, params)
+    return replace(Plan.parse(mode, counted), detoast_buffers=serialization.buffers)
 
 
 def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
@@ -184,6 +190,7 @@ def assert_plan(
     no_seq_scan: str | Sequence[str] | None = None,
     modes: Sequence[str] = MODES,
     name: str = "query",
+    queries: str | Path | None = None,
 ) -> PlanCheck:
     """Judge ``query``'s custom and generic plans on ``db``; raise ``PlanContractError`` on any breach.
 
@@ -194,10 +201,14 @@ def assert_plan(
     - ``no_seq_scan``: tables never Seq Scanned (default: the ``uses_index`` tables, messages and
       conversations).
 
-    ``query`` is SQL with psycopg placeholders (``%(name)s`` or ``%s``) or a SQLAlchemy statement.
+    ``query`` is SQL with psycopg placeholders (``%(name)s`` or ``%s``) or a SQLAlchemy statement, or the
+    name of a query of the application's queries file (``queries=``, else the ``queries`` setting): then its
+    own contract is judged over the scenarios its parameters allow (``chatbench.testing.app_assert``).
     Returns the ``PlanCheck`` (plans included) when the contract holds.
     """
     __tracebackhide__ = True  # pytest: the report points at the test's line, not at this helper
+    if isinstance(query, str) and _QUERY_NAME.match(query) and params is None:
+        return _by_name(db, query, queries)
     accesses = tuple(map(parse_index, _names(uses_index, "uses_index")))
     unknown_modes = [m for m in _names(modes, "modes") if m not in MODES]
     if unknown_modes or not modes:
@@ -231,6 +242,28 @@ def assert_plan(
         finally:
             conn.rollback()
     check = PlanCheck(name, contract, tuple(plans), tuple(breaches))
+    if not check.passed:
+        raise PlanContractError(check.report())
+    return check
+
+
+_QUERY_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _by_name(db: ChatDatabase | ChatServer, name: str, queries: str | Path | None) -> PlanCheck:
+    """An application query of the queries file, judged by its own contract over its scenarios
+    (``chatbench.testing.app_assert``); the breaches read like ``chatbench verify --queries`` findings."""
+    __tracebackhide__ = True
+    from chatbench.testing.app_assert import judge_by_name
+    from chatbench.verify.appplans import contract_for
+
+    judged = judge_by_name(db.server, name, queries)
+    query = judged.queries.named(name)
+    plans = tuple(m.measurement.plan for m in judged.run.measurements)
+    breaches = tuple(PlanBreach(f.query.split("(")[-1].split()[0] if f.query and "(" in f.query else "walk",
+                                Breach(f.kind, f.object, f.expected, f.actual, f.detail))
+                     for f in judged.findings if f.severity == "error")
+    check = PlanCheck(name, contract_for(query, CANONICAL_ROLES).plan, plans, breaches)
     if not check.passed:
         raise PlanContractError(check.report())
     return check

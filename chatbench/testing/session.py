@@ -5,11 +5,12 @@ the CLI, working as root) or, in a pytest-xdist worker that is not the first, co
 another worker started (``chatbench.testing.sharing``). Templates are databases on that server, each
 made once per run by whichever process needs it first:
 
-- a schema template: the canonical schema, or the application's own (``schema_from`` SQL file or
-  ``schema_from_cmd`` migration command, ``chatbench.schema.migrations``);
-- a seeded template per profile (and seed): ``chatbench.loadgen.seed`` into a fresh database, or, for
-  the application's schema, into a canonical sibling whose rows are then transplanted into a copy of
-  the schema template (what ``chatbench verify --schema-from`` does).
+- a schema template: the package's schema (the canonical models, or the application's ``models``),
+  or the application's own built its way (``schema_from`` SQL file or ``schema_from_cmd`` migration
+  command, ``chatbench.schema.migrations``);
+- a seeded template per profile (and seed): ``chatbench.loadgen.seed`` of the package into a fresh
+  database, or, for a schema built the application's way, straight into a copy of the schema template
+  (``prebuilt``: the seeder reads the schema it finds; what ``chatbench verify --schema-from`` does).
 
 Each test gets ``CREATE DATABASE ... TEMPLATE``, dropped after it: about 20 ms for the smoke profile
 on a throwaway server. The seed is not put in chatbench's seed cache: on a throwaway server a cached
@@ -33,12 +34,13 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from chatbench import schema
+from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError
 from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
 from chatbench.provision.choice import provision_from
 from chatbench.provision.databases import create_database, drop_database
 from chatbench.provision.server import Server
+from chatbench.schema.package import SchemaPackage
 from chatbench.settings import Settings, pytest_option
 from chatbench.testing.databases import ChatDatabase, ChatServer, DeepCursor, SeededChatDatabase
 from chatbench.testing.sharing import Lease, entries, locked, made_once, read_json, write_json
@@ -112,6 +114,7 @@ class FixtureSession:
         self._lease = lease
         self._stack = stack
         self.tally = Tally()
+        self.package: SchemaPackage = schema_choice(settings, spelling=pytest_option).package
 
     @classmethod
     def open(cls, settings: Settings, folder: Path, worker: str) -> FixtureSession:
@@ -187,7 +190,12 @@ class FixtureSession:
             return f"{pytest_option('schema_from')} {self.settings.schema_from}"
         if self.settings.schema_from_cmd is not None:
             return f"{pytest_option('schema_from_cmd')} {self.settings.schema_from_cmd!r}"
-        return "canonical"
+        return "canonical" if self.package.canonical else f"{pytest_option('models')} {self.package.name}"
+
+    @property
+    def builds_from_package(self) -> bool:
+        """The seeder builds the schema from the package (no schema built the application's way)."""
+        return self.settings.schema_from is None and self.settings.schema_from_cmd is None
 
     def schema_template(self) -> dict[str, Any]:
         """The database holding the schema (canonical or the application's), made once per run."""
@@ -215,9 +223,10 @@ class FixtureSession:
         def make() -> dict[str, Any]:
             spec = loadgen.load_spec(name, spec_file)
             started = time.perf_counter()
-            if source == "canonical":
+            if self.builds_from_package:
                 with self._new_template() as db:
-                    result = loadgen.seed(db, spec, seed=self.settings.seed, use_cache=False, progress=False)
+                    result = loadgen.seed(db, spec, seed=self.settings.seed, use_cache=False, progress=False,
+                                          package=self.package)
             else:
                 with self._new_template(self.schema_template()["database"]) as db:
                     result = self._seed_into_app_schema(db, spec)
@@ -242,15 +251,15 @@ class FixtureSession:
         elif self.settings.schema_from_cmd is not None:
             build_from_cmd(db, self.settings.schema_from_cmd, timeout=self.settings.command_timeout)
         else:
-            schema.apply(db.url)
+            self.package.apply(db.url)
 
     def _seed_into_app_schema(self, db: Server, spec: Any) -> SeedResult:
         from chatbench import loadgen
         from chatbench.loadgen.transplant import seed_into_prebuilt
 
         result, _counts = seed_into_prebuilt(
-            db, lambda sibling: loadgen.seed(sibling, spec, seed=self.settings.seed, use_cache=False, progress=False),
-            prefix=CLONE_PREFIX)
+            db, lambda target: loadgen.seed(target, spec, seed=self.settings.seed, use_cache=False, progress=False,
+                                            package=self.package, prebuilt=True))
         return result
 
     @contextlib.contextmanager

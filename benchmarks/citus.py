@@ -1,0 +1,259 @@
+"""The same history on one node and on a Citus cluster, side by side: the seed and every history query.
+
+Seed (same spec, same seed, so the same rows):
+
+- single node: ``loadgen.seed`` on the ``local`` backend;
+- cluster, full seed through the coordinator: ``loadgen.seed`` on the coordinator, then the distribution
+  step (``chatbench.schema.distributed.distribute``: re-key, place, move the rows into the shards, keys,
+  foreign keys and triggers on every shard);
+- cluster, raw COPY: the same rows (dumped from the cluster beforehand) copied through the coordinator into
+  bare distributed tables of the same variant in a database of their own: the cluster's COPY limit.
+
+Queries: every benchmark scenario's canonical query with the scenario's parameters (the seed's whales
+and heavy users), as a prepared statement through psycopg, on each server: p50, p95 and the shared
+buffers of one execution (on the cluster: the coordinator's plus every shard's, from the distributed
+``EXPLAIN (ANALYZE, BUFFERS)``), and whether Citus routed it to one shard.
+
+Run: ``python -m chatbench.benchmarks.citus --profile ci`` (``CHATBENCH_CITUS_TARBALL`` names the tarball).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from chatbench.benchmarks.scenarios import SCENARIOS, Scenario, build_params, rotate, runner
+from chatbench.benchmarks.session import time_rounds
+from chatbench.benchmarks.stats import describe
+from chatbench.loadgen import SeedResult, Spec, load_spec, seed
+from chatbench.loadgen.ddl import create_bare
+from chatbench.schema import distributed
+from chatbench.verify.citus import explain_routing
+
+from chatbench.provision import Server
+from chatbench.provision.citus import drop_citus_database, enable_citus
+from chatbench.provision.databases import create_database
+
+TABLES = ("users", "conversations", "messages")
+DEFAULT_ROUNDS = 300
+
+
+@dataclass(frozen=True)
+class SeedComparison:
+    """Seconds to load the same rows three ways."""
+
+    messages: int
+    single_node_s: float
+    cluster_seed_s: float  # loadgen.seed on the coordinator
+    cluster_distribute_s: float  # the distribution step after it
+    raw_copy_s: float  # COPY of the same rows through the coordinator into bare distributed tables
+
+    @property
+    def cluster_total_s(self) -> float:
+        return self.cluster_seed_s + self.cluster_distribute_s
+
+    @property
+    def over_raw_copy(self) -> float:
+        return self.cluster_total_s / self.raw_copy_s if self.raw_copy_s else 0.0
+
+    @property
+    def over_single_node(self) -> float:
+        return self.cluster_total_s / self.single_node_s if self.single_node_s else 0.0
+
+
+@dataclass(frozen=True)
+class Measured:
+    p50_ms: float
+    p95_ms: float
+    buffers: int
+    rounds: int
+
+
+@dataclass(frozen=True)
+class QueryComparison:
+    """One scenario on both servers (same data, same parameters)."""
+
+    scenario: str
+    query: str
+    single: Measured
+    cluster: Measured
+    router: bool
+    tasks: int
+
+
+def plan_buffers(plan: Mapping[str, Any]) -> int:
+    """Shared pages (hit + read) of one executed plan tree, counting every shard's remote plan (Citus)."""
+    total = int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
+    return total + sum(_remote_buffers(node) for node in _nodes(plan))
+
+
+def _nodes(plan: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
+
+
+def _remote_buffers(node: Mapping[str, Any]) -> int:
+    job = node.get("Distributed Query", {}).get("Job", {})
+    total = 0
+    for task in job.get("Tasks", ()):
+        for remote in task.get("Remote Plan", ()):
+            for entry in remote:
+                total += plan_buffers(entry["Plan"])
+    return total
+
+
+def execution_buffers(conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any]) -> int:
+    """Buffers of one execution (EXPLAIN ANALYZE; writes rolled back), every task shown on a cluster."""
+    with conn.transaction(force_rollback=True):
+        if _is_citus(conn):
+            conn.execute("SET LOCAL citus.explain_all_tasks = on")
+        row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, dict(params)).fetchone()
+    assert row is not None
+    return plan_buffers(row[0][0]["Plan"])
+
+
+def _is_citus(conn: psycopg.Connection[Any]) -> bool:
+    return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is not None
+
+
+def measure(conn: psycopg.Connection[Any], scenario: Scenario, params: Sequence[Mapping[str, Any]],
+            rounds: int) -> Measured:
+    run = runner(conn, scenario.canonical)
+    cycle = rotate([dict(p) for p in params])
+    if scenario.kind == "write":
+        with conn.transaction(force_rollback=True):
+            samples = time_rounds(lambda: run(next(cycle)), rounds, rounds // 10, budget_s=3.0)
+    else:
+        samples = time_rounds(lambda: run(next(cycle)), rounds, rounds // 10, budget_s=3.0)
+    stats = describe([s * 1000 for s in samples])
+    buffers = max(execution_buffers(conn, scenario.canonical.sql(), p) for p in params)
+    return Measured(stats.p50, stats.p95, buffers, stats.rounds)
+
+
+def compare_queries(single: Server, single_seed: SeedResult, cluster: Server, cluster_seed: SeedResult,
+                    *, rounds: int = DEFAULT_ROUNDS) -> tuple[QueryComparison, ...]:
+    """Every scenario with parameters, single node then cluster, same parameters on both."""
+    out: list[QueryComparison] = []
+    with psycopg.connect(single.conninfo(), autocommit=True) as one, \
+            psycopg.connect(cluster.conninfo(), autocommit=True) as many:
+        for scenario in SCENARIOS:
+            params = build_params(scenario, one, single_seed.params)
+            if not params:
+                continue
+            route = explain_routing(many, scenario.canonical, params[0])
+            try:
+                on_cluster = measure(many, scenario, params, rounds)
+            except psycopg.Error:
+                on_cluster = Measured(float("nan"), float("nan"), -1, 0)  # Citus refuses it (see route)
+            out.append(QueryComparison(scenario.name, scenario.query, measure(one, scenario, params, rounds),
+                                       on_cluster, route.router, route.tasks))
+    return tuple(out)
+
+
+def seed_cluster(cluster: Server, spec: Spec, *, seed_value: int,
+                 chosen: distributed.DistributionVariant) -> tuple[SeedResult, float, float]:
+    """The full seed through the coordinator: seed, then the distribution step; (result, seed s, distribute s)."""
+    started = time.perf_counter()
+    result = seed(cluster, spec, seed=seed_value, use_cache=False, progress=False)
+    seeded = time.perf_counter()
+    distributed.distribute(result.server_for(cluster), chosen)
+    return result, seeded - started, time.perf_counter() - seeded
+
+
+def raw_copy_seconds(cluster: Server, chosen: distributed.DistributionVariant) -> float:
+    """The same rows copied through the coordinator into bare distributed tables (a database of their own)."""
+    dumps: dict[str, bytes] = {}
+    with psycopg.connect(cluster.conninfo()) as conn, conn.cursor() as cur:
+        for table in TABLES:
+            with cur.copy(f"COPY {table} TO STDOUT (FORMAT BINARY)") as copy:
+                dumps[table] = b"".join(bytes(block) for block in copy)
+    raw = create_database(cluster, "cbs_citusraw")
+    try:
+        create_bare(raw.conninfo())
+        enable_citus(raw)
+        with psycopg.connect(raw.conninfo(), autocommit=True) as conn:
+            for statement in distributed.placement_statements(chosen):
+                conn.execute(statement)
+        started = time.perf_counter()
+        with psycopg.connect(raw.conninfo()) as conn, conn.cursor() as cur:
+            for table in TABLES:
+                with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(dumps[table])
+        return time.perf_counter() - started
+    finally:
+        drop_citus_database(raw)
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    profile: str
+    variant: str
+    workers: int
+    seed: SeedComparison
+    queries: tuple[QueryComparison, ...]
+
+
+def run(single: Server, cluster: Server, spec: Spec, *, profile: str, seed_value: int = 1,
+        variant_name: str | None = None, rounds: int = DEFAULT_ROUNDS) -> SideBySide:
+    chosen = distributed.variant(variant_name)
+    started = time.perf_counter()
+    single_seed = seed(single, spec, seed=seed_value, use_cache=False, progress=False)
+    single_s = time.perf_counter() - started
+    cluster_seed, seed_s, distribute_s = seed_cluster(cluster, spec, seed_value=seed_value, chosen=chosen)
+    clustered = cluster_seed.server_for(cluster)
+    copy_s = raw_copy_seconds(clustered, chosen)
+    comparison = SeedComparison(int(single_seed.counts["messages"]), single_s, seed_s, distribute_s, copy_s)
+    queries = compare_queries(single_seed.server_for(single), single_seed, clustered, cluster_seed, rounds=rounds)
+    return SideBySide(profile, chosen.name, int(cluster.details.get("workers", "0")), comparison, queries)
+
+
+def render(result: SideBySide) -> str:
+    s = result.seed
+    lines = [
+        f"profile {result.profile}, {s.messages} messages, Citus variant {result.variant}, "
+        f"coordinator + {result.workers} workers",
+        f"seed: single node {s.single_node_s:.2f} s; cluster {s.cluster_total_s:.2f} s (seed on the coordinator "
+        f"{s.cluster_seed_s:.2f} s + distribution {s.cluster_distribute_s:.2f} s); raw COPY into the distributed "
+        f"tables {s.raw_copy_s:.2f} s",
+        f"seed ratios: cluster / raw COPY {s.over_raw_copy:.2f}x; cluster / single node {s.over_single_node:.2f}x",
+        "",
+        f"{'scenario':<26}{'route':>10}{'p50 1node':>11}{'p50 citus':>11}{'p95 1node':>11}{'p95 citus':>11}"
+        f"{'buf 1node':>11}{'buf citus':>11}",
+    ]
+    for q in result.queries:
+        route = "router" if q.router else ("refused" if q.tasks < 0 else f"{q.tasks} tasks")
+        lines.append(f"{q.scenario:<26}{route:>10}{q.single.p50_ms:>11.3f}{q.cluster.p50_ms:>11.3f}"
+                     f"{q.single.p95_ms:>11.3f}{q.cluster.p95_ms:>11.3f}{q.single.buffers:>11}{q.cluster.buffers:>11}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from chatbench.provision.choice import provision_from
+    from chatbench.settings import SERVER_SETTINGS, resolve
+
+    parser = argparse.ArgumentParser(prog="python -m chatbench.benchmarks.citus", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="ci")
+    parser.add_argument("--variant", default=distributed.DEFAULT_VARIANT, choices=sorted(distributed.VARIANTS))
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
+    parser.add_argument("--citus-workers", type=int, default=None)
+    args = parser.parse_args(argv)
+    spec = load_spec(args.profile)
+    single_settings = resolve("bench", {"backend": "local"}, names=SERVER_SETTINGS)
+    cluster_settings = resolve("bench", {"backend": "citus", "citus_workers": args.citus_workers},
+                               names=SERVER_SETTINGS)
+    with contextlib.ExitStack() as stack:
+        single = stack.enter_context(provision_from(single_settings, announce=print))
+        cluster = stack.enter_context(provision_from(cluster_settings, announce=print))
+        print(render(run(single, cluster, spec, profile=args.profile, variant_name=args.variant,
+                         rounds=args.rounds)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

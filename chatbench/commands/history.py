@@ -1,0 +1,123 @@
+"""Performance history: every run kept in a store, change points found across runs, exports.
+
+  chatbench history add RESULT.json...   add runs after the fact (bench-run.json, bench.json, signoff.json)
+  chatbench history show [SCENARIO...]   latest values with their trend; writes OUT/history.html (trend plots)
+  chatbench history detect [SCENARIO...] change points per series (E-divisive means with a t-test, as Apache
+                                         Otava): commit range, change, p-value, likely cause; exit 1 if any
+                                         is on the latest run
+  chatbench history export FORMAT        bmf | github-action-benchmark | otava-csv, on stdout
+
+The store is --history (a SQLite file, default history.sqlite in the cache dir, or a postgresql:// URL).
+The commit and branch of an added run come from --commit/--branch, else the CI's variables, else git.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chatbench.commands._common import out
+from chatbench.errors import ConfigError
+from chatbench.settings import Settings
+
+if TYPE_CHECKING:
+    from chatbench.history.store import StoredValue
+
+NAME = "history"
+HELP = "performance history: add runs, show trends, detect change points, export (bmf, github-action-benchmark, ...)"
+SETTINGS = ("history", "commit", "branch", "out")
+ACTIONS = ("add", "show", "detect", "export")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=ACTIONS, metavar="ACTION", help=" | ".join(ACTIONS))
+    parser.add_argument("items", nargs="*", metavar="ARG",
+                        help="add: result files; show/detect: scenarios (default all); export: the format")
+
+
+def location(settings: Settings) -> str:
+    if settings.history is not None:
+        return settings.history
+    from chatbench.history.store import default_location
+    from chatbench.provision.paths import cache_root_path
+
+    return default_location(cache_root_path())
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    action: str = args.action
+    items: list[str] = list(args.items)
+    if action == "add":
+        return _add(settings, items)
+    if action == "export":
+        return _export(settings, items)
+    return _show(settings, items, detect_only=action == "detect")
+
+
+def _add(settings: Settings, files: list[str]) -> int:
+    from chatbench.history import record_file
+    from chatbench.history.provenance import provenance
+
+    if not files:
+        raise ConfigError("history add: give the result files to add, e.g. out/signoff.json")
+    for name in files:  # every file is checked before the first is added
+        if not Path(name).is_file():
+            raise ConfigError(f"history add {name}: no such file; pass a results JSON, a bench.json or a signoff.json")
+    found = provenance(settings.commit, settings.branch)
+    store = location(settings)
+    for name in files:
+        for added in record_file(store, name, found):
+            state = "added" if added.new else "already in the store, left alone"
+            out.line(f"{name}: {added.label}: run {added.run_id}, {added.values} values, commit "
+                     f"{found.commit[:10] or 'unknown'} on {found.branch or 'unknown branch'}: {state}")
+    out.note(f"history store: {store}")
+    return 0
+
+
+def _rows(settings: Settings, scenarios: list[str]) -> tuple[list[StoredValue], str]:
+    from chatbench.history.store import opened
+
+    with opened(location(settings)) as store:
+        rows = store.values(branch=settings.branch, scenarios=scenarios)
+        name = store.name
+    if not rows:
+        where = f" on branch {settings.branch}" if settings.branch else ""
+        raise ConfigError(f"--history {name}: no runs{where}" + (f" of {', '.join(scenarios)}" if scenarios else "")
+                          + "; add some with `chatbench history add RESULT.json` or --history on signoff")
+    return rows, name
+
+
+def _show(settings: Settings, scenarios: list[str], *, detect_only: bool) -> int:
+    from chatbench.history.series import build_series, detect_all
+    from chatbench.history.show import show_table, write_html
+
+    rows, name = _rows(settings, scenarios)
+    all_series = build_series(rows)
+    with out.stage("history: change points") as stage:
+        stage.step(f"{len(all_series)} series")
+        changes = detect_all(all_series)
+    if detect_only:
+        for change in changes:
+            out.line(change.line())
+        lengths = {s.key: len(s.points) for s in all_series}
+        latest = [c for c in changes if c.index == lengths[c.series] - 1]
+        out.line(f"{len(changes)} change point(s) in {len(all_series)} series"
+                 + (f"; {len(latest)} on the latest run (confirm with a re-measurement)" if latest else ""))
+        return 1 if latest else 0
+    show_table(all_series, changes, out)
+    if settings.out is not None:
+        written = write_html(all_series, changes, Path(settings.out) / "history.html", store=name)
+        out.note(f"wrote {written}")
+    return 0
+
+
+def _export(settings: Settings, items: list[str]) -> int:
+    from chatbench.history.export import FORMATS, render
+    from chatbench.output import print_document
+
+    if len(items) != 1 or items[0] not in FORMATS:
+        raise ConfigError(f"history export: give one format, one of {' | '.join(FORMATS)}")
+    rows, _ = _rows(settings, [])
+    print_document(render(rows, items[0]))
+    return 0

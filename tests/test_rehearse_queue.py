@@ -1,0 +1,174 @@
+"""The rules the long transaction, WAL and residue brought, judged on their corpus pairs (``rehearse_corpus.PAIRS``)
+on PostgreSQL 18 (embedded) and 15 (Debian): each unsafe version FAILs its rule with the evidence in every report
+format (Markdown, HTML, JSON, JUnit), each safe version passes every rule.
+
+- a metadata-only ADD COLUMN behind a long transaction: without lock_timeout the app queues behind its waiting lock
+  for as long as the transaction runs (``lock_timeout`` FAIL naming it); with a short one, each try gives up, is
+  retried with backoff, and the app is never queued longer than the timeout (PASS, every try shown);
+- a one-statement backfill against a batched one (``wal``);
+- a concurrent unique build that meets a duplicate against one that succeeds (``residue``: the INVALID index);
+- an Alembic migration whose env.py sets lock_timeout in the connection's options (invisible in any SQL text).
+
+Real servers, a real long transaction, real lock queues: nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
+from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
+from chatbench.rehearse.budgets import load_budgets
+from chatbench.rehearse.longtx import LONG_TX_NAME
+from chatbench.rehearse.stage import smaller_spec
+from chatbench.rehearse.statements import read_migration
+from chatbench.reports.rehearsal_output import write_rehearsal
+from rehearse_corpus import LONG_TRANSACTION_S, PAIRS, Pair, alembic_project
+from servers import DEBIAN_PG15, require_pg15
+
+from chatbench import loadgen
+from chatbench.provision import Server, provision
+
+BUDGET_S = 1.0  # the shipped targets' blocking budget for messages
+
+
+@pytest.fixture(scope="module")
+def pg15() -> Iterator[Server]:
+    require_pg15()
+    with provision("local", pg_bin=str(DEBIAN_PG15)) as server:
+        yield server
+
+
+def plan_for(pair: Pair, folder: Path, *, safe: bool, lock_retries: int = 5) -> RehearsalPlan:
+    spec = loadgen.load_spec("ci")
+    if pair.alembic:
+        migration, source, command = None, "alembic", alembic_project(folder, lock_timeout="500ms" if safe else None)
+    else:
+        path = pair.migration(folder, safe)
+        migration, source, command = read_migration(path), f"--migration {path.name}", None
+    return RehearsalPlan(
+        migration=migration, migration_source=source, migration_cmd=command, before_file=None, before_cmd=None,
+        spec=spec, small_spec=smaller_spec(spec), seed=1, production_messages=1_000_000_000, clients=2,
+        rate_per_s=100.0, weights=DEFAULT_WEIGHTS, baseline_s=0.3, budgets=load_budgets(), timeout_s=120.0,
+        long_transaction_s=pair.long_transaction_s, lock_retries=lock_retries, verify=pair.verify)
+
+
+def reports(result: Rehearsal, folder: Path) -> dict[str, str]:
+    written = write_rehearsal(result, folder / "out")
+    return {name: path.read_text(encoding="utf-8") for name, path in written.items()}
+
+
+def strings(data: object) -> Iterator[str]:
+    """Every string value of a JSON document."""
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from strings(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from strings(value)
+
+
+def in_every_format(text: str, result: Rehearsal, folder: Path) -> dict[str, str]:
+    """``text`` (a finding's evidence or a measurement) shows in the Markdown, HTML, JSON and JUnit reports."""
+    out = reports(result, folder)
+    assert text in out["rehearsal.md"], text
+    assert html.escape(text) in out["rehearsal.html"] or text in out["rehearsal.html"], text
+    assert any(text in value for value in strings(json.loads(out["rehearsal.json"]))), text
+    assert html.escape(text, quote=True) in out["rehearsal.junit.xml"] or text in out["rehearsal.junit.xml"], text
+    return out
+
+
+def check_unsafe(pair: Pair, result: Rehearsal, folder: Path) -> None:
+    assert result.verdict == "FAIL", result.headline()
+    found = [f for f in result.findings if f.rule == pair.rule and f.severity == "FAIL"]
+    assert found, [f.line() for f in result.findings]
+    finding = found[0]
+    if pair.statement is not None:
+        assert finding.statement == pair.statement, finding.line()
+    if pair.rule == "lock_timeout":
+        assert finding.table == "messages" and finding.measured_s is not None and finding.budget_s == BUDGET_S
+        # the app queued behind the waiting ALTER for about as long as the long transaction ran
+        assert BUDGET_S < finding.measured_s <= pair.long_transaction_s + 0.5, finding.line()
+        assert "queued behind its waiting lock" in finding.evidence and LONG_TX_NAME in finding.evidence
+        assert "lock_timeout" in finding.rewrite and "retry" in finding.rewrite
+        assert not [f for f in result.findings if f.rule == "blocking"], "the wait is the queue's, not the hold's"
+    elif pair.rule == "wal":
+        assert finding.extrapolated_s is not None and finding.budget_s is not None
+        assert finding.extrapolated_s > finding.budget_s and "GB" in finding.evidence
+        assert "batches" in finding.rewrite and "LIMIT" in finding.rewrite
+        assert all(e.scales for e in result.wal_estimates if e.statement == pair.statement)
+    elif pair.rule == "residue":
+        assert "ix_messages_user_id" in finding.evidence and "INVALID" in finding.evidence
+        assert "CREATE UNIQUE INDEX CONCURRENTLY" in finding.sql
+        assert "DROP INDEX CONCURRENTLY ix_messages_user_id" in finding.rewrite
+        assert any(f.rule == "failed" for f in result.findings)  # the build failed on the duplicate
+    in_every_format(finding.evidence, result, folder)
+
+
+def check_safe(pair: Pair, result: Rehearsal, folder: Path) -> None:
+    assert result.findings == (), [f.line() for f in result.findings]
+    if pair.verify:
+        assert result.verification is not None and result.verification.passed, result.failing_lines()
+    assert result.verdict == "PASS" and all(s.outcome == "completed" for s in result.sizes)
+    assert all(not s.residue for s in result.sizes)
+    if pair.long_transaction_s and not pair.alembic:
+        for size in result.sizes:  # the ALTER gave up on its 500 ms, was retried, got its lock once the tx ended
+            run = size.statements[1]
+            assert len(run.attempts) >= 2, run.attempts
+            assert [a.outcome for a in run.attempts[:-1]] == ["lock timeout"] * (len(run.attempts) - 1)
+            assert run.attempts[-1].outcome == "completed"
+            assert all(0.4 <= a.duration_s <= 0.8 for a in run.attempts[:-1]), run.attempts
+            assert any(a.waited_for and LONG_TX_NAME in a.waited_for for a in run.attempts)
+            assert all(q.longest_s < BUDGET_S for q in run.queue), run.queue
+        first = result.measured.statements[1].attempts[0].waited_for
+        assert first is not None and LONG_TX_NAME in first
+        in_every_format(first, result, folder)  # each try, and whom it waited for
+    if pair.alembic:  # the command gave up on env.py's lock_timeout, was run again, and succeeded
+        tries = result.measured.command_tries
+        assert len(tries) >= 2 and tries[0].outcome == "lock timeout" and tries[-1].outcome == "completed", tries
+        gave_up = [s for s in result.measured.statements if s.attempts]
+        assert gave_up and all(s.lock_timeout and s.lock_timeout.startswith("about ") for s in gave_up)
+        timeouts = [float(s.lock_timeout.split()[1].removesuffix("ms")) for s in gave_up if s.lock_timeout]
+        assert all(400 <= t <= 800 for t in timeouts), timeouts  # inferred from the waits: env.py's 500ms
+        assert tries[0].waited_for is not None and LONG_TX_NAME in tries[0].waited_for, tries
+        in_every_format(tries[0].waited_for, result, folder)
+    if pair.rule == "wal":
+        batches = [e for e in result.wal_estimates if e.statement in (2, 3)]
+        assert batches and all(not e.scales for e in batches), batches
+        out = reports(result, folder)
+        assert "WAL per statement" in out["rehearsal.md"] and "WAL: " in out["rehearsal.junit.xml"]
+
+
+@pytest.mark.parametrize("safe", [False, True], ids=["unsafe", "safe"])
+@pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
+def test_pairs_pg18(pg: Server, pair: Pair, safe: bool, tmp_path: Path) -> None:
+    result = rehearse(pg, plan_for(pair, tmp_path, safe=safe))
+    check_safe(pair, result, tmp_path) if safe else check_unsafe(pair, result, tmp_path)
+
+
+@pytest.mark.pg15
+@pytest.mark.parametrize("safe", [False, True], ids=["unsafe", "safe"])
+@pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
+def test_pairs_pg15(pg15: Server, pair: Pair, safe: bool, tmp_path: Path) -> None:
+    result = rehearse(pg15, plan_for(pair, tmp_path, safe=safe))
+    check_safe(pair, result, tmp_path) if safe else check_unsafe(pair, result, tmp_path)
+
+
+def test_a_statement_that_never_gets_its_lock_fails_naming_the_transaction(pg: Server, tmp_path: Path) -> None:
+    """200 ms and one retry cannot outlast a 2 s transaction: FAIL, naming the session it waited for."""
+    pair = Pair("add_column_retries_exhausted", PAIRS[0].unsafe,
+                f"SET lock_timeout = '200ms';\n{PAIRS[0].unsafe}", "lock_retries", 2, LONG_TRANSACTION_S)
+    result = rehearse(pg, plan_for(pair, tmp_path, safe=True, lock_retries=1))
+    (finding,) = [f for f in result.findings if f.rule == "lock_retries"]
+    assert finding.severity == "FAIL" and finding.statement == 2, finding.line()
+    assert "on all 2 attempt(s)" in finding.evidence and LONG_TX_NAME in finding.evidence, finding.evidence
+    assert "idle in transaction" in finding.evidence
+    assert len(result.sizes) == 1  # it failed at the smaller size: the larger one is not run
+    in_every_format(finding.evidence, result, tmp_path)
+
