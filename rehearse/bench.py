@@ -1,7 +1,7 @@
 """Benchmark (not a test): what a migration statement costs the chat, three ways.
 
 python -m chatbench.rehearse.bench [--profiles ci,release] [--parts index,queue,wal] [--production-messages 1e9]
-                                   [--long-transaction 5] [--lock-timeout 2s] [--pg-bin DIR]
+                                   [--long-transaction 5] [--lock-timeout 2s[,500ms]] [--pg-bin DIR]
 
 Per profile, on one throwaway server:
 
@@ -84,7 +84,7 @@ def index_row(server: Server, spec: loadgen.Spec, args: argparse.Namespace) -> s
 
 def queue_rows(server: Server, spec: loadgen.Spec, args: argparse.Namespace) -> list[str]:
     rows = []
-    for timeout in ("none", args.lock_timeout):
+    for timeout in ("none", *args.lock_timeout.split(",")):
         sql = ADD_COLUMN if timeout == "none" else f"SET lock_timeout = '{timeout}';\n{ADD_COLUMN}"
         result = rehearse(server, _plan(sql, spec, args, long_transaction_s=args.long_transaction))
         run = result.measured.statements[-1]
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=150.0)
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--long-transaction", type=float, default=5.0)
-    parser.add_argument("--lock-timeout", default="2s")
+    parser.add_argument("--lock-timeout", default="2s", help="comma-separated: each is rehearsed besides none")
     parser.add_argument("--lock-retries", type=int, default=5)
     parser.add_argument("--pg-bin", default=None)
     args = parser.parse_args()
@@ -153,7 +153,7 @@ def main() -> None:
     if wal:
         print(f"\nbackfill: {ONE_STATEMENT.splitlines()[1]} against one batch of 5000 rows")
         print(f"{'profile':<9}{'messages':>10}  {'backfill':<14}{'WAL small':>12}{'WAL profile':>12}"
-              f"{'extrapolated':>14}{'replica lag s':>12}  verdict")
+              f"{'extrapolated':>14}{'lag s':>12}  verdict")
         print("\n".join(wal))
         budget = load_budgets().wal
         print(f"extrapolated to {args.production_messages:,.0f} messages; lag at {budget.replica_apply_mb_s:g} MB/s, "

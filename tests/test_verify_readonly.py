@@ -148,15 +148,15 @@ def test_url_missing_table_fails_with_one_line_per_finding(live: tuple[Server, s
     assert len(not_run) == 1 and "messages." in not_run[0]["actual"]
 
 
+@pytest.mark.pg15
 def test_a_server_newer_than_pg_dump_is_refused_with_the_remedy(live: tuple[Server, str]) -> None:
     """pg_dump must be at least the dumped server's major version: said before anything runs, exit 2."""
     from chatbench.verify.sites import dump_schema
-    from servers import DEBIAN_PG15, require_pg15
+    from servers import DEBIAN_PG15
 
     from chatbench.errors import ChatbenchError
     from chatbench.provision.binaries import resolve_binaries
 
-    require_pg15()
     db, _ = live
     with pytest.raises(ChatbenchError, match=r"give --pg-bin with PostgreSQL 18\+ binaries"):
         dump_schema(db, resolve_binaries(DEBIAN_PG15), "public")
