@@ -162,7 +162,7 @@ def _sizes(conn: psycopg.Connection[Any]) -> tuple[float, float, float]:
 
 
 def run_variant(server: Server, spec: Spec, variant: Variant, seed: int, rounds: int) -> VariantResult:
-    db = create_database(server, "toast")
+    db = create_database(server, "cbs_toast")
     try:
         with psycopg.connect(db.conninfo(), autocommit=True) as conn:
             conn.execute(f"ALTER DATABASE \"{db.database}\" SET default_toast_compression = '{variant.compression}'")

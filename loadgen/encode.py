@@ -16,7 +16,8 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from chatbench.loadgen.columns import Chunk, ColumnFill, is_fixed, render
@@ -57,6 +58,7 @@ class TableLayout:
     keys: Mapping[str, KeyCodec]  # planned key column -> codec
     extras: tuple[ColumnFill, ...]
     tag: int = 0  # the table's stream tag (extras' random streams)
+    limits: Mapping[str, int] = field(default_factory=dict)  # planned text column -> its length limit
 
     def planned_fixed(self, column: str) -> bool:
         codec = self.keys.get(column)
@@ -105,6 +107,30 @@ def _key(layout: TableLayout, column: str, numbers: np.ndarray) -> Field:
     return layout.keys.get(column, INT8).field(numbers)
 
 
+def _planned(
+    layout: TableLayout, named: Mapping[str, Field], pair: tuple[str, str], joined: Field | None
+) -> list[Field]:
+    """The planned columns' fields in the layout's order; ``joined`` is ``pair``'s two fields pre-joined
+    (one pool pick), used when both columns are planned next to each other and neither is cut."""
+    fields: list[Field] = []
+    use_joined = joined is not None and all(c in layout.planned for c in pair) and not any(
+        c in layout.limits for c in pair)
+    for column in layout.planned:
+        if use_joined and column == pair[1]:
+            continue
+        fields.append(joined if use_joined and column == pair[0] else named[column])  # type: ignore[arg-type]
+    return fields
+
+
+@lru_cache(maxsize=16)
+def _text_fields(texts: tuple[str, ...], limit: int | None) -> tuple[bytes, ...]:
+    """Texts as binary COPY fields, cut to a column's length limit (characters, as varchar(n) counts)."""
+    return tuple(text_field(t[:limit] if limit else t) for t in texts)
+
+
+_ROLE_FIELDS = tuple(text_field(r) for r in ("user", "assistant", "system", "tool"))
+
+
 def message_roles(inputs: RenderInputs, conv: np.ndarray, seq: np.ndarray, tool_draw: np.ndarray) -> np.ndarray:
     """Alternating user/assistant turns; optional opening system message; some tool turns."""
     seq = seq.astype(np.int64)
@@ -137,13 +163,16 @@ def message_rows(inputs: RenderInputs, pools: Pools, rows: MessageRows, lo: int,
     sizes = np.asarray(pools.role_sizes)[roles]
     entry = np.asarray(pools.role_offsets)[roles] + (text_draw * sizes).astype(np.int64)
     times = rows.time[lo - rows.lo : hi - rows.lo]
-    fields: list[Field] = [
-        _key(layout, "id", np.arange(lo + 1, hi + 1, dtype=np.int64)),
-        _key(layout, "conversation_id", conv.astype(np.int64) + 1),
-        _key(layout, "user_id", np.asarray(inputs.conv_user[conv], dtype=np.int64)),
-        FixedField(np.dtype(">i8"), times),
-        VarField(pick(pools.message_fields, entry), count=2),
-    ]
+    named: dict[str, Field] = {
+        "id": _key(layout, "id", np.arange(lo + 1, hi + 1, dtype=np.int64)),
+        "conversation_id": _key(layout, "conversation_id", conv.astype(np.int64) + 1),
+        "user_id": _key(layout, "user_id", np.asarray(inputs.conv_user[conv], dtype=np.int64)),
+        "created_at": FixedField(np.dtype(">i8"), times),
+    }
+    if "content" in layout.limits or not {"role", "content"} <= set(layout.planned):
+        named["role"] = VarField(pick(_ROLE_FIELDS, roles.astype(np.int64)))
+        named["content"] = VarField(pick(_text_fields(pools.contents, layout.limits.get("content")), entry))
+    fields = _planned(layout, named, ("role", "content"), VarField(pick(pools.message_fields, entry), count=2))
     if layout.extras:
         full_times = np.zeros(size, dtype=np.int64)
         full_times[lo - first : hi - first] = times
@@ -167,15 +196,18 @@ def conversation_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = No
     """Binary COPY rows of conversations with ids ``lo + 1 .. hi`` (all by default)."""
     layout = layout or canonical_layout("conversations")
     hi = len(plan.conv_user) if hi is None else hi
-    titles = (*pools.title_fields, NULL_FIELD)  # index -1 -> NULL
+    limit = layout.limits.get("title")
+    cut_titles = _text_fields(tuple(t[4:].decode() for t in pools.title_fields), limit) if limit else pools.title_fields
+    titles = (*cut_titles, NULL_FIELD)  # index -1 -> NULL
     numbers = np.arange(lo + 1, hi + 1, dtype=np.int64)
-    fields: list[Field] = [
-        _key(layout, "id", numbers),
-        _key(layout, "user_id", np.asarray(plan.conv_user[lo:hi], dtype=np.int64)),
-        FixedField(np.dtype(">i8"), plan.conv_created[lo:hi]),
-        FixedField(np.dtype(">i8"), plan.conv_updated[lo:hi]),
-        VarField(pick(titles, plan.conv_title[lo:hi].astype(np.int64))),
-    ]
+    named: dict[str, Field] = {
+        "id": _key(layout, "id", numbers),
+        "user_id": _key(layout, "user_id", np.asarray(plan.conv_user[lo:hi], dtype=np.int64)),
+        "created_at": FixedField(np.dtype(">i8"), plan.conv_created[lo:hi]),
+        "updated_at": FixedField(np.dtype(">i8"), plan.conv_updated[lo:hi]),
+        "title": VarField(pick(titles, plan.conv_title[lo:hi].astype(np.int64))),
+    }
+    fields = _planned(layout, named, ("title", "title"), None)
     fields += _extras(layout, plan.seed, lo // SMALL_ROWS, hi - lo, numbers, plan.conv_created[lo:hi],
                       pools.contents, (0, 0))
     return assemble(hi - lo, fields)
@@ -196,14 +228,17 @@ def user_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None, layo
     names = (plan.user_name[lo:hi] % len(pools.names)).tolist()
     domains = (plan.user_domain[lo:hi] % len(pools.email_domains)).tolist()
     slugs = [_slug(n) for n in pools.names]
-    tails = [
-        text_field(f"{slugs[n]}.{uid}@{pools.email_domains[d]}") + text_field(pools.names[n])
-        for uid, (n, d) in enumerate(zip(names, domains, strict=True), start=lo + 1)
-    ]
+    email_limit, name_limit = layout.limits.get("email"), layout.limits.get("display_name")
+    emails = [f"{slugs[n]}.{uid}@{pools.email_domains[d]}"[-email_limit if email_limit else None:]
+              for uid, (n, d) in enumerate(zip(names, domains, strict=True), start=lo + 1)]
+    display = [pools.names[n][:name_limit] for n in names]
     numbers = np.arange(lo + 1, hi + 1, dtype=np.int64)
-    fields: list[Field] = [
-        _key(layout, "id", numbers), FixedField(np.dtype(">i8"), plan.user_created[lo:hi]), VarField(tails, count=2),
-    ]
+    named: dict[str, Field] = {
+        "id": _key(layout, "id", numbers), "created_at": FixedField(np.dtype(">i8"), plan.user_created[lo:hi]),
+        "email": VarField([text_field(e) for e in emails]), "display_name": VarField([text_field(n) for n in display]),
+    }
+    joined = VarField([text_field(e) + text_field(n) for e, n in zip(emails, display, strict=True)], count=2)
+    fields = _planned(layout, named, ("email", "display_name"), joined)
     fields += _extras(layout, plan.seed, lo // SMALL_ROWS, hi - lo, numbers, plan.user_created[lo:hi],
                       pools.contents, (0, 0))
     return assemble(hi - lo, fields)

@@ -9,7 +9,7 @@ foreign keys reference random rows of their tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from chatbench.loadgen.columns import ColumnFill, plan_fill
@@ -22,6 +22,7 @@ from chatbench.loadgen.target import ROLE_COLUMNS, ROLE_KEYS, ROLES, TargetColum
 from chatbench.errors import ConfigError
 
 _TIMESTAMPS = frozenset({"timestamptz", "timestamp"})
+_INTEGER_KEYS = frozenset({"int8", "int4", "int2"})
 _STRINGS = frozenset({"text", "varchar", "bpchar", "citext"})
 # What a history column must be for the plan's values to fit it.
 _ROLE_TYPES = {"created_at": _TIMESTAMPS, "updated_at": _TIMESTAMPS, "email": _STRINGS, "display_name": _STRINGS,
@@ -108,23 +109,37 @@ def _tag(target: TargetSchema, table: TargetTable) -> int:
 
 def _role_layout(table: TargetTable, role: str, codecs: dict[str, KeyCodec], rows: dict[str, int],
                  target: TargetSchema) -> TableLayout:
-    for name in ROLE_COLUMNS[role]:
+    """The plan's columns the table has (one it lacks is left out: verify names the contract it breaks),
+    each key in the column's own type, each text cut to the column's length limit."""
+    if table.column("id") is None:
+        raise ConfigError(f"{table.name} has no column 'id', the key chatbench's history numbers its rows by; "
+                          "add it, or map your key column in [tool.chatbench.map]")
+    planned = tuple(name for name in ROLE_COLUMNS[role] if table.column(name) is not None)
+    limits: dict[str, int] = {}
+    for name in planned:
         column = table.column(name)
-        if column is None:
-            raise ConfigError(f"{table.name} has no column {name!r}, which chatbench's history fills; add it, or "
-                              "map your column in [tool.chatbench.map]")
+        assert column is not None
         wanted = _ROLE_TYPES.get(name)
         base = "enum" if column.enum_labels else column.base
         if wanted is not None and base not in wanted:
             raise ConfigError(f"{table.name}.{name} is {column.type_name}; chatbench's history fills it with "
                               f"{'a timestamp' if wanted is _TIMESTAMPS else 'text'}")
-    keys = {column: codecs.get(target.role(owner).name, KeyCodec("int8")) for column, owner in ROLE_KEYS[role].items()}
-    for name, codec in keys.items():
+        if column.max_length is not None and wanted is _STRINGS:
+            limits[name] = column.max_length
+    keys: dict[str, KeyCodec] = {}
+    for name, owner in ROLE_KEYS[role].items():
         found = table.column(name)
-        if found is not None and KEY_KINDS.get(found.base) != codec.kind:
+        if found is None:
+            continue
+        codec = codecs.get(target.role(owner).name, KeyCodec("int8"))
+        kind = KEY_KINDS.get(found.base)
+        if kind != codec.kind and {kind, codec.kind} <= _INTEGER_KEYS:
+            codec = replace(codec, kind=kind)  # an integer column holding another integer type's keys
+        elif kind != codec.kind:
             raise ConfigError(f"{table.name}.{name} is {found.type_name} but the key it holds is {codec.kind}")
+        keys[name] = codec
     extras = _extras(table, set(ROLE_COLUMNS[role]), codecs, rows)
-    return TableLayout(table.name, role, ROLE_COLUMNS[role], keys, extras, _tag(target, table))
+    return TableLayout(table.name, role, planned, keys, extras, _tag(target, table), limits)
 
 
 def _child_layout(table: TargetTable, codecs: dict[str, KeyCodec], rows: dict[str, int],
@@ -158,8 +173,6 @@ def _extras(table: TargetTable, planned: set[str], codecs: dict[str, KeyCodec],
 
 
 def _unique(column: TargetColumn) -> TargetColumn:
-    from dataclasses import replace
-
     return replace(column, unique=True)
 
 

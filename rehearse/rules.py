@@ -111,6 +111,7 @@ def _queue(sizes: tuple[SizeRun, ...], budgets: Budgets) -> list[RuleFinding]:
                 if over > 0 and over > worst.get(run.sql, (0.0,))[0]:
                     worst[run.sql] = (over, size, run, q)
     findings = []
+    large = {r.sql: r.index for r in sizes[-1].statements}
     for _over, size, run, q in sorted(worst.values(), key=lambda w: w[2].index):
         budget = budgets.budget(q.table, q.access)
         timeout = "unknown" if run.lock_timeout is None else run.lock_timeout
@@ -124,7 +125,8 @@ def _queue(sizes: tuple[SizeRun, ...], budgets: Budgets) -> list[RuleFinding]:
                     f"behind {behind or held} with lock_timeout = {timeout}{source}; queued behind its waiting lock: "
                     f"{queue_text(run.queue)}{tries}; budget {budget:g} s")
         rewrite = advice.LOCK_TIMEOUT if timeout in ("0", "0ms", "unknown") else advice.LOWER_TIMEOUT
-        findings.append(RuleFinding("lock_timeout", "FAIL", run.index, run.sql, q.table,
+        # numbered as at the profile's size (a command's statements are numbered as the sampler saw them there)
+        findings.append(RuleFinding("lock_timeout", "FAIL", large.get(run.sql), run.sql, q.table,
                                     lock.mode if lock else None, q.longest_s, None, budget, evidence, rewrite))
     return findings
 

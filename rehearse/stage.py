@@ -11,7 +11,7 @@ For each of two data sizes (the profile's and a smaller one), smaller first:
    the migration (a statement that gives up on its lock_timeout is retried, ``lock_retries``), wait
    ``baseline_s``; read what the migration left behind (``residue``);
 3. stop, analyse (``analysis``), and at the profile's size verify the migrated schema
-   (``verifying.verify_schema``: drift against the schema the release must reach, health, plan
+   (``verify.schema_check.verify_schema``: drift against the schema the release must reach, health, plan
    contracts): the application's models exactly when given (``--models``), else the canonical
    contracts in contract mode, so a lock-safe release that adds a column passes and one that drops
    or weakens a canonical contract fails, naming it.
@@ -50,9 +50,9 @@ from chatbench.rehearse.rules import judge
 from chatbench.rehearse.runner import MigrationOutcome, SqlRunner, run_command
 from chatbench.rehearse.sampler import INTERVAL_S, SAMPLER_NAME, LockSampler, Samples
 from chatbench.rehearse.statements import Statement
-from chatbench.rehearse.verifying import verify_schema
 from chatbench.schema.package import SchemaPackage, canonical
 from chatbench.verify.result import VerificationResult
+from chatbench.verify.schema_check import verify_schema
 
 from chatbench.errors import ChatbenchError
 from chatbench.faults import checkpoint

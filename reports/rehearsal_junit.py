@@ -26,9 +26,9 @@ def render_rehearsal(r: Rehearsal) -> str:
     suite = ET.Element("testsuite", name="chatbench rehearsal", time=f"{sum(s.migration_s for s in r.sizes):.3f}")
     failures = errors = 0
     cases: list[tuple[int | None, str]] = [(run.index, run.sql) for run in r.measured.statements]
-    if not cases or any(f.statement is None for f in r.findings) or r.measured.command_tries:
-        cases.append((None, r.migration))
     runs = {run.index: run for run in r.measured.statements}
+    if not cases or any(f.statement not in runs for f in r.findings) or r.measured.command_tries:
+        cases.append((None, r.migration))
     for index, sql in cases:
         name = f"statement {index}: {sql[:120]}" if index is not None else f"migration: {sql[:120]}"
         case = ET.SubElement(suite, "testcase", classname="rehearsal", name=name)
@@ -36,7 +36,7 @@ def render_rehearsal(r: Rehearsal) -> str:
         if index is None:
             out += [f"run {a.number} of the command: {a.outcome} after {a.duration_s:.2f} s"
                     + (f", waiting for {a.waited_for}" if a.waited_for else "") for a in r.measured.command_tries]
-        for finding in (f for f in r.findings if f.statement == index):
+        for finding in (f for f in r.findings if f.statement == index or (index is None and f.statement not in runs)):
             if finding.severity == "FAIL":
                 ET.SubElement(case, "failure", message=finding.evidence).text = finding.line()
                 failures += 1

@@ -53,19 +53,6 @@ def no_xdist_worker_variables_in_children() -> None:
         del os.environ[name]
 
 
-SLOW_MODULES = ("test_rehearse_corpus.py", "test_rehearse_queue.py", "test_rehearse_models.py",
-                "test_signoff_migration.py", "test_schema_variants.py", "test_citus_bench.py",
-                "test_citus_provision.py", "test_citus_readiness.py")
-"""Modules whose tests are whole rehearsals or sign-offs (10-50 s each), or need a Citus build: ``slow``
-until each file carries the marker itself."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.name in SLOW_MODULES:
-            item.add_marker(pytest.mark.slow)
-
-
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """A test marked ``container`` or ``pg15`` needs that from the machine: without it the test skips
     with the reason, and fails under ``CI=true`` (CI provides both)."""

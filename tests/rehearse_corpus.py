@@ -53,10 +53,11 @@ CASES: tuple[Case, ...] = (
          f"{TIMEOUT}\nCREATE INDEX CONCURRENTLY ix_conversations_user_id_updated_at_id "
          "ON conversations (user_id, updated_at DESC, id DESC);",
          "conversations", "ShareLock"),
-    Case("column_default_users_created_at", ("ALTER TABLE users DROP COLUMN created_at",),
-         "ALTER TABLE users ADD COLUMN created_at timestamptz NOT NULL DEFAULT clock_timestamp();\n"
-         "ALTER TABLE users ALTER COLUMN created_at SET DEFAULT now();",
-         f"{TIMEOUT}\nALTER TABLE users ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();",
+    # (a new column: the before-schema must keep every column the seeded history fills)
+    Case("column_default_users_last_seen_at", (),
+         "ALTER TABLE users ADD COLUMN last_seen_at timestamptz NOT NULL DEFAULT clock_timestamp();\n"
+         "ALTER TABLE users ALTER COLUMN last_seen_at SET DEFAULT now();",
+         f"{TIMEOUT}\nALTER TABLE users ADD COLUMN last_seen_at timestamptz NOT NULL DEFAULT now();",
          "users", "AccessExclusiveLock"),
     Case("check_messages_role", ("ALTER TABLE messages DROP CONSTRAINT ck_messages_role_allowed",),
          f"ALTER TABLE messages ADD CONSTRAINT ck_messages_role_allowed CHECK (role IN {ROLES});",
@@ -86,13 +87,14 @@ CASES: tuple[Case, ...] = (
          "REFERENCES users (id) ON DELETE CASCADE NOT VALID;\n"
          "ALTER TABLE messages VALIDATE CONSTRAINT fk_messages_user_id_users;",
          "messages", "ShareRowExclusiveLock"),
-    # unsafe: integer -> bigint rewrites messages and its indexes; safe: varchar(n) -> text is binary-coercible
-    # (on a column no CHECK uses: a CHECK on the column is re-validated, a scan under ACCESS EXCLUSIVE)
-    Case("type_change", ("ALTER TABLE messages ALTER COLUMN user_id TYPE integer",),
-         "ALTER TABLE messages ALTER COLUMN user_id TYPE bigint;",
+    # unsafe: a type change with USING rewrites messages and its indexes (the before-schema keeps the seeded history's
+    # key types, so not integer -> bigint on a key); safe: varchar(n) -> text is binary-coercible (on a column no
+    # CHECK uses: a CHECK on the column is re-validated, a scan under ACCESS EXCLUSIVE)
+    Case("type_change", (),
+         "ALTER TABLE messages ALTER COLUMN role TYPE text USING lower(role);",
          f"{TIMEOUT}\nALTER TABLE messages ALTER COLUMN content TYPE text;",
          "messages", "AccessExclusiveLock",
-         safe_down=("ALTER TABLE messages ALTER COLUMN content TYPE varchar(10000)",),
+         safe_down=("ALTER TABLE messages ALTER COLUMN content TYPE varchar(1000000)",),
          # varchar(n) -> text rewrites nothing and locks for a moment, but the column's result type changes
          # under the app's prepared statements: they fail ("cached plan must not change result type")
          safe_trips=("app_errors",)),

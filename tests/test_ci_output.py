@@ -138,7 +138,7 @@ def test_verify(place: Place, dsn: DsnServer) -> None:
     report = place.root / "verify.json"
     log = place.run("verify", "--dsn", dsn.dsn, "--profile", "smoke", "--json", str(report))
     assert log.code == 0, log.text[-3000:]
-    check_progress(log, "verify", long=False)  # under a second on smoke data
+    check_progress(log, "verify (exact against the canonical models)", long=False)  # under a second on smoke data
     document = json.loads(report.read_text())
     for check in document["checks"]:
         assert any(line.startswith(f"check {check['name']}: PASS (") for line in log.lines), check["name"]

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from chatbench.benchmarks import citus as side_by_side
 from chatbench.loadgen import load_spec
 from citus_support import citus_server
 
 from chatbench.provision import provision
+
+pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 
 
 def test_side_by_side_on_the_smoke_profile() -> None:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from citus_support import TARBALL_ENV, citus, citus_tarball  # noqa: F401
 from commandline import chatbench
 
@@ -22,6 +23,8 @@ from chatbench.provision.binaries import embedded_bin_dir
 from chatbench.provision.citus import enable_citus
 from chatbench.provision.owner import lease_path
 from chatbench.provision.process import pid_alive
+
+pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 
 
 def _one_line_error(done: subprocess.CompletedProcess[str], *needles: str) -> str:

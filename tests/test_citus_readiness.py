@@ -20,6 +20,8 @@ from citus_support import VARIANTS, WHALE_CONVERSATION, citus, citus_server, loa
 
 from chatbench.provision import Server
 
+pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
+
 BREAKING = sorted(p for p in VARIANTS.glob("*.sql") if p.name != "history_data.sql")
 
 

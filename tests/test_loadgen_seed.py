@@ -107,7 +107,7 @@ def test_ties_present(seeded: tuple[Server, SeedResult]) -> None:
 
 def test_non_ascii_round_trips(seeded: tuple[Server, SeedResult], smoke_spec: loadgen.Spec) -> None:
     db, _ = seeded
-    pools = build_pools(smoke_spec.locales, smoke_spec.non_ascii_share, 0)
+    pools = build_pools(smoke_spec.locales, smoke_spec.non_ascii_share, 0, smoke_spec.content)
     contents = set(pools.contents)
     with psycopg.connect(db.conninfo()) as conn:
         rows = conn.execute(

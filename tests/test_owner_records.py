@@ -133,7 +133,7 @@ def test_the_janitor_knows_every_database_name_a_run_makes() -> None:
     prefixes = {prefix for folder in ("chatbench", "schema", "loadgen", "verify", "benchmarks", "reports", "rehearse")
                 for path in (root / folder).rglob("*.py") for found in call.findall(path.read_text())
                 for prefix in found if prefix}
-    assert {"cbr_run", "cbr_seed", "cbr_before", "cbs_seed", "cbv_seed", "cbv_canon"} <= prefixes, prefixes
+    assert {"cbr_run", "cbr_seed", "cbr_before", "cbv_canon"} <= prefixes, prefixes
     unknown = sorted(p for p in prefixes if not RUN_DATABASE.match(f"{p}_0123abcd"))
     assert not unknown, f"chatbench clean would never drop databases named {unknown}"
     from chatbench.provision.dsn import RUN_DATABASE_PREFIX

@@ -33,6 +33,8 @@ from servers import DEBIAN_PG15, require_pg15
 from chatbench import loadgen
 from chatbench.provision import Server, provision
 
+pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
+
 BUDGET_S = 1.0  # the shipped targets' blocking budget for messages
 
 

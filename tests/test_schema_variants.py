@@ -37,6 +37,8 @@ from servers import DEBIAN_PG15, drop_database, make_database, require_pg15
 
 from chatbench.provision import Server, provision
 
+pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
+
 TESTS = Path(__file__).parent
 CORPUS = TESTS / "schema_variants"
 ALEMBIC_APP = CORPUS / "alembic_app"
@@ -299,7 +301,7 @@ def test_superset_passes_in_its_default_mode(variant: Variant, version: str, tmp
     assert data["plans"], "the plan contracts were judged on the seeded rows"
 
 
-@pytest.mark.parametrize("version", VERSION_PARAMS)
+@pytest.mark.parametrize("version", ["pg18"])  # the same drift code judges both versions: contract mode covers 15
 @pytest.mark.parametrize("variant", [v for v in SUPERSETS if v.exact_errors], ids=lambda v: v.name)
 def test_exact_mode_names_every_difference(variant: Variant, version: str, tmp_path: Path) -> None:
     """Exact mode: the database must equal the canonical models, so each extra and each other key type is
@@ -314,8 +316,8 @@ def test_exact_mode_names_every_difference(variant: Variant, version: str, tmp_p
         _no_partition_leaf_named(findings)
 
 
-@pytest.mark.parametrize("version", VERSION_PARAMS)
-@pytest.mark.parametrize("mode", ["contract", "exact"])
+@pytest.mark.parametrize(("mode", "version"), [("contract", "pg18"), ("exact", "pg18"),
+                                               pytest.param("contract", "pg15", marks=pytest.mark.pg15)])
 @pytest.mark.parametrize("negative", NEGATIVES, ids=lambda n: n.name.removesuffix(".sql"))
 def test_a_lost_canonical_contract_fails_in_both_modes(negative: Negative, mode: str, version: str,
                                                        tmp_path: Path) -> None:
@@ -334,7 +336,7 @@ def test_a_lost_canonical_contract_fails_in_both_modes(negative: Negative, mode:
 # superset, partitioning, another key type, the models driving the harness. verify runs every variant on both.
 SIGNED = ("superset", "partitioned_by_month", "partitioned_by_hash", "uuid_keys", "text_keys", "extra_table",
           "evolved_models", "alembic_superset")
-SIGNED_ON_PG15 = ("superset", "partitioned_by_month", "uuid_keys", "evolved_models")
+SIGNED_ON_PG15 = ("partitioned_by_month", "uuid_keys")
 SIGNOFFS = [pytest.param(v, "pg18", id=f"{v.name}-pg18") for v in SUPERSETS if v.name in SIGNED] + [
     pytest.param(v, "pg15", id=f"{v.name}-pg15", marks=pytest.mark.pg15) for v in SUPERSETS if v.name in SIGNED_ON_PG15]
 
@@ -374,7 +376,7 @@ def test_superset_signs_off(variant: Variant, version: str, tmp_path: Path) -> N
         _no_partition_leaf_named(drift["findings"] + target["verification"]["health_plans"]["findings"])
 
 
-@pytest.mark.parametrize("version", VERSION_PARAMS)
+@pytest.mark.parametrize("version", ["pg18"])
 def test_a_lost_cascade_fails_the_signoff(version: str, tmp_path: Path) -> None:
     log, document = _signoff(version, _sql("negative_no_cascade.sql"), TESTS, tmp_path / "out")
     assert log.code == 1 and document["verdict"] == "FAIL", log.text[-3000:]

@@ -23,6 +23,8 @@ from rehearse_corpus import CASES
 
 from chatbench.cli import main
 
+pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
+
 CASE = CASES[0]  # ix_messages_user_id: CREATE INDEX with and without CONCURRENTLY
 FAST = ["--profile", "ci", "--rounds", "40", "--warmup", "5", "--scaling", "none", "--baseline-seconds", "0.3",
         "--backend", "local"]

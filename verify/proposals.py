@@ -194,7 +194,7 @@ def _append_cost(conn: psycopg.Connection[Any], table: str) -> float | None:
 def prove(server: Server, params: SeedParameters, queries: AppQueries, query: AppQuery, cand: Candidate,
           defects: tuple[str, ...], roles: RoleMap, production_messages: float) -> Proposal:
     """Build ``cand`` on a copy of ``server``'s database and measure the query before and after it."""
-    with temporary_database(server, "cbfix", template=server.database) as copy, \
+    with temporary_database(server, "cbv_fix", template=server.database) as copy, \
             connect(copy, read_only=False) as conn:
         conn.execute("SET jit = off")
         before = _side(conn, copy, params, queries, query, roles, cand.table)

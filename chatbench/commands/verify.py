@@ -73,8 +73,8 @@ def _one_pg_bin(settings: Settings) -> str | None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.commands.appqueries import app_queries, judge_app_queries
     from chatbench.output import print_document
-    from chatbench.rehearse.verifying import verify_schema
     from chatbench.verify.render import render_json, render_terminal, write_json
+    from chatbench.verify.schema_check import verify_schema
 
     refuse_both(settings, "schema_from", "schema_from_cmd")
     choice = schema_choice(settings)  # --models imported and checked before any server starts

@@ -19,7 +19,7 @@ def drift_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     """Drift against the package in the run's mode (before the seed when the application built the schema):
     exactly against ``--models`` (and the canonical contracts), else the canonical schema, exact when
     chatbench built it and contract when the application or a migration did."""
-    from chatbench.rehearse.verifying import verify_schema
+    from chatbench.verify.schema_check import verify_schema
 
     rec, options = ctx.rec, ctx.options
     with rec.stage("drift") as note:
@@ -35,7 +35,7 @@ def drift_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
 
 def health_and_plans_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     """One verification call for both (one catalog read); its own timings split the wall time."""
-    from chatbench.rehearse.verifying import verify_schema
+    from chatbench.verify.schema_check import verify_schema
 
     rec = ctx.rec
     started = time.perf_counter()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from chatbench.loadgen.result import SeedResult
 from chatbench.schema.package import SchemaPackage, canonical
+from chatbench.verify import verify
 from chatbench.verify.result import VerificationResult
 
 from chatbench.provision import Server
@@ -38,8 +39,6 @@ def verify_schema(
 ) -> VerificationResult:
     """``verify`` against ``package`` in ``mode``; an exact application package is judged against the
     canonical contracts too (module docstring)."""
-    from chatbench.verify import verify
-
     wanted = None if only is None else tuple(only)
     result = verify(server, seed_result, expected=package, mode=mode, only=wanted, read_only=read_only,
                     progress=progress, pg_bin=pg_bin)
