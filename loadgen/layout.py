@@ -133,7 +133,7 @@ def _role_layout(table: TargetTable, role: str, codecs: dict[str, KeyCodec], row
             continue
         codec = codecs.get(target.role(owner).name, KeyCodec("int8"))
         kind = KEY_KINDS.get(found.base)
-        if kind != codec.kind and {kind, codec.kind} <= _INTEGER_KEYS:
+        if kind is not None and kind != codec.kind and {kind, codec.kind} <= _INTEGER_KEYS:
             codec = replace(codec, kind=kind)  # an integer column holding another integer type's keys
         elif kind != codec.kind:
             raise ConfigError(f"{table.name}.{name} is {found.type_name} but the key it holds is {codec.kind}")

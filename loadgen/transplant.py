@@ -19,14 +19,11 @@ def seed_into_prebuilt(
     target: Server,
     seed: Callable[[Server], SeedResult],
     *,
-    prefix: str = "",
     loading: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
 ) -> tuple[SeedResult, dict[str, int]]:
     """Fill ``target``'s pre-built schema: ``seed`` (a ``loadgen.seed(..., prebuilt=True)``) reads the
     schema the application built and fills every table of it directly, under ``loading`` (a progress
-    display). Returns the seed and the rows per table. ``prefix`` is kept for callers that named the
-    sibling database this once went through."""
-    del prefix
+    display). Returns the seed and the rows per table."""
     with loading():
         result = seed(target)
     return result, dict(result.counts)

@@ -60,14 +60,17 @@ class AppRequests:
     description: str
 
     def window(self, start: float, end: float) -> AppWindow:
-        """Latency of the requests due in [start, end), reads and appends apart."""
-        return AppWindow(*(self._latency([r for r in self.requests if r.access == access and start <= r.intended < end])
-                           for access in ("reads", "appends")))
+        """Latency of the requests due in [start, end) (from when they were due: a queue counts), and the
+        errors that happened in it (when they failed: a request due before the migration that fails once it
+        started is the migration's), reads and appends apart."""
+        return AppWindow(*(
+            self._latency([r for r in self.requests if r.access == access and start <= r.intended < end],
+                          sum(1 for r in self.requests if r.access == access and not r.ok and start <= r.done < end))
+            for access in ("reads", "appends")))
 
     @staticmethod
-    def _latency(requests: list[Request]) -> Latency:
+    def _latency(requests: list[Request], errors: int) -> Latency:
         ok = np.array([r.latency_ms for r in requests if r.ok])
-        errors = sum(not r.ok for r in requests)
         if not len(ok):
             return Latency(len(requests), errors)
         p50, p99 = np.percentile(ok, [50, 99])

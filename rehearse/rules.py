@@ -8,7 +8,8 @@
   to the timeout. The timeout is read from the migration's session (a command's is inferred from the
   waits the sampler saw), so a tool that sets it in its own code is judged by what it really set.
 - ``lock_retries`` (FAIL): a statement gave up on its lock_timeout on every try; the transaction it
-  waited for is named.
+  waited for is named. Only lock timeouts are retried: a statement whose last try failed for another
+  reason is ``failed``, its earlier lock timeouts shown as its tries.
 - ``wal`` (FAIL): a statement's WAL, extrapolated to the production size, takes a replica applying
   ``replica_apply_mb_s`` longer than ``lag_allowed_s`` to apply (the ``wal`` budget).
 - ``residue`` (FAIL): the migration left an INVALID or not-ready index, a constraint the release's
@@ -30,7 +31,16 @@ from __future__ import annotations
 from chatbench.rehearse import advice
 from chatbench.rehearse.budgets import Budgets
 from chatbench.rehearse.locks import short
-from chatbench.rehearse.result import AppWindow, Estimate, Queued, RuleFinding, SizeRun, StatementRun, WalEstimate
+from chatbench.rehearse.result import (
+    AppWindow,
+    Attempt,
+    Estimate,
+    Queued,
+    RuleFinding,
+    SizeRun,
+    StatementRun,
+    WalEstimate,
+)
 
 
 def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: Budgets,
@@ -38,19 +48,19 @@ def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: 
     findings: list[RuleFinding] = list(_residue(sizes))
     for size in sizes:
         if size.outcome != "completed":
-            failed = next((s for s in size.statements if s.error), None)
-            gave_up = failed is not None and bool(failed.attempts) and failed.attempts[-1].outcome == "lock timeout"
-            if gave_up and failed is not None:
+            failed, tries = _stopped(size)
+            if failed is not None and tries and tries[-1].outcome == "lock timeout":
                 findings.append(RuleFinding(
                     "lock_retries", "FAIL", failed.index, failed.sql, None, None, failed.waited_s, None, None,
                     f"at {size.messages:,} messages: {size.failure}; tries: {attempts_text(failed)}",
                     advice.LOCK_RETRIES))
                 findings += _queue(sizes, budgets)
                 return tuple(findings)
+            shown = f"; tries: {tries_text(tries)}" if tries else ""
             findings.append(RuleFinding(
                 "timed_out" if size.outcome == "timed out" else "failed", "FAIL",
                 failed.index if failed else None, failed.sql if failed else "", None, None, size.migration_s, None,
-                None, f"at {size.messages:,} messages: {size.failure}",
+                None, f"at {size.messages:,} messages: {size.failure}{shown}",
                 "fix the statement (or raise --command-timeout if the migration is just slow) and rehearse again"))
             return tuple(findings)
     findings += [f for f in map(_app_errors, sizes) if f is not None]
@@ -89,11 +99,29 @@ def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: 
     return tuple(findings)
 
 
+def _stopped(size: SizeRun) -> tuple[StatementRun | None, tuple[Attempt, ...]]:
+    """The statement that stopped a migration that did not complete, and the tries that decide the rule.
+
+    Only the last try says why it stopped: ``lock_retries`` when it gave up on its lock_timeout, else the
+    statement failed (``failed``/``timed_out``), even after earlier lock timeouts. A command's tries are its
+    runs: when its last run failed otherwise, a statement that gave up in an earlier run did not stop it.
+    """
+    failed = next((s for s in size.statements if s.error), None)
+    if size.command_tries:
+        gave_up = size.command_tries[-1].outcome == "lock timeout"
+        return (failed if gave_up else None), size.command_tries
+    return failed, failed.attempts if failed is not None else ()
+
+
 def attempts_text(run: StatementRun) -> str:
     """A statement's tries, one clause each: when, how long, how it ended, whom it waited for."""
+    return tries_text(run.attempts)
+
+
+def tries_text(attempts: tuple[Attempt, ...]) -> str:
     return "; ".join(f"{a.number}: at {a.start_s:.2f} s, {a.outcome} after {a.duration_s:.2f} s"
                      + (f" (waited for {a.waited_for})" if a.waited_for and a.outcome != "completed" else "")
-                     for a in run.attempts)
+                     for a in attempts)
 
 
 def queue_text(queue: tuple[Queued, ...]) -> str:

@@ -11,8 +11,10 @@ reads, in the same backend, the locks it holds (``pg_locks``), the rows it read 
 The first failing statement stops the migration (as ``ON_ERROR_STOP`` and every migration tool do),
 except a statement that gave up on its ``lock_timeout`` outside the file's own blocks: it is tried
 again after a backoff (0.5 s, doubling, at most 8 s), up to ``lock_retries`` times, as deploy tools
-do, and every attempt is kept. Each statement's WAL is the LSN difference around it
-(``pg_current_wal_insert_lsn``; the app's concurrent appends write a few kB/s of it too).
+do, and every attempt is kept. Only a lock timeout is retried: a try that fails for any other reason
+(an undefined table, a duplicate key) stops the migration as a failure, with the tries before it.
+Each statement's WAL is the LSN difference around it (``pg_current_wal_insert_lsn``; the app's
+concurrent appends write a few kB/s of it too).
 
 Command: run with the database's URL in ``DATABASE_URL`` (and friends), in its own process group so
 a timeout or Ctrl-C ends all of it; its statements are known only from the sampler. A command that
@@ -226,6 +228,12 @@ class SqlRunner:
                 if self.timed_out.wait(pause):
                     raise
                 continue
+            except psycopg.Error:
+                # Failed for another reason once it had its lock (or was cancelled): not a lock timeout, so not
+                # retried; after earlier lock timeouts this try is kept with them, as the failure's evidence.
+                if trace.tries:
+                    trace.tries.append(Try(number, max(start, trace.start), time.monotonic(), "failed"))
+                raise
             if trace.tries:
                 trace.tries.append(Try(number, trace.start, trace.end, "completed"))
             return

@@ -198,6 +198,9 @@ def data_checksum(current: BenchmarkRun, baseline: BenchmarkRun) -> EnvironmentD
     return EnvironmentDifference("data checksum", base, cur, True)
 
 
+MACHINE_LOAD_FIELD = "machine load (1-min load average per CPU)"
+
+
 def machine_load(current: BenchmarkRun, baseline: BenchmarkRun) -> EnvironmentDifference | None:
     """A warning when either run shared the machine with other work (its recorded load average)."""
 
@@ -208,11 +211,27 @@ def machine_load(current: BenchmarkRun, baseline: BenchmarkRun) -> EnvironmentDi
     if not any(v is not None and v >= BUSY_LOAD_PER_CPU for v in (cur, base)):
         return None
     return EnvironmentDifference(
-        "machine load (1-min load average per CPU)",
+        MACHINE_LOAD_FIELD,
         "not recorded" if base is None else round(base, 2),
         "not recorded" if cur is None else round(cur, 2),
         True,
     )
+
+
+def _within_load(latency: LatencyVerdict, base_load: float, cur_load: float) -> LatencyVerdict:
+    """A wall-time change no larger than the load's own factor (each run's load per CPU, at least 1) is undecided."""
+    change = next((c for c in latency.changes if c.statistic == JUDGED), None)
+    factor = max(cur_load, 1.0) / max(base_load, 1.0)
+    if change is None:
+        return latency
+    regressed = latency.status == "regressed"
+    within = change.ci_low <= factor if regressed else change.ci_high >= factor
+    if (regressed and factor <= 1.0) or (not regressed and factor >= 1.0) or not within:
+        return latency
+    return replace(latency, status="inconclusive", reason=(
+        f"{latency.reason}; but the machine was {factor:.2f}x as loaded per CPU ({base_load:.2f} → {cur_load:.2f}) "
+        "and only wall time was measured: the load alone can move it that much; rerun both on a quieter machine, or "
+        "on the local backend (CPU time), to decide"))
 
 
 def compare_scenario(
@@ -222,10 +241,15 @@ def compare_scenario(
     *,
     same_data: bool = True,
     noise: Callable[[Basis], MeasuredNoise] | None = None,
+    unlike_load: tuple[float, float] | None = None,
 ) -> ScenarioComparison:
     """One scenario's verdict (``current`` or ``baseline`` may be absent: new / missing).
 
     ``noise`` gives the noise both runs measured on a basis (``measured_noise``); None: no noise floor.
+    ``unlike_load``: the two runs' machine load per CPU (baseline, current) when either was busy. A machine
+    k times as loaded can stretch wall time k times by itself, so a latency change measured in wall time
+    alone (no CPU time: a container or DSN server) must clear that factor too, else it is undecided, never a
+    FAIL on noise; plans, buffers and rows still decide exactly.
     """
     if current is None and baseline is None:
         raise ValueError("compare_scenario needs at least one result")
@@ -247,6 +271,8 @@ def compare_scenario(
     latency = judge_latency(
         cur_samples, base_samples, thresholds, noise(basis) if noise is not None else None, basis=basis
     )
+    if unlike_load is not None and basis == "wall time" and latency.status in ("regressed", "improved"):
+        latency = _within_load(latency, *unlike_load)
     if is_contrast(current) and latency.status in ("regressed", "improved", "inconclusive"):
         latency = replace(latency, status="unchanged", reason=f"{latency.reason}; a contrast scenario: its "
                           "latency change is shown, not judged (its buffers and rows are)")
@@ -309,8 +335,14 @@ def compare_runs(
     cur_by = {s.scenario: s for s in current.scenarios}
     base_by = {s.scenario: s for s in baseline.scenarios}
     names = list(cur_by) + [n for n in base_by if n not in cur_by]
+    load_differs = next((d for d in environment if d.field == MACHINE_LOAD_FIELD and d.decisive), None)
+    unlike_load = None
+    if load_differs is not None and all(isinstance(v, int | float) for v in (load_differs.baseline,
+                                                                             load_differs.current)):
+        unlike_load = (float(load_differs.baseline), float(load_differs.current))
     scenarios = tuple(
-        compare_scenario(cur_by.get(n), base_by.get(n), thresholds, same_data=same_data, noise=noise) for n in names
+        compare_scenario(cur_by.get(n), base_by.get(n), thresholds, same_data=same_data, noise=noise,
+                         unlike_load=unlike_load) for n in names
     )
     used = {item.basis for item in scenarios if item.basis is not None}
     for basis in sorted(used):

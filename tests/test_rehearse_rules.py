@@ -157,6 +157,35 @@ def test_retries_exhausted_fail_naming_the_transaction() -> None:
     assert "chatbench-rehearse-long-transaction" in finding.evidence and "end it" in finding.rewrite
 
 
+@pytest.mark.parametrize("command", [False, True], ids=["sql-file", "migration-cmd"])
+def test_a_statement_that_failed_after_lock_timeouts_is_failed_not_lock_retries(command: bool) -> None:
+    """Only a lock timeout is retried, and only the last try says why the migration stopped: an ALTER that gave
+    up on its lock_timeout and, once it had its lock, failed on a missing table is ``failed``, its tries the
+    evidence (a command's tries are its runs)."""
+    gave_up = Attempt(1, 0.0, 1.0, "lock timeout", "pid 7 (chatbench-rehearse-long-transaction)")
+    failed = Attempt(2, 1.5, 0.5, "failed")
+    error = 'UndefinedTable: relation "nowhere" does not exist'
+    # a file's statement carries every try and the error; a command's sampled statement only its gave-up wait
+    run = replace(_waiting("1s", 1.0, attempts=(gave_up,) if command else (gave_up, failed)),
+                  error="gave up waiting for its lock after 1.00 s (lock_timeout, or cancelled)" if command else error)
+    size = replace(_size(20_000, run), outcome="failed", failure=f"statement 1 (line 1) failed: {error}",
+                   command_tries=(gave_up, failed) if command else ())
+    (finding,) = judge((size,), (), load_budgets())
+    assert finding.rule == "failed" and finding.severity == "FAIL" and "nowhere" in finding.evidence
+    assert finding.statement == (None if command else 1)  # a command: the statement that gave up did not stop it
+    assert "tries: 1: at 0.00 s, lock timeout after 1.00 s (waited for pid 7" in finding.evidence
+    assert "2: at 1.50 s, failed after 0.50 s" in finding.evidence
+
+
+def test_a_command_that_gave_up_on_every_run_is_lock_retries() -> None:
+    gave_up = (Attempt(1, 0.0, 0.5, "lock timeout", "pid 7"), Attempt(2, 1.0, 0.5, "lock timeout", "pid 7"))
+    run = replace(_waiting("about 500ms", 0.5, attempts=gave_up[:1]), error="gave up waiting for its lock")
+    size = replace(_size(20_000, run), outcome="failed", failure="--migration-cmd 'alembic upgrade head' exited 1 on "
+                   "all 2 attempt(s), each giving up on its lock_timeout", command_tries=gave_up)
+    findings = judge((size,), (), load_budgets())
+    assert [f.rule for f in findings] == ["lock_retries"] and findings[0].statement == 1
+
+
 def _writing(sql: str, wal_bytes: int, index: int = 1) -> StatementRun:
     return StatementRun(index, sql, 1, "UpdateStmt", 0.0, 1.0, 1.0, (), (), ("messages",), "0", {}, AppWindow(),
                         wal_bytes=wal_bytes)

@@ -367,3 +367,19 @@ def test_compare_output_piped_is_one_line_per_scenario_with_whole_names(
     assert "p10" in regressed and "judge_tails" not in out
     for name in ("latest_page", "keyset_page_1", "offset_page_20", "message_count"):
         assert sum(line.startswith(f"{name}: ") for line in lines) == 1
+
+
+def test_a_wall_time_change_within_what_the_load_moved_is_undecided_not_a_failure() -> None:
+    """Wall time only (no CPU time: a DSN or container server): a current run on a machine three times as
+    loaded per CPU is undecided about a 2.3x slowdown, which the load alone explains; a 50x one (an index
+    lost) is still a regression, and buffers stay exact."""
+    from dataclasses import replace
+
+    quiet, busy = MachineLoad(2, before=2.0, after=2.0), MachineLoad(2, before=6.0, after=6.0)
+    base = replace(make_run(seed=1), machine=quiet)
+    slower = replace(make_run(seed=2, slow={"latest_page": 2.3}, buffers={"keyset_page_1": 900}), machine=busy)
+    status = {s.scenario: s for s in compare_runs(slower, base).scenarios}
+    assert status["latest_page"].status == "inconclusive" and "3.00x as loaded" in status["latest_page"].reason
+    assert status["keyset_page_1"].status == "regressed"
+    broken = replace(make_run(seed=2, slow={"latest_page": 50.0}), machine=busy)
+    assert next(s for s in compare_runs(broken, base).scenarios if s.scenario == "latest_page").status == "regressed"

@@ -5,8 +5,10 @@ and $GITHUB_STEP_SUMMARY), signoff.html (self-contained, with plots), signoff.js
 With the release's migration (--migration FILE.sql or --migration-cmd CMD) the schema judged is the one
 the migration produces: the schema before the release (--from / --from-cmd, default canonical) is seeded
 at --profile and the next smaller profile, the migration runs under live load as in `chatbench rehearse`
-(locks, blocked app queries, extrapolation to --production-messages), and drift, health, plan contracts
-and benchmarks judge the migrated database: one sign-off, one verdict (a migration FAIL fails it).
+(locks, blocked app queries, the queue behind a --long-transaction, a statement that gives up on its
+lock_timeout retried --lock-retries times, extrapolation to --production-messages), and drift, health,
+plan contracts and benchmarks judge the migrated database: one sign-off, one verdict (a migration FAIL
+fails it).
 
 Several servers side by side (a PostgreSQL upgrade is a release too): --pg-versions 15,18, or
 repeated --pg-bin DIR / --image IMAGE. Exit 0 PASS, 1 FAIL, 2 could not run (ERROR), 3 INCONCLUSIVE
@@ -36,9 +38,10 @@ SETTINGS = (
     *SERVER_SETTINGS, "pg_versions", "profile", "seed", "out", "baseline", "load", "clients", "duration", "rounds",
     "warmup", "budget", "targets", "pin", "scaling", "cache", "schema_from", "schema_from_cmd", "command_timeout",
     "retries", "retry_budget", "allow_different_sizes", "migration", "migration_cmd", "from_file", "from_cmd",
-    "production_messages", "baseline_seconds", "format", "models", "drift_mode",
+    "production_messages", "baseline_seconds", "format", "models", "drift_mode", "long_transaction", "lock_retries",
 )
-MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seconds")
+MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seconds", "long_transaction",
+                  "lock_retries")
 """Settings that only the migration stage reads: given on the command line without a migration, refused."""
 
 
@@ -84,7 +87,10 @@ def options_from(settings: Settings) -> SignoffOptions:
 
 def migration_plan(settings: Settings) -> RehearsalPlan | None:
     """``--migration`` / ``--migration-cmd``: the rehearsal plan, built and checked as ``chatbench rehearse``
-    builds it (before any server starts), its app load at rehearse's rate and the sign-off's ``--clients``."""
+    builds it (before any server starts), its app load at rehearse's rate and the sign-off's ``--clients``.
+
+    ``--long-transaction`` and ``--lock-retries`` keep rehearse's defaults: the sign-off must see the queue
+    behind a long transaction that production always has, or it would pass a migration rehearse fails."""
     from chatbench.commands.rehearse import plan_from
 
     if settings.migration is None and settings.migration_cmd is None:
