@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from chatbench.benchmarks.results import (
     BenchmarkRun,
     EnvironmentFingerprint,
@@ -234,6 +235,27 @@ def _within_load(latency: LatencyVerdict, base_load: float, cur_load: float) -> 
         "on the local backend (CPU time), to decide"))
 
 
+def round_trip_resolution(current: BenchmarkRun, baseline: BenchmarkRun) -> float:
+    """The spread (10th to 90th percentile, ms) of a trivial round trip (``SELECT 1``) over both runs'
+    calibration probes: one round trip lands on the backend's core or another (about 11 against 70 µs
+    here) and waits for a CPU on a busy machine, so a wall-time shift smaller than this is no evidence."""
+    trips = [t for run in (current, baseline) for p in run.calibration for t in p.round_trip_ms]
+    if len(trips) < 10:
+        return 0.0
+    low, high = np.percentile(np.asarray(trips, dtype=float), [10, 90])
+    return float(high - low)
+
+
+def _within_resolution(latency: LatencyVerdict, resolution_ms: float) -> LatencyVerdict:
+    change = next((c for c in latency.changes if c.statistic == JUDGED), None)
+    if change is None or resolution_ms <= 0 or abs(change.current_ms - change.baseline_ms) > resolution_ms:
+        return latency
+    return replace(latency, status="inconclusive", reason=(
+        f"{latency.reason}; but the shift ({change.current_ms - change.baseline_ms:+.3f} ms) is within the spread "
+        f"of a trivial round trip in these runs ({resolution_ms:.3f} ms, wall time only): rerun on the local "
+        "backend (CPU time) or a quieter machine to decide"))
+
+
 def compare_scenario(
     current: ScenarioResult | None,
     baseline: ScenarioResult | None,
@@ -242,6 +264,7 @@ def compare_scenario(
     same_data: bool = True,
     noise: Callable[[Basis], MeasuredNoise] | None = None,
     unlike_load: tuple[float, float] | None = None,
+    resolution_ms: float = 0.0,
 ) -> ScenarioComparison:
     """One scenario's verdict (``current`` or ``baseline`` may be absent: new / missing).
 
@@ -249,7 +272,8 @@ def compare_scenario(
     ``unlike_load``: the two runs' machine load per CPU (baseline, current) when either was busy. A machine
     k times as loaded can stretch wall time k times by itself, so a latency change measured in wall time
     alone (no CPU time: a container or DSN server) must clear that factor too, else it is undecided, never a
-    FAIL on noise; plans, buffers and rows still decide exactly.
+    FAIL on noise; plans, buffers and rows still decide exactly. ``resolution_ms``: the smallest wall-time
+    shift the runs can tell apart (the spread of a trivial round trip in both; see ``round_trip_resolution``).
     """
     if current is None and baseline is None:
         raise ValueError("compare_scenario needs at least one result")
@@ -273,6 +297,8 @@ def compare_scenario(
     )
     if unlike_load is not None and basis == "wall time" and latency.status in ("regressed", "improved"):
         latency = _within_load(latency, *unlike_load)
+    if basis == "wall time" and latency.status in ("regressed", "improved"):
+        latency = _within_resolution(latency, resolution_ms)
     if is_contrast(current) and latency.status in ("regressed", "improved", "inconclusive"):
         latency = replace(latency, status="unchanged", reason=f"{latency.reason}; a contrast scenario: its "
                           "latency change is shown, not judged (its buffers and rows are)")
@@ -335,6 +361,7 @@ def compare_runs(
     cur_by = {s.scenario: s for s in current.scenarios}
     base_by = {s.scenario: s for s in baseline.scenarios}
     names = list(cur_by) + [n for n in base_by if n not in cur_by]
+    resolution = round_trip_resolution(current, baseline)
     load_differs = next((d for d in environment if d.field == MACHINE_LOAD_FIELD and d.decisive), None)
     unlike_load = None
     if load_differs is not None and all(isinstance(v, int | float) for v in (load_differs.baseline,
@@ -342,7 +369,7 @@ def compare_runs(
         unlike_load = (float(load_differs.baseline), float(load_differs.current))
     scenarios = tuple(
         compare_scenario(cur_by.get(n), base_by.get(n), thresholds, same_data=same_data, noise=noise,
-                         unlike_load=unlike_load) for n in names
+                         unlike_load=unlike_load, resolution_ms=resolution) for n in names
     )
     used = {item.basis for item in scenarios if item.basis is not None}
     for basis in sorted(used):

@@ -383,3 +383,24 @@ def test_a_wall_time_change_within_what_the_load_moved_is_undecided_not_a_failur
     assert status["keyset_page_1"].status == "regressed"
     broken = replace(make_run(seed=2, slow={"latest_page": 50.0}), machine=busy)
     assert next(s for s in compare_runs(broken, base).scenarios if s.scenario == "latest_page").status == "regressed"
+
+
+def test_a_wall_time_shift_within_one_round_trips_spread_is_undecided() -> None:
+    """Wall time only: a page 0.06 ms slower is no evidence when a trivial round trip itself moved between
+    11 and 90 µs (same core or not) in these runs; the same runs with steady round trips decide it."""
+    from dataclasses import replace
+
+    from chatbench.benchmarks.noise import CalibrationProbe
+
+    def probes(trips: tuple[float, ...]) -> tuple[CalibrationProbe, ...]:
+        return tuple(CalibrationProbe(f"s{k}", trips, (1.0,) * 30) for k in range(4))
+
+    bimodal = tuple(0.011 if k % 2 else 0.090 for k in range(30))  # the page's p10 moves 0.06 ms: inside
+    steady = tuple(0.011 + 0.0001 * k for k in range(30))
+    base, slower = make_run(seed=1), make_run(seed=2, slow={"latest_page": 2.0})
+    assert base.scenarios[0].cpu_ms == ()  # wall time is what is compared
+    undecided = compare_runs(replace(slower, calibration=probes(bimodal)), replace(base, calibration=probes(bimodal)))
+    item = next(s for s in undecided.scenarios if s.scenario == "latest_page")
+    assert item.status == "inconclusive" and "trivial round trip" in item.reason, item.reason
+    decided = compare_runs(replace(slower, calibration=probes(steady)), replace(base, calibration=probes(steady)))
+    assert next(s for s in decided.scenarios if s.scenario == "latest_page").status == "regressed"
