@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -58,7 +58,6 @@ class Chunk:
     rng: np.random.Generator
     texts: tuple[str, ...]  # plain texts to draw strings from
     span_us: tuple[int, int] = (0, 0)  # the data set's time range, for rows without a time of their own
-    extra: Mapping[str, object] = field(default_factory=dict)
 
 
 def plan_fill(

@@ -21,6 +21,7 @@ much of it PostgreSQL stores out of line; with ``--url`` it reads a seeded datab
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Sequence
@@ -362,14 +363,15 @@ def measure_database(conn: psycopg.Connection[Any], table: str = "messages") -> 
                 else f"pg_column_size(content) > {TOAST_THRESHOLD_BYTES}")
     query = sql.SQL("SELECT role, octet_length(content), " + external + ", pg_column_size(content) FROM {}").format(
         sql.Identifier(table))
-    rows = conn.execute(query).fetchall()
-    out = []
-    for role in sorted({r[0] for r in rows}, key=lambda r: ("user", "assistant", "system", "tool", r).index(r)):
-        mine = [r for r in rows if r[0] == role]
-        stats = _stats(role, np.array([r[1] for r in mine]))
-        out.append(RoleStats(**{**stats.__dict__, "out_of_line": sum(bool(r[2]) for r in mine),
-                                "stored_bytes": sum(int(r[3]) for r in mine)}))
-    return tuple(out)
+    by_role: dict[str, list[tuple[Any, ...]]] = {}
+    for row in conn.execute(query):
+        by_role.setdefault(row[0], []).append(row)
+    order = ("user", "assistant", "system", "tool")
+    return tuple(
+        dataclasses.replace(_stats(role, np.array([r[1] for r in mine])), out_of_line=sum(bool(r[2]) for r in mine),
+                            stored_bytes=sum(int(r[3]) for r in mine))
+        for role, mine in sorted(by_role.items(), key=lambda item: (*order, item[0]).index(item[0]))
+    )
 
 
 def distribution_table(stats: Sequence[RoleStats]) -> str:
@@ -392,7 +394,6 @@ def distribution_table(stats: Sequence[RoleStats]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import dataclasses
 
     from chatbench.loadgen.spec import load_spec
 

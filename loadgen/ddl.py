@@ -115,14 +115,13 @@ def load_ddl(
     """
     loaded = (lambda table: True) if tables is None else set(tables).__contains__
     p = {"schema": schema_name}
-    strip: list[str] = []
+    index_drops: list[str] = []
     builds: dict[str, list[DdlStep]] = {}
     attach: dict[str, list[str]] = {}
     dropped_keys: set[tuple[str, str]] = set()  # (table, constraint) of dropped PK/UNIQUE constraints
-    key_columns: dict[str, set[tuple[str, ...]]] = {}
     triggers = [DdlStep(name, table, definition) for table, name, definition in conn.execute(_TRIGGERS, p)
                 if loaded(table)]
-    strip += [f"DROP TRIGGER {_quoted(t.name)} ON {_quoted(t.table)}" for t in triggers]
+    trigger_drops = [f"DROP TRIGGER {_quoted(t.name)} ON {_quoted(t.table)}" for t in triggers]
     index_rows = conn.execute(_INDEXES, p).fetchall()
     foreign = conn.execute(_FOREIGN_KEYS, p).fetchall()
     for table, index, definition, constraint, kind, partitioned, condef in index_rows:
@@ -130,10 +129,9 @@ def load_ddl(
             continue
         if constraint is None:
             builds.setdefault(table, []).append(DdlStep(index, table, definition.replace(" ON ONLY ", " ON ", 1)))
-            strip.append(f"DROP INDEX {_quoted(index)}")
+            index_drops.append(f"DROP INDEX {_quoted(index)}")
             continue
         dropped_keys.add((table, constraint))
-        key_columns.setdefault(table, set())
         if partitioned or kind == "x":  # no USING INDEX for a partitioned table: the constraint builds its own
             attach.setdefault(table, []).append(
                 f"ALTER TABLE {_quoted(table)} ADD CONSTRAINT {_quoted(constraint)} {condef}")
@@ -162,7 +160,7 @@ def load_ddl(
                 for keys in foreign_keys.values() for k in keys]
     key_drops = [f"ALTER TABLE {_quoted(t)} DROP CONSTRAINT {_quoted(c)}" for t, c in sorted(dropped_keys)]
     return LoadDdl(
-        tuple(fk_drops + strip[: len(triggers)] + key_drops + strip[len(triggers) :]),
+        tuple(fk_drops + trigger_drops + key_drops + index_drops),
         {t: tuple(v) for t, v in builds.items()}, {t: tuple(v) for t, v in attach.items()},
         {t: tuple(v) for t, v in foreign_keys.items()}, {t: tuple(v) for t, v in kept.items()}, tuple(triggers),
     )

@@ -72,12 +72,16 @@ def _row_hash(version_num: int, alias: str) -> str:
 
 
 def _hash_version(conn: psycopg.Connection, table: str, version_num: int) -> int:
-    """``version_num``, or 0 (hash the row's text) when a column's type has no hash function (json, point...)."""
+    """``version_num``, or 0 (hash the row's text) when a column's type has no hash function (json, point...).
+
+    A type hashes when a default hash opclass takes it, its domain's base type, or a type it is binary-
+    coercible to (varchar uses text's): the same test ``hash_record_extended`` makes."""
     row = conn.execute(
         "SELECT count(*) FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 "
         "AND NOT a.attisdropped AND NOT EXISTS (SELECT 1 FROM pg_opclass o JOIN pg_am m ON m.oid = o.opcmethod "
-        "WHERE m.amname = 'hash' AND o.opcdefault AND o.opcintype IN (a.atttypid, "
-        "(SELECT t.typbasetype FROM pg_type t WHERE t.oid = a.atttypid)))"
+        "WHERE m.amname = 'hash' AND o.opcdefault AND (o.opcintype IN (a.atttypid, "
+        "(SELECT t.typbasetype FROM pg_type t WHERE t.oid = a.atttypid)) OR EXISTS (SELECT 1 FROM pg_cast c "
+        "WHERE c.castsource = a.atttypid AND c.casttarget = o.opcintype AND c.castmethod = 'b')))"
         " AND a.atttypid NOT IN (SELECT oid FROM pg_type WHERE typtype IN ('e', 'c') OR typcategory = 'A')",
         (table,),
     ).fetchone()

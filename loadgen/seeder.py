@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import psycopg
 from chatbench.loadgen import ddl, dropbehind
@@ -69,6 +70,7 @@ from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision.paths import memory_available
 from chatbench.provision.server import Server
 
+T = TypeVar("T")
 CHUNK_ROWS = 50_000
 INDEX_CONNECTIONS = 3  # the messages' three index builds at once (they share one SHARE lock mode)
 
@@ -203,17 +205,18 @@ def _can_defer_triggers(conninfo: str) -> bool:
     return row is not None and row[0] == "on"
 
 
-class _Background:
-    """Run a function on a thread; ``join()`` re-raises what it raised."""
+class _Background(Generic[T]):
+    """Run a function on a thread; ``join()`` returns what it returned, or re-raises what it raised."""
 
-    def __init__(self, target: Callable[[], None]) -> None:
+    def __init__(self, target: Callable[[], T]) -> None:
         self._error: BaseException | None = None
+        self._value: T | None = None
         self.seconds = 0.0
 
         def run() -> None:
             started = time.perf_counter()
             try:
-                target()
+                self._value = target()
             except BaseException as exc:
                 self._error = exc
             self.seconds = time.perf_counter() - started
@@ -221,11 +224,16 @@ class _Background:
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
 
-    def join(self, *, quiet: bool = False) -> None:
-        """Wait; re-raise its error unless ``quiet`` (another error is already on its way)."""
+    def join(self) -> T:
+        """Wait; its value, or its error raised here."""
         self._thread.join()
-        if self._error is not None and not quiet:
+        if self._error is not None:
             raise self._error
+        return self._value  # type: ignore[return-value]  # set when no error was raised
+
+    def wait(self) -> None:
+        """Wait, ignoring its error (another error is already on its way)."""
+        self._thread.join()
 
 
 @dataclass(frozen=True)
@@ -508,18 +516,15 @@ def _copy_history(server: Server, spec: Spec, conninfo: str, report: Reporter, p
     """Schema, plan and the messages' COPY at once: render workers forked first (small), the schema
     prepared and the plan drawn beside the COPY (its buckets go to the workers as they complete), then
     users and conversations on another connection."""
-    prepared: list[_Prepared] = []
-    facts: list[_PlanFacts] = []
     with RenderWorkers(pools, workers, chunk_rows) as renderers:  # forked small: before the plan exists
         # No thread runs before the fork.
-        schema_made = _Background(lambda: prepared.append(_prepare_schema(conninfo, spec, package, prebuilt,
-                                                                          deferred)))
+        schema_made = _Background(lambda: _prepare_schema(conninfo, spec, package, prebuilt, deferred))
 
         def start_rendering(inputs: RenderInputs, where: Path) -> None:
-            schema_made.join()  # the messages' layout comes from the schema
-            renderers.start(inputs, where, order == "time", prepared[0].layouts.messages)
+            # the messages' layout comes from the schema
+            renderers.start(inputs, where, order == "time", schema_made.join().layouts.messages)
 
-        def plan_then_small_tables() -> None:
+        def plan_then_small_tables() -> _PlanFacts:
             drawing = time.perf_counter()
             try:
                 plan = build_plan(spec, seed, order, scratch=_skeleton_scratch(server), on_inputs=start_rendering,
@@ -527,21 +532,21 @@ def _copy_history(server: Server, spec: Spec, conninfo: str, report: Reporter, p
             except BaseException as exc:
                 renderers.failed(exc)
                 raise
-            plans.append(plan)  # closed once the workers are done with its skeleton
+            plans.append(plan)  # closed here once the workers are done with its skeleton, whatever happens
             renderers.done()
-            seconds = time.perf_counter() - drawing
-            schema_made.join()
-            facts.append(_PlanFacts(dict(plan.counts), seed_parameters(plan), plan.skeleton.buckets, seconds))
-            _load_small_tables(conninfo, plan, pools, prepared[0], deferred)
+            facts = _PlanFacts(dict(plan.counts), seed_parameters(plan), plan.skeleton.buckets,
+                               time.perf_counter() - drawing)
+            _load_small_tables(conninfo, plan, pools, schema_made.join(), deferred)
+            return facts
 
         plans: list[Plan] = []
         beside = _Background(plan_then_small_tables)
         dropped: tuple[int, int] | None = None
         try:
             with report.phase("schema"):
-                schema_made.join()
-            layout = prepared[0].layouts.messages
-            partitioned = layout.table in prepared[0].layouts.partitioned
+                prepared = schema_made.join()
+            layout = prepared.layouts.messages
+            partitioned = layout.table in prepared.layouts.partitioned
             with report.phase("copy", total=spec.messages.count) as bar, psycopg.connect(conninfo) as conn:
                 # FREEZE needs the table truncated (or created) in this transaction; a partitioned table
                 # takes no FREEZE, but its leaves truncated here are still written without WAL.
@@ -554,14 +559,14 @@ def _copy_history(server: Server, spec: Spec, conninfo: str, report: Reporter, p
                 dropped = (dropping.dropped, dropping.warmed) if dropping else None
         except BaseException:
             renderers.close()  # stops the plan at its next bucket
-            beside.join(quiet=True)
-            schema_made.join(quiet=True)
+            beside.wait()
+            schema_made.wait()
             for plan in plans:
                 plan.close()
             raise
         try:
-            beside.join()
+            facts = beside.join()
         finally:
             for plan in plans:
                 plan.close()  # the workers are done with the skeleton
-    return _Copied(prepared[0], facts[0], beside.seconds, dropped)
+    return _Copied(prepared, facts, beside.seconds, dropped)

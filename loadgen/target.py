@@ -77,7 +77,6 @@ class TargetTable:
 @dataclass(frozen=True)
 class TargetSchema:
     tables: tuple[TargetTable, ...]  # referenced tables first
-    digest: str  # of every definition read: equal digests, equal schemas (the seed cache's key)
 
     def table(self, name: str) -> TargetTable | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -150,10 +149,9 @@ def read_target(conn: psycopg.Connection[Any], schema: str = "public", *, keep_f
     for r in conn.execute(_COLUMNS, p):
         columns[r[0]].append(r[1:])
     constraints = conn.execute(_CONSTRAINTS, p).fetchall()
-    digest = hashlib.sha256(repr((sorted(tables.items()), sorted(columns.items()), constraints)).encode())
     built = [_table(name, partitioned, leaves, columns[name], [k for k in constraints if k[0] == name])
              for name, (partitioned, leaves) in tables.items()]
-    return TargetSchema(_dependency_order(built), digest.hexdigest()[:16])
+    return TargetSchema(_dependency_order(built))
 
 
 _DEFINITIONS = """
