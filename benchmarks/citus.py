@@ -33,7 +33,7 @@ from chatbench.benchmarks.stats import describe
 from chatbench.loadgen import SeedResult, Spec, load_spec, seed
 from chatbench.loadgen.ddl import create_bare
 from chatbench.schema import distributed
-from chatbench.verify.citus import explain_routing
+from chatbench.verify.citus import explain_routing, is_citus
 
 from chatbench.provision import Server
 from chatbench.provision.citus import drop_citus_database, enable_citus
@@ -111,25 +111,20 @@ def _remote_buffers(node: Mapping[str, Any]) -> int:
 def execution_buffers(conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any]) -> int:
     """Buffers of one execution (EXPLAIN ANALYZE; writes rolled back), every task shown on a cluster."""
     with conn.transaction(force_rollback=True):
-        if _is_citus(conn):
+        if is_citus(conn):
             conn.execute("SET LOCAL citus.explain_all_tasks = on")
         row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, dict(params)).fetchone()
     assert row is not None
     return plan_buffers(row[0][0]["Plan"])
 
 
-def _is_citus(conn: psycopg.Connection[Any]) -> bool:
-    return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is not None
-
-
 def measure(conn: psycopg.Connection[Any], scenario: Scenario, params: Sequence[Mapping[str, Any]],
             rounds: int) -> Measured:
     run = runner(conn, scenario.canonical)
     cycle = rotate([dict(p) for p in params])
-    if scenario.kind == "write":
-        with conn.transaction(force_rollback=True):
-            samples = time_rounds(lambda: run(next(cycle)), rounds, rounds // 10, budget_s=3.0)
-    else:
+    rolled_back: contextlib.AbstractContextManager[Any] = (
+        conn.transaction(force_rollback=True) if scenario.kind == "write" else contextlib.nullcontext())
+    with rolled_back:  # a write's rows go away with the transaction
         samples = time_rounds(lambda: run(next(cycle)), rounds, rounds // 10, budget_s=3.0)
     stats = describe([s * 1000 for s in samples])
     buffers = max(execution_buffers(conn, scenario.canonical.sql(), p) for p in params)

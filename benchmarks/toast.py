@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from chatbench.benchmarks.scenarios import runner
+from chatbench.benchmarks.session import time_rounds
+from chatbench.benchmarks.stats import describe
 from chatbench.loadgen.spec import Spec
 from chatbench.schema.queries import QUERIES_BY_NAME
 from chatbench.verify.serialize import client_explain, explain_options, has_serialize
@@ -138,20 +139,14 @@ def _measure_page(conn: psycopg.Connection[Any], name: str, query: str, params: 
     assert row is not None
     counted, serialization = client_explain(conn, row[0], sql, params)
     root = counted[0]["Plan"]
-    timings = []
-    with conn.cursor() as timed:
-        for _ in range(5):
-            timed.execute(sql, params, prepare=True).fetchall()
-        for _ in range(rounds):
-            started = time.perf_counter()
-            timed.execute(sql, params, prepare=True).fetchall()
-            timings.append((time.perf_counter() - started) * 1000)
-    timings.sort()
-    return PageMeasure(
-        name, statistics.median(timings), timings[min(len(timings) - 1, int(0.95 * len(timings)))],
-        int(root["Shared Hit Blocks"]) + int(root.get("Shared Read Blocks", 0)),
-        int(plain["Shared Hit Blocks"]) + int(plain.get("Shared Read Blocks", 0)),
-        serialization.bytes, _toast_chunks(conn, sql, params))
+    run = runner(conn, QUERIES_BY_NAME[query])  # prepared, every row fetched and decoded
+    stats = describe([s * 1000 for s in time_rounds(lambda: run(params), rounds, 5)])
+    return PageMeasure(name, stats.p50, stats.p95, _shared_buffers(root), _shared_buffers(plain),
+                       serialization.bytes, _toast_chunks(conn, sql, params))
+
+
+def _shared_buffers(plan: dict[str, Any]) -> int:
+    return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
 
 
 def _sizes(conn: psycopg.Connection[Any]) -> tuple[float, float, float]:

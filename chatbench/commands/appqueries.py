@@ -1,8 +1,8 @@
 """The application's queries of a run (``--queries``) and the role map, read before any server starts.
 
-``verify``, ``bench`` and ``signoff`` call ``app_queries`` first: a file that does not parse, a
-parameter or scenario that is no role, a ``[queries.NAME]`` override naming no query or a map key that
-is no role is one line and exit 2 before anything is provisioned. Against a database chatbench did not
+``verify`` calls ``app_queries`` first (the pytest helpers read ``role_map`` alone): a file that does
+not parse, a parameter or scenario that is no role, a ``[queries.NAME]`` override naming no query or a
+map key that is no role is one line and exit 2 before anything is provisioned. Against a database chatbench did not
 create (``--url``), every write of the file is refused here in one line each; the reads run READ ONLY.
 """
 

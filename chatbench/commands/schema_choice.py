@@ -65,13 +65,10 @@ def schema_choice(settings: Settings, *, spelling: Callable[[str], str] = option
 
 def drift_mode(settings: Settings) -> DriftMode:
     """``--drift-mode``, with ``auto`` resolved from where the schema comes from (module docstring)."""
-    if settings.drift_mode == "exact":
-        return "exact"
-    if settings.drift_mode == "contract":
-        return "contract"
-    if settings.models is not None:
-        return "exact"
-    return "contract" if any(getattr(settings, name) is not None for name in APPLICATION_BUILT) else "exact"
+    if settings.drift_mode == "auto":
+        built_elsewhere = settings.models is None and any(getattr(settings, n) is not None for n in APPLICATION_BUILT)
+        return "contract" if built_elsewhere else "exact"
+    return "contract" if settings.drift_mode == "contract" else "exact"
 
 
 def _named(settings: Settings, name: str, spelling: Callable[[str], str]) -> str:

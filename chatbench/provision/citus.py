@@ -148,7 +148,7 @@ def enable_citus(server: Server) -> None:
         nodes = conn.execute("SELECT count(*) FROM pg_dist_node").fetchone() if enabled else (0,)
     if enabled and nodes and nodes[0]:
         return
-    ports = [int(p) for p in str(server.details.get("worker_ports", "")).split(",") if p]
+    ports = _worker_ports(server)
     if server.backend != "citus" or not ports:
         raise ProvisionError(
             f"database {database!r} has no Citus cluster: CREATE EXTENSION citus and add the workers "
@@ -171,6 +171,11 @@ def enable_citus(server: Server) -> None:
 
 def worker_ports(cluster: CitusCluster) -> str:
     return ",".join(str(w.port) for w in cluster.workers)
+
+
+def _worker_ports(server: Server) -> list[int]:
+    """The workers' ports ``provision_citus`` recorded on the server (none on a ``dsn`` coordinator)."""
+    return [int(p) for p in str(server.details.get("worker_ports", "")).split(",") if p]
 
 
 def citus_request(settings: Settings) -> CitusRequest:
@@ -234,6 +239,6 @@ def drop_citus_database(server: Server) -> None:
     from chatbench.provision.databases import drop_database
 
     drop_database(server)
-    for port in [int(p) for p in str(server.details.get("worker_ports", "")).split(",") if p]:
+    for port in _worker_ports(server):
         with psycopg.connect(_node_conninfo(port, "postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(server.database)))

@@ -35,6 +35,7 @@ from chatbench.errors import ConfigError, ProvisionError
 from chatbench.faults import checkpoint
 from chatbench.provision.binaries import PgBinaries, resolve_binaries
 from chatbench.provision.paths import cache_root
+from chatbench.settings import env_var, option
 
 SUPPORTED_MAJORS = (16, 17, 18)
 """The PostgreSQL majors the pinned Citus (14.x) builds against (its configure refuses the others)."""
@@ -42,7 +43,7 @@ REJECTED_CFLAGS = ("-Wmissing-variable-declarations",)
 CONFIGURE_OPTIONS = ("--without-libcurl", "--without-lz4", "--without-zstd")
 BUILD_TIMEOUT = 1800.0
 COMPLETE = ".complete"
-TARBALL_SETTING = "--citus-tarball (CHATBENCH_CITUS_TARBALL)"
+TARBALL_SETTING = f"{option('citus_tarball')} ({env_var('citus_tarball')})"
 
 Announce = Callable[[str], None]
 
@@ -75,7 +76,7 @@ def check_source(tarball: Path | None, pg_bin: str | None, *, tarball_where: str
     if tarball is None:
         raise ConfigError(
             f"{tarball_where}: not set; --backend citus builds Citus from its source tarball: point "
-            f"{tarball_where} (or CHATBENCH_CITUS_TARBALL) at citus-vX.Y.Z.tar.gz"
+            f"{tarball_where} (or {env_var('citus_tarball')}) at citus-vX.Y.Z.tar.gz"
         )
     if not tarball.is_file():
         raise ConfigError(f"{tarball_where}: no such file; give the path of the Citus source tarball")
