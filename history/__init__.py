@@ -5,13 +5,14 @@ Why its own layer, between the top and ``reports``: it reads the result files th
 sign-off, bench and rehearse commands (the top) record into it; ``reports`` renders one run or one
 comparison and never needs the history, so nothing below imports it.
 
-The hooks for the commands are one call each: ``record_file`` / ``record_run`` after a run wrote its
-result, ``baseline_from_history`` for ``--baseline history:BRANCH``.
+Runs enter the store through ``chatbench history add RESULT.json``. The sign-off, bench and rehearse
+commands do not record into it yet, and ``--baseline history:BRANCH`` is not an option yet: the one call
+each would make is here (``record_file`` / ``record_run`` after a run wrote its result,
+``baseline_from_history`` for the baseline).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,16 +70,8 @@ def baseline_from_history(location: str, spec: str, *, runs: int = BASELINE_RUNS
     branch = spec.removeprefix(BASELINE_PREFIX) or "main"
     with opened(location) as store:
         rows = store.values(branch=branch)
-    keys: list[str] = []
-    for row in rows:
-        if row.run.run_key not in keys:
-            keys.append(row.run.run_key)
-    kept = set(keys[-runs:])
+    kept = set(list(dict.fromkeys(r.run.run_key for r in rows))[-runs:])
     if not kept:
         raise ChatbenchError(f"--baseline {spec}: the history store has no run on branch {branch!r}; add runs with "
                              "--history, or give a branch it has")
     return HistoryBaseline(branch, len(kept), tuple(r for r in rows if r.run.run_key in kept))
-
-
-def branches(rows: Sequence[StoredValue]) -> list[str]:
-    return sorted({r.run.branch for r in rows})

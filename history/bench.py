@@ -25,10 +25,11 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from chatbench.history.edivisive import change_points
+from chatbench.history import edivisive
 from chatbench.history.records import EXACT_METRICS
 from chatbench.history.series import Series, build_series
 from chatbench.history.store import opened
@@ -48,55 +49,61 @@ def _group(series: Series) -> str:
     return "low-noise (cpu_p10, buffers, rows)" if series.key.metric in LOW_NOISE else "wall (p50, p95, p99)"
 
 
-CONFIGS: tuple[tuple[float, float], ...] = ((0.001, 0.0), (0.001, 0.05), (0.0001, 0.05))
-"""(max p-value, min relative change): Otava's defaults first, then with a minimum change and a lower p."""
-_options: dict[str, float] = {"max_pvalue": 0.001, "min_magnitude": 0.0}  # the configuration being measured
+@dataclass(frozen=True)
+class Detector:
+    """One configuration of the detector being measured."""
+
+    max_pvalue: float = edivisive.MAX_PVALUE
+    min_magnitude: float = edivisive.MIN_MAGNITUDE
+
+    def indices(self, values: Sequence[float] | np.ndarray) -> list[int]:
+        return [s.index for s in edivisive.change_points(np.asarray(values, dtype=float), max_pvalue=self.max_pvalue,
+                                                         min_magnitude=self.min_magnitude)]
 
 
-def _indices(values: Sequence[float] | np.ndarray) -> list[int]:
-    return [s.index for s in change_points(np.asarray(values, dtype=float), max_pvalue=_options["max_pvalue"],
-                                           min_magnitude=_options["min_magnitude"])]
+CONFIGS: tuple[Detector, ...] = (Detector(0.001, 0.0), Detector(0.001, 0.05), Detector(0.0001, 0.05))
+"""Otava's defaults first, then with a minimum relative change and a lower p."""
+OTAVA_DEFAULTS = Detector()
 
 
-def aa_real(all_series: Sequence[Series]) -> dict[str, tuple[int, int, int]]:
-    """group -> (series, series with a false change point, false change points)."""
+Tally = dict[str, tuple[int, int, int]]
+"""group -> (series, series with a false change point, false change points)."""
+
+
+def _tally(found: Iterable[tuple[Series, list[int]]]) -> Tally:
     result: dict[str, list[int]] = {}
-    for series in all_series:
-        found = _indices(series.values())
+    for series, points in found:
         counts = result.setdefault(_group(series), [0, 0, 0])
         counts[0] += 1
-        counts[1] += bool(found)
-        counts[2] += len(found)
+        counts[1] += bool(points)
+        counts[2] += len(points)
     return {k: (v[0], v[1], v[2]) for k, v in result.items()}
+
+
+def aa_real(all_series: Sequence[Series], detector: Detector) -> Tally:
+    return _tally((series, detector.indices(series.values())) for series in all_series)
 
 
 def synthetic(series: Series, length: int, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(np.asarray(series.values(), dtype=float), size=length, replace=True)
 
 
-def aa_synthetic(all_series: Sequence[Series], length: int, trials: int,
-                 rng: np.random.Generator) -> dict[str, tuple[int, int, int]]:
-    result: dict[str, list[int]] = {}
-    for series in all_series:
-        for _ in range(trials):
-            found = _indices(synthetic(series, length, rng))
-            counts = result.setdefault(_group(series), [0, 0, 0])
-            counts[0] += 1
-            counts[1] += bool(found)
-            counts[2] += len(found)
-    return {k: (v[0], v[1], v[2]) for k, v in result.items()}
+def aa_synthetic(all_series: Sequence[Series], length: int, trials: int, rng: np.random.Generator,
+                 detector: Detector) -> Tally:
+    return _tally((series, detector.indices(synthetic(series, length, rng)))
+                  for series in all_series for _ in range(trials))
 
 
-def delay(values: np.ndarray, at: int, horizon: int) -> int | None:
+def delay(values: np.ndarray, at: int, horizon: int, detector: Detector) -> int | None:
     """Runs after the step (1 = found on the first run at the new level) until it is reported near ``at``."""
     for seen in range(at + 1, min(at + horizon, len(values)) + 1):
-        if any(abs(i - at) <= 2 for i in _indices(values[:seen])):
+        if any(abs(i - at) <= 2 for i in detector.indices(values[:seen])):
             return seen - at
     return None
 
 
 def delays(all_series: Sequence[Series], step: float, length: int, horizon: int, trials: int,
-           rng: np.random.Generator) -> dict[str, list[int | None]]:
+           rng: np.random.Generator, detector: Detector) -> dict[str, list[int | None]]:
     result: dict[str, list[int | None]] = {}
     at = length // 2
     for series in all_series:
@@ -105,7 +112,7 @@ def delays(all_series: Sequence[Series], step: float, length: int, horizon: int,
         for _ in range(trials):
             values = synthetic(series, length, rng)
             values[at:] *= 1.0 + step
-            result.setdefault(_group(series), []).append(delay(values, at, horizon))
+            result.setdefault(_group(series), []).append(delay(values, at, horizon, detector))
     return result
 
 
@@ -139,31 +146,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     with opened(args.history) as store:
         rows = store.values()
     if args.runs is not None:
-        keys = list(dict.fromkeys(r.run.run_key for r in rows))[: args.runs]
-        rows = [r for r in rows if r.run.run_key in set(keys)]
+        kept = set(list(dict.fromkeys(r.run.run_key for r in rows))[: args.runs])
+        rows = [r for r in rows if r.run.run_key in kept]
     all_series = [s for s in build_series(rows) if len(s.points) >= 2]
     runs = max(len(s.points) for s in all_series)
     print(f"A/A store {args.history}: {len(all_series)} series, {runs} runs")
-    for max_pvalue, min_magnitude in CONFIGS:
-        _options.update(max_pvalue=max_pvalue, min_magnitude=min_magnitude)
-        print(f"-- detector: max p-value {max_pvalue:g}, min change {min_magnitude:.0%}")
-        _quality(all_series, runs, args, rng)
-    _options.update(max_pvalue=0.001, min_magnitude=0.0)
+    for detector in CONFIGS:
+        print(f"-- detector: max p-value {detector.max_pvalue:g}, min change {detector.min_magnitude:.0%}")
+        _quality(all_series, runs, args, rng, detector)
     if args.otava_python:
         _agreement(all_series, args.otava_python, rng)
     return 0
 
 
-def _quality(all_series: Sequence[Series], runs: int, args: argparse.Namespace, rng: np.random.Generator) -> None:
+def _quality(all_series: Sequence[Series], runs: int, args: argparse.Namespace, rng: np.random.Generator,
+             detector: Detector) -> None:
     started = time.perf_counter()
-    for group, (count, flagged, total) in sorted(aa_real(all_series).items()):
+    for group, (count, flagged, total) in sorted(aa_real(all_series, detector).items()):
         print(f"A/A real ({runs} runs) {group}: {flagged}/{count} series with a false change point "
               f"({flagged / count:.1%}), {total} false change points")
-    for group, (count, flagged, total) in sorted(aa_synthetic(all_series, args.length, args.trials, rng).items()):
+    for group, (count, flagged, total) in sorted(aa_synthetic(all_series, args.length, args.trials, rng,
+                                                                            detector).items()):
         print(f"A/A synthetic ({args.length} runs, {args.trials} per series) {group}: {flagged}/{count} series "
               f"with a false change point ({flagged / count:.1%}), {total} false change points")
     for step in (0.10, 0.03):
-        for group, found in sorted(delays(all_series, step, 60, args.horizon, args.trials, rng).items()):
+        for group, found in sorted(delays(all_series, step, 60, args.horizon, args.trials, rng,
+                                                    detector).items()):
             print(f"step +{step:.0%} at run 30 of 60, {group}: {_summary(found)}")
     print(f"detector time: {time.perf_counter() - started:.1f} s")
 
@@ -177,7 +185,7 @@ def _agreement(all_series: Sequence[Series], python: str, rng: np.random.Generat
         stepped.append(values)
     for name, batch in (("A/A real", real), ("synthetic +10% step", [list(v) for v in stepped])):
         theirs = otava_indices(python, batch)
-        ours = [_indices(v) for v in batch]
+        ours = [OTAVA_DEFAULTS.indices(v) for v in batch]
         same = sum(1 for a, b in zip(ours, theirs, strict=True) if a == b)
         extra = sum(1 for a, b in zip(ours, theirs, strict=True) if set(a) < set(b))
         print(f"agreement with apache-otava, {name}: {same}/{len(batch)} series identical change points "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from chatbench.benchmarks.results import BenchmarkRun, PlanRecord, ScenarioResult
 from chatbench.benchmarks.stats import percentile_interval
+from chatbench.reports.compare_stats import load_per_cpu
 
 METRICS: tuple[str, ...] = ("cpu_p10", "wall_p50", "wall_p95", "wall_p99", "buffers", "rows")
 """Every metric the store records; ``cpu_p10`` and ``buffers`` are the low-noise ones."""
@@ -87,7 +88,7 @@ def run_record(run: BenchmarkRun, label: str, provenance: Provenance) -> RunReco
     key = hashlib.sha256(json.dumps([run.run_id, run.created_at, label]).encode()).hexdigest()[:24]
     return RunRecord(key, run.run_id, label, run.kind, provenance.commit, provenance.branch, run.created_at,
                      machine_fingerprint(run), env.server_version, env.profile, run.data_checksum or "",
-                     env.schema_fingerprint, run.machine.peak_per_cpu if run.machine is not None else None)
+                     env.schema_fingerprint, load_per_cpu(run))
 
 
 def measurements(run: BenchmarkRun) -> tuple[Measurement, ...]:

@@ -45,10 +45,11 @@ def show_table(all_series: Sequence[Series], changes: Sequence[ChangePoint], out
         found = by_key.get(series.key, [])
         marks = ", ".join(f"run {c.index + 1} {c.change:+.1%}" for c in found) or "none"
         interval = f"{last.low:.4g}–{last.high:.4g}" if last.high > last.low else "exact"
+        trend = _trend(series)
         table.add_row(series.key.scenario, series.key.metric, str(len(series.points)), f"{last.value:.4g} {unit}",
-                      interval, _trend(series), marks)
+                      interval, trend, marks)
         lines.append(f"{series.key.scenario} {series.key.metric}: {len(series.points)} runs, latest "
-                     f"{last.value:.4g} {unit} [{interval}], {_trend(series)}, change points: {marks} "
+                     f"{last.value:.4g} {unit} [{interval}], {trend}, change points: {marks} "
                      f"({series.key.label}, {series.key.profile}, machine {series.key.machine})")
     out.table(table, lines)
     for change in changes:

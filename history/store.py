@@ -35,6 +35,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    func,
     insert,
     inspect,
     select,
@@ -184,7 +185,7 @@ class Store:
 
     def run_count(self) -> int:
         with self.engine.connect() as conn:
-            return len(conn.execute(select(runs_table.c.id)).all())
+            return int(conn.execute(select(func.count()).select_from(runs_table)).scalar_one())
 
 
 def _reason(exc: Exception) -> str:

@@ -58,9 +58,11 @@ from chatbench.reports.compare_stats import (
     LatencyVerdict,
     MeasuredNoise,
     bootstrap_ratios,
+    busy,
     histogram_samples,
     judge_latency,
     latency_basis,
+    load_per_cpu,
     mann_whitney,
     measured_noise,
 )
@@ -204,12 +206,8 @@ MACHINE_LOAD_FIELD = "machine load (1-min load average per CPU)"
 
 def machine_load(current: BenchmarkRun, baseline: BenchmarkRun) -> EnvironmentDifference | None:
     """A warning when either run shared the machine with other work (its recorded load average)."""
-
-    def peak(run: BenchmarkRun) -> float | None:
-        return None if run.machine is None else run.machine.peak_per_cpu
-
-    cur, base = peak(current), peak(baseline)
-    if not any(v is not None and v >= BUSY_LOAD_PER_CPU for v in (cur, base)):
+    cur, base = load_per_cpu(current), load_per_cpu(baseline)
+    if not (busy(cur) or busy(base)):
         return None
     return EnvironmentDifference(
         MACHINE_LOAD_FIELD,
@@ -362,11 +360,10 @@ def compare_runs(
     base_by = {s.scenario: s for s in baseline.scenarios}
     names = list(cur_by) + [n for n in base_by if n not in cur_by]
     resolution = round_trip_resolution(current, baseline)
-    load_differs = next((d for d in environment if d.field == MACHINE_LOAD_FIELD and d.decisive), None)
-    unlike_load = None
-    if load_differs is not None and all(isinstance(v, int | float) for v in (load_differs.baseline,
-                                                                             load_differs.current)):
-        unlike_load = (float(load_differs.baseline), float(load_differs.current))
+    cur_load, base_load = load_per_cpu(current), load_per_cpu(baseline)
+    unlike_load = None  # both recorded, either busy (the machine_load warning above)
+    if cur_load is not None and base_load is not None and (busy(cur_load) or busy(base_load)):
+        unlike_load = (round(base_load, 2), round(cur_load, 2))
     scenarios = tuple(
         compare_scenario(cur_by.get(n), base_by.get(n), thresholds, same_data=same_data, noise=noise,
                          unlike_load=unlike_load, resolution_ms=resolution) for n in names

@@ -34,6 +34,16 @@ BUSY_LOAD_PER_CPU = 0.75
 """A run whose 1-minute load average per CPU reached this was sharing the machine with other work."""
 
 
+def load_per_cpu(run: BenchmarkRun) -> float | None:
+    """The run's peak 1-minute load average per CPU (None: not recorded)."""
+    return None if run.machine is None else run.machine.peak_per_cpu
+
+
+def busy(load: float | None) -> bool:
+    """Whether a run at this load per CPU shared the machine with other work."""
+    return load is not None and load >= BUSY_LOAD_PER_CPU
+
+
 class CannotCompute(ValueError):
     """The statistics cannot be computed soundly: the scenario is an ``error``, never a pass."""
 
@@ -154,8 +164,7 @@ def measured_noise(
         return MeasuredNoise(basis, _spread(cur), _spread(base), shift)
 
     def assumed(run: BenchmarkRun) -> float:
-        peak = None if run.machine is None else run.machine.peak_per_cpu
-        return thresholds.busy_min_effect if peak is not None and peak >= BUSY_LOAD_PER_CPU else 0.0
+        return thresholds.busy_min_effect if busy(load_per_cpu(run)) else 0.0
 
     return MeasuredNoise(basis, 0.0, max(assumed(current), assumed(baseline)), 0.0, measured=False)
 

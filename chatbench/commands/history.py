@@ -84,7 +84,7 @@ def _rows(settings: Settings, scenarios: list[str]) -> tuple[list[StoredValue], 
     if not rows:
         where = f" on branch {settings.branch}" if settings.branch else ""
         raise ConfigError(f"--history {name}: no runs{where}" + (f" of {', '.join(scenarios)}" if scenarios else "")
-                          + "; add some with `chatbench history add RESULT.json` or --history on signoff")
+                          + "; add some with `chatbench history add RESULT.json`")
     return rows, name
 
 
