@@ -123,7 +123,7 @@ MESSAGE = _message("inserting a message")
 WITH_CONVERSATION = (USER, CONVERSATION)
 
 
-def _canonical(name: str, does: str, bind_prefix: str = "", **fixed: str) -> Step:
+def canonical_step(name: str, does: str, bind_prefix: str = "", **fixed: str) -> Step:
     """A canonical write as the application runs it; ``fixed`` replaces placeholders by SQL literals."""
     sql = QUERIES_BY_NAME[name].sql()
     for param, literal in fixed.items():
@@ -242,7 +242,7 @@ def _title_contract() -> BehaviourContract:
             Probe(
                 "title_rename_too_long_rejected",
                 WITH_CONVERSATION,
-                _canonical(
+                canonical_step(
                     "rename_conversation",
                     f"renaming a conversation to {TITLE_MAX_LENGTH + 1} characters",
                     title=too_long,
@@ -342,7 +342,7 @@ def _append_contract() -> BehaviourContract:
             Probe(
                 "append_moves_forward",
                 WITH_CONVERSATION,
-                _canonical(
+                canonical_step(
                     "append_message",
                     "appending a message (append_message)",
                     "appended_",
@@ -376,7 +376,8 @@ def _rename_contract() -> BehaviourContract:
             Probe(
                 "rename_touches",
                 WITH_CONVERSATION,
-                _canonical("rename_conversation", "renaming the conversation (rename_conversation)", title="'renamed'"),
+                canonical_step("rename_conversation", "renaming the conversation (rename_conversation)",
+                               title="'renamed'"),
                 "accepted",
                 "renaming a conversation does not touch updated_at",
                 then=_conversation_updated_at(f"updated_at {NOW_WINDOW}"),
@@ -472,11 +473,11 @@ def _ids_contract() -> BehaviourContract:
                 "conversation_ids_generated",
                 (
                     USER,
-                    _canonical(
+                    canonical_step(
                         "create_conversation", "creating a conversation (create_conversation)", "first_", title="NULL"
                     ),
                 ),
-                _canonical("create_conversation", "creating another conversation", "second_", title="NULL"),
+                canonical_step("create_conversation", "creating another conversation", "second_", title="NULL"),
                 "accepted",
                 "conversation ids are not generated",
                 then=two_distinct("%(first_id)s", "%(second_id)s", "two conversations"),
@@ -485,7 +486,7 @@ def _ids_contract() -> BehaviourContract:
                 "message_ids_generated",
                 (
                     *WITH_CONVERSATION,
-                    _canonical(
+                    canonical_step(
                         "append_message",
                         "appending a message (append_message)",
                         "first_",
@@ -493,7 +494,8 @@ def _ids_contract() -> BehaviourContract:
                         content="'first'",
                     ),
                 ),
-                _canonical("append_message", "appending another message", "second_", role="'user'", content="'second'"),
+                canonical_step("append_message", "appending another message", "second_", role="'user'",
+                               content="'second'"),
                 "accepted",
                 "message ids are not generated",
                 then=two_distinct("%(first_id)s", "%(second_id)s", "two messages"),
@@ -523,7 +525,7 @@ def _history_order_contract() -> BehaviourContract:
     )
 
     def append(content: str, prefix: str = "") -> Step:
-        return _canonical(
+        return canonical_step(
             "append_message",
             f"appending message '{content}' (append_message)",
             prefix,

@@ -34,7 +34,7 @@ from chatbench.verify import (  # noqa: F401  (importing registers the checks, i
     plans,
 )
 from chatbench.verify.catalog import CatalogFacts
-from chatbench.verify.context import DRIFT_MODES, DriftMode, VerificationContext, build_context, connect
+from chatbench.verify.context import DRIFT_MODES, VerificationContext, build_context, connect
 from chatbench.verify.discover import discover
 from chatbench.verify.findings import Finding, Severity
 from chatbench.verify.probes import ProbeRun
@@ -43,6 +43,7 @@ from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, Veri
 from chatbench.verify.sites import LocalScratch
 
 from chatbench.provision import Server
+from chatbench.settings import DriftMode
 
 __all__ = [
     "CHECKS",
@@ -171,18 +172,13 @@ def verify(
             for m in run.measurements
         ]
     timings["total"] = time.perf_counter() - started
-    order = {"error": 0, "warning": 1, "info": 2}
     return VerificationResult(
         server=server.describe(),
         canonical_source=ctx.canonical_source,
         params_source=source,
         read_only=read_only,
         probes_site=probes.site if isinstance(probes, ProbeRun) else "",
-        findings=tuple(
-            sorted(
-                findings, key=lambda f: (order[f.severity], f.check, f.object, f.query or "", f.scenario or "", f.kind)
-            )
-        ),
+        findings=tuple(sorted(findings, key=Finding.report_order)),
         checks=tuple(outcomes),
         curves=tuple(curves),
         plans=tuple(summaries),

@@ -31,7 +31,7 @@ from chatbench.schema.behaviour import (
     BehaviourContract,
     Probe,
     Step,
-    _canonical,
+    canonical_step,
 )
 from chatbench.schema.models import MESSAGE_ROLES, TITLE_MAX_LENGTH
 from chatbench.verify.context import VerificationContext
@@ -47,7 +47,7 @@ NON_ASCII = "Grüße, 東京 👋 — ½ ∑"
 
 
 def _append(does: str, *, role: str = "user", content: str = "'probe'", prefix: str = "") -> Step:
-    return _canonical("append_message", does, prefix, role=f"'{role}'", content=content)
+    return canonical_step("append_message", does, prefix, role=f"'{role}'", content=content)
 
 
 def _probe(name: str, setup: tuple[Step, ...], action: Step) -> Probe:
@@ -106,12 +106,12 @@ def _rows() -> tuple[Probe, ...]:
         _probe(
             "create_untitled",
             (USER,),
-            _canonical("create_conversation", "creating an untitled conversation (title NULL)", title="NULL"),
+            canonical_step("create_conversation", "creating an untitled conversation (title NULL)", title="NULL"),
         ),
         _probe(
             "create_title_255",
             (USER,),
-            _canonical(
+            canonical_step(
                 "create_conversation",
                 f"creating a conversation titled with {TITLE_MAX_LENGTH} characters '{WIDE}'",
                 title=title,
@@ -120,19 +120,19 @@ def _rows() -> tuple[Probe, ...]:
         _probe(
             "create_title_non_ascii",
             (USER,),
-            _canonical("create_conversation", f"creating a conversation titled '{NON_ASCII}'",
+            canonical_step("create_conversation", f"creating a conversation titled '{NON_ASCII}'",
                        title=f"'{NON_ASCII}'"),
         ),
         _probe(
             "rename_title_255",
             WITH_CONVERSATION,
-            _canonical("rename_conversation", f"renaming a conversation to {TITLE_MAX_LENGTH} characters '{WIDE}'",
+            canonical_step("rename_conversation", f"renaming a conversation to {TITLE_MAX_LENGTH} characters '{WIDE}'",
                        title=title),
         ),
         _probe(
             "rename_title_null",
             WITH_CONVERSATION,
-            _canonical("rename_conversation", "renaming a conversation to no title (NULL)", title="NULL"),
+            canonical_step("rename_conversation", "renaming a conversation to no title (NULL)", title="NULL"),
         ),
         _probe(
             "user_non_ascii",

@@ -96,23 +96,22 @@ def merged_result(result: VerificationResult, app: AppVerification) -> Verificat
     for name in ("queries.plans", "queries.page_walk", "queries.proposals"):
         if name not in app.timings:
             continue
-        kinds = {"queries.page_walk": ("lost_rows", "repeated_rows", "walk_stuck", "page_walk"),
-                 "queries.proposals": ("proposed_index", "no_index_fix", "fix_not_proven")}
-        mine = [f for f in app.findings if (f.kind in kinds.get(name, ())) or (
-            name == "queries.plans" and not any(f.kind in k for k in kinds.values()))]
+        mine = [f for f in app.findings if f.kind in _KINDS.get(name, ()) or (
+            name == "queries.plans" and not any(f.kind in k for k in _KINDS.values()))]
         count = {s: sum(f.severity == s for f in mine) for s in ("error", "warning", "info")}
         outcomes.append(CheckOutcome(name, _DOCS[name], not count["error"], count["error"], count["warning"],
                                      count["info"], app.timings[name]))
     plans = tuple(PlanSummary(m.measurement.scenario.key, m.measurement.scenario.description, m.query,
                               m.measurement.plan.mode, m.measurement.plan.buffers, m.measurement.plan.execution_ms,
                               m.measurement.plan.root.shape()) for m in app.run.measurements)
-    order = {"error": 0, "warning": 1, "info": 2}
-    findings = sorted((*result.findings, *app.findings),
-                      key=lambda f: (order[f.severity], f.check, f.object, f.query or "", f.scenario or "", f.kind))
+    findings = sorted((*result.findings, *app.findings), key=Finding.report_order)
     return replace(result, findings=tuple(findings), checks=(*result.checks, *outcomes),
                    plans=(*result.plans, *plans), timings={**result.timings, **app.timings})
 
 
+# The finding kinds of the walk and proposal checks; every other kind belongs to queries.plans.
+_KINDS = {"queries.page_walk": ("lost_rows", "repeated_rows", "walk_stuck", "page_walk"),
+          "queries.proposals": ("proposed_index", "no_index_fix", "fix_not_proven")}
 _DOCS = {
     "queries.plans": "the application's queries keep their plan contracts (custom and generic plans)",
     "queries.page_walk": "every page of the largest conversation and list: every row exactly once",

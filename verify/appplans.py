@@ -32,7 +32,7 @@ from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.verify.catalog import CatalogFacts, read_catalog
 from chatbench.verify.context import VerificationContext
 from chatbench.verify.findings import Finding
-from chatbench.verify.plans import MODES, Breach, Measurement, Plan, judge
+from chatbench.verify.plans import MODES, Breach, Measurement, Plan, explain_plan, judge, read_as_parents
 from chatbench.verify.scenarios import Scenario, build_app_scenarios
 
 from chatbench.provision import Server
@@ -124,22 +124,9 @@ def contract_for(query: AppQuery, roles: RoleMap, override: ContractOverride | N
 
 
 def explain(conn: psycopg.Connection[Any], query: AppQuery, scenario: Scenario, mode: str) -> Plan:
-    """EXPLAIN (ANALYZE, BUFFERS) of one scenario in one plan mode; a write runs in a rolled-back transaction."""
-    cur = psycopg.ClientCursor(conn)
-    options = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
-    with conn.transaction(force_rollback=True):
-        if mode == "custom":
-            row = cur.execute(options + query.sql, dict(scenario.params)).fetchone()
-        else:
-            name = f"cba_{query.name}"
-            cur.execute(f"PREPARE {name} AS {query.positional}")
-            cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            placeholders = ", ".join(["%s"] * len(query.order))
-            row = cur.execute(f"{options}EXECUTE {name}({placeholders})" if query.order else
-                              f"{options}EXECUTE {name}", [scenario.params[p] for p in query.order]).fetchone()
-            cur.execute(f"DEALLOCATE {name}")
-    assert row is not None
-    return Plan.parse(mode, row[0])
+    """One scenario's plan in one plan mode (``explain_plan``: client buffers; a write is rolled back)."""
+    return explain_plan(conn, mode, query.sql, dict(scenario.params), query.positional,
+                        [scenario.params[p] for p in query.order], f"cba_{query.name}", rolled_back=True)
 
 
 def run_query(conn: psycopg.Connection[Any], query: AppQuery, values: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -184,11 +171,7 @@ def measure_app(ctx: VerificationContext, queries: AppQueries, roles: RoleMap) -
             scenarios[query.name] = found
             for s in found:
                 for mode in MODES:
-                    plan = explain(ctx.conn, query, s, mode)
-                    if ctx.live.leaf_parents:
-                        from dataclasses import replace
-
-                        plan = replace(plan, root=plan.root.as_parents(ctx.live.leaf_parents, ctx.live.index_parents))
+                    plan = read_as_parents(ctx, explain(ctx.conn, query, s, mode))
                     rows = int(plan.root.actual_rows) if query.kind == "read" else 0
                     measured.append(AppMeasurement(query.name, Measurement(s, plan), rows))
         except psycopg.Error as exc:
@@ -263,7 +246,7 @@ def judge_app(ctx: VerificationContext, queries: AppQueries, run: AppPlanRun, ro
                            detail="writes are never sent to a database chatbench did not create"))
     for name, why in run.failed.items():
         out.append(Finding(CHECK, "query_failed", name, "the query runs on the seeded data", why, "error", query=name))
-    sizes = table_rows(ctx.conn)
+    sizes = {name: int(t.estimated_rows) for name, t in ctx.live.tables.items()}  # partitions: their leaves' sum
     for query in queries:
         if query.name in run.scenarios and not run.scenarios[query.name]:
             out.append(Finding(CHECK, "no_scenarios", query.name, "at least one scenario", "none", "error",
@@ -288,17 +271,6 @@ def judge_app(ctx: VerificationContext, queries: AppQueries, run: AppPlanRun, ro
 
 SEQ_SCAN_MIN_ROWS = 5000
 """A table of the query with at least this many rows is never Seq Scanned either (a joined child table)."""
-
-
-def table_rows(conn: psycopg.Connection[Any]) -> Mapping[str, int]:
-    """Estimated rows per table of the schema (pg_class.reltuples, what ANALYZE left; partitions summed to
-    their parent)."""
-    rows = conn.execute(
-        """SELECT coalesce(p.relname, c.relname), sum(greatest(c.reltuples, 0))::bigint
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent
-            WHERE n.nspname = current_schema() AND c.relkind = 'r' GROUP BY 1""").fetchall()
-    return MappingProxyType({str(r[0]): int(r[1]) for r in rows})
 
 
 def app_context(server: Server, conn: psycopg.Connection[Any], params: SeedParameters | None,

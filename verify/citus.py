@@ -29,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from chatbench.schema.contracts import PAGE_SIZE
 from chatbench.schema.distributed import DistributionVariant, variant
 from chatbench.schema.queries import CANONICAL_QUERIES, CanonicalQuery
 from chatbench.verify.catalog import CatalogFacts
 from chatbench.verify.context import VerificationContext
 from chatbench.verify.findings import Finding, Severity
+from chatbench.verify.keys import as_key
 from chatbench.verify.registry import check
 
 CHECK_STATIC = "citus.static"
@@ -266,7 +268,7 @@ def query_parameters(conn: psycopg.Connection[Any]) -> dict[str, object]:
         "SELECT conversation_id, count(*) FROM messages GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1").fetchone()
     if whale is None:
         raise LookupError("messages is empty: seed the database before judging routing")
-    conversation_id = int(whale[0])
+    conversation_id = as_key(whale[0])
     owner = conn.execute("SELECT user_id FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
     cursor = conn.execute(
         "SELECT created_at, id FROM messages WHERE conversation_id = %s ORDER BY created_at DESC, id DESC "
@@ -274,8 +276,9 @@ def query_parameters(conn: psycopg.Connection[Any]) -> dict[str, object]:
     listed = conn.execute("SELECT updated_at, id FROM conversations WHERE user_id = %s ORDER BY updated_at DESC, "
                           "id DESC LIMIT 1", (owner[0] if owner else 0,)).fetchone()
     return {
-        "user_id": int(owner[0]) if owner else 0, "conversation_id": conversation_id, "limit": 50, "offset": 100,
-        "cursor_created_at": cursor[0] if cursor else None, "cursor_id": int(cursor[1]) if cursor else 0,
+        "user_id": as_key(owner[0]) if owner else 0, "conversation_id": conversation_id, "limit": PAGE_SIZE,
+        "offset": 100,
+        "cursor_created_at": cursor[0] if cursor else None, "cursor_id": as_key(cursor[1]) if cursor else 0,
         "cursor_updated_at": listed[0] if listed else None, "role": "user", "content": "readiness probe",
         "title": "readiness probe",
     }

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, get_args
 
 import psycopg
 from chatbench.loadgen.result import SeedParameters
@@ -32,9 +32,9 @@ from chatbench.verify.sites import LocalScratch
 
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
+from chatbench.settings import DriftMode
 
-DriftMode = Literal["exact", "contract"]
-DRIFT_MODES: tuple[DriftMode, ...] = ("exact", "contract")
+DRIFT_MODES: tuple[DriftMode, ...] = get_args(DriftMode)  # what ``verify`` takes (the setting adds "auto")
 
 _CANONICAL_CACHE: dict[tuple[str, int, str, str], tuple[CatalogFacts, str]] = {}
 

@@ -23,7 +23,7 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
-from chatbench.schema.behaviour import CONVERSATION, USER, _canonical, probe_bindings
+from chatbench.schema.behaviour import CONVERSATION, USER, canonical_step, probe_bindings
 from chatbench.verify.catalog import IndexFact
 from chatbench.verify.context import VerificationContext
 from chatbench.verify.judge import schema_copy
@@ -33,7 +33,7 @@ from psycopg import sql
 _MEMO = "append_costs"
 WARM_UP = 2
 SAMPLES = 3
-_APPEND = _canonical("append_message", "appending a message", role="'user'", content="'a message of a few words'")
+_APPEND = canonical_step("append_message", "appending a message", role="'user'", content="'a message of a few words'")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,11 @@ class Finding:
     # verify() stamps it, so findings of two verifications (exact and contract) can be shown together.
     against: str = ""
 
+    def report_order(self) -> tuple[int, str, str, str, str, str]:
+        """The order every result lists findings in: errors first, then by check, object, query and scenario."""
+        return (SEVERITIES.index(self.severity), self.check, self.object, self.query or "", self.scenario or "",
+                self.kind)
+
     def message(self) -> str:
         """One line naming the object, the query and what differs."""
         parts = [f"[{self.severity}] {self.check}/{self.kind}: {self.object}"]

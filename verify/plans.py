@@ -17,8 +17,9 @@ counts the partitions each plan touched.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -30,6 +31,7 @@ from chatbench.verify.context import VerificationContext
 from chatbench.verify.findings import Finding, Severity
 from chatbench.verify.registry import check
 from chatbench.verify.scenarios import Scenario, build_scenarios
+from chatbench.verify.serialize import Params, client_explain, explain_options
 
 SCAN_TYPES = frozenset({"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Tid Scan", "Tid Range Scan"})
 MODES = ("custom", "generic")
@@ -182,35 +184,50 @@ class PlanRun:
         )
 
 
-def _explain(conn: psycopg.Connection[Any], scenario: Scenario, mode: str) -> Plan:
-    """The scenario's plan; its buffers count what the client receives (detoasting included:
-    ``SERIALIZE`` on PostgreSQL 17+, the whole-row probe of ``chatbench.verify.serialize`` on 15/16)."""
-    from chatbench.verify.serialize import client_explain, explain_options
+def explain_plan(conn: psycopg.Connection[Any], mode: str, sql: str, params: Params, positional: str,
+                 values: Sequence[Any], name: str, *, rolled_back: bool) -> Plan:
+    """One statement's plan in one mode; its buffers count what the client receives (detoasting included:
+    ``SERIALIZE`` on PostgreSQL 17+, the whole-row probe of ``chatbench.verify.serialize`` on 15/16).
 
-    query = QUERIES_BY_NAME[scenario.query]
+    ``sql`` and ``params``: the statement with psycopg placeholders, planned for these very values (custom);
+    ``positional`` and ``values``: the same with ``$1..$n`` for ``PREPARE`` ``name``, run under
+    ``force_generic_plan`` (generic). ``rolled_back``: run inside a transaction (or savepoint) that is rolled
+    back, so that a write's EXPLAIN ANALYZE leaves nothing behind (the canonical SELECTs need none: a
+    read-only verification counts exactly one rollback). The prepared statement and the plan cache mode are
+    reset whatever happens.
+    """
     cur = psycopg.ClientCursor(conn)
     options = explain_options(conn)
-    if mode == "custom":
-        row = cur.execute(options + query.sql(), dict(scenario.params)).fetchone()
-    else:
-        text, order = query.sql_positional()
-        name = f"cbv_{scenario.query}"
-        cur.execute(f"PREPARE {name} AS {text}")
-        try:
-            cur.execute("SET plan_cache_mode = force_generic_plan")
-            placeholders = ", ".join(["%s"] * len(order))
-            row = cur.execute(
-                f"{options}EXECUTE {name}({placeholders})", [scenario.params[p] for p in order]
-            ).fetchone()
-        finally:
+    prepared = False
+    try:
+        with conn.transaction(force_rollback=True) if rolled_back else contextlib.nullcontext():
+            if mode == "custom":
+                row = cur.execute(options + sql, params or None).fetchone()
+            else:
+                cur.execute(f"PREPARE {name} AS {positional}")
+                prepared = True
+                cur.execute("SET plan_cache_mode = force_generic_plan")
+                arguments = f"({', '.join(['%s'] * len(values))})" if values else ""
+                row = cur.execute(f"{options}EXECUTE {name}{arguments}", list(values)).fetchone()
+            assert row is not None
+            counted, serialization = client_explain(conn, row[0], sql, params)
+    finally:
+        if prepared:
             cur.execute("RESET plan_cache_mode")
             cur.execute(f"DEALLOCATE {name}")
-    assert row is not None
-    counted, serialization = client_explain(conn, row[0], query.sql(), dict(scenario.params))
     return replace(Plan.parse(mode, counted), detoast_buffers=serialization.buffers)
 
 
-def _read_as_parents(ctx: VerificationContext, plan: Plan) -> Plan:
+def _explain(conn: psycopg.Connection[Any], scenario: Scenario, mode: str) -> Plan:
+    """One canonical scenario's plan (``explain_plan``)."""
+    query = QUERIES_BY_NAME[scenario.query]
+    positional, order = query.sql_positional()
+    return explain_plan(conn, mode, query.sql(), dict(scenario.params), positional,
+                        [scenario.params[p] for p in order], f"cbv_{scenario.query}", rolled_back=False)
+
+
+def read_as_parents(ctx: VerificationContext, plan: Plan) -> Plan:
+    """``plan`` with leaf partitions read as their partitioned parents (``PlanNode.as_parents``)."""
     if not ctx.live.leaf_parents:
         return plan
     return replace(plan, root=plan.root.as_parents(ctx.live.leaf_parents, ctx.live.index_parents))
@@ -225,7 +242,7 @@ def measure(ctx: VerificationContext) -> PlanRun:
     scenarios = build_scenarios(ctx.conn, ctx.params) if ctx.params is not None else ()
     ctx.conn.execute("SET jit = off")
     measurements = tuple(
-        Measurement(s, _read_as_parents(ctx, _explain(ctx.conn, s, mode))) for s in scenarios for mode in MODES
+        Measurement(s, read_as_parents(ctx, _explain(ctx.conn, s, mode))) for s in scenarios for mode in MODES
     )
     run = PlanRun(scenarios, measurements, time.perf_counter() - started)
     ctx.memo["plans"] = run

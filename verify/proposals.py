@@ -157,10 +157,8 @@ def _side(conn: psycopg.Connection[Any], server: Server, params: SeedParameters,
     errors = [f for f in judge_app(ctx, one, run, roles) if f.severity == "error"]
     worst = max(run.measurements, key=lambda m: m.measurement.plan.buffers, default=None)
     p95 = 0.0
-    scenarios = run.scenarios.get(query.name, ())
     if worst is not None:
         p95 = time_query(conn, query, worst.measurement.scenario.params, rounds=BENCH_ROUNDS)[1]
-    del scenarios
     return Side(len(errors), worst.measurement.plan.buffers if worst else 0,
                 worst.measurement.plan.root.shape() if worst else "", p95, _append_cost(conn, table))
 

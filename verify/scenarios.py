@@ -19,6 +19,7 @@ from chatbench.schema.appqueries import CURSOR_PARAMS, SCENARIO_ROLES, AppQuery
 from chatbench.schema.contracts import PAGE_SIZE
 from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.verify.keys import as_key
+from psycopg import sql
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,6 @@ def depths_for(size: int) -> tuple[int, ...]:
     return tuple(sorted({d for d in candidates if PAGE_SIZE <= d <= deep}))
 
 
-def _row_at(conn: psycopg.Connection[Any], conversation_id: Key, depth: int) -> tuple[Any, Key] | None:
-    row = conn.execute(
-        "SELECT created_at, id FROM messages WHERE conversation_id = %s "
-        "ORDER BY created_at DESC, id DESC OFFSET %s LIMIT 1",
-        (conversation_id, depth),
-    ).fetchone()
-    return None if row is None else (row[0], as_key(row[1]))
-
-
 def _message_scenarios(conn: psycopg.Connection[Any], whale: ConversationRef) -> list[Scenario]:
     base = {"conversation_id": whale.conversation_id, "user_id": whale.user_id, "limit": PAGE_SIZE}
     tag = f"conversation {whale.conversation_id}, {whale.messages} messages"
@@ -64,7 +56,7 @@ def _message_scenarios(conn: psycopg.Connection[Any], whale: ConversationRef) ->
         ),
     ]
     for depth in depths_for(whale.messages):
-        cursor = _row_at(conn, whale.conversation_id, depth - 1)
+        cursor = _cursor_row(conn, message_subject(whale, CANONICAL), depth - 1)
         if cursor is None:
             continue
         keyset = {**base, "cursor_created_at": cursor[0], "cursor_id": cursor[1]}
@@ -152,11 +144,7 @@ def build_scenarios(conn: psycopg.Connection[Any], params: SeedParameters) -> tu
             )
         )
         position = min(PAGE_SIZE, max(heavy.conversations // 2, 1)) - 1
-        row = conn.execute(
-            "SELECT updated_at, id FROM conversations WHERE user_id = %s "
-            "ORDER BY updated_at DESC, id DESC OFFSET %s LIMIT 1",
-            (heavy.user_id, position),
-        ).fetchone()
+        row = _cursor_row(conn, list_subject(heavy, CANONICAL), position)
         if row is not None:
             out.append(
                 Scenario(
@@ -164,7 +152,7 @@ def build_scenarios(conn: psycopg.Connection[Any], params: SeedParameters) -> tu
                     f"next conversation-list page of the heaviest user ({tag})",
                     "list_conversations_next",
                     "list",
-                    {**first, "cursor_updated_at": row[0], "cursor_id": as_key(row[1])},
+                    {**first, "cursor_updated_at": row[0], "cursor_id": row[1]},
                 )
             )
     if params.light_users:
@@ -202,8 +190,6 @@ class Subject:
 
 def _cursor_row(conn: psycopg.Connection[Any], subject: Subject, depth: int) -> tuple[Any, Key] | None:
     """(time, id) of the subject's row ``depth`` rows below the newest (``(time, id)`` descending)."""
-    from psycopg import sql
-
     time_col, id_col = subject.order_columns
     query = sql.SQL("SELECT {t}, {i} FROM {table} WHERE {k} = %s ORDER BY {t} DESC, {i} DESC OFFSET %s LIMIT 1").format(
         t=sql.Identifier(time_col), i=sql.Identifier(id_col), table=sql.Identifier(subject.table),
@@ -270,13 +256,13 @@ def build_app_scenarios(conn: psycopg.Connection[Any], params: SeedParameters, q
         for key, conv, depth, kind in convs:
             if not query.allows(key):
                 continue
+            needs_row = bool(query.cursor_params or names & {"since", "message_id"})
             subject = message_subject(conv, roles)
-            row = _cursor_row(conn, subject, depth - 1 if query.cursor_params else depth) if (
-                query.cursor_params or names & {"since", "message_id"}) else None
+            row = _cursor_row(conn, subject, depth - 1 if query.cursor_params else depth) if needs_row else None
+            if needs_row and row is None:
+                continue
             values = {"conversation_id": conv.conversation_id, "user_id": conv.user_id, "limit": PAGE_SIZE,
                       "offset": depth, **cursor_values(query, row)}
-            if (query.cursor_params or names & {"since", "message_id"}) and row is None:
-                continue
             out.append(_app_scenario(key, f"{query.name}: {SCENARIO_ROLES[key]} (conversation {conv.conversation_id}, "
                                      f"{conv.messages} messages, depth {depth})", query,
                                      "write" if kind_write else kind, values, depth))

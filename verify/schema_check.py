@@ -17,6 +17,7 @@ from pathlib import Path
 from chatbench.loadgen.result import SeedResult
 from chatbench.schema.package import SchemaPackage, canonical
 from chatbench.verify import verify
+from chatbench.verify.findings import Finding
 from chatbench.verify.result import VerificationResult
 
 from chatbench.provision import Server
@@ -57,9 +58,7 @@ def merged(first: VerificationResult, second: VerificationResult) -> Verificatio
     """One result holding both judgements: the second's checks are named with what they judged against
     (``drift.columns [contract canonical]``), its findings keep their own ``against``."""
     label = f"{second.mode} {second.expected}"
-    order = {"error": 0, "warning": 1, "info": 2}
-    findings = sorted((*first.findings, *second.findings), key=lambda f: (order[f.severity], f.check, f.object,
-                                                                          f.query or "", f.scenario or "", f.kind))
+    findings = sorted((*first.findings, *second.findings), key=Finding.report_order)
     return replace(
         first,
         findings=tuple(findings),

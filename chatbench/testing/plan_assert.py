@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,8 @@ from chatbench.schema.rolemap import CANONICAL as CANONICAL_ROLES
 from chatbench.testing.databases import ChatDatabase, ChatServer
 from chatbench.verify.catalog import read_catalog
 from chatbench.verify.context import build_context
-from chatbench.verify.plans import MODES, Breach, Measurement, Plan, judge
+from chatbench.verify.plans import MODES, Breach, Measurement, Plan, explain_plan, judge, read_as_parents
 from chatbench.verify.scenarios import Scenario
-from chatbench.verify.serialize import client_explain, explain_options
 
 SCENARIO_KIND = "application"
 """The budget key of the contract built for one ``assert_plan`` call."""
@@ -147,21 +146,9 @@ def _statement(query: str | Executable, params: Mapping[str, Any] | Sequence[Any
 
 
 def _explain(conn: psycopg.Connection[Any], text: str, params: Mapping[str, Any] | Sequence[Any], mode: str) -> Plan:
-    """The plan; its buffers count what the client receives (``chatbench.verify.serialize``: detoasting)."""
-    cur = psycopg.ClientCursor(conn)
-    options = explain_options(conn)
-    if mode == "custom":
-        row = cur.execute(options + text, params or None).fetchone()
-    else:
-        positional, values = _positional(text, params)
-        cur.execute(f"PREPARE chatbench_assert_plan AS {positional}")
-        cur.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-        arguments = f"({', '.join(['%s'] * len(values))})" if values else ""
-        row = cur.execute(f"{options}EXECUTE chatbench_assert_plan{arguments}", values).fetchone()
-        cur.execute("DEALLOCATE chatbench_assert_plan")
-    assert row is not None
-    counted, serialization = client_explain(conn, row[0], text, params)
-    return replace(Plan.parse(mode, counted), detoast_buffers=serialization.buffers)
+    """The plan; its buffers count what the client receives (``chatbench.verify.plans.explain_plan``)."""
+    positional, values = _positional(text, params)
+    return explain_plan(conn, mode, text, params, positional, values, "chatbench_assert_plan", rolled_back=True)
 
 
 def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
@@ -234,7 +221,7 @@ def assert_plan(
             conn.execute("SET LOCAL jit = off")
             scenario = Scenario(name, name, name, SCENARIO_KIND, dict(values) if isinstance(values, Mapping) else {})
             for mode in modes:
-                plan = _explain(conn, text, values, mode)
+                plan = read_as_parents(ctx, _explain(conn, text, values, mode))  # a leaf partition reads as its parent
                 plans.append(plan)
                 breaches += [PlanBreach(mode, b) for b in judge(ctx, contract, Measurement(scenario, plan))]
         except psycopg.Error as exc:
