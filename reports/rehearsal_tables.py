@@ -25,7 +25,9 @@ def _latency(latency: Latency) -> str:
 def _locks(run: StatementRun) -> str:
     if not run.locks:
         return "none seen"
-    return "; ".join(f"{h.relation}: {short(h.mode)} {h.held_s:.3f} s"
+    # Held from the moment it was granted; the time it waited to be granted (the queue's) is said apart.
+    return "; ".join(f"{h.relation}: {short(h.mode)} {max(0.0, h.held_s - h.waited_s):.3f} s"
+                     + (f" after waiting {h.waited_s:.3f} s" if h.waited_s else "")
                      + (f" (blocks {', '.join(h.blocks)})" if h.blocks else "") for h in run.locks)
 
 

@@ -5,7 +5,7 @@ upgrade head``) with the throwaway database's URL in its environment, through
 ``chatbench.external`` (bounded by ``--command-timeout``, output scrubbed of secrets). A password the
 user gave by ``PGPASSWORD`` or ``~/.pgpass`` reaches the command unchanged. Drift then answers the
 pre-release question: do the migrations produce the canonical schema? The rows come afterwards from
-``chatbench.loadgen.transplant``.
+the seeder, which fills the schema it finds (``loadgen.seed(..., prebuilt=True)``).
 """
 
 from __future__ import annotations

@@ -115,7 +115,8 @@ def load_models(reference: str, *, setting: str = "--models") -> SchemaPackage:
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise ConfigError(f"{setting} {reference!r}: {module_name!r} has no attribute {attribute!r}")
+            raise ConfigError(f"{setting} {reference!r}: {module_name!r} has no attribute {attribute!r}; name the "
+                              "MetaData or the declarative Base class the module defines")
         target = getattr(target, part)
     metadata = target if isinstance(target, sa.MetaData) else getattr(target, "metadata", None)
     if not isinstance(metadata, sa.MetaData):

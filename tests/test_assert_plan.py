@@ -120,3 +120,22 @@ def test_bad_arguments_are_one_line(seeded: SeededChatDatabase, query: Any, para
         assert_plan(seeded, query, params, **options)
     assert message in str(raised.value) and "\n" not in str(raised.value)
 
+
+
+def test_a_partitioned_messages_table_is_judged_as_messages(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The application's messages partitioned by month: the page reads the partitions' indexes, which is
+    reading messages by its history index (a leaf's scan is its parent's, as verify reads it)."""
+    from pathlib import Path
+
+    schema = Path(__file__).parent / "schema_variants" / "partitioned_by_month.sql"
+    base = tmp_path_factory.mktemp("partitioned")
+    settings = resolve(FIXTURE_COMMAND, {"backend": "local", "schema_from": str(schema)}, names=FIXTURE_SETTINGS,
+                       env={}, cwd=base)
+    session = FixtureSession.open(settings, run_folder(base, xdist_worker=False), "main")
+    try:
+        with session.seeded_chat_db(None) as db:
+            check = assert_plan(db, HISTORY_PAGE, _deep_page(db), uses_index=HISTORY_INDEX, name="history page")
+    finally:
+        session.close()
+    assert check.passed
+    assert any("Append" in p.root.shape() for p in check.plans)  # the partitions were read, as messages

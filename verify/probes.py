@@ -69,8 +69,9 @@ class ProbeRun:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
+    """One line of at most about ``limit`` characters, cut between words: no identifier is cut in two."""
     line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def describe_error(exc: psycopg.Error) -> str:

@@ -46,7 +46,6 @@ def _seed(server: Server, profile: str, seed_number: int, choice: SchemaChoice, 
 def prepare(server: Server, settings: Settings, choice: SchemaChoice) -> SeedResult:
     """Seed ``server``'s database: the seeder builds the schema from the package, unless the application
     builds it its own way first (then the seeder fills the schema it finds: ``prebuilt``)."""
-    from chatbench.loadgen.transplant import seed_into_prebuilt
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
     if settings.schema_from is None and settings.schema_from_cmd is None:
@@ -56,11 +55,8 @@ def prepare(server: Server, settings: Settings, choice: SchemaChoice) -> SeedRes
     else:
         assert settings.schema_from_cmd is not None
         build_from_cmd(server, settings.schema_from_cmd, timeout=settings.command_timeout)
-    result, counts = seed_into_prebuilt(server, lambda db: _seed(db, settings.profile, settings.seed, choice,
-                                                                 prebuilt=True),
-                                        loading=lambda: out.stage(f"seeding profile {settings.profile} into the "
-                                                                  "pre-built schema"))
-    out.note(f"seeded the pre-built schema: {counts}")
+    result = _seed(server, settings.profile, settings.seed, choice, prebuilt=True)  # it shows its own progress
+    out.note("seeded the pre-built schema: " + ", ".join(f"{table} {rows:,}" for table, rows in result.counts.items()))
     return result
 
 

@@ -6,11 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from chatbench.loadgen.result import SeedResult
-from chatbench.loadgen.spec import Spec
-from chatbench.provision import Server
-from chatbench.signoff.display import Display
 from chatbench.signoff.evidence import Evidence, StageContext
-from chatbench.signoff.options import SignoffOptions
 
 
 def seed_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
@@ -19,13 +15,10 @@ def seed_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     options = ctx.options
     server = evidence.need_server()
     with ctx.rec.stage("seed") as note:
-        if options.prebuilt:
-            result = seed_prebuilt(server, ctx.spec, options, ctx.display)
-            note.detail = seed_detail(result) + "; seeded into the pre-built schema"
-        else:
-            result = loadgen.seed(server, ctx.spec, seed=options.seed, use_cache=options.use_cache, progress=True,
-                                  package=options.package)
-            note.detail = seed_detail(result)
+        # A schema the application built is filled where it stands (the seeder reads it: ``prebuilt``).
+        result = loadgen.seed(server, ctx.spec, seed=options.seed, use_cache=options.use_cache, progress=True,
+                              package=options.package, prebuilt=options.prebuilt)
+        note.detail = seed_detail(result) + ("; seeded into the pre-built schema" if options.prebuilt else "")
     return replace(evidence, server=result.server_for(server), seed=result)
 
 
@@ -47,15 +40,3 @@ def seed_detail(result: SeedResult) -> str:
     how = "snapshot/template cache hit" if result.from_cache else "seeded now"
     seconds = sum(v for v in result.timings.values())
     return f"{result.counts.get('messages', 0):,} messages, {how} ({seconds:.2f} s in loadgen)"
-
-
-def seed_prebuilt(server: Server, spec: Spec, options: SignoffOptions, display: Display) -> SeedResult:
-    """Seed the schema the application built directly (``prebuilt``: the seeder fills every table it finds)."""
-    from chatbench import loadgen
-    from chatbench.loadgen.transplant import seed_into_prebuilt
-
-    result, _counts = seed_into_prebuilt(
-        server, lambda db: loadgen.seed(db, spec, seed=options.seed, use_cache=options.use_cache, progress=True,
-                                        package=options.package, prebuilt=True),
-        loading=lambda: display.status("seeding the pre-built schema"))
-    return result

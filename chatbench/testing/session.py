@@ -255,12 +255,9 @@ class FixtureSession:
 
     def _seed_into_app_schema(self, db: Server, spec: Any) -> SeedResult:
         from chatbench import loadgen
-        from chatbench.loadgen.transplant import seed_into_prebuilt
 
-        result, _counts = seed_into_prebuilt(
-            db, lambda target: loadgen.seed(target, spec, seed=self.settings.seed, use_cache=False, progress=False,
-                                            package=self.package, prebuilt=True))
-        return result
+        return loadgen.seed(db, spec, seed=self.settings.seed, use_cache=False, progress=False, package=self.package,
+                            prebuilt=True)
 
     @contextlib.contextmanager
     def _new_template(self, source: str | None = None) -> Iterator[Server]:
