@@ -46,7 +46,9 @@ def tests(session: nox.Session) -> None:
     _install(session, "dev")
     # Whole rehearsals and sign-offs judge timings on two cores the other worker loads too: a test that fails
     # is run again (at most twice, the rerun shown in the log) before it counts; a real failure fails each time.
-    session.run("pytest", "tests", *WORKERS, "--reruns", "2", "--reruns-delay", "1", *session.posargs)
+    # The slowest tests are listed at the end: the suite's time budget is spent where the log shows.
+    session.run("pytest", "tests", *WORKERS, "--reruns", "2", "--reruns-delay", "1", "--durations", "25",
+                *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -33,7 +33,8 @@ from typing import Any
 import psycopg
 from chatbench.benchmarks.stats import SampleStats, describe
 
-from chatbench import external
+from chatbench import convert, external
+from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
 from chatbench.provision import Server
 
@@ -62,17 +63,8 @@ class FidelityRow:
     def ok(self) -> bool:
         return self.ratio <= GOAL_RATIO
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "query": self.query, "rows": self.rows, "ratio": self.ratio,
-                "harness": self.harness.to_dict(), "execute_only": self.execute_only.to_dict(),
-                "libpq": self.libpq.to_dict(),
-                "pgbench": self.pgbench.to_dict()}
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FidelityRow:
-        return cls(data["scenario"], data["query"], SampleStats.from_dict(data["harness"]),
-                   SampleStats.from_dict(data["execute_only"]), SampleStats.from_dict(data["libpq"]),
-                   SampleStats.from_dict(data["pgbench"]), int(data["rows"]))
+convert.register(FidelityRow, derived=("ratio",), first=("scenario", "query", "rows", "ratio"))
 
 
 @dataclass(frozen=True)
@@ -84,17 +76,12 @@ class FidelityReport:
     pgbench_pinned: bool
     pgbench_path: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"rows": [r.to_dict() for r in self.rows], "round_trip": self.round_trip.to_dict(),
-                "pgbench_round_trip": self.pgbench_round_trip.to_dict(), "pinning": dict(self.pinning),
-                "pgbench_pinned": self.pgbench_pinned, "pgbench_path": self.pgbench_path,
-                "goal_ratio": GOAL_RATIO}
+    @property
+    def goal_ratio(self) -> float:
+        return GOAL_RATIO
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FidelityReport:
-        return cls(tuple(FidelityRow.from_dict(row) for row in data["rows"]),
-                   SampleStats.from_dict(data["round_trip"]), SampleStats.from_dict(data["pgbench_round_trip"]),
-                   dict(data.get("pinning", {})), bool(data["pgbench_pinned"]), str(data["pgbench_path"]))
+
+convert.register(FidelityReport, derived=("goal_ratio",))  # the goal the ratios were held to, in the document
 
 
 def find_pgbench(server: Server) -> str:
@@ -264,7 +251,7 @@ def check(server: Server, session: Any, *, scenarios: Sequence[str] = FIDELITY_S
             conn.pgconn.exec_(f"DEALLOCATE cb_fidelity_{name}".encode())
             rows.append(FidelityRow(name, query.name, _pooled(parts["harness"]), _pooled(parts["execute"]),
                                     _pooled(parts["libpq"]), _pooled(parts["pgbench"]), result_rows))
-    return FidelityReport(tuple(rows), _pooled(trips), _pooled(pg_trips), session.pinning.to_dict(),
+    return FidelityReport(tuple(rows), _pooled(trips), _pooled(pg_trips), to_plain(session.pinning),
                           pgbench_pinned, pgbench)
 
 

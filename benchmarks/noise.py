@@ -110,15 +110,6 @@ class CalibrationProbe:
     cpu_loop_ms: tuple[float, ...]  # wall time of the fixed backend CPU loop
     cpu_loop_cpu_ms: tuple[float, ...] = ()  # its CPU time (empty when not measurable)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"before": self.before, "round_trip_ms": list(self.round_trip_ms),
-                "cpu_loop_ms": list(self.cpu_loop_ms), "cpu_loop_cpu_ms": list(self.cpu_loop_cpu_ms)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CalibrationProbe:
-        return cls(str(data["before"]), tuple(map(float, data["round_trip_ms"])),
-                   tuple(map(float, data["cpu_loop_ms"])), tuple(map(float, data.get("cpu_loop_cpu_ms") or ())))
-
 
 def calibrate(conn: psycopg.Connection[TupleRow], clock: CpuClock | None, before: str,
               rounds: int = CALIBRATION_ROUNDS) -> CalibrationProbe:

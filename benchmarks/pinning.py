@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Set as AbstractSet
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from chatbench import convert
+from chatbench.convert import to_plain
 from chatbench.settings import PinMode
 
 
@@ -44,11 +46,8 @@ class PinningResult:
         return self.client_pinned and self.server_pinned and self.client_cpus == self.server_cpus
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["client_cpus"] = list(self.client_cpus)
-        data["server_cpus"] = list(self.server_cpus)
-        data["same_core"] = self.same_core
-        return data
+        """The record an environment fingerprint keeps (``EnvironmentFingerprint.pinning``)."""
+        return to_plain(self)
 
     def describe(self) -> str:
         if self.mode == "off":
@@ -56,6 +55,9 @@ class PinningResult:
         if self.same_core:
             return f"client pid {self.client_pid} and backend pid {self.server_pid} pinned to cpu {self.cpu}"
         return f"client pinned={self.client_pinned}, backend pinned={self.server_pinned}: {self.reason}"
+
+
+convert.register(PinningResult, derived=("same_core",))  # a report reads it without recomputing
 
 
 def default_cpu() -> int:

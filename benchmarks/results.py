@@ -3,7 +3,9 @@
 One ``BenchmarkRun`` is one measuring session: an ``EnvironmentFingerprint`` (what it ran on), and
 either per-scenario single-client results (``ScenarioResult``: raw samples, statistics, buffers,
 target, verdict) or a concurrent load result (``LoadResult``), or both. All classes are frozen
-dataclasses; ``to_json``/``from_json`` are the only (de)serialisers, so the format lives here.
+dataclasses; a document is written and read by the one converter (``chatbench.convert``: fields by name),
+``to_json``/``from_json`` are the file's text, and what the format adds to the fields (``format_version``
+first, the upgrade of older versions, derived keys) is declared here beside each class.
 
 Comparability: each ``ScenarioResult`` carries ``params_version``, a hash of the SQL text, the
 scenario's parameter definition and the schema fingerprint (the asv idea): a result is only
@@ -47,7 +49,7 @@ import json
 import os
 import platform
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -56,6 +58,8 @@ from chatbench.benchmarks.noise import CalibrationProbe
 from chatbench.benchmarks.stats import GrowthFit, SampleStats, describe
 from chatbench.benchmarks.verdict import LatencyJudgement, judge_target
 
+from chatbench import convert
+from chatbench.convert import DocumentError, fields_plain, from_plain, to_plain
 from chatbench.errors import ChatbenchError
 
 FORMAT_VERSION = 3
@@ -112,15 +116,10 @@ class EnvironmentFingerprint:
     def differences(self, other: EnvironmentFingerprint, *, decisive_only: bool = False) -> tuple[str, ...]:
         """Names of the fields that differ between two fingerprints (sorted, stable)."""
         names = self.DECISIVE if decisive_only else tuple(f.name for f in fields(self))
-        return tuple(sorted(n for n in names if _plain(getattr(self, n)) != _plain(getattr(other, n))))
+        return tuple(sorted(n for n in names if to_plain(getattr(self, n)) != to_plain(getattr(other, n))))
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EnvironmentFingerprint:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return to_plain(self)
 
 
 @dataclass(frozen=True)
@@ -226,43 +225,6 @@ class ScenarioResult:
     def cpu_stats(self) -> SampleStats | None:
         return describe(self.cpu_ms) if self.cpu_ms else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario,
-            "query": self.query,
-            "params_version": self.params_version,
-            "samples_ms": list(self.samples_ms),
-            "stats": self.stats.to_dict(),
-            "buffers": asdict(self.buffers) if self.buffers is not None else None,
-            "target": asdict(self.target) if self.target is not None else None,
-            "verdict": self.verdict,
-            "failures": list(self.failures),
-            "extra": _plain(self.extra),
-            "cpu_ms": list(self.cpu_ms),
-            "latency": [j.to_dict() for j in self.latency],
-            "undecided": list(self.undecided),
-            "attempts": self.attempts,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ScenarioResult:
-        return cls(
-            scenario=data["scenario"],
-            query=data["query"],
-            params_version=data["params_version"],
-            samples_ms=tuple(float(s) for s in data["samples_ms"]),
-            stats=SampleStats.from_dict(data["stats"]),
-            buffers=BufferUsage(**data["buffers"]) if data.get("buffers") else None,
-            target=Target(**data["target"]) if data.get("target") else None,
-            verdict=data["verdict"],
-            failures=tuple(data.get("failures", ())),
-            extra=dict(data.get("extra", {})),
-            cpu_ms=tuple(float(c) for c in data.get("cpu_ms") or ()),
-            latency=tuple(LatencyJudgement.from_dict(j) for j in data.get("latency") or ()),
-            undecided=tuple(data.get("undecided") or ()),
-            attempts=int(data.get("attempts", 1)),
-        )
-
 
 @dataclass(frozen=True)
 class OperationLoadResult:
@@ -275,13 +237,6 @@ class OperationLoadResult:
     percentiles_ms: Mapping[str, float]  # "p50", "p90", "p95", "p99", "p99.9", "max"
     mean_ms: float
     histogram: str  # base64 HDR histogram encoding (microseconds): the raw data of a load run
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OperationLoadResult:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -302,20 +257,6 @@ class LoadResult:
     error_samples: tuple[str, ...] = ()
     correction: str = ""  # how coordinated omission was corrected (closed vs open loop)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["operations"] = [op.to_dict() for op in self.operations]
-        data["overall"] = self.overall.to_dict()
-        return _plain(data)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LoadResult:
-        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        values["operations"] = tuple(OperationLoadResult.from_dict(op) for op in data["operations"])
-        values["overall"] = OperationLoadResult.from_dict(data["overall"])
-        values["error_samples"] = tuple(data.get("error_samples", ()))
-        return cls(**values)
-
 
 @dataclass(frozen=True)
 class RunSettings:
@@ -326,13 +267,6 @@ class RunSettings:
     driver: str
     targets_file: str = ""
     scenario_budget_s: float | None = None  # None: every round, however long
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunSettings:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -345,20 +279,16 @@ class DepthCurve:
     buffers: tuple[int, ...] = ()
     buffer_growth: GrowthFit | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"depths": list(self.depths), "p50_ms": list(self.p50_ms),
-                                "latency": self.latency.to_dict()}
-        if self.buffer_growth is not None:
-            data["buffers"] = list(self.buffers)
-            data["buffer_growth"] = self.buffer_growth.to_dict()
-        return data
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DepthCurve:
-        growth = data.get("buffer_growth")
-        return cls(tuple(int(d) for d in data["depths"]), tuple(float(v) for v in data["p50_ms"]),
-                   GrowthFit.from_dict(data["latency"]), tuple(int(b) for b in data.get("buffers", ())),
-                   GrowthFit.from_dict(growth) if growth else None)
+def _depth_curve_document(curve: DepthCurve) -> dict[str, Any]:
+    """Buffers travel with their growth class: a curve without one (buffers not measured) writes neither."""
+    data = fields_plain(curve)
+    if curve.buffer_growth is None:
+        del data["buffers"], data["buffer_growth"]
+    return data
+
+
+convert.register(DepthCurve, write=_depth_curve_document)
 
 
 @dataclass(frozen=True)
@@ -383,15 +313,6 @@ class MachineLoad:
         values = [v for v in (self.before, self.after) if v is not None]
         return max(values) / max(self.cpus, 1) if values else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"cpus": self.cpus, "per_scenario": list(self.per_scenario), "before": self.before,
-                "after": self.after, "busy_share": self.busy_share, "steal_share": self.steal_share}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MachineLoad:
-        return cls(int(data["cpus"]), tuple(float(v) for v in data.get("per_scenario", ())),
-                   data.get("before"), data.get("after"), data.get("busy_share"), data.get("steal_share"))
-
     def describe(self) -> str:
         """One line naming how busy the machine was, for a report."""
         loads = [v for v in (*self.per_scenario, self.before, self.after) if v is not None]
@@ -414,13 +335,6 @@ class PlanRecord:
     shape: str
     description: str = ""
     execution_ms: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PlanRecord:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass(frozen=True)
@@ -468,52 +382,26 @@ class BenchmarkRun:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format_version": self.format_version,
-            "kind": self.kind,
-            "run_id": self.run_id,
-            "created_at": self.created_at,
-            "environment": self.environment.to_dict(),
-            "scenarios": [s.to_dict() for s in self.scenarios],
-            "load": self.load.to_dict() if self.load is not None else None,
-            "settings": self.settings.to_dict() if self.settings is not None else None,
-            "skipped": dict(self.skipped),
-            "depth_scaling": {name: curve.to_dict() for name, curve in self.depth_scaling.items()},
-            "seed_from_cache": self.seed_from_cache,
-            "data_checksum": self.data_checksum,
-            "machine": self.machine.to_dict() if self.machine is not None else None,
-            "plans": [plan.to_dict() for plan in self.plans],
-            "fidelity": self.fidelity.to_dict() if self.fidelity is not None else None,
-            "calibration": [probe.to_dict() for probe in self.calibration],
-            "cpu_time": self.cpu_time,
-        }
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkRun:
-        data = _upgrade(data)
-        return cls(
-            kind=data["kind"],
-            run_id=data["run_id"],
-            created_at=data["created_at"],
-            environment=EnvironmentFingerprint.from_dict(data["environment"]),
-            scenarios=tuple(ScenarioResult.from_dict(s) for s in data.get("scenarios", ())),
-            load=LoadResult.from_dict(data["load"]) if data.get("load") else None,
-            settings=RunSettings.from_dict(data["settings"]) if data.get("settings") else None,
-            skipped={str(k): str(v) for k, v in (data.get("skipped") or {}).items()},
-            depth_scaling={k: DepthCurve.from_dict(v) for k, v in (data.get("depth_scaling") or {}).items()},
-            seed_from_cache=data.get("seed_from_cache"),
-            data_checksum=data.get("data_checksum"),
-            machine=MachineLoad.from_dict(data["machine"]) if data.get("machine") else None,
-            plans=tuple(PlanRecord.from_dict(p) for p in data.get("plans") or ()),
-            fidelity=FidelityReport.from_dict(data["fidelity"]) if data.get("fidelity") else None,
-            calibration=tuple(CalibrationProbe.from_dict(p) for p in data.get("calibration") or ()),
-            cpu_time=str(data.get("cpu_time") or ""),
-            format_version=FORMAT_VERSION,
-        )
+        """The run a document (of any version this chatbench reads) describes, at ``FORMAT_VERSION``."""
+        return from_plain(cls, data)
+
+
+def _current_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A run document of any readable version as the fields of this one (read as ``FORMAT_VERSION``; a null
+    ``cpu_time`` as not measured, as it always has)."""
+    data = _upgrade(data)
+    return {**data, "cpu_time": data.get("cpu_time") or "", "format_version": FORMAT_VERSION}
+
+
+convert.register(BenchmarkRun, first=("format_version",), read=_current_fields)  # the version leads: read first
 
 
 def to_json(run: BenchmarkRun, *, indent: int | None = 1) -> str:
-    return json.dumps(run.to_dict(), indent=indent, sort_keys=False, allow_nan=True)
+    return json.dumps(to_plain(run), indent=indent, sort_keys=False, allow_nan=True)
 
 
 def from_json(text: str) -> BenchmarkRun:
@@ -528,7 +416,10 @@ def from_json(text: str) -> BenchmarkRun:
             "result JSON has no format_version; pass a file written by chatbench "
             "(pytest-benchmark JSON holds its results under benchmarks[].extra_info)"
         )
-    return BenchmarkRun.from_dict(data)
+    try:
+        return from_plain(BenchmarkRun, data)
+    except DocumentError as exc:
+        raise ChatbenchError(f"result file does not read as a run ({exc}); pass a file written by chatbench") from None
 
 
 def write(run: BenchmarkRun, path: str | os.PathLike[str]) -> Path:
@@ -582,17 +473,6 @@ def _notes_to_fields(data: Mapping[str, Any]) -> dict[str, Any]:
     upgraded["plans"] = notes.get("plans") or []
     upgraded["fidelity"] = notes.get("fidelity")
     return upgraded
-
-
-def _plain(value: Any) -> Any:
-    """Mappings/tuples/datetimes to JSON-plain data (fingerprints then compare by content)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
 
 
 def local_platform() -> tuple[str, str]:

@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import binom
+
+from chatbench import convert
+from chatbench.convert import from_plain, to_plain
 
 UNSTABLE_CV = 0.10
 """Coefficient of variation from which a sample set is called unstable (pyperf's rule)."""
@@ -69,17 +72,12 @@ class SampleStats:
         return float(getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["unstable"] = self.unstable
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SampleStats:
-        return cls(**{name: data[name] for name in _FIELD_NAMES})
+        """The document (``chatbench.convert``); kept for the pytest-benchmark history's extra_info."""
+        return to_plain(self)
 
 
-_FIELD_NAMES = tuple(SampleStats.__dataclass_fields__)
-_STAT_NAMES = frozenset(_FIELD_NAMES) - {"rounds"}
+convert.register(SampleStats, derived=("unstable",))  # written for readers that do not recompute it
+_STAT_NAMES = frozenset(SampleStats.__dataclass_fields__) - {"rounds"}
 
 
 def describe(samples_ms: Sequence[float] | np.ndarray) -> SampleStats:
@@ -198,15 +196,22 @@ class GrowthFit:
     slope_log: float  # y units per ln(x) unit
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GrowthFit:
-        """Read a fit back; a number not recorded (an older file) or written as null (NaN in strict JSON)
-        reads as NaN, never invented."""
-        names = ("growth", "r2_linear", "r2_log", "slope_linear", "slope_log")
-        number = {name: math.nan if data.get(name) is None else float(data[name]) for name in names}
-        return cls(data.get("growth_class", "unknown"), int(data.get("points", 0)), **number)
+        return from_plain(cls, data)
+
+
+def _growth_fit_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A number not recorded (an older file) or written as null (NaN in strict JSON) reads as NaN, never invented;
+    a fit without a class or point count (an older file) reads as ``unknown`` over 0 points."""
+    numbers = ("growth", "r2_linear", "r2_log", "slope_linear", "slope_log")
+    return {"growth_class": "unknown", "points": 0, **data,
+            **{name: math.nan for name in numbers if data.get(name) is None}}
+
+
+convert.register(GrowthFit, read=_growth_fit_fields)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:

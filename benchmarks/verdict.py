@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from chatbench.benchmarks.stats import PERCENTILE_CONFIDENCE, percentile_interval, rounds_needed
+
+from chatbench.convert import from_plain, to_plain
 
 Decision = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 Floor = Literal["cpu", "round trip"]
@@ -86,11 +88,11 @@ class LatencyJudgement:
                 f"the interval {self.interval()} holds the target")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencyJudgement:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        return from_plain(cls, data)
 
 
 def judge_target(

@@ -23,7 +23,7 @@ from types import ModuleType
 
 from chatbench import __version__, commands
 from chatbench.errors import ChatbenchError
-from chatbench.settings import MACHINE_SETTINGS, SPECS, Settings, default, env_var, option, resolve
+from chatbench.settings import DECLARATIONS, MACHINE_SETTINGS, Settings, default, env_var, option, resolve
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -38,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _help(name: str, command: str) -> str:
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     value = default(name, command)
     shown = ",".join(value) if isinstance(value, tuple) else value
     parts = [spec.help.replace("%", "%%")]
@@ -51,13 +51,13 @@ def _help(name: str, command: str) -> str:
 
 
 def _metavar(name: str) -> str:
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     return spec.metavar or {"int": "N", "float": "X"}.get(spec.kind, name.upper())
 
 
 def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, command: str) -> None:
     """One option from its declaration; the raw value is parsed and checked by ``settings.resolve``."""
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     flag = option(name)
     if spec.kind == "bool":
         parser.add_argument(flag, dest=name, action="store_const", const=not spec.negated, default=None,

@@ -56,7 +56,7 @@ def _cores() -> int:
 
 
 @dataclass(frozen=True)
-class Spec:
+class Declaration:
     """How one setting is spelled, parsed and checked (everything but its name and default)."""
 
     help: str
@@ -80,8 +80,20 @@ class Spec:
 
 
 def setting(default: Any, help: str, **spec: Any) -> Any:
-    """A ``Settings`` field carrying its ``Spec`` (the one declaration of a setting)."""
-    return field(default=default, metadata={"spec": Spec(help=help, **spec)})
+    """A ``Settings`` field carrying its ``Declaration`` (the one declaration of a setting)."""
+    return field(default=default, metadata={"spec": Declaration(help=help, **spec)})
+
+
+def _result_file_or_history(value: str) -> str | None:
+    """``--baseline``: a result file chatbench wrote, or ``history:BRANCH`` (that branch's runs in the store)."""
+    if value.startswith("history:"):
+        return None if value.removeprefix("history:") else "give the branch after history:, e.g. history:main"
+    path = Path(value)
+    if not path.is_file():
+        return "no such file; give an existing signoff.json or results JSON, or history:BRANCH"
+    if not os.access(path, os.R_OK):
+        return "not readable; fix its permissions"
+    return None
 
 
 def _shell_words(value: str) -> str | None:
@@ -324,8 +336,9 @@ class Settings:
     results: str | None = setting(
         None, "chatbench results JSON", kind="path", output="file", metavar="FILE",
         defaults={"bench": "out/bench-run.json", "load": "out/load-run.json"})
-    baseline: str | None = setting(None, "compare with this signoff.json or results JSON", kind="path",
-                                   must_exist="file", metavar="FILE")
+    baseline: str | None = setting(
+        None, "compare with this signoff.json or results JSON, or history:BRANCH (the median of the branch's "
+        "last runs in --history)", check=_result_file_or_history, metavar="FILE|history:BRANCH")
     label: str | None = setting(None, "with a multi-server signoff.json: the server label to compare")
     min_effect: float = setting(0.10, "smallest relative change called a regression or improvement",
                                 kind="float", above=0, maximum=10)
@@ -357,19 +370,19 @@ class Settings:
         return self.sources.get(name, "default")
 
 
-SPECS: dict[str, Spec] = {f.name: f.metadata["spec"] for f in fields(Settings) if "spec" in f.metadata}
-MACHINE_SETTINGS = tuple(name for name, spec in SPECS.items() if not spec.cli)
+DECLARATIONS: dict[str, Declaration] = {f.name: f.metadata["spec"] for f in fields(Settings) if "spec" in f.metadata}
+MACHINE_SETTINGS = tuple(name for name, spec in DECLARATIONS.items() if not spec.cli)
 """Settings of the machine (environment or file only), read where needed: every command checks them up front."""
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(Settings) if "spec" in f.metadata}
 
 
 def option(name: str) -> str:
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     return spec.flag if spec.flag is not None else "--" + name.replace("_", "-")
 
 
 def pytest_option(name: str) -> str:
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     base = spec.flag[2:] if spec.flag is not None and spec.flag.startswith("--") else name.replace("_", "-")
     return "--chatbench-" + base
 
@@ -379,7 +392,7 @@ def env_var(name: str) -> str:
 
 
 def default(name: str, command: str | None = None) -> Any:
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     if command is not None and command in spec.defaults:
         return spec.defaults[command]
     return _DEFAULTS[name]
@@ -428,8 +441,8 @@ def read_file(cwd: Path | None = None) -> FileSettings:
             if name in FILE_TABLES and isinstance(value, dict):
                 tables[name] = value
                 continue
-            if name not in SPECS:
-                raise ConfigError(f"{label}: unknown key {key!r}; allowed: {', '.join(sorted(SPECS))}")
+            if name not in DECLARATIONS:
+                raise ConfigError(f"{label}: unknown key {key!r}; allowed: {', '.join(sorted(DECLARATIONS))}")
             if name in values:
                 raise ConfigError(f"{label}: {key!r} is given twice (hyphen and underscore spelling); keep one")
             values[name] = value
@@ -444,7 +457,7 @@ def _where(name: str, source: str, raw: Any, file: FileSettings, spelling: Calla
     text = ",".join(map(str, raw)) if isinstance(raw, list | tuple) else raw if isinstance(raw, str) else repr(raw)
     shown = redact(text)
     if source == "argument":
-        return spelling(name) if SPECS[name].kind == "bool" else f"{spelling(name)} {shown}"
+        return spelling(name) if DECLARATIONS[name].kind == "bool" else f"{spelling(name)} {shown}"
     if source == "environment":
         return f"{env_var(name)}={shown}"
     if source == "file":
@@ -453,7 +466,7 @@ def _where(name: str, source: str, raw: Any, file: FileSettings, spelling: Calla
 
 
 def _fix(name: str) -> str:
-    return f"see `{option(name)}` in --help" if SPECS[name].cli else f"see {env_var(name)} in the README"
+    return f"see `{option(name)}` in --help" if DECLARATIONS[name].cli else f"see {env_var(name)} in the README"
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -461,7 +474,7 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 def _parse(name: str, raw: Any, where: str) -> Any:
     """Turn a raw value (a string from the command line or environment, a TOML value) into its type."""
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     kind = spec.kind
     if kind == "list":
         if isinstance(raw, str):
@@ -496,7 +509,7 @@ def _parse(name: str, raw: Any, where: str) -> Any:
 
 
 def _check(name: str, value: Any, where: str) -> None:
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     if value is None:
         return
     if spec.choices and value not in spec.choices:
@@ -519,7 +532,7 @@ def _check(name: str, value: Any, where: str) -> None:
             raise ConfigError(f"{where}: {problem}")
 
 
-def _check_path(path: Path, spec: Spec, where: str) -> None:
+def _check_path(path: Path, spec: Declaration, where: str) -> None:
     if spec.must_exist == "file":
         if not path.is_file():
             raise ConfigError(f"{where}: no such file; give an existing file")
@@ -571,12 +584,12 @@ def resolve(
     """
     environ = os.environ if env is None else env
     given = {} if given is None else given
-    unknown = sorted(set(given) - set(SPECS))
+    unknown = sorted(set(given) - set(DECLARATIONS))
     if unknown:
         raise ValueError(f"not settings: {unknown}")  # a programming error, not a user's
     file = read_file(cwd)
-    wanted = list(SPECS) if names is None else list(names)
-    values: dict[str, Any] = {name: default(name, command) for name in SPECS}
+    wanted = list(DECLARATIONS) if names is None else list(names)
+    values: dict[str, Any] = {name: default(name, command) for name in DECLARATIONS}
     sources: dict[str, str] = {}
     for name in wanted:
         if given.get(name) is not None:
@@ -637,7 +650,7 @@ def add_pytest_options(parser: Any, names: Iterable[str]) -> None:
     group = parser.getgroup("chatbench", "chatbench (also from CHATBENCH_* variables, chatbench.toml or "
                                          "[tool.chatbench] in pyproject.toml)")
     for name in names:
-        spec = SPECS[name]
+        spec = DECLARATIONS[name]
         text = f"{spec.help.replace('%', '%%')}; env {env_var(name)}"
         dest = f"chatbench_{name}"
         if spec.kind == "bool":

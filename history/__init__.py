@@ -5,26 +5,37 @@ Why its own layer, between the top and ``reports``: it reads the result files th
 sign-off, bench and rehearse commands (the top) record into it; ``reports`` renders one run or one
 comparison and never needs the history, so nothing below imports it.
 
-Runs enter the store through ``chatbench history add RESULT.json``. The sign-off, bench and rehearse
-commands do not record into it yet, and ``--baseline history:BRANCH`` is not an option yet: the one call
-each would make is here (``record_file`` / ``record_run`` after a run wrote its result,
-``baseline_from_history`` for the baseline).
+Runs enter the store through ``chatbench history add RESULT.json``, and from ``chatbench signoff`` and
+``chatbench bench`` given ``--history``: each calls ``record_file`` on the result document it wrote, so
+there is one way into the store. ``signoff --baseline history:BRANCH`` takes its baseline from
+``baseline_from_history``: the median run of the branch's last ``BASELINE_RUNS``, compared with the
+current run by ``chatbench.reports.compare`` as a baseline file would be.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatbench.benchmarks.results import BenchmarkRun
-from chatbench.history.records import Provenance, measurements, run_record
+from chatbench.history.records import Provenance, decode_run, encode_run, measurements, run_record
 from chatbench.history.store import StoredValue, opened
 
-__all__ = ["Added", "HistoryBaseline", "baseline_from_history", "record_file", "record_run"]
+__all__ = ["Added", "BaselineRun", "HistoryBaseline", "baseline_from_history", "is_history_baseline", "record_file",
+           "record_run"]
 
 BASELINE_PREFIX = "history:"
 BASELINE_RUNS = 10
-"""Runs of the branch a ``history:BRANCH`` baseline takes (the last N)."""
+"""Runs of the branch (per server label) a ``history:BRANCH`` baseline is chosen from: the last N.
+
+Why 10: enough that one outlier run (a busy runner) is never the median, few enough that a baseline
+still follows a branch that moved on purpose a dozen merges ago."""
+BASELINE_METRICS = ("cpu_p10", "wall_p50")
+"""What "the median run" is the median of, per scenario: CPU time p10 when every candidate recorded it
+(what ``compare`` judges), else wall p50."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,7 @@ def record_run(location: str, run: BenchmarkRun, label: str, provenance: Provena
     """Append one run to the store at ``location`` (one transaction; a run already there is left alone)."""
     values = measurements(run)
     with opened(location) as store:
-        new = store.add(run_record(run, label, provenance), values)
+        new = store.add(run_record(run, label, provenance), values, encode_run(run))
     return Added(label, run.run_id, len(values), new)
 
 
@@ -50,28 +61,115 @@ def record_file(location: str, path: str | Path, provenance: Provenance) -> tupl
     return tuple(record_run(location, run, label, provenance) for label, run in read_runs(path))
 
 
+def is_history_baseline(spec: str) -> bool:
+    """``--baseline history:BRANCH`` rather than a result file."""
+    return spec.startswith(BASELINE_PREFIX)
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """The run of one server label chosen as the baseline, and what it was chosen from."""
+
+    label: str
+    run: BenchmarkRun
+    commit: str
+    recorded_at: str
+    candidates: int  # runs of this label with a stored document it is the median of
+
+    def describe(self) -> str:
+        commit = self.commit[:10] or "unknown commit"
+        return (f"{self.label}: run {self.run.run_id} ({commit}, {self.recorded_at}), the median of the last "
+                f"{self.candidates}")
+
+
 @dataclass(frozen=True)
 class HistoryBaseline:
-    """The last runs of a branch, per (scenario, metric): what ``--baseline history:BRANCH`` judges against."""
+    """The last runs of a branch, per (scenario, metric), and the median run of each server label among them:
+    what ``--baseline history:BRANCH`` judges against."""
 
     branch: str
     runs: int
     rows: tuple[StoredValue, ...]
+    chosen: tuple[BaselineRun, ...] = ()
+    store: str = ""
 
     def series(self, scenario: str, metric: str) -> list[float]:
         return [r.measurement.value for r in self.rows
                 if r.measurement.scenario == scenario and r.measurement.metric == metric]
 
+    def pairs(self) -> tuple[tuple[str, BenchmarkRun], ...]:
+        """(label, run) as a baseline file gives them (``chatbench.reports.inputs.read_runs``)."""
+        return tuple((c.label, c.run) for c in self.chosen)
 
-def baseline_from_history(location: str, spec: str, *, runs: int = BASELINE_RUNS) -> HistoryBaseline:
-    """``history:BRANCH`` -> the last ``runs`` runs recorded on BRANCH (refused in one line when none)."""
-    from chatbench.errors import ChatbenchError
+    def describe(self) -> str:
+        return (f"{BASELINE_PREFIX}{self.branch} in {self.store}: "
+                + "; ".join(c.describe() for c in self.chosen))
+
+
+def baseline_from_history(location: str, spec: str, *, runs: int = BASELINE_RUNS,
+                          profile: str | None = None) -> HistoryBaseline:
+    """``history:BRANCH`` -> the last ``runs`` runs recorded on BRANCH per server label (of ``profile`` when
+    given), and the median one of each label; refused in one line when there is none."""
+    from chatbench.errors import ChatbenchError, redact
 
     branch = spec.removeprefix(BASELINE_PREFIX) or "main"
     with opened(location) as store:
+        name = redact(store.name)
         rows = store.values(branch=branch)
-    kept = set(list(dict.fromkeys(r.run.run_key for r in rows))[-runs:])
-    if not kept:
-        raise ChatbenchError(f"--baseline {spec}: the history store has no run on branch {branch!r}; add runs with "
-                             "--history, or give a branch it has")
-    return HistoryBaseline(branch, len(kept), tuple(r for r in rows if r.run.run_key in kept))
+        if not rows:
+            raise ChatbenchError(f"--baseline {spec}: the history store {name} has no run on branch {branch!r}; "
+                                 "add runs with --history, or give a branch it has")
+        if profile is not None:
+            profiles = sorted({r.run.profile for r in rows})
+            rows = [r for r in rows if r.run.profile == profile]
+            if not rows:
+                raise ChatbenchError(f"--baseline {spec}: branch {branch!r} in {name} has runs of profile "
+                                     f"{', '.join(profiles)}, none of {profile}; sign off with --profile "
+                                     f"{profiles[0]}, or record {profile} runs first")
+        labels: dict[str, list[str]] = {}
+        for row in rows:
+            keys = labels.setdefault(row.run.label, [])
+            if row.run.run_key not in keys:
+                keys.append(row.run.run_key)
+        kept = {key for keys in labels.values() for key in keys[-runs:]}
+        documents = store.documents(sorted(kept))
+    rows = [r for r in rows if r.run.run_key in kept]
+    chosen = []
+    for label, keys in labels.items():
+        candidates = [k for k in keys[-runs:] if k in documents]
+        if not candidates:
+            continue
+        key = median_run(rows, candidates)
+        record = next(r.run for r in rows if r.run.run_key == key)
+        chosen.append(BaselineRun(label, decode_run(documents[key]), record.commit, record.recorded_at,
+                                  len(candidates)))
+    if not chosen:
+        raise ChatbenchError(f"--baseline {spec}: the runs on branch {branch!r} in {name} were added by an older "
+                             "chatbench, without their result document; add new runs with --history (or "
+                             "`history add` their result files again into a new store)")
+    return HistoryBaseline(branch, len(kept), tuple(rows), tuple(chosen), name)
+
+
+def median_run(rows: Sequence[StoredValue], candidates: Sequence[str]) -> str:
+    """The candidate run closest to the per-scenario medians: for every scenario, the median of the
+    candidates' ``BASELINE_METRICS`` value; a run's distance is the median over scenarios of
+    ``|ln(value / median)|``; the smallest wins, the latest on a tie. One busy-runner outlier is never
+    picked, and the run is a real one (raw samples, noise probes and all) for the comparison."""
+    wanted = set(candidates)
+    values: dict[tuple[str, str], dict[str, float]] = {}
+    for row in rows:
+        m = row.measurement
+        if row.run.run_key in wanted and m.metric in BASELINE_METRICS and m.value > 0:
+            values.setdefault((m.scenario, m.metric), {})[row.run.run_key] = m.value
+    per_scenario: dict[str, dict[str, float]] = {}
+    for metric in reversed(BASELINE_METRICS):  # the preferred metric last: it overrides
+        for (scenario, name), by_run in values.items():
+            if name == metric and len(by_run) == len(wanted):
+                per_scenario[scenario] = by_run
+    distances: dict[str, list[float]] = {key: [] for key in candidates}
+    for by_run in per_scenario.values():
+        middle = statistics.median(by_run.values())
+        for key, value in by_run.items():
+            distances[key].append(abs(math.log(value / middle)))
+    order = {key: i for i, key in enumerate(candidates)}
+    return min(candidates, key=lambda k: (statistics.median(distances[k]) if distances[k] else 0.0, -order[k]))

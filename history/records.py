@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from chatbench.benchmarks.results import BenchmarkRun, PlanRecord, ScenarioResult
+from chatbench.benchmarks.results import BenchmarkRun, PlanRecord, ScenarioResult, from_json, to_json
 from chatbench.benchmarks.stats import percentile_interval
 from chatbench.reports.compare_stats import load_per_cpu
 
@@ -45,7 +46,7 @@ class RunRecord:
     commit: str
     branch: str
     recorded_at: str  # ISO 8601 UTC: when the run measured
-    machine: str  # fingerprint: host, CPU model and count, backend, platform
+    machine: str  # fingerprint: CPU model and count, backend, platform (see machine_fingerprint)
     pg_version: str
     profile: str
     data_checksum: str
@@ -67,8 +68,10 @@ class Measurement:
 
 
 def machine_fingerprint(run: BenchmarkRun) -> str:
+    """The kind of machine a run measured on. The host name is left out: CI runners of one kind get a new
+    host name per job, and a series per job is no series; the host stays in each run's document."""
     env = run.environment
-    parts = [env.hostname, env.cpu_model, str(env.cpu_count), env.backend, env.platform]
+    parts = [env.cpu_model, str(env.cpu_count), env.backend, env.platform]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
@@ -132,3 +135,13 @@ def _percentile(samples: tuple[float, ...], percent: float) -> float:
     import numpy as np
 
     return float(np.percentile(np.asarray(samples, dtype=float), percent))
+
+
+def encode_run(run: BenchmarkRun) -> bytes:
+    """The run's result document as the store keeps it: compact JSON, zlib-compressed (raw samples compress
+    about 5x)."""
+    return zlib.compress(to_json(run, indent=None).encode("utf-8"), 6)
+
+
+def decode_run(document: bytes) -> BenchmarkRun:
+    return from_json(zlib.decompress(document).decode("utf-8"))

@@ -2,8 +2,13 @@
 
 One schema for both (``TABLES``), so a team can move from a cached SQLite file to a shared PostgreSQL
 database without a second code path. Rows are only ever inserted: a run is added in one transaction
-(its record and every measurement, or nothing), so a writer killed half-way leaves no trace, and
-adding the same run again changes nothing (``run_key`` is unique).
+(its record, every measurement and its result document, or nothing), so a writer killed half-way
+leaves no trace, and adding the same run again changes nothing (``run_key`` is unique).
+
+Why the whole run is kept too (``chatbench_history_documents``, zlib-compressed JSON, about 100 KB
+for a smoke bench): ``signoff --baseline history:BRANCH`` compares with a stored run through the same
+comparison as ``compare``, which works on the raw samples and the noise probes, not on the summary
+values the series hold.
 
 Concurrent writers: SQLite in WAL mode, every write transaction ``BEGIN IMMEDIATE`` with a busy
 timeout (writers queue instead of failing with "database is locked"); PostgreSQL serialises the
@@ -17,7 +22,7 @@ is refused with one line naming the fix; nothing is written to it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -47,14 +53,14 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, Operati
 from chatbench.errors import ChatbenchError, register_secret
 
 KIND = "chatbench-history"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Format history (bump on any change a reader must know about, and add the step to ``MIGRATIONS``):
 
 - 1 (2026-12-06): ``chatbench_history_runs`` (one row per run and server) and
   ``chatbench_history_values`` (one row per run, scenario and metric: value, interval, plan hash).
+- 2 (2026-12-06): ``chatbench_history_documents`` (one row per run: its result document, for
+  ``--baseline history:BRANCH``). Runs added by version 1 have none and are never a baseline.
 """
-MIGRATIONS: dict[int, str] = {}
-"""Version -> the SQL bringing a store of that version to the next (none yet: version 1 is the first)."""
 SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 60.0
 ADVISORY_LOCK = 0x63686272  # "chbr": serialises schema creation between PostgreSQL writers
@@ -96,7 +102,24 @@ values_table = Table(
     Column("plan_hash", String(64), nullable=False),
     Index("ix_chatbench_history_values_series", "scenario", "metric", "run"),
 )
-TABLES = (meta_table.name, runs_table.name, values_table.name)
+documents_table = Table(
+    "chatbench_history_documents", metadata,
+    Column("run", Integer, ForeignKey("chatbench_history_runs.id"), primary_key=True, autoincrement=False),
+    Column("encoding", String(32), nullable=False),
+    Column("document", LargeBinary, nullable=False),
+)
+TABLES = (meta_table.name, runs_table.name, values_table.name, documents_table.name)
+DOCUMENT_ENCODING = "json+zlib"
+"""How a stored document is encoded (``chatbench.history.records.encode_run``)."""
+
+
+def _add_documents(conn: Connection) -> None:
+    documents_table.create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_documents}
+"""Version -> the step bringing a store of that version to the next, in the transaction that opened it
+(SQLAlchemy DDL, so one step serves SQLite and PostgreSQL)."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +167,9 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def add(self, record: RunRecord, values: Sequence[Measurement]) -> bool:
-        """Append one run and its values in one transaction; False when the run was already there."""
+    def add(self, record: RunRecord, values: Sequence[Measurement], document: bytes | None = None) -> bool:
+        """Append one run, its values and its encoded result document in one transaction; False when the run
+        was already there."""
         row = {f.name: getattr(record, f.name) for f in fields(record)}
         try:
             with self.engine.begin() as conn:
@@ -157,6 +181,9 @@ class Store:
                 if values:
                     conn.execute(insert(values_table), [
                         {"run": run_id, **{f.name: getattr(v, f.name) for f in fields(v)}} for v in values])
+                if document is not None:
+                    conn.execute(insert(documents_table).values(run=run_id, encoding=DOCUMENT_ENCODING,
+                                                                document=document))
         except IntegrityError:
             return False  # another writer added the same run between our check and our insert
         except OperationalError as exc:
@@ -182,6 +209,16 @@ class Store:
         return [StoredValue(RunRecord(**{n: row[runs_table.c[n]] for n in record_names}),
                             Measurement(**{n: row[values_table.c[n]] for n in value_names}),
                             int(row[runs_table.c.id])) for row in rows]
+
+    def documents(self, run_keys: Sequence[str]) -> dict[str, bytes]:
+        """``run_key`` -> the run's encoded result document, for the runs that have one (added by format 2+)."""
+        if not run_keys:
+            return {}
+        query = (select(runs_table.c.run_key, documents_table.c.document)
+                 .join(documents_table, documents_table.c.run == runs_table.c.id)
+                 .where(runs_table.c.run_key.in_(list(run_keys)), documents_table.c.encoding == DOCUMENT_ENCODING))
+        with self.engine.connect() as conn:
+            return {str(key): bytes(document) for key, document in conn.execute(query).all()}
 
     def run_count(self) -> int:
         with self.engine.connect() as conn:
@@ -285,8 +322,7 @@ def _migrate(conn: Connection, name: str, version: int) -> None:
             raise ChatbenchError(f"--history {name}: format {version} is older than this chatbench reads "
                                  f"({FORMAT_VERSION}) and has no migration; move it aside and re-add the result "
                                  "files with `chatbench history add`")
-        for statement in filter(None, (s.strip() for s in step.split(";"))):
-            conn.exec_driver_sql(statement)
+        step(conn)
         version += 1
     conn.execute(meta_table.update().where(meta_table.c.key == "format_version").values(value=str(version)))
 

@@ -1,8 +1,10 @@
 """The seeded-snapshot cache: a verified seed is kept and served again for the same key.
 
 The key hashes everything the contents depend on: schema fingerprint, spec, seed, order, the
-server's version, the generator's version and the versions of Faker and numpy (their streams
-define the text and the numbers).
+server's version, the generator's version, the generator's own source (every module of
+``chatbench.loadgen``: a change to how rows are made or how the recorded checksum is computed must
+never be served a snapshot made by the code before it, and a version number bumped by hand is
+forgotten) and the versions of Faker and numpy (their streams define the text and the numbers).
 
 Two stores, one contract (``fetch`` returns a ``SeedResult`` with ``from_cache=True`` or None;
 ``save`` publishes only a verified seed, atomically):
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -45,6 +48,20 @@ from chatbench.provision.server import Server
 GENERATOR_VERSION = 6  # bump whenever the generated contents (or their physical state) change
 
 
+def source_digest(package: Path) -> str:
+    """A digest of every module in ``package`` (names and bytes)."""
+    digest = hashlib.sha256()
+    for module in sorted(package.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def generator_source_digest() -> str:
+    """This package's digest: the code that makes the rows and records their checksum."""
+    return source_digest(Path(__file__).parent)
+
+
 def cache_key(server: Server, spec: Spec, seed: int, order: str, *, schema: str | None = None) -> str:
     """``schema`` names the schema seeded (default: the canonical models' fingerprint)."""
     import faker
@@ -54,6 +71,7 @@ def cache_key(server: Server, spec: Spec, seed: int, order: str, *, schema: str 
         "schema": schema if schema is not None else canonical_fingerprint(),
         "spec": spec.to_dict(), "seed": seed, "order": order,
         "server_version_num": server.version_num, "generator": GENERATOR_VERSION,
+        "generator_source": generator_source_digest(),
         "faker": faker.VERSION, "numpy": numpy.__version__,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from chatbench.loadgen.pools import LONG_TITLES, TITLES
-from chatbench.loadgen.spec import Spec
+from chatbench.loadgen.spec import ConversationsSpec, Spec
 
 from chatbench.provision.owner import STAGING_PREFIX, Lease
 from chatbench.provision.paths import run_root
@@ -563,59 +563,24 @@ def _build(
     on_inputs: Callable[[RenderInputs, Path], None] | None,
     on_bucket: BucketReady | None,
 ) -> Plan:
+    """Draw the plan in steps; every step draws from one stream in a fixed order (the order is the data:
+    moving a draw changes every row after it). Temporaries are deleted as soon as they are used: at
+    ``release`` scale they are the process's peak memory."""
     rng = np.random.default_rng([seed, _PLAN_STREAM])
-    c_spec, w_spec = spec.conversations, spec.whales
-    n_conv, n_users = c_spec.count, spec.users.count
-    whale_sizes = np.array(spec.whale_sizes(), dtype=np.int64)
-    others = _allocate(
-        rng, spec.messages.count - int(whale_sizes.sum()), n_conv - w_spec.count,
-        c_spec.messages_median, c_spec.messages_sigma, c_spec.messages_max,
-    )
-    whale_pos = rng.choice(n_conv, w_spec.count, replace=False)
-    is_whale = np.zeros(n_conv, dtype=bool)
-    is_whale[whale_pos] = True
-    n = np.empty(n_conv, dtype=np.int64)
-    n[whale_pos] = whale_sizes
-    n[~is_whale] = others
-    del others
+    n_conv, n_users = spec.conversations.count, spec.users.count
+    n, is_whale = _conversation_sizes(rng, spec)
     owner = _owners(rng, n_users, n_conv, spec.users.heavy, spec.users.heavy_share)
-
-    t0 = to_pg_us(spec.start_datetime)
-    span = spec.time.days * DAY_US
-    # Growth: more conversations start late in the period than early.
-    start = t0 + (np.sqrt(rng.random(n_conv)) * span).astype(np.int64)
-    duration = (np.exp(rng.normal(np.log(1800.0), 1.3, n_conv)) * np.sqrt(n) * US).astype(np.int64)
-    duration = np.clip(duration, 60 * US, span // 4)
-    duration[is_whale] = (rng.uniform(0.3, 0.9, w_spec.count) * span).astype(np.int64)
-    start = np.minimum(start, t0 + span - duration)
+    t0, span = to_pg_us(spec.start_datetime), spec.time.days * DAY_US
+    start, duration = _conversation_spans(rng, spec, n, is_whale, t0, span)
 
     by_start = np.argsort(start, kind="stable")  # conversation ids in creation order
     n, owner, start = n[by_start], owner[by_start], start[by_start]
     duration, is_whale = duration[by_start], is_whale[by_start]
     del by_start
 
-    first_conv = np.full(n_users, t0 + span, dtype=np.int64)
-    np.minimum.at(first_conv, owner, start)
-    lead = (rng.exponential(20.0, n_users) * DAY_US).astype(np.int64)
-    idle = first_conv == t0 + span
-    user_created = np.where(idle, t0 + (rng.random(n_users) * span).astype(np.int64), first_conv - lead - US)
-    del first_conv, lead, idle
-    by_created = np.argsort(user_created, kind="stable")
-    user_rank = np.empty(n_users, dtype=np.int64)
-    user_rank[by_created] = np.arange(n_users)
-    conv_user = (user_rank[owner] + 1).astype(np.int32)  # users are numbered in creation order
-    del owner, user_rank
-
-    titles = rng.random(n_conv)
-    title = np.where(
-        titles < c_spec.untitled_share, -1,
-        np.where(
-            titles < c_spec.untitled_share + c_spec.long_title_share,
-            TITLES + rng.integers(0, LONG_TITLES, n_conv),
-            rng.integers(0, TITLES, n_conv),
-        ),
-    ).astype(np.int32)
-    del titles
+    user_created, conv_user = _users(rng, n_users, owner, start, t0, span)
+    del owner
+    title = _titles(rng, spec.conversations, n_conv)
     system = rng.random(n_conv) < spec.messages.system_share
 
     total = int(n.sum())
@@ -633,18 +598,80 @@ def _build(
     offsets = tuple(int(x) for x in np.concatenate([[0], np.cumsum(spill.counts)]))
     skeleton = Skeleton(directory, offsets, sort=order == "time")
 
-    whale_ids = np.flatnonzero(is_whale)
-    whale_ids = whale_ids[np.argsort(-n[whale_ids], kind="stable")] + 1
-    whales = tuple(int(w) for w in whale_ids)
-    conv_offsets = np.concatenate([[0], np.cumsum(n)])
-    picks = _tie_picks(ties, order, whales, skeleton, conv_offsets)
-    del ties, conv_offsets
+    whales = _whales_largest_first(n, is_whale)
+    picks = _tie_picks(ties, order, whales, skeleton, np.concatenate([[0], np.cumsum(n)]))
+    del ties
     return Plan(
         spec=spec, seed=seed, order=order,
-        user_created=user_created[by_created],
+        user_created=user_created,
         user_name=rng.integers(0, 1 << 30, n_users).astype(np.int32),
         user_domain=rng.integers(0, 1 << 30, n_users).astype(np.int32),
         conv_user=conv_user,
         conv_created=start, conv_updated=updated, conv_title=title, conv_messages=n.astype(np.int32),
         conv_system=system, whale_ids=whales, skeleton=skeleton, tie_picks=picks, lease=held,
     )
+
+
+def _conversation_sizes(rng: np.random.Generator, spec: Spec) -> tuple[np.ndarray, np.ndarray]:
+    """Messages per conversation (heavy-tailed, the whales' sizes fixed by the spec) and which are whales."""
+    c_spec, w_spec = spec.conversations, spec.whales
+    whale_sizes = np.array(spec.whale_sizes(), dtype=np.int64)
+    others = _allocate(
+        rng, spec.messages.count - int(whale_sizes.sum()), c_spec.count - w_spec.count,
+        c_spec.messages_median, c_spec.messages_sigma, c_spec.messages_max,
+    )
+    whale_pos = rng.choice(c_spec.count, w_spec.count, replace=False)
+    is_whale = np.zeros(c_spec.count, dtype=bool)
+    is_whale[whale_pos] = True
+    n = np.empty(c_spec.count, dtype=np.int64)
+    n[whale_pos] = whale_sizes
+    n[~is_whale] = others
+    return n, is_whale
+
+
+def _conversation_spans(rng: np.random.Generator, spec: Spec, n: np.ndarray, is_whale: np.ndarray, t0: int,
+                        span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each conversation's start and duration (µs): more start late in the period than early (growth);
+    longer conversations last longer; whales span a large part of the period."""
+    n_conv = len(n)
+    start = t0 + (np.sqrt(rng.random(n_conv)) * span).astype(np.int64)
+    duration = (np.exp(rng.normal(np.log(1800.0), 1.3, n_conv)) * np.sqrt(n) * US).astype(np.int64)
+    duration = np.clip(duration, 60 * US, span // 4)
+    duration[is_whale] = (rng.uniform(0.3, 0.9, spec.whales.count) * span).astype(np.int64)
+    return np.minimum(start, t0 + span - duration), duration
+
+
+def _users(rng: np.random.Generator, n_users: int, owner: np.ndarray, start: np.ndarray, t0: int,
+           span: int) -> tuple[np.ndarray, np.ndarray]:
+    """Users' creation times in creation order, and each conversation's user id (users are numbered in
+    creation order). A user joins a while before their first conversation; one without any joins at a
+    random time."""
+    first_conv = np.full(n_users, t0 + span, dtype=np.int64)
+    np.minimum.at(first_conv, owner, start)
+    lead = (rng.exponential(20.0, n_users) * DAY_US).astype(np.int64)
+    idle = first_conv == t0 + span
+    user_created = np.where(idle, t0 + (rng.random(n_users) * span).astype(np.int64), first_conv - lead - US)
+    del first_conv, lead, idle
+    by_created = np.argsort(user_created, kind="stable")
+    user_rank = np.empty(n_users, dtype=np.int64)
+    user_rank[by_created] = np.arange(n_users)
+    return user_created[by_created], (user_rank[owner] + 1).astype(np.int32)
+
+
+def _titles(rng: np.random.Generator, c_spec: ConversationsSpec, n_conv: int) -> np.ndarray:
+    """Each conversation's title index: -1 untitled, a long title, or a short one, in the spec's shares."""
+    draws = rng.random(n_conv)
+    return np.where(
+        draws < c_spec.untitled_share, -1,
+        np.where(
+            draws < c_spec.untitled_share + c_spec.long_title_share,
+            TITLES + rng.integers(0, LONG_TITLES, n_conv),
+            rng.integers(0, TITLES, n_conv),
+        ),
+    ).astype(np.int32)
+
+
+def _whales_largest_first(n: np.ndarray, is_whale: np.ndarray) -> tuple[int, ...]:
+    """The whales' conversation ids (1-based, creation order), largest first."""
+    whale_ids = np.flatnonzero(is_whale)
+    return tuple(int(w) for w in whale_ids[np.argsort(-n[whale_ids], kind="stable")] + 1)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from chatbench.convert import from_plain, to_plain
+
 if TYPE_CHECKING:
     from chatbench.provision.server import Server
 
@@ -57,14 +59,6 @@ class SeedParameters:
     light_users: tuple[UserRef, ...]  # one or two conversations
     tie_cursors: tuple[TieCursor, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        data = asdict(self)
-        for cursor in data["tie_cursors"]:
-            cursor["created_at"] = cursor["created_at"].isoformat()
-        return data
-
 
 @dataclass(frozen=True)
 class SeedResult:
@@ -92,31 +86,14 @@ class SeedResult:
         return server.with_database(self.database, owns_database=True)
 
 
-# --- JSON round trip (added for the seeded-snapshot cache's meta.json and for reports) -------------
-
-def _params_from_json(data: Mapping[str, Any]) -> SeedParameters:
-    return SeedParameters(
-        whales=tuple(ConversationRef(**c) for c in data["whales"]),
-        small_conversations=tuple(ConversationRef(**c) for c in data["small_conversations"]),
-        heavy_users=tuple(UserRef(**u) for u in data["heavy_users"]),
-        light_users=tuple(UserRef(**u) for u in data["light_users"]),
-        tie_cursors=tuple(
-            TieCursor(**{**t, "created_at": datetime.fromisoformat(t["created_at"])}) for t in data["tie_cursors"]
-        ),
-    )
-
+# --- the seeded-snapshot cache's meta.json and the test session's template record --------------------
+# Both are the converter's document of a ``SeedResult`` (``chatbench.convert``: fields by name, datetimes as
+# ISO 8601); the two names stay for the callers that store one (loadgen.cache, chatbench.testing.session).
 
 def seed_result_to_json(result: SeedResult) -> dict[str, Any]:
-    """Plain JSON data of a ``SeedResult`` (datetimes as ISO 8601)."""
-    return {
-        "database": result.database, "profile": result.profile, "spec": dict(result.spec), "seed": result.seed,
-        "order": result.order, "counts": dict(result.counts), "checksum": result.checksum,
-        "timings": dict(result.timings), "from_cache": result.from_cache, "cache_key": result.cache_key,
-        "created_at_correlation": result.created_at_correlation, "params": result.params.to_json(),
-        "extra": dict(result.extra),
-    }
+    return to_plain(result)
 
 
 def seed_result_from_json(data: Mapping[str, Any]) -> SeedResult:
-    """The inverse of ``seed_result_to_json``."""
-    return SeedResult(**{**data, "params": _params_from_json(data["params"])})
+    """``DocumentError`` (a ``ValueError``) when ``data`` is not a seed result's document."""
+    return from_plain(SeedResult, data)

@@ -419,7 +419,9 @@ def seed_fresh(
     package: SchemaPackage | None = None,
     prebuilt: bool = False,
 ) -> SeedResult:
-    """Seed without the cache (the caller checked permission and arguments)."""
+    """Seed without the cache (the caller checked permission and arguments): the history copied, then
+    the child tables, the indexes, constraints and triggers put back, sequences set, and the result
+    verified."""
     # Every transaction of the load commits synchronously (with fsync=off it costs a write(), not a
     # sync). Asynchronous commits kept VACUUM from marking rows visible for up to the WAL writer's
     # delay (see ``vacuum_until_visible``).
@@ -431,41 +433,22 @@ def seed_fresh(
         pools = build_pools(spec.locales, spec.non_ascii_share, seed, spec.content)
         copied = _copy_history(server, spec, conninfo, report, pools, package, prebuilt, deferred,
                                seed=seed, workers=workers, order=order, chunk_rows=chunk_rows)
-        prepared, plan_facts = copied.prepared, copied.plan
-        layouts, steps = prepared.layouts, prepared.steps
+        layouts = copied.prepared.layouts
         messages = layouts.messages.table
         with report.phase("vacuum_analyze"), psycopg.connect(conninfo, autocommit=True) as conn:
             vacuum_until_visible(conn, (messages,))
             conn.execute(f'ANALYZE "{messages}"')
         with report.phase("children"):
-            _load_children(conninfo, prepared, spec, seed, pools, deferred)
+            _load_children(conninfo, copied.prepared, spec, seed, pools, deferred)
         big = (messages, *(c.layout.table for c in layouts.children))
         with report.phase("indexes"):
-            small = _Background(lambda: _finish_small_tables(conninfo, (layouts.users.table,
-                                                                         layouts.conversations.table)))
-            builds = [s for t in big for s in steps.builds.get(t, ())]
-            budget = ddl.MaintenanceBudget.for_machine(len(steps.builds.get(messages, ())) or 1,
-                                                       rows=spec.messages.count)
-            try:
-                ddl.run_parallel(conninfo, builds, INDEX_CONNECTIONS, budget)
-            finally:
-                small.join()
-        with report.phase("constraints"), psycopg.connect(conninfo, autocommit=True) as conn:
-            for table in big:
-                for sql in steps.attach.get(table, ()):
-                    conn.execute(sql)
-            for table in sorted({*steps.foreign_keys, *steps.kept_foreign_keys} - {layouts.conversations.table}):
-                _put_back_foreign_keys(conn, steps, table)  # every table's, loaded or not
-            for step in steps.triggers:
-                conn.execute(step.sql)
-        with report.phase("sequences"), psycopg.connect(conninfo, autocommit=True) as conn:
-            ddl.set_sequences(conn, big)
-            if layouts.children:
-                vacuum_until_visible(conn, big[1:])
-                for table in big[1:]:
-                    conn.execute(f'ANALYZE "{table}"')
+            built = _build_indexes(conninfo, copied.prepared, big, spec.messages.count)
+        with report.phase("constraints"):
+            _put_back_constraints(conninfo, copied.prepared, big)
+        with report.phase("sequences"):
+            _finish_sequences_and_children(conninfo, big)
         load = time.perf_counter() - started
-        params = keyed(plan_facts.params, layouts.codecs.get(layouts.users.table, INT8),
+        params = keyed(copied.plan.params, layouts.codecs.get(layouts.users.table, INT8),
                        layouts.codecs.get(layouts.conversations.table, INT8), layouts.codecs.get(messages, INT8))
         children = {c.layout.table: c.rows for c in layouts.children}
         with report.phase("verify"):
@@ -473,23 +456,67 @@ def seed_fresh(
                                         children=children)
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 correlation = created_at_correlation(conn)
-    timings = {**report.timings, "plan": plan_facts.seconds, "plan_and_small_tables_beside_copy": copied.beside_seconds,
-               "load": load}
-    dropping = copied.dropping
+    timings = {**report.timings, "plan": copied.plan.seconds, "plan_and_small_tables_beside_copy":
+               copied.beside_seconds, "load": load}
     return SeedResult(
         database=server.database, profile=spec.name, spec=spec.to_dict(), seed=seed, order=order,
-        counts={**plan_facts.counts, **children}, checksum=integrity.checksum, timings=timings, from_cache=False,
+        counts={**copied.plan.counts, **children}, checksum=integrity.checksum, timings=timings, from_cache=False,
         cache_key=key, created_at_correlation=correlation, params=params,
-        extra={"workers": workers, "chunk_rows": chunk_rows, "buckets": plan_facts.buckets,
+        extra={"workers": workers, "chunk_rows": chunk_rows, "buckets": copied.plan.buckets,
                "integrity_checks": len(integrity.checks),
                "schema": package.name if not prebuilt else "pre-built",
-               "page_cache": f"dropped behind the COPY ({dropping[0]} segment drops), "
-                             f"{dropping[1]} head segments read back" if dropping
+               "page_cache": f"dropped behind the COPY ({copied.dropping[0]} segment drops), "
+                             f"{copied.dropping[1]} head segments read back" if copied.dropping
                              else "left to the OS",
                "foreign_keys": "proven" if deferred else "validated",
-               "index_builds": f"{len(builds)} at once, maintenance_work_mem {budget.work_mem_mb} MB and "
-                               f"{budget.parallel_workers} parallel workers each"},
+               "index_builds": f"{built.count} at once, maintenance_work_mem {built.budget.work_mem_mb} MB and "
+                               f"{built.budget.parallel_workers} parallel workers each"},
     )
+
+
+@dataclass(frozen=True)
+class _IndexBuilds:
+    count: int  # index builds run at once on the loaded tables
+    budget: ddl.MaintenanceBudget
+
+
+def _build_indexes(conninfo: str, prepared: _Prepared, big: tuple[str, ...], messages: int) -> _IndexBuilds:
+    """The loaded tables' indexes, built in parallel on several connections, while the small tables (users,
+    conversations) are finished beside them."""
+    layouts, steps = prepared.layouts, prepared.steps
+    small = _Background(lambda: _finish_small_tables(conninfo, (layouts.users.table, layouts.conversations.table)))
+    builds = [s for t in big for s in steps.builds.get(t, ())]
+    budget = ddl.MaintenanceBudget.for_machine(len(steps.builds.get(big[0], ())) or 1, rows=messages)
+    try:
+        ddl.run_parallel(conninfo, builds, INDEX_CONNECTIONS, budget)
+    finally:
+        small.join()
+    return _IndexBuilds(len(builds), budget)
+
+
+def _put_back_constraints(conninfo: str, prepared: _Prepared, big: tuple[str, ...]) -> None:
+    """Partitions attached, every table's foreign keys (loaded or not) and the triggers put back, as the
+    catalog defined them before the load."""
+    layouts, steps = prepared.layouts, prepared.steps
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for table in big:
+            for sql in steps.attach.get(table, ()):
+                conn.execute(sql)
+        for table in sorted({*steps.foreign_keys, *steps.kept_foreign_keys} - {layouts.conversations.table}):
+            _put_back_foreign_keys(conn, steps, table)
+        for step in steps.triggers:
+            conn.execute(step.sql)
+
+
+def _finish_sequences_and_children(conninfo: str, big: tuple[str, ...]) -> None:
+    """Sequences set past the loaded keys; the child tables vacuumed until visible and analysed (the
+    messages table was, before its indexes)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        ddl.set_sequences(conn, big)
+        if len(big) > 1:
+            vacuum_until_visible(conn, big[1:])
+            for table in big[1:]:
+                conn.execute(f'ANALYZE "{table}"')
 
 
 @dataclass(frozen=True)

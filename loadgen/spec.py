@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chatbench import convert
+from chatbench.convert import fields_plain, to_plain
 from chatbench.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -114,12 +116,7 @@ class Spec:
     tables: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["locales"] = list(self.locales)
-        data["tables"] = {name: {"per_parent": ratio} for name, ratio in self.tables}
-        if not self.tables:
-            del data["tables"]  # the three-table spec keeps the key it always had
-        return data
+        return to_plain(self)
 
     def rows_per_parent(self, table: str, parent: str | None) -> float:
         """Rows of ``table`` per row of ``parent``: the spec's, else the default for that parent."""
@@ -143,6 +140,19 @@ class Spec:
         sizes = [round(w.max_messages * ratio**i) for i in range(w.count)]
         sizes[-1] = w.min_messages
         return tuple(max(w.min_messages, s) for s in sizes)
+
+
+def _spec_document(spec: Spec) -> dict[str, Any]:
+    """What the cache key hashes: ``tables`` as ``{name: {per_parent: R}}`` (its TOML shape), and no ``tables``
+    key for the three-table spec, whose document (and so cache key) predates the key."""
+    data = fields_plain(spec)
+    data["tables"] = {name: {"per_parent": ratio} for name, ratio in spec.tables}
+    if not spec.tables:
+        del data["tables"]
+    return data
+
+
+convert.register(Spec, write=_spec_document)
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ Computed by ``chatbench.reports.compare`` (matching the runs) with the statistic
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from chatbench import convert
+from chatbench.convert import to_plain
 
 Status = Literal["improved", "unchanged", "regressed", "inconclusive", "new", "missing", "changed", "error"]
 FAILING_STATUSES: frozenset[str] = frozenset({"regressed", "error"})
@@ -29,8 +31,6 @@ about 2.2x."""
 
 # Environment fields whose difference means the data itself differs: exact metrics are then skipped.
 DATA_FIELDS = ("spec", "seed", "data_sizes", "profile", "data checksum")
-
-
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,6 @@ class Thresholds:
     # layout and visibility map: a count touched 109 pages on one and 775 on the other here. A lost
     # index or a plan flipped to a scan costs 100x-1000x; 10x separates the two.
     buffer_ratio: float = 10.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -238,23 +235,30 @@ class Comparison:
         return f"{scope} {tally or 'nothing to compare'}."
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "passed": self.passed,
-            "current_run": self.current_run,
-            "baseline_run": self.baseline_run,
-            "thresholds": self.thresholds.to_dict(),
-            "conclusion": self.conclusion(),
-            "counts": self.counts(),
-            "environment": [
-                asdict(d) | {"baseline": jsonable(d.baseline), "current": jsonable(d.current)}
-                for d in self.environment
-            ],
-            "scenarios": [_scenario_dict(s) for s in self.scenarios],
-            "plans": [_scenario_dict(s) for s in self.plans],
-            "load": [_scenario_dict(s) for s in self.load],
-            "notes": list(self.notes),
-        }
+        """The comparison document (``compare.json``, a sign-off's ``comparison``): ``_document``."""
+        return to_plain(self)
+
+
+def _document(comparison: Comparison) -> dict[str, Any]:
+    """A rendering, not a round trip: the verdict, conclusion and counts lead, computed for readers (a CI
+    step, a PR comment) that do not recompute them; then the evidence, each item by the converter."""
+    return {
+        "verdict": comparison.verdict,
+        "passed": comparison.passed,
+        "current_run": comparison.current_run,
+        "baseline_run": comparison.baseline_run,
+        "thresholds": to_plain(comparison.thresholds),
+        "conclusion": comparison.conclusion(),
+        "counts": comparison.counts(),
+        "environment": to_plain(comparison.environment),
+        "scenarios": to_plain(comparison.scenarios),
+        "plans": to_plain(comparison.plans),
+        "load": to_plain(comparison.load),
+        "notes": to_plain(comparison.notes),
+    }
+
+
+convert.register(Comparison, write=_document)
 
 
 # --- text ----------------------------------------------------------------------------------------
@@ -269,29 +273,5 @@ def p_text(p: float) -> str:
 
 
 def short(value: Any, limit: int = 120) -> str:
-    text = value if isinstance(value, str) else repr(jsonable(value))
+    text = value if isinstance(value, str) else repr(to_plain(value))
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
-
-
-def _scenario_dict(item: ScenarioComparison) -> dict[str, Any]:
-    return {
-        "scenario": item.scenario,
-        "query": item.query,
-        "status": item.status,
-        "reason": item.reason,
-        "changes": [asdict(c) for c in item.changes],
-        "test": asdict(item.test) if item.test is not None else None,
-        "exact": [
-            {"metric": d.metric, "baseline": jsonable(d.baseline), "current": jsonable(d.current)} for d in item.exact
-        ],
-        "plan_change": asdict(item.plan_change) if item.plan_change is not None else None,
-        "basis": item.basis,
-    }

@@ -17,17 +17,19 @@ Verdict rules:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chatbench.benchmarks.citus import QueryComparison, QueryCost, side_by_side
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.loadgen.result import SeedResult
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.compare import Comparison
 from chatbench.verify.result import VerificationResult
 
+from chatbench import convert
+from chatbench.convert import fields_plain, from_plain, to_plain
 from chatbench.provision import Server
 
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR"]
@@ -35,7 +37,7 @@ StageStatus = Literal["ok", "failed", "inconclusive", "error", "skipped"]
 Severity = Literal["error", "warning", "info"]
 Outcome = Literal["passed", "failed", "inconclusive"]
 
-SIGNOFF_FORMAT = 3
+SIGNOFF_FORMAT = 4
 """Version of the ``signoff.json`` layout ``Signoff.to_dict`` writes. Bump it on any change a reader
 must know about, and say what changed here.
 
@@ -64,6 +66,13 @@ Format history:
   was filled with, and ``schema_source`` reads ``<before-schema> migrated by --migration FILE``.
   From 2026-11-30 the rehearsal is in its format 3 (``sampler_error`` per size); one whose lock
   sampler stopped early makes the ``migration`` stage ``error`` (verdict ERROR), the rehearsal kept.
+- 4 (2026-12-02): Citus sign-offs (``--backend citus``). Top-level ``cluster_comparison``: null, or
+  ``{single_label, cluster_label, queries[]}``, each query ``{scenario, query, single, cluster, router,
+  tasks}`` with ``single``/``cluster`` ``{p50_ms, p95_ms, buffers, rounds}`` (buffers of one execution,
+  every shard's counted; ``tasks`` -1 and buffers -1: Citus refuses the statement). Each target has
+  ``query_costs[]`` (``{scenario, query, buffers, tasks, router}``) and ``verification.readiness`` (the
+  ``citus`` verify group); checks of stage ``readiness``; stage rows ``readiness`` and, on the cluster,
+  ``plans`` skipped (routing replaces the plan contracts there; they are judged on the single node).
 """
 
 EXIT_CODES: Mapping[str, int] = {"PASS": 0, "FAIL": 1, "ERROR": 2, "INCONCLUSIVE": 3}
@@ -111,6 +120,9 @@ class CheckItem:
         return f"{self.stage}: {self.message}"
 
 
+convert.register(CheckItem, derived=("passed", "failing"))  # a CI step reads them without the severity rules
+
+
 @dataclass(frozen=True)
 class ScalingPoint:
     """One (query scenario, data size) measurement for the scaling plot."""
@@ -143,13 +155,20 @@ class ServerSummary:
                    dict(server.settings), dict(server.details))
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"backend": self.backend}
-        if self.url is not None:
-            data.update(url=self.url, version=self.version, version_num=self.version_num, database=self.database,
-                        settings=dict(self.settings))
-        if self.details:
-            data["details"] = dict(self.details)
-        return data
+        return to_plain(self)
+
+
+def _server_document(server: ServerSummary) -> dict[str, Any]:
+    """Only what is known: the backend alone when provisioning failed, ``details`` only when there are some."""
+    data = fields_plain(server)
+    if server.url is None:
+        data = {"backend": server.backend, "details": data["details"]}
+    if not server.details:
+        del data["details"]
+    return data
+
+
+convert.register(ServerSummary, write=_server_document)
 
 
 @dataclass(frozen=True)
@@ -173,9 +192,6 @@ class SeedSummary:
                    result.from_cache, result.cache_key, {k: round(v, 4) for k, v in result.timings.items()},
                    result.created_at_correlation, len(result.params.whales))
 
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(vars_of(self))
-
 
 @dataclass(frozen=True)
 class VerificationEvidence:
@@ -183,18 +199,20 @@ class VerificationEvidence:
 
     drift: VerificationResult | None = None
     health_plans: VerificationResult | None = None
+    readiness: VerificationResult | None = None  # the ``citus`` group: distribution readiness (Citus sign-offs)
 
     @property
     def ran(self) -> bool:
-        return self.drift is not None or self.health_plans is not None
+        return self.drift is not None or self.health_plans is not None or self.readiness is not None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        if self.drift is not None:
-            data["drift"] = self.drift.to_json()
-        if self.health_plans is not None:
-            data["health_plans"] = self.health_plans.to_json()
-        return data
+
+def _verification_document(evidence: VerificationEvidence) -> dict[str, Any]:
+    """The stages that ran, each in the verification's own versioned layout (``VerificationResult.to_json``)."""
+    results = {"drift": evidence.drift, "health_plans": evidence.health_plans, "readiness": evidence.readiness}
+    return {name: result.to_json() for name, result in results.items() if result is not None}
+
+
+convert.register(VerificationEvidence, write=_verification_document)
 
 
 @dataclass(frozen=True)
@@ -212,6 +230,7 @@ class TargetSignoff:
     scaling: tuple[ScalingPoint, ...] = ()
     migration: Rehearsal | None = None  # --migration: the rehearsal of the migration that built the schema
     error: str | None = None  # the one-line error that stopped this target early
+    query_costs: tuple[QueryCost, ...] = ()  # Citus sign-offs: each read scenario's buffers (all shards) and routing
 
     @property
     def failing(self) -> tuple[CheckItem, ...]:
@@ -240,24 +259,35 @@ class TargetSignoff:
     def stage(self, name: str) -> StageTiming | None:
         return next((s for s in self.stages if s.stage == name), None)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "verdict": self.verdict,
-            "server": self.server.to_dict(),
-            "error": self.error,
-            "seconds": round(self.seconds, 3),
-            "stages": [_plain(vars_of(s)) for s in self.stages],
-            "failing": [c.line() for c in self.failing],
-            "inconclusive": [c.line() for c in self.undecided],
-            "checks": [_plain(vars_of(c)) | {"passed": c.passed, "failing": c.failing} for c in self.checks],
-            "seed": self.seed.to_dict() if self.seed is not None else None,
-            "verification": self.verification.to_dict() if self.verification is not None else None,
-            "benchmark": self.benchmark.to_dict() if self.benchmark is not None else None,
-            "comparison": self.comparison.to_dict() if self.comparison is not None else None,
-            "scaling": [_plain(vars_of(p)) for p in self.scaling],
-            "migration": _plain(self.migration.to_dict()) if self.migration is not None else None,
-        }
+
+def _target_document(target: TargetSignoff) -> dict[str, Any]:
+    """A rendering: the verdict, the total seconds and the failing and undecided lines are computed for the
+    document's readers (a CI step, a PR comment); the evidence follows, each part by the converter."""
+    return {
+        "label": target.label,
+        "verdict": target.verdict,
+        "server": to_plain(target.server),
+        "error": target.error,
+        "seconds": round(target.seconds, 3),
+        "stages": to_plain(target.stages),
+        "failing": [c.line() for c in target.failing],
+        "inconclusive": [c.line() for c in target.undecided],
+        **{name: to_plain(getattr(target, name))
+           for name in ("checks", "seed", "verification", "benchmark", "comparison", "scaling", "migration",
+                        "query_costs")},
+    }
+
+
+convert.register(TargetSignoff, write=_target_document)
+
+
+@dataclass(frozen=True)
+class ClusterComparison:
+    """A Citus sign-off's single node against the cluster, per scenario (``benchmarks.citus.side_by_side``)."""
+
+    single_label: str
+    cluster_label: str
+    queries: tuple[QueryComparison, ...]
 
 
 @dataclass(frozen=True)
@@ -320,24 +350,39 @@ class Signoff:
         tail = ", ".join(parts) or ("every check passed" if self.verdict == "PASS" else "0 failing items")
         return f"{self.verdict}: {tail} ({servers}; schema {self.schema_source}, profile {self.profile})"
 
+    def cluster_comparison(self) -> ClusterComparison | None:
+        """A Citus sign-off's side-by-side: the cluster target against the single node it ran beside (same
+        data, same run), or None when the run has not both with their benchmarks."""
+        cluster = next((t for t in self.targets if t.server.backend == "citus"), None)
+        single = next((t for t in self.targets if t.server.backend == "local"), None)
+        if cluster is None or single is None or cluster.benchmark is None or single.benchmark is None:
+            return None
+        queries = side_by_side(single.benchmark, single.query_costs, cluster.benchmark, cluster.query_costs)
+        return ClusterComparison(single.label, cluster.label, queries) if queries else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "chatbench-signoff",
-            "format_version": SIGNOFF_FORMAT,
-            "verdict": self.verdict,
-            "headline": self.headline(),
-            "failing": list(self.failing_lines()),
-            "inconclusive": list(self.inconclusive_lines()),
-            "created_at": self.created_at,
-            "profile": self.profile,
-            "schema_source": self.schema_source,
-            "schema_fingerprint": self.schema_fingerprint,
-            "chatbench_version": self.chatbench_version,
-            "baseline": self.baseline,
-            "command": self.command,
-            "notes": list(self.notes),
-            "targets": [t.to_dict() for t in self.targets],
-        }
+        """The ``signoff.json`` document (``_document``)."""
+        return to_plain(self)
+
+
+def _document(signoff: Signoff) -> dict[str, Any]:
+    """A rendering, not a round trip (a reader takes only its benchmark runs back, ``benchmark_runs_in``): the
+    kind, version, verdict and its lines lead, computed for readers that do not recompute them."""
+    fields = fields_plain(signoff)
+    return {
+        "kind": "chatbench-signoff",
+        "format_version": SIGNOFF_FORMAT,
+        "verdict": signoff.verdict,
+        "headline": signoff.headline(),
+        "failing": list(signoff.failing_lines()),
+        "inconclusive": list(signoff.inconclusive_lines()),
+        **{name: value for name, value in fields.items() if name != "targets"},
+        "cluster_comparison": to_plain(signoff.cluster_comparison()),
+        "targets": fields["targets"],
+    }
+
+
+convert.register(Signoff, write=_document)
 
 
 def benchmark_runs_in(data: Mapping[str, Any]) -> tuple[tuple[str, BenchmarkRun], ...]:
@@ -345,28 +390,9 @@ def benchmark_runs_in(data: Mapping[str, Any]) -> tuple[tuple[str, BenchmarkRun]
     runs = []
     for target in data.get("targets", ()):
         if target.get("benchmark"):
-            runs.append((str(target.get("label", "")), BenchmarkRun.from_dict(target["benchmark"])))
+            runs.append((str(target.get("label", "")), from_plain(BenchmarkRun, target["benchmark"])))
     return tuple(runs)
 
 
 def is_signoff_document(data: Any) -> bool:
     return isinstance(data, Mapping) and data.get("kind") == "chatbench-signoff"
-
-
-def vars_of(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
-
-
-def _plain(value: Any) -> Any:
-    """Plain JSON data (tuples → lists, mappings → dicts, other objects → str)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "__dataclass_fields__"):
-        return _plain(vars_of(value))
-    return json.loads(json.dumps(value, default=str))

@@ -12,7 +12,7 @@ import pytest
 
 from chatbench.cli import build_parser, command_entries, command_modules
 
-HEAVY = ("chatbench.commands.", "chatbench.provision", "sqlalchemy", "psycopg", "numpy", "scipy")
+HEAVY = ("chatbench.commands.", "chatbench.provision", "sqlalchemy", "psycopg", "numpy", "scipy", "cattrs")
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], []])

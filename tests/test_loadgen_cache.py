@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chatbench.loadgen.cache import snapshot_root
+from chatbench.loadgen.cache import generator_source_digest, snapshot_root, source_digest
 
 from chatbench import loadgen
 from chatbench.provision import provision
@@ -190,3 +190,15 @@ def test_the_janitor_parses_the_names_the_cache_builds() -> None:
     assert RUN_DATABASE.match(cache_names.template_partial(key))  # half-made: a run's, dropped once it is dead
     assert not RUN_DATABASE.match(cache_names.template_database(key))  # published: the cache's, kept
     assert cache_names.TEMPLATE.match(cache_names.template_database(key))
+
+
+def test_a_change_to_the_generators_code_changes_the_key(tmp_path: Path) -> None:
+    """A snapshot whose recorded checksum was computed by older code is never served (CI once restored a
+    snapshot made before the integrity hash changed, and the seed failed its own integrity check)."""
+    package = Path(loadgen.__file__).parent
+    copy = tmp_path / "loadgen"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert source_digest(copy) == generator_source_digest()
+    integrity = copy / "integrity.py"
+    integrity.write_text(integrity.read_text() + "\n# a change\n")
+    assert source_digest(copy) != generator_source_digest()

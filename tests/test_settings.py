@@ -12,7 +12,7 @@ import pytest
 
 from chatbench.cli import build_parser, command_modules
 from chatbench.errors import ConfigError
-from chatbench.settings import SPECS, default, env_var, option, pytest_option, read_file, resolve
+from chatbench.settings import DECLARATIONS, default, env_var, option, pytest_option, read_file, resolve
 
 SAMPLES: dict[str, tuple[Any, Any]] = {
     # setting: (a valid TOML value, the same as a command-line string)
@@ -38,6 +38,7 @@ VALID: dict[str, tuple[Any, Any]] = {
     "min_effect": (0.2, "0.2"),
     "scaling": (["smoke"], ["smoke"]),
     "profile": ("smoke", "smoke"),
+    "baseline": ("history:main", "history:main"),
     "cache": (False, False),
     "format": ("json", "json"),
     "models": ("app.models:Base", "app.models:Base"),
@@ -46,7 +47,7 @@ VALID: dict[str, tuple[Any, Any]] = {
 
 
 def _valid(name: str, tmp_path: Path) -> tuple[Any, Any]:
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     if name in VALID:
         return VALID[name]
     if spec.must_exist == "file":
@@ -60,9 +61,9 @@ def _valid(name: str, tmp_path: Path) -> tuple[Any, Any]:
     return SAMPLES[spec.kind]
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("name", sorted(DECLARATIONS))
 def test_every_setting_resolves_argument_over_environment_over_file_over_default(name: str, tmp_path: Path) -> None:
-    spec = SPECS[name]
+    spec = DECLARATIONS[name]
     toml_value, cli_value = _valid(name, tmp_path)
     key = name.replace("_", "-") if len(name) % 2 else name  # both spellings are accepted
     (tmp_path / "chatbench.toml").write_text(f"{key} = {_toml(toml_value)}\n")
@@ -97,10 +98,10 @@ def test_a_falsy_argument_still_wins(tmp_path: Path) -> None:
 def test_every_cli_key_is_a_file_key_and_every_command_takes_declared_settings(tmp_path: Path) -> None:
     for module in command_modules():
         for name in module.SETTINGS:
-            assert name in SPECS and SPECS[name].cli, (module.NAME, name)
+            assert name in DECLARATIONS and DECLARATIONS[name].cli, (module.NAME, name)
     (tmp_path / "pyproject.toml").write_text("[tool.chatbench]\n" + "".join(
-        f"{name.replace('_', '-')} = {_toml(_valid(name, tmp_path)[0])}\n" for name in sorted(SPECS)))
-    assert set(read_file(tmp_path).values) == set(SPECS)
+        f"{name.replace('_', '-')} = {_toml(_valid(name, tmp_path)[0])}\n" for name in sorted(DECLARATIONS)))
+    assert set(read_file(tmp_path).values) == set(DECLARATIONS)
 
 
 @pytest.mark.parametrize("file_name,header", [("chatbench.toml", ""), ("pyproject.toml", "[tool.chatbench]\n")])

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import psycopg
-from chatbench.loadgen.result import SeedResult
+from chatbench.loadgen.result import SeedParameters, SeedResult
 from chatbench.schema.package import SchemaPackage
 from chatbench.schema.package import canonical as canonical_package
 from chatbench.verify import (  # noqa: F401  (importing registers the checks, in order)
@@ -98,23 +98,12 @@ def verify(
     if mode not in DRIFT_MODES:
         raise ValueError(f"mode {mode!r}: give one of {', '.join(DRIFT_MODES)}")
     package = expected if expected is not None else canonical_package()
-    against = f"{mode} {package.name}"
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    selected = [n for n in CHECKS if only is None or any(n == o or n.startswith(o + ".") for o in only)]
+    selected = _selected_checks(only)
     with contextlib.ExitStack() as stack:
         conn = stack.enter_context(connect(server, read_only=read_only))
-        if seed_result is not None:
-            params, source = seed_result.params, "seed"
-        elif any(n.startswith("plans.") for n in selected):
-            t = time.perf_counter()
-            try:
-                params, source = discover(conn), "discovered"
-            except psycopg.Error as exc:  # e.g. no messages table: drift says why, plans report no scenarios
-                params, source = None, f"discovery failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            timings["discover"] = time.perf_counter() - t
-        else:
-            params, source = None, "none"
+        params, source = _plan_parameters(conn, seed_result, selected, timings)
         t = time.perf_counter()
         ctx = build_context(
             server,
@@ -129,48 +118,10 @@ def verify(
             mode=mode,
         )
         timings["catalog"] = time.perf_counter() - t
-        findings: list[Finding] = []
-        outcomes: list[CheckOutcome] = []
-        for name in selected:
-            if progress is not None:
-                progress(name)
-            found, seconds = _run_check(ctx, name)
-            found = [replace(f, against=against) for f in found]
-            findings.extend(found)
-            outcomes.append(
-                CheckOutcome(
-                    name,
-                    CHECKS[name].doc,
-                    not any(f.severity == "error" for f in found),
-                    sum(f.severity == "error" for f in found),
-                    sum(f.severity == "warning" for f in found),
-                    sum(f.severity == "info" for f in found),
-                    seconds,
-                )
-            )
-            timings[name] = seconds
+        findings, outcomes = _run_checks(ctx, selected, f"{mode} {package.name}", progress, timings)
         run = ctx.memo.get("plans")
         probes = ctx.memo.get("behaviour")
-    curves: list[GrowthCurve] = []
-    summaries: list[PlanSummary] = []
-    if isinstance(run, plans.PlanRun):
-        for curve, query in (("keyset", "messages_before"), ("offset", "messages_offset")):
-            for plan_mode in plans.MODES:
-                points = run.curve(curve, plan_mode)
-                if points:
-                    curves.append(GrowthCurve(curve, query, plan_mode, points))
-        summaries = [
-            PlanSummary(
-                m.scenario.key,
-                m.scenario.description,
-                m.scenario.query,
-                m.plan.mode,
-                m.plan.buffers,
-                m.plan.execution_ms,
-                m.plan.root.shape(),
-            )
-            for m in run.measurements
-        ]
+    curves, summaries = _plan_evidence(run) if isinstance(run, plans.PlanRun) else ((), ())
     timings["total"] = time.perf_counter() - started
     return VerificationResult(
         server=server.describe(),
@@ -180,9 +131,73 @@ def verify(
         probes_site=probes.site if isinstance(probes, ProbeRun) else "",
         findings=tuple(sorted(findings, key=Finding.report_order)),
         checks=tuple(outcomes),
-        curves=tuple(curves),
-        plans=tuple(summaries),
+        curves=curves,
+        plans=summaries,
         timings=timings,
         mode=mode,
         expected=package.name,
     )
+
+
+def _selected_checks(only: Iterable[str] | None) -> list[str]:
+    """The registered checks ``only`` names (a check's name or its group), in registration order."""
+    wanted = None if only is None else tuple(only)
+    return [n for n in CHECKS if wanted is None or any(n == o or n.startswith(o + ".") for o in wanted)]
+
+
+def _plan_parameters(conn: psycopg.Connection, seed_result: SeedResult | None, selected: list[str],
+                     timings: dict[str, float]) -> tuple[SeedParameters | None, str]:
+    """The plan scenarios' parameters and where they came from: the seed's, else discovered from the data
+    (only when a plan check runs), else none."""
+    if seed_result is not None:
+        return seed_result.params, "seed"
+    if not any(n.startswith("plans.") for n in selected):
+        return None, "none"
+    t = time.perf_counter()
+    try:
+        return discover(conn), "discovered"
+    except psycopg.Error as exc:  # e.g. no messages table: drift says why, plans report no scenarios
+        return None, f"discovery failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    finally:
+        timings["discover"] = time.perf_counter() - t
+
+
+def _run_checks(ctx: VerificationContext, selected: list[str], against: str,
+                progress: Callable[[str], None] | None,
+                timings: dict[str, float]) -> tuple[list[Finding], list[CheckOutcome]]:
+    """Every selected check over ``ctx``, each finding labelled with the judgement it came from."""
+    findings: list[Finding] = []
+    outcomes: list[CheckOutcome] = []
+    for name in selected:
+        if progress is not None:
+            progress(name)
+        found, seconds = _run_check(ctx, name)
+        found = [replace(f, against=against) for f in found]
+        findings.extend(found)
+        outcomes.append(CheckOutcome(
+            name,
+            CHECKS[name].doc,
+            not any(f.severity == "error" for f in found),
+            sum(f.severity == "error" for f in found),
+            sum(f.severity == "warning" for f in found),
+            sum(f.severity == "info" for f in found),
+            seconds,
+        ))
+        timings[name] = seconds
+    return findings, outcomes
+
+
+def _plan_evidence(run: plans.PlanRun) -> tuple[tuple[GrowthCurve, ...], tuple[PlanSummary, ...]]:
+    """The plan run's growth curves (keyset and offset paging, per plan mode) and per-scenario summaries."""
+    curves = tuple(
+        GrowthCurve(curve, query, plan_mode, points)
+        for curve, query in (("keyset", "messages_before"), ("offset", "messages_offset"))
+        for plan_mode in plans.MODES
+        if (points := run.curve(curve, plan_mode))
+    )
+    summaries = tuple(
+        PlanSummary(m.scenario.key, m.scenario.description, m.scenario.query, m.plan.mode, m.plan.buffers,
+                    m.plan.execution_ms, m.plan.root.shape())
+        for m in run.measurements
+    )
+    return curves, summaries

@@ -45,6 +45,26 @@ def location(settings: Settings) -> str:
     return default_location(cache_root_path())
 
 
+def record_result(settings: Settings, path: Path) -> None:
+    """``signoff``/``bench --history``: add the runs of the result document the command just wrote, through
+    ``record_file`` as ``history add`` does, and say in one line what went where.
+
+    Without ``--history`` nothing is recorded (not even in the default store): a run on a laptop or a
+    PR's experiment is not history; an application's CI opts in where it keeps the series."""
+    from chatbench.errors import redact
+    from chatbench.history import record_file
+    from chatbench.history.provenance import provenance
+
+    if settings.history is None:
+        return
+    found = provenance(settings.commit, settings.branch)
+    added = record_file(settings.history, path, found)
+    runs = "; ".join(f"{a.label}: run {a.run_id}, {a.values} values" + ("" if a.new else " (already there)")
+                     for a in added)
+    out.line(f"history: recorded {len(added)} run(s) of commit {found.commit[:10] or 'unknown'} on "
+             f"{found.branch or 'unknown branch'} ({runs}) in {redact(settings.history)}")
+
+
 def run(settings: Settings, args: argparse.Namespace) -> int:
     action: str = args.action
     items: list[str] = list(args.items)
@@ -56,6 +76,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _add(settings: Settings, files: list[str]) -> int:
+    from chatbench.errors import redact
     from chatbench.history import record_file
     from chatbench.history.provenance import provenance
 
@@ -71,7 +92,7 @@ def _add(settings: Settings, files: list[str]) -> int:
             state = "added" if added.new else "already in the store, left alone"
             out.line(f"{name}: {added.label}: run {added.run_id}, {added.values} values, commit "
                      f"{found.commit[:10] or 'unknown'} on {found.branch or 'unknown branch'}: {state}")
-    out.note(f"history store: {store}")
+    out.note(f"history store: {redact(store)}")  # a postgresql:// URL's password masked
     return 0
 
 

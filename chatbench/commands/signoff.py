@@ -39,6 +39,7 @@ SETTINGS = (
     "warmup", "budget", "targets", "pin", "scaling", "cache", "schema_from", "schema_from_cmd", "command_timeout",
     "retries", "retry_budget", "allow_different_sizes", "migration", "migration_cmd", "from_file", "from_cmd",
     "production_messages", "baseline_seconds", "format", "models", "drift_mode", "long_transaction", "lock_retries",
+    "history", "commit", "branch",
 )
 MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seconds", "long_transaction",
                   "lock_retries")
@@ -46,6 +47,7 @@ MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seco
 
 
 def options_from(settings: Settings) -> SignoffOptions:
+    from chatbench.commands.history import location as history_location
     from chatbench.provision.choice import choose_servers
     from chatbench.signoff import SignoffOptions
 
@@ -58,7 +60,7 @@ def options_from(settings: Settings) -> SignoffOptions:
         profile=settings.profile,
         seed=settings.seed,
         out=Path(settings.out),
-        baseline=None if settings.baseline is None else Path(settings.baseline),
+        baseline=settings.baseline,
         schema_from=None if settings.schema_from is None else Path(settings.schema_from),
         schema_from_cmd=settings.schema_from_cmd,
         command_timeout=settings.command_timeout,
@@ -82,6 +84,7 @@ def options_from(settings: Settings) -> SignoffOptions:
         drift_mode=choice.mode,
         command=command_line(),
         migration=migration,
+        history=history_location(settings),
     )
 
 
@@ -113,6 +116,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from chatbench import loadgen
+    from chatbench.commands.history import record_result
     from chatbench.output import print_document
     from chatbench.reports.output import write_signoff
     from chatbench.signoff import Display, run_signoff
@@ -131,6 +135,10 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     show_summary(signoff, out)
     out.note(f"reports written in {time.perf_counter() - started:.2f} s: "
              f"{', '.join(str(p) for p in written.values())}")
+    if any(target.benchmark is not None for target in signoff.targets):
+        record_result(settings, written["signoff.json"])
+    elif settings.history is not None:
+        out.line("history: nothing recorded (no benchmark ran in this sign-off)")
     for line in signoff.failing_lines():
         out.line(Text.assemble(("✗", "red"), f" {line}"))
     for line in signoff.inconclusive_lines():

@@ -27,11 +27,26 @@ def compare_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     return replace(evidence, comparison=comparison)
 
 
-def load_baselines(path: Path) -> tuple[tuple[str, BenchmarkRun], ...]:
+def load_baselines(path: Path | str) -> tuple[tuple[str, BenchmarkRun], ...]:
     """Benchmark runs in a baseline file: a ``signoff.json`` (one per server) or a benchmark result JSON."""
     from chatbench.reports.inputs import read_runs
 
     return read_runs(path)
+
+
+def resolve_baselines(options: SignoffOptions) -> tuple[tuple[tuple[str, BenchmarkRun], ...], str | None]:
+    """The baseline runs and how the reports name them: from a file, or for ``history:BRANCH`` the median of
+    the branch's last runs in the store (one per server label), which then go through the same comparison.
+    Refused in one line (exit 2) before any server starts when the store has nothing to offer."""
+    from chatbench.history import baseline_from_history, is_history_baseline
+
+    if options.baseline is None:
+        return (), None
+    if not is_history_baseline(options.baseline):
+        return load_baselines(options.baseline), options.baseline
+    found = baseline_from_history(options.history, options.baseline,
+                                  profile=None if options.allow_different_sizes else options.profile)
+    return found.pairs(), found.describe()
 
 
 def check_baseline_profile(baselines: Sequence[tuple[str, BenchmarkRun]], options: SignoffOptions) -> None:

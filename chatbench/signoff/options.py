@@ -42,7 +42,7 @@ class SignoffOptions:
     profile: str
     seed: int
     out: Path
-    baseline: Path | None
+    baseline: str | None  # a signoff.json or results JSON, or history:BRANCH (the median of its last runs)
     schema_from: Path | None
     schema_from_cmd: str | None
     command_timeout: float
@@ -66,6 +66,7 @@ class SignoffOptions:
     package: SchemaPackage  # the schema the database must equal or serve (canonical, or --models)
     drift_mode: DriftMode  # how drift judges it (``chatbench.commands.schema_choice``)
     migration: RehearsalPlan | None = None  # --migration/--migration-cmd: the migration stage, before-schema and all
+    history: str = ""  # the results store --baseline history:BRANCH reads (--history, else the default store)
     scaling_rounds: int = 300
     thresholds: Thresholds = field(default_factory=Thresholds)
 
