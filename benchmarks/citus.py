@@ -27,11 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.scenarios import SCENARIOS, Scenario, build_params, rotate, runner
 from chatbench.benchmarks.session import time_rounds
 from chatbench.benchmarks.stats import describe
 from chatbench.loadgen import SeedResult, Spec, load_spec, seed
 from chatbench.loadgen.ddl import create_bare
+from chatbench.loadgen.result import SeedParameters
 from chatbench.schema import distributed
 from chatbench.verify.citus import explain_routing, is_citus
 
@@ -131,6 +133,63 @@ def measure(conn: psycopg.Connection[Any], scenario: Scenario, params: Sequence[
     return Measured(stats.p50, stats.p95, buffers, stats.rounds)
 
 
+@dataclass(frozen=True)
+class QueryCost:
+    """One scenario on one server, beside its timings: the shared buffers of one execution (every shard's
+    counted on a cluster) and how Citus routes it (``tasks`` 0 on a single node, -1 when Citus refuses it)."""
+
+    scenario: str
+    query: str
+    buffers: int
+    tasks: int
+    router: bool
+
+
+def query_costs(conn: psycopg.Connection[Any], seed_params: SeedParameters,
+                scenarios: Sequence[Scenario] = SCENARIOS) -> tuple[QueryCost, ...]:
+    """Every read scenario with parameters in this seed: buffers of its worst parameter set and its routing.
+
+    A sign-off takes it on each server (``chatbench.signoff``) and pairs them with ``side_by_side``; the
+    timings come from each server's benchmark run, so nothing here is timed."""
+    on_citus = is_citus(conn)
+    out: list[QueryCost] = []
+    for scenario in scenarios:
+        if scenario.kind != "read":
+            continue
+        params = build_params(scenario, conn, seed_params)
+        if not params:
+            continue
+        route = explain_routing(conn, scenario.canonical, params[0]) if on_citus else None
+        if route is not None and route.tasks < 0:
+            out.append(QueryCost(scenario.name, scenario.query, -1, route.tasks, False))
+            continue
+        buffers = max(execution_buffers(conn, scenario.canonical.sql(), p) for p in params)
+        out.append(QueryCost(scenario.name, scenario.query, buffers, route.tasks if route else 0,
+                             route.router if route else False))
+    return tuple(out)
+
+
+def side_by_side(single: BenchmarkRun, single_costs: Sequence[QueryCost], cluster: BenchmarkRun,
+                 cluster_costs: Sequence[QueryCost]) -> tuple[QueryComparison, ...]:
+    """Each scenario both servers measured, single node beside cluster: p50/p95 from each benchmark run,
+    buffers and routing from each server's ``query_costs`` (same data, same run)."""
+    costs = ({c.scenario: c for c in single_costs}, {c.scenario: c for c in cluster_costs})
+    timed = ({r.scenario: r for r in single.scenarios}, {r.scenario: r for r in cluster.scenarios})
+    out = []
+    for name, one in costs[0].items():
+        many = costs[1].get(name)
+        if many is None or name not in timed[0] or name not in timed[1]:
+            continue
+        a, b = timed[0][name].stats, timed[1][name].stats
+        out.append(QueryComparison(name, one.query, Measured(a.p50, a.p95, one.buffers, a.rounds),
+                                   Measured(b.p50, b.p95, many.buffers, b.rounds), many.router, many.tasks))
+    return tuple(out)
+
+
+def route_text(q: QueryComparison) -> str:
+    return "router" if q.router else ("refused" if q.tasks < 0 else f"{q.tasks} tasks")
+
+
 def compare_queries(single: Server, single_seed: SeedResult, cluster: Server, cluster_seed: SeedResult,
                     *, rounds: int = DEFAULT_ROUNDS) -> tuple[QueryComparison, ...]:
     """Every scenario with parameters, single node then cluster, same parameters on both."""
@@ -222,8 +281,7 @@ def render(result: SideBySide) -> str:
         f"{'buf 1node':>11}{'buf citus':>11}",
     ]
     for q in result.queries:
-        route = "router" if q.router else ("refused" if q.tasks < 0 else f"{q.tasks} tasks")
-        lines.append(f"{q.scenario:<26}{route:>10}{q.single.p50_ms:>11.3f}{q.cluster.p50_ms:>11.3f}"
+        lines.append(f"{q.scenario:<26}{route_text(q):>10}{q.single.p50_ms:>11.3f}{q.cluster.p50_ms:>11.3f}"
                      f"{q.single.p95_ms:>11.3f}{q.cluster.p95_ms:>11.3f}{q.single.buffers:>11}{q.cluster.buffers:>11}")
     return "\n".join(lines)
 

@@ -15,7 +15,15 @@ from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.reports import plots, rehearsal_html
 from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
 from chatbench.reports.html_page import CSS, e
-from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, TargetSignoff
+from chatbench.reports.signoff import (
+    READINESS_HEADER,
+    ClusterComparison,
+    SeedSummary,
+    ServerSummary,
+    Signoff,
+    TargetSignoff,
+    readiness_rows,
+)
 
 _REHEARSAL_CSS = {"PASS": "PASS", "WARN": "ERROR", "FAIL": "FAIL", "ERROR": "ERROR"}
 
@@ -25,6 +33,9 @@ def render_signoff(signoff: Signoff) -> str:
     body = [_banner(signoff), _failing(signoff)]
     if signoff.multi:
         body.append(_side_by_side(signoff.targets))
+    cluster = signoff.cluster_comparison()
+    if cluster is not None:
+        body.append(_cluster_comparison(cluster))
     body.append(_plots(signoff))
     for target in signoff.targets:
         body.append(_target(target, signoff.multi))
@@ -165,6 +176,7 @@ def _target(target: TargetSignoff, multi: bool) -> str:
         out.append(_benchmarks(target.benchmark))
     if target.checks:
         out.append(_checks(target))
+    out.append(_readiness(target))
     if target.seed is not None:
         out.append(_mapping_table("Data", _seed_rows(target.seed)))
     if target.comparison is not None:
@@ -173,6 +185,28 @@ def _target(target: TargetSignoff, multi: bool) -> str:
     if target.benchmark is not None:
         out.append(_environment(target.benchmark))
     return "".join(out)
+
+
+def _rows_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _readiness(target: TargetSignoff) -> str:
+    rows = readiness_rows(target)
+    if not rows:
+        return ""
+    where = ("on the Citus cluster" if target.server.backend == "citus"
+             else "a preview on a single node: what Citus would refuse, not judged here")
+    return f"<h3>Distribution readiness (Citus), {e(where)}</h3>" + _rows_table(READINESS_HEADER, rows)
+
+
+def _cluster_comparison(cluster: ClusterComparison) -> str:
+    return (f"<h2>Citus cluster against a single node</h2><p class='muted'>{e(cluster.cluster_label)} against "
+            f"{e(cluster.single_label)}: the same rows, seeded in this run; p50/p95 from each server's benchmarks, "
+            "buffers of one execution (every shard's counted on the cluster)</p>"
+            + _rows_table(ClusterComparison.HEADER, cluster.rows()))
 
 
 def _stages(target: TargetSignoff) -> str:

@@ -12,7 +12,13 @@ from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summ
 from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
 from chatbench.reports import rehearsal_markdown
 from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
-from chatbench.reports.signoff import Signoff, TargetSignoff
+from chatbench.reports.signoff import (
+    READINESS_HEADER,
+    ClusterComparison,
+    Signoff,
+    TargetSignoff,
+    readiness_rows,
+)
 
 MAX_CHARS = 60_000
 _ICON = {"PASS": "✅", "FAIL": "❌", "INCONCLUSIVE": "🟡", "ERROR": "⚠️"}
@@ -34,6 +40,9 @@ def render_signoff(signoff: Signoff, *, max_chars: int = MAX_CHARS) -> str:
     evidence = [_target_evidence(t, signoff.multi) for t in signoff.targets]
     if signoff.multi:
         evidence.insert(0, _side_by_side(signoff.targets))
+    cluster = signoff.cluster_comparison()
+    if cluster is not None:
+        evidence.insert(1, _cluster_comparison(cluster))
     text = head + "".join(evidence) + _footer(signoff)
     if len(text) <= max_chars:
         return text
@@ -134,6 +143,7 @@ def _target_evidence(target: TargetSignoff, multi: bool) -> str:
         lines += _benchmark_table(target.benchmark)
     if target.verification is not None:
         lines += _verification_summary(target)
+        lines += _readiness(target)
     if target.seed is not None:
         lines += _seed_summary(target)
     if target.comparison is not None:
@@ -227,6 +237,27 @@ def _verification_summary(target: TargetSignoff) -> list[str]:
     rows = ["| check | passed | failed | warnings |", "|---|---:|---:|---:|"]
     rows += [f"| {stage} | {c[0]} | {c[1]} | {c[2]} |" for stage, c in by_stage.items()]
     return ["#### Schema verification", "", *rows, ""] if by_stage else []
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(_escape(cell) for cell in row) + " |" for row in rows)]
+
+
+def _readiness(target: TargetSignoff) -> list[str]:
+    rows = readiness_rows(target)
+    if not rows:
+        return []
+    where = ("on the Citus cluster" if target.server.backend == "citus"
+             else "a preview on a single node: what Citus would refuse, not judged here")
+    return [f"#### Distribution readiness (Citus), {where}", "", *_table(READINESS_HEADER, rows), ""]
+
+
+def _cluster_comparison(cluster: ClusterComparison) -> str:
+    return (f"\n### Citus cluster against a single node\n\n{_escape(cluster.cluster_label)} against "
+            f"{_escape(cluster.single_label)}: the same rows, seeded in this run; p50/p95 from each server's "
+            "benchmarks, buffers of one execution (every shard's counted on the cluster).\n\n"
+            + "\n".join(_table(ClusterComparison.HEADER, cluster.rows())) + "\n")
 
 
 def _seed_summary(target: TargetSignoff) -> list[str]:

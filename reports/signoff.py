@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from chatbench.benchmarks.citus import QueryComparison, QueryCost, side_by_side
+from chatbench.benchmarks.citus import QueryComparison, QueryCost, route_text, side_by_side
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.loadgen.result import SeedResult
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.compare import Comparison
+from chatbench.verify.citus import HISTORY_QUERIES
 from chatbench.verify.result import VerificationResult
 
 from chatbench import convert
@@ -288,6 +289,30 @@ class ClusterComparison:
     single_label: str
     cluster_label: str
     queries: tuple[QueryComparison, ...]
+
+    HEADER: ClassVar[tuple[str, ...]] = ("scenario", "query", "route on Citus", "p50 ms single", "p50 ms Citus",
+                                         "p95 ms single", "p95 ms Citus", "buffers single", "buffers Citus")
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """The table every rendering shows (``HEADER``), one row per scenario, history queries first."""
+        ordered = sorted(self.queries, key=lambda q: q.query not in HISTORY_QUERIES)
+        return [(q.scenario, q.query, route_text(q), f"{q.single.p50_ms:.3f}", f"{q.cluster.p50_ms:.3f}",
+                 f"{q.single.p95_ms:.3f}", f"{q.cluster.p95_ms:.3f}", str(q.single.buffers),
+                 str(q.cluster.buffers) if q.cluster.buffers >= 0 else "refused") for q in ordered]
+
+
+READINESS_HEADER = ("severity", "rule", "object", "expected", "found", "detail")
+
+
+def readiness_rows(target: TargetSignoff) -> list[tuple[str, ...]]:
+    """The distribution-readiness findings of one target (``READINESS_HEADER``), errors first; empty when the
+    readiness stage did not run."""
+    result = target.verification.readiness if target.verification is not None else None
+    if result is None:
+        return []
+    rank = {"error": 0, "warning": 1, "info": 2}
+    return [(f.severity, f.kind, f.object, f.expected, f.actual, f.detail)
+            for f in sorted(result.findings, key=lambda f: rank.get(f.severity, 3))]
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 from chatbench.schema.contracts import PAGE_SIZE
 from chatbench.schema.distributed import DistributionVariant, variant
+from chatbench.schema.models import metadata
 from chatbench.schema.queries import CANONICAL_QUERIES, CanonicalQuery
 from chatbench.verify.catalog import CatalogFacts
 from chatbench.verify.context import VerificationContext
@@ -200,6 +201,17 @@ def _triggers(facts: CatalogFacts, chosen: DistributionVariant) -> Iterator[Find
                        "a trigger, run on every shard", "info",
                        "SET citus.enable_unsafe_triggers = on before distributing, and keep the trigger's writes "
                        "within the co-location group of the row that fires it (filter on the distribution column)")
+
+
+def declared_by_variant(finding: Finding, chosen: DistributionVariant) -> bool:
+    """A drift finding the distribution step made on purpose: a canonical primary key re-keyed to the
+    variant's key (with the distribution column). Drift judges the canonical schema; on a cluster this one
+    difference is the fix ``static_findings`` asks for, so a sign-off does not fail it."""
+    table, _, name = finding.object.partition(".")
+    plan = chosen.plan(table)
+    if finding.check != "drift" or plan is None or not plan.primary_key or table not in metadata.tables:
+        return False
+    return name == str(metadata.tables[table].primary_key.name) and f"({_cols(plan.primary_key)})" in finding.actual
 
 
 @check(CHECK_STATIC)

@@ -126,9 +126,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     require_writable(settings, "the sign-off seeds the data")
     judged_scenarios(settings)  # a targets file that judges nothing, before any server starts
     options = options_from(settings)
-    display = Display(out, show_label=len(options.servers) > 1)
+    display = Display(out, show_label=len(options.targets()) > 1)
     out.line(Text.assemble(("chatbench signoff", "bold"), f": profile {options.profile}, schema "
-                           f"{options.schema_source}, {len(options.servers)} server(s)"))
+                           f"{options.schema_source}, {len(options.targets())} server(s)"))
     signoff, secrets = run_signoff(options, display)
     started = time.perf_counter()
     written = write_signoff(signoff, options.out, secrets=secrets)

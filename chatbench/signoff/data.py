@@ -3,9 +3,11 @@ seeded into an application-built schema) and integrity."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from chatbench.loadgen.result import SeedResult
+from chatbench.provision import Server
 from chatbench.signoff.evidence import Evidence, StageContext
 
 
@@ -19,7 +21,21 @@ def seed_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
         result = loadgen.seed(server, ctx.spec, seed=options.seed, use_cache=options.use_cache, progress=True,
                               package=options.package, prebuilt=options.prebuilt)
         note.detail = seed_detail(result) + ("; seeded into the pre-built schema" if options.prebuilt else "")
-    return replace(evidence, server=result.server_for(server), seed=result)
+        seeded = result.server_for(server)
+        if ctx.on_cluster:
+            note.detail += "; " + distribute(seeded)
+    return replace(evidence, server=seeded, seed=result)
+
+
+def distribute(server: Server) -> str:
+    """On a Citus cluster the seeded rows move into the shards of the default variant (the distribution step
+    of ``chatbench.schema.distributed``): every later stage judges and measures the distributed schema."""
+    from chatbench.schema import distributed
+
+    chosen = distributed.variant()
+    started = time.perf_counter()
+    distributed.distribute(server, chosen)
+    return f"distributed {chosen.name} in {time.perf_counter() - started:.2f} s"
 
 
 def integrity_stage(ctx: StageContext, evidence: Evidence) -> Evidence:

@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chatbench.benchmarks.citus import QueryCost
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.spec import Spec
@@ -37,6 +38,7 @@ class Evidence:
     scaling: tuple[ScalingPoint, ...] = ()
     comparison: Comparison | None = None
     migration: Rehearsal | None = None
+    query_costs: tuple[QueryCost, ...] = ()  # the readiness stage's buffers (all shards) and routing per scenario
     halted: str | None = None  # why the remaining stages cannot run, when that is a verdict and not an error
 
     def need_server(self) -> Server:
@@ -69,3 +71,8 @@ class StageContext:
     secrets: set[str]  # passwords met on the way (scrubbed from every report file)
     run_dir: Path | None = None  # where a local cluster lives when the size check chose the disk over tmpfs
     scaling_specs: tuple[Spec, ...] = ()  # the data specs of ``options.scaling()``, in that order
+
+    @property
+    def on_cluster(self) -> bool:
+        """This pipeline runs on a Citus cluster (``--backend citus``): its seed stage distributes the tables."""
+        return self.choice.backend == "citus"

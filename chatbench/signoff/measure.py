@@ -78,6 +78,10 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     from chatbench import loadgen
 
     options, rec, server = ctx.options, ctx.rec, evidence.need_server()
+    if ctx.on_cluster:  # the smaller seeds would sit undistributed on the coordinator: not the cluster's figures
+        rec.add(StageTiming("scaling", 0.0, "skipped", "not on a cluster: the single node beside it measures "
+                                                       "scaling by data size"))
+        return evidence
     points: list[ScalingPoint] = []
     started = time.perf_counter()
     measured = []
@@ -156,9 +160,10 @@ def measure(
         rounds = options.rounds if options.rounds is not None else min(default_rounds, SIGNOFF_ROUNDS[0])
     if warmup is None:
         warmup = options.warmup if options.warmup is not None else min(default_warmup, SIGNOFF_ROUNDS[1])
+    refused = CITUS_REFUSALS if server.backend == "citus" else ()
     with (
         open_session(
-            server,
+            session_server(server),
             seed_result,
             profile=profile,
             targets=targets,
@@ -179,7 +184,10 @@ def measure(
                 contrast = "contrast" in scenario.canonical.tags
                 session.rounds = min(rounds, CONTRAST_ROUNDS[0]) if contrast else rounds
                 session.warmup = min(warmup, CONTRAST_ROUNDS[1]) if contrast else warmup
-                session.measure(scenario, timed=budgeted_rounds(options.scenario_budget_s), params=params)
+                try:
+                    session.measure(scenario, timed=budgeted_rounds(options.scenario_budget_s), params=params)
+                except refused as exc:  # Citus cannot plan or explain it (the readiness stage fails it, saying why)
+                    session.skipped[scenario.name] = f"the server refuses it: {one_line(exc)}"
             progress.advance()
     run = session.to_run()
     # The machine's load while measuring: a comparison warns when either run shared the machine.
@@ -188,6 +196,26 @@ def measure(
                       cpus=os.cpu_count() or 1)
     settings = None if run.settings is None else replace(run.settings, scenario_budget_s=options.scenario_budget_s)
     return replace(run, machine=machine, settings=settings, data_checksum=seed_result.checksum)
+
+
+CITUS_EXPLAIN = "--citus.explain_distributed_queries=off"
+"""What a benchmark session on a Citus cluster connects with: Citus 14 writes the remote plan of
+``EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE ...`` as plain text inside the JSON document (which no JSON
+parser reads), and the session measures buffers that way. Without the distributed part the document is
+valid and holds the coordinator's buffers only; the readiness stage counts every shard's
+(``benchmarks.citus.query_costs``) for the side-by-side."""
+
+
+CITUS_REFUSALS: tuple[type[psycopg.Error], ...] = (psycopg.errors.FeatureNotSupported, psycopg.errors.InternalError_)
+"""How Citus refuses a statement it cannot distribute (``INSERT ... SELECT`` with bound parameters, or its
+``EXPLAIN ANALYZE``): on a cluster the scenario is recorded as not measured, not as a broken run."""
+
+
+def session_server(server: Server) -> Server:
+    """The server a benchmark session connects to (on a Citus cluster: with ``CITUS_EXPLAIN``)."""
+    if server.backend != "citus":
+        return server
+    return replace(server, url=server.url.update_query_dict({"options": CITUS_EXPLAIN}))
 
 
 def main_points(seed_result: SeedResult, run: BenchmarkRun, profile: str) -> list[ScalingPoint]:

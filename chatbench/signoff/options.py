@@ -71,6 +71,22 @@ class SignoffOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
+    def citus(self) -> bool:
+        """A Citus sign-off (``--backend citus``): readiness is judged, and a single node runs beside the cluster."""
+        return any(choice.backend == "citus" for choice in self.servers)
+
+    def targets(self) -> tuple[ServerChoice, ...]:
+        """The servers the pipeline runs on: the chosen ones, and for each Citus cluster a single local node of
+        the same PostgreSQL after it, seeded with the same rows in the same run (the side-by-side's other half)."""
+        out: list[ServerChoice] = []
+        for choice in self.servers:
+            out.append(choice)
+            if choice.backend == "citus" and choice.citus is not None:
+                binaries = choice.citus.source.binaries
+                out.append(ServerChoice("local", pg_bin=str(binaries.bin_dir) if binaries.source == "pg-bin" else None))
+        return tuple(out)
+
+    @property
     def prebuilt(self) -> bool:
         """The application builds the schema itself (``--schema-from``/``--schema-from-cmd``)."""
         return self.schema_from is not None or self.schema_from_cmd is not None

@@ -19,7 +19,7 @@ from chatbench.errors import redact
 from chatbench.loadgen.spec import Spec
 from chatbench.provision.choice import ServerChoice, choice_text
 from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, StageTiming, TargetSignoff
-from chatbench.signoff.baseline import check_baseline_profile, load_baselines
+from chatbench.signoff.baseline import check_baseline_profile, resolve_baselines
 from chatbench.signoff.display import Display
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.options import SignoffOptions
@@ -39,20 +39,22 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
 
     spec = loadgen.load_spec(options.profile)
     smaller = tuple(loadgen.load_spec(p) for p in options.scaling())
+    choices = options.targets()
     placements = {
         choice: check_space(spec, backend=choice.backend, use_cache=options.use_cache, also=smaller)
-        for choice in options.servers
+        for choice in choices
     }
     for note in sorted({p.note for p in placements.values() if p.note}):
         display.note(note)
     started = time.perf_counter()
-    baselines = load_baselines(options.baseline) if options.baseline is not None else ()
+    baselines, baseline_name = resolve_baselines(options)
     check_baseline_profile(baselines, options)
     found_secrets: set[str] = set()
     targets = []
-    for index, choice in enumerate(options.servers, start=1):
-        if len(options.servers) > 1:
-            display.console.rule(f"server {index} of {len(options.servers)}: {choice_text(choice)}")
+    for index, choice in enumerate(choices, start=1):
+        if len(choices) > 1:
+            beside = " (the single node beside the cluster)" if options.citus and choice.backend == "local" else ""
+            display.console.rule(f"server {index} of {len(choices)}: {choice_text(choice)}{beside}")
         targets.append(run_target(choice, options, display, baselines, found_secrets, placements[choice].run_dir,
                                   specs=(spec, smaller)))
     signoff = Signoff(
@@ -62,7 +64,7 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
         schema_fingerprint=options.package.fingerprint(),
         chatbench_version=version,
         targets=tuple(targets),
-        baseline=str(options.baseline) if options.baseline is not None else None,
+        baseline=baseline_name,
         command=redact(options.command),
         notes=(f"pipeline wall time {time.perf_counter() - started:.1f} s",),
     )
@@ -120,4 +122,5 @@ def run_target(
         scaling=evidence.scaling,
         migration=evidence.migration,
         error=rec.error,
+        query_costs=evidence.query_costs,
     )

@@ -24,7 +24,7 @@ from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.measure import benchmarks_stage, load_stage, scaling_stage
 from chatbench.signoff.migration import migration_stage
 from chatbench.signoff.options import SignoffOptions
-from chatbench.signoff.verification import drift_stage, health_and_plans_stage
+from chatbench.signoff.verification import drift_stage, health_and_plans_stage, readiness_stage
 
 StageFn = Callable[[StageContext, Evidence], Evidence]
 
@@ -59,6 +59,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(("integrity",), integrity_stage, _built_here),
     Stage(("drift",), drift_stage, lambda o: not o.prebuilt),
     Stage(("health", "plans"), health_and_plans_stage),
+    Stage(("readiness",), readiness_stage, lambda o: o.citus),
     Stage(("benchmarks",), benchmarks_stage),
     Stage(("scaling",), scaling_stage, lambda o: bool(o.scaling())),
     Stage(("load",), load_stage, lambda o: o.load),
