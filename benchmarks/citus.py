@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ import psycopg
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.scenarios import SCENARIOS, Scenario, build_params, rotate, runner
 from chatbench.benchmarks.session import time_rounds
+from chatbench.benchmarks.shard_buffers import execution_usage
 from chatbench.benchmarks.stats import describe
 from chatbench.loadgen import SeedResult, Spec, load_spec, seed
 from chatbench.loadgen.ddl import create_bare
@@ -88,38 +89,6 @@ class QueryComparison:
     tasks: int
 
 
-def plan_buffers(plan: Mapping[str, Any]) -> int:
-    """Shared pages (hit + read) of one executed plan tree, counting every shard's remote plan (Citus)."""
-    total = int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
-    return total + sum(_remote_buffers(node) for node in _nodes(plan))
-
-
-def _nodes(plan: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from _nodes(child)
-
-
-def _remote_buffers(node: Mapping[str, Any]) -> int:
-    job = node.get("Distributed Query", {}).get("Job", {})
-    total = 0
-    for task in job.get("Tasks", ()):
-        for remote in task.get("Remote Plan", ()):
-            for entry in remote:
-                total += plan_buffers(entry["Plan"])
-    return total
-
-
-def execution_buffers(conn: psycopg.Connection[Any], sql: str, params: Mapping[str, Any]) -> int:
-    """Buffers of one execution (EXPLAIN ANALYZE; writes rolled back), every task shown on a cluster."""
-    with conn.transaction(force_rollback=True):
-        if is_citus(conn):
-            conn.execute("SET LOCAL citus.explain_all_tasks = on")
-        row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, dict(params)).fetchone()
-    assert row is not None
-    return plan_buffers(row[0][0]["Plan"])
-
-
 def measure(conn: psycopg.Connection[Any], scenario: Scenario, params: Sequence[Mapping[str, Any]],
             rounds: int) -> Measured:
     run = runner(conn, scenario.canonical)
@@ -129,7 +98,7 @@ def measure(conn: psycopg.Connection[Any], scenario: Scenario, params: Sequence[
     with rolled_back:  # a write's rows go away with the transaction
         samples = time_rounds(lambda: run(next(cycle)), rounds, rounds // 10, budget_s=3.0)
     stats = describe([s * 1000 for s in samples])
-    buffers = max(execution_buffers(conn, scenario.canonical.sql(), p) for p in params)
+    buffers = max(execution_usage(conn, scenario.canonical.sql(), p).total for p in params)
     return Measured(stats.p50, stats.p95, buffers, stats.rounds)
 
 
@@ -163,7 +132,7 @@ def query_costs(conn: psycopg.Connection[Any], seed_params: SeedParameters,
         if route is not None and route.tasks < 0:
             out.append(QueryCost(scenario.name, scenario.query, -1, route.tasks, False))
             continue
-        buffers = max(execution_buffers(conn, scenario.canonical.sql(), p) for p in params)
+        buffers = max(execution_usage(conn, scenario.canonical.sql(), p).total for p in params)
         out.append(QueryCost(scenario.name, scenario.query, buffers, route.tasks if route else 0,
                              route.router if route else False))
     return tuple(out)

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from chatbench.benchmarks.flags import refusal
 from chatbench.benchmarks.options import SUITE_COMMAND, SUITE_SETTINGS
+from chatbench.benchmarks.publish import show_run
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.session import BenchSession, open_session
-from chatbench.benchmarks.table import render_run
 from chatbench.benchmarks.targets import load_targets
 
 from chatbench.errors import ChatbenchError
@@ -230,8 +229,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = _finished_run(config, session)
     settings = resolve_pytest(config, SUITE_COMMAND, ("results",))
     assert settings.results is not None  # the bench command's default is a file
-    path = Path(settings.results)
-    write(run, path)
-    terminalreporter.write_sep("=", f"chatbench: {session.profile} profile, {session.pinning.describe()}")
-    render_run(run, out)
-    out.line(f"results (raw samples, environment): {path}")
+    path = write(run, settings.results)
+    show_run(run, out, pinning=session.pinning.describe(), path=path)  # as `chatbench bench` shows it

@@ -26,8 +26,10 @@ from typing import Any
 
 import psycopg
 from chatbench.benchmarks.results import BufferUsage
+from chatbench.benchmarks.shard_buffers import execution_usage
 from chatbench.loadgen.result import Key, SeedParameters
 from chatbench.schema.queries import QUERIES_BY_NAME, CanonicalQuery
+from chatbench.verify.citus import is_citus
 from chatbench.verify.keys import as_key
 from chatbench.verify.serialize import client_explain, explain_options
 from psycopg.rows import TupleRow
@@ -227,8 +229,11 @@ def explain_buffers(conn: psycopg.Connection[TupleRow], query: CanonicalQuery,
     prepared statement (after enough executions for the planner to settle on a generic plan).
 
     Writes run inside a transaction that is rolled back, so measuring them changes nothing.
-    Planning buffers are excluded (a prepared statement is not re-planned per call).
+    Planning buffers are excluded (a prepared statement is not re-planned per call). On a Citus cluster
+    every shard's buffers are counted, from the statement itself (``benchmarks.shard_buffers``).
     """
+    if is_citus(conn):
+        return max((execution_usage(conn, query.sql(), values) for values in params), key=lambda u: u.total)
     text, order = query.sql_positional()
     name = f"cb_explain_{query.name}"
     worst: BufferUsage | None = None

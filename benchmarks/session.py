@@ -1,7 +1,9 @@
 """One measuring session over a seeded database: connection, pinning, targets, collected results.
 
-The pytest suite (``benchmarks/conftest.py``), ``chatbench bench`` and the fidelity check all
-measure through ``BenchSession.measure``, so every number is taken the same way: a prepared
+``chatbench bench`` and the sign-off's benchmark stage enter it by one function, ``measure_scenarios``
+(open the session, measure each scenario or record why not, build the run); the pytest suite
+(``benchmarks/conftest.py``, one test per scenario) and the fidelity check open it with ``open_session``.
+All measure through ``BenchSession.measure``, so every number is taken the same way: a prepared
 statement on one pinned connection, parameters rotated, warm-up rounds discarded, every timed
 round kept as a raw sample.
 """
@@ -12,7 +14,7 @@ import gc
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +41,8 @@ from chatbench.benchmarks.verdict import round_trip_added_ms
 from chatbench.loadgen.result import SeedResult
 from psycopg.rows import TupleRow
 
+from chatbench.errors import redact
+from chatbench.output import Stage
 from chatbench.provision import Server
 
 ROUNDS = {"smoke": (300, 30), "ci": (2000, 200), "release": (5000, 300), "scale": (5000, 300)}
@@ -116,6 +120,10 @@ class BenchSession:
 
     def params_for(self, scenario: sc.Scenario) -> list[sc.Params]:
         return sc.build_params(scenario, self.conn, self.seed.params)
+
+    def no_instance(self, scenario: sc.Scenario) -> str:
+        """Why ``scenario`` is not measured when the seeded data has no instance of it (``skipped``'s reason)."""
+        return f"the {self.profile} data has no instance of {scenario.name} ({scenario.doc})"
 
     def measure(self, scenario: sc.Scenario, timed: TimedRounds = time_rounds,
                 params: list[sc.Params] | None = None, retry_timed: TimedRounds | None = None) -> ScenarioResult:
@@ -229,6 +237,17 @@ class BenchSession:
                             cpu_time=self.cpu_clock.source or self.cpu_clock.why if self.cpu_clock else "")
 
 
+CITUS_REFUSALS: tuple[type[psycopg.Error], ...] = (psycopg.errors.FeatureNotSupported, psycopg.errors.InternalError_)
+"""How Citus refuses a statement it cannot distribute (``INSERT ... SELECT`` with bound parameters, or its
+``EXPLAIN ANALYZE``): on a cluster the scenario is recorded as not measured, not as a broken run."""
+
+
+def _refusal(exc: Exception) -> str:
+    """Why a scenario the server refused is not measured, in one line."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return redact(f"the server refuses it: {type(exc).__name__}: {first}".rstrip(": "))
+
+
 @contextmanager
 def open_session(server: Server, seed: SeedResult, *, profile: str, targets: Targets,
                  pin_mode: PinMode = "same-core", rounds: int | None = None,
@@ -237,7 +256,8 @@ def open_session(server: Server, seed: SeedResult, *, profile: str, targets: Tar
     """Connect to the seeded database, pin, fingerprint; restore this process's CPU affinity after."""
     default_rounds, default_warmup = rounds_for(profile)
     saved_affinity = os.sched_getaffinity(0)
-    with (psycopg.connect(server.conninfo(), autocommit=True, application_name="chatbench-bench") as conn,
+    with (psycopg.connect(server.conninfo(), autocommit=True, application_name="chatbench-bench")
+          as conn,
           machine_window() as shares):
         placement = pin(conn, backend=server.backend, mode=pin_mode)
         clock = CpuClock(placement.server_pid, server.backend)
@@ -254,3 +274,53 @@ def open_session(server: Server, seed: SeedResult, *, profile: str, targets: Tar
         finally:
             clock.close()
             restore_client(saved_affinity)
+
+
+RoundsOf = Callable[[sc.Scenario], tuple[int, int]]
+"""scenario -> (timed rounds, warm-up rounds): a caller's rounds for one scenario (the sign-off measures
+the OFFSET contrast scenarios with fewer)."""
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    """What ``measure_scenarios`` hands back: the run, and where client and backend ran (for the report's title)."""
+
+    run: BenchmarkRun
+    pinning: PinningResult
+
+
+def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets: Targets,
+                      scenarios: Sequence[sc.Scenario] = sc.SCENARIOS, pin_mode: PinMode = "same-core",
+                      rounds: int | None = None, warmup: int | None = None, driver: sc.Driver = "psycopg",
+                      retries: int = DEFAULT_RETRIES, retry_budget_s: float = DEFAULT_RETRY_BUDGET_S,
+                      timed: TimedRounds = time_rounds, rounds_of: RoundsOf | None = None,
+                      progress: Stage | None = None) -> MeasuredRun:
+    """The one path from a command (``chatbench bench``, the sign-off) into the benchmark session.
+
+    Opens the session on the seeded database, measures ``scenarios`` in order through
+    ``BenchSession.measure`` (a scenario the data has no instance of is recorded in ``skipped`` with
+    the reason, not measured; so is one a Citus cluster refuses, ``CITUS_REFUSALS``), and builds the run
+    once the session closed, so its noise record holds the last calibration probe. ``rounds_of``: rounds
+    per scenario (None: the session's for all); ``progress``: an open output stage, told each scenario
+    and counted on.
+    """
+    refused = CITUS_REFUSALS if server.backend == "citus" else ()
+    with open_session(server, seed, profile=profile, targets=targets, pin_mode=pin_mode, rounds=rounds,
+                      warmup=warmup, driver=driver, retries=retries, retry_budget_s=retry_budget_s) as session:
+        default = (session.rounds, session.warmup)
+        for scenario in scenarios:
+            if progress is not None:
+                progress.step(scenario.name)
+            params = session.params_for(scenario)
+            if params:
+                session.rounds, session.warmup = default if rounds_of is None else rounds_of(scenario)
+                try:
+                    session.measure(scenario, timed=timed, params=params)
+                except refused as exc:  # the sign-off's readiness stage fails it, saying why
+                    session.skipped[scenario.name] = _refusal(exc)
+            else:
+                session.skipped[scenario.name] = session.no_instance(scenario)
+            if progress is not None:
+                progress.advance()
+        session.rounds, session.warmup = default  # the run's settings record the rounds asked
+    return MeasuredRun(session.to_run(), session.pinning)

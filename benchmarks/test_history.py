@@ -2,10 +2,12 @@
 
 Each test times its scenario with ``benchmark.pedantic`` (pytest-benchmark keeps the raw round
 times), computes p50/p95/p99/IQR/CV from them with ``chatbench.benchmarks.stats`` and stores statistics, raw
-samples (ms), buffers and verdict in ``benchmark.extra_info``, so ``--benchmark-json`` holds them.
+samples (ms), buffers and verdict in ``benchmark.extra_info`` (``benchmarks.publish.extra_info``, as
+``chatbench bench --json`` writes them), so ``--benchmark-json`` holds them.
 A missed budget fails the test with one line: ``scenario: p95 1.230 ms > target 0.800 ms (...)``; a
 target the machine's noise left undecided skips it with the reason (INCONCLUSIVE: pytest counts a skip
-as no failure; ``chatbench bench`` reads the verdict from the results file and exits 3).
+as no failure; ``chatbench bench``, which measures the same scenarios through
+``benchmarks.session.measure_scenarios``, exits 3).
 Writes come last (see ``benchmarks/scenarios.py`` for how they are committed).
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from chatbench.benchmarks.publish import extra_info
 from chatbench.benchmarks.scenarios import SCENARIOS, Scenario, runner
 from chatbench.benchmarks.session import BenchSession, time_rounds
 
@@ -32,7 +35,7 @@ def test_history(benchmark: Any, bench_session: BenchSession, scenario: Scenario
     benchmark.group = scenario.query
     params = bench_session.params_for(scenario)
     if not params:
-        reason = f"the {bench_session.profile} data has no instance of {scenario.name} ({scenario.doc})"
+        reason = bench_session.no_instance(scenario)
         bench_session.skipped[scenario.name] = reason
         pytest.skip(reason)
     if benchmark.disabled:  # --benchmark-disable: prove every parameter set runs, judge nothing
@@ -40,20 +43,7 @@ def test_history(benchmark: Any, bench_session: BenchSession, scenario: Scenario
         assert all(run(p) >= 0 for p in params)
         return
     result = bench_session.measure(scenario, _pedantic(benchmark), params=params, retry_timed=time_rounds)
-    benchmark.extra_info.update({
-        "scenario": result.scenario,
-        "query": result.query,
-        "params_version": result.params_version,
-        "stats_ms": result.stats.to_dict(),
-        "samples_ms": list(result.samples_ms),
-        "buffers": None if result.buffers is None else result.buffers.total,
-        "target": None if result.target is None else {"p95_ms": result.target.p95_ms,
-                                                      "p99_ms": result.target.p99_ms,
-                                                      "buffers": result.target.buffers},
-        "verdict": result.verdict,
-        "attempts": result.attempts,
-        "pinning": bench_session.pinning.describe(),
-    })
+    benchmark.extra_info.update(extra_info(result, bench_session.pinning.describe()))  # as bench.json has it
     if result.failures:
         pytest.fail("; ".join(result.failures), pytrace=False)
     if result.undecided:  # not a failure: the machine's noise hid the answer (``chatbench bench`` exits 3)

@@ -7,6 +7,7 @@ the one-line failure message, pinning recorded, histograms decodable.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -115,7 +116,48 @@ def test_an_impossible_target_fails_with_one_line(tmp_path: Path) -> None:
     assert re.fullmatch(r"latest_page: p95 \d+\.\d{3} ms > target 0\.001 ms \(at least \d+\.\d{3} ms its CPU time "
                         r"alone\); latest_page: p99 \d+\.\d{3} ms > target 0\.002 ms \(at least \d+\.\d{3} ms its "
                         r"CPU time alone\)", lines[0]), lines
-    assert read(tmp_path / "r.json").verdict == "FAIL"
+    run = read(tmp_path / "r.json")
+    assert run.verdict == "FAIL"
+    assert [r.scenario for r in run.scenarios] == ["latest_page"]  # -k: the one scenario selected, no other
+    # bench.json is the same run in pytest-benchmark's format: its statistics over the samples judged
+    document = json.loads((tmp_path / "b.json").read_text())
+    assert document["chatbench"] == json.loads((tmp_path / "r.json").read_text())
+    (bench,) = document["benchmarks"]
+    samples = bench["extra_info"]["samples_ms"]
+    assert list(samples) == list(run.scenarios[0].samples_ms) and bench["extra_info"]["verdict"] == "FAIL"
+    assert bench["stats"]["rounds"] == len(samples) == 20
+    assert bench["stats"]["min"] * 1000 == pytest.approx(min(samples))
+    assert bench["stats"]["max"] * 1000 == pytest.approx(max(samples))
+    assert bench["name"] == "test_history[latest_page]" and bench["group"] == "latest_messages"
+    assert {"machine_info", "commit_info", "datetime", "version"} <= set(document)
+
+
+def test_measure_scenarios_is_one_session_with_rounds_per_scenario(pg: Server) -> None:
+    """The path ``chatbench bench`` and the sign-off share: every scenario measured in one session with its
+    own rounds, a scenario the data has no instance of recorded as skipped with the reason, progress counted,
+    and the run's settings the rounds asked for."""
+    from chatbench.benchmarks.scenarios import SCENARIOS_BY_NAME, Scenario
+    from chatbench.benchmarks.session import measure_scenarios
+    from chatbench.benchmarks.targets import load_targets
+
+    from chatbench.output import Output, console_for
+
+    too_deep = Scenario("keyset_page_deeper_than_any_whale", "messages_before", "a page no smoke whale reaches",
+                        depth=10**6)
+    scenarios = (SCENARIOS_BY_NAME["latest_page"], too_deep, SCENARIOS_BY_NAME["offset_page_20"])
+    log = io.StringIO()
+    out = Output(console_for(file=log, terminal=False), progress_seconds=3600)
+    with seeded_database(pg) as (db, seeded), out.stage("benchmarks", total=3, unit="scenarios") as progress:
+        measured = measure_scenarios(db, seeded, profile="smoke", targets=load_targets(), scenarios=scenarios,
+                                     rounds=11, warmup=1, retries=0, progress=progress,
+                                     rounds_of=lambda s: (7, 1) if s.name.startswith("offset_") else (11, 1))
+        assert progress.state.done == 3
+    run = measured.run
+    assert [(r.scenario, len(r.samples_ms)) for r in run.scenarios] == [("latest_page", 11), ("offset_page_20", 7)]
+    assert run.skipped == {too_deep.name: f"the smoke data has no instance of {too_deep.name} ({too_deep.doc})"}
+    assert run.settings is not None and (run.settings.rounds, run.settings.warmup) == (11, 1)
+    assert run.calibration[-1].before == "end"  # the run is built after the session closed: the last probe is in
+    assert measured.pinning.describe() and "benchmarks: started (0/3 scenarios)" in log.getvalue()
 
 
 @pytest.mark.slow

@@ -1,74 +1,74 @@
-"""Benchmark the canonical history queries against targets (the pytest-benchmark suite in ``benchmarks/``).
+"""Benchmark the canonical history queries against targets, through the sign-off's own path.
 
-Runs ``pytest benchmarks`` in-process with the chatbench options, so ``chatbench bench`` and
-``pytest benchmarks`` are the same measurement: a throwaway server seeded with the profile
-(snapshot cache reused), one benchmark per scenario, a table of p50/p95/p99 with target and
-PASS/FAIL, the pytest-benchmark JSON (``--json``, raw samples in extra_info) and the chatbench
-results JSON (``--results``). ``--fidelity`` instead compares the harness with pgbench -M prepared.
+A throwaway server (or the one the settings name) seeded with the profile (snapshot cache reused), then
+``benchmarks.session.measure_scenarios``, the function the sign-off's benchmark stage measures through:
+one session, the selected scenarios (``-k``, pytest's keyword expression over the suite's test ids) in
+order, undecided ones measured again. The run is written as the results JSON (``--results``) and as
+``bench.json`` (``--json``: pytest-benchmark's format built from the same run, raw samples in
+``extra_info``, the whole run under ``"chatbench"``), shown as a table of p50/p95/p99 with target and
+verdict, and recorded with ``--history``. ``pytest benchmarks`` (the suite, for pytest users) measures
+through the same ``BenchSession.measure``, one test per scenario. ``--fidelity`` instead compares the
+harness with pgbench -M prepared.
 Exit 0 when every target is met, 1 when one is missed, 3 when none is missed but the noise measured on
-this machine left one undecided (INCONCLUSIVE; the suite shows it as a skip with the reason).
+this machine left one undecided (INCONCLUSIVE), 2 on bad input.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import psycopg
+
+from chatbench import loadgen, output
 from chatbench.benchmarks.options import SUITE_SETTINGS
-from chatbench.commands._common import judged_scenarios, require_writable
+from chatbench.commands._common import judged_scenarios, out, require_writable, server_from
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError, ConfigError
-from chatbench.settings import Settings, pytest_option, where
+from chatbench.provision import Server
+from chatbench.provision.choice import one_server
+from chatbench.settings import Settings, where
+
+if TYPE_CHECKING:  # the benchmark stack itself is imported where it runs (see ``run``)
+    from chatbench.benchmarks.scenarios import Scenario
+    from chatbench.loadgen.result import SeedResult
 
 NAME = "bench"
 HELP = "benchmark the history queries against targets (p50/p95/p99 table, JSON with raw samples)"
-SETTINGS = (*SUITE_SETTINGS, "json", "select", "fidelity", "format")
+SETTINGS = (*SUITE_SETTINGS, "json", "select", "fidelity", "format", "history", "commit", "branch")
 
 
-def _suite_arguments(settings: Settings) -> list[str]:
-    """The command-line settings as the suite's own pytest options; the suite resolves the rest itself
-    (environment, file, the ``bench`` defaults) exactly as this command did, so both measure the same."""
-    argv: list[str] = []
-    for name in SUITE_SETTINGS:
-        if settings.source(name) != "argument":
-            continue
-        value = getattr(settings, name)
-        if isinstance(value, bool):
-            argv += [pytest_option(name)]  # a flag given on the command line: its non-default side
-        elif isinstance(value, tuple):
-            for item in value:
-                argv += [pytest_option(name), item]
-        elif value is not None:
-            argv += [pytest_option(name), str(value)]
-    return argv
+def check_inputs(settings: Settings) -> tuple[Scenario, ...]:
+    """The scenarios to measure, once everything a run would refuse is refused, before any server starts.
 
-
-def check_inputs(settings: Settings) -> None:
-    """Everything the suite would refuse, refused here first with the command's own option names.
-
-    pytest would answer a bad ``--targets`` or ``-k`` with an exit code and its own option names
-    (``--chatbench-targets``); the suite resolves the same settings, so checking them here means it
-    never has to.
+    A bad ``--targets``, ``-k``, server option or ``--models`` is one line naming the option; a
+    selection of scenarios none of which has a budget for the profile would judge nothing and PASS, so
+    it is refused too.
     """
     from chatbench.benchmarks.scenarios import SCENARIOS
-    from chatbench.provision.choice import one_server
 
     require_writable(settings, "bench seeds the data")
-    one_server(settings)  # the server options agree (the suite provisions from the same settings)
-    schema_choice(settings)  # --models imports and declares tables (the suite seeds the schema built from it)
+    one_server(settings)  # the server options agree
+    schema_choice(settings)  # --models imports and declares tables (the seed builds the schema from it)
     judged = judged_scenarios(settings)
-    if settings.select is not None:
-        chosen = selected_scenarios(settings.select, [s.name for s in SCENARIOS])
-        if not chosen:
-            raise ConfigError(f"{where(settings, 'select')}: matches no scenario; scenarios are "
-                              f"{', '.join(s.name for s in SCENARIOS)}")
-        if not judged & set(chosen):
-            raise ConfigError(f"{where(settings, 'select')}: selects only scenarios without a budget for profile "
-                              f"{settings.profile} ({', '.join(chosen)}), so nothing would be judged")
+    if settings.select is None:
+        return SCENARIOS
+    chosen = selected_scenarios(settings.select, [s.name for s in SCENARIOS])
+    if not chosen:
+        raise ConfigError(f"{where(settings, 'select')}: matches no scenario; scenarios are "
+                          f"{', '.join(s.name for s in SCENARIOS)}")
+    if not judged & set(chosen):
+        raise ConfigError(f"{where(settings, 'select')}: selects only scenarios without a budget for profile "
+                          f"{settings.profile} ({', '.join(chosen)}), so nothing would be judged")
+    return tuple(s for s in SCENARIOS if s.name in chosen)
 
 
 def selected_scenarios(expression: str, names: list[str]) -> list[str]:
-    """The scenarios a pytest ``-k`` expression picks (its keyword rules: case-insensitive substrings)."""
+    """The scenarios a pytest ``-k`` expression picks (its keyword rules: case-insensitive substrings of
+    the suite's test ids), so ``-k`` selects the same scenarios here as in ``pytest benchmarks -k``."""
     from _pytest.mark.expression import Expression
 
     try:
@@ -85,95 +85,81 @@ def selected_scenarios(expression: str, names: list[str]) -> list[str]:
     return [name for name in names if picks(name)]
 
 
-class _ExitMessage:
-    """Catches the one-line message the suite gives ``pytest.exit`` (pytest reports it as an interrupt)."""
-
-    def __init__(self) -> None:
-        self.message: str | None = None
-
-    def pytest_keyboard_interrupt(self, excinfo: object) -> None:
-        value = getattr(excinfo, "value", None)
-        message = getattr(value, "msg", None)
-        if isinstance(message, str):
-            self.message = message.removeprefix("chatbench: ")
-
-
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.fidelity:
         return _fidelity(settings)
-    import contextlib
-    import os
-    import sys
+    # Measured: the benchmark stack (scipy, the reports) costs over a second of imports, which
+    # `chatbench bench --help` must not pay.
+    from chatbench.benchmarks.publish import show_run, write_bench_json
+    from chatbench.benchmarks.results import write
+    from chatbench.benchmarks.session import measure_scenarios
+    from chatbench.benchmarks.targets import load_targets
+    from chatbench.commands.history import record_result
+    from chatbench.reports.signoff import EXIT_CODES
+    from chatbench.signoff.recorder import one_line
 
-    import pytest
-
-    from chatbench import benchmarks
-    from chatbench.benchmarks.results import read
-    from chatbench.output import print_document
-
-    check_inputs(settings)
-    assert settings.json is not None
-    assert settings.results is not None  # the bench command's default is a file
-    Path(settings.json).parent.mkdir(parents=True, exist_ok=True)
+    scenarios = check_inputs(settings)
+    assert settings.json is not None and settings.results is not None  # the bench command's defaults are files
     document = settings.format == "json"
-    stream = sys.stderr if document else sys.stdout  # with --format json, stdout holds the document alone
-    argv = [str(Path(benchmarks.__file__).parent), "-q", *_suite_arguments(settings),
-            "--benchmark-json", settings.json, "--benchmark-sort", "name", "--benchmark-quiet",
-            "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning"]
-    if not stream.isatty():
-        argv += ["-o", "console_output_style=classic"]  # a log gets progress lines, not a "[100%]" gauge
-    if settings.select is not None:
-        argv += ["-k", settings.select]
-    exit_message = _ExitMessage()
-    # This process is a command of its own: an outer pytest-xdist run's worker variables (an app's suite
-    # calling `chatbench bench`) are not this suite's, and would switch pytest-benchmark's timing off.
-    for name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
-        del os.environ[name]
-    with contextlib.redirect_stdout(stream):
-        code = int(pytest.main(argv, plugins=[exit_message]))
-    results = Path(settings.results)
-    if code in (0, 1) and document and results.is_file():
-        print_document(results.read_text(encoding="utf-8"))
-    if code == 0:
-        # A target the machine's noise left undecided is a skip to pytest; to chatbench it is INCONCLUSIVE.
-        return 3 if results.is_file() and read(results).verdict == "INCONCLUSIVE" else 0
-    if code == 1:
-        return 1  # a benchmark ran and missed its target (the one-line reason is in the output)
-    if exit_message.message is not None:
-        raise ChatbenchError(exit_message.message)
-    raise ChatbenchError(f"the benchmark suite did not run to a verdict (pytest exit code {code}); "
-                         "see the output above")
+    report = output.stderr() if document else output.stdout()  # with --format json, stdout holds the document alone
+    try:
+        with (_seeded(settings) as (server, seeded),
+              report.stage("benchmarks", total=len(scenarios), unit="scenarios") as progress):
+            measured = measure_scenarios(
+                server, seeded, profile=settings.profile, targets=load_targets(settings.targets),
+                scenarios=scenarios, pin_mode=settings.pin, rounds=settings.rounds, warmup=settings.warmup,
+                driver=settings.driver, retries=settings.retries, retry_budget_s=settings.retry_budget,
+                progress=progress)
+    except psycopg.Error as exc:  # no verdict: one line and exit 2, as a sign-off's ERROR
+        raise ChatbenchError(f"the benchmarks stopped: the server failed ({one_line(exc)})") from None
+    run, pinning = measured.run, measured.pinning.describe()
+    results = write(run, settings.results)
+    write_bench_json(run, pinning, settings.json)
+    for result in run.scenarios:  # a missed target first, in one line, as the suite's failing test says it
+        if result.failures:
+            report.line("; ".join(result.failures), style="bold red")
+    show_run(run, report, pinning=pinning, path=results)
+    record_result(settings, results)
+    if document:
+        output.print_document(results.read_text(encoding="utf-8"))
+    return EXIT_CODES.get(run.verdict, 0)  # NO TARGET: nothing judged missed
+
+
+@contextlib.contextmanager
+def _seeded(settings: Settings) -> Iterator[tuple[Server, SeedResult]]:
+    """(server pointed at the seeded database, SeedResult): the server the settings ask for, seeded with the
+    profile through the snapshot cache, in the schema built from the package (canonical or ``--models``)."""
+    package = schema_choice(settings).package
+    with server_from(settings) as server:
+        seeded = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed,
+                              use_cache=settings.cache, package=package)
+        yield seeded.server_for(server), seeded
 
 
 def _fidelity(settings: Settings) -> int:
-    from chatbench import loadgen
     from chatbench.benchmarks import fidelity
     from chatbench.benchmarks.results import BenchmarkRun, write
     from chatbench.benchmarks.session import open_session
     from chatbench.benchmarks.targets import load_targets
-    from chatbench.commands._common import out, server_from
-    from chatbench.output import print_document
 
     require_writable(settings, "bench seeds the data")
-    package = schema_choice(settings).package
-    with server_from(settings) as server:
-        seed = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed, use_cache=settings.cache,
-                            package=package)
-        server = seed.server_for(server)
-        with open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),
-                          pin_mode=settings.pin) as session:
-            out.note(session.pinning.describe())
-            with out.stage("fidelity") as stage:
-                report = fidelity.check(server, session, rounds=3000 if settings.rounds is None else settings.rounds,
-                                        warmup=settings.warmup if settings.warmup is not None else 300,
-                                        progress=stage.step)
-            run = BenchmarkRun(kind="fidelity", run_id=session.run_id, created_at=session.to_run().created_at,
-                               environment=session.environment, fidelity=report)
+    with (_seeded(settings) as (server, seed),
+          open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),
+                       pin_mode=settings.pin) as session):
+        out.note(session.pinning.describe())
+        with out.stage("fidelity") as stage:
+            report = fidelity.check(server, session, rounds=3000 if settings.rounds is None else settings.rounds,
+                                    warmup=settings.warmup if settings.warmup is not None else 300,
+                                    progress=stage.step)
+        run = BenchmarkRun(kind="fidelity", run_id=session.run_id, created_at=session.to_run().created_at,
+                           environment=session.environment, fidelity=report)
     given = settings.results if settings.source("results") != "default" else None
     path = write(run, "out/fidelity.json" if given is None else given)
+    if settings.history is not None:
+        out.line("history: nothing recorded (a --fidelity run measures the harness, not the schema's queries)")
     if settings.format == "json":
         out.line(fidelity.render(report))
-        print_document(Path(path).read_text(encoding="utf-8"))
+        output.print_document(Path(path).read_text(encoding="utf-8"))
     else:
         print(fidelity.render(report))
     out.line(f"results: {path}")

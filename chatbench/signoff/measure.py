@@ -1,7 +1,8 @@
 """The measuring stages: benchmarks vs targets, scaling by data size, the optional short load.
 
-They measure nothing themselves: every number goes through ``benchmarks.session.BenchSession.measure``
-and ``benchmarks.session.time_rounds``, so a sign-off's numbers are taken as ``chatbench bench`` takes them.
+They measure nothing themselves: the benchmarks enter the session through
+``benchmarks.session.measure_scenarios``, the function ``chatbench bench`` measures through (the Citus
+connection and refusals included), so a sign-off's numbers are taken as ``chatbench bench`` takes them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from functools import partial
 import psycopg
 
 from chatbench.benchmarks.results import BenchmarkRun, LoadResult, MachineLoad, PlanRecord
-from chatbench.benchmarks.scenarios import SCENARIOS
-from chatbench.benchmarks.session import TimedRounds, open_session, rounds_for, time_rounds
+from chatbench.benchmarks.scenarios import SCENARIOS, Scenario
+from chatbench.benchmarks.session import TimedRounds, measure_scenarios, rounds_for, time_rounds
 from chatbench.benchmarks.targets import load_targets
 from chatbench.errors import ChatbenchError
 from chatbench.loadgen.result import SeedResult
@@ -148,7 +149,7 @@ def measure(
     warmup: int | None = None,
     retries: int | None = None,
 ) -> BenchmarkRun:
-    """Run the benchmark scenarios in-process through ``BenchSession.measure`` (the suite's own code).
+    """Run the benchmark scenarios through ``measure_scenarios`` (``chatbench bench``'s path into the session).
 
     ``retries``: re-measurements of an undecided scenario (None: the options'; the scaling stage, whose
     numbers are evidence and not judged, passes 0)."""
@@ -160,36 +161,22 @@ def measure(
         rounds = options.rounds if options.rounds is not None else min(default_rounds, SIGNOFF_ROUNDS[0])
     if warmup is None:
         warmup = options.warmup if options.warmup is not None else min(default_warmup, SIGNOFF_ROUNDS[1])
-    refused = CITUS_REFUSALS if server.backend == "citus" else ()
-    with (
-        open_session(
-            session_server(server),
+    with display.stage(f"benchmarks ({profile})", total=len(scenarios), unit="scenarios") as progress:
+        run = measure_scenarios(
+            server,
             seed_result,
             profile=profile,
             targets=targets,
+            scenarios=scenarios,
             pin_mode=options.pin_mode,  # type: ignore[arg-type]
             rounds=rounds,
             warmup=warmup,
             retries=options.retries if retries is None else retries,
             retry_budget_s=options.retry_budget_s,
-        ) as session,
-        display.stage(f"benchmarks ({profile})", total=len(scenarios), unit="scenarios") as progress,
-    ):
-        for scenario in scenarios:
-            progress.step(scenario.name)
-            params = session.params_for(scenario)
-            if not params:
-                session.skipped[scenario.name] = f"the {profile} data has no instance of it ({scenario.doc})"
-            else:
-                contrast = "contrast" in scenario.canonical.tags
-                session.rounds = min(rounds, CONTRAST_ROUNDS[0]) if contrast else rounds
-                session.warmup = min(warmup, CONTRAST_ROUNDS[1]) if contrast else warmup
-                try:
-                    session.measure(scenario, timed=budgeted_rounds(options.scenario_budget_s), params=params)
-                except refused as exc:  # Citus cannot plan or explain it (the readiness stage fails it, saying why)
-                    session.skipped[scenario.name] = f"the server refuses it: {one_line(exc)}"
-            progress.advance()
-    run = session.to_run()
+            timed=budgeted_rounds(options.scenario_budget_s),
+            rounds_of=partial(contrast_rounds, rounds, warmup),
+            progress=progress,
+        ).run
     # The machine's load while measuring: a comparison warns when either run shared the machine.
     machine = run.machine if run.machine is not None else MachineLoad(os.cpu_count() or 1)
     machine = replace(machine, before=round(load_before, 2), after=round(os.getloadavg()[0], 2),
@@ -198,24 +185,11 @@ def measure(
     return replace(run, machine=machine, settings=settings, data_checksum=seed_result.checksum)
 
 
-CITUS_EXPLAIN = "--citus.explain_distributed_queries=off"
-"""What a benchmark session on a Citus cluster connects with: Citus 14 writes the remote plan of
-``EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE ...`` as plain text inside the JSON document (which no JSON
-parser reads), and the session measures buffers that way. Without the distributed part the document is
-valid and holds the coordinator's buffers only; the readiness stage counts every shard's
-(``benchmarks.citus.query_costs``) for the side-by-side."""
-
-
-CITUS_REFUSALS: tuple[type[psycopg.Error], ...] = (psycopg.errors.FeatureNotSupported, psycopg.errors.InternalError_)
-"""How Citus refuses a statement it cannot distribute (``INSERT ... SELECT`` with bound parameters, or its
-``EXPLAIN ANALYZE``): on a cluster the scenario is recorded as not measured, not as a broken run."""
-
-
-def session_server(server: Server) -> Server:
-    """The server a benchmark session connects to (on a Citus cluster: with ``CITUS_EXPLAIN``)."""
-    if server.backend != "citus":
-        return server
-    return replace(server, url=server.url.update_query_dict({"options": CITUS_EXPLAIN}))
+def contrast_rounds(rounds: int, warmup: int, scenario: Scenario) -> tuple[int, int]:
+    """A scenario's (rounds, warm-up): fewer for the OFFSET contrast scenarios (``CONTRAST_ROUNDS``)."""
+    if "contrast" in scenario.canonical.tags:
+        return min(rounds, CONTRAST_ROUNDS[0]), min(warmup, CONTRAST_ROUNDS[1])
+    return rounds, warmup
 
 
 def main_points(seed_result: SeedResult, run: BenchmarkRun, profile: str) -> list[ScalingPoint]:
