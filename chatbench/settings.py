@@ -279,7 +279,8 @@ class Settings:
         maximum=3600, metavar="SECONDS")
     lock_retries: int = setting(
         5, "times a migration statement (or a --migration-cmd) that gave up on its lock_timeout is retried, with "
-        "backoff, as deploy tools do (0: never)", kind="int", minimum=0, maximum=100)
+        "backoff, as deploy tools do (inside the migration file's BEGIN ... COMMIT block: the whole block, from its "
+        "BEGIN; 0: never)", kind="int", minimum=0, maximum=100)
     url: str | None = setting(None, "an existing database: postgresql://user:password@host:port/db", metavar="URL",
                               check=_database_url)
     apply_schema: bool = setting(False, "create the canonical schema in the server's database", kind="bool")

@@ -42,6 +42,10 @@ PREPARED_RESULT_TYPE = ("the statement changed a column's result type under the 
                         "app to it, or recycle the app's connections right after the migration")
 PREPARED_ERROR = "cached plan must not change result type"
 REWRITE = "split it so the table is not rewritten under an exclusive lock: new column or table, batched backfill"
+REWRITE_WAL = ("do not rewrite the table in one statement: a rewrite logs the whole new table and its indexes at "
+               "once (with wal_level replica or logical). Add a column or table and fill it by a batched backfill "
+               "paced by the replicas' replay_lag; for VACUUM FULL or CLUSTER, pg_repack or pg_squeeze rebuild it "
+               "online at a pace you set")
 GENERIC = "keep the lock short: split the statement, do the heavy part with a weaker lock, and " + LOCK_TIMEOUT
 
 
@@ -52,8 +56,8 @@ def suggest_wal(run: StatementRun | None) -> str:
     sql = " ".join(run.sql.upper().split())
     if run.kind in ("IndexStmt", "ReindexStmt") or re.search(r"\bCREATE (UNIQUE )?INDEX\b", sql):
         return WAL_INDEX
-    if run.rewrites and run.kind == "AlterTableStmt":
-        return REWRITE
+    if run.rewrites:
+        return REWRITE_WAL
     return BATCHED_BACKFILL
 
 

@@ -170,9 +170,13 @@ class Analysis:
     def _from_traces(self, traces: Sequence[Trace]) -> list[StatementRun]:
         out: list[StatementRun] = []
         held_in_block: set[tuple[int, str]] = set()
+        # A statement's first try began before it (its own tries), or before the statements of its transaction
+        # block that ran before it in the last try (a block's tries, each from the block's BEGIN): the window of a
+        # statement ends where the next one's first try began, or where it began when that was before.
         starts = [t.tries[0].start if t.tries else t.start for t in traces]
         for number, trace in enumerate(traces):
-            until = starts[number + 1] if number + 1 < len(starts) else None
+            nxt = traces[number + 1] if number + 1 < len(traces) else None
+            until = None if nxt is None else starts[number + 1] if starts[number + 1] >= trace.start else nxt.start
             st = trace.statement
             if st.transaction_control is not None:
                 held_in_block = set()
@@ -186,7 +190,8 @@ class Analysis:
             end = trace.end or trace.start
             waits = self._waits(first, end, until)
             attempts = tuple(Attempt(t.number, t.start - self.t0, t.end - t.start, t.outcome,
-                                     self._waited_for(self.outcome.pid, t.start, t.end)) for t in trace.tries)
+                                     self._waited_for(self.outcome.pid, t.start, t.end), t.stopped_at)
+                             for t in trace.tries)
             out.append(self._statement(st.index, st.short(400), st.line, st.kind, trace.start, end,
                                        trace.release or trace.end, holds, self._rewrites(trace.rewrites), scanned,
                                        trace.lock_timeout, trace.error,

@@ -13,8 +13,10 @@ Per profile, on one throwaway server:
   without and with ``SET lock_timeout`` (2 s): the app queries queued behind its waiting lock (count,
   longest wait), its tries, and the verdict.
 - ``wal``: a one-statement backfill of a new messages column against one batch of a batched one (5000
-  rows): the WAL each wrote at both sizes, extrapolated to the production size, and the replica lag at the
-  ``[rehearsal] wal`` budget's apply rate.
+  rows), and a table rewrite (``VACUUM FULL messages``): the WAL each wrote at both sizes, extrapolated to the
+  production size, and the replica lag at the ``[rehearsal] wal`` budget's apply rate. The rehearsal runs
+  with ``wal_level = replica`` and ``full_page_writes = on`` (``stage.production_wal``), as a primary with
+  replicas does: the printed settings say so.
 
 Wall-clock numbers on a shared machine are noisy: the load average is printed.
 """
@@ -30,7 +32,7 @@ import psycopg
 from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.rules import wal_size
-from chatbench.rehearse.stage import RehearsalPlan, rehearse, smaller_spec
+from chatbench.rehearse.stage import PRODUCTION_WAL, RehearsalPlan, rehearse, smaller_spec
 from chatbench.rehearse.statements import split_sql
 
 from chatbench import loadgen
@@ -43,6 +45,8 @@ NEW_COLUMN = "ALTER TABLE messages ADD COLUMN content_chars integer;\n"
 ONE_STATEMENT = NEW_COLUMN + "UPDATE messages SET content_chars = length(content);"
 BATCHED = NEW_COLUMN + ("UPDATE messages SET content_chars = length(content) WHERE id IN (SELECT id FROM messages "
                         "WHERE content_chars IS NULL ORDER BY id LIMIT 5000);")
+REWRITE = "VACUUM FULL messages;"
+WAL_CASES = (("one statement", ONE_STATEMENT, 2), ("one batch", BATCHED, 2), ("table rewrite", REWRITE, 1))
 
 
 def build_alone(server: Server, spec: loadgen.Spec, runs: int = 3) -> float:
@@ -76,8 +80,9 @@ def index_row(server: Server, spec: loadgen.Spec, args: argparse.Namespace) -> s
     run = result.measured.statements[0]
     estimate = next(e for e in result.estimates if e.table == "messages" and e.access == "appends")
     blocking = run.blocking_s("messages", "appends")
+    wal = wal_size(run.wal_bytes) if run.wal_bytes is not None else "?"
     return (f"{spec.name:<9}{spec.messages.count:>10,}{alone:>15.3f}{blocking:>12.3f}"
-            f"{run.blocked['appends'].count:>17}{run.blocked['appends'].longest_s:>16.3f}"
+            f"{run.blocked['appends'].count:>17}{run.blocked['appends'].longest_s:>16.3f}{wal:>12}"
             f"{estimate.extrapolated_s:>16.1f}  {estimate.production_messages:,} "
             f"(linear from {estimate.small_messages:,} and {estimate.large_messages:,})")
 
@@ -100,27 +105,32 @@ def queue_rows(server: Server, spec: loadgen.Spec, args: argparse.Namespace) -> 
 
 def wal_rows(server: Server, spec: loadgen.Spec, args: argparse.Namespace) -> list[str]:
     rows = []
-    for name, sql in (("one statement", ONE_STATEMENT), ("one batch", BATCHED)):
+    for name, sql, statement in WAL_CASES:
         result = rehearse(server, _plan(sql, spec, args))
-        estimate = next(e for e in result.wal_estimates if e.statement == 2)
-        verdict = "FAIL wal" if any(f.rule == "wal" for f in result.findings) else "PASS"
+        estimate = next(e for e in result.wal_estimates if e.statement == statement)
+        verdict = "FAIL wal" if any(f.rule == "wal" for f in result.findings) else "PASS wal"
+        ran = ", ".join(f"{k} = {result.server['settings'].get(k, '?')}" for k in PRODUCTION_WAL)
         rows.append(f"{spec.name:<9}{spec.messages.count:>10,}  {name:<14}{wal_size(estimate.small_bytes):>12}"
                     f"{wal_size(estimate.large_bytes):>12}{wal_size(estimate.extrapolated_bytes):>14}"
-                    f"{estimate.lag_s:>12,.1f}  {verdict}")
+                    f"{estimate.lag_s:>12,.1f}  {verdict}  ({ran})")
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m chatbench.rehearse.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", default="ci,release")
-    parser.add_argument("--parts", default="index,queue,wal")
-    parser.add_argument("--production-messages", type=float, default=1e9)
-    parser.add_argument("--rate", type=float, default=150.0)
-    parser.add_argument("--clients", type=int, default=3)
-    parser.add_argument("--long-transaction", type=float, default=5.0)
+    parser.add_argument("--profiles", default="ci,release", help="comma-separated profiles, each rehearsed with the "
+                        "next smaller one (default: ci,release)")
+    parser.add_argument("--parts", default="index,queue,wal", help="comma-separated: index (CREATE INDEX without "
+                        "CONCURRENTLY), queue (ADD COLUMN behind a long transaction), wal (backfills and a rewrite)")
+    parser.add_argument("--production-messages", type=float, default=1e9, help="extrapolate to this many messages")
+    parser.add_argument("--rate", type=float, default=150.0, help="app requests per second, in total (open loop)")
+    parser.add_argument("--clients", type=int, default=3, help="app client processes")
+    parser.add_argument("--long-transaction", type=float, default=5.0,
+                        help="seconds the long transaction stays open into the migration (queue part)")
     parser.add_argument("--lock-timeout", default="2s", help="comma-separated: each is rehearsed besides none")
-    parser.add_argument("--lock-retries", type=int, default=5)
-    parser.add_argument("--pg-bin", default=None)
+    parser.add_argument("--lock-retries", type=int, default=5, help="tries after a lock timeout, with backoff")
+    parser.add_argument("--pg-bin", default=None, help="PostgreSQL's bin directory (default: the embedded 18), e.g. "
+                        "/usr/lib/postgresql/15/bin")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
@@ -138,7 +148,7 @@ def main() -> None:
     if index:
         print(f"\nstatement: {STATEMENT}")
         print(f"{'profile':<9}{'messages':>10}{'build alone s':>15}{'blocking s':>12}{'appends blocked':>17}"
-              f"{'longest wait s':>16}{'extrapolated s':>16}  at messages")
+              f"{'longest wait s':>16}{'WAL':>12}{'extrapolated s':>16}  at messages")
         print("\n".join(index))
         print("blocking s: how long the statement held SHARE on messages under the live load (appends cannot pass);")
         print("extrapolated s is an extrapolation, not a measurement.")
@@ -151,8 +161,8 @@ def main() -> None:
         print("n / max s: app queries queued behind the statement's waiting lock (each client process has one "
               "connection, so n is at most --clients per try) and the longest wait; budget 1 s")
     if wal:
-        print(f"\nbackfill: {ONE_STATEMENT.splitlines()[1]} against one batch of 5000 rows")
-        print(f"{'profile':<9}{'messages':>10}  {'backfill':<14}{'WAL small':>12}{'WAL profile':>12}"
+        print(f"\nbackfill: {ONE_STATEMENT.splitlines()[1]} against one batch of 5000 rows; table rewrite: {REWRITE}")
+        print(f"{'profile':<9}{'messages':>10}  {'statement':<14}{'WAL small':>12}{'WAL profile':>12}"
               f"{'extrapolated':>14}{'lag s':>12}  verdict")
         print("\n".join(wal))
         budget = load_budgets().wal

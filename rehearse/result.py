@@ -4,7 +4,7 @@
 how long, what it rewrote and scanned, which app queries it blocked and how the app's latency
 moved), the linear extrapolation of each blocking time to the production size (``Estimate``), the
 verdict rules' findings (``RuleFinding``, each with its evidence and a safe rewrite) and the
-verification of the schema the migration produced. ``to_dict`` is its only serialiser.
+verification of the schema the migration produced. ``to_dict`` (``_document``) is its only serialiser.
 
 Times on a run's timeline are seconds relative to the migration's start (the baseline before it is
 negative). Format history (``FORMAT_VERSION``):
@@ -19,19 +19,27 @@ negative). Format history (``FORMAT_VERSION``):
   per size ``long_transaction``, ``residue``, ``wal_level`` and ``migration_wal_bytes``; ``wal_estimates``
   and ``wal_budget``; a blocking time no longer counts the statement's wait for its lock (the queue
   does, judged by the ``lock_timeout`` rule).
+- 5 (2026-12-07): ``attempts[].block_stopped_at``: a statement in the file's own ``BEGIN`` ... ``COMMIT``
+  block that gave up on its ``lock_timeout`` is retried with its whole block, from its ``BEGIN``; each try
+  of the block names the statement it stopped at. ``server.settings`` holds ``wal_level`` and
+  ``full_page_writes`` as the rehearsal ran with them (a throwaway server is restarted with ``replica`` and
+  ``on`` for it, so WAL is measured as a production primary writes it).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from chatbench import convert
+from chatbench.convert import to_plain
 
 if TYPE_CHECKING:
     from chatbench.verify.result import VerificationResult
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 Access = Literal["reads", "appends"]
 ACCESSES: tuple[Access, ...] = ("reads", "appends")
 Verdict = Literal["PASS", "WARN", "FAIL", "ERROR"]
@@ -95,6 +103,9 @@ class Attempt:
     duration_s: float
     outcome: TryOutcome
     waited_for: str | None = None  # the session it waited for (pid, application, state, age, query), when seen
+    # a try of the file's BEGIN ... COMMIT block (retried whole, from its BEGIN): the statement it gave up (or
+    # failed) at, None when it completed; None too for a statement's own tries and a command's runs
+    block_stopped_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -378,28 +389,29 @@ class Rehearsal:
                 + (f"{errors} size(s) with incomplete lock evidence, " if errors else "") + verification)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {
-            "kind": "chatbench-rehearsal",
-            "format_version": FORMAT_VERSION,
-            "verdict": self.verdict,
-            "headline": self.headline(),
-            "failing": list(self.failing_lines()),
-            "created_at": self.created_at,
-            "command": self.command,
-            "server": dict(self.server),
-            "before": self.before,
-            "migration": self.migration,
-            "production_messages": self.production_messages,
-            "budgets_source": self.budgets_source,
-            "budgets": {t: dict(a) for t, a in self.budgets.items()},
-            "app_locks": asdict(self.app_locks),
-            "sizes": [asdict(s) for s in self.sizes],
-            "estimates": [asdict(e) for e in self.estimates],
-            "wal_estimates": [asdict(e) for e in self.wal_estimates],
-            "wal_budget": dict(self.wal_budget),
-            "findings": [asdict(f) for f in self.findings],
-            "verification": None if self.verification is None else self.verification.to_json(),
-            "verified_by": self.verified_by,
-            "notes": list(self.notes),
-        }
-        return data
+        """The ``rehearsal.json`` document (``_document``)."""
+        return to_plain(self)
+
+
+_EVIDENCE = ("created_at", "command", "server", "before", "migration", "production_messages", "budgets_source",
+             "budgets", "app_locks", "sizes", "estimates", "wal_estimates", "wal_budget", "findings")
+
+
+def _document(rehearsal: Rehearsal) -> dict[str, Any]:
+    """A rendering, not a round trip (nothing reads one back): the kind, version, verdict, headline and failing
+    lines lead, computed for readers that do not recompute them; then the evidence by the converter, and the
+    verification in its own versioned layout (``VerificationResult.to_json``)."""
+    return {
+        "kind": "chatbench-rehearsal",
+        "format_version": FORMAT_VERSION,
+        "verdict": rehearsal.verdict,
+        "headline": rehearsal.headline(),
+        "failing": list(rehearsal.failing_lines()),
+        **{name: to_plain(getattr(rehearsal, name)) for name in _EVIDENCE},
+        "verification": None if rehearsal.verification is None else rehearsal.verification.to_json(),
+        "verified_by": rehearsal.verified_by,
+        "notes": list(rehearsal.notes),
+    }
+
+
+convert.register(Rehearsal, write=_document)

@@ -120,6 +120,8 @@ def attempts_text(run: StatementRun) -> str:
 
 def tries_text(attempts: tuple[Attempt, ...]) -> str:
     return "; ".join(f"{a.number}: at {a.start_s:.2f} s, {a.outcome} after {a.duration_s:.2f} s"
+                     + (f" at statement {a.block_stopped_at}, its transaction block rolled back"
+                        if a.block_stopped_at is not None else "")
                      + (f" (waited for {a.waited_for})" if a.waited_for and a.outcome != "completed" else "")
                      for a in attempts)
 

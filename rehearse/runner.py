@@ -9,10 +9,14 @@ reads, in the same backend, the locks it holds (``pg_locks``), the rows it read 
 (``pg_stat_xact_user_tables``), the tables' ``relfilenode`` (a change is a rewrite) and its
 ``lock_timeout``. Those reads take about a millisecond, which the statement's locks are held longer.
 The first failing statement stops the migration (as ``ON_ERROR_STOP`` and every migration tool do),
-except a statement that gave up on its ``lock_timeout`` outside the file's own blocks: it is tried
-again after a backoff (0.5 s, doubling, at most 8 s), up to ``lock_retries`` times, as deploy tools
-do, and every attempt is kept. Only a lock timeout is retried: a try that fails for any other reason
-(an undefined table, a duplicate key) stops the migration as a failure, with the tries before it.
+except a statement that gave up on its ``lock_timeout``: it is tried again after a backoff (0.5 s,
+doubling, at most 8 s), up to ``lock_retries`` times, as deploy tools do, and every attempt is kept.
+Inside one of the file's own ``BEGIN``/``COMMIT`` blocks the unit of retry is the block: PostgreSQL
+has aborted the transaction, so the block is rolled back and run again from its ``BEGIN`` (what a tool
+that wraps a migration in a transaction does: Alembic, Rails, Django, golang-migrate); each try of the
+block is kept on the statement that gave up, naming it. Only a lock timeout is retried: a try that
+fails for any other reason (an undefined table, a duplicate key) stops the migration as a failure,
+with the tries before it.
 Each statement's WAL is the LSN difference around it (``pg_current_wal_insert_lsn``; the app's
 concurrent appends write a few kB/s of it too).
 
@@ -64,6 +68,7 @@ class Try:
     start: float
     end: float
     outcome: TryOutcome
+    stopped_at: int | None = None  # a transaction block's try: the statement it gave up (or failed) at
 
 _STORAGE = ("SELECT c.oid::int8, c.relfilenode::int8 FROM pg_class c "
             "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'i', 'p', 'm')")
@@ -120,12 +125,40 @@ def _one_line(exc: BaseException) -> str:
     return redact(f"{type(exc).__name__}: {text[0] if text else ''}")
 
 
+def units(statements: Sequence[Statement]) -> list[tuple[Statement, ...]]:
+    """The migration as it is retried: each statement alone, and each of the file's ``BEGIN`` ... ``COMMIT``
+    blocks (or ``BEGIN`` to the file's end) whole."""
+    out: list[tuple[Statement, ...]] = []
+    block: list[Statement] | None = None
+    for statement in statements:
+        if block is not None:
+            block.append(statement)
+            if statement.transaction_control in ("commit", "rollback"):
+                out.append(tuple(block))
+                block = None
+        elif statement.transaction_control == "begin":
+            block = [statement]
+        else:
+            out.append((statement,))
+    if block is not None:
+        out.append(tuple(block))
+    return out
+
+
+def _carry(tries: list[Try], done: Sequence[Trace]) -> None:
+    """Keep a block's tries on the statement(s) of its last try that one of them stopped at (else on the last)."""
+    stopped = {t.stopped_at for t in tries}
+    carriers = [t for t in done if t.statement.index in stopped] or list(done[-1:])
+    for trace in carriers:
+        trace.tries = list(tries)
+
+
 class SqlRunner:
     """Runs a migration file's statements on one session of the rehearsal database."""
 
     def __init__(self, conninfo: str, statements: Sequence[Statement], *, timeout_s: float,
                  on_statement: Callable[[Statement], None] = lambda _s: None, lock_retries: int = 0,
-                 on_retry: Callable[[Statement, int, float], None] = lambda _s, _n, _p: None) -> None:
+                 on_retry: Callable[[str, int, float], None] = lambda _w, _n, _p: None) -> None:
         self.conninfo = conninfo
         self.statements = statements
         self.timeout_s = timeout_s
@@ -166,45 +199,36 @@ class SqlRunner:
             conn.cancel_safe() if hasattr(conn, "cancel_safe") else conn.cancel()
 
     def _statements(self, conn: psycopg.Connection, traces: list[Trace]) -> tuple[str, str | None]:
-        block: list[Trace] = []  # statements of the file's own open transaction
-        in_block = False
-        for statement in self.statements:
-            self.on_statement(statement)
-            trace = Trace(statement, time.monotonic())
-            traces.append(trace)
+        for unit in units(self.statements):
             try:
-                if statement.transaction_control == "begin":
+                if unit[0].transaction_control == "begin":
+                    self._block(conn, unit, traces)
+                    continue
+                statement = unit[0]
+                self.on_statement(statement)
+                trace = Trace(statement, time.monotonic())
+                traces.append(trace)
+                if statement.transaction_control is not None:  # a COMMIT outside any block: run as psql would
                     conn.execute(statement.sql)
-                    in_block, block = True, []
-                elif statement.transaction_control is not None:
-                    conn.execute(statement.sql)
-                    in_block = False
-                    for held in block:
-                        held.release = time.monotonic()
-                elif in_block:
-                    self._observed(conn, trace)
-                    block.append(trace)
                 else:
                     self._retried(conn, trace)
-            except psycopg.Error as exc:
                 trace.end = trace.end or time.monotonic()
-                trace.release = time.monotonic()
-                for held in block:
-                    held.release = trace.release
+                trace.release = trace.release or trace.end
+            except psycopg.Error as exc:
+                trace = traces[-1]
+                statement = trace.statement
+                trace.end = trace.end or time.monotonic()
+                trace.release = trace.release or time.monotonic()
                 if self.timed_out.is_set():
                     trace.error = f"did not finish within {self.timeout_s:g} s (--command-timeout)"
                     return "timed out", f"statement {statement.index} (line {statement.line}) {trace.error}"
                 trace.error = _one_line(exc)
                 if isinstance(exc, psycopg.errors.LockNotAvailable) and trace.tries:
                     self.gave_up = True
+                    block = f" of its transaction block (from line {unit[0].line})" if len(unit) > 1 else ""
                     return "failed", (f"statement {statement.index} (line {statement.line}) gave up on its "
-                                      f"lock_timeout on all {len(trace.tries)} attempt(s): {trace.error}")
+                                      f"lock_timeout on all {len(trace.tries)} attempt(s){block}: {trace.error}")
                 return "failed", f"statement {statement.index} (line {statement.line}) failed: {trace.error}"
-            trace.end = trace.end or time.monotonic()
-            trace.release = trace.release or trace.end
-        if in_block:
-            for held in block:
-                held.release = time.monotonic()
         return "completed", None
 
     def _retried(self, conn: psycopg.Connection, trace: Trace) -> None:
@@ -224,7 +248,7 @@ class SqlRunner:
                     trace.end = end
                     raise
                 pause = backoff_s(number)
-                self.on_retry(trace.statement, number, pause)
+                self.on_retry(f"statement {trace.statement.index}", number, pause)
                 if self.timed_out.wait(pause):
                     raise
                 continue
@@ -236,6 +260,71 @@ class SqlRunner:
                 raise
             if trace.tries:
                 trace.tries.append(Try(number, trace.start, trace.end, "completed"))
+            return
+
+    def _block(self, conn: psycopg.Connection, unit: Sequence[Statement], traces: list[Trace]) -> None:
+        """One of the file's ``BEGIN`` ... ``COMMIT`` blocks, run again whole after a backoff while a statement in
+        it gives up on its lock_timeout (``lock_retries`` times at most).
+
+        A lock timeout aborts the transaction: the statements before it in the block are rolled back with it, so
+        retrying the one statement would run it without them (or fail: "current transaction is aborted"). Deploy
+        tools retry the transaction instead, from its start; so does this. ``traces`` ends with the last try's
+        statements (what the migration did), and the statement(s) that gave up carry every try of the block.
+        """
+        tries: list[Try] = []
+        kept = len(traces)
+        for number in range(1, self.lock_retries + 2):
+            del traces[kept:]  # an earlier try's statements were rolled back: the last try is the migration's
+            began = time.monotonic()
+            done: list[Trace] = []
+            try:
+                for statement in unit:
+                    self.on_statement(statement)
+                    trace = Trace(statement, time.monotonic())
+                    traces.append(trace)
+                    done.append(trace)
+                    if statement.transaction_control is None:
+                        self._observed(conn, trace)
+                    else:
+                        conn.execute(statement.sql)
+                        trace.end = time.monotonic()
+                        if statement.transaction_control != "begin":
+                            for held in done:
+                                held.release = trace.end
+                    trace.end = trace.end or time.monotonic()
+            except psycopg.errors.LockNotAvailable:
+                end = time.monotonic()
+                stopped = done[-1]
+                stopped.end = end
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                for held in done:
+                    held.release = held.release or time.monotonic()
+                tries.append(Try(number, began, end, "lock timeout", stopped.statement.index))
+                if number > self.lock_retries or self.timed_out.is_set():
+                    _carry(tries, done)
+                    raise
+                pause = backoff_s(number)
+                self.on_retry(f"statement {stopped.statement.index} (its transaction block from line {unit[0].line} "
+                              "rolled back, to run again from its BEGIN)", number, pause)
+                if self.timed_out.wait(pause):
+                    _carry(tries, done)
+                    raise
+                continue
+            except psycopg.Error:
+                now = time.monotonic()
+                for held in done:
+                    held.release = held.release or now
+                if tries:  # failed otherwise after earlier lock timeouts: kept with them, as the failure's evidence
+                    tries.append(Try(number, began, now, "failed", done[-1].statement.index))
+                    _carry(tries, done)
+                raise
+            end = time.monotonic()
+            for held in done:  # an unterminated block: rolled back when the migration's session ends
+                held.release = held.release or end
+            if tries:
+                tries.append(Try(number, began, end, "completed"))
+                _carry(tries, done)
             return
 
     def _once(self, conn: psycopg.Connection, trace: Trace) -> None:

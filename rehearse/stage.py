@@ -16,6 +16,12 @@ For each of two data sizes (the profile's and a smaller one), smaller first:
    contracts in contract mode, so a lock-safe release that adds a column passes and one that drops
    or weakens a canonical contract fails, naming it.
 
+The WAL is measured as a production primary writes it (``production_wal``): a throwaway local server, which
+runs with ``wal_level = minimal`` and ``full_page_writes = off`` for benchmarks (where a new index or a
+rewritten table writes no WAL at all, and a changed page no full-page image), is restarted with ``replica``
+and ``on`` for the rehearsal and restored afterwards, and each migration starts right after a CHECKPOINT,
+as a production table's pages were last written before its last checkpoint.
+
 Then the blocking times are extrapolated to the production size and judged (``rules``). Every
 database, process and thread this creates is dropped or stopped on every way out (errors, Ctrl-C).
 A migration that fails or hangs at the smaller size is not run again at the larger one.
@@ -165,13 +171,98 @@ def _terminate_migration(conninfo: str) -> None:
                      (APP_PREFIX + "%", SAMPLER_NAME, LONG_TX_NAME))
 
 
+PRODUCTION_WAL = {"wal_level": "replica", "full_page_writes": "on"}
+
+
+@dataclass(frozen=True)
+class WalSettings:
+    """The server's WAL settings as the rehearsal ran (``PRODUCTION_WAL``'s names), and whether the rehearsal
+    restarted a throwaway server to get them."""
+
+    settings: Mapping[str, str]
+    restarted: bool = False
+
+    @property
+    def like_production(self) -> bool:
+        """WAL as a primary with replicas writes it: rewrites and index builds logged, full-page images on."""
+        return self.settings.get("wal_level") not in ("minimal", "", None) and \
+            self.settings.get("full_page_writes") == "on"
+
+    def note(self) -> str:
+        """What the WAL numbers are: as production writes them, or why not (for the report's notes)."""
+        said = ", ".join(f"{k} = {v}" for k, v in self.settings.items())
+        if self.like_production:
+            restarted = (" (the throwaway server was restarted with them for the rehearsal and restored afterwards: "
+                         "chatbench's benchmarks run with wal_level = minimal and full_page_writes = off)"
+                         if self.restarted else "")
+            return (f"WAL per statement as a production primary with replicas writes it: {said}{restarted}, and a "
+                    "CHECKPOINT before each migration, so a table rewrite or an index build logs its new relation "
+                    "and each page's first change logs the whole page, as after production's last checkpoint")
+        why = []
+        if self.settings.get("wal_level") == "minimal":
+            why.append("a statement that builds a new relation (CREATE INDEX without CONCURRENTLY, a table rewrite) "
+                       "writes almost no WAL here and its whole new relation on a production primary with replicas")
+        if self.settings.get("full_page_writes") != "on":
+            why.append("a changed page writes no full-page image here, so a backfill writes less WAL than on a "
+                       "production primary")
+        return (f"the server runs with {said}, which the rehearsal changes only on a throwaway local server (a "
+                "container's or a --dsn server's settings stay): " + "; ".join(why))
+
+
+def wal_settings(server: Server) -> dict[str, str]:
+    """The server's live WAL settings (``PRODUCTION_WAL``'s names)."""
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        return {name: str((conn.execute("SELECT current_setting(%s)", (name,)).fetchone() or ("",))[0])
+                for name in PRODUCTION_WAL}
+
+
+@contextlib.contextmanager
+def production_wal(server: Server, progress: Progress) -> Iterator[WalSettings]:
+    """Run the block on a server that writes WAL as production does; yields the WAL settings it runs with.
+
+    With ``wal_level = minimal`` (chatbench's throwaway servers, for fast seeds and steady benchmarks) a
+    statement that builds a new relation file (a table rewrite, ``CREATE INDEX`` without ``CONCURRENTLY``)
+    skips the WAL: its WAL measures near zero where a primary with replicas writes the whole new relation
+    (at 200k messages: 0 MB against 5.6 MB for an index, 3.5 MB against 264 MB for a rewrite). With
+    ``full_page_writes = off`` a backfill writes no full-page images. So a local throwaway cluster is
+    restarted with ``replica`` and ``on`` and restored when the block ends (a restart keeps every database;
+    none is in use then). Another server (a container, a DSN) keeps its settings, and the note says so.
+    """
+    live = WalSettings(wal_settings(server))
+    cluster = server.cluster
+    if cluster is None or live.like_production:
+        yield live
+        return
+    saved = dict(cluster.settings)
+    progress("restarting the throwaway server with " + ", ".join(f"{k} = {v}" for k, v in PRODUCTION_WAL.items())
+             + " (WAL as a production primary writes it; restored afterwards)")
+    cluster.settings.update(PRODUCTION_WAL)
+    try:
+        cluster.shutdown(fast=True)
+        cluster.start()
+        yield WalSettings(wal_settings(server), restarted=True)
+    finally:
+        cluster.settings.clear()
+        cluster.settings.update(saved)
+        cluster.shutdown(fast=True)
+        cluster.start()
+
+
+def _checkpoint(conn: psycopg.Connection) -> None:
+    """A CHECKPOINT before the migration: every page's first change after it writes a full-page image, as a
+    production table's pages, last written before its last checkpoint, do. Skipped where not allowed (a DSN
+    server's role without pg_checkpoint)."""
+    with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CHECKPOINT")
+
+
 def _migrate(run: Server, plan: RehearsalPlan, progress: Progress) -> MigrationOutcome:
     if plan.migration is not None:
         statements = plan.migration
         return SqlRunner(run.conninfo(), statements, timeout_s=plan.timeout_s, lock_retries=plan.lock_retries,
                          on_statement=lambda s: progress(f"statement {s.index}/{len(statements)}: {s.short(60)}"),
-                         on_retry=lambda s, n, p: progress(f"statement {s.index} gave up on its lock_timeout "
-                                                           f"(attempt {n}); again in {p:g} s")).run()
+                         on_retry=lambda w, n, p: progress(f"{w} gave up on its lock_timeout (attempt {n}); "
+                                                           f"again in {p:g} s")).run()
     from chatbench.schema.migrations import database_env
 
     assert plan.migration_cmd is not None
@@ -226,6 +317,8 @@ def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Pro
                 names = relations(conn)
                 catalog = read_catalog(conn)
                 wal_level = str((conn.execute("SELECT current_setting('wal_level')").fetchone() or ("",))[0])
+                if (conn.execute("SELECT current_setting('full_page_writes')").fetchone() or ("",))[0] == "on":
+                    _checkpoint(conn)
             tables = app_tables(locks, names)
             progress(f"{spec.name}: starting the live load")
             with app_load(conninfo, operations, clients=plan.clients, rate_per_s=plan.rate_per_s,
@@ -301,30 +394,27 @@ def rehearsed(server: Server, plan: RehearsalPlan, progress: Progress = lambda _
     last: SizeOutcome | None = None
     notes = []
     with contextlib.ExitStack() as kept:
-        for spec in (plan.small_spec, plan.spec):
-            measuring = rehearse_size(server, spec, plan, progress, app_locks=app_locks,
-                                      verify=plan.verify and spec is plan.spec)
-            if spec is plan.spec:
-                last = kept.enter_context(measuring)
-                outcome = last
-            else:
-                with measuring as outcome:
-                    pass
-            sizes.append(outcome.size)
-            app_locks = outcome.app_locks
-            if outcome.size.outcome != "completed":
-                skipped = "; the larger size was not run" if spec is not plan.spec else ""
-                notes.append(f"the migration {outcome.size.outcome} at {outcome.size.messages:,} messages{skipped}")
-                break
+        with production_wal(server, progress) as wal_live:
+            for spec in (plan.small_spec, plan.spec):
+                measuring = rehearse_size(server, spec, plan, progress, app_locks=app_locks,
+                                          verify=plan.verify and spec is plan.spec)
+                if spec is plan.spec:
+                    last = kept.enter_context(measuring)
+                    outcome = last
+                else:
+                    with measuring as outcome:
+                        pass
+                sizes.append(outcome.size)
+                app_locks = outcome.app_locks
+                if outcome.size.outcome != "completed":
+                    skipped = "; the larger size was not run" if spec is not plan.spec else ""
+                    notes.append(f"the migration {outcome.size.outcome} at {outcome.size.messages:,} messages{skipped}")
+                    break
         assert app_locks is not None
         estimates = extrapolate(sizes[0], sizes[-1], plan.production_messages) if len(sizes) == 2 else ()
         wal_estimates = extrapolate_wal(sizes[0], sizes[-1], plan.production_messages, plan.budgets.wal) \
             if len(sizes) == 2 else ()
-        if sizes[-1].wal_level == "minimal":
-            notes.append("the server runs with wal_level = minimal (chatbench's throwaway servers do): a statement "
-                         "that builds a new relation (CREATE INDEX without CONCURRENTLY, a table rewrite) writes "
-                         "almost no WAL here and much more on a production primary with replicas; a backfill's "
-                         "WAL is measured as production writes it")
+        notes.append(wal_live.note())
         if plan.migration is None:
             notes.append("a --migration-cmd's statements are known only from the lock sampler (every "
                          f"{INTERVAL_S * 1000:g} ms): a statement shorter than that may be missed; its lock_timeout "
@@ -349,7 +439,7 @@ def rehearsed(server: Server, plan: RehearsalPlan, progress: Progress = lambda _
                          "during the rehearsal")
         rehearsal = Rehearsal(
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            server=server.describe(),
+            server={**server.describe(), "settings": {**server.settings, **wal_live.settings}},  # as it ran
             before=plan.before_source,
             migration=plan.migration_source,
             production_messages=plan.production_messages,

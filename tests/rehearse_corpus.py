@@ -150,6 +150,11 @@ PAIRS: tuple[Pair, ...] = (
     # app queues behind it; with a short one it gives up, is retried, and gets the lock once the transaction ended
     Pair("add_column_long_transaction", EDITED_AT, f"{SHORT_TIMEOUT}\n{EDITED_AT}", "lock_timeout", 1,
          LONG_TRANSACTION_S),
+    # the same ADD COLUMN in the file's own transaction block, as a tool that wraps a migration in a transaction runs
+    # it: a lock timeout aborts the transaction, so the block is retried whole from its BEGIN (its SET LOCAL too)
+    Pair("add_column_transaction_block", f"BEGIN;\n{EDITED_AT}\nCOMMIT;",
+         f"BEGIN;\n{SHORT_TIMEOUT.replace('SET', 'SET LOCAL')}\n{EDITED_AT}\nCOMMIT;", "lock_timeout", 2,
+         LONG_TRANSACTION_S),
     # a one-statement backfill writes WAL in proportion to the table; one batch of a batched backfill (the deploy
     # tool repeats it until it updates no row) writes the same at any size. Not verified: a backfill's updates move
     # the oldest messages to new pages (no room for HOT updates), which the plan contracts' keyset-growth check sees

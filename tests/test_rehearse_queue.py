@@ -4,10 +4,14 @@ format (Markdown, HTML, JSON, JUnit), each safe version passes every rule.
 
 - a metadata-only ADD COLUMN behind a long transaction: without lock_timeout the app queues behind its waiting lock
   for as long as the transaction runs (``lock_timeout`` FAIL naming it); with a short one, each try gives up, is
-  retried with backoff, and the app is never queued longer than the timeout (PASS, every try shown);
+  retried with backoff, and the app is never queued longer than the timeout (PASS, every try shown); the same in
+  the file's own BEGIN ... COMMIT block, retried whole from its BEGIN (its ``SET LOCAL lock_timeout`` with it);
 - a one-statement backfill against a batched one (``wal``);
 - a concurrent unique build that meets a duplicate against one that succeeds (``residue``: the INVALID index);
 - an Alembic migration whose env.py sets lock_timeout in the connection's options (invisible in any SQL text).
+
+And the WAL a table rewrite writes, measured as a production primary writes it (``wal_level = replica``, which the
+throwaway server is restarted with for the rehearsal, and restored afterwards).
 
 Real servers, a real long transaction, real lock queues: nothing here is mocked.
 """
@@ -24,7 +28,7 @@ from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
 from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.longtx import LONG_TX_NAME
-from chatbench.rehearse.stage import smaller_spec
+from chatbench.rehearse.stage import smaller_spec, wal_settings
 from chatbench.rehearse.statements import read_migration
 from chatbench.reports.rehearsal_output import write_rehearsal
 from rehearse_corpus import LONG_TRANSACTION_S, PAIRS, Pair, alembic_project
@@ -131,6 +135,9 @@ def check_safe(pair: Pair, result: Rehearsal, folder: Path) -> None:
             assert all(0.4 <= a.duration_s <= 0.8 for a in run.attempts[:-1]), run.attempts
             assert any(a.waited_for and LONG_TX_NAME in a.waited_for for a in run.attempts)
             assert all(q.longest_s < BUDGET_S for q in run.queue), run.queue
+            if pair.safe.startswith("BEGIN"):  # each try was the whole block, rolled back at the ALTER, run again
+                assert all(a.block_stopped_at == run.index for a in run.attempts[:-1]), run.attempts
+                assert run.lock_timeout == "500ms", run.lock_timeout  # its SET LOCAL ran again on the last try
         first = result.measured.statements[1].attempts[0].waited_for
         assert first is not None and LONG_TX_NAME in first
         in_every_format(first, result, folder)  # each try, and whom it waited for
@@ -167,15 +174,50 @@ def test_pairs_pg15(pg15: Server, pair: Pair, safe: bool, tmp_path: Path) -> Non
     check_safe(pair, result, tmp_path) if safe else check_unsafe(pair, result, tmp_path)
 
 
-def test_a_statement_that_never_gets_its_lock_fails_naming_the_transaction(pg: Server, tmp_path: Path) -> None:
-    """200 ms and one retry cannot outlast a 2 s transaction: FAIL, naming the session it waited for."""
-    pair = Pair("add_column_retries_exhausted", PAIRS[0].unsafe,
-                f"SET lock_timeout = '200ms';\n{PAIRS[0].unsafe}", "lock_retries", 2, LONG_TRANSACTION_S)
+@pytest.mark.parametrize("block", [False, True], ids=["statement", "transaction-block"])
+def test_a_statement_that_never_gets_its_lock_fails_naming_the_transaction(pg: Server, tmp_path: Path,
+                                                                          block: bool) -> None:
+    """200 ms and one retry cannot outlast a 2 s transaction: FAIL, naming the session it waited for; in a
+    transaction block, both tries are the block's, each rolled back at the ALTER."""
+    safe = (f"BEGIN;\nSET LOCAL lock_timeout = '200ms';\n{PAIRS[0].unsafe}\nCOMMIT;" if block
+            else f"SET lock_timeout = '200ms';\n{PAIRS[0].unsafe}")
+    statement = 3 if block else 2
+    pair = Pair("add_column_retries_exhausted", PAIRS[0].unsafe, safe, "lock_retries", statement, LONG_TRANSACTION_S)
     result = rehearse(pg, plan_for(pair, tmp_path, safe=True, lock_retries=1))
     (finding,) = [f for f in result.findings if f.rule == "lock_retries"]
-    assert finding.severity == "FAIL" and finding.statement == 2, finding.line()
+    assert finding.severity == "FAIL" and finding.statement == statement, finding.line()
     assert "on all 2 attempt(s)" in finding.evidence and LONG_TX_NAME in finding.evidence, finding.evidence
     assert "idle in transaction" in finding.evidence
     assert len(result.sizes) == 1  # it failed at the smaller size: the larger one is not run
+    if block:
+        assert "of its transaction block (from line 1)" in finding.evidence, finding.evidence
+        assert "at statement 3, its transaction block rolled back" in finding.evidence, finding.evidence
+        attempts = result.sizes[0].statements[-1].attempts
+        assert [(a.outcome, a.block_stopped_at) for a in attempts] == [("lock timeout", 3)] * 2, attempts
+    in_every_format(finding.evidence, result, tmp_path)
+
+
+def test_a_table_rewrite_is_judged_by_the_wal_a_primary_writes(pg: Server, tmp_path: Path) -> None:
+    """VACUUM FULL rewrites messages and its indexes. With wal_level = minimal (the session's throwaway server, as
+    every benchmark server) the new files skip the WAL: under 2 % of what a primary with replicas writes, and
+    a rewrite of 10^9 messages would pass the WAL budget. The rehearsal runs it with replica (and full-page writes),
+    so it FAILs with a rewrite's advice, and the server is back at minimal afterwards."""
+    before = wal_settings(pg)
+    assert before == {"wal_level": "minimal", "full_page_writes": "off"}, before  # the benchmark settings
+    pair = Pair("vacuum_full", "VACUUM FULL messages;", "", "wal", 1)
+    result = rehearse(pg, plan_for(pair, tmp_path, safe=False))
+    assert wal_settings(pg) == before  # restored: the benchmarks after a rehearsal run as before it
+    assert {k: result.server["settings"][k] for k in before} == {"wal_level": "replica", "full_page_writes": "on"}
+    assert all(s.wal_level == "replica" for s in result.sizes)
+    (finding,) = [f for f in result.findings if f.rule == "wal"]
+    assert finding.statement == 1 and finding.extrapolated_s is not None and finding.budget_s is not None
+    assert finding.extrapolated_s > finding.budget_s, finding.line()
+    assert "pg_repack" in finding.rewrite, finding.rewrite  # a rewrite's advice, not a backfill's
+    run = result.measured.statements[0]
+    assert run.rewrites == ("messages",) and run.wal_bytes is not None
+    # the new heap and indexes logged whole: 259 MB at 200k messages on PostgreSQL 18 (about 3 MB with minimal)
+    assert run.wal_bytes > 100e6, run.wal_bytes
+    note = next(n for n in result.notes if "WAL per statement" in n)
+    assert "restarted" in note and "wal_level = replica" in note
     in_every_format(finding.evidence, result, tmp_path)
 

@@ -19,6 +19,7 @@ import pytest
 from app_models import ADD_COLUMN, REFERENCE, forget_app, write_app
 from chatbench.benchmarks.targets import DEFAULT_TARGETS, REHEARSAL_SECTION
 from chatbench.reports.output import SIGNOFF_FILES
+from chatbench.reports.signoff import SIGNOFF_FORMAT
 from rehearse_corpus import CASES
 
 from chatbench.cli import main
@@ -64,7 +65,7 @@ def test_a_safe_migration_passes_and_every_format_carries_it(tmp_path: Path, ci_
     code, files = _signoff(tmp_path, ci_targets, safe=True)
     report = json.loads(files["signoff.json"])
     assert code == 0 and report["verdict"] == "PASS", report["failing"]
-    assert report["format_version"] == 3
+    assert report["format_version"] == SIGNOFF_FORMAT
     assert report["schema_source"].startswith("--from ") and "migrated by --migration " in report["schema_source"]
     [target] = report["targets"]
     assert [s["stage"] for s in target["stages"]] == MIGRATED_STAGES
