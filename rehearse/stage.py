@@ -62,7 +62,7 @@ from chatbench.verify.schema_check import verify_schema
 
 from chatbench.errors import ChatbenchError
 from chatbench.faults import checkpoint
-from chatbench.provision import Server
+from chatbench.provision import BENCHMARK_SETTINGS, Server
 from chatbench.provision.databases import temporary_database
 from chatbench.settings import DriftMode
 
@@ -174,6 +174,15 @@ def _terminate_migration(conninfo: str) -> None:
 PRODUCTION_WAL = {"wal_level": "replica", "full_page_writes": "on"}
 
 
+def rehearsal_server_settings(backend: str) -> dict[str, str] | None:
+    """The settings a server the rehearsal runs on starts with (None: the benchmarks' own). A container's
+    settings are its command line, fixed for its life, so ``production_wal`` cannot restart it with others:
+    one that a migration will be rehearsed on starts with ``PRODUCTION_WAL`` (its seed then writes WAL too,
+    a few seconds more). A local cluster is restarted around the migration instead; a DSN server is not
+    chatbench's to change."""
+    return {**BENCHMARK_SETTINGS, **PRODUCTION_WAL} if backend == "container" else None
+
+
 @dataclass(frozen=True)
 class WalSettings:
     """The server's WAL settings as the rehearsal ran (``PRODUCTION_WAL``'s names), and whether the rehearsal
@@ -205,8 +214,8 @@ class WalSettings:
         if self.settings.get("full_page_writes") != "on":
             why.append("a changed page writes no full-page image here, so a backfill writes less WAL than on a "
                        "production primary")
-        return (f"the server runs with {said}, which the rehearsal changes only on a throwaway local server (a "
-                "container's or a --dsn server's settings stay): " + "; ".join(why))
+        return (f"the server runs with {said}, which the rehearsal sets only on servers chatbench starts (a "
+                "--dsn server's settings stay): " + "; ".join(why))
 
 
 def wal_settings(server: Server) -> dict[str, str]:
@@ -226,7 +235,8 @@ def production_wal(server: Server, progress: Progress) -> Iterator[WalSettings]:
     (at 200k messages: 0 MB against 5.6 MB for an index, 3.5 MB against 264 MB for a rewrite). With
     ``full_page_writes = off`` a backfill writes no full-page images. So a local throwaway cluster is
     restarted with ``replica`` and ``on`` and restored when the block ends (a restart keeps every database;
-    none is in use then). Another server (a container, a DSN) keeps its settings, and the note says so.
+    none is in use then). A container started for a rehearsal has them from its start
+    (``rehearsal_server_settings``); a DSN server keeps its own, and the note says so.
     """
     live = WalSettings(wal_settings(server))
     cluster = server.cluster

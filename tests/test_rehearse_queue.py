@@ -28,7 +28,7 @@ from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
 from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.longtx import LONG_TX_NAME
-from chatbench.rehearse.stage import smaller_spec, wal_settings
+from chatbench.rehearse.stage import production_wal, rehearsal_server_settings, smaller_spec, wal_settings
 from chatbench.rehearse.statements import read_migration
 from chatbench.reports.rehearsal_output import write_rehearsal
 from rehearse_corpus import LONG_TRANSACTION_S, PAIRS, Pair, alembic_project
@@ -36,6 +36,7 @@ from servers import DEBIAN_PG15, require_pg15
 
 from chatbench import loadgen
 from chatbench.provision import Server, provision
+from chatbench.provision.choice import ServerChoice, provision_choice
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 
@@ -221,3 +222,18 @@ def test_a_table_rewrite_is_judged_by_the_wal_a_primary_writes(pg: Server, tmp_p
     assert "restarted" in note and "wal_level = replica" in note
     in_every_format(finding.evidence, result, tmp_path)
 
+
+
+@pytest.mark.container
+def test_a_container_for_a_rehearsal_starts_with_the_wal_a_primary_writes() -> None:
+    """A container's settings are its command line: it cannot be restarted with other WAL settings as a local
+    cluster is, so one started for a rehearsal (``chatbench rehearse``, ``signoff --migration``) starts with them,
+    and the rehearsal measures it as it is, with no restart."""
+    assert rehearsal_server_settings("local") is None and rehearsal_server_settings("dsn") is None
+    with provision_choice(ServerChoice("container"), use_dsn_database=False, allow_destructive=False,
+                          start_timeout=120, announce=lambda _said: None,
+                          server_settings=rehearsal_server_settings("container")) as server:
+        assert wal_settings(server) == {"wal_level": "replica", "full_page_writes": "on"}
+        with production_wal(server, lambda _said: None) as live:
+            assert live.like_production and not live.restarted
+            assert "as a production primary with replicas writes it" in live.note()

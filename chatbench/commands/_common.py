@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from chatbench import output
@@ -31,12 +31,14 @@ def announce(message: str) -> None:
 
 
 @contextlib.contextmanager
-def server_from(settings: Settings, run_dir: Path | None = None) -> Iterator[Server]:
+def server_from(settings: Settings, run_dir: Path | None = None,
+                server_settings: Mapping[str, str] | None = None) -> Iterator[Server]:
     """Provision the one server the settings ask for, announcing on the console.
 
-    ``run_dir``: where a local cluster goes, when a size check chose (e.g. disk for a big seed).
+    ``run_dir``: where a local cluster goes, when a size check chose (e.g. disk for a big seed);
+    ``server_settings``: the server's settings when not the benchmarks' (``provision_from``).
     """
-    with provision_from(settings, announce=announce, run_dir=run_dir) as server:
+    with provision_from(settings, announce=announce, run_dir=run_dir, server_settings=server_settings) as server:
         yield server
 
 

@@ -92,15 +92,18 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from chatbench.output import print_document
+    from chatbench.provision import resolve_backend
     from chatbench.rehearse import rehearse
+    from chatbench.rehearse.stage import rehearsal_server_settings
     from chatbench.reports.rehearsal_output import write_rehearsal
 
     plan = plan_from(settings)
+    backend = resolve_backend(settings.backend, dsn=settings.dsn, announce=lambda _said: None)  # said once, below
     assert settings.out is not None  # rehearse's default is a folder
     out.line(Text.assemble(("chatbench rehearse", "bold"), f": {plan.migration_source} on {plan.before_source}, "
                            f"profile {plan.spec.name} and {plan.small_spec.name}, {plan.clients} app clients at "
                            f"{plan.rate_per_s:g}/s; verified {plan.drift_mode} against {plan.package.name}"))
-    with server_from(settings) as server:
+    with server_from(settings, server_settings=rehearsal_server_settings(backend)) as server:
         secrets = {str(server.url.password or "")}
         with out.stage("rehearsal") as stage:
             result = rehearse(server, plan, progress=stage.step)

@@ -14,7 +14,7 @@ error (exit 2) rather than a half-run pipeline. The rules, the same for every co
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,12 +131,14 @@ def choice_text(choice: ServerChoice) -> str:
 
 
 @contextlib.contextmanager
-def provision_from(settings: Settings, *, announce: Announce, run_dir: Path | None = None) -> Iterator[Server]:
+def provision_from(settings: Settings, *, announce: Announce, run_dir: Path | None = None,
+                   server_settings: Mapping[str, str] | None = None) -> Iterator[Server]:
     """Provision the one server the settings ask for (every single-server command, the benchmark suite);
-    ``run_dir``: where a local cluster lives when a size check chose the disk over tmpfs."""
+    ``run_dir``: where a local cluster lives when a size check chose the disk over tmpfs; ``server_settings``:
+    the server's settings when not ``BENCHMARK_SETTINGS``."""
     with provision_choice(one_server(settings, announce=announce), use_dsn_database=settings.use_dsn_database,
                           allow_destructive=settings.allow_destructive, start_timeout=settings.start_timeout,
-                          announce=announce, run_dir=run_dir) as server:
+                          announce=announce, run_dir=run_dir, server_settings=server_settings) as server:
         yield server
 
 
@@ -148,8 +150,10 @@ def provision_choice(
     start_timeout: float,
     announce: Announce,
     run_dir: Path | None = None,
+    server_settings: Mapping[str, str] | None = None,
 ) -> contextlib.AbstractContextManager[Server]:
-    """Provision one chosen server (the sign-off runs several, one after another)."""
+    """Provision one chosen server (the sign-off runs several, one after another); ``server_settings``: its
+    settings when not ``BENCHMARK_SETTINGS`` (a container's are its command line, fixed for its life)."""
     return provision(
         choice.backend,
         pg_bin=choice.pg_bin,
@@ -161,4 +165,5 @@ def provision_choice(
         announce=announce,
         run_dir=run_dir,
         citus=choice.citus,
+        settings=None if server_settings is None else dict(server_settings),
     )

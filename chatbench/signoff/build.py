@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from chatbench.provision import resolve_backend
 from chatbench.provision.choice import provision_choice
+from chatbench.rehearse.stage import rehearsal_server_settings
 from chatbench.signoff.evidence import Evidence, StageContext
 
 
 def provision_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     options, choice = ctx.options, ctx.choice
+    # A migration is rehearsed with production's WAL settings: a container must start with them.
+    server_settings = None if options.migration is None else rehearsal_server_settings(
+        resolve_backend(choice.backend, dsn=choice.dsn, announce=lambda _said: None))
     with ctx.rec.stage("provision") as note:
         server = ctx.stack.enter_context(
             provision_choice(choice, use_dsn_database=options.use_dsn_database,
                              allow_destructive=options.allow_destructive, start_timeout=options.start_timeout,
-                             announce=ctx.display.note, run_dir=ctx.run_dir)
+                             announce=ctx.display.note, run_dir=ctx.run_dir, server_settings=server_settings)
         )
         if server.url.password:
             ctx.secrets.add(str(server.url.password))
