@@ -22,11 +22,12 @@ import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
-from chatbench.benchmarks.results import BufferUsage
+from chatbench.benchmarks.results import BufferUsage, Target
 from chatbench.benchmarks.shard_buffers import execution_usage
+from chatbench.benchmarks.targets import Targets
 from chatbench.loadgen.result import Key, SeedParameters
 from chatbench.schema.queries import QUERIES_BY_NAME, CanonicalQuery
 from chatbench.verify.citus import is_citus
@@ -46,9 +47,35 @@ one is a realistic instance of the scenario (the biggest whales, the heaviest us
 Params = dict[str, Any]
 
 
+class Statement(Protocol):
+    """What a benchmark executes: a canonical query, or an application's (``benchmarks.app_scenarios``).
+
+    ``name`` also names its prepared statements (an identifier); ``sql`` has psycopg ``%(name)s``
+    placeholders, ``sql_positional`` the ``$n`` text PREPARE takes and the parameter behind each ``$n``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def returns_rows(self) -> bool: ...
+
+    @property
+    def tags(self) -> frozenset[str]: ...
+
+    def sql(self) -> str: ...
+
+    def sql_positional(self) -> tuple[str, tuple[str, ...]]: ...
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """One benchmark: a canonical query in one data situation."""
+    """One benchmark: a canonical query in one data situation.
+
+    The session measures every scenario through ``statement``, ``bind``, ``runner`` and ``target_in``, so an
+    application's query (``benchmarks.app_scenarios.AppScenario``) is measured by the same code."""
 
     name: str
     query: str  # canonical query name
@@ -61,8 +88,25 @@ class Scenario:
         return QUERIES_BY_NAME[self.query]
 
     @property
+    def statement(self) -> Statement:
+        """What the scenario executes (its canonical query)."""
+        return self.canonical
+
+    @property
     def kind(self) -> str:
-        return self.canonical.kind
+        return self.statement.kind
+
+    def bind(self, conn: psycopg.Connection[TupleRow], seed: SeedParameters) -> list[Params]:
+        """The parameter sets rotated through (``build_params``; empty: the data has no instance of it)."""
+        return build_params(self, conn, seed)
+
+    def runner(self, conn: psycopg.Connection[TupleRow], driver: Driver = "psycopg") -> Callable[[Params], int]:
+        """One execution per call, as the application runs it (``runner``)."""
+        return runner(conn, self.statement, driver)
+
+    def target_in(self, targets: Targets, profile: str) -> Target | None:
+        """The budget this scenario is judged against: its table of the targets file for the profile."""
+        return targets.get(self.name, profile)
 
 
 def _depth_scenarios(prefix: str, query: str, doc: str) -> list[Scenario]:
@@ -170,7 +214,7 @@ def describe_params(params: Sequence[Params]) -> list[dict[str, Any]]:
 DRIVERS: tuple[str, ...] = ("psycopg", "libpq")
 
 
-def runner(conn: psycopg.Connection[TupleRow], query: CanonicalQuery,
+def runner(conn: psycopg.Connection[TupleRow], query: Statement,
            driver: Driver = "psycopg") -> Callable[[Params], int]:
     """A function executing ``query`` as a server-side prepared statement; returns the row count.
 
@@ -199,7 +243,7 @@ def _text(value: Any) -> bytes:
     return (value.isoformat() if isinstance(value, datetime) else str(value)).encode()
 
 
-def _libpq_runner(conn: psycopg.Connection[TupleRow], query: CanonicalQuery) -> Callable[[Params], int]:
+def _libpq_runner(conn: psycopg.Connection[TupleRow], query: Statement) -> Callable[[Params], int]:
     text, order = query.sql_positional()
     name = f"cb_libpq_{query.name}".encode()
     pgconn = conn.pgconn
@@ -223,7 +267,7 @@ def rotate(params: Sequence[Params]) -> Iterator[Params]:
     return itertools.cycle(params)
 
 
-def explain_buffers(conn: psycopg.Connection[TupleRow], query: CanonicalQuery,
+def explain_buffers(conn: psycopg.Connection[TupleRow], query: Statement,
                     params: Sequence[Params]) -> BufferUsage:
     """Worst shared-buffer usage over the parameter sets, measured as the app runs it: EXECUTE of a
     prepared statement (after enough executions for the planner to settle on a generic plan).

@@ -39,6 +39,8 @@ from chatbench.benchmarks.stats import fit_growth
 from chatbench.benchmarks.targets import Targets
 from chatbench.benchmarks.verdict import round_trip_added_ms
 from chatbench.loadgen.result import SeedResult
+from chatbench.schema.appqueries import AppQueries
+from chatbench.schema.rolemap import CANONICAL, RoleMap
 from psycopg.rows import TupleRow
 
 from chatbench.errors import redact
@@ -119,7 +121,7 @@ class BenchSession:
     machine_shares: Callable[[], tuple[float | None, float | None]] = lambda: (None, None)
 
     def params_for(self, scenario: sc.Scenario) -> list[sc.Params]:
-        return sc.build_params(scenario, self.conn, self.seed.params)
+        return scenario.bind(self.conn, self.seed.params)
 
     def no_instance(self, scenario: sc.Scenario) -> str:
         """Why ``scenario`` is not measured when the seeded data has no instance of it (``skipped``'s reason)."""
@@ -137,7 +139,7 @@ class BenchSession:
         params = self.params_for(scenario) if params is None else params
         if not params:
             raise LookupError(f"{scenario.name}: the seeded data has no instance of this scenario")
-        query = scenario.canonical
+        query = scenario.statement
         buffers = sc.explain_buffers(self.conn, query, params) if scenario.kind == "read" else None
         self.load_average.append(os.getloadavg())
         self.calibration.append(calibrate(self.conn, self.cpu_clock, scenario.name))
@@ -155,8 +157,8 @@ class BenchSession:
 
     def _measure_once(self, scenario: sc.Scenario, params: list[sc.Params], timed: TimedRounds,
                       buffers: BufferUsage | None, attempt: int) -> ScenarioResult:
-        query = scenario.canonical
-        run = sc.runner(self.conn, query, self.driver)
+        query = scenario.statement
+        run = scenario.runner(self.conn, self.driver)
         rotation = sc.rotate(params)
         rows: list[int] = []
         cpu_ms: list[float] = []
@@ -182,7 +184,7 @@ class BenchSession:
                                           self.environment.schema_fingerprint),
             samples_ms=[s * 1000.0 for s in samples_s],
             buffers=buffers,
-            target=self.targets.get(scenario.name, self.profile),
+            target=scenario.target_in(self.targets, self.profile),
             extra={"depth": scenario.depth, "doc": scenario.doc, "param_sets": len(params), "driver": self.driver,
                    "rows_per_round": max(rows) if rows else 0, "warmup_rounds": self.warmup,
                    **dict(scenario.extra)},
@@ -294,7 +296,8 @@ def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets
                       rounds: int | None = None, warmup: int | None = None, driver: sc.Driver = "psycopg",
                       retries: int = DEFAULT_RETRIES, retry_budget_s: float = DEFAULT_RETRY_BUDGET_S,
                       timed: TimedRounds = time_rounds, rounds_of: RoundsOf | None = None,
-                      progress: Stage | None = None) -> MeasuredRun:
+                      progress: Stage | None = None, app: AppQueries | None = None,
+                      roles: RoleMap = CANONICAL) -> MeasuredRun:
     """The one path from a command (``chatbench bench``, the sign-off) into the benchmark session.
 
     Opens the session on the seeded database, measures ``scenarios`` in order through
@@ -303,21 +306,41 @@ def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets
     once the session closed, so its noise record holds the last calibration probe. ``rounds_of``: rounds
     per scenario (None: the session's for all); ``progress``: an open output stage, told each scenario
     and counted on.
+
+    ``app``: the application's queries (``--queries``), bound once the session is open
+    (``benchmarks.app_scenarios``: one scenario per query and role, ``app:QUERY/ROLE``, the tables named
+    through ``roles``) and measured after the canonical reads, before the canonical writes commit their
+    rows; a query the server refuses is recorded in ``skipped``, not a broken run.
     """
     refused = CITUS_REFUSALS if server.backend == "citus" else ()
     with open_session(server, seed, profile=profile, targets=targets, pin_mode=pin_mode, rounds=rounds,
                       warmup=warmup, driver=driver, retries=retries, retry_budget_s=retry_budget_s) as session:
         default = (session.rounds, session.warmup)
-        for scenario in scenarios:
+        queue: list[sc.Scenario] = list(scenarios)
+        if app is not None:
+            from chatbench.benchmarks.app_scenarios import app_scenarios
+
+            bound, unbound = app_scenarios(session.conn, seed.params, app, roles)
+            session.skipped.update(unbound)
+            writes_at = next((i for i, s in enumerate(queue) if s.kind == "write"), len(queue))
+            queue[writes_at:writes_at] = bound
+            if progress is not None:
+                progress.reset(len(queue), "scenarios")
+        for scenario in queue:
             if progress is not None:
                 progress.step(scenario.name)
             params = session.params_for(scenario)
+            own = "app" in scenario.statement.tags
             if params:
                 session.rounds, session.warmup = default if rounds_of is None else rounds_of(scenario)
                 try:
                     session.measure(scenario, timed=timed, params=params)
                 except refused as exc:  # the sign-off's readiness stage fails it, saying why
                     session.skipped[scenario.name] = _refusal(exc)
+                except psycopg.Error as exc:
+                    if not own:
+                        raise
+                    session.skipped[scenario.name] = _refusal(exc)  # the application's query: its fault, named
             else:
                 session.skipped[scenario.name] = session.no_instance(scenario)
             if progress is not None:

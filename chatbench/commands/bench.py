@@ -26,11 +26,13 @@ import psycopg
 from chatbench import loadgen, output
 from chatbench.benchmarks.options import SUITE_SETTINGS
 from chatbench.commands._common import judged_scenarios, out, require_writable, server_from
+from chatbench.commands.appqueries import app_queries
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision import Server
 from chatbench.provision.choice import one_server
-from chatbench.settings import Settings, where
+from chatbench.schema.rolemap import CANONICAL
+from chatbench.settings import Settings, refuse_both, where
 
 if TYPE_CHECKING:  # the benchmark stack itself is imported where it runs (see ``run``)
     from chatbench.benchmarks.scenarios import Scenario
@@ -38,21 +40,25 @@ if TYPE_CHECKING:  # the benchmark stack itself is imported where it runs (see `
 
 NAME = "bench"
 HELP = "benchmark the history queries against targets (p50/p95/p99 table, JSON with raw samples)"
-SETTINGS = (*SUITE_SETTINGS, "json", "select", "fidelity", "format", "history", "commit", "branch")
+SETTINGS = (*SUITE_SETTINGS, "json", "select", "fidelity", "format", "history", "commit", "branch", "queries",
+            "schema_from", "schema_from_cmd", "command_timeout")
 
 
 def check_inputs(settings: Settings) -> tuple[Scenario, ...]:
     """The scenarios to measure, once everything a run would refuse is refused, before any server starts.
 
-    A bad ``--targets``, ``-k``, server option or ``--models`` is one line naming the option; a
-    selection of scenarios none of which has a budget for the profile would judge nothing and PASS, so
-    it is refused too.
+    A bad ``--targets``, ``-k``, server option, ``--models`` or ``--queries`` is one line naming the option;
+    a selection of scenarios none of which has a budget for the profile would judge nothing and PASS, so
+    it is refused too (the application's queries are measured whatever ``-k`` selects: they are bound to
+    the data once the server runs, ``app:QUERY/ROLE``).
     """
     from chatbench.benchmarks.scenarios import SCENARIOS
 
     require_writable(settings, "bench seeds the data")
+    refuse_both(settings, "schema_from", "schema_from_cmd")
     one_server(settings)  # the server options agree
     schema_choice(settings)  # --models imports and declares tables (the seed builds the schema from it)
+    app_queries(settings)  # --queries parses and binds to roles
     judged = judged_scenarios(settings)
     if settings.select is None:
         return SCENARIOS
@@ -99,6 +105,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.signoff.recorder import one_line
 
     scenarios = check_inputs(settings)
+    app = app_queries(settings)
     assert settings.json is not None and settings.results is not None  # the bench command's defaults are files
     document = settings.format == "json"
     report = output.stderr() if document else output.stdout()  # with --format json, stdout holds the document alone
@@ -109,7 +116,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 server, seeded, profile=settings.profile, targets=load_targets(settings.targets),
                 scenarios=scenarios, pin_mode=settings.pin, rounds=settings.rounds, warmup=settings.warmup,
                 driver=settings.driver, retries=settings.retries, retry_budget_s=settings.retry_budget,
-                progress=progress)
+                progress=progress, app=None if app is None else app.queries,
+                roles=CANONICAL if app is None else app.roles)
     except psycopg.Error as exc:  # no verdict: one line and exit 2, as a sign-off's ERROR
         raise ChatbenchError(f"the benchmarks stopped: the server failed ({one_line(exc)})") from None
     run, pinning = measured.run, measured.pinning.describe()
@@ -128,11 +136,19 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _seeded(settings: Settings) -> Iterator[tuple[Server, SeedResult]]:
     """(server pointed at the seeded database, SeedResult): the server the settings ask for, seeded with the
-    profile through the snapshot cache, in the schema built from the package (canonical or ``--models``)."""
+    profile through the snapshot cache, in the schema built from the package (canonical or ``--models``), or
+    in the application's own (``--schema-from``/``--schema-from-cmd``, built first and then filled)."""
+    from chatbench.schema.migrations import build_from_cmd, build_from_sql
+
     package = schema_choice(settings).package
     with server_from(settings) as server:
+        if settings.schema_from is not None:
+            build_from_sql(server, Path(settings.schema_from))
+        elif settings.schema_from_cmd is not None:
+            build_from_cmd(server, settings.schema_from_cmd, timeout=settings.command_timeout)
+        prebuilt = settings.schema_from is not None or settings.schema_from_cmd is not None
         seeded = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed,
-                              use_cache=settings.cache, package=package)
+                              use_cache=settings.cache, package=package, prebuilt=prebuilt)
         yield seeded.server_for(server), seeded
 
 

@@ -39,20 +39,24 @@ SETTINGS = (
     "warmup", "budget", "targets", "pin", "scaling", "cache", "schema_from", "schema_from_cmd", "command_timeout",
     "retries", "retry_budget", "allow_different_sizes", "migration", "migration_cmd", "from_file", "from_cmd",
     "production_messages", "baseline_seconds", "format", "models", "drift_mode", "long_transaction", "lock_retries",
-    "history", "commit", "branch",
+    "history", "commit", "branch", "queries",
 )
 MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seconds", "long_transaction",
                   "lock_retries")
-"""Settings that only the migration stage reads: given on the command line without a migration, refused."""
+"""Settings that only the migration stage reads: given on the command line without a migration, refused
+(``--production-messages`` is read by ``--queries`` too: a proven index's build time is extrapolated to it)."""
 
 
 def options_from(settings: Settings) -> SignoffOptions:
+    from chatbench.commands.appqueries import app_queries
     from chatbench.commands.history import location as history_location
     from chatbench.provision.choice import choose_servers
+    from chatbench.schema.rolemap import CANONICAL
     from chatbench.signoff import SignoffOptions
 
     refuse_both(settings, "schema_from", "schema_from_cmd")
     choice = schema_choice(settings)  # --models imported and checked before any server starts
+    app = app_queries(settings)  # --queries parsed and its roles checked before any server starts
     migration = migration_plan(settings)
     assert settings.out is not None  # the signoff default is a folder
     return SignoffOptions(
@@ -82,6 +86,9 @@ def options_from(settings: Settings) -> SignoffOptions:
         allow_different_sizes=settings.allow_different_sizes,
         package=choice.package,
         drift_mode=choice.mode,
+        queries=None if app is None else app.queries,
+        roles=CANONICAL if app is None else app.roles,
+        production_messages=settings.production_messages,
         command=command_line(),
         migration=migration,
         history=history_location(settings),
@@ -97,7 +104,8 @@ def migration_plan(settings: Settings) -> RehearsalPlan | None:
     from chatbench.commands.rehearse import plan_from
 
     if settings.migration is None and settings.migration_cmd is None:
-        given = [name for name in MIGRATION_ONLY if settings.source(name) == "argument"]
+        given = [name for name in MIGRATION_ONLY if settings.source(name) == "argument"
+                 and not (name == "production_messages" and settings.queries is not None)]  # proofs read it
         if given:
             raise ConfigError(f"{where(settings, given[0])}: only the migration stage reads it; give --migration "
                               "FILE.sql or --migration-cmd CMD too, or drop it")

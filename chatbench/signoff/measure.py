@@ -149,7 +149,8 @@ def measure(
     warmup: int | None = None,
     retries: int | None = None,
 ) -> BenchmarkRun:
-    """Run the benchmark scenarios through ``measure_scenarios`` (``chatbench bench``'s path into the session).
+    """Run the benchmark scenarios through ``measure_scenarios`` (``chatbench bench``'s path into the session),
+    with the application's queries (``--queries``) as ``app:QUERY/ROLE`` scenarios in the main run.
 
     ``retries``: re-measurements of an undecided scenario (None: the options'; the scaling stage, whose
     numbers are evidence and not judged, passes 0)."""
@@ -176,6 +177,8 @@ def measure(
             timed=budgeted_rounds(options.scenario_budget_s),
             rounds_of=partial(contrast_rounds, rounds, warmup),
             progress=progress,
+            app=options.queries if only is None else None,  # the scaling stage re-measures canonical reads only
+            roles=options.roles,
         ).run
     # The machine's load while measuring: a comparison warns when either run shared the machine.
     machine = run.machine if run.machine is not None else MachineLoad(os.cpu_count() or 1)
@@ -187,7 +190,7 @@ def measure(
 
 def contrast_rounds(rounds: int, warmup: int, scenario: Scenario) -> tuple[int, int]:
     """A scenario's (rounds, warm-up): fewer for the OFFSET contrast scenarios (``CONTRAST_ROUNDS``)."""
-    if "contrast" in scenario.canonical.tags:
+    if "contrast" in scenario.statement.tags:
         return min(rounds, CONTRAST_ROUNDS[0]), min(warmup, CONTRAST_ROUNDS[1])
     return rounds, warmup
 

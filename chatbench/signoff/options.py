@@ -16,7 +16,9 @@ from chatbench.settings import DriftMode
 
 if TYPE_CHECKING:
     from chatbench.rehearse import RehearsalPlan
+    from chatbench.schema.appqueries import AppQueries
     from chatbench.schema.package import SchemaPackage
+    from chatbench.schema.rolemap import RoleMap
 
 PROFILE_ORDER = ("smoke", "ci", "release", "scale")
 SIGNOFF_ROUNDS = (1000, 100)
@@ -65,6 +67,9 @@ class SignoffOptions:
     allow_different_sizes: bool  # --baseline of another data size: compare latency only
     package: SchemaPackage  # the schema the database must equal or serve (canonical, or --models)
     drift_mode: DriftMode  # how drift judges it (``chatbench.commands.schema_choice``)
+    queries: AppQueries | None  # --queries: judged by the plans stage, benchmarked as ``app:QUERY/ROLE`` scenarios
+    roles: RoleMap  # the application's tables and columns by role (``[tool.chatbench.map]``)
+    production_messages: float  # what a proven index's build time is extrapolated to
     migration: RehearsalPlan | None = None  # --migration/--migration-cmd: the migration stage, before-schema and all
     history: str = ""  # the results store --baseline history:BRANCH reads (--history, else the default store)
     scaling_rounds: int = 300

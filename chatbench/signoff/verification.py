@@ -14,6 +14,7 @@ and the single node beside the cluster judges the plan contracts on the same row
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import psycopg
@@ -26,6 +27,8 @@ from chatbench.verify.citus import declared_by_variant
 from chatbench.verify.result import VerificationResult
 
 READINESS_GROUP = "citus"
+APP_GROUP = "queries"
+"""The check of the application's queries (``verify.appcheck``): recorded as rows of the plans stage."""
 DECLARED = "the distribution step's key"
 
 
@@ -60,6 +63,8 @@ def health_and_plans_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
             result = verify_schema(evidence.need_server(), evidence.need_seed(), package=ctx.options.package,
                                    mode=ctx.options.drift_mode, only=["health"] if cluster else ["health", "plans"],
                                    progress=update)
+            if ctx.options.queries is not None and not cluster:
+                result = _judge_app_queries(ctx, evidence, result, update)
     except Exception as exc:
         raise rec.failed("health", time.perf_counter() - started, exc) from exc
     wall = time.perf_counter() - started
@@ -72,11 +77,33 @@ def health_and_plans_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
         detail = f"{checks} checks, {errors} errors"
         if group == "plans":
             detail += f", {len(result.plans)} plans judged ({result.params_source} scenarios)"
+            if ctx.options.queries is not None and not cluster:  # the application's queries: rows of this stage
+                _findings(result, rec, APP_GROUP, stage="plans")
+                mine = [f for f in result.findings if f.check == APP_GROUP and f.severity == "error"]
+                detail += (f"; {len(ctx.options.queries)} application queries ({ctx.options.queries.source}), "
+                           f"{len(mine)} errors")
         rec.add(StageTiming(group, seconds, rec.status_of(group), detail))
     if cluster:
         rec.add(StageTiming("plans", 0.0, "skipped", "not on a cluster: the readiness stage judges routing; the "
                                                      "single node beside it judges the plan contracts"))
     return replace(evidence, verification=replace(evidence.verification, health_plans=result))
+
+
+def _judge_app_queries(ctx: StageContext, evidence: Evidence, result: VerificationResult,
+                       progress: Callable[[str], None]) -> VerificationResult:
+    """``result`` with the application's queries judged as ``chatbench verify --queries`` judges them (plan
+    contracts in both plan modes, page walks, a proven index for each missing one), on the seeded database.
+
+    ``verify`` reaches the same two calls through ``chatbench.commands.appqueries.judge_app_queries``; the
+    sign-off may not import the commands (one-way layers), so it calls ``verify.appcheck`` itself."""
+    from chatbench.verify.appcheck import merged_result, verify_app_queries
+
+    options = ctx.options
+    assert options.queries is not None
+    judged = verify_app_queries(evidence.need_server(), evidence.need_seed().params, options.queries,
+                                roles=options.roles, production_messages=options.production_messages,
+                                progress=progress)
+    return merged_result(result, judged)
 
 
 def readiness_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
