@@ -30,19 +30,19 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
+
 from chatbench.benchmarks import scenarios as sc
 from chatbench.benchmarks.results import Target
 from chatbench.benchmarks.targets import Targets
+from chatbench.errors import redact
 from chatbench.loadgen.result import SeedParameters
 from chatbench.schema.appqueries import AppQueries, AppQuery
 from chatbench.schema.queries import CanonicalQuery
 from chatbench.schema.rolemap import CANONICAL, RoleMap
+from chatbench.settings import Driver
 from chatbench.verify.appplans import AppContract, contract_for
 from chatbench.verify.scenarios import build_app_scenarios
-from psycopg.rows import TupleRow
-
-from chatbench.errors import redact
-from chatbench.settings import Driver
 
 PREFIX = "app:"
 """Every application scenario's name starts with it (no canonical scenario name has a colon)."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.scenarios import SCENARIOS, Scenario, build_params, rotate, runner
 from chatbench.benchmarks.session import time_rounds
@@ -35,12 +36,11 @@ from chatbench.benchmarks.stats import describe
 from chatbench.loadgen import SeedResult, Spec, load_spec, seed
 from chatbench.loadgen.ddl import create_bare
 from chatbench.loadgen.result import SeedParameters
-from chatbench.schema import distributed
-from chatbench.verify.citus import explain_routing, is_citus
-
 from chatbench.provision import Server
 from chatbench.provision.citus import drop_citus_database, enable_citus
 from chatbench.provision.databases import create_database
+from chatbench.schema import distributed
+from chatbench.verify.citus import explain_routing, is_citus
 
 TABLES = ("users", "conversations", "messages")
 DEFAULT_ROUNDS = 300

@@ -23,13 +23,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
 from chatbench.benchmarks.flags import refusal
 from chatbench.benchmarks.options import SUITE_COMMAND, SUITE_SETTINGS
 from chatbench.benchmarks.publish import show_run
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.session import BenchSession, open_session
 from chatbench.benchmarks.targets import load_targets
-
 from chatbench.errors import ChatbenchError
 from chatbench.output import Output, Stage, console_for
 from chatbench.settings import Settings, resolve_pytest
@@ -125,9 +125,8 @@ def bench_seeded(pytestconfig: pytest.Config, bench_settings: Settings, bench_se
                  bench_profile: str) -> tuple[Any, Any]:
     """(server pointed at the seeded database, SeedResult): seeded once, through the snapshot cache, in the
     schema the seeder builds from the package (the canonical models, or ``--chatbench-models``)."""
-    from chatbench.schema.package import canonical, load_models
-
     from chatbench import loadgen
+    from chatbench.schema.package import canonical, load_models
 
     try:
         package = canonical() if bench_settings.models is None else load_models(

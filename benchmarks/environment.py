@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
+from chatbench import schema
 from chatbench.benchmarks.results import EnvironmentFingerprint
 from chatbench.loadgen.result import SeedResult
-
-from chatbench import schema
 from chatbench.provision import Server
 
 LIBRARIES = ("chatbench", "psycopg", "psycopg-binary", "sqlalchemy", "pytest-benchmark", "numpy",

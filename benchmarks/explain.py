@@ -7,6 +7,7 @@ they look, and it matches what ``chatbench.benchmarks.verdict`` and ``chatbench.
 from __future__ import annotations
 
 import numpy as np
+
 from chatbench.benchmarks.noise import pooled
 from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
 from chatbench.benchmarks.stats import PERCENTILE_CONFIDENCE

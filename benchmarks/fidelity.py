@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from chatbench.benchmarks.stats import SampleStats, describe
 
 from chatbench import convert, external
+from chatbench.benchmarks.stats import SampleStats, describe
 from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
 from chatbench.provision import Server

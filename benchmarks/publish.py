@@ -16,13 +16,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
-from chatbench.benchmarks.table import render_run
 from pytest_benchmark import __version__ as pytest_benchmark_version
 from pytest_benchmark.plugin import pytest_benchmark_generate_machine_info
 from pytest_benchmark.stats import Stats
 from pytest_benchmark.utils import get_commit_info
 
+from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
+from chatbench.benchmarks.table import render_run
 from chatbench.errors import redact
 from chatbench.files import write_atomically
 from chatbench.output import Output

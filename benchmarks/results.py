@@ -53,12 +53,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from chatbench import convert
 from chatbench.benchmarks.fidelity import FidelityReport
 from chatbench.benchmarks.noise import CalibrationProbe
 from chatbench.benchmarks.stats import GrowthFit, SampleStats, describe
 from chatbench.benchmarks.verdict import LatencyJudgement, judge_target
-
-from chatbench import convert
 from chatbench.convert import DocumentError, fields_plain, from_plain, to_plain
 from chatbench.errors import ChatbenchError
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.stats import fit_growth
-
 from chatbench.errors import ChatbenchError
 
 

@@ -25,17 +25,17 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.rows import TupleRow
+
 from chatbench.benchmarks.results import BufferUsage, Target
 from chatbench.benchmarks.shard_buffers import execution_usage
 from chatbench.benchmarks.targets import Targets
 from chatbench.loadgen.result import Key, SeedParameters
 from chatbench.schema.queries import QUERIES_BY_NAME, CanonicalQuery
+from chatbench.settings import Driver
 from chatbench.verify.citus import is_citus
 from chatbench.verify.keys import as_key
 from chatbench.verify.serialize import client_explain, explain_options
-from psycopg.rows import TupleRow
-
-from chatbench.settings import Driver
 
 PAGE = 50
 LIST_PAGE = 20

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
+
 from chatbench.benchmarks import scenarios as sc
 from chatbench.benchmarks.environment import fingerprint
 from chatbench.benchmarks.noise import CalibrationProbe, CpuClock, calibrate, machine_window, pooled, timed_with_cpu
@@ -38,14 +40,12 @@ from chatbench.benchmarks.results import (
 from chatbench.benchmarks.stats import fit_growth
 from chatbench.benchmarks.targets import Targets
 from chatbench.benchmarks.verdict import round_trip_added_ms
-from chatbench.loadgen.result import SeedResult
-from chatbench.schema.appqueries import AppQueries
-from chatbench.schema.rolemap import CANONICAL, RoleMap
-from psycopg.rows import TupleRow
-
 from chatbench.errors import redact
+from chatbench.loadgen.result import SeedResult
 from chatbench.output import Stage
 from chatbench.provision import Server
+from chatbench.schema.appqueries import AppQueries
+from chatbench.schema.rolemap import CANONICAL, RoleMap
 
 ROUNDS = {"smoke": (300, 30), "ci": (2000, 200), "release": (5000, 300), "scale": (5000, 300)}
 """(timed rounds, warm-up rounds) per profile. 2000 rounds put ~100 samples above p95 and 20

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
+
 from chatbench.benchmarks.results import BufferUsage
 from chatbench.verify.citus import is_citus
 

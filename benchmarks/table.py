@@ -7,11 +7,11 @@ scenario anywhere else (a CI log), every scenario name in full.
 
 from __future__ import annotations
 
-from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summary
-from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
 from rich.table import Table
 from rich.text import Text
 
+from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summary
+from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
 from chatbench.output import Output
 
 _STYLE = {"PASS": "green", "FAIL": "bold red", "INCONCLUSIVE": "yellow", "NO TARGET": "yellow"}

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from chatbench.benchmarks.results import Target
-
 from chatbench.errors import ConfigError
 
 DEFAULT_TARGETS = Path(__file__).with_name("targets.toml")

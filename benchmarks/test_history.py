@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from chatbench.benchmarks.publish import extra_info
 from chatbench.benchmarks.scenarios import SCENARIOS, Scenario, runner
 from chatbench.benchmarks.session import BenchSession, time_rounds

@@ -36,16 +36,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
+from chatbench import loadgen
 from chatbench.benchmarks.scenarios import runner
 from chatbench.benchmarks.session import time_rounds
 from chatbench.benchmarks.stats import describe
 from chatbench.loadgen.spec import Spec
-from chatbench.schema.queries import QUERIES_BY_NAME
-from chatbench.verify.serialize import client_explain, explain_options, has_serialize
-
-from chatbench import loadgen
 from chatbench.provision import Server, provision
 from chatbench.provision.databases import create_database, drop_database
+from chatbench.schema.queries import QUERIES_BY_NAME
+from chatbench.verify.serialize import client_explain, explain_options, has_serialize
 
 PAGE = 50
 

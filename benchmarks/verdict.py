@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from chatbench.benchmarks.stats import PERCENTILE_CONFIDENCE, percentile_interval, rounds_needed
 
+from chatbench.benchmarks.stats import PERCENTILE_CONFIDENCE, percentile_interval, rounds_needed
 from chatbench.convert import from_plain, to_plain
 
 Decision = Literal["PASS", "FAIL", "INCONCLUSIVE"]

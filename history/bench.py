@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from chatbench.history import edivisive
 from chatbench.history.records import EXACT_METRICS
 from chatbench.history.series import Series, build_series

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from chatbench.history.records import UNITS
-from chatbench.history.series import ChangePoint, Series
-from chatbench.reports.html_page import CSS, e
 from rich.table import Table
 
+from chatbench.history.records import UNITS
+from chatbench.history.series import ChangePoint, Series
 from chatbench.output import Output
+from chatbench.reports.html_page import CSS, e
 
 PLOTTED_METRICS = ("cpu_p10", "wall_p50", "wall_p95")
 PLAN_COLOR, CHANGE_COLOR = "#7c3aed", "#dc2626"
@@ -58,6 +58,7 @@ def show_table(all_series: Sequence[Series], changes: Sequence[ChangePoint], out
 
 def trend_svg(series: Series, changes: Sequence[ChangePoint]) -> str:
     import matplotlib.pyplot as plt
+
     from chatbench.reports.plots import PALETTE, to_svg
 
     x = list(range(1, len(series.points) + 1))

@@ -27,7 +27,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from chatbench.history.records import Measurement, RunRecord
 from sqlalchemy import (
     Column,
     Engine,
@@ -51,6 +50,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 
 from chatbench.errors import ChatbenchError, register_secret
+from chatbench.history.records import Measurement, RunRecord
 
 KIND = "chatbench-history"
 FORMAT_VERSION = 2

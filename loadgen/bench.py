@@ -32,6 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from sqlalchemy.dialects import postgresql
+
+from chatbench import loadgen
 from chatbench.loadgen import ddl
 from chatbench.loadgen.cache import SnapshotStore, TemplateStore
 from chatbench.loadgen.copy import copy_bytes
@@ -50,12 +53,9 @@ from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.seeder import CHUNK_ROWS, default_workers
 from chatbench.loadgen.size import check_space, estimate
 from chatbench.loadgen.spec import Spec
-from chatbench.schema.package import SchemaPackage
-from sqlalchemy.dialects import postgresql
-
-from chatbench import loadgen
 from chatbench.provision import Server, provision
 from chatbench.provision.paths import disk_run_root_path
+from chatbench.schema.package import SchemaPackage
 
 SEED_PHASES = ("plan", "schema", "copy", "vacuum_analyze", "children", "indexes", "constraints", "sequences")
 
@@ -245,6 +245,7 @@ def superset_package() -> SchemaPackage:
     """The canonical models plus what a release adds: three columns on messages (a nullable timestamptz, a
     nullable integer, a jsonb with a server default) and an attachments table hanging from messages."""
     import sqlalchemy as sa
+
     from chatbench.schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
 
     extended = sa.MetaData(naming_convention=metadata.naming_convention)

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Protocol
 
 import psycopg
-from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
-from chatbench.loadgen.spec import Spec
-from chatbench.schema.ddl import fingerprint as canonical_fingerprint
 from psycopg import sql
 
+from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
+from chatbench.loadgen.spec import Spec
 from chatbench.provision import cache_names
 from chatbench.provision.server import Server
+from chatbench.schema.ddl import fingerprint as canonical_fingerprint
 
 GENERATOR_VERSION = 6  # bump whenever the generated contents (or their physical state) change
 

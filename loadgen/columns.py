@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from chatbench.loadgen.fields import NULL_FIELD, Field, FixedField, KeyCodec, VarField, pick, text_field, with_nulls
-from chatbench.loadgen.target import TargetColumn
 
 from chatbench.errors import ConfigError
+from chatbench.loadgen.fields import NULL_FIELD, Field, FixedField, KeyCodec, VarField, pick, text_field, with_nulls
+from chatbench.loadgen.target import TargetColumn
 
 RARE_EVENT_SUFFIXES = ("deleted_at", "archived_at", "removed_at", "edited_at", "deleted", "archived")
 RARE_SHARE = 0.03  # rows where a rare-event column is set

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from chatbench.loadgen.spec import ContentSpec, Spec
 from psycopg import sql
+
+from chatbench.loadgen.spec import ContentSpec, Spec
 
 TOAST_THRESHOLD_BYTES = 2032
 """PostgreSQL's TOAST_TUPLE_THRESHOLD with 8 kB pages: a row wider than this has its long values
@@ -395,9 +396,8 @@ def distribution_table(stats: Sequence[RoleStats]) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from chatbench.loadgen.spec import load_spec
-
     from chatbench.errors import ChatbenchError
+    from chatbench.loadgen.spec import load_spec
 
     parser = argparse.ArgumentParser(prog="python -m chatbench.loadgen.content",
                                      description="chatbench's message content distribution per role")

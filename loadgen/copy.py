@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from chatbench.errors import ChatbenchError, redact
 from chatbench.loadgen.encode import SIGNATURE, TRAILER, TableLayout, message_pieces, message_rows
 from chatbench.loadgen.plan import RenderInputs, read_bucket
 from chatbench.loadgen.pools import Pools
-
-from chatbench.errors import ChatbenchError, redact
 
 OnRows = Callable[[int], None]
 _HEADER = struct.Struct("<q")

@@ -25,11 +25,11 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import psycopg
+
+from chatbench.provision.paths import memory_available
 from chatbench.schema import package as schema_package
 from chatbench.schema.ddl import DdlStep
 from chatbench.schema.package import SchemaPackage
-
-from chatbench.provision.paths import memory_available
 
 
 @dataclass(frozen=True)

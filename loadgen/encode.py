@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+
 from chatbench.loadgen.columns import Chunk, ColumnFill, is_fixed, render
 from chatbench.loadgen.fields import (
     INT8,

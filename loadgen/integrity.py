@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import psycopg
-from chatbench.loadgen.result import SeedResult
-from chatbench.loadgen.spec import Spec
 
 from chatbench.errors import ChatbenchError
+from chatbench.loadgen.result import SeedResult
+from chatbench.loadgen.spec import Spec
 from chatbench.provision.server import Server
 
 TABLES = ("users", "conversations", "messages")

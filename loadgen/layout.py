@@ -12,14 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from chatbench.errors import ConfigError
 from chatbench.loadgen.columns import ColumnFill, plan_fill
 from chatbench.loadgen.encode import TableLayout
 from chatbench.loadgen.fields import KEY_KINDS, KeyCodec
 from chatbench.loadgen.plan import PG_EPOCH, to_pg_us
 from chatbench.loadgen.spec import Spec
 from chatbench.loadgen.target import ROLE_COLUMNS, ROLE_KEYS, ROLES, TargetColumn, TargetSchema, TargetTable
-
-from chatbench.errors import ConfigError
 
 _TIMESTAMPS = frozenset({"timestamptz", "timestamp"})
 _INTEGER_KEYS = frozenset({"int8", "int4", "int2"})

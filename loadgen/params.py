@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+
 from chatbench.loadgen.fields import KeyCodec
 from chatbench.loadgen.plan import Plan, from_pg_us
 from chatbench.loadgen.result import ConversationRef, SeedParameters, TieCursor, UserRef

@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
 from chatbench.loadgen.pools import LONG_TITLES, TITLES
 from chatbench.loadgen.spec import ConversationsSpec, Spec
-
 from chatbench.provision.owner import STAGING_PREFIX, Lease
 from chatbench.provision.paths import run_root
 

@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from faker import Faker
+
 from chatbench.loadgen.content import Vocabulary, ai_texts
 from chatbench.loadgen.fields import text_field
 from chatbench.loadgen.spec import ContentSpec
 from chatbench.schema.models import TITLE_MAX_LENGTH
-from faker import Faker
 
 ROLES: tuple[str, ...] = ("user", "assistant", "system", "tool")
 EMOJI = ("😀", "🚀", "👍", "🎉", "🤖", "✨", "🙏", "🔥", "💡", "📎")

@@ -47,6 +47,9 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 import psycopg
+from psycopg.conninfo import make_conninfo
+
+from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.loadgen import ddl, dropbehind
 from chatbench.loadgen.cache import SeedCache, SnapshotStore, cache_key, store_for
 from chatbench.loadgen.copy import RenderWorkers, copy_bytes, copy_messages
@@ -62,13 +65,10 @@ from chatbench.loadgen.result import SeedParameters, SeedResult
 from chatbench.loadgen.size import check_seed_space, estimate
 from chatbench.loadgen.spec import Spec
 from chatbench.loadgen.target import TargetSchema, read_target, schema_digest
-from chatbench.schema import package as schema_package
-from chatbench.schema.package import SchemaPackage
-from psycopg.conninfo import make_conninfo
-
-from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision.paths import memory_available
 from chatbench.provision.server import Server
+from chatbench.schema import package as schema_package
+from chatbench.schema.package import SchemaPackage
 
 T = TypeVar("T")
 CHUNK_ROWS = 50_000

@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from chatbench.loadgen.spec import Spec
-
 from chatbench.errors import ConfigError
+from chatbench.loadgen.spec import Spec
 from chatbench.provision.paths import (
     FreeSpace,
     cache_root_path,
@@ -203,10 +202,10 @@ def measure(messages: int, pg_bin: str | None, seed: int = 0) -> str:
     import time
 
     import psycopg
-    from chatbench.loadgen.bench import bench_spec
-    from chatbench.loadgen.ddl import load_ddl
 
     from chatbench import loadgen
+    from chatbench.loadgen.bench import bench_spec
+    from chatbench.loadgen.ddl import load_ddl
     from chatbench.provision import provision
 
     spec = bench_spec("release", messages)

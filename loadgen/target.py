@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from chatbench.schema.package import TOOL_TABLES
 
 from chatbench.errors import ConfigError
+from chatbench.schema.package import TOOL_TABLES
 
 ROLES = ("users", "conversations", "messages")
 # The columns the plan fills per role (what the canonical models declare).

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import psycopg
+
 from chatbench.rehearse.appload import AppRequests
 from chatbench.rehearse.locks import conflicts, strength
 from chatbench.rehearse.result import (

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 import psycopg
+
 from chatbench.benchmarks.loadtest.mix import OPERATIONS, parameter_pools
+from chatbench.errors import ChatbenchError
 from chatbench.loadgen.result import SeedParameters
 from chatbench.rehearse.appclient import READY, ClientTask
 from chatbench.rehearse.result import Access, AppWindow, Latency
 from chatbench.schema.queries import QUERIES_BY_NAME
-
-from chatbench.errors import ChatbenchError
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0

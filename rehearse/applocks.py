@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import psycopg
+
 from chatbench.rehearse.appload import AppOperation
 from chatbench.rehearse.result import AppLocks
 

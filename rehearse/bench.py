@@ -29,15 +29,15 @@ import statistics
 import time
 
 import psycopg
+
+from chatbench import loadgen
 from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
+from chatbench.provision import Server, provision
+from chatbench.provision.databases import temporary_database
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.rules import wal_size
 from chatbench.rehearse.stage import PRODUCTION_WAL, RehearsalPlan, rehearse, smaller_spec
 from chatbench.rehearse.statements import split_sql
-
-from chatbench import loadgen
-from chatbench.provision import Server, provision
-from chatbench.provision.databases import temporary_database
 
 STATEMENT = "CREATE INDEX ix_bench_messages_user_id_created_at ON messages (user_id, created_at)"
 ADD_COLUMN = "ALTER TABLE messages ADD COLUMN edited_at timestamptz;"

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatbench.benchmarks.targets import DEFAULT_TARGETS, REHEARSAL_SECTION
-from chatbench.rehearse.result import ACCESSES, Access
-
 from chatbench.errors import ConfigError
+from chatbench.rehearse.result import ACCESSES, Access
 
 KEYS: dict[str, Access] = {"reads_blocked_s": "reads", "appends_blocked_s": "appends"}
 DEFAULT_TABLE = "default"

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
+
 from chatbench.rehearse.result import Residue
 from chatbench.schema.package import SchemaPackage
 

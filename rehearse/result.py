@@ -31,13 +31,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from chatbench import convert
 from chatbench.convert import to_plain
-
-if TYPE_CHECKING:
-    from chatbench.verify.result import VerificationResult
+from chatbench.verify.result import VerificationResult  # at run time: the converter reads the annotations
 
 FORMAT_VERSION = 5
 Access = Literal["reads", "appends"]

@@ -35,11 +35,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
-from chatbench.rehearse.result import TryOutcome
-from chatbench.rehearse.statements import Statement
 
 from chatbench import external
 from chatbench.errors import CommandTimedOut, redact
+from chatbench.rehearse.result import TryOutcome
+from chatbench.rehearse.statements import Statement
 
 MIGRATION_NAME = "chatbench-rehearse-migration"
 BACKOFF_S = 0.5

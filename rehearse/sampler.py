@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
+
 from chatbench.rehearse.appclient import APP_PREFIX
 from chatbench.rehearse.longtx import LONG_TX_NAME
 

@@ -41,8 +41,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+
+from chatbench.errors import ChatbenchError
+from chatbench.faults import checkpoint
 from chatbench.loadgen.result import SeedResult
 from chatbench.loadgen.spec import Spec
+from chatbench.provision import BENCHMARK_SETTINGS, Server
+from chatbench.provision.databases import temporary_database
 from chatbench.rehearse.analysis import Analysis, Relation, relations
 from chatbench.rehearse.appclient import APP_PREFIX
 from chatbench.rehearse.appload import app_load, canonical_operations
@@ -57,14 +62,9 @@ from chatbench.rehearse.runner import MigrationOutcome, SqlRunner, run_command
 from chatbench.rehearse.sampler import INTERVAL_S, SAMPLER_NAME, LockSampler, Samples
 from chatbench.rehearse.statements import Statement
 from chatbench.schema.package import SchemaPackage, canonical
+from chatbench.settings import DriftMode
 from chatbench.verify.result import VerificationResult
 from chatbench.verify.schema_check import verify_schema
-
-from chatbench.errors import ChatbenchError
-from chatbench.faults import checkpoint
-from chatbench.provision import BENCHMARK_SETTINGS, Server
-from chatbench.provision.databases import temporary_database
-from chatbench.settings import DriftMode
 
 SMALLER_PROFILE = {"ci": "smoke", "release": "ci", "scale": "release"}
 WARMUP_S = 0.3
@@ -125,9 +125,8 @@ def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progres
     The canonical before-schema comes from the seed cache; a ``--from``/``--from-cmd`` schema is built
     and then seeded where it stands (``prebuilt``), whatever its tables and key types.
     """
-    from chatbench.schema.migrations import build_from_cmd, build_from_sql
-
     from chatbench import loadgen
+    from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
     if plan.before_file is None and plan.before_cmd is None:
         with temporary_database(server, "cbr_seed") as db:

@@ -45,6 +45,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+
 from chatbench.benchmarks.results import (
     BenchmarkRun,
     EnvironmentFingerprint,
@@ -52,6 +53,7 @@ from chatbench.benchmarks.results import (
     PlanRecord,
     ScenarioResult,
 )
+from chatbench.errors import ChatbenchError
 from chatbench.reports.compare_stats import (
     BUSY_LOAD_PER_CPU,
     CannotCompute,
@@ -86,8 +88,6 @@ from chatbench.reports.comparison import (
     short,
 )
 from chatbench.schema.queries import QUERIES_BY_NAME
-
-from chatbench.errors import ChatbenchError
 
 __all__ = [
     "BUSY_LOAD_PER_CPU", "DEFAULT_THRESHOLDS", "EXACT_EXTRA_KEYS", "FAILING_STATUSES", "JUDGED", "PERCENTILES",

@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from hdrh.histogram import HdrHistogram
+from scipy.stats import mannwhitneyu
+
 from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
 from chatbench.reports.comparison import (
     DEFAULT_THRESHOLDS,
@@ -27,8 +30,6 @@ from chatbench.reports.comparison import (
     ci_text,
     p_text,
 )
-from hdrh.histogram import HdrHistogram
-from scipy.stats import mannwhitneyu
 
 BUSY_LOAD_PER_CPU = 0.75
 """A run whose 1-minute load average per CPU reached this was sharing the machine with other work."""

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from chatbench.benchmarks.results import BenchmarkRun, from_json
-from chatbench.reports.signoff import benchmark_runs_in, is_signoff_document
-
 from chatbench.errors import ChatbenchError
+from chatbench.reports.signoff import benchmark_runs_in, is_signoff_document
 
 WHAT_TO_PASS = "pass a results JSON (bench-run.json, load-run.json), a bench.json or a signoff.json"
 

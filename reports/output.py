@@ -22,15 +22,14 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from chatbench.reports import render_html, render_json, render_junit, render_markdown
-from chatbench.reports.compare import Comparison
-from chatbench.reports.signoff import Signoff
-
 from chatbench.errors import redact
 from chatbench.faults import checkpoint
 from chatbench.files import write_error
 from chatbench.provision.owner import STAGING_PREFIX, Lease
 from chatbench.provision.process import pid_alive
+from chatbench.reports import render_html, render_json, render_junit, render_markdown
+from chatbench.reports.compare import Comparison
+from chatbench.reports.signoff import Signoff
 
 SIGNOFF_FILES = ("signoff.md", "signoff.html", "signoff.json", "signoff.junit.xml")
 COMPARE_FILES = ("compare.md", "compare.html", "compare.json")

@@ -18,10 +18,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
-from chatbench.benchmarks.results import BenchmarkRun
-from chatbench.reports.signoff import ScalingPoint
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
+
+from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.reports.signoff import ScalingPoint
 
 PALETTE = ("#2563eb", "#d97706", "#059669", "#7c3aed", "#0891b2", "#be185d", "#4b5563", "#65a30d")
 TARGET_COLOR = "#dc2626"

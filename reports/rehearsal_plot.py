@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+
 from chatbench.rehearse.locks import short
 from chatbench.rehearse.result import SizeRun
 from chatbench.reports.plots import PALETTE, to_svg

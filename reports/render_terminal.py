@@ -7,11 +7,11 @@ and its reason on one line.
 
 from __future__ import annotations
 
-from chatbench.reports.compare import JUDGED, STATUS_ORDER, Comparison, ScenarioComparison
 from rich.table import Table
 from rich.text import Text
 
 from chatbench.output import Output
+from chatbench.reports.compare import JUDGED, STATUS_ORDER, Comparison, ScenarioComparison
 
 _STYLE = {
     "regressed": "bold red",

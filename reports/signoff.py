@@ -21,17 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+from chatbench import convert
 from chatbench.benchmarks.citus import QueryComparison, QueryCost, route_text, side_by_side
 from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.convert import fields_plain, from_plain, to_plain
 from chatbench.loadgen.result import SeedResult
+from chatbench.provision import Server
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.compare import Comparison
 from chatbench.verify.citus import HISTORY_QUERIES
 from chatbench.verify.result import VerificationResult
-
-from chatbench import convert
-from chatbench.convert import fields_plain, from_plain, to_plain
-from chatbench.provision import Server
 
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR"]
 StageStatus = Literal["ok", "failed", "inconclusive", "error", "skipped"]

@@ -11,10 +11,11 @@ import hashlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from chatbench.schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 from sqlalchemy.schema import CreateIndex, CreateTable
+
+from chatbench.schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
 
 _DIALECT = postgresql.dialect()
 

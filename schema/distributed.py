@@ -32,9 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chatbench.schema.models import NAMING_CONVENTION, TRIGGERS, metadata
-
 from chatbench.provision import Server
+from chatbench.schema.models import NAMING_CONVENTION, TRIGGERS, metadata
 
 Placement = Literal["distributed", "reference"]
 DEFAULT_VARIANT = "by_conversation"

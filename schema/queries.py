@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from chatbench.schema.models import conversations, messages
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -34,6 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.sql.elements import BindParameter
+
+from chatbench.schema.models import conversations, messages
 
 m = messages.c
 c = conversations.c

@@ -17,12 +17,12 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
-from chatbench.loadgen.result import SeedResult
-from chatbench.schema.appqueries import AppQueries, load_queries
-from chatbench.verify.appcheck import AppVerification, verify_app_queries
 from servers import drop_database, make_database
 
+from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
+from chatbench.schema.appqueries import AppQueries, load_queries
+from chatbench.verify.appcheck import AppVerification, verify_app_queries
 
 CORPUS = Path(__file__).parent / "app_queries"
 # The smoke profile (20k messages, whales of up to 2500): big enough that a Seq Scan is the planner's

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg
-from chatbench.loadgen.pools import ROLES, build_pools
 from servers import DEBIAN_PG15, drop_database, make_database
 
 from chatbench import schema
+from chatbench.loadgen.pools import ROLES, build_pools
 from chatbench.provision import Server, provision
 
 LOCALES = ("en_US", "fr_FR", "de_DE", "ja_JP", "zh_CN")

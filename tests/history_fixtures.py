@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from chatbench.benchmarks.results import write
 from reports_fixtures import make_run
+
+from chatbench.benchmarks.results import write
 
 
 def result_file(folder: Path, index: int, *, slow: float = 1.0, buffers: int | None = None) -> Path:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+
 from chatbench.benchmarks.results import (
     BenchmarkRun,
     BufferUsage,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from app_queries_support import CORPUS, DEFECTS, queries_of
-from chatbench.schema.appqueries import PARAM_ROLES, load_queries, parse_queries, placeholders
 from commandline import chatbench
 
 from chatbench.errors import ConfigError
+from chatbench.schema.appqueries import PARAM_ROLES, load_queries, parse_queries, placeholders
 
 GOOD = """-- name: history_page
 -- The chat screen scrolled up.

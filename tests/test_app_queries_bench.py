@@ -17,14 +17,14 @@ from xml.etree import ElementTree
 import psycopg
 import pytest
 from app_queries_support import CORPUS, queries_of, seeded_app
+from commandline import chatbench
+
 from chatbench.benchmarks.results import read
 from chatbench.benchmarks.session import measure_scenarios
 from chatbench.benchmarks.targets import load_targets
+from chatbench.provision import Server
 from chatbench.reports.compare import compare_runs
 from chatbench.schema.appqueries import parse_queries
-from commandline import chatbench
-
-from chatbench.provision import Server
 
 TENANT = CORPUS / "chat_tenant"
 BROKEN = ("\n-- name: broken\nSELECT no_such_column FROM messages WHERE conversation_id = :conversation_id"

@@ -17,11 +17,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from app_queries_support import CORPUS, DEFECTS, PROVEN, SeededApp, seeded_app
-from chatbench.verify.appcheck import verify_app_queries
 from commandline import chatbench
 from servers import DEBIAN_PG15
 
 from chatbench.provision import Server, provision
+from chatbench.verify.appcheck import verify_app_queries
 
 NAMES = tuple(DEFECTS)
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chatbench.schema import messages
 from sqlalchemy import bindparam, select
 
 from chatbench.errors import ConfigError
 from chatbench.pytest_plugin import FIXTURE_COMMAND, FIXTURE_SETTINGS
+from chatbench.schema import messages
 from chatbench.settings import resolve
 from chatbench.testing import PlanContractError, SeededChatDatabase, assert_plan
 from chatbench.testing.session import FixtureSession

@@ -323,9 +323,8 @@ def test_a_full_disk_is_refused_before_anything_runs(tmp_path: Path, capsys: pyt
 
 def test_a_disk_that_fills_while_writing_is_one_line(tmp_path: Path) -> None:
     """The report set is written through a staging folder: ENOSPC halfway leaves the old set, whole."""
-    from chatbench.reports.output import SIGNOFF_FILES, write_set
-
     from chatbench.errors import ChatbenchError
+    from chatbench.reports.output import SIGNOFF_FILES, write_set
 
     full = tmp_path / "full"
     full.mkdir()

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from chatbench.benchmarks.loadtest.mix import parameter_pools
-from chatbench.benchmarks.loadtest.runner import LoadConfig, run_load
-from chatbench.benchmarks.pinning import pin, restore_client
-from chatbench.benchmarks.results import read
 from commandline import chatbench
 from hdrh.histogram import HdrHistogram
 from loadgen_fixtures import seeded_database
 
+from chatbench.benchmarks.loadtest.mix import parameter_pools
+from chatbench.benchmarks.loadtest.runner import LoadConfig, run_load
+from chatbench.benchmarks.pinning import pin, restore_client
+from chatbench.benchmarks.results import read
 from chatbench.provision import Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,6 @@ def test_measure_scenarios_is_one_session_with_rounds_per_scenario(pg: Server) -
     from chatbench.benchmarks.scenarios import SCENARIOS_BY_NAME, Scenario
     from chatbench.benchmarks.session import measure_scenarios
     from chatbench.benchmarks.targets import load_targets
-
     from chatbench.output import Output, console_for
 
     too_deep = Scenario("keyset_page_deeper_than_any_whale", "messages_before", "a page no smoke whale reaches",
@@ -221,12 +220,12 @@ def _stall_the_measured_phase(db: Server, start_at: float, warmup_s: float) -> N
 
 @pytest.mark.slow
 def test_fidelity_runs_pgbench_with_the_same_parameters(pg: Server) -> None:
-    from chatbench.benchmarks import fidelity
-    from chatbench.benchmarks.session import open_session
-    from chatbench.benchmarks.targets import load_targets
     from servers import drop_database, make_database
 
     from chatbench import loadgen
+    from chatbench.benchmarks import fidelity
+    from chatbench.benchmarks.session import open_session
+    from chatbench.benchmarks.targets import load_targets
 
     db = make_database(pg, "fid")
     try:
@@ -242,10 +241,10 @@ def test_fidelity_runs_pgbench_with_the_same_parameters(pg: Server) -> None:
 
 
 def test_both_drivers_return_the_same_rows_for_every_read_scenario(pg: Server) -> None:
-    from chatbench.benchmarks import scenarios as sc
     from servers import drop_database, make_database
 
     from chatbench import loadgen
+    from chatbench.benchmarks import scenarios as sc
 
     db = make_database(pg, "drv")
     try:

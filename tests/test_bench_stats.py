@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from chatbench.benchmarks.results import (
     FORMAT_VERSION,
     BenchmarkRun,
@@ -24,7 +25,6 @@ from chatbench.benchmarks.results import (
 from chatbench.benchmarks.stats import describe, fit_growth, percentile_interval, rounds_needed
 from chatbench.benchmarks.targets import parse_targets
 from chatbench.benchmarks.verdict import LatencyJudgement, judge_target
-
 from chatbench.errors import ChatbenchError, ConfigError
 
 
@@ -303,9 +303,8 @@ def test_the_stability_benchmarks_hog_always_stops_and_its_schemas_differ_only_w
     """The CPU hog of ``python -m chatbench.benchmarks.stability`` (not its measurements: those are printed)."""
     import os
 
-    from chatbench.benchmarks.stability import HISTORY_INDEX, broken_ddl, cpu_hog, slow_append_ddl
-
     from chatbench import schema
+    from chatbench.benchmarks.stability import HISTORY_INDEX, broken_ddl, cpu_hog, slow_append_ddl
 
     children: list[int] = []
     before = {int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == os.getpid()}  # servers

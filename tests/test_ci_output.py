@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from chatbench.verify.findings import Finding
 from commandline import chatbench, start_server
 from dsn_server import DsnServer, password_forms
+
+from chatbench.verify.findings import Finding
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci-log")]  # its module fixtures (bench, sign-off) once
 PROGRESS_SECONDS = 0.3

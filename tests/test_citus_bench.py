@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from chatbench.benchmarks import citus as side_by_side
-from chatbench.loadgen import load_spec
 from citus_support import citus_server
 
+from chatbench.benchmarks import citus as side_by_side
+from chatbench.loadgen import load_spec
 from chatbench.provision import provision
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier

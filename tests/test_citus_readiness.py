@@ -12,13 +12,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from citus_support import VARIANTS, WHALE_CONVERSATION, citus, citus_server, load_history  # noqa: F401
+
+from chatbench.provision import Server
 from chatbench.schema import distributed
 from chatbench.verify import citus as readiness
 from chatbench.verify import verify
 from chatbench.verify.catalog import read_catalog
-from citus_support import VARIANTS, WHALE_CONVERSATION, citus, citus_server, load_history  # noqa: F401
-
-from chatbench.provision import Server
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 

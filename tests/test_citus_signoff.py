@@ -13,9 +13,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from chatbench.reports.signoff import EXIT_CODES
 from citus_support import citus_tarball
 from commandline import chatbench
+
+from chatbench.reports.signoff import EXIT_CODES
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 

@@ -17,21 +17,21 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
-from chatbench.loadgen import content
-from chatbench.loadgen.pools import ROLES, _build_pools
-from chatbench.loadgen.spec import ContentSpec
-from chatbench.schema.queries import QUERIES_BY_NAME
-from chatbench.verify.plans import _explain
-from chatbench.verify.scenarios import Scenario
-from chatbench.verify.serialize import SERIALIZE_VERSION_NUM
 from content_fixtures import LOCALES, ToastedConversation, pg15_server, toasted_conversation
 from loadgen_fixtures import seeded_database
 
 from chatbench import loadgen
 from chatbench.errors import ConfigError
+from chatbench.loadgen import content
+from chatbench.loadgen.pools import ROLES, _build_pools
+from chatbench.loadgen.spec import ContentSpec
 from chatbench.provision import Server
+from chatbench.schema.queries import QUERIES_BY_NAME
 from chatbench.testing.databases import ChatDatabase
 from chatbench.testing.plan_assert import assert_plan
+from chatbench.verify.plans import _explain
+from chatbench.verify.scenarios import Scenario
+from chatbench.verify.serialize import SERIALIZE_VERSION_NUM
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

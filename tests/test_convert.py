@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from reports_fixtures import environment, make_run
+
 from chatbench.benchmarks.fidelity import FidelityReport, FidelityRow
 from chatbench.benchmarks.noise import CalibrationProbe
 from chatbench.benchmarks.pinning import PinningResult
@@ -29,6 +31,8 @@ from chatbench.benchmarks.results import (
     to_json,
 )
 from chatbench.benchmarks.stats import GrowthFit, SampleStats, describe, fit_growth
+from chatbench.convert import DocumentError, from_plain, to_plain
+from chatbench.errors import ChatbenchError
 from chatbench.loadgen.result import (
     ConversationRef,
     SeedParameters,
@@ -41,10 +45,6 @@ from chatbench.loadgen.result import (
 from chatbench.loadgen.spec import load_spec
 from chatbench.reports.comparison import Thresholds
 from chatbench.reports.signoff import CheckItem, ServerSummary, VerificationEvidence
-from reports_fixtures import environment, make_run
-
-from chatbench.convert import DocumentError, from_plain, to_plain
-from chatbench.errors import ChatbenchError
 
 STATS = SampleStats(3, 0.1, 0.3, 0.2, 0.1, 0.2, 0.29, 0.298, 0.15, 0.25, 0.1, 0.5)
 PINNING = PinningResult("same-core", 1, 100, True, (1,), 200, False, (), "server: not local")

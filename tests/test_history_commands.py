@@ -11,17 +11,17 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from chatbench.benchmarks.results import write
-from chatbench.history import baseline_from_history, record_file
-from chatbench.history.records import Provenance
-from chatbench.history.store import FORMAT_VERSION, open_store
 from commandline import chatbench
 from dsn_server import DsnServer, password_forms
 from history_fixtures import result_file
 from reports_fixtures import SCENARIOS, make_run
 from sqlalchemy import text
 
+from chatbench.benchmarks.results import write
 from chatbench.errors import ChatbenchError
+from chatbench.history import baseline_from_history, record_file
+from chatbench.history.records import Provenance
+from chatbench.history.store import FORMAT_VERSION, open_store
 
 SMOKE = ("--backend", "local", "--profile", "smoke", "--rounds", "20", "--warmup", "2")
 RECORDED = re.compile(r"^history: recorded 1 run\(s\) of commit (\w+) on (\S+) \((.+)\) in (.+)$", re.M)

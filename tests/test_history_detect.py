@@ -12,12 +12,13 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from history_fixtures import result_file
+
 from chatbench.history import baseline_from_history, record_file
 from chatbench.history.edivisive import _candidate, change_points
 from chatbench.history.export import render
 from chatbench.history.records import Provenance
 from chatbench.history.store import opened
-from history_fixtures import result_file
 
 # Bencher Metric Format, as published in Bencher's reference ("Bencher Metric Format (BMF) JSON Schema").
 BMF_SCHEMA = {

@@ -11,13 +11,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from chatbench.history import record_file
-from chatbench.history.records import METRICS, Provenance
-from chatbench.history.store import open_store, opened
 from history_fixtures import result_file
 from sqlalchemy import create_engine, text
 
 from chatbench.cli import main
+from chatbench.history import record_file
+from chatbench.history.records import METRICS, Provenance
+from chatbench.history.store import open_store, opened
 
 PROVENANCE = Provenance("a" * 40, "main")
 

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chatbench.loadgen.cache import generator_source_digest, snapshot_root, source_digest
 
 from chatbench import loadgen
+from chatbench.loadgen.cache import generator_source_digest, snapshot_root, source_digest
 from chatbench.provision import provision
 from chatbench.provision.janitor import clean_snapshot_partials
 from chatbench.provision.owner import GRACE_SECONDS, lease_path, lease_state

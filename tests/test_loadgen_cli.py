@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
+
+from commandline import chatbench
 
 
 def _seed(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "chatbench.cli", "seed", "--backend", "local", *args],
-        capture_output=True, text=True, timeout=300,
-    )
+    return chatbench("seed", "--backend", "local", *args)
 
 
 def test_seed_command_prints_summary_and_checksum() -> None:

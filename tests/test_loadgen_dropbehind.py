@@ -9,11 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from chatbench.loadgen import dropbehind
-from chatbench.loadgen.dropbehind import DropBehind, relation_path, segment_paths, wanted, warm_budget, warm_segment
 from servers import unavailable
 
 from chatbench import loadgen
+from chatbench.loadgen import dropbehind
+from chatbench.loadgen.dropbehind import DropBehind, relation_path, segment_paths, wanted, warm_budget, warm_segment
 from chatbench.provision import Server
 from chatbench.provision.paths import is_tmpfs
 

@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import psycopg
 import pytest
-from chatbench.loadgen.ddl import load_ddl
-from chatbench.loadgen.integrity import IntegrityError
-from chatbench.loadgen.seeder import _prove_foreign_keys
 from servers import drop_database, make_database
 
 from chatbench import loadgen
+from chatbench.loadgen.ddl import load_ddl
+from chatbench.loadgen.integrity import IntegrityError
+from chatbench.loadgen.seeder import _prove_foreign_keys
 from chatbench.provision import Server
 
 MESSAGE = "INSERT INTO messages (id, conversation_id, user_id, role, content) VALUES (%s, %s, %s, 'user', 'x')"

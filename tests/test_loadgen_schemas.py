@@ -10,15 +10,15 @@ from __future__ import annotations
 import psycopg
 import pytest
 import sqlalchemy as sa
-from chatbench.loadgen.bench import superset_package
-from chatbench.schema.package import SchemaPackage, canonical
-from chatbench.schema.queries import QUERIES_BY_NAME
-from chatbench.verify.catalog import read_catalog
 from servers import drop_database, make_database
 
 from chatbench import loadgen
 from chatbench.errors import ConfigError
+from chatbench.loadgen.bench import superset_package
 from chatbench.provision import Server
+from chatbench.schema.package import SchemaPackage, canonical
+from chatbench.schema.queries import QUERIES_BY_NAME
+from chatbench.verify.catalog import read_catalog
 
 SMALL = {"messages.count": 6000, "conversations.count": 300, "users.count": 80, "whales.count": 2,
          "whales.max_messages": 1500}

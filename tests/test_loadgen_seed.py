@@ -10,13 +10,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from chatbench.loadgen import IntegrityError, SeedResult, TemplateStore
-from chatbench.loadgen.pools import build_pools
 from psycopg import sql
 from servers import drop_database, make_database
 
 from chatbench import loadgen
 from chatbench.errors import UnsafeOperationError
+from chatbench.loadgen import IntegrityError, SeedResult, TemplateStore
+from chatbench.loadgen.pools import build_pools
 from chatbench.provision import Server, provision
 
 

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from chatbench import loadgen
+from chatbench.errors import ConfigError
 from chatbench.loadgen.plan import SKELETON_DTYPE
 from chatbench.loadgen.size import (
     GB,
@@ -18,9 +21,6 @@ from chatbench.loadgen.size import (
     check_space,
     estimate,
 )
-
-from chatbench import loadgen
-from chatbench.errors import ConfigError
 
 SCALE100 = loadgen.load_spec("scale100")
 

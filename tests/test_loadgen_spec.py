@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chatbench.loadgen.plan import build_plan
 
 from chatbench import loadgen
 from chatbench.errors import ConfigError
+from chatbench.loadgen.plan import build_plan
 
 
 def test_profiles_load_with_whales_and_target_sizes() -> None:

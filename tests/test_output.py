@@ -14,13 +14,13 @@ import re
 import time
 
 import pytest
-from chatbench.verify.findings import Finding
-from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
 from reports_fixtures import make_run, make_signoff, make_target
 from rich.console import Console
 from rich.table import Table
 
 from chatbench.output import Output, console_for
+from chatbench.verify.findings import Finding
+from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
 
 TABLE_RULES = re.compile(r"[┏┃━│└┡╇┗┓┛┳┻╋─]")
 LONG_INDEX = "ix_messages_conversation_id_created_at_id_and_a_suffix"  # 55 characters
@@ -165,7 +165,6 @@ def test_benchmark_report_is_a_table_on_a_wide_terminal_and_a_line_per_scenario_
 
 def test_signoff_display_and_summary_on_both_paths() -> None:
     from chatbench.reports.signoff import StageTiming
-
     from chatbench.signoff.display import Display, show_summary
 
     signoff = make_signoff(make_target(make_run()), make_target(None, label="PostgreSQL 15.8 (local)"))

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-from chatbench.rehearse.statements import split_sql
 from rehearse_corpus import CASES, alembic_project
 
 from chatbench.cli import main
+from chatbench.rehearse.statements import split_sql
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -13,17 +13,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rehearse_corpus import CASES, Case
+from servers import DEBIAN_PG15, require_pg15
+
+from chatbench import loadgen
 from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
+from chatbench.provision import Server, provision
 from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.locks import short
 from chatbench.rehearse.stage import smaller_spec
 from chatbench.rehearse.statements import read_migration
-from rehearse_corpus import CASES, Case
-from servers import DEBIAN_PG15, require_pg15
-
-from chatbench import loadgen
-from chatbench.provision import Server, provision
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 

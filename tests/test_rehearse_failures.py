@@ -9,15 +9,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from chatbench import loadgen
 from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
+from chatbench.provision import Server
 from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.result import FORMAT_VERSION
 from chatbench.rehearse.stage import smaller_spec
 from chatbench.rehearse.statements import split_sql
-
-from chatbench import loadgen
-from chatbench.provision import Server
 
 
 def _plan(*, sql: str | None = None, command: str | None = None, timeout_s: float = 60.0) -> RehearsalPlan:

@@ -24,19 +24,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rehearse_corpus import LONG_TRANSACTION_S, PAIRS, Pair, alembic_project
+from servers import DEBIAN_PG15, require_pg15
+
+from chatbench import loadgen
 from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
+from chatbench.provision import Server, provision
+from chatbench.provision.choice import ServerChoice, provision_choice
 from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.longtx import LONG_TX_NAME
 from chatbench.rehearse.stage import production_wal, rehearsal_server_settings, smaller_spec, wal_settings
 from chatbench.rehearse.statements import read_migration
 from chatbench.reports.rehearsal_output import write_rehearsal
-from rehearse_corpus import LONG_TRANSACTION_S, PAIRS, Pair, alembic_project
-from servers import DEBIAN_PG15, require_pg15
-
-from chatbench import loadgen
-from chatbench.provision import Server, provision
-from chatbench.provision.choice import ServerChoice, provision_choice
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 

@@ -10,13 +10,13 @@ import math
 from dataclasses import replace
 
 import pytest
+
+from chatbench.errors import ConfigError
 from chatbench.rehearse.budgets import load_budgets, parse_budgets
 from chatbench.rehearse.extrapolate import extrapolate, extrapolate_wal
 from chatbench.rehearse.locks import MODES, conflicts, short
 from chatbench.rehearse.result import AppWindow, Attempt, Blocked, LockHold, Queued, Residue, SizeRun, StatementRun
 from chatbench.rehearse.rules import judge
-
-from chatbench.errors import ConfigError
 
 
 def _run(sql: str, held_s: float, *, mode: str = "ShareLock", blocks: tuple[str, ...] = ("appends",),

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chatbench.benchmarks.results import MachineLoad, PlanRecord, write
-from chatbench.reports import render_json, render_markdown
-from chatbench.reports.compare import Thresholds, compare_runs, compare_scenario, judge_latency
 from reports_fixtures import environment, make_run, make_signoff, make_target
 
+from chatbench.benchmarks.results import MachineLoad, PlanRecord, write
 from chatbench.cli import main
+from chatbench.reports import render_json, render_markdown
+from chatbench.reports.compare import Thresholds, compare_runs, compare_scenario, judge_latency
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
@@ -257,9 +257,10 @@ def test_verification_plans_travel_with_the_run_and_are_compared_exactly() -> No
 def test_load_runs_are_compared_through_their_hdr_histograms() -> None:
     from dataclasses import replace
 
+    from hdrh.histogram import HdrHistogram
+
     from chatbench.benchmarks.results import LoadResult, OperationLoadResult
     from chatbench.reports.compare import histogram_samples
-    from hdrh.histogram import HdrHistogram
 
     def operation(scale: float, errors: int = 0) -> OperationLoadResult:
         histogram = HdrHistogram(1, 60_000_000, 3)

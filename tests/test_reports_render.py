@@ -11,12 +11,13 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from reports_fixtures import make_run, make_signoff, make_target
+from servers import unavailable
+
 from chatbench.reports import render_html, render_json, render_junit, render_markdown
 from chatbench.reports.compare import compare_runs
 from chatbench.reports.output import scrub, write_signoff
 from chatbench.reports.signoff import benchmark_runs_in
-from reports_fixtures import make_run, make_signoff, make_target
-from servers import unavailable
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -162,6 +163,7 @@ def _inconclusive_signoff():  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
     import numpy as np
+
     from chatbench.benchmarks.results import ScenarioResult, Target
 
     run = make_run(seed=1)

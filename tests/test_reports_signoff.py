@@ -14,13 +14,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from chatbench.benchmarks.scenarios import SCENARIOS
-from chatbench.reports.output import SIGNOFF_FILES
 from psycopg import sql
 
 from chatbench import schema
+from chatbench.benchmarks.scenarios import SCENARIOS
 from chatbench.cli import main
 from chatbench.provision import Server
+from chatbench.reports.output import SIGNOFF_FILES
 
 FAST = ["--profile", "smoke", "--rounds", "40", "--warmup", "5", "--scaling", "none"]
 HISTORY_INDEX = "ix_messages_conversation_id_created_at_id"
@@ -178,8 +178,9 @@ def test_signoff_compares_with_a_baseline(tmp_path: Path, generous_targets: Path
 
 
 def test_signoff_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from chatbench.benchmarks.results import write
     from reports_fixtures import make_run
+
+    from chatbench.benchmarks.results import write
 
     assert main(["signoff", "--profile", "nonesuch", "--backend", "local", "--out", str(tmp_path)]) == 2
     assert main(["signoff", "--baseline", str(tmp_path / "missing.json"), "--out", str(tmp_path)]) == 2

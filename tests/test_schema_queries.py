@@ -8,9 +8,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from chatbench.schema.queries import CANONICAL_QUERIES, QUERIES_BY_NAME, READ_QUERIES
 
 from chatbench.provision import Server
+from chatbench.schema.queries import CANONICAL_QUERIES, QUERIES_BY_NAME, READ_QUERIES
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 MESSAGES_IN_CONVERSATION = 57  # created_at in blocks of 3 equal timestamps: ties on every page edge

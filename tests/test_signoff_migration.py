@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 from app_models import ADD_COLUMN, REFERENCE, forget_app, write_app
-from chatbench.benchmarks.targets import DEFAULT_TARGETS, REHEARSAL_SECTION
-from chatbench.reports.output import SIGNOFF_FILES
-from chatbench.reports.signoff import SIGNOFF_FORMAT
 from rehearse_corpus import CASES
 
+from chatbench.benchmarks.targets import DEFAULT_TARGETS, REHEARSAL_SECTION
 from chatbench.cli import main
+from chatbench.reports.output import SIGNOFF_FILES
+from chatbench.reports.signoff import SIGNOFF_FORMAT
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 
@@ -45,9 +45,8 @@ def ci_targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
         lines += [f"[{name}]", 'why = "test budgets: latency generous, buffers as shipped"',
                   f"ci = {{ p95_ms = 5000.0, p99_ms = 5000.0{extra} }}", ""]
     lines.append(f"[{REHEARSAL_SECTION}]")
-    lines += [f"{table} = {{ reads_blocked_s = {budget['reads_blocked_s']}, appends_blocked_s = "
-              f"{budget['appends_blocked_s']} }}" for table, budget in shipped[REHEARSAL_SECTION].items()
-              if isinstance(budget, dict)]
+    lines += [f"{table} = {{ " + ", ".join(f"{key} = {value}" for key, value in budget.items()) + " }"
+              for table, budget in shipped[REHEARSAL_SECTION].items() if isinstance(budget, dict)]
     path = tmp_path_factory.mktemp("targets") / "targets.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

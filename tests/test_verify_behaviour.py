@@ -4,14 +4,14 @@ rolled back, and a probe that cannot run is a failure on one line, never a pass.
 from __future__ import annotations
 
 import psycopg
+
+from chatbench.provision import Server
 from chatbench.schema.behaviour import BEHAVIOUR_CONTRACTS
 from chatbench.schema.models import TRIGGERS
 from chatbench.verify import verify
 from chatbench.verify.catalog import read_catalog
 from chatbench.verify.context import canonical_facts
 from chatbench.verify.probes import run_probes
-
-from chatbench.provision import Server
 
 
 def test_every_spelling_drift_leaves_to_behaviour_is_judged_by_a_contract(schema_db: Server) -> None:

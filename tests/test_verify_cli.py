@@ -9,13 +9,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from chatbench.verify import verify
 from verify_fixtures import clone, seed_database
 
 from chatbench import schema
 from chatbench.cli import main
 from chatbench.provision import Server
 from chatbench.provision.databases import create_database, drop_database
+from chatbench.verify import verify
 
 
 def _ddl_with(replace: tuple[str, str] | None = None) -> str:

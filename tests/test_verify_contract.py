@@ -5,12 +5,12 @@ UNLOGGED table, a NOT NULL column the canonical writes cannot fill are errors in
 from __future__ import annotations
 
 import pytest
-from chatbench.schema.package import SchemaPackage, canonical
-from chatbench.verify import DriftMode, VerificationResult, verify
-from chatbench.verify.context import canonical_facts
 from verify_fixtures import execute
 
 from chatbench.provision import Server
+from chatbench.schema.package import SchemaPackage, canonical
+from chatbench.verify import DriftMode, VerificationResult, verify
+from chatbench.verify.context import canonical_facts
 
 # What applications add next to the canonical tables, keeping every canonical contract.
 SUPERSET = (

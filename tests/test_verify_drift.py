@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import psycopg
-from chatbench.verify import verify
-from chatbench.verify.context import canonical_facts
 
 from chatbench.provision import Server
+from chatbench.verify import verify
+from chatbench.verify.context import canonical_facts
 
 
 def _run(db: Server, *statements: str):  # type: ignore[no-untyped-def]

@@ -16,14 +16,14 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from verify_fixtures import clone, execute, keyed_canonical, seed_small
+
 from chatbench.loadgen.result import SeedResult
+from chatbench.provision import Server
+from chatbench.provision.databases import create_database, drop_database
 from chatbench.verify import VerificationResult, verify
 from chatbench.verify.discover import discover
 from chatbench.verify.probes import free_ids
-from verify_fixtures import clone, execute, keyed_canonical, seed_small
-
-from chatbench.provision import Server
-from chatbench.provision.databases import create_database, drop_database
 
 KEY_TYPES = ("uuid", "text")
 Seeded = tuple[Server, SeedResult]

@@ -10,15 +10,15 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from verify_fixtures import clone, seed_database
+
 from chatbench.loadgen.result import SeedResult
+from chatbench.provision import Server
+from chatbench.provision.databases import create_database, drop_database
 from chatbench.schema.models import TRIGGERS
 from chatbench.verify import DriftMode, VerificationResult, verify
 from chatbench.verify.catalog import CatalogFacts
 from chatbench.verify.context import canonical_facts
-from verify_fixtures import clone, seed_database
-
-from chatbench.provision import Server
-from chatbench.provision.databases import create_database, drop_database
 
 
 @pytest.fixture(scope="module")

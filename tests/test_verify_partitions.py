@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from chatbench.schema.package import canonical
-from chatbench.verify import DriftMode, VerificationResult, verify
-from chatbench.verify.catalog import read_catalog
-from chatbench.verify.context import canonical_facts, connect
 from verify_fixtures import execute, fill_history, hashed_messages, monthly_messages
 
 from chatbench.provision import Server
 from chatbench.provision.databases import create_database, drop_database
+from chatbench.schema.package import canonical
+from chatbench.verify import DriftMode, VerificationResult, verify
+from chatbench.verify.catalog import read_catalog
+from chatbench.verify.context import canonical_facts, connect
 
 HISTORY = "ix_messages_conversation_id_created_at_id"
 PAGE_QUERIES = ("latest_messages", "messages_before", "messages_after")

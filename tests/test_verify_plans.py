@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from verify_fixtures import seed_database
+
 from chatbench.loadgen.result import SeedResult
+from chatbench.provision import Server
+from chatbench.provision.databases import create_database, drop_database
 from chatbench.schema.contracts import CONTRACTS, IndexAccess
 from chatbench.verify.catalog import IndexFact
 from chatbench.verify.context import build_context, canonical_facts, connect
 from chatbench.verify.plans import MODES, measure, serves
-from verify_fixtures import seed_database
-
-from chatbench.provision import Server
-from chatbench.provision.databases import create_database, drop_database
 
 
 def _index(keys: tuple[str, ...]) -> IndexFact:

@@ -151,11 +151,11 @@ def test_url_missing_table_fails_with_one_line_per_finding(live: tuple[Server, s
 @pytest.mark.pg15
 def test_a_server_newer_than_pg_dump_is_refused_with_the_remedy(live: tuple[Server, str]) -> None:
     """pg_dump must be at least the dumped server's major version: said before anything runs, exit 2."""
-    from chatbench.verify.sites import dump_schema
     from servers import DEBIAN_PG15
 
     from chatbench.errors import ChatbenchError
     from chatbench.provision.binaries import resolve_binaries
+    from chatbench.verify.sites import dump_schema
 
     db, _ = live
     with pytest.raises(ChatbenchError, match=r"give --pg-bin with PostgreSQL 18\+ binaries"):

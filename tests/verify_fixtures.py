@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from chatbench.loadgen.result import SeedResult
-
 from chatbench.provision import Server
 from chatbench.provision.databases import create_database, drop_database
 

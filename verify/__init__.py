@@ -22,9 +22,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import psycopg
+
 from chatbench.loadgen.result import SeedParameters, SeedResult
+from chatbench.provision import Server
 from chatbench.schema.package import SchemaPackage
 from chatbench.schema.package import canonical as canonical_package
+from chatbench.settings import DriftMode
 from chatbench.verify import (  # noqa: F401  (importing registers the checks, in order)
     acceptance,
     citus,
@@ -41,9 +44,6 @@ from chatbench.verify.probes import ProbeRun
 from chatbench.verify.registry import CHECKS
 from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
 from chatbench.verify.sites import LocalScratch
-
-from chatbench.provision import Server
-from chatbench.settings import DriftMode
 
 __all__ = [
     "CHECKS",

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psycopg
+
 from chatbench.schema.behaviour import (
     USER,
     WITH_CONVERSATION,

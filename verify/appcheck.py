@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from chatbench.loadgen.result import SeedParameters
+from chatbench.provision import Server
 from chatbench.schema.appqueries import AppQueries
 from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.verify import pagewalk
@@ -19,8 +20,6 @@ from chatbench.verify.context import connect
 from chatbench.verify.findings import Finding
 from chatbench.verify.proposals import Proposal, propose_and_prove
 from chatbench.verify.result import CheckOutcome, PlanSummary, VerificationResult
-
-from chatbench.provision import Server
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
+
 from chatbench.loadgen.result import SeedParameters
+from chatbench.provision import Server
 from chatbench.schema.appqueries import AppQueries, AppQuery, ContractOverride
 from chatbench.schema.contracts import PAGE_SIZE, IndexAccess, PlanContract
 from chatbench.schema.rolemap import CANONICAL, RoleMap
@@ -34,8 +36,6 @@ from chatbench.verify.context import VerificationContext
 from chatbench.verify.findings import Finding
 from chatbench.verify.plans import MODES, Breach, Measurement, Plan, explain_plan, judge, read_as_parents
 from chatbench.verify.scenarios import Scenario, build_app_scenarios
-
-from chatbench.provision import Server
 
 CHECK = "queries"
 DEFAULT_BUDGETS: Mapping[str, int] = MappingProxyType({"page": 200, "small_page": 40, "list": 120, "write": 200})

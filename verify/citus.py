@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
 from chatbench.schema.contracts import PAGE_SIZE
 from chatbench.schema.distributed import DistributionVariant, variant
 from chatbench.schema.models import metadata

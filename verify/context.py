@@ -24,15 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 import psycopg
-from chatbench.loadgen.result import SeedParameters
-from chatbench.schema.package import SchemaPackage
-from chatbench.schema.package import canonical as canonical_package
-from chatbench.verify.catalog import CatalogFacts, read_catalog
-from chatbench.verify.sites import LocalScratch
 
+from chatbench.loadgen.result import SeedParameters
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
+from chatbench.schema.package import SchemaPackage
+from chatbench.schema.package import canonical as canonical_package
 from chatbench.settings import DriftMode
+from chatbench.verify.catalog import CatalogFacts, read_catalog
+from chatbench.verify.sites import LocalScratch
 
 DRIFT_MODES: tuple[DriftMode, ...] = get_args(DriftMode)  # what ``verify`` takes (the setting adds "auto")
 

@@ -23,12 +23,13 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
+from psycopg import sql
+
 from chatbench.schema.behaviour import CONVERSATION, USER, canonical_step, probe_bindings
 from chatbench.verify.catalog import IndexFact
 from chatbench.verify.context import VerificationContext
 from chatbench.verify.judge import schema_copy
 from chatbench.verify.probes import PROBE_STATEMENT_TIMEOUT_MS, free_ids
-from psycopg import sql
 
 _MEMO = "append_costs"
 WARM_UP = 2

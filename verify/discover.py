@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+
 from chatbench.loadgen.result import ConversationRef, SeedParameters, TieCursor, UserRef
 from chatbench.verify.keys import as_key
 

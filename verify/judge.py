@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import psycopg
+
 from chatbench.schema.behaviour import BEHAVIOUR_CONTRACTS
 from chatbench.verify.context import VerificationContext
 from chatbench.verify.probes import ProbeRun, run_probes

@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import psycopg
+
 from chatbench.loadgen.result import Key
 
 INTEGER_TYPES = frozenset({"bigint", "integer", "smallint"})

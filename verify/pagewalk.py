@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
 from chatbench.loadgen.result import SeedParameters
 from chatbench.schema.appqueries import AppQuery
 from chatbench.schema.contracts import PAGE_SIZE

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
+
 from chatbench.schema.contracts import CONTRACTS, IndexAccess, PlanContract
 from chatbench.schema.queries import QUERIES_BY_NAME
 from chatbench.verify.catalog import IndexFact

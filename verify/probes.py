@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
+from psycopg import sql
+
 from chatbench.loadgen.result import Key
 from chatbench.schema.behaviour import BehaviourContract, Probe, Step, probe_bindings
 from chatbench.verify.keys import INTEGER_TYPES, fresh_key, key_type
-from psycopg import sql
 
 REJECTION_CLASSES = ("22", "23", "P0")
 PROBE_STATEMENT_TIMEOUT_MS = 10_000

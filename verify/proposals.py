@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+
 from chatbench.loadgen.result import SeedParameters
+from chatbench.provision import Server
+from chatbench.provision.databases import temporary_database
 from chatbench.schema.appqueries import AppQueries, AppQuery, ColumnUse
 from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.verify.appplans import (
@@ -40,9 +43,6 @@ from chatbench.verify.appplans import (
 from chatbench.verify.catalog import read_catalog
 from chatbench.verify.context import connect
 from chatbench.verify.findings import Finding
-
-from chatbench.provision import Server
-from chatbench.provision.databases import temporary_database
 
 INDEX_DEFECTS = frozenset({"no_index", "unbounded_sort", "join_without_index", "over_budget"})
 APPEND_ROWS = 200

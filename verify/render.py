@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
 from rich.table import Table
 from rich.text import Text
 
 from chatbench.files import write_atomically
 from chatbench.output import Output
+from chatbench.verify.result import CheckOutcome, GrowthCurve, PlanSummary, VerificationResult
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 

@@ -14,12 +14,13 @@ from types import MappingProxyType
 from typing import Any
 
 import psycopg
+from psycopg import sql
+
 from chatbench.loadgen.result import ConversationRef, Key, SeedParameters, UserRef
 from chatbench.schema.appqueries import CURSOR_PARAMS, SCENARIO_ROLES, AppQuery
 from chatbench.schema.contracts import PAGE_SIZE
 from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.verify.keys import as_key
-from psycopg import sql
 
 
 @dataclass(frozen=True)

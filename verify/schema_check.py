@@ -15,13 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from chatbench.loadgen.result import SeedResult
+from chatbench.provision import Server
 from chatbench.schema.package import SchemaPackage, canonical
+from chatbench.settings import DriftMode
 from chatbench.verify import verify
 from chatbench.verify.findings import Finding
 from chatbench.verify.result import VerificationResult
-
-from chatbench.provision import Server
-from chatbench.settings import DriftMode
 
 CONTRACT_GROUP = "drift"
 """The checks that judge the schema itself; health and plans do not depend on the package."""

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from chatbench.benchmarks import scenarios as sc
-from chatbench.loadgen.result import SeedParameters
 from psycopg.rows import TupleRow
 
+from chatbench.benchmarks import scenarios as sc
 from chatbench.errors import ConfigError
+from chatbench.loadgen.result import SeedParameters
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hdrh.histogram import HdrHistogram
+
 from chatbench.benchmarks.loadtest.mix import OPERATIONS
 from chatbench.benchmarks.loadtest.worker import ClientTask, new_histogram, run_client
 from chatbench.benchmarks.results import LoadResult, OperationLoadResult
-from hdrh.histogram import HdrHistogram
-
 from chatbench.errors import ConfigError
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from chatbench.schema.queries import QUERIES_BY_NAME
 from hdrh.histogram import HdrHistogram
+
+from chatbench.schema.queries import QUERIES_BY_NAME
 
 HIGHEST_US = 60_000_000  # one minute: anything slower is clipped (and counted)
 SIGNIFICANT_DIGITS = 3

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from chatbench.schema import models as canonical
 from sqlalchemy import (
     DDL,
     BigInteger,
@@ -40,6 +39,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chatbench.schema import models as canonical
 
 ATTACHMENT_MIME_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "application/pdf", "text/plain")
 
