@@ -18,7 +18,8 @@ from commandline import chatbench
 
 from chatbench.reports.signoff import EXIT_CODES
 
-pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
+# One worker for the module: its fixture (a whole Citus sign-off, ~40 s) runs once, not once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("citus-signoff")]
 
 HISTORY = ("latest_page", "keyset_page_1", "offset_page_1", "newer_than", "message_count")
 

@@ -23,7 +23,8 @@ from chatbench.history import baseline_from_history, record_file
 from chatbench.history.records import Provenance
 from chatbench.history.store import FORMAT_VERSION, open_store
 
-SMOKE = ("--backend", "local", "--profile", "smoke", "--rounds", "20", "--warmup", "2")
+# No latency is judged here: no retries of undecided scenarios.
+SMOKE = ("--backend", "local", "--profile", "smoke", "--rounds", "20", "--warmup", "2", "--retries", "0")
 RECORDED = re.compile(r"^history: recorded 1 run\(s\) of commit (\w+) on (\S+) \((.+)\) in (.+)$", re.M)
 
 
