@@ -30,6 +30,7 @@ from chatbench.benchmarks.publish import show_run
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.session import BenchSession, open_session
 from chatbench.benchmarks.targets import load_targets
+from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
 from chatbench.output import Output, Stage, console_for
 from chatbench.settings import Settings, resolve_pytest
@@ -160,7 +161,7 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_
     ``chatbench compare`` reads that file like every other result file chatbench writes."""
     bench = config.stash.get(_SESSION_KEY, None)
     if bench is not None and bench.results:
-        output_json["chatbench"] = _finished_run(config, bench).to_dict()
+        output_json["chatbench"] = to_plain(_finished_run(config, bench))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -23,7 +23,6 @@ from typing import Any
 import psycopg
 
 from chatbench import convert
-from chatbench.convert import to_plain
 from chatbench.settings import PinMode
 
 
@@ -44,10 +43,6 @@ class PinningResult:
     @property
     def same_core(self) -> bool:
         return self.client_pinned and self.server_pinned and self.client_cpus == self.server_cpus
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record an environment fingerprint keeps (``EnvironmentFingerprint.pinning``)."""
-        return to_plain(self)
 
     def describe(self) -> str:
         if self.mode == "off":

@@ -23,6 +23,7 @@ from pytest_benchmark.utils import get_commit_info
 
 from chatbench.benchmarks.results import BenchmarkRun, ScenarioResult
 from chatbench.benchmarks.table import render_run
+from chatbench.convert import to_plain
 from chatbench.errors import redact
 from chatbench.files import write_atomically
 from chatbench.output import Output
@@ -45,7 +46,7 @@ def extra_info(result: ScenarioResult, pinning: str) -> dict[str, Any]:
         "scenario": result.scenario,
         "query": result.query,
         "params_version": result.params_version,
-        "stats_ms": result.stats.to_dict(),
+        "stats_ms": to_plain(result.stats),
         "samples_ms": list(result.samples_ms),
         "buffers": None if result.buffers is None else result.buffers.total,
         "target": None if target is None else {"p95_ms": target.p95_ms, "p99_ms": target.p99_ms,
@@ -84,7 +85,7 @@ def pytest_benchmark_document(run: BenchmarkRun, pinning: str) -> dict[str, Any]
         "benchmarks": [_benchmark(result, pinning) for result in run.scenarios],
         "datetime": run.created_at,
         "version": pytest_benchmark_version,
-        "chatbench": run.to_dict(),
+        "chatbench": to_plain(run),
     }
 
 

@@ -88,7 +88,7 @@ class EnvironmentFingerprint:
     backend: str  # local | container | dsn
     cpu_model: str
     cpu_count: int
-    pinning: Mapping[str, Any]  # chatbench.benchmarks.pinning.PinningResult.to_dict()
+    pinning: Mapping[str, Any]  # a PinningResult's document (chatbench.convert.to_plain)
     python_version: str
     libraries: Mapping[str, str]  # distribution -> version
     schema_fingerprint: str
@@ -116,9 +116,6 @@ class EnvironmentFingerprint:
         """Names of the fields that differ between two fingerprints (sorted, stable)."""
         names = self.DECISIVE if decisive_only else tuple(f.name for f in fields(self))
         return tuple(sorted(n for n in names if to_plain(getattr(self, n)) != to_plain(getattr(other, n))))
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
 
 
 @dataclass(frozen=True)
@@ -379,14 +376,6 @@ class BenchmarkRun:
             if result.scenario == name:
                 return result
         raise KeyError(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BenchmarkRun:
-        """The run a document (of any version this chatbench reads) describes, at ``FORMAT_VERSION``."""
-        return from_plain(cls, data)
 
 
 def _current_fields(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.benchmarks.stats import fit_growth
+from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
 
 
@@ -41,11 +42,11 @@ def size_scaling(runs: Sequence[BenchmarkRun]) -> dict[str, dict[str, Any]]:
                            result.buffers.total if result.buffers else None, result.stats.iqr))
         sizes = [float(p[0]) for p in points]
         entry: dict[str, Any] = {"messages": [p[0] for p in points], "p50_ms": [p[1] for p in points],
-                                 "latency": fit_growth(sizes, [p[1] for p in points], [p[3] for p in points]).to_dict()}
+                                 "latency": to_plain(fit_growth(sizes, [p[1] for p in points], [p[3] for p in points]))}
         buffers = [p[2] for p in points if p[2] is not None]
         if len(buffers) == len(points):
             entry["buffers"] = buffers
-            entry["buffer_growth"] = fit_growth(sizes, [float(b) for b in buffers]).to_dict()
+            entry["buffer_growth"] = to_plain(fit_growth(sizes, [float(b) for b in buffers]))
         out[name] = entry
     return out
 

@@ -40,6 +40,7 @@ from chatbench.benchmarks.results import (
 from chatbench.benchmarks.stats import fit_growth
 from chatbench.benchmarks.targets import Targets
 from chatbench.benchmarks.verdict import round_trip_added_ms
+from chatbench.convert import to_plain
 from chatbench.errors import redact
 from chatbench.loadgen.result import SeedResult
 from chatbench.output import Stage
@@ -265,7 +266,7 @@ def open_session(server: Server, seed: SeedResult, *, profile: str, targets: Tar
         clock = CpuClock(placement.server_pid, server.backend)
         session = BenchSession(
             server=server, seed=seed, profile=profile, targets=targets, conn=conn, pinning=placement,
-            environment=fingerprint(server, seed, placement.to_dict()),
+            environment=fingerprint(server, seed, to_plain(placement)),
             rounds=default_rounds if rounds is None else rounds,
             warmup=default_warmup if warmup is None else warmup, driver=driver, cpu_clock=clock,
             retries=retries, retry_budget_s=retry_budget_s, machine_shares=shares)

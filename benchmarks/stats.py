@@ -25,7 +25,6 @@ import numpy as np
 from scipy.stats import binom
 
 from chatbench import convert
-from chatbench.convert import from_plain, to_plain
 
 UNSTABLE_CV = 0.10
 """Coefficient of variation from which a sample set is called unstable (pyperf's rule)."""
@@ -70,10 +69,6 @@ class SampleStats:
         if name not in _STAT_NAMES:
             raise KeyError(f"unknown statistic {name!r}; expected one of {', '.join(sorted(_STAT_NAMES))}")
         return float(getattr(self, name))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The document (``chatbench.convert``); kept for the pytest-benchmark history's extra_info."""
-        return to_plain(self)
 
 
 convert.register(SampleStats, derived=("unstable",))  # written for readers that do not recompute it
@@ -194,13 +189,6 @@ class GrowthFit:
     r2_log: float
     slope_linear: float  # y units per x unit
     slope_log: float  # y units per ln(x) unit
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GrowthFit:
-        return from_plain(cls, data)
 
 
 def _growth_fit_fields(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,12 +26,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from chatbench.benchmarks.stats import PERCENTILE_CONFIDENCE, percentile_interval, rounds_needed
-from chatbench.convert import from_plain, to_plain
 
 Decision = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 Floor = Literal["cpu", "round trip"]
@@ -86,13 +85,6 @@ class LatencyJudgement:
         added = self.added_ms if self.added_ms is not None else 0.0
         return (f"the machine added {added:.3f} ms to a fixed round trip at {self.statistic}; "
                 f"the interval {self.interval()} holds the target")
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> LatencyJudgement:
-        return from_plain(cls, data)
 
 
 def judge_target(

@@ -39,6 +39,7 @@ from typing import Protocol
 import psycopg
 from psycopg import sql
 
+from chatbench.convert import to_plain
 from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
 from chatbench.loadgen.spec import Spec
 from chatbench.provision import cache_names
@@ -69,7 +70,7 @@ def cache_key(server: Server, spec: Spec, seed: int, order: str, *, schema: str 
 
     material = {
         "schema": schema if schema is not None else canonical_fingerprint(),
-        "spec": spec.to_dict(), "seed": seed, "order": order,
+        "spec": to_plain(spec), "seed": seed, "order": order,
         "server_version_num": server.version_num, "generator": GENERATOR_VERSION,
         "generator_source": generator_source_digest(),
         "faker": faker.VERSION, "numpy": numpy.__version__,

@@ -49,6 +49,7 @@ from typing import Generic, TypeVar
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.loadgen import ddl, dropbehind
 from chatbench.loadgen.cache import SeedCache, SnapshotStore, cache_key, store_for
@@ -459,7 +460,7 @@ def seed_fresh(
     timings = {**report.timings, "plan": copied.plan.seconds, "plan_and_small_tables_beside_copy":
                copied.beside_seconds, "load": load}
     return SeedResult(
-        database=server.database, profile=spec.name, spec=spec.to_dict(), seed=seed, order=order,
+        database=server.database, profile=spec.name, spec=to_plain(spec), seed=seed, order=order,
         counts={**copied.plan.counts, **children}, checksum=integrity.checksum, timings=timings, from_cache=False,
         cache_key=key, created_at_correlation=correlation, params=params,
         extra={"workers": workers, "chunk_rows": chunk_rows, "buckets": copied.plan.buckets,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbench import convert
-from chatbench.convert import fields_plain, to_plain
+from chatbench.convert import fields_plain
 from chatbench.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
@@ -100,7 +100,8 @@ class TimeSpec:
 
 @dataclass(frozen=True)
 class Spec:
-    """A validated spec; ``to_dict()`` is what the cache key and ``SeedResult.spec`` hold."""
+    """A validated spec; its document (``chatbench.convert.to_plain``) is what the cache key and
+    ``SeedResult.spec`` hold."""
 
     name: str
     locales: tuple[str, ...]
@@ -114,9 +115,6 @@ class Spec:
     # [tables.NAME] per_parent = R: rows of a table beyond the three history tables per row of the table
     # its first foreign key references (default: ``CHILD_ROWS_PER_PARENT``).
     tables: tuple[tuple[str, float], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
 
     def rows_per_parent(self, table: str, parent: str | None) -> float:
         """Rows of ``table`` per row of ``parent``: the spec's, else the default for that parent."""

@@ -4,7 +4,7 @@
 how long, what it rewrote and scanned, which app queries it blocked and how the app's latency
 moved), the linear extrapolation of each blocking time to the production size (``Estimate``), the
 verdict rules' findings (``RuleFinding``, each with its evidence and a safe rewrite) and the
-verification of the schema the migration produced. ``to_dict`` (``_document``) is its only serialiser.
+verification of the schema the migration produced. ``to_plain`` (through ``_document``) is its only serialiser.
 
 Times on a run's timeline are seconds relative to the migration's start (the baseline before it is
 negative). Format history (``FORMAT_VERSION``):
@@ -385,10 +385,6 @@ class Rehearsal:
         return (f"{self.verdict}: {statements} statement(s) rehearsed at {self.measured.messages:,} messages, "
                 f"{fails} failing, {warns} warning(s), "
                 + (f"{errors} size(s) with incomplete lock evidence, " if errors else "") + verification)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``rehearsal.json`` document (``_document``)."""
-        return to_plain(self)
 
 
 _EVIDENCE = ("created_at", "command", "server", "before", "migration", "production_messages", "budgets_source",

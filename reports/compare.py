@@ -53,6 +53,7 @@ from chatbench.benchmarks.results import (
     PlanRecord,
     ScenarioResult,
 )
+from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
 from chatbench.reports.compare_stats import (
     BUSY_LOAD_PER_CPU,
@@ -174,7 +175,7 @@ def compare_environment(
     current: EnvironmentFingerprint, baseline: EnvironmentFingerprint
 ) -> tuple[EnvironmentDifference, ...]:
     decisive = set(EnvironmentFingerprint.DECISIVE)
-    cur, base = current.to_dict(), baseline.to_dict()
+    cur, base = to_plain(current), to_plain(baseline)
     out = []
     for name in current.differences(baseline):
         before, after = base.get(name), cur.get(name)

@@ -234,10 +234,6 @@ class Comparison:
         tally = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
         return f"{scope} {tally or 'nothing to compare'}."
 
-    def to_dict(self) -> dict[str, Any]:
-        """The comparison document (``compare.json``, a sign-off's ``comparison``): ``_document``."""
-        return to_plain(self)
-
 
 def _document(comparison: Comparison) -> dict[str, Any]:
     """A rendering, not a round trip: the verdict, conclusion and counts lead, computed for readers (a CI

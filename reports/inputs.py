@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chatbench.benchmarks.results import BenchmarkRun, from_json
+from chatbench.convert import from_plain
 from chatbench.errors import ChatbenchError
 from chatbench.reports.signoff import benchmark_runs_in, is_signoff_document
 
@@ -74,7 +75,7 @@ def _from_pytest_benchmark(source: Path, data: Mapping[str, Any]) -> tuple[tuple
             "out/bench-run.json)"
         )
     try:
-        run = BenchmarkRun.from_dict(embedded)
+        run = from_plain(BenchmarkRun, embedded)
     except (KeyError, TypeError, ValueError) as exc:
         raise ChatbenchError(f"{source}: its chatbench run does not read ({type(exc).__name__}: {exc})") from None
     return ((run.run_id, run),)

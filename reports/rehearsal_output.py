@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from chatbench.convert import to_plain
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports import rehearsal_html, rehearsal_junit, rehearsal_markdown
 from chatbench.reports.output import write_set
@@ -17,7 +18,7 @@ REHEARSAL_FILES = ("rehearsal.md", "rehearsal.html", "rehearsal.json", "rehearsa
 def render_json(r: Rehearsal) -> str:
     """``rehearsal.json``; a round trip through ``json`` first turns tuples into lists, where ``_dump``
     writes a value that could not be computed (NaN) as null."""
-    return _dump(json.loads(json.dumps(r.to_dict())), 1)
+    return _dump(json.loads(json.dumps(to_plain(r))), 1)
 
 
 def write_rehearsal(r: Rehearsal, out_dir: Path, *, secrets: Iterable[str] = ()) -> dict[str, Path]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summary, verdict_words
 from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.convert import to_plain
 from chatbench.reports import plots, rehearsal_html
 from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
 from chatbench.reports.html_page import CSS, e
@@ -354,7 +355,7 @@ def _seed_rows(seed: SeedSummary) -> list[tuple[str, Any]]:
 
 
 def _server_rows(server: ServerSummary) -> list[tuple[str, Any]]:
-    data = server.to_dict()
+    data = to_plain(server)
     rows = [(k, v) for k, v in data.items() if k != "settings"]
     if data.get("settings"):
         rows.append(("settings", data["settings"]))
@@ -362,7 +363,7 @@ def _server_rows(server: ServerSummary) -> list[tuple[str, Any]]:
 
 
 def _environment(run: BenchmarkRun) -> str:
-    env = run.environment.to_dict()
+    env = to_plain(run.environment)
     return _mapping_table("Environment fingerprint", [(k, v) for k, v in env.items() if k != "spec"], collapsed=True)
 
 

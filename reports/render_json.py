@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from chatbench.convert import to_plain
 from chatbench.reports.compare import Comparison
 from chatbench.reports.signoff import Signoff
 
@@ -16,11 +17,11 @@ each scenario's ``basis`` (CPU time or wall time), the runs' measured noise in `
 
 
 def render_signoff(signoff: Signoff, *, indent: int | None = 1) -> str:
-    return _dump(signoff.to_dict(), indent)
+    return _dump(to_plain(signoff), indent)
 
 
 def render_comparison(comparison: Comparison, *, indent: int | None = 1) -> str:
-    return _dump({"kind": "chatbench-comparison", "format_version": COMPARISON_FORMAT, **comparison.to_dict()}, indent)
+    return _dump({"kind": "chatbench-comparison", "format_version": COMPARISON_FORMAT, **to_plain(comparison)}, indent)
 
 
 def _dump(data: Any, indent: int | None) -> str:

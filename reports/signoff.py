@@ -38,7 +38,7 @@ Severity = Literal["error", "warning", "info"]
 Outcome = Literal["passed", "failed", "inconclusive"]
 
 SIGNOFF_FORMAT = 4
-"""Version of the ``signoff.json`` layout ``Signoff.to_dict`` writes. Bump it on any change a reader
+"""Version of the ``signoff.json`` layout ``to_plain(signoff)`` writes. Bump it on any change a reader
 must know about, and say what changed here.
 
 Format history:
@@ -59,7 +59,7 @@ Format history:
   status may be ``inconclusive``.
 - 3 (2026-11-29): each target has ``migration``: null, or (a sign-off with ``--migration`` or
   ``--migration-cmd``) the migration rehearsal in the ``rehearsal.json`` layout
-  (``chatbench.rehearse.result.Rehearsal.to_dict``, rehearsal format 2, with ``verified_by`` set:
+  (``to_plain`` of ``chatbench.rehearse.result.Rehearsal``, rehearsal format 2, with ``verified_by`` set:
   its ``verification`` is null because the target's own ``verification`` judged the migrated
   schema). Its findings are checks of stage ``migration``; a stage may be ``migration``; then there
   is no ``schema``, ``seed`` or ``integrity`` stage, ``seed`` describes the seed the before-schema
@@ -153,9 +153,6 @@ class ServerSummary:
     def of(cls, server: Server) -> ServerSummary:
         return cls(server.backend, server.display_url, server.version, server.version_num, server.database,
                    dict(server.settings), dict(server.details))
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
 
 
 def _server_document(server: ServerSummary) -> dict[str, Any]:
@@ -383,10 +380,6 @@ class Signoff:
             return None
         queries = side_by_side(single.benchmark, single.query_costs, cluster.benchmark, cluster.query_costs)
         return ClusterComparison(single.label, cluster.label, queries) if queries else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``signoff.json`` document (``_document``)."""
-        return to_plain(self)
 
 
 def _document(signoff: Signoff) -> dict[str, Any]:

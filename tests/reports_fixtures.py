@@ -22,6 +22,7 @@ from chatbench.benchmarks.results import (
     Target,
 )
 from chatbench.benchmarks.stats import GrowthFit
+from chatbench.convert import from_plain
 from chatbench.reports.signoff import (
     CheckItem,
     ScalingPoint,
@@ -107,7 +108,7 @@ def make_run(
     offset = [r for r in results if r.scenario.startswith("offset_page_")]
 
     def curve(points: list[ScenarioResult], growth: str) -> DepthCurve:
-        fit = GrowthFit.from_dict({"growth_class": growth})
+        fit = from_plain(GrowthFit, {"growth_class": growth})
         return DepthCurve(
             tuple(r.extra["depth"] for r in points),
             tuple(r.stats.p50 for r in points),

@@ -27,6 +27,7 @@ from chatbench.benchmarks.loadtest.mix import parameter_pools
 from chatbench.benchmarks.loadtest.runner import LoadConfig, run_load
 from chatbench.benchmarks.pinning import pin, restore_client
 from chatbench.benchmarks.results import read
+from chatbench.convert import to_plain
 from chatbench.provision import Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +62,7 @@ def test_pinning_records_client_and_backend_on_one_core(pg: Server) -> None:
             assert elsewhere.client_pinned and not elsewhere.server_pinned
             assert "not this host's pid namespace" in elsewhere.reason
             off = pin(conn, backend="local", mode="off")
-            assert off.to_dict()["same_core"] is False and off.reason == "pinning disabled"
+            assert to_plain(off)["same_core"] is False and off.reason == "pinning disabled"
     finally:
         restore_client(saved)
 

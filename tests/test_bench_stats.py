@@ -25,6 +25,7 @@ from chatbench.benchmarks.results import (
 from chatbench.benchmarks.stats import describe, fit_growth, percentile_interval, rounds_needed
 from chatbench.benchmarks.targets import parse_targets
 from chatbench.benchmarks.verdict import LatencyJudgement, judge_target
+from chatbench.convert import from_plain, to_plain
 from chatbench.errors import ChatbenchError, ConfigError
 
 
@@ -228,7 +229,7 @@ def test_a_judgement_on_too_few_rounds_says_the_confidence_it_reached() -> None:
     assert "94% confidence only: the slowest round is the bound; 99% needs 528 rounds" in judged.line("s")
     enough = judge_target("p99", 5.0, np.linspace(1.0, 2.0, 600), cpu_ms=np.linspace(0.9, 1.8, 600))
     assert enough.confidence >= 0.99 and enough.line("s").endswith("at 99% confidence)")
-    assert LatencyJudgement.from_dict(judged.to_dict()) == judged
+    assert from_plain(LatencyJudgement, to_plain(judged)) == judged
 
 
 def test_a_busy_machine_makes_a_latency_target_inconclusive_not_failed() -> None:
@@ -271,7 +272,7 @@ def test_a_format_2_file_reads_its_notes_as_typed_fields() -> None:
     sample = ScenarioResult.judge(scenario="latest_page", query="latest_messages", params_version="v",
                                   samples_ms=[0.1, 0.2, 0.3], buffers=BufferUsage(50, 0))
     run = BenchmarkRun(kind="bench", run_id="old", created_at="t", environment=_environment(), scenarios=(sample,))
-    data = run.to_dict()
+    data = to_plain(run)
     for key in ("settings", "skipped", "depth_scaling", "seed_from_cache", "data_checksum", "machine", "plans",
                 "fidelity"):
         del data[key]

@@ -93,10 +93,10 @@ def full_run() -> BenchmarkRun:
                                   extra={"when": datetime(2026, 1, 2, tzinfo=UTC), "pair": (1, 2)})
     bare = ScenarioResult.judge(scenario="bare", query="q", params_version="v", samples_ms=[0.1, 0.2])
     fidelity = FidelityReport((FidelityRow("latest_page", "latest_messages", STATS, STATS, STATS, STATS, 50),),
-                              STATS, STATS, PINNING.to_dict(), True, "/usr/bin/pgbench")
+                              STATS, STATS, to_plain(PINNING), True, "/usr/bin/pgbench")
     without_buffers = DepthCurve((1, 5, 20), (0.1, 0.2, 0.4), fit_growth([1, 5, 20], [0.1, 0.2, 0.4]), (50, 51, 52))
     return replace(
-        run, environment=replace(run.environment, pinning=PINNING.to_dict()), scenarios=(*run.scenarios, judged, bare),
+        run, environment=replace(run.environment, pinning=to_plain(PINNING)), scenarios=(*run.scenarios, judged, bare),
         load=LOAD, settings=RunSettings(300, 30, "psycopg", "targets.toml", 3.0), skipped={"offset_page_last": "why"},
         depth_scaling={**run.depth_scaling, "no_buffers": without_buffers}, seed_from_cache=True, data_checksum="abc",
         machine=MachineLoad(2, (0.5, 3.5), 0.4, 3.1, 0.5, 0.01),
@@ -123,10 +123,10 @@ def test_a_run_round_trips_through_its_document() -> None:
 def test_documents_written_before_the_converter_still_read_and_write_back_byte_for_byte() -> None:
     assert from_plain(LoadResult, json.loads(LOAD_DOCUMENT)) == LOAD
     assert json.dumps(to_plain(LOAD)) == LOAD_DOCUMENT
-    assert json.dumps(PINNING.to_dict()) == PINNING_DOCUMENT
+    assert json.dumps(to_plain(PINNING)) == PINNING_DOCUMENT
     run = from_json(RUN_DOCUMENT)
     assert run == BenchmarkRun(kind="load", run_id="r2", created_at="t", environment=environment())
-    assert json.dumps(run.to_dict()) == RUN_DOCUMENT
+    assert json.dumps(to_plain(run)) == RUN_DOCUMENT
     params = from_plain(SeedParameters, json.loads(SEED_PARAMS_DOCUMENT))
     assert params.whales[1].conversation_id == "0b7e-uuid" and params.whales[0].conversation_id == 1
     assert params.tie_cursors[0].created_at == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
@@ -148,7 +148,7 @@ def test_a_format_1_run_reads_its_notes_and_drops_what_it_no_longer_has() -> Non
 
 def test_seed_results_round_trip_through_the_names_the_cache_stores_them_by() -> None:
     params = from_plain(SeedParameters, json.loads(SEED_PARAMS_DOCUMENT))
-    result = SeedResult("db", "smoke", load_spec("smoke").to_dict(), 42, "time", {"messages": 20000}, "f" * 64,
+    result = SeedResult("db", "smoke", to_plain(load_spec("smoke")), 42, "time", {"messages": 20000}, "f" * 64,
                         {"load": 1.5}, False, "key", 0.99, params, {"note": [1, 2]})
     stored = json.loads(json.dumps(seed_result_to_json(result)))
     assert seed_result_from_json(stored) == result
@@ -176,21 +176,21 @@ def test_derived_keys_are_written_for_readers_and_ignored_when_read() -> None:
 def test_keys_without_content_are_left_out_as_before() -> None:
     curve = to_plain(DepthCurve((1, 2, 3), (0.1, 0.1, 0.1), fit_growth([1, 2, 3], [1, 1, 1]), (5, 5, 5)))
     assert "buffers" not in curve and "buffer_growth" not in curve
-    assert ServerSummary("container").to_dict() == {"backend": "container"}
-    assert ServerSummary("dsn", details={"k": "v"}).to_dict() == {"backend": "dsn", "details": {"k": "v"}}
-    assert list(ServerSummary("local", "u", "18", 180000, "db").to_dict()) == [
+    assert to_plain(ServerSummary("container")) == {"backend": "container"}
+    assert to_plain(ServerSummary("dsn", details={"k": "v"})) == {"backend": "dsn", "details": {"k": "v"}}
+    assert list(to_plain(ServerSummary("local", "u", "18", 180000, "db"))) == [
         "backend", "url", "version", "version_num", "database", "settings"]
     assert to_plain(VerificationEvidence()) == {}
     spec = load_spec("smoke")
-    assert "tables" not in spec.to_dict()  # the three-table spec's document, and so its cache key, is unchanged
-    assert replace(spec, tables=(("attachments", 0.5),)).to_dict()["tables"] == {"attachments": {"per_parent": 0.5}}
+    assert "tables" not in to_plain(spec)  # the three-table spec's document, and so its cache key, is unchanged
+    assert to_plain(replace(spec, tables=(("attachments", 0.5),)))["tables"] == {"attachments": {"per_parent": 0.5}}
     assert to_plain(Thresholds())["min_effect"] == 0.10
 
 
 def test_a_growth_fit_of_an_older_file_reads_missing_and_null_numbers_as_nan() -> None:
-    fit = GrowthFit.from_dict({"growth_class": "flat", "points": 3, "growth": None})
+    fit = from_plain(GrowthFit, {"growth_class": "flat", "points": 3, "growth": None})
     assert fit.growth_class == "flat" and math.isnan(fit.growth) and math.isnan(fit.r2_linear)
-    assert GrowthFit.from_dict({}).growth_class == "unknown"
+    assert from_plain(GrowthFit, {}).growth_class == "unknown"
 
 
 def test_a_document_that_does_not_read_names_the_field_in_one_line() -> None:

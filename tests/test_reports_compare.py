@@ -15,6 +15,7 @@ from reports_fixtures import environment, make_run, make_signoff, make_target
 
 from chatbench.benchmarks.results import MachineLoad, PlanRecord, write
 from chatbench.cli import main
+from chatbench.convert import to_plain
 from chatbench.reports import render_json, render_markdown
 from chatbench.reports.compare import Thresholds, compare_runs, compare_scenario, judge_latency
 
@@ -78,7 +79,7 @@ def test_identical_constant_samples_are_unchanged() -> None:
 def test_the_bootstrap_is_deterministic() -> None:
     one = compare_runs(make_run(seed=3, slow={"latest_page": 1.3}), make_run(seed=4))
     two = compare_runs(make_run(seed=3, slow={"latest_page": 1.3}), make_run(seed=4))
-    assert one.to_dict() == two.to_dict()
+    assert to_plain(one) == to_plain(two)
 
 
 def test_a_changed_benchmark_is_not_compared() -> None:
@@ -326,7 +327,7 @@ def test_a_regression_must_clear_the_noise_measured_in_both_runs() -> None:
 def test_compare_reads_bench_json_and_refuses_other_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = write(make_run(seed=1), tmp_path / "base.json")
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"machine_info": {}, "benchmarks": [], "chatbench": make_run(seed=2).to_dict()}))
+    bench.write_text(json.dumps({"machine_info": {}, "benchmarks": [], "chatbench": to_plain(make_run(seed=2))}))
     assert main(["compare", str(bench), str(base)]) == 0
     old = tmp_path / "old-bench.json"
     old.write_text(json.dumps({"machine_info": {}, "benchmarks": []}))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chatbench.convert import to_plain
 from chatbench.settings import SERVER_SETTINGS, Settings
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
             pools = parameter_pools(conn, seed.params, weights)
         placement = PinningResult("off", None, os.getpid(), False, tuple(sorted(os.sched_getaffinity(0))), None, False,
                                   (), f"load: {settings.clients} client process(es), placement left to the scheduler")
-        environment = fingerprint(server, seed, placement.to_dict())
+        environment = fingerprint(server, seed, to_plain(placement))
         with out.stage("load") as stage:
             result = run_load(server.conninfo(), config, pools, progress=stage.step)
     run_record = BenchmarkRun(kind="load", run_id=os.urandom(6).hex(), created_at=datetime.now(UTC).isoformat(),
