@@ -49,9 +49,10 @@ class Added:
 def record_run(location: str, run: BenchmarkRun, label: str, provenance: Provenance) -> Added:
     """Append one run to the store at ``location`` (one transaction; a run already there is left alone)."""
     values = measurements(run)
+    record = run_record(run, label, provenance)  # the label it is stored under (a server, not a run id)
     with opened(location) as store:
-        new = store.add(run_record(run, label, provenance), values, encode_run(run))
-    return Added(label, run.run_id, len(values), new)
+        new = store.add(record, values, encode_run(run))
+    return Added(record.label, run.run_id, len(values), new)
 
 
 def record_file(location: str, path: str | Path, provenance: Provenance) -> tuple[Added, ...]:

@@ -93,6 +93,8 @@ def test_bench_with_history_records_its_run(place: Path) -> None:
     assert done.returncode in (0, 3), done.stdout[-4000:]
     line = RECORDED.search(done.stdout)
     assert line and line.group(1) == "b" * 10, done.stdout[-3000:]
+    # stored and shown under the server's label (its series), not the run id
+    assert line.group(3).startswith("PostgreSQL ") and "(local): run " in line.group(3)
     assert _runs_listed(_show(store)) == 1
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ import psycopg
 from chatbench import loadgen, output
 from chatbench.benchmarks.options import SUITE_SETTINGS
 from chatbench.commands._common import judged_scenarios, out, require_writable, server_from
-from chatbench.commands.appqueries import app_queries
+from chatbench.commands.appqueries import AppQueryChoice, app_queries
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision import Server
@@ -37,6 +38,7 @@ from chatbench.settings import Settings, refuse_both, where
 if TYPE_CHECKING:  # the benchmark stack itself is imported where it runs (see ``run``)
     from chatbench.benchmarks.scenarios import Scenario
     from chatbench.loadgen.result import SeedResult
+    from chatbench.schema.package import SchemaPackage
 
 NAME = "bench"
 HELP = "benchmark the history queries against targets (p50/p95/p99 table, JSON with raw samples)"
@@ -44,7 +46,16 @@ SETTINGS = (*SUITE_SETTINGS, "json", "select", "fidelity", "format", "history", 
             "schema_from", "schema_from_cmd", "command_timeout")
 
 
-def check_inputs(settings: Settings) -> tuple[Scenario, ...]:
+@dataclass(frozen=True)
+class BenchInputs:
+    """What ``check_inputs`` read and checked, handed to the run so nothing is read twice."""
+
+    scenarios: tuple[Scenario, ...]
+    app: AppQueryChoice | None  # --queries
+    package: SchemaPackage  # the schema the seed builds (canonical or --models)
+
+
+def check_inputs(settings: Settings) -> BenchInputs:
     """The scenarios to measure, once everything a run would refuse is refused, before any server starts.
 
     A bad ``--targets``, ``-k``, server option, ``--models`` or ``--queries`` is one line naming the option;
@@ -57,11 +68,11 @@ def check_inputs(settings: Settings) -> tuple[Scenario, ...]:
     require_writable(settings, "bench seeds the data")
     refuse_both(settings, "schema_from", "schema_from_cmd")
     one_server(settings)  # the server options agree
-    schema_choice(settings)  # --models imports and declares tables (the seed builds the schema from it)
-    app_queries(settings)  # --queries parses and binds to roles
+    package = schema_choice(settings).package  # --models imports and declares tables (the seed builds from it)
+    app = app_queries(settings)  # --queries parses and binds to roles
     judged = judged_scenarios(settings)
     if settings.select is None:
-        return SCENARIOS
+        return BenchInputs(SCENARIOS, app, package)
     chosen = selected_scenarios(settings.select, [s.name for s in SCENARIOS])
     if not chosen:
         raise ConfigError(f"{where(settings, 'select')}: matches no scenario; scenarios are "
@@ -69,7 +80,7 @@ def check_inputs(settings: Settings) -> tuple[Scenario, ...]:
     if not judged & set(chosen):
         raise ConfigError(f"{where(settings, 'select')}: selects only scenarios without a budget for profile "
                           f"{settings.profile} ({', '.join(chosen)}), so nothing would be judged")
-    return tuple(s for s in SCENARIOS if s.name in chosen)
+    return BenchInputs(tuple(s for s in SCENARIOS if s.name in chosen), app, package)
 
 
 def selected_scenarios(expression: str, names: list[str]) -> list[str]:
@@ -104,13 +115,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.reports.signoff import EXIT_CODES
     from chatbench.signoff.recorder import one_line
 
-    scenarios = check_inputs(settings)
-    app = app_queries(settings)
+    inputs = check_inputs(settings)
+    scenarios, app = inputs.scenarios, inputs.app
     assert settings.json is not None and settings.results is not None  # the bench command's defaults are files
     document = settings.format == "json"
     report = output.stderr() if document else output.stdout()  # with --format json, stdout holds the document alone
     try:
-        with (_seeded(settings) as (server, seeded),
+        with (_seeded(settings, inputs.package) as (server, seeded),
               report.stage("benchmarks", total=len(scenarios), unit="scenarios") as progress):
             measured = measure_scenarios(
                 server, seeded, profile=settings.profile, targets=load_targets(settings.targets),
@@ -134,13 +145,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _seeded(settings: Settings) -> Iterator[tuple[Server, SeedResult]]:
+def _seeded(settings: Settings, package: SchemaPackage) -> Iterator[tuple[Server, SeedResult]]:
     """(server pointed at the seeded database, SeedResult): the server the settings ask for, seeded with the
     profile through the snapshot cache, in the schema built from the package (canonical or ``--models``), or
     in the application's own (``--schema-from``/``--schema-from-cmd``, built first and then filled)."""
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
-    package = schema_choice(settings).package
     with server_from(settings) as server:
         if settings.schema_from is not None:
             build_from_sql(server, Path(settings.schema_from))
@@ -159,7 +169,7 @@ def _fidelity(settings: Settings) -> int:
     from chatbench.benchmarks.targets import load_targets
 
     require_writable(settings, "bench seeds the data")
-    with (_seeded(settings) as (server, seed),
+    with (_seeded(settings, schema_choice(settings).package) as (server, seed),
           open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),
                        pin_mode=settings.pin) as session):
         out.note(session.pinning.describe())

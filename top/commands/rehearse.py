@@ -20,10 +20,11 @@ with what it saw until then, but they cannot vouch for the migration).
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatbench.commands._common import SERVER_SETTINGS, command_line, out, server_from
+from chatbench.commands._common import SERVER_SETTINGS, announce, command_line, out, server_from
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ConfigError
 from chatbench.settings import Settings, refuse_both, where
@@ -98,12 +99,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from chatbench.reports.rehearsal_output import write_rehearsal
 
     plan = plan_from(settings)
-    backend = resolve_backend(settings.backend, dsn=settings.dsn, announce=lambda _said: None)  # said once, below
     assert settings.out is not None  # rehearse's default is a folder
     out.line(Text.assemble(("chatbench rehearse", "bold"), f": {plan.migration_source} on {plan.before_source}, "
                            f"profile {plan.spec.name} and {plan.small_spec.name}, {plan.clients} app clients at "
                            f"{plan.rate_per_s:g}/s; verified {plan.drift_mode} against {plan.package.name}"))
-    with server_from(settings, server_settings=rehearsal_server_settings(backend)) as server:
+    # Resolved once, here: a container must start with production's WAL settings (its settings are its command line).
+    resolved = replace(settings, backend=resolve_backend(settings.backend, dsn=settings.dsn, announce=announce))
+    with server_from(resolved, server_settings=rehearsal_server_settings(resolved.backend)) as server:
         secrets = {str(server.url.password or "")}
         with out.stage("rehearsal") as stage:
             result = rehearse(server, plan, progress=stage.step)

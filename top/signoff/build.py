@@ -12,9 +12,10 @@ from chatbench.signoff.evidence import Evidence, StageContext
 
 def provision_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     options, choice = ctx.options, ctx.choice
-    # A migration is rehearsed with production's WAL settings: a container must start with them.
-    server_settings = None if options.migration is None else rehearsal_server_settings(
-        resolve_backend(choice.backend, dsn=choice.dsn, announce=lambda _said: None))
+    server_settings = None
+    if options.migration is not None:  # rehearsed with production's WAL settings: a container starts with them
+        choice = replace(choice, backend=resolve_backend(choice.backend, dsn=choice.dsn, announce=ctx.display.note))
+        server_settings = rehearsal_server_settings(choice.backend)
     with ctx.rec.stage("provision") as note:
         server = ctx.stack.enter_context(
             provision_choice(choice, use_dsn_database=options.use_dsn_database,
