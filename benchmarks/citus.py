@@ -3,11 +3,14 @@
 Seed (same spec, same seed, so the same rows):
 
 - single node: ``loadgen.seed`` on the ``local`` backend;
-- cluster, full seed through the coordinator: ``loadgen.seed`` on the coordinator, then the distribution
-  step (``chatbench.schema.distributed.distribute``: re-key, place, move the rows into the shards, keys,
-  foreign keys and triggers on every shard);
-- cluster, raw COPY: the same rows (dumped from the cluster beforehand) copied through the coordinator into
-  bare distributed tables of the same variant in a database of their own: the cluster's COPY limit.
+- cluster, full seed through the coordinator: the distribution step on the empty schema (re-key, place:
+  ``chatbench.schema.distributed.seeding_distributed``), ``loadgen.seed`` into the distributed tables where
+  they stand (its COPY through the coordinator into the shards, indexes and keys built on every shard), then
+  the variant's foreign keys and triggers. (Until 2026-12 the seed went into plain tables on the coordinator
+  and ``create_distributed_table`` moved the rows: 1.15-1.6x slower in four paired runs, see the README.)
+- cluster, raw COPY: the same rows (dumped from the cluster beforehand, in key order as the seeder writes
+  them) copied through the coordinator into bare distributed tables of the same variant in a database of
+  their own: the cluster's COPY limit.
 
 Queries: every benchmark scenario's canonical query with the scenario's parameters (the seed's whales
 and heavy users), as a prepared statement through psycopg, on each server: p50, p95 and the shared
@@ -52,8 +55,8 @@ class SeedComparison:
 
     messages: int
     single_node_s: float
-    cluster_seed_s: float  # loadgen.seed on the coordinator
-    cluster_distribute_s: float  # the distribution step after it
+    cluster_seed_s: float  # loadgen.seed through the coordinator into the distributed tables
+    cluster_distribute_s: float  # the distribution step around it (the empty schema placed; keys, triggers)
     raw_copy_s: float  # COPY of the same rows through the coordinator into bare distributed tables
 
     @property
@@ -181,12 +184,20 @@ def compare_queries(single: Server, single_seed: SeedResult, cluster: Server, cl
 
 def seed_cluster(cluster: Server, spec: Spec, *, seed_value: int,
                  chosen: distributed.DistributionVariant) -> tuple[SeedResult, float, float]:
-    """The full seed through the coordinator: seed, then the distribution step; (result, seed s, distribute s)."""
+    """The full seed through the coordinator: the empty schema distributed, the seed into the distributed tables
+    where they stand, then the keys and triggers; (result, seed s, distribution s before and after it). A variant
+    that does not keep a conversation's messages on its shard is seeded first and distributed after."""
     started = time.perf_counter()
-    result = seed(cluster, spec, seed=seed_value, use_cache=False, progress=False)
-    seeded = time.perf_counter()
-    distributed.distribute(result.server_for(cluster), chosen)
-    return result, seeded - started, time.perf_counter() - seeded
+    if not chosen.conversations_colocated:  # the seed's integrity check joins a conversation to its messages
+        result = seed(cluster, spec, seed=seed_value, use_cache=False, progress=False)
+        seeded = time.perf_counter()
+        distributed.distribute(result.server_for(cluster), chosen)
+        return result, seeded - started, time.perf_counter() - seeded
+    with distributed.seeding_distributed(cluster, chosen):
+        placed = time.perf_counter()
+        result = seed(cluster, spec, seed=seed_value, use_cache=False, progress=False, prebuilt=True)
+        seeded = time.perf_counter()
+    return result, seeded - placed, placed - started + time.perf_counter() - seeded
 
 
 def raw_copy_seconds(cluster: Server, chosen: distributed.DistributionVariant) -> float:
@@ -194,7 +205,8 @@ def raw_copy_seconds(cluster: Server, chosen: distributed.DistributionVariant) -
     dumps: dict[str, bytes] = {}
     with psycopg.connect(cluster.conninfo()) as conn, conn.cursor() as cur:
         for table in TABLES:
-            with cur.copy(f"COPY {table} TO STDOUT (FORMAT BINARY)") as copy:
+            # In key order, as the seeder writes them (a distributed table reads back shard by shard).
+            with cur.copy(f"COPY (SELECT * FROM {table} ORDER BY id) TO STDOUT (FORMAT BINARY)") as copy:
                 dumps[table] = b"".join(bytes(block) for block in copy)
     raw = create_database(cluster, "cbs_citusraw")
     try:
@@ -241,9 +253,9 @@ def render(result: SideBySide) -> str:
     lines = [
         f"profile {result.profile}, {s.messages} messages, Citus variant {result.variant}, "
         f"coordinator + {result.workers} workers",
-        f"seed: single node {s.single_node_s:.2f} s; cluster {s.cluster_total_s:.2f} s (seed on the coordinator "
-        f"{s.cluster_seed_s:.2f} s + distribution {s.cluster_distribute_s:.2f} s); raw COPY into the distributed "
-        f"tables {s.raw_copy_s:.2f} s",
+        f"seed: single node {s.single_node_s:.2f} s; cluster {s.cluster_total_s:.2f} s (distribution of the empty "
+        f"schema, keys and triggers {s.cluster_distribute_s:.2f} s + seed into the distributed tables "
+        f"{s.cluster_seed_s:.2f} s); raw COPY into the distributed tables {s.raw_copy_s:.2f} s",
         f"seed ratios: cluster / raw COPY {s.over_raw_copy:.2f}x; cluster / single node {s.over_single_node:.2f}x",
         "",
         f"{'scenario':<26}{'route':>10}{'p50 1node':>11}{'p50 citus':>11}{'p95 1node':>11}{'p95 citus':>11}"
@@ -257,11 +269,11 @@ def render(result: SideBySide) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from chatbench.provision.choice import provision_from
-    from chatbench.settings import SERVER_SETTINGS, resolve
+    from chatbench.settings import CITUS_DISTRIBUTIONS, SERVER_SETTINGS, resolve
 
     parser = argparse.ArgumentParser(prog="python -m chatbench.benchmarks.citus", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci")
-    parser.add_argument("--variant", default=distributed.DEFAULT_VARIANT, choices=sorted(distributed.VARIANTS))
+    parser.add_argument("--citus-distribution", default=distributed.DEFAULT_VARIANT, choices=CITUS_DISTRIBUTIONS)
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--citus-workers", type=int, default=None)
     args = parser.parse_args(argv)
@@ -272,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         single = stack.enter_context(provision_from(single_settings, announce=print))
         cluster = stack.enter_context(provision_from(cluster_settings, announce=print))
-        print(render(run(single, cluster, spec, profile=args.profile, variant_name=args.variant,
+        print(render(run(single, cluster, spec, profile=args.profile, variant_name=args.citus_distribution,
                          rounds=args.rounds)))
     return 0
 

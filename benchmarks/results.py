@@ -252,6 +252,18 @@ class LoadResult:
     overall: OperationLoadResult
     error_samples: tuple[str, ...] = ()
     correction: str = ""  # how coordinated omission was corrected (closed vs open loop)
+    not_measured: Mapping[str, str] = field(default_factory=dict)  # operation -> why it left the mix (refused)
+
+
+def _load_document(load: LoadResult) -> dict[str, Any]:
+    """``not_measured`` only when an operation left the mix: a document without it reads and writes back as it was."""
+    data = fields_plain(load)
+    if not load.not_measured:
+        del data["not_measured"]
+    return data
+
+
+convert.register(LoadResult, write=_load_document)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import gc
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +47,8 @@ from chatbench.output import Stage
 from chatbench.provision import Server
 from chatbench.schema.appqueries import AppQueries
 from chatbench.schema.rolemap import CANONICAL, RoleMap
+from chatbench.verify.citus import is_citus
+from chatbench.verify.mapped import not_run_on
 
 ROUNDS = {"smoke": (300, 30), "ci": (2000, 200), "release": (5000, 300), "scale": (5000, 300)}
 """(timed rounds, warm-up rounds) per profile. 2000 rounds put ~100 samples above p95 and 20
@@ -286,10 +288,16 @@ the OFFSET contrast scenarios with fewer)."""
 
 @dataclass(frozen=True)
 class MeasuredRun:
-    """What ``measure_scenarios`` hands back: the run, and where client and backend ran (for the report's title)."""
+    """What ``measure_scenarios`` hands back: the run, and where client and backend ran (for the report's title).
+
+    ``not_run``: the canonical scenarios not run because the role map renames what their query reads
+    (scenario -> why, ``verify.mapped``); they are in the run's ``skipped`` too, so a reader of the run sees
+    them, and a caller that reports them as skipped by design (the sign-off) can tell them from a scenario
+    the data had no instance of."""
 
     run: BenchmarkRun
     pinning: PinningResult
+    not_run: Mapping[str, str] = field(default_factory=dict)
 
 
 def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets: Targets,
@@ -311,13 +319,18 @@ def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets
     ``app``: the application's queries (``--queries``), bound once the session is open
     (``benchmarks.app_scenarios``: one scenario per query and role, ``app:QUERY/ROLE``, the tables named
     through ``roles``) and measured after the canonical reads, before the canonical writes commit their
-    rows; a query the server refuses is recorded in ``skipped``, not a broken run.
+    rows; a query the server refuses is recorded in ``skipped``, not a broken run. A canonical scenario
+    whose query reads a table or column ``roles`` renames is not run (``verify.mapped``: the canonical
+    queries are the reference for the canonical names): ``skipped`` and ``MeasuredRun.not_run`` say why.
     """
-    refused = CITUS_REFUSALS if server.backend == "citus" else ()
     with open_session(server, seed, profile=profile, targets=targets, pin_mode=pin_mode, rounds=rounds,
                       warmup=warmup, driver=driver, retries=retries, retry_budget_s=retry_budget_s) as session:
+        refused = CITUS_REFUSALS if is_citus(session.conn) else ()  # a cluster, whatever backend brought it
         default = (session.rounds, session.warmup)
-        queue: list[sc.Scenario] = list(scenarios)
+        mapped = not_run_on(session.conn, roles)  # canonical query -> why it is not run on these names
+        not_run = {s.name: mapped[s.query] for s in scenarios if s.query in mapped}
+        session.skipped.update(not_run)
+        queue: list[sc.Scenario] = [s for s in scenarios if s.name not in not_run]
         if app is not None:
             from chatbench.benchmarks.app_scenarios import app_scenarios
 
@@ -325,8 +338,8 @@ def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets
             session.skipped.update(unbound)
             writes_at = next((i for i, s in enumerate(queue) if s.kind == "write"), len(queue))
             queue[writes_at:writes_at] = bound
-            if progress is not None:
-                progress.reset(len(queue), "scenarios")
+        if progress is not None and (app is not None or not_run):
+            progress.reset(len(queue), "scenarios")
         for scenario in queue:
             if progress is not None:
                 progress.step(scenario.name)
@@ -347,4 +360,4 @@ def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets
             if progress is not None:
                 progress.advance()
         session.rounds, session.warmup = default  # the run's settings record the rounds asked
-    return MeasuredRun(session.to_run(), session.pinning)
+    return MeasuredRun(session.to_run(), session.pinning, not_run)

@@ -41,6 +41,9 @@ DriftMode = Literal["exact", "contract"]
 DRIFT_MODES: tuple[str, ...] = ("auto", *get_args(DriftMode))
 """``auto`` picks the mode from where the schema comes from (``chatbench.commands.schema_choice``)."""
 OUTPUT_FORMATS = ("text", "json")
+CITUS_DISTRIBUTIONS = ("by_conversation", "by_user")
+"""The distribution variants a sign-off on Citus chooses from: ``chatbench.schema.distributed`` declares each
+(and checks at import that it declares exactly these; the base layer cannot import the schema package)."""
 DEFAULT_SEED = 1
 """One default seed everywhere (seed, bench, load, verify, signoff), so every command means the same data."""
 MIN_FREE_BYTES_FOR_REPORTS = 20 * 1024 * 1024
@@ -355,6 +358,10 @@ class Settings:
     citus_tarball: str | None = setting(
         None, "--backend citus: the Citus source tarball it is built from (once; cached by tarball hash and "
         "PostgreSQL version)", kind="path", must_exist="file", metavar="FILE")
+    citus_distribution: str = setting(
+        "by_conversation", "on a Citus cluster (--backend citus, or a --dsn Citus coordinator): how the sign-off "
+        "distributes the tables: by_conversation (history pages on one shard) or by_user (a user's conversation "
+        "list on one shard)", choices=CITUS_DISTRIBUTIONS, metavar="VARIANT")
     # -- performance history (chatbench.history) ------------------------------------------------------
     history: str | None = setting(
         None, "results store: a SQLite file (default history.sqlite in the cache dir) or a postgresql:// URL "

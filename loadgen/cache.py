@@ -1,6 +1,6 @@
 """The seeded-snapshot cache: a verified seed is kept and served again for the same key.
 
-The key hashes everything the contents depend on: schema fingerprint, spec, seed, order, the
+The key hashes everything the contents depend on: schema fingerprint, role map, spec, seed, order, the
 server's version, the generator's version, the generator's own source (every module of
 ``chatbench.loadgen``: a change to how rows are made or how the recorded checksum is computed must
 never be served a snapshot made by the code before it, and a version number bumped by hand is
@@ -45,6 +45,7 @@ from chatbench.loadgen.spec import Spec
 from chatbench.provision import cache_names
 from chatbench.provision.server import Server
 from chatbench.schema.ddl import fingerprint as canonical_fingerprint
+from chatbench.schema.rolemap import CANONICAL, RoleMap
 
 GENERATOR_VERSION = 6  # bump whenever the generated contents (or their physical state) change
 
@@ -63,13 +64,16 @@ def generator_source_digest() -> str:
     return source_digest(Path(__file__).parent)
 
 
-def cache_key(server: Server, spec: Spec, seed: int, order: str, *, schema: str | None = None) -> str:
-    """``schema`` names the schema seeded (default: the canonical models' fingerprint)."""
+def cache_key(server: Server, spec: Spec, seed: int, order: str, *, schema: str | None = None,
+              roles: RoleMap = CANONICAL) -> str:
+    """``schema`` names the schema seeded (default: the canonical models' fingerprint); ``roles`` the map that
+    said which of its tables and columns took the history (the same schema mapped otherwise is another seed)."""
     import faker
     import numpy
 
     material = {
         "schema": schema if schema is not None else canonical_fingerprint(),
+        "map": [list(entry) for entry in roles.entries()],
         "spec": to_plain(spec), "seed": seed, "order": order,
         "server_version_num": server.version_num, "generator": GENERATOR_VERSION,
         "generator_source": generator_source_digest(),

@@ -6,6 +6,10 @@ depend on its seed, table and row numbers only):
 * a generated column is skipped, and so is a column with a default that is not a key: the server
   fills it as the application's inserts would;
 * a key (primary key, or a foreign key to a seeded table) is a ``KeyCodec`` of a row number;
+* a column that another table's composite foreign key references beside the key (``"Document"
+  ("id", "createdAt")``) is a function of the row number (``row_value``), and the referencing columns
+  are the same function of the referenced row: one draw of row numbers (a random stream the foreign
+  key's columns share) gives the key and the other columns of one existing row;
 * a nullable column is NULL in most rows when its name says it marks a rare event (``deleted_at``,
   ``archived_at``...), and in a fifth of the rows otherwise;
 * otherwise a value of the column's type: ``GENERATORS`` maps a type to the function that draws it
@@ -42,10 +46,18 @@ class ColumnFill:
     """How one column is filled (picklable: render workers get it with their job)."""
 
     column: TargetColumn
-    kind: str  # "key" | "reference" | "value"
+    kind: str  # "key" | "reference" | "value" | "row" (row_value of the row) | "row_reference" (of a referenced row)
     codec: KeyCodec | None = None  # keys and references
     reference_rows: int = 0  # rows of the referenced table (references)
     null_share: float = 0.0
+    stream: int | None = None  # the random stream, shared by the columns of one composite foreign key
+    row_tag: int = 0  # "row"/"row_reference": the tag of the table whose row it spells
+    row_span: tuple[int, int] = (0, 0)  # "row"/"row_reference": the time range a time is spread over
+
+
+ROW_VALUE_BASES = frozenset({"timestamptz", "timestamp", "date", "int8", "int4", "int2", "text", "varchar", "bpchar",
+                             "citext", "uuid"})
+"""Types ``row_value`` spells a row number in (what a composite foreign key can reference beside the key)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +109,26 @@ def is_fixed(fill: ColumnFill) -> bool:
     return not fill.column.enum_labels and fill.column.base in FIXED_BASES
 
 
+def row_value(column: TargetColumn, tag: int, span: tuple[int, int], numbers: np.ndarray) -> Field:
+    """Row ``numbers`` of the table tagged ``tag`` spelt in ``column``'s type, the same on the table's side and on
+    the side of a composite foreign key referencing it: a time spread over ``span`` by a hash of the row
+    number, the number itself, a text or a uuid of it."""
+    numbers = np.asarray(numbers, dtype=np.int64)
+    base = column.base
+    if base in _TIMES:
+        width = max(1, span[1] - span[0])
+        mixed = (numbers.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(tag)) >> np.uint64(11)
+        times = span[0] + (mixed % np.uint64(width)).astype(np.int64)
+        return FixedField(np.dtype(">i4"), times // _US_PER_DAY) if base == "date" else FixedField(np.dtype(">i8"),
+                                                                                                    times)
+    if base in ("int8", "int4", "int2"):
+        return FixedField(np.dtype({"int8": ">i8", "int4": ">i4", "int2": ">i2"}[base]), numbers)
+    if base == "uuid":
+        return KeyCodec("uuid", tag).field(numbers)
+    width = column.max_length or 64
+    return VarField([text_field(f"r{tag}-{n}"[-width:]) for n in numbers.tolist()])
+
+
 def _null_share(column: TargetColumn) -> float:
     if column.not_null:
         return 0.0
@@ -108,10 +140,15 @@ def render(fill: ColumnFill, chunk: Chunk) -> Field:
     if fill.kind == "key":
         assert fill.codec is not None
         return fill.codec.field(chunk.numbers)
+    if fill.kind == "row":
+        return row_value(fill.column, fill.row_tag, fill.row_span, chunk.numbers)
     null = chunk.rng.random(chunk.rows) < fill.null_share if fill.null_share else None
-    if fill.kind == "reference":
-        assert fill.codec is not None
-        values = fill.codec.field(chunk.rng.integers(1, max(1, fill.reference_rows) + 1, chunk.rows))
+    if fill.kind in ("reference", "row_reference"):  # the same draws for every column of one foreign key
+        referenced = chunk.rng.integers(1, max(1, fill.reference_rows) + 1, chunk.rows)
+        if fill.codec is not None:
+            values = fill.codec.field(referenced)
+        else:
+            values = row_value(fill.column, fill.row_tag, fill.row_span, referenced)
     elif fill.null_share >= 1.0:
         return VarField([NULL_FIELD] * chunk.rows)
     else:

@@ -63,7 +63,7 @@ class LoadDdl:
     def constraints(self, table: str) -> set[str]:
         """The builds of ``table`` that are a key constraint's index (attached after being built)."""
         return {s.name for s in self.builds.get(table, ())
-                if any(f"CONSTRAINT {_quoted(s.name)} " in sql for sql in self.attach.get(table, ()))}
+                if any(f"CONSTRAINT {quoted(s.name)} " in sql for sql in self.attach.get(table, ()))}
 
 
 _INDEXES = """
@@ -96,7 +96,8 @@ SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid)
 """
 
 
-def _quoted(name: str) -> str:
+def quoted(name: str) -> str:
+    """An identifier as SQL spells it whatever its case (``"Message_v2"``), for statements built from the catalog."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -121,7 +122,7 @@ def load_ddl(
     dropped_keys: set[tuple[str, str]] = set()  # (table, constraint) of dropped PK/UNIQUE constraints
     triggers = [DdlStep(name, table, definition) for table, name, definition in conn.execute(_TRIGGERS, p)
                 if loaded(table)]
-    trigger_drops = [f"DROP TRIGGER {_quoted(t.name)} ON {_quoted(t.table)}" for t in triggers]
+    trigger_drops = [f"DROP TRIGGER {quoted(t.name)} ON {quoted(t.table)}" for t in triggers]
     index_rows = conn.execute(_INDEXES, p).fetchall()
     foreign = conn.execute(_FOREIGN_KEYS, p).fetchall()
     for table, index, definition, constraint, kind, partitioned, condef in index_rows:
@@ -129,18 +130,18 @@ def load_ddl(
             continue
         if constraint is None:
             builds.setdefault(table, []).append(DdlStep(index, table, definition.replace(" ON ONLY ", " ON ", 1)))
-            index_drops.append(f"DROP INDEX {_quoted(index)}")
+            index_drops.append(f"DROP INDEX {quoted(index)}")
             continue
         dropped_keys.add((table, constraint))
         if partitioned or kind == "x":  # no USING INDEX for a partitioned table: the constraint builds its own
             attach.setdefault(table, []).append(
-                f"ALTER TABLE {_quoted(table)} ADD CONSTRAINT {_quoted(constraint)} {condef}")
+                f"ALTER TABLE {quoted(table)} ADD CONSTRAINT {quoted(constraint)} {condef}")
         else:
             builds.setdefault(table, []).append(DdlStep(constraint, table, definition))
             what = "PRIMARY KEY" if kind == "p" else "UNIQUE"
             attach.setdefault(table, []).append(
-                f"ALTER TABLE {_quoted(table)} ADD CONSTRAINT {_quoted(constraint)} {what} "
-                f"USING INDEX {_quoted(index)}")
+                f"ALTER TABLE {quoted(table)} ADD CONSTRAINT {quoted(constraint)} {what} "
+                f"USING INDEX {quoted(index)}")
     dropped_tables = {t for t, _ in dropped_keys}
     foreign_keys: dict[str, list[ForeignKey]] = {}
     kept: dict[str, list[ForeignKey]] = {}
@@ -148,7 +149,7 @@ def load_ddl(
         if not loaded(table) and ref_table not in dropped_tables:
             continue  # neither side is loaded nor loses its key: it stays as it is
         single = len(columns) == 1
-        add = f"ALTER TABLE {_quoted(table)} ADD CONSTRAINT {_quoted(name)} {definition}"
+        add = f"ALTER TABLE {quoted(table)} ADD CONSTRAINT {quoted(name)} {definition}"
         key = ForeignKey(DdlStep(name, table, add), table, name, columns[0] if single else "", ref_table,
                          ref_columns[0] if single else "")
         if deferred and single and ref_table not in dropped_tables:
@@ -156,9 +157,9 @@ def load_ddl(
         else:
             foreign_keys.setdefault(table, []).append(key)
     # Foreign keys go first (they depend on the keys), then the keys, then the indexes.
-    fk_drops = [f"ALTER TABLE {_quoted(k.table)} DROP CONSTRAINT {_quoted(k.name)}"
+    fk_drops = [f"ALTER TABLE {quoted(k.table)} DROP CONSTRAINT {quoted(k.name)}"
                 for keys in foreign_keys.values() for k in keys]
-    key_drops = [f"ALTER TABLE {_quoted(t)} DROP CONSTRAINT {_quoted(c)}" for t, c in sorted(dropped_keys)]
+    key_drops = [f"ALTER TABLE {quoted(t)} DROP CONSTRAINT {quoted(c)}" for t, c in sorted(dropped_keys)]
     return LoadDdl(
         tuple(fk_drops + trigger_drops + key_drops + index_drops),
         {t: tuple(v) for t, v in builds.items()}, {t: tuple(v) for t, v in attach.items()},
@@ -304,10 +305,10 @@ def set_sequences(conn: psycopg.Connection, tables: Sequence[str]) -> None:
             "SELECT a.attname, pg_get_serial_sequence(%s, a.attname) FROM pg_attribute a "
             "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped "
             "AND pg_get_serial_sequence(%s, a.attname) IS NOT NULL",
-            (_quoted(table), _quoted(table), _quoted(table)),
+            (quoted(table), quoted(table), quoted(table)),
         ).fetchall()
         for column, sequence in rows:
             conn.execute(
-                f"SELECT setval(%s, coalesce(max({_quoted(column)}), 0) + 1, false) FROM {_quoted(table)}",
+                f"SELECT setval(%s, coalesce(max({quoted(column)}), 0) + 1, false) FROM {quoted(table)}",
                 (sequence,),
             )

@@ -1,10 +1,13 @@
 """From the schema's catalog to what each COPY carries: one ``TableLayout`` per table, in load order.
 
-The three history tables take the plan's columns (``target.ROLE_COLUMNS``) and their keys in the
-type the schema gave them (``KeyCodec``: bigint, integer, uuid or text); every other column is filled
-by ``columns.plan_fill``. Every other table is a child: its rows hang from the rows of the table its
-first foreign key references (``Spec.rows_per_parent``), its own key numbers its rows, and its other
-foreign keys reference random rows of their tables.
+The three history tables (the tables playing the roles, through the role map) take the plan's columns
+(``rolemap.ROLE_COLUMNS``) in the columns playing them, and their keys in the type the schema gave them
+(``KeyCodec``: bigint, integer, uuid or text); a role column the table lacks is not filled, and a
+``json``/``jsonb`` content column gets each message's text as ``[{"type": "text", "text": ...}]``. Their
+other columns are filled by ``columns.plan_fill``. Every other table is a child: its rows hang from the
+rows of the table its first foreign key references (``Spec.rows_per_parent``), its own key numbers its
+rows, and its other foreign keys reference random rows of their tables (a foreign key of several columns,
+the key and others, references whole existing rows: see ``columns.row_value``).
 """
 
 from __future__ import annotations
@@ -14,19 +17,28 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from chatbench.errors import ConfigError
-from chatbench.loadgen.columns import ColumnFill, plan_fill
+from chatbench.loadgen.columns import NULL_SHARE, ROW_VALUE_BASES, ColumnFill, plan_fill
 from chatbench.loadgen.encode import TableLayout
 from chatbench.loadgen.fields import KEY_KINDS, KeyCodec
-from chatbench.loadgen.plan import PG_EPOCH, to_pg_us
+from chatbench.loadgen.plan import DAY_US, PG_EPOCH, to_pg_us
 from chatbench.loadgen.spec import Spec
-from chatbench.loadgen.target import ROLE_COLUMNS, ROLE_KEYS, ROLES, TargetColumn, TargetSchema, TargetTable
+from chatbench.loadgen.target import ROLE_KEYS, TargetColumn, TargetSchema, TargetTable
+from chatbench.schema.rolemap import ROLE_COLUMNS, ROLE_TABLES
 
 _TIMESTAMPS = frozenset({"timestamptz", "timestamp"})
 _INTEGER_KEYS = frozenset({"int8", "int4", "int2"})
 _STRINGS = frozenset({"text", "varchar", "bpchar", "citext"})
-# What a history column must be for the plan's values to fit it.
+_DOCUMENTS = frozenset({"json", "jsonb"})
+# What a history column must be for the plan's values to fit it (a timestamp without time zone gets the
+# same instants: its binary value is the UTC wall clock of the instant).
 _ROLE_TYPES = {"created_at": _TIMESTAMPS, "updated_at": _TIMESTAMPS, "email": _STRINGS, "display_name": _STRINGS,
-               "title": _STRINGS, "content": _STRINGS, "role": _STRINGS | {"enum"}}
+               "title": _STRINGS, "content": _STRINGS | _DOCUMENTS, "role": _STRINGS | {"enum"}}
+_CUT = frozenset({"email", "display_name", "title", "content"})  # free texts, cut to the column's length limit
+# What a history cannot be without (any other role column the table lacks is left out).
+_NEEDED = {"users": ("id",), "conversations": ("id",), "messages": ("id", "conversation_id", "created_at")}
+_NEEDED_WHY = {"id": "the key chatbench's history numbers its rows by",
+               "conversation_id": "the conversation each message belongs to",
+               "created_at": "the time a history is ordered and paged by"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,22 @@ class Layouts:
     def tables(self) -> tuple[str, ...]:
         return (self.users.table, self.conversations.table, self.messages.table,
                 *(c.layout.table for c in self.children))
+
+
+_COMPOSITE_STREAMS = 1 << 20  # random streams of composite foreign keys: past any column's index
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """What every table's layout is built from: the schema, each table's key codec and rows, the time range."""
+
+    target: TargetSchema
+    codecs: dict[str, KeyCodec]  # table -> how its key spells a row number
+    rows: dict[str, int]  # table -> rows loaded
+    span: tuple[int, int]  # the data set's time range (µs since 2000-01-01)
+
+    def tag(self, table: TargetTable) -> int:
+        return next(i for i, t in enumerate(self.target.tables, start=1) if t.name == table.name)
 
 
 def _key_column(table: TargetTable) -> TargetColumn | None:
@@ -84,17 +112,17 @@ def build_layouts(target: TargetSchema, spec: Spec, counts: dict[str, int]) -> L
         codec = _codec(table, tag, epoch_ms)
         if codec is not None:
             codecs[table.name] = codec
-    rows = {target.role(r).name: counts[r] for r in ROLES}
-    children: list[ChildLoad] = []
+    rows = {target.role(r).name: counts[r] for r in ROLE_TABLES}
     for table in target.children:  # in dependency order: a parent's rows are known before its children's
         parent_rows = rows.get(table.parent, 0) if table.parent else 0
         ratio = spec.rows_per_parent(table.name, table.parent and _role_of(target, table.parent))
-        count = round(parent_rows * ratio) if table.parent else round(ratio * 100)
-        rows[table.name] = count
-        layout = _child_layout(table, codecs, rows, target)
-        children.append(ChildLoad(layout, count, parent_rows))
-    roles = {r: _role_layout(target.role(r), r, codecs, rows, target) for r in ROLES}
-    return Layouts(roles["users"], roles["conversations"], roles["messages"], tuple(children), codecs,
+        rows[table.name] = round(parent_rows * ratio) if table.parent else round(ratio * 100)
+    t0 = to_pg_us(spec.start_datetime)
+    tables = _Tables(target, codecs, rows, (t0, t0 + spec.time.days * DAY_US))  # every table's rows known
+    children = tuple(ChildLoad(_child_layout(table, tables), rows[table.name],
+                               rows.get(table.parent, 0) if table.parent else 0) for table in target.children)
+    roles = {r: _role_layout(target.role(r), r, tables) for r in ROLE_TABLES}
+    return Layouts(roles["users"], roles["conversations"], roles["messages"], children, codecs,
                    frozenset(t.name for t in target.tables if t.partitioned))
 
 
@@ -103,64 +131,74 @@ def _role_of(target: TargetSchema, name: str) -> str:
     return table.role or name if table is not None else name
 
 
-def _tag(target: TargetSchema, table: TargetTable) -> int:
-    return next(i for i, t in enumerate(target.tables, start=1) if t.name == table.name)
-
-
-def _role_layout(table: TargetTable, role: str, codecs: dict[str, KeyCodec], rows: dict[str, int],
-                 target: TargetSchema) -> TableLayout:
-    """The plan's columns the table has (one it lacks is left out: verify names the contract it breaks),
-    each key in the column's own type, each text cut to the column's length limit."""
-    if table.column("id") is None:
-        raise ConfigError(f"{table.name} has no column 'id', the key chatbench's history numbers its rows by; "
-                          "add it, or map your key column in [tool.chatbench.map]")
-    planned = tuple(name for name in ROLE_COLUMNS[role] if table.column(name) is not None)
+def _role_layout(table: TargetTable, role: str, tables: _Tables) -> TableLayout:
+    """The plan's columns the table has, in the columns playing them (one it lacks is left out: verify names
+    the contract it breaks), each key in the column's own type, each text cut to the column's length limit,
+    a json content as a document of one text part."""
+    for name in _NEEDED[role]:
+        if table.role_column(name) is None:
+            raise ConfigError(f"{table.name} has no column {name!r}, {_NEEDED_WHY[name]}; add it, or name yours in "
+                              f"[tool.chatbench.map] (\"{role}.{name}\" = \"yourColumn\")")
+    planned = tuple(name for name in ROLE_COLUMNS[role] if name in table.role_columns)
     limits: dict[str, int] = {}
+    documents: dict[str, str] = {}
     for name in planned:
-        column = table.column(name)
+        column = table.role_column(name)
         assert column is not None
         wanted = _ROLE_TYPES.get(name)
         base = "enum" if column.enum_labels else column.base
         if wanted is not None and base not in wanted:
-            raise ConfigError(f"{table.name}.{name} is {column.type_name}; chatbench's history fills it with "
-                              f"{'a timestamp' if wanted is _TIMESTAMPS else 'text'}")
-        if column.max_length is not None and wanted is _STRINGS:
+            fills = "a timestamp" if wanted is _TIMESTAMPS else "text or a json document" if wanted >= _DOCUMENTS \
+                else "text"
+            raise ConfigError(f"{table.name}.{column.name} is {column.type_name}; chatbench's history fills it "
+                              f"({role}.{name}) with {fills}")
+        if base in _DOCUMENTS:
+            documents[name] = base
+        elif column.max_length is not None and name in _CUT:
             limits[name] = column.max_length
     keys: dict[str, KeyCodec] = {}
     for name, owner in ROLE_KEYS[role].items():
-        found = table.column(name)
+        found = table.role_column(name)
         if found is None:
             continue
-        codec = codecs.get(target.role(owner).name, KeyCodec("int8"))
+        codec = tables.codecs.get(tables.target.role(owner).name, KeyCodec("int8"))
         kind = KEY_KINDS.get(found.base)
         if kind is not None and kind != codec.kind and {kind, codec.kind} <= _INTEGER_KEYS:
             codec = replace(codec, kind=kind)  # an integer column holding another integer type's keys
         elif kind != codec.kind:
-            raise ConfigError(f"{table.name}.{name} is {found.type_name} but the key it holds is {codec.kind}")
+            raise ConfigError(f"{table.name}.{found.name} is {found.type_name} but the key it holds is {codec.kind}")
         keys[name] = codec
-    extras = _extras(table, set(ROLE_COLUMNS[role]), codecs, rows)
-    return TableLayout(table.name, role, planned, keys, extras, _tag(target, table), limits)
+    extras = _extras(table, set(table.role_columns.values()), tables)
+    names = {name: table.role_columns[name] for name in planned if table.role_columns[name] != name}
+    required = frozenset(name for name in planned if (c := table.role_column(name)) is not None and c.not_null)
+    return TableLayout(table.name, role, planned, keys, extras, tables.tag(table), limits, names, documents,
+                       required)
 
 
-def _child_layout(table: TargetTable, codecs: dict[str, KeyCodec], rows: dict[str, int],
-                  target: TargetSchema) -> TableLayout:
+def _child_layout(table: TargetTable, tables: _Tables) -> TableLayout:
     planned: tuple[str, ...] = ()
     keys: dict[str, KeyCodec] = {}
-    if table.parent_column and table.parent in codecs:
-        planned, keys = (table.parent_column,), {table.parent_column: codecs[table.parent]}
-    return TableLayout(table.name, "child", planned, keys, _extras(table, set(planned), codecs, rows),
-                       _tag(target, table))
+    if table.parent_column and table.parent in tables.codecs:
+        planned, keys = (table.parent_column,), {table.parent_column: tables.codecs[table.parent]}
+    return TableLayout(table.name, "child", planned, keys, _extras(table, set(planned), tables), tables.tag(table))
 
 
-def _extras(table: TargetTable, planned: set[str], codecs: dict[str, KeyCodec],
-            rows: dict[str, int]) -> tuple[ColumnFill, ...]:
+def _extras(table: TargetTable, planned: set[str], tables: _Tables) -> tuple[ColumnFill, ...]:
     own_key = _key_column(table)
+    codecs, rows = tables.codecs, tables.rows
+    composite = _composite_fills(table, tables)
+    spelt = _spelt_columns(table, tables)
     fills = []
     for column in table.columns:
         if column.name in planned:
             continue
-        if own_key is not None and column.name == own_key.name and table.name in codecs and table.role is None:
+        fill: ColumnFill | None
+        if column.name in composite:
+            fill = composite[column.name]
+        elif own_key is not None and column.name == own_key.name and table.name in codecs and table.role is None:
             fill = plan_fill(column, key=codecs[table.name], reference=None)
+        elif column.name in spelt:
+            fill = ColumnFill(column, "row", row_tag=tables.tag(table), row_span=tables.span)
         else:
             ref = column.references
             reference = (codecs[ref[0]], rows.get(ref[0], 0)) if ref and ref[0] in codecs else None
@@ -170,6 +208,60 @@ def _extras(table: TargetTable, planned: set[str], codecs: dict[str, KeyCodec],
         if fill is not None:
             fills.append(fill)
     return tuple(fills)
+
+
+def _composite_target(ref_table: str, ref_columns: tuple[str, ...], tables: _Tables) -> TargetTable | None:
+    """The table a composite foreign key references, when the loader can point it at whole rows: the referenced
+    columns are the table's key and columns ``row_value`` spells (no history column, no foreign key)."""
+    referenced = tables.target.table(ref_table)
+    if referenced is None or ref_table not in tables.codecs:
+        return None
+    key = _key_column(referenced)
+    if key is None or key.name not in ref_columns:
+        return None
+    for name in ref_columns:
+        column = referenced.column(name)
+        if column is None or (name != key.name and not _spellable(referenced, column)):
+            return None
+    return referenced
+
+
+def _spellable(table: TargetTable, column: TargetColumn) -> bool:
+    return (column.base in ROW_VALUE_BASES and not column.enum_labels and not column.generated
+            and column.references is None and column.name not in table.role_columns.values())
+
+
+def _composite_fills(table: TargetTable, tables: _Tables) -> dict[str, ColumnFill]:
+    """The columns of ``table``'s composite foreign keys: one draw of referenced rows (a stream the key's columns
+    share), the key column as that row's key, the others as ``row_value`` of it."""
+    out: dict[str, ColumnFill] = {}
+    for k, (columns, ref_table, ref_columns) in enumerate(table.composite_references):
+        referenced = _composite_target(ref_table, ref_columns, tables)
+        own = [table.column(name) for name in columns]
+        if referenced is None or any(c is None or c.name in out for c in own):
+            continue
+        key = _key_column(referenced)
+        assert key is not None
+        share = 0.0 if any(c is not None and c.not_null for c in own) else NULL_SHARE  # NULL in the same rows
+        stream, rows = _COMPOSITE_STREAMS + k, tables.rows.get(ref_table, 0)
+        for column, ref_name in zip(own, ref_columns, strict=True):
+            assert column is not None
+            out[column.name] = ColumnFill(column, "reference", tables.codecs[ref_table], rows, share, stream) \
+                if ref_name == key.name else \
+                ColumnFill(column, "row_reference", None, rows, share, stream, tables.tag(referenced), tables.span)
+    return out
+
+
+def _spelt_columns(table: TargetTable, tables: _Tables) -> set[str]:
+    """``table``'s columns that another table's composite foreign key references beside the key: filled with
+    ``row_value`` of each row, so the referencing rows can name them."""
+    out: set[str] = set()
+    for other in tables.target.tables:
+        for _, ref_table, ref_columns in other.composite_references:
+            if ref_table == table.name and _composite_target(ref_table, ref_columns, tables) is not None:
+                key = _key_column(table)
+                out.update(name for name in ref_columns if key is None or name != key.name)
+    return out
 
 
 def _unique(column: TargetColumn) -> TargetColumn:

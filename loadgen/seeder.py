@@ -70,6 +70,7 @@ from chatbench.provision.paths import memory_available
 from chatbench.provision.server import Server
 from chatbench.schema import package as schema_package
 from chatbench.schema.package import SchemaPackage
+from chatbench.schema.rolemap import CANONICAL, RoleMap
 
 T = TypeVar("T")
 CHUNK_ROWS = 50_000
@@ -103,19 +104,24 @@ def seed(
     chunk_rows: int = CHUNK_ROWS,
     package: SchemaPackage | None = None,
     prebuilt: bool = False,
+    roles: RoleMap = CANONICAL,
 ) -> SeedResult:
     """Fill ``server``'s database with the history ``spec`` describes (or restore it from the cache).
 
     The schema is ``package``'s (the canonical models by default), created here, or with ``prebuilt``
     the one already in the database (the application's migrations built it): every table of it is
-    filled. Refuses a database chatbench did not create unless the user allowed destructive work. The
-    result is equal (checksum included) for equal (schema, spec, seed, order) whatever ``workers`` is.
+    filled. ``roles`` (``[tool.chatbench.map]``, read where verify reads it) names the application's
+    tables and columns that take the history's rows; the canonical models need none, so it is used
+    only for the application's schema (``prebuilt``, or ``--models``). Refuses a database chatbench did
+    not create unless the user allowed destructive work. The result is equal (checksum included) for
+    equal (schema, map, spec, seed, order) whatever ``workers`` is.
     """
     server.require_destructive("seed")
     workers = default_workers() if workers is None else workers
     _check_args(seed, workers, order, chunk_rows)
     package = package or schema_package.canonical()
-    key = cache_key(server, spec, seed, order, schema=_schema_identity(server, package, prebuilt))
+    roles = CANONICAL if package.canonical and not prebuilt else roles
+    key = cache_key(server, spec, seed, order, schema=_schema_identity(server, package, prebuilt), roles=roles)
     store = store_for(server) if use_cache else None
     if store is not None:
         hit = store.fetch(server, key)
@@ -127,7 +133,7 @@ def seed(
         snapshot_dir=store.root if isinstance(store, SnapshotStore) else None,
     )
     result = seed_fresh(server, spec, seed=seed, workers=workers, order=order, progress=progress,
-                        chunk_rows=chunk_rows, key=key, package=package, prebuilt=prebuilt)
+                        chunk_rows=chunk_rows, key=key, package=package, prebuilt=prebuilt, roles=roles)
     if store is not None:
         result = _save(store, server, key, result)
     return result
@@ -171,10 +177,12 @@ def vacuum_until_visible(conn: psycopg.Connection, tables: tuple[str, ...], *, s
     already all-visible) until relallvisible reaches the table's pages or ``settle_seconds`` pass
     (``seed_fresh`` commits synchronously, so one pass is the rule). INDEX_CLEANUP ON keeps VACUUM
     from skipping index cleanup, which would leave pages not all-visible. Run ANALYZE after it: it
-    sets relpages and relallvisible together. ``conn`` must be in autocommit mode.
+    sets relpages and relallvisible together. ``conn`` must be in autocommit mode. ``tables`` are names as the
+    catalog spells them (quoted here: an application's "Message" keeps its capital).
     """
     deadline = time.monotonic() + settle_seconds
-    for table in tables:
+    for name in tables:
+        table = ddl.quoted(name)
         before: tuple[int, int] | None = None
         while True:
             conn.execute(f"VACUUM (INDEX_CLEANUP ON) {table}")
@@ -191,10 +199,11 @@ def vacuum_until_visible(conn: psycopg.Connection, tables: tuple[str, ...], *, s
             before = (pages, visible)
 
 
-def created_at_correlation(conn: psycopg.Connection) -> float:
+def created_at_correlation(conn: psycopg.Connection, table: str = "messages", column: str = "created_at") -> float:
+    """pg_stats' correlation of the messages' time column (``table``/``column``: the ones playing the role)."""
     row = conn.execute(
-        "SELECT correlation FROM pg_stats WHERE schemaname = current_schema() "
-        "AND tablename = 'messages' AND attname = 'created_at'"
+        "SELECT correlation FROM pg_stats WHERE schemaname = current_schema() AND tablename = %s AND attname = %s",
+        (table, column),
     ).fetchone()
     return float(row[0]) if row is not None and row[0] is not None else float("nan")
 
@@ -246,7 +255,8 @@ class _Prepared:
     layouts: Layouts
 
 
-def _prepare_schema(conninfo: str, spec: Spec, package: SchemaPackage, prebuilt: bool, deferred: bool) -> _Prepared:
+def _prepare_schema(conninfo: str, spec: Spec, package: SchemaPackage, prebuilt: bool, deferred: bool,
+                    roles: RoleMap) -> _Prepared:
     """Build the schema (unless ``prebuilt``: the application built it), read it, and strip it for the load.
 
     The schema is created whole, as its package (or the application's migrations) creates it, and
@@ -258,7 +268,7 @@ def _prepare_schema(conninfo: str, spec: Spec, package: SchemaPackage, prebuilt:
             ddl.drop_schema(conn)
         package.apply(ddl.conninfo_url(conninfo))
     with psycopg.connect(conninfo) as conn:
-        target = read_target(conn, keep_filled=prebuilt)
+        target = read_target(conn, keep_filled=prebuilt, roles=roles)
         layouts = build_layouts(target, spec, {"users": spec.users.count,
                                                "conversations": spec.conversations.count,
                                                "messages": spec.messages.count})
@@ -338,26 +348,26 @@ def _prove_foreign_keys(conn: psycopg.Connection, keys: tuple[ddl.ForeignKey, ..
     PostgreSQL's own validation runs counts the orphans.
     """
     for key in keys:
+        table, column = ddl.quoted(key.table), ddl.quoted(key.column)
+        ref_table, ref_column = ddl.quoted(key.ref_table), ddl.quoted(key.ref_column)
         kind = conn.execute(
             "SELECT format_type(atttypid, NULL) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s",
-            (f'"{key.ref_table}"', key.ref_column),
+            (ref_table, key.ref_column),
         ).fetchone()
         if kind is not None and kind[0] in ("smallint", "integer", "bigint"):
-            ref = conn.execute(
-                f"SELECT count(*), min({key.ref_column}), max({key.ref_column}) FROM {key.ref_table}"
-            ).fetchone()
-            low_high = conn.execute(f"SELECT min({key.column}), max({key.column}) FROM {key.table}").fetchone()
+            ref = conn.execute(f"SELECT count(*), min({ref_column}), max({ref_column}) FROM {ref_table}").fetchone()
+            low_high = conn.execute(f"SELECT min({column}), max({column}) FROM {table}").fetchone()
             assert ref is not None and low_high is not None
             count, low, high = ref
             dense = count == 0 or high - low + 1 == count
             if dense and (low_high[0] is None or (count and low <= low_high[0] and low_high[1] <= high)):
                 continue
         orphans = conn.execute(
-            f"SELECT count(*) FROM {key.table} f LEFT JOIN {key.ref_table} r ON r.{key.ref_column} = f.{key.column} "
-            f"WHERE f.{key.column} IS NOT NULL AND r.{key.ref_column} IS NULL"
+            f"SELECT count(*) FROM {table} f LEFT JOIN {ref_table} r ON r.{ref_column} = f.{column} "
+            f"WHERE f.{column} IS NOT NULL AND r.{ref_column} IS NULL"
         ).fetchone()
         if orphans is not None and orphans[0]:
-            conn.execute(f"ALTER TABLE {key.table} DROP CONSTRAINT {key.name}")
+            conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {ddl.quoted(key.name)}")
             raise IntegrityError(
                 f"integrity FAILED: foreign key {key.name}: {orphans[0]} rows of {key.table} reference no "
                 f"{key.ref_table} row (the seed is not cached)"
@@ -419,6 +429,7 @@ def seed_fresh(
     key: str = "",
     package: SchemaPackage | None = None,
     prebuilt: bool = False,
+    roles: RoleMap = CANONICAL,
 ) -> SeedResult:
     """Seed without the cache (the caller checked permission and arguments): the history copied, then
     the child tables, the indexes, constraints and triggers put back, sequences set, and the result
@@ -432,7 +443,7 @@ def seed_fresh(
     with _rejections(), Reporter(progress) as report:
         deferred = _can_defer_triggers(conninfo)
         pools = build_pools(spec.locales, spec.non_ascii_share, seed, spec.content)
-        copied = _copy_history(server, spec, conninfo, report, pools, package, prebuilt, deferred,
+        copied = _copy_history(server, spec, conninfo, report, pools, package, prebuilt, deferred, roles,
                                seed=seed, workers=workers, order=order, chunk_rows=chunk_rows)
         layouts = copied.prepared.layouts
         messages = layouts.messages.table
@@ -454,9 +465,9 @@ def seed_fresh(
         children = {c.layout.table: c.rows for c in layouts.children}
         with report.phase("verify"):
             integrity = check_integrity(server, spec, whales={w.conversation_id: w.messages for w in params.whales},
-                                        children=children)
+                                        children=children, roles=roles)
             with psycopg.connect(conninfo, autocommit=True) as conn:
-                correlation = created_at_correlation(conn)
+                correlation = created_at_correlation(conn, messages, layouts.messages.column_name("created_at"))
     timings = {**report.timings, "plan": copied.plan.seconds, "plan_and_small_tables_beside_copy":
                copied.beside_seconds, "load": load}
     return SeedResult(
@@ -539,14 +550,14 @@ class _Copied:
 
 
 def _copy_history(server: Server, spec: Spec, conninfo: str, report: Reporter, pools: Pools, package: SchemaPackage,
-                  prebuilt: bool, deferred: bool, *, seed: int, workers: int, order: str,
+                  prebuilt: bool, deferred: bool, roles: RoleMap, *, seed: int, workers: int, order: str,
                   chunk_rows: int) -> _Copied:
     """Schema, plan and the messages' COPY at once: render workers forked first (small), the schema
     prepared and the plan drawn beside the COPY (its buckets go to the workers as they complete), then
     users and conversations on another connection."""
     with RenderWorkers(pools, workers, chunk_rows) as renderers:  # forked small: before the plan exists
         # No thread runs before the fork.
-        schema_made = _Background(lambda: _prepare_schema(conninfo, spec, package, prebuilt, deferred))
+        schema_made = _Background(lambda: _prepare_schema(conninfo, spec, package, prebuilt, deferred, roles))
 
         def start_rendering(inputs: RenderInputs, where: Path) -> None:
             # the messages' layout comes from the schema

@@ -2,9 +2,11 @@
 
 Whatever built the schema (the canonical models, the application's ``--models``, its migrations),
 the loader fills what the catalog says is there: every table (leaf partitions through their parent),
-every column by its type, nullability, default, CHECK, foreign key and uniqueness. Tables are given
-roles by name: ``users``, ``conversations`` and ``messages`` get the plan's rows (the history's
-shape); any other table is a *child* filled per row of the table its first foreign key references.
+every column by its type, nullability, default, CHECK, foreign key and uniqueness. Tables and columns
+are given roles through the role map (``chatbench.schema.rolemap``: ``[tool.chatbench.map]``, the
+canonical names where it says nothing): the tables playing ``users``, ``conversations`` and ``messages``
+get the plan's rows (the history's shape) in the columns playing the role's columns; any other table is
+a *child* filled per row of the table its first foreign key references.
 
 Only read-only catalog queries run here.
 """
@@ -14,21 +16,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 
 from chatbench.errors import ConfigError
 from chatbench.schema.package import TOOL_TABLES
+from chatbench.schema.rolemap import CANONICAL, ROLE_TABLES, RoleMap
 
-ROLES = ("users", "conversations", "messages")
-# The columns the plan fills per role (what the canonical models declare).
-ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "users": ("id", "created_at", "email", "display_name"),
-    "conversations": ("id", "user_id", "created_at", "updated_at", "title"),
-    "messages": ("id", "conversation_id", "user_id", "created_at", "role", "content"),
-}
 ROLE_KEYS: dict[str, dict[str, str]] = {  # role -> key column -> the role whose rows it numbers
     "users": {"id": "users"},
     "conversations": {"id": "conversations", "user_id": "users"},
@@ -69,14 +66,24 @@ class TargetTable:
     leaves: tuple[str, ...]
     parent: str | None  # for a child: the table whose rows it is filled per (its first foreign key)
     parent_column: str | None
+    # the role's columns the table has: canonical name ("created_at") -> the table's column ("createdAt")
+    role_columns: Mapping[str, str] = field(default_factory=dict)
+    # foreign keys of several columns: (its columns, the referenced table, the referenced columns)
+    composite_references: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...] = ()
 
     def column(self, name: str) -> TargetColumn | None:
         return next((c for c in self.columns if c.name == name), None)
+
+    def role_column(self, canonical: str) -> TargetColumn | None:
+        """The column playing the role's ``canonical`` column (None when the table has none)."""
+        name = self.role_columns.get(canonical)
+        return None if name is None else self.column(name)
 
 
 @dataclass(frozen=True)
 class TargetSchema:
     tables: tuple[TargetTable, ...]  # referenced tables first
+    roles: RoleMap = CANONICAL  # the map that gave the tables their roles
 
     def table(self, name: str) -> TargetTable | None:
         return next((t for t in self.tables if t.name == name), None)
@@ -84,6 +91,10 @@ class TargetSchema:
     def role(self, role: str) -> TargetTable:
         found = next((t for t in self.tables if t.role == role), None)
         if found is None:
+            mapped = self.roles.table(role)
+            if mapped != role:
+                raise ConfigError(f"[tool.chatbench.map] {role} = {mapped!r}: the schema has no table {mapped!r}; "
+                                  "name the application's table as the catalog spells it")
             raise ConfigError(
                 f"the schema has no {role!r} table; chatbench seeds the chat history into users, conversations "
                 "and messages (create them, or name yours in [tool.chatbench.map])"
@@ -133,25 +144,38 @@ SELECT c.relname, k.conname, k.contype::text,
 """
 
 
-def read_target(conn: psycopg.Connection[Any], schema: str = "public", *, keep_filled: bool = False) -> TargetSchema:
-    """The tables of ``schema`` as the loader sees them (read-only).
+def read_target(conn: psycopg.Connection[Any], schema: str = "public", *, keep_filled: bool = False,
+                roles: RoleMap = CANONICAL) -> TargetSchema:
+    """The tables of ``schema`` as the loader sees them (read-only), with the roles ``roles`` gives them.
 
     A migration tool's table is never a target. With ``keep_filled`` (a schema the application's
     migrations built), a table beyond the history that already holds rows (reference data the
-    migrations inserted) is left as it is, not emptied and filled again.
+    migrations inserted) is left as it is, not emptied and filled again. A column the map names that
+    its table lacks is a one-line error: the map is misspelt, and the history would miss it silently.
     """
     p = {"schema": schema}
     tables = {r[1]: (bool(r[2]), tuple(r[3])) for r in conn.execute(_TABLES, p) if r[1] not in TOOL_TABLES}
     if keep_filled:
         tables = {name: facts for name, facts in tables.items()
-                  if name in ROLES or not _holds_rows(conn, name)}
+                  if roles.role_of(name) is not None or not _holds_rows(conn, name)}
     columns: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for r in conn.execute(_COLUMNS, p):
         columns[r[0]].append(r[1:])
     constraints = conn.execute(_CONSTRAINTS, p).fetchall()
-    built = [_table(name, partitioned, leaves, columns[name], [k for k in constraints if k[0] == name])
+    built = [_table(name, partitioned, leaves, columns[name], [k for k in constraints if k[0] == name], roles)
              for name, (partitioned, leaves) in tables.items()]
-    return TargetSchema(_dependency_order(built))
+    _check_mapped_columns(built, roles)
+    return TargetSchema(_dependency_order(built), roles)
+
+
+def _check_mapped_columns(tables: list[TargetTable], roles: RoleMap) -> None:
+    for table in tables:
+        for (role, canonical), name in sorted(roles.columns.items()):
+            if role == table.role and table.column(name) is None:
+                raise ConfigError(
+                    f"[tool.chatbench.map] \"{role}.{canonical}\" = {name!r}: table {table.name!r} has no column "
+                    f"{name!r}; name the column as the catalog spells it ({', '.join(c.name for c in table.columns)})"
+                )
 
 
 _DEFINITIONS = """
@@ -205,7 +229,7 @@ def _holds_rows(conn: psycopg.Connection[Any], table: str) -> bool:
 
 
 def _table(name: str, partitioned: bool, leaves: tuple[str, ...], cols: list[tuple[Any, ...]],
-           constraints: list[tuple[Any, ...]]) -> TargetTable:
+           constraints: list[tuple[Any, ...]], roles: RoleMap) -> TargetTable:
     unique = {k[3][0] for k in constraints if k[2] in ("p", "u") and len(k[3]) == 1}
     references = {k[3][0]: (k[4], k[5][0]) for k in constraints if k[2] == "f" and len(k[3]) == 1}
     checks = [k[6] for k in constraints if k[2] == "c"]
@@ -220,11 +244,19 @@ def _table(name: str, partitioned: bool, leaves: tuple[str, ...], cols: list[tup
             generated=bool(generated), unique=attname in unique or primary == (attname,), choices=choices,
             minimum=low, maximum=high, references=references.get(attname),
         ))
-    role = name if name in ROLES else None
+    role = roles.role_of(name)
+    role_columns: dict[str, str] = {}  # a plain dict: layouts holding it are pickled to the render workers
+    if role is not None:
+        for column in out:
+            canonical = roles.role_column(role, column.name)
+            if canonical is not None:
+                role_columns[canonical] = column.name
     fk = next(((k[3][0], k[4]) for k in constraints if k[2] == "f" and len(k[3]) == 1 and k[4] != name), None)
     parent = fk if fk and role is None else None
+    composites = tuple((tuple(k[3]), k[4], tuple(k[5])) for k in constraints if k[2] == "f" and len(k[3]) > 1)
     return TargetTable(name, role, tuple(out), primary, partitioned, leaves,
-                       parent=parent[1] if parent else None, parent_column=parent[0] if parent else None)
+                       parent=parent[1] if parent else None, parent_column=parent[0] if parent else None,
+                       role_columns=role_columns, composite_references=composites)
 
 
 def _check_facts(column: str, checks: list[str]) -> tuple[tuple[str, ...], int | None, int | None, int | None]:
@@ -251,8 +283,8 @@ def _check_facts(column: str, checks: list[str]) -> tuple[tuple[str, ...], int |
 
 def _dependency_order(tables: list[TargetTable]) -> tuple[TargetTable, ...]:
     """Roles first (users, conversations, messages), then children, each after the tables it hangs from."""
-    by_name = {t.name: t for t in tables}
-    ordered: list[TargetTable] = [by_name[r] for r in ROLES if r in by_name]
+    by_role = {t.role: t for t in tables if t.role is not None}
+    ordered: list[TargetTable] = [by_role[r] for r in ROLE_TABLES if r in by_role]
     rest = sorted((t for t in tables if t.role is None), key=lambda t: t.name)
     while rest:
         ready = [t for t in rest if t.parent is None or t.parent not in {r.name for r in rest}]

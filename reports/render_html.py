@@ -18,12 +18,14 @@ from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparis
 from chatbench.reports.html_page import CSS, e
 from chatbench.reports.signoff import (
     READINESS_HEADER,
+    CitusRun,
     ClusterComparison,
     SeedSummary,
     ServerSummary,
     Signoff,
     TargetSignoff,
     readiness_rows,
+    readiness_title,
 )
 
 _REHEARSAL_CSS = {"PASS": "PASS", "WARN": "ERROR", "FAIL": "FAIL", "ERROR": "ERROR"}
@@ -37,9 +39,12 @@ def render_signoff(signoff: Signoff) -> str:
     cluster = signoff.cluster_comparison()
     if cluster is not None:
         body.append(_cluster_comparison(cluster))
+    elif signoff.citus is not None and signoff.citus.no_comparison:
+        body.append(f"<h2>Citus cluster against a single node</h2><p class='muted'>{e(signoff.citus.no_comparison)}"
+                    "</p>")
     body.append(_plots(signoff))
     for target in signoff.targets:
-        body.append(_target(target, signoff.multi))
+        body.append(_target(target, signoff.multi, signoff.citus))
     body.append(_footer(signoff))
     return _document(f"chatbench sign-off: {signoff.verdict}", "".join(body))
 
@@ -162,7 +167,7 @@ def _plots(signoff: Signoff) -> str:
     return "".join(out)
 
 
-def _target(target: TargetSignoff, multi: bool) -> str:
+def _target(target: TargetSignoff, multi: bool, citus: CitusRun | None = None) -> str:
     title = f"{target.label}: {target.verdict}" if multi else f"Evidence: {target.label}"
     out = [f'<h2 class="{target.verdict if multi else ""}">{e(title)}</h2>']
     if target.error:
@@ -177,7 +182,7 @@ def _target(target: TargetSignoff, multi: bool) -> str:
         out.append(_benchmarks(target.benchmark))
     if target.checks:
         out.append(_checks(target))
-    out.append(_readiness(target))
+    out.append(_readiness(target, citus))
     if target.seed is not None:
         out.append(_mapping_table("Data", _seed_rows(target.seed)))
     if target.comparison is not None:
@@ -194,17 +199,17 @@ def _rows_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _readiness(target: TargetSignoff) -> str:
+def _readiness(target: TargetSignoff, citus: CitusRun | None) -> str:
     rows = readiness_rows(target)
     if not rows:
         return ""
-    where = ("on the Citus cluster" if target.server.backend == "citus"
-             else "a preview on a single node: what Citus would refuse, not judged here")
-    return f"<h3>Distribution readiness (Citus), {e(where)}</h3>" + _rows_table(READINESS_HEADER, rows)
+    return f"<h3>{e(readiness_title(target, citus))}</h3>" + _rows_table(READINESS_HEADER, rows)
 
 
 def _cluster_comparison(cluster: ClusterComparison) -> str:
-    return (f"<h2>Citus cluster against a single node</h2><p class='muted'>{e(cluster.cluster_label)} against "
+    distributed = f" (distributed {cluster.distribution})" if cluster.distribution else ""
+    return (f"<h2>Citus cluster against a single node</h2><p class='muted'>{e(cluster.cluster_label + distributed)} "
+            "against "
             f"{e(cluster.single_label)}: the same rows, seeded in this run; p50/p95 from each server's benchmarks, "
             "buffers of one execution (every shard's counted on the cluster)</p>"
             + _rows_table(ClusterComparison.HEADER, cluster.rows()))
@@ -266,6 +271,8 @@ def _benchmarks(run: BenchmarkRun) -> str:
             "<table><tr><th>operation</th><th class='num'>count</th><th class='num'>p50 ms</th>"
             "<th class='num'>p95 ms</th><th class='num'>p99 ms</th><th class='num'>errors</th></tr>"
             f"{ops}</table>"
+            + "".join(f"<p><code>{e(name)}</code>: {e(why)}; left out of the mix.</p>"
+                      for name, why in load.not_measured.items())
         )
     return table
 
@@ -276,7 +283,7 @@ def _checks(target: TargetSignoff) -> str:
     css = {"failed": "failed", "inconclusive": "inconclusive"}
     rows = "".join(
         f"<tr><td>{e(c.stage)}</td><td class='{css.get(c.outcome, 'skipped') if c.severity == 'error' else 'skipped'}'>"
-        f"{e('inconclusive' if c.undecided else c.severity)}</td>"
+        f"{e('inconclusive' if c.undecided else 'skipped' if c.outcome == 'skipped' else c.severity)}</td>"
         f"<td><code>{e(c.name)}</code></td><td>{e(c.message)}</td></tr>"
         for c in shown
     )
@@ -285,8 +292,8 @@ def _checks(target: TargetSignoff) -> str:
         if rows
         else ""
     )
-    return (f"<h3>Checks</h3><p>{passed} passed, {len(shown)} not passed (failures, undecided items and warnings "
-            f"below).</p>{table}")
+    return (f"<h3>Checks</h3><p>{passed} passed, {len(shown)} not passed (failures, undecided items, warnings and "
+            f"items skipped by design below).</p>{table}")
 
 
 def _comparison(comparison: Comparison) -> str:

@@ -14,10 +14,13 @@ from chatbench.reports import rehearsal_markdown
 from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
 from chatbench.reports.signoff import (
     READINESS_HEADER,
+    CheckItem,
+    CitusRun,
     ClusterComparison,
     Signoff,
     TargetSignoff,
     readiness_rows,
+    readiness_title,
 )
 
 MAX_CHARS = 60_000
@@ -37,12 +40,14 @@ _STATUS_ICON = {
 def render_signoff(signoff: Signoff, *, max_chars: int = MAX_CHARS) -> str:
     """The whole sign-off as Markdown, at most ``max_chars`` characters."""
     head = _signoff_head(signoff, max_chars)
-    evidence = [_target_evidence(t, signoff.multi) for t in signoff.targets]
+    evidence = [_target_evidence(t, signoff.multi, signoff.citus) for t in signoff.targets]
     if signoff.multi:
         evidence.insert(0, _side_by_side(signoff.targets))
     cluster = signoff.cluster_comparison()
     if cluster is not None:
         evidence.insert(1, _cluster_comparison(cluster))
+    elif signoff.citus is not None and signoff.citus.no_comparison:
+        evidence.insert(1, f"\n### Citus cluster against a single node\n\n{_escape(signoff.citus.no_comparison)}.\n")
     text = head + "".join(evidence) + _footer(signoff)
     if len(text) <= max_chars:
         return text
@@ -79,15 +84,19 @@ def _signoff_head(signoff: Signoff, max_chars: int = MAX_CHARS) -> str:
             *[f"- {_escape(line)}" for line in undecided],
             "",
         ]
-    warnings = [(t, w) for t in signoff.targets for w in t.warnings]
-    if warnings:
-        lines.append(f"<details><summary>Warnings ({len(warnings)})</summary>\n")
-        prefix = (lambda t: f"[{t.label}] ") if signoff.multi else (lambda t: "")
-        lines += [f"- {prefix(t)}{_escape(w.line())}" for t, w in warnings]
-        lines += ["", "</details>", ""]
+    lines += _folded("Warnings", [(t, w) for t in signoff.targets for w in t.warnings], signoff.multi)
+    lines += _folded("Skipped", [(t, c) for t in signoff.targets for c in t.skipped], signoff.multi)
     for note in signoff.notes:
         lines.append(f"> {_escape(note)}")
     return "\n".join(lines) + "\n"
+
+
+def _folded(title: str, items: Sequence[tuple[TargetSignoff, CheckItem]], multi: bool) -> list[str]:
+    """A folded list of checks, one line each (prefixed by the server when several); nothing when empty."""
+    if not items:
+        return []
+    return [f"<details><summary>{title} ({len(items)})</summary>\n",
+            *(f"- {f'[{t.label}] ' if multi else ''}{_escape(c.line())}" for t, c in items), "", "</details>", ""]
 
 
 def _footer(signoff: Signoff) -> str:
@@ -125,7 +134,7 @@ def _side_by_side(targets: Sequence[TargetSignoff]) -> str:
     return "\n### Side by side\n\n" + "\n".join([header, rule, *rows]) + "\n"
 
 
-def _target_evidence(target: TargetSignoff, multi: bool) -> str:
+def _target_evidence(target: TargetSignoff, multi: bool, citus: CitusRun | None = None) -> str:
     title = (
         f"\n### {_ICON[target.verdict]} {_escape(target.label)}: {target.verdict}\n" if multi else "\n### Evidence\n"
     )
@@ -143,7 +152,7 @@ def _target_evidence(target: TargetSignoff, multi: bool) -> str:
         lines += _benchmark_table(target.benchmark)
     if target.verification is not None:
         lines += _verification_summary(target)
-        lines += _readiness(target)
+        lines += _readiness(target, citus)
     if target.seed is not None:
         lines += _seed_summary(target)
     if target.comparison is not None:
@@ -225,11 +234,12 @@ def _load_table(run: BenchmarkRun) -> list[str]:
             f"| `{op.operation}` | {op.count} | {_opt(p.get('p50'))} | {_opt(p.get('p95'))} | "
             f"{_opt(p.get('p99'))} | {op.errors} |"
         )
+    rows += [f"\n`{name}`: {_escape(why)}; left out of the mix." for name, why in load.not_measured.items()]
     return ["#### Load", "", *rows, ""]
 
 
 def _verification_summary(target: TargetSignoff) -> list[str]:
-    findings = [c for c in target.checks if c.stage in ("drift", "health", "plans")]
+    findings = [c for c in target.checks if c.stage in ("drift", "health", "plans") and c.outcome != "skipped"]
     by_stage: dict[str, list[int]] = {}
     for check in findings:
         counts = by_stage.setdefault(check.stage, [0, 0, 0])
@@ -244,17 +254,16 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
             *("| " + " | ".join(_escape(cell) for cell in row) + " |" for row in rows)]
 
 
-def _readiness(target: TargetSignoff) -> list[str]:
+def _readiness(target: TargetSignoff, citus: CitusRun | None) -> list[str]:
     rows = readiness_rows(target)
     if not rows:
         return []
-    where = ("on the Citus cluster" if target.server.backend == "citus"
-             else "a preview on a single node: what Citus would refuse, not judged here")
-    return [f"#### Distribution readiness (Citus), {where}", "", *_table(READINESS_HEADER, rows), ""]
+    return [f"#### {readiness_title(target, citus)}", "", *_table(READINESS_HEADER, rows), ""]
 
 
 def _cluster_comparison(cluster: ClusterComparison) -> str:
-    return (f"\n### Citus cluster against a single node\n\n{_escape(cluster.cluster_label)} against "
+    distributed = f" (distributed {cluster.distribution})" if cluster.distribution else ""
+    return (f"\n### Citus cluster against a single node\n\n{_escape(cluster.cluster_label)}{distributed} against "
             f"{_escape(cluster.single_label)}: the same rows, seeded in this run; p50/p95 from each server's "
             "benchmarks, buffers of one execution (every shard's counted on the cluster).\n\n"
             + "\n".join(_table(ClusterComparison.HEADER, cluster.rows())) + "\n")

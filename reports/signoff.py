@@ -35,7 +35,7 @@ from chatbench.verify.result import VerificationResult
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR"]
 StageStatus = Literal["ok", "failed", "inconclusive", "error", "skipped"]
 Severity = Literal["error", "warning", "info"]
-Outcome = Literal["passed", "failed", "inconclusive"]
+Outcome = Literal["passed", "failed", "inconclusive", "skipped"]
 
 SIGNOFF_FORMAT = 4
 """Version of the ``signoff.json`` layout ``to_plain(signoff)`` writes. Bump it on any change a reader
@@ -73,6 +73,13 @@ Format history:
   ``query_costs[]`` (``{scenario, query, buffers, tasks, router}``) and ``verification.readiness`` (the
   ``citus`` verify group); checks of stage ``readiness``; stage rows ``readiness`` and, on the cluster,
   ``plans`` skipped (routing replaces the plan contracts there; they are judged on the single node).
+  From 2026-12-08 a ``--dsn`` Citus coordinator signs off as a cluster too: a cluster target is one whose
+  ``server.details`` has ``citus`` (and ``distribution``, the variant its tables were distributed as), whatever
+  its ``backend``; top-level ``citus``: null, or ``{distribution, no_comparison}`` (the variant, and why there
+  is no single node beside the cluster, or null); ``cluster_comparison`` gains ``distribution``.
+  From 2026-12-06 a check's ``outcome`` may be ``skipped`` (severity ``info``, neither passed nor failing): an
+  item not run by design, its ``message`` saying why (a canonical query or scenario on a schema whose roles
+  ``[tool.chatbench.map]`` renames: ``plans/skipped`` and the benchmarks' ``not_run``).
 """
 
 EXIT_CODES: Mapping[str, int] = {"PASS": 0, "FAIL": 1, "ERROR": 2, "INCONCLUSIVE": 3}
@@ -95,7 +102,7 @@ class CheckItem:
     """One judged item: a drift finding, a missed target, a regression, a stage error.
 
     Only ``severity == "error"`` items that failed fail the verdict, and only such items that were
-    inconclusive make it INCONCLUSIVE; warnings are shown.
+    inconclusive make it INCONCLUSIVE; warnings are shown, and so are the items skipped by design (with why).
     """
 
     stage: str
@@ -153,6 +160,11 @@ class ServerSummary:
     def of(cls, server: Server) -> ServerSummary:
         return cls(server.backend, server.display_url, server.version, server.version_num, server.database,
                    dict(server.settings), dict(server.details))
+
+    @property
+    def cluster(self) -> bool:
+        """A Citus cluster (``--backend citus``, or a ``--dsn`` coordinator the sign-off distributed on)."""
+        return "citus" in self.details
 
 
 def _server_document(server: ServerSummary) -> dict[str, Any]:
@@ -242,6 +254,11 @@ class TargetSignoff:
         return tuple(c for c in self.checks if not c.passed and c.severity == "warning")
 
     @property
+    def skipped(self) -> tuple[CheckItem, ...]:
+        """Items not run by design, each with why (``outcome == "skipped"``)."""
+        return tuple(c for c in self.checks if c.outcome == "skipped")
+
+    @property
     def verdict(self) -> Verdict:
         if self.error is not None or any(s.status == "error" for s in self.stages):
             return "ERROR"
@@ -285,6 +302,7 @@ class ClusterComparison:
     single_label: str
     cluster_label: str
     queries: tuple[QueryComparison, ...]
+    distribution: str = ""  # the variant the cluster's tables were distributed as
 
     HEADER: ClassVar[tuple[str, ...]] = ("scenario", "query", "route on Citus", "p50 ms single", "p50 ms Citus",
                                          "p95 ms single", "p95 ms Citus", "buffers single", "buffers Citus")
@@ -298,6 +316,26 @@ class ClusterComparison:
 
 
 READINESS_HEADER = ("severity", "rule", "object", "expected", "found", "detail")
+
+
+@dataclass(frozen=True)
+class CitusRun:
+    """A sign-off on a Citus cluster: the variant its tables were distributed as (the readiness preview on the
+    single node is judged against it too), and why there is no single node beside the cluster (None: there is)."""
+
+    distribution: str
+    no_comparison: str | None = None
+
+
+def readiness_title(target: TargetSignoff, citus: CitusRun | None) -> str:
+    """The heading of a target's readiness section: the cluster as distributed, or a single node's preview,
+    and the variant it was judged against."""
+    variant = f" {citus.distribution}" if citus is not None else ""
+    if target.server.cluster:
+        return f"Distribution readiness (Citus), on the Citus cluster, distributed{variant or ' as declared'}"
+    against = f" against{variant}" if variant else ""
+    return (f"Distribution readiness (Citus), a preview on a single node{against}: what Citus would refuse, "
+            "not judged here")
 
 
 def readiness_rows(target: TargetSignoff) -> list[tuple[str, ...]]:
@@ -324,6 +362,7 @@ class Signoff:
     baseline: str | None = None  # the baseline file compared against, if any
     command: str = ""  # the command line (redacted)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    citus: CitusRun | None = None  # a sign-off on a Citus cluster
 
     @property
     def verdict(self) -> Verdict:
@@ -374,12 +413,13 @@ class Signoff:
     def cluster_comparison(self) -> ClusterComparison | None:
         """A Citus sign-off's side-by-side: the cluster target against the single node it ran beside (same
         data, same run), or None when the run has not both with their benchmarks."""
-        cluster = next((t for t in self.targets if t.server.backend == "citus"), None)
-        single = next((t for t in self.targets if t.server.backend == "local"), None)
+        cluster = next((t for t in self.targets if t.server.cluster), None)
+        single = next((t for t in self.targets if t.server.backend == "local" and not t.server.cluster), None)
         if cluster is None or single is None or cluster.benchmark is None or single.benchmark is None:
             return None
         queries = side_by_side(single.benchmark, single.query_costs, cluster.benchmark, cluster.query_costs)
-        return ClusterComparison(single.label, cluster.label, queries) if queries else None
+        return ClusterComparison(single.label, cluster.label, queries, cluster.server.details.get("distribution", "")) \
+            if queries else None
 
 
 def _document(signoff: Signoff) -> dict[str, Any]:

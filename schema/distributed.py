@@ -24,19 +24,25 @@ reports the hot shard and the skew). The README quotes the measured figures.
 ``transform_statements`` gives the DDL that turns the canonical single-node schema into a variant (the
 fix for every readiness finding the canonical schema gets); ``distribute`` runs it on a Citus
 coordinator, over tables that may already hold rows (Citus moves them into the shards).
+``seeding_distributed`` runs the same DDL around a seed instead: the empty schema placed before it, the
+foreign keys and triggers after it, so the rows go through the coordinator straight into the shards (the
+sign-off's way for a variant that keeps a conversation's messages on its shard). The setting
+``citus_distribution`` picks the variant (``chatbench.settings.CITUS_DISTRIBUTIONS`` names these).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from chatbench.provision import Server
 from chatbench.schema.models import NAMING_CONVENTION, TRIGGERS, metadata
+from chatbench.settings import CITUS_DISTRIBUTIONS, default
 
 Placement = Literal["distributed", "reference"]
-DEFAULT_VARIANT = "by_conversation"
+DEFAULT_VARIANT: str = default("citus_distribution")
 SHARD_COUNT = 32
 """Citus's default shard count: a few shards per core of a small cluster, room to rebalance onto more nodes."""
 
@@ -78,6 +84,15 @@ class DistributionVariant:
 
     def distributed(self) -> tuple[TablePlan, ...]:
         return tuple(t for t in self.tables if t.placement == "distributed")
+
+    @property
+    def conversations_colocated(self) -> bool:
+        """A conversation's messages on its own shard (messages by ``conversation_id``, co-located with
+        conversations by ``id``): joins on the conversation key, such as the seed's integrity check, run shard by
+        shard; otherwise Citus refuses them (an outer join across co-location it cannot repartition)."""
+        messages, conversations = self.plan("messages"), self.plan("conversations")
+        return (messages is not None and conversations is not None and messages.column == "conversation_id"
+                and conversations.column == "id" and self.group("messages") == self.group("conversations"))
 
     def group(self, table: str) -> str | None:
         """The co-location group of a distributed table (named by its first table); None otherwise."""
@@ -141,6 +156,9 @@ BY_USER = DistributionVariant(
 )
 
 VARIANTS: dict[str, DistributionVariant] = {v.name: v for v in (BY_CONVERSATION, BY_USER)}
+if tuple(VARIANTS) != CITUS_DISTRIBUTIONS:  # the setting's choices (the base layer cannot import this module)
+    raise RuntimeError(f"chatbench.settings.CITUS_DISTRIBUTIONS {CITUS_DISTRIBUTIONS} must name the variants "
+                       f"declared here, {tuple(VARIANTS)}")
 
 
 def variant(name: str | None = None) -> DistributionVariant:
@@ -238,3 +256,47 @@ def distribute(server: Server, chosen: DistributionVariant) -> None:
             conn.execute("SELECT truncate_local_data_after_distributing_table(%s::regclass)", (plan.table,))
         for plan in chosen.tables:
             conn.execute(f"VACUUM (ANALYZE) {_q(plan.table)}")  # index-only scans on shards
+
+
+@contextlib.contextmanager
+def seeding_distributed(server: Server, chosen: DistributionVariant) -> Iterator[None]:
+    """The distribution step before the seed: the empty canonical schema (built here, in a database the caller
+    cleared of a previous one: ``loadgen.ddl.drop_schema``) re-keyed and placed as
+    ``chosen``, for the seeder to fill the distributed tables where they stand (``loadgen.seed(...,
+    prebuilt=True)``: it takes the schema apart around the COPY and puts it back by the catalog's definitions,
+    which Citus runs on every shard); when the block ends, the variant's foreign keys (validated on the shards)
+    and the triggers.
+
+    Keys and triggers wait for the rows because Citus would check each row's foreign keys on its shard (the
+    seeder's ``session_replication_role = replica`` stays on the coordinator), would refuse the seeder's
+    DDL on the reference table after its parallel DDL on a table referring to it in one transaction, and
+    re-creates a trigger on a distributed table only with ``citus.enable_unsafe_triggers`` in the session.
+    Measured: README, "Citus" (``python -m chatbench.benchmarks.citus``)."""
+    import psycopg
+
+    from chatbench.provision.citus import enable_citus
+    from chatbench.schema import apply
+
+    server.require_destructive("distribute the tables")
+    apply(server.url)  # the schema the seeder fills where it stands (``prebuilt``)
+    enable_citus(server)
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        for statement in (*prepare_statements(chosen), *placement_statements(chosen)):
+            conn.execute(statement)  # (built from declared names only)
+    yield
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        for statement in (*SESSION_SETTINGS, *foreign_key_statements(chosen), *trigger_statements()):
+            conn.execute(statement)
+
+
+def cluster_details(server: Server) -> dict[str, str]:
+    """What a report records about the cluster behind ``server``'s (distributed) database: Citus's version and
+    its active workers, as that database has them (the same for ``--backend citus`` and a ``dsn`` coordinator)."""
+    import psycopg
+
+    with psycopg.connect(server.conninfo(), autocommit=True) as conn:
+        version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()
+        workers = conn.execute("SELECT node_name, node_port FROM citus_get_active_worker_nodes() ORDER BY 1, 2"
+                               ).fetchall()
+    return {"citus": str(version[0]) if version else "", "workers": str(len(workers)),
+            "worker_nodes": ",".join(f"{host}:{port}" for host, port in workers)}

@@ -2,10 +2,10 @@
 
 chatbench knows a chat history by meaning: a ``users`` table, ``conversations`` owned by a user, and
 ``messages`` of a conversation ordered by ``(created_at, id)``. An application names them its own way
-(``"Message"``, ``"chatId"``, ``"createdAt"``). The map names them once, so the scenarios read their
-cursors from them, the page walk counts their rows and the index proposals build on them without
-guessing (the seed filling mapped tables through it is still to come: ``loadgen.target`` names roles by
-table name):
+(``"Message"``, ``"chatId"``, ``"createdAt"``). The map names them once, so the seed fills the history
+into them (``loadgen.target`` gives each table and column its role through ``role_of`` and
+``role_column``), the scenarios read their cursors from them, the page walk counts their rows and the
+index proposals build on them without guessing:
 
 .. code-block:: toml
 
@@ -70,6 +70,11 @@ class RoleMap:
     @property
     def empty(self) -> bool:
         return not self.tables and not self.columns
+
+    def entries(self) -> tuple[tuple[str, str], ...]:
+        """The map as its TOML keys and values, sorted: what the seed cache keys a mapped seed by."""
+        pairs = [*self.tables.items(), *((f"{role}.{column}", name) for (role, column), name in self.columns.items())]
+        return tuple(sorted(pairs))
 
 
 CANONICAL = RoleMap()

@@ -1,9 +1,10 @@
 """The application-query corpus judged on real seeded servers: every defect caught and named with its
 evidence, every fixed twin passing, every missing index proposed only once proven on a copy.
 
-Three application-shaped schemas (``tests/app_queries/``: uuid keys with jsonb and extra tables; bigint with
-a tenant and json; messages partitioned by month with text keys), each seeded once (smoke profile) and judged
-once per module (``app_queries_support.seeded_app``). On PostgreSQL 18 (embedded) all three; on Debian's 15
+Four application-shaped schemas (``tests/app_queries/``: uuid keys with jsonb and extra tables; bigint with
+a tenant and json; messages partitioned by month with text keys; an AI chat app on its own names through its
+``[map]``), each seeded once (smoke profile) and judged once per module (``app_queries_support.seeded_app``).
+On PostgreSQL 18 (embedded) all four; on Debian's 15
 (marked ``pg15``) the tenant schema. Asserted: finding kinds, objects, severities, rows named by the page
 walk, the proposals' before/after errors; never timings.
 """

@@ -220,6 +220,7 @@ def test_signals_at_every_stage_leave_nothing(backend: str, tmp_path: Path, requ
 
     dsn = request.getfixturevalue("dsn") if backend == "dsn" else None
     places = {name: _place(tmp_path / name, backend, dsn) for name in SIGNALS}
+    started: list[Run] = []  # every run this battery started, so a failure midway stops them all
     try:
         warming = [subprocess.Popen([sys.executable, "-m", "chatbench", "seed", "--profile", "smoke",
                                      *place.backend_args], env=place.env(), stdout=subprocess.DEVNULL,
@@ -235,9 +236,10 @@ def test_signals_at_every_stage_leave_nothing(backend: str, tmp_path: Path, requ
         late = ("seed.copy.rows",) if backend == "dsn" else ()
         runs: dict[str, list[Run]] = {name: [] for name in places}
         for wave in ([s for s in STAGES if s not in late], list(late)):
-            started = [(name, _start(place, stage, f"{name}-{stage}", _argv(stage, seeds[name])))
-                       for name, place in places.items() for stage in wave]
-            for name, run in started:
+            wave_runs = [(name, _start(place, stage, f"{name}-{stage}", _argv(stage, seeds[name])))
+                         for name, place in places.items() for stage in wave]
+            started += [run for _, run in wave_runs]
+            for name, run in wave_runs:
                 _wait_reached(run)
                 runs[name].append(run)
         for name, group in runs.items():
@@ -263,10 +265,20 @@ def test_signals_at_every_stage_leave_nothing(backend: str, tmp_path: Path, requ
                                              next(r.out for r in runs["SIGKILL"] if r.stage == "report.write"),
                                              signoff=backend == "local")
     finally:
+        _stop_all(started)
         for place in places.values():
             _cli(place, "clean", *(("--dsn", dsn.dsn) if dsn is not None else ()))
             shutil.rmtree(place.run_dir, ignore_errors=True)
             shutil.rmtree(place.cache_dir, ignore_errors=True)
+
+
+def _stop_all(runs: list[Run]) -> None:
+    """A run still paused at its stage when the battery failed is killed: it would wait there, holding its
+    server, for the rest of the session (and a rerun would start 24 more beside it)."""
+    for run in runs:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.wait(timeout=60)
 
 
 def _next_run_uses_nothing_half_made(place: Place, seed: int, baseline: set[str], killed_out: Path, *,

@@ -1,7 +1,7 @@
 """Every unsafe migration of the corpus FAILs naming the statement, the lock and the blocked time;
 every safe one passes (no finding at all, and the migrated schema verifies clean), except for the rules
-a case's ``safe_trips`` names (the type change breaks prepared statements however it is written): at the ci
-profile (200k messages, and smoke as the second size), on PostgreSQL 18 (embedded) and 15 (Debian).
+a case's ``safe_trips`` names (the type change breaks prepared statements however it is written): at the
+smoke profile and a fifth of it (``SPEC``, ``SMALL_SPEC``), on PostgreSQL 18 (embedded) and 15 (Debian).
 
 Real servers, real live load, real locks: nothing here is mocked. The seeded templates are made
 once per server (the seed cache) and every rehearsal clones them.
@@ -13,16 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rehearse_corpus import CASES, Case
+from rehearse_corpus import CASES, SMALL_SPEC, SPEC, Case
 from servers import DEBIAN_PG15, require_pg15
 
-from chatbench import loadgen
 from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
 from chatbench.provision import Server, provision
 from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.locks import short
-from chatbench.rehearse.stage import smaller_spec
 from chatbench.rehearse.statements import read_migration
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
@@ -36,11 +34,10 @@ def pg15() -> Iterator[Server]:
 
 
 def plan_for(case: Case, folder: Path, *, safe: bool) -> RehearsalPlan:
-    spec = loadgen.load_spec("ci")
     migration = case.migration(folder, safe)
     return RehearsalPlan(
         migration=read_migration(migration), migration_source=f"--migration {migration.name}", migration_cmd=None,
-        before_file=case.before_sql(folder, safe), before_cmd=None, spec=spec, small_spec=smaller_spec(spec), seed=1,
+        before_file=case.before_sql(folder, safe), before_cmd=None, spec=SPEC, small_spec=SMALL_SPEC, seed=1,
         production_messages=1_000_000_000, clients=2, rate_per_s=100.0, weights=DEFAULT_WEIGHTS, baseline_s=0.3,
         budgets=load_budgets(), timeout_s=120.0)
 

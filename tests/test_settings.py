@@ -43,6 +43,7 @@ VALID: dict[str, tuple[Any, Any]] = {
     "format": ("json", "json"),
     "models": ("app.models:Base", "app.models:Base"),
     "drift_mode": ("contract", "contract"),
+    "citus_distribution": ("by_user", "by_user"),
 }
 
 

@@ -27,12 +27,14 @@ from chatbench.loadgen.result import SeedParameters, SeedResult
 from chatbench.provision import Server
 from chatbench.schema.package import SchemaPackage
 from chatbench.schema.package import canonical as canonical_package
+from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.settings import DriftMode
 from chatbench.verify import (  # noqa: F401  (importing registers the checks, in order)
     acceptance,
     citus,
     drift,
     drift_behaviour,
+    drift_roles,
     health,
     plans,
 )
@@ -86,11 +88,14 @@ def verify(
     pg_bin: str | Path | None = None,
     expected: SchemaPackage | None = None,
     mode: DriftMode = "exact",
+    roles: RoleMap = CANONICAL,
 ) -> VerificationResult:
     """Run drift (with the behaviour probes), health and plan checks on ``server``'s database.
 
     ``expected`` is the schema package the database is compared with (default: the canonical models);
-    ``mode`` how extras are judged (see the module docstring). ``canonical`` lets a caller reuse
+    ``mode`` how extras are judged (see the module docstring); ``roles`` the application's names for the
+    roles (``[tool.chatbench.map]``: contract mode judges the role tables through it, and the canonical
+    queries are not run on the tables and columns it renames, ``verify/mapped.py``). ``canonical`` lets a caller reuse
     already-read expected facts (tests verifying many mutants; they must be ``expected``'s);
     ``only`` restricts to check names or groups (``drift``, ``health.fk_indexes``); ``pg_bin`` picks
     the binaries of the throwaway local server a read-only verification uses (default: embedded).
@@ -116,6 +121,7 @@ def verify(
             scratch=LocalScratch(stack, pg_bin),
             expected=package,
             mode=mode,
+            roles=roles,
         )
         timings["catalog"] = time.perf_counter() - t
         findings, outcomes = _run_checks(ctx, selected, f"{mode} {package.name}", progress, timings)

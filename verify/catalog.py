@@ -311,6 +311,14 @@ SELECT c.relname, format_type(s.seqtypid, NULL), s.seqmax,
 """
 
 
+def unquoted(identifier: str) -> str:
+    """A column as the deparsed text spells it (``"createdAt"``), as its name (``createdAt``): what queries and
+    contracts name it by."""
+    if len(identifier) > 1 and identifier[0] == identifier[-1] == '"':
+        return identifier[1:-1].replace('""', '"')
+    return identifier
+
+
 def _render_key(expression: str, option: int, method: str, opclass: str = "") -> str:
     """A key as written in CREATE INDEX: a non-default opclass and btree's DESC/NULLS are part of it."""
     if opclass:
@@ -403,7 +411,7 @@ def read_catalog(conn: psycopg.Connection[Any], schema: str = "public") -> Catal
             )
             for k in range(nkey)
         )
-        key_columns = tuple(exprs[k] if attnums[k] != 0 else None for k in range(nkey))
+        key_columns = tuple(unquoted(exprs[k]) if attnums[k] != 0 else None for k in range(nkey))
         indexes[(table, name)] = IndexFact(
             table=table,
             name=name,

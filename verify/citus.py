@@ -3,7 +3,9 @@
 Two registered checks over the ``VerificationContext``:
 
 - ``citus.static`` judges the live catalog against a distribution variant
-  (``chatbench.schema.distributed``, default ``by_conversation``): every primary key, unique constraint
+  (``chatbench.schema.distributed``): the one the database is distributed as, read from Citus's metadata;
+  on a database not distributed (the single-node preview) the one a caller asks for (``judging``, the
+  sign-off's ``citus_distribution``), else ``by_conversation``. Every primary key, unique constraint
   and unique index of a distributed table includes its distribution column; foreign keys stay within a
   co-location group (between distributed tables on their distribution columns) or point into a
   reference table; identity and serial columns are ``bigint`` (Citus hands out per-node ranges of a
@@ -24,14 +26,17 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from chatbench.schema.contracts import PAGE_SIZE
-from chatbench.schema.distributed import DistributionVariant, variant
+from chatbench.schema.distributed import VARIANTS, DistributionVariant, variant
 from chatbench.schema.models import metadata
 from chatbench.schema.queries import CANONICAL_QUERIES, CanonicalQuery
 from chatbench.verify.catalog import CatalogFacts
@@ -73,6 +78,38 @@ def load_citus_targets(path: Path = TARGETS_FILE) -> CitusTargets:
 def is_citus(conn: psycopg.Connection[Any]) -> bool:
     """Whether this database has Citus (a coordinator, whatever backend brought it: citus or a dsn)."""
     return conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is not None
+
+
+_ASKED: ContextVar[str | None] = ContextVar("chatbench_citus_variant", default=None)
+
+
+@contextmanager
+def judging(name: str | None) -> Iterator[None]:
+    """Readiness judged against variant ``name`` where the database does not say (not distributed: the
+    single-node preview): the sign-off's ``citus_distribution``, for the ``verify`` run inside the block."""
+    token = _ASKED.set(name)
+    try:
+        yield
+    finally:
+        _ASKED.reset(token)
+
+
+def live_variant(conn: psycopg.Connection[Any]) -> DistributionVariant | None:
+    """The variant this database is distributed as (every table of it placed as the variant places it), read
+    from Citus's metadata; None when it is not distributed (or as no declared variant)."""
+    if not is_citus(conn):
+        return None
+    placed = {str(table): (str(kind), None if column == "<none>" else str(column)) for table, kind, column in
+              conn.execute("SELECT table_name::text, citus_table_type, distribution_column FROM citus_tables")}
+    for chosen in VARIANTS.values():
+        if all(placed.get(t.table) == (t.placement, t.column) for t in chosen.tables):
+            return chosen
+    return None
+
+
+def judged_variant(conn: psycopg.Connection[Any]) -> DistributionVariant:
+    """The variant readiness judges against: the live one, else the one asked for (``judging``), else the default."""
+    return live_variant(conn) or variant(_ASKED.get())
 
 
 def _cols(columns: Iterable[str]) -> str:
@@ -205,21 +242,30 @@ def _triggers(facts: CatalogFacts, chosen: DistributionVariant) -> Iterator[Find
 
 
 def declared_by_variant(finding: Finding, chosen: DistributionVariant) -> bool:
-    """A drift finding the distribution step made on purpose: a canonical primary key re-keyed to the
-    variant's key (with the distribution column). Drift judges the canonical schema; on a cluster this one
-    difference is the fix ``static_findings`` asks for, so a sign-off does not fail it."""
+    """A drift finding the distribution step made on purpose: a canonical primary key re-keyed to the variant's
+    key (with the distribution column), a canonical foreign key the variant replaces (absent), or the variant's
+    own foreign key in its place (extra). Drift judges the canonical schema; on a cluster these differences are
+    the fix ``static_findings`` asks for, so a sign-off does not fail them."""
     table, _, name = finding.object.partition(".")
     plan = chosen.plan(table)
-    if finding.check != "drift" or plan is None or not plan.primary_key or table not in metadata.tables:
+    if finding.check != "drift" or plan is None or table not in metadata.tables:
         return False
-    return name == str(metadata.tables[table].primary_key.name) and f"({_cols(plan.primary_key)})" in finding.actual
+    if plan.primary_key and name == str(metadata.tables[table].primary_key.name):
+        return f"({_cols(plan.primary_key)})" in finding.actual
+    canonical = {str(fk.name) for fk in metadata.tables[table].foreign_key_constraints}
+    declared = {fk.name: fk for fk in chosen.foreign_keys if fk.table == table}
+    if name in canonical and name not in declared:
+        return finding.kind == "missing_foreign_key"
+    if name in declared and name not in canonical:
+        return finding.kind == "extra_foreign_key" and f"({_cols(declared[name].columns)})" in finding.actual
+    return False
 
 
 @check(CHECK_STATIC)
 def static_readiness(ctx: VerificationContext) -> Iterable[Finding]:
     """Distribution readiness (static): keys, foreign keys, sequences and triggers against the Citus variant."""
     on_citus = is_citus(ctx.conn)
-    chosen = variant(ctx.memo.get("citus_variant"))
+    chosen = judged_variant(ctx.conn)
     return list(static_findings(ctx.live, chosen, severity="error" if on_citus else "info"))
 
 
@@ -325,10 +371,15 @@ def hot_shard(conn: psycopg.Connection[Any]) -> HotShard:
         "SELECT conversation_id, count(*) FROM messages GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1").fetchone()
     if whale is None:
         raise LookupError("messages is empty: seed the database before judging skew")
-    row = conn.execute(
+    # The shard of the whale's rows, by whatever column the table is distributed on (its conversation, its owner).
+    placed = conn.execute("SELECT distribution_column FROM citus_tables WHERE table_name = 'messages'::regclass"
+                          ).fetchone()
+    column = str(placed[0]) if placed else "conversation_id"
+    row = conn.execute(sql.SQL(
         "SELECT s.shardid, s.nodename || ':' || s.nodeport FROM citus_shards s "
         "WHERE s.table_name = 'messages'::regclass "
-        "AND s.shardid = get_shard_id_for_distribution_column('messages'::regclass, %s::bigint)",
+        "AND s.shardid = get_shard_id_for_distribution_column('messages'::regclass, "
+        "(SELECT {} FROM messages WHERE conversation_id = %s LIMIT 1))").format(sql.Identifier(column)),
         (whale[0],)).fetchone()
     assert row is not None
     counted = conn.execute(

@@ -28,10 +28,12 @@ import psycopg
 from chatbench.loadgen.result import SeedParameters
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
-from chatbench.schema.package import SchemaPackage
+from chatbench.schema.package import CANONICAL_NAME, SchemaPackage
 from chatbench.schema.package import canonical as canonical_package
+from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.settings import DriftMode
 from chatbench.verify.catalog import CatalogFacts, read_catalog
+from chatbench.verify.mapped import mapped_roles
 from chatbench.verify.sites import LocalScratch
 
 DRIFT_MODES: tuple[DriftMode, ...] = get_args(DriftMode)  # what ``verify`` takes (the setting adds "auto")
@@ -55,11 +57,22 @@ class VerificationContext:
     # ``exact``: the database equals ``expected``; ``contract``: it serves the canonical queries and behaviours.
     mode: DriftMode = "exact"
     expected: str = "canonical"  # the SchemaPackage's name the expected catalog was built from
+    # The application's names for the roles ([tool.chatbench.map]): contract mode judges the role tables
+    # through it (``drift_roles.py``), and the canonical queries do not run on tables it renames (``mapped.py``).
+    roles: RoleMap = CANONICAL
     # What a check opens (a scratch server, a schema-only copy) is closed with the verification.
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, compare=False, repr=False)
     scratch: LocalScratch | None = field(default=None, compare=False, repr=False)
     # Measurements shared by several checks (the plan run, the probe run), computed once on first use.
     memo: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    @property
+    def mapped(self) -> frozenset[str]:
+        """The roles drift judges through the map (``drift_roles.py``): those the map renames, in contract mode
+        against the canonical schema. Exact mode compares the canonical names (``drift.roles`` says so in one
+        line when there is a map); an application's own models (``--models``) are already on its names."""
+        canonical = self.expected == CANONICAL_NAME
+        return mapped_roles(self.roles) if self.mode == "contract" and canonical else frozenset()
 
     def scratch_server(self) -> Server:
         """The throwaway local server of this verification (started on first use)."""
@@ -141,6 +154,7 @@ def build_context(
     scratch: LocalScratch | None = None,
     expected: SchemaPackage | None = None,
     mode: DriftMode = "exact",
+    roles: RoleMap = CANONICAL,
 ) -> VerificationContext:
     """The context of one verification; ``canonical`` (already-read facts) wins over ``expected``."""
     package = expected if expected is not None else canonical_package()
@@ -161,6 +175,7 @@ def build_context(
         schema_name=schema_name,
         mode=mode,
         expected=package.name,
+        roles=roles,
         stack=stack if stack is not None else contextlib.ExitStack(),
         scratch=scratch,
     )

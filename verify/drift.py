@@ -27,6 +27,11 @@ gives up a canonical guarantee: durability (an UNLOGGED table or partition), int
 foreign key or cascade), ordering (a missing history index, the ``history_order`` probe).
 A partitioned table is its parent (the leaves are not tables); a primary key or UNIQUE that had to
 take the partition key in is a warning in contract mode saying what uniqueness was given up.
+
+A role the map renames (``[tool.chatbench.map]``: ``messages = "Message_v2"``) is paired by its role, not its
+name, and judged by meaning in ``drift_roles.py`` (contract mode); the checks here judge the tables that
+keep their canonical names, and leave out the foreign keys into a renamed role. Exact mode compares the
+canonical names (``drift_roles.py`` says so in one line when there is a map).
 """
 
 from __future__ import annotations
@@ -121,7 +126,9 @@ def pair(expected: Sequence[T], actual: Sequence[T], *keys: Callable[[T], Hashab
 
 
 def _common_tables(ctx: VerificationContext) -> set[str]:
-    return set(ctx.canonical.tables) & set(ctx.live.tables)
+    """The canonical tables the live database has under their own names (a role the map renames is judged
+    by ``drift_roles.py``)."""
+    return (set(ctx.canonical.tables) & set(ctx.live.tables)) - ctx.mapped
 
 
 def _is_string(type_name: str) -> bool:
@@ -156,10 +163,13 @@ def _severity(holds: bool | None) -> Severity:
 
 @check("drift.tables")
 def tables(ctx: VerificationContext) -> Iterator[Finding]:
-    """Canonical tables missing from the live database, and extra tables in it."""
-    for name in sorted(set(ctx.canonical.tables) - set(ctx.live.tables)):
+    """Canonical tables missing from the live database, and extra tables in it (a table playing a role the
+    map renames is neither: ``drift.roles`` judges it)."""
+    expected = set(ctx.canonical.tables) - ctx.mapped
+    playing = {ctx.roles.table(role) for role in ctx.mapped}
+    for name in sorted(expected - set(ctx.live.tables)):
         yield _finding("missing_table", name, "table", "absent", query=queries_touching(name))
-    for name in sorted(set(ctx.live.tables) - set(ctx.canonical.tables)):
+    for name in sorted(set(ctx.live.tables) - expected - playing):
         if name in TOOL_TABLES:
             yield _finding("tool_table", name, "absent", "migration tool table", "info")
         else:
@@ -172,18 +182,19 @@ def tables(ctx: VerificationContext) -> Iterator[Finding]:
                 _extra_severity(ctx),
             )
     for name in sorted(_common_tables(ctx)):
-        yield from _durability(ctx.canonical.tables[name], ctx.live.tables[name])
+        yield from durability(ctx.canonical.tables[name], ctx.live.tables[name])
         yield from _partitioning(ctx, ctx.canonical.tables[name], ctx.live.tables[name])
 
 
-def _durability(e: TableFact, a: TableFact) -> Iterator[Finding]:
-    """A canonical table that loses its rows on a crash is an error in every mode (the guarantee is gone)."""
+def durability(e: TableFact, a: TableFact, obj: str | None = None) -> Iterator[Finding]:
+    """A canonical table that loses its rows on a crash is an error in every mode (the guarantee is gone).
+    ``obj``: what the finding names (default the live table; a mapped role names both)."""
     if e.persistence != "permanent" or a.persistence == "permanent":
         return
     where = f" (partitions {', '.join(a.unlogged_leaves)})" if a.unlogged_leaves else ""
     yield _finding(
         "durability",
-        a.name,
+        obj or a.name,
         "logged (crash-safe, replicated)",
         f"{a.persistence.upper()}{where}",
         query=queries_touching(a.name),
@@ -368,8 +379,10 @@ def _normalised(definition: str) -> str:
 def constraints(ctx: VerificationContext) -> Iterator[Finding]:
     """Primary keys, foreign keys (columns, target, ON DELETE/UPDATE) and UNIQUE by columns; CHECKs by behaviour."""
     common = _common_tables(ctx)
-    exp = [c for c in ctx.canonical.constraints.values() if c.table in common]
-    act = [c for c in ctx.live.constraints.values() if c.table in common]
+    # a foreign key into a role the map renames is judged with that role (``drift.roles``)
+    exp = [c for c in ctx.canonical.constraints.values() if c.table in common and c.ref_table not in ctx.mapped]
+    act = [c for c in ctx.live.constraints.values()
+           if c.table in common and (c.ref_table is None or ctx.roles.role_of(c.ref_table) not in ctx.mapped)]
     by_kind = sorted({c.kind for c in exp + act})
     for kind in by_kind:
         e_kind = sorted((c for c in exp if c.kind == kind), key=lambda c: (c.table, c.name))

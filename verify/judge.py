@@ -12,7 +12,9 @@ from collections.abc import Iterable
 import psycopg
 
 from chatbench.schema.behaviour import BEHAVIOUR_CONTRACTS
+from chatbench.schema.rolemap import ROLE_TABLES
 from chatbench.verify.context import VerificationContext
+from chatbench.verify.mapped import named
 from chatbench.verify.probes import ProbeRun, run_probes
 from chatbench.verify.sites import SchemaCopy, schema_only_copy
 
@@ -47,7 +49,9 @@ def probe_run(ctx: VerificationContext) -> ProbeRun:
         return run
     contracts = tuple(BEHAVIOUR_CONTRACTS.values())
     missing = sorted(f"{t}.{c}" for (t, c) in ctx.canonical.columns if (t, c) not in ctx.live.columns)
-    if missing:
+    if ctx.mapped:
+        run = ProbeRun("", (), 0.0, _not_through_the_map(ctx))
+    elif missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         run = ProbeRun("", (), 0.0, f"the probes use {shown}, which the live schema lacks (see drift)")
     else:
@@ -56,6 +60,21 @@ def probe_run(ctx: VerificationContext) -> ProbeRun:
             run = run_probes(conn, contracts, site=copy.description, schema=ctx.schema_name, notes=copy.restore_errors)
     ctx.memo[_MEMO] = run
     return run
+
+
+def _not_through_the_map(ctx: VerificationContext) -> str:
+    """Why the probes did not run on a schema whose roles the map renames: they write canonical rows on the
+    canonical names (``schema/behaviour.py``) and are not rendered through the map; the role columns the
+    application lacks are named too, since no rendering could write a row with them."""
+    lacking: dict[str, list[str]] = {}
+    for table in (t for t in ROLE_TABLES if t in ctx.mapped):
+        for column in sorted(c for t, c in ctx.canonical.columns if t == table):
+            if (ctx.roles.table(table), ctx.roles.column(table, column)) not in ctx.live.columns:
+                lacking.setdefault(named(ctx.roles, table), []).append(column)
+    lacks = "; ".join(f"{table} has no {', '.join(columns)}" for table, columns in lacking.items())
+    return ("the probes write canonical rows on the canonical names, which [tool.chatbench.map] renames, and are not "
+            "rendered through it" + (f" ({lacks}: see drift)" if lacks else "")
+            + "; the CHECKs, defaults and triggers of the renamed roles are not judged by behaviour")
 
 
 def judged(

@@ -27,9 +27,10 @@ import psycopg
 
 from chatbench.schema.contracts import CONTRACTS, IndexAccess, PlanContract
 from chatbench.schema.queries import QUERIES_BY_NAME
-from chatbench.verify.catalog import IndexFact
+from chatbench.verify.catalog import IndexFact, unquoted
 from chatbench.verify.context import VerificationContext
 from chatbench.verify.findings import Finding, Severity
+from chatbench.verify.mapped import SKIPPED, not_run
 from chatbench.verify.registry import check
 from chatbench.verify.scenarios import Scenario, build_scenarios
 from chatbench.verify.serialize import Params, client_explain, explain_options
@@ -240,7 +241,7 @@ def measure(ctx: VerificationContext) -> PlanRun:
     if isinstance(cached, PlanRun):
         return cached
     started = time.perf_counter()
-    scenarios = build_scenarios(ctx.conn, ctx.params) if ctx.params is not None else ()
+    scenarios = build_scenarios(ctx.conn, ctx.params, skip=not_run_here(ctx)) if ctx.params is not None else ()
     ctx.conn.execute("SET jit = off")
     measurements = tuple(
         Measurement(s, read_as_parents(ctx, _explain(ctx.conn, s, mode))) for s in scenarios for mode in MODES
@@ -251,8 +252,10 @@ def measure(ctx: VerificationContext) -> PlanRun:
 
 
 def _split_key(key: str) -> tuple[str, bool]:
+    """(column, descending) of an index key or ORDER BY item; an index key's quoted column (``"createdAt"``)
+    by its name, as the query names it."""
     parts = key.split()
-    return parts[0], "DESC" in parts[1:]
+    return unquoted(parts[0]), "DESC" in parts[1:]
 
 
 def serves(index: IndexFact | None, access: IndexAccess) -> bool:
@@ -361,9 +364,28 @@ def judge(ctx: VerificationContext, contract: PlanContract, m: Measurement) -> I
         )
 
 
+_SKIPPED = "plans.not_run"  # the memo key of ``not_run_here``
+
+
+def not_run_here(ctx: VerificationContext) -> dict[str, str]:
+    """The canonical queries with a plan contract that are not run on this schema, each with why: those
+    reading a table or column the role map renames (``verify.mapped``; none with an empty map)."""
+    skipped = ctx.memo.get(_SKIPPED)
+    if not isinstance(skipped, dict):
+        skipped = not_run(ctx.roles, ctx.live.columns, (QUERIES_BY_NAME[name] for name in CONTRACTS))
+        ctx.memo[_SKIPPED] = skipped
+    return skipped
+
+
 @check("plans.contracts")
 def contracts(ctx: VerificationContext) -> Iterator[Finding]:
-    """Every scenario's custom and generic plan keeps its query's contract."""
+    """Every scenario's custom and generic plan keeps its query's contract (a canonical query not run on a
+    schema whose roles are renamed is reported skipped, with why: info)."""
+    skipped = not_run_here(ctx)
+    for name, why in skipped.items():
+        yield Finding("plans", SKIPPED, name, "the canonical query runs on this schema", why, "info", query=name)
+    if len(skipped) == len(CONTRACTS):
+        return  # nothing canonical to plan here: the application's queries are judged (``queries`` group)
     if ctx.params is None:
         yield Finding("plans", "no_scenarios", "scenarios", "parameter sets from a seed or the data", "none", "error")
         return

@@ -17,6 +17,7 @@ from pathlib import Path
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
 from chatbench.schema.package import SchemaPackage, canonical
+from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.settings import DriftMode
 from chatbench.verify import verify
 from chatbench.verify.findings import Finding
@@ -36,16 +37,18 @@ def verify_schema(
     read_only: bool = False,
     progress: Callable[[str], None] | None = None,
     pg_bin: str | Path | None = None,
+    roles: RoleMap = CANONICAL,
 ) -> VerificationResult:
     """``verify`` against ``package`` in ``mode``; an exact application package is judged against the
-    canonical contracts too (module docstring)."""
+    canonical contracts too (module docstring). ``roles``: the application's names for the roles
+    (``[tool.chatbench.map]``), which the contract judgement reads."""
     wanted = None if only is None else tuple(only)
     result = verify(server, seed_result, expected=package, mode=mode, only=wanted, read_only=read_only,
-                    progress=progress, pg_bin=pg_bin)
+                    progress=progress, pg_bin=pg_bin, roles=roles)
     if package.canonical or mode != "exact" or not _judges_drift(wanted):
         return result
     contracts = verify(server, seed_result, expected=canonical(), mode="contract", only=[CONTRACT_GROUP],
-                       read_only=read_only, progress=progress, pg_bin=pg_bin)
+                       read_only=read_only, progress=progress, pg_bin=pg_bin, roles=roles)
     return merged(result, contracts)
 
 

@@ -64,6 +64,31 @@ def parse_weights(text: str | None) -> dict[str, float]:
     return weights
 
 
+def not_measurable(conninfo: str, operations: Mapping[str, str],
+                   pools: Mapping[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """The operations a Citus cluster refuses as the clients send them (bound parameters, prepared), each with
+    Citus's reason: they cannot be measured there, and left in the mix they would count as the application's
+    errors on every try. Citus cannot plan the canonical ``append_message`` (``INSERT ... SELECT`` with bound
+    parameters; the readiness check reports it with its rewrite). Each is tried once with its first parameter
+    set, in a transaction rolled back; on any other server nothing is tried (its errors are the load's)."""
+    from chatbench.benchmarks.session import CITUS_REFUSALS
+    from chatbench.schema.queries import QUERIES_BY_NAME
+    from chatbench.verify.citus import is_citus
+
+    refused: dict[str, str] = {}
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        if not is_citus(conn):
+            return refused
+        for name, query in operations.items():
+            try:
+                with conn.transaction(force_rollback=True):
+                    conn.execute(QUERIES_BY_NAME[query].sql(), pools[name][0], prepare=True)
+            except CITUS_REFUSALS as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                refused[name] = f"not measurable on this cluster: {first}"
+    return refused
+
+
 def parameter_pools(conn: psycopg.Connection[TupleRow], seed: SeedParameters,
                     weights: Mapping[str, float]) -> dict[str, list[dict[str, Any]]]:
     """Parameter sets per weighted operation; an operation without any instance in the data is an error."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from chatbench.benchmarks.loadtest.mix import OPERATIONS
+from chatbench.benchmarks.loadtest.mix import OPERATIONS, not_measurable
 from chatbench.benchmarks.loadtest.worker import ClientTask, new_histogram, run_client
 from chatbench.benchmarks.results import LoadResult, OperationLoadResult
 from chatbench.errors import ConfigError
@@ -59,9 +59,19 @@ def _operation(name: str, query: str, histogram: HdrHistogram, raw: HdrHistogram
 
 def run_load(conninfo: str, config: LoadConfig, pools: Mapping[str, list[dict[str, Any]]],
              progress: Callable[[str], None] = lambda _m: None) -> LoadResult:
-    """Run ``config.clients`` processes for warm-up + duration and merge what they measured."""
+    """Run ``config.clients`` processes for warm-up + duration and merge what they measured.
+
+    An operation a Citus cluster refuses (``mix.not_measurable``) leaves the mix before the clients start and
+    is reported once, with the reason, in ``LoadResult.not_measured``: not as errors of every try."""
     config.validate()
     weights = {name: w for name, w in config.weights.items() if w > 0}
+    refused = not_measurable(conninfo, {n: OPERATIONS[n].query for n in weights}, pools)
+    for name, why in refused.items():
+        progress(f"{name}: {why}; left out of the mix")
+        del weights[name]
+    if not weights:
+        raise ConfigError(f"--mix: every operation is refused by this server ({'; '.join(refused.values())}); "
+                          "give weight to another operation")
     per_client_rate = None if config.rate_per_s is None else config.rate_per_s / config.clients
     context = multiprocessing.get_context("spawn")  # no inherited connections or locks
     start_at = time.time() + 1.0 + 0.3 * config.clients  # let every process import and connect first
@@ -95,6 +105,7 @@ def run_load(conninfo: str, config: LoadConfig, pools: Mapping[str, list[dict[st
         operations=tuple(_operation(n, OPERATIONS[n].query, merged[n], raw_merged[n], errors[n]) for n in weights),
         overall=_operation("all", "*", overall, raw_overall, sum(errors.values())),
         error_samples=tuple(samples[:10]),
+        not_measured=refused,
         correction=("closed loop: HdrHistogram record_corrected_value, expected interval = each client's "
                     f"warm-up median ({', '.join(str(out['expected_interval_us']) for out in outputs)} µs)"
                     if config.rate_per_s is None else

@@ -139,8 +139,9 @@ def enable_citus(server: Server) -> None:
 
     Not done at start, on purpose: Citus keeps two views in ``public`` and a seeder that starts with
     ``DROP SCHEMA public CASCADE`` would drop the extension with them; the distribution step
-    (``chatbench.schema.distributed.distribute``) enables Citus after the seed, then distributes.
-    A ``dsn`` coordinator (no worker ports known) must have Citus enabled and its workers added already.
+    (``chatbench.schema.distributed.distribute``) enables Citus before it distributes.
+    On a ``dsn`` coordinator chatbench's own database (created on every worker) is enabled as the DSN's
+    database names the workers (``chatbench.provision.dsn.enable_run_database``).
     """
     database = server.database
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:
@@ -148,6 +149,13 @@ def enable_citus(server: Server) -> None:
         nodes = conn.execute("SELECT count(*) FROM pg_dist_node").fetchone() if enabled else (0,)
     if enabled and nodes and nodes[0]:
         return
+    if server.backend == "dsn" and server.owns_database:
+        from chatbench.provision.dsn import check_citus_coordinator, enable_run_database
+
+        found = check_citus_coordinator(server.admin_url)
+        if found is not None:
+            enable_run_database(server.admin_url, server.url, found)
+            return
     ports = _worker_ports(server)
     if server.backend != "citus" or not ports:
         raise ProvisionError(

@@ -27,12 +27,12 @@ import psycopg
 from chatbench import loadgen, output
 from chatbench.benchmarks.options import SUITE_SETTINGS
 from chatbench.commands._common import judged_scenarios, out, require_writable, server_from
-from chatbench.commands.appqueries import AppQueryChoice, app_queries
+from chatbench.commands.appqueries import AppQueryChoice, app_queries, role_map
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision import Server
 from chatbench.provision.choice import one_server
-from chatbench.schema.rolemap import CANONICAL
+from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.settings import Settings, refuse_both, where
 
 if TYPE_CHECKING:  # the benchmark stack itself is imported where it runs (see ``run``)
@@ -121,7 +121,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     document = settings.format == "json"
     report = output.stderr() if document else output.stdout()  # with --format json, stdout holds the document alone
     try:
-        with (_seeded(settings, inputs.package) as (server, seeded),
+        with (_seeded(settings, inputs.package, role_map() if app is None else app.roles) as (server, seeded),
               report.stage("benchmarks", total=len(scenarios), unit="scenarios") as progress):
             measured = measure_scenarios(
                 server, seeded, profile=settings.profile, targets=load_targets(settings.targets),
@@ -145,10 +145,11 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _seeded(settings: Settings, package: SchemaPackage) -> Iterator[tuple[Server, SeedResult]]:
+def _seeded(settings: Settings, package: SchemaPackage, roles: RoleMap) -> Iterator[tuple[Server, SeedResult]]:
     """(server pointed at the seeded database, SeedResult): the server the settings ask for, seeded with the
     profile through the snapshot cache, in the schema built from the package (canonical or ``--models``), or
-    in the application's own (``--schema-from``/``--schema-from-cmd``, built first and then filled)."""
+    in the application's own (``--schema-from``/``--schema-from-cmd``, built first and then filled through
+    ``roles``, the map of its tables)."""
     from chatbench.schema.migrations import build_from_cmd, build_from_sql
 
     with server_from(settings) as server:
@@ -158,7 +159,7 @@ def _seeded(settings: Settings, package: SchemaPackage) -> Iterator[tuple[Server
             build_from_cmd(server, settings.schema_from_cmd, timeout=settings.command_timeout)
         prebuilt = settings.schema_from is not None or settings.schema_from_cmd is not None
         seeded = loadgen.seed(server, loadgen.load_spec(settings.profile), seed=settings.seed,
-                              use_cache=settings.cache, package=package, prebuilt=prebuilt)
+                              use_cache=settings.cache, package=package, prebuilt=prebuilt, roles=roles)
         yield seeded.server_for(server), seeded
 
 
@@ -169,7 +170,7 @@ def _fidelity(settings: Settings) -> int:
     from chatbench.benchmarks.targets import load_targets
 
     require_writable(settings, "bench seeds the data")
-    with (_seeded(settings, schema_choice(settings).package) as (server, seed),
+    with (_seeded(settings, schema_choice(settings).package, role_map()) as (server, seed),
           open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),
                        pin_mode=settings.pin) as session):
         out.note(session.pinning.describe())

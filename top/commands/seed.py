@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from chatbench.commands._common import SERVER_SETTINGS, out, require_writable, server_from
+from chatbench.commands.appqueries import role_map
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.settings import Settings
 
@@ -43,6 +44,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     spec = loadgen.load_spec(settings.profile, settings.spec, _overrides(settings.set))
     package = schema_choice(settings).package  # --models imported and checked before any server starts
+    roles = role_map()  # [tool.chatbench.map]: the --models tables that take the history (a bad map: exit 2 here)
     require_writable(settings, "seeding replaces every table")
     backend = "dsn" if settings.dsn is not None and settings.backend in ("auto", "dsn") else settings.backend
     placement = check_space(spec, backend=backend, use_cache=settings.cache)  # before any server starts
@@ -51,7 +53,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     with server_from(settings, run_dir=placement.run_dir) as server:
         started = time.perf_counter()
         result = loadgen.seed(server, spec, seed=settings.seed, workers=settings.workers, order=settings.order,
-                              use_cache=settings.cache, progress=True, package=package)
+                              use_cache=settings.cache, progress=True, package=package, roles=roles)
         wall = time.perf_counter() - started
         out.table(summary_table(result, wall), summary_lines(result, wall))
         source = f"restored from the cache ({result.extra.get('cache', 'cache')})" if result.from_cache else "seeded"

@@ -39,7 +39,7 @@ SETTINGS = (
     "warmup", "budget", "targets", "pin", "scaling", "cache", "schema_from", "schema_from_cmd", "command_timeout",
     "retries", "retry_budget", "allow_different_sizes", "migration", "migration_cmd", "from_file", "from_cmd",
     "production_messages", "baseline_seconds", "format", "models", "drift_mode", "long_transaction", "lock_retries",
-    "history", "commit", "branch", "queries",
+    "history", "commit", "branch", "queries", "citus_distribution",
 )
 MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seconds", "long_transaction",
                   "lock_retries")
@@ -48,19 +48,20 @@ MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seco
 
 
 def options_from(settings: Settings) -> SignoffOptions:
-    from chatbench.commands.appqueries import app_queries
+    from chatbench.commands.appqueries import app_queries, role_map
     from chatbench.commands.history import location as history_location
     from chatbench.provision.choice import choose_servers
-    from chatbench.schema.rolemap import CANONICAL
     from chatbench.signoff import SignoffOptions
+    from chatbench.signoff.options import dsn_cluster
 
     refuse_both(settings, "schema_from", "schema_from_cmd")
     choice = schema_choice(settings)  # --models imported and checked before any server starts
     app = app_queries(settings)  # --queries parsed and its roles checked before any server starts
     migration = migration_plan(settings)
     assert settings.out is not None  # the signoff default is a folder
+    servers = choose_servers(settings, announce=announce)
     return SignoffOptions(
-        servers=choose_servers(settings, announce=announce),
+        servers=servers,
         profile=settings.profile,
         seed=settings.seed,
         out=Path(settings.out),
@@ -87,11 +88,14 @@ def options_from(settings: Settings) -> SignoffOptions:
         package=choice.package,
         drift_mode=choice.mode,
         queries=None if app is None else app.queries,
-        roles=CANONICAL if app is None else app.roles,
+        roles=role_map() if app is None else app.roles,  # the seed fills the application's tables through it
         production_messages=settings.production_messages,
         command=command_line(),
         migration=migration,
         history=history_location(settings),
+        citus_distribution=settings.citus_distribution,
+        # A --dsn Citus coordinator, read before anything is created there.
+        dsn_cluster=dsn_cluster(servers, use_dsn_database=settings.use_dsn_database),
     )
 
 

@@ -74,5 +74,6 @@ class StageContext:
 
     @property
     def on_cluster(self) -> bool:
-        """This pipeline runs on a Citus cluster (``--backend citus``): its seed stage distributes the tables."""
-        return self.choice.backend == "citus"
+        """This pipeline runs on a Citus cluster (``--backend citus``, or a ``--dsn`` coordinator): its seed stage
+        distributes the tables."""
+        return self.options.on_cluster(self.choice)

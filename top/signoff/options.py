@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbench.provision.choice import ServerChoice
+from chatbench.provision.dsn import CitusCoordinator
 from chatbench.reports.compare import Thresholds
-from chatbench.settings import DriftMode
+from chatbench.settings import DriftMode, default
 
 if TYPE_CHECKING:
     from chatbench.rehearse import RehearsalPlan
@@ -33,6 +34,48 @@ CONTRAST_ROUNDS = (200, 20)
 that, 1000 would cost the sign-off 20 s."""
 SCALING_SCENARIOS = ("latest_page", "keyset_page_20", "offset_page_20", "conversation_list_first", "message_count")
 """Measured again on smaller databases for the scaling plot: the central reads and the OFFSET contrast."""
+
+
+@dataclass(frozen=True)
+class DsnCluster:
+    """A ``--dsn`` server found to be a Citus coordinator, and the single node a sign-off runs beside it."""
+
+    coordinator: CitusCoordinator
+    beside: ServerChoice | None  # a local node of the coordinator's PostgreSQL major; None: none can start here
+    why_alone: str = ""  # why there is no node beside it (the report says so)
+
+
+def dsn_cluster(servers: tuple[ServerChoice, ...], *, use_dsn_database: bool) -> DsnCluster | None:
+    """The ``--dsn`` server of ``servers`` when it is a Citus coordinator (read only, before anything is created;
+    one line and exit 2 when a database chatbench creates there could not be distributed; with
+    ``--use-dsn-database`` the DSN's own database is the one distributed), with the local node to run beside it
+    (``beside_coordinator``)."""
+    from chatbench.errors import ChatbenchError
+    from chatbench.provision.binaries import resolve_binaries
+    from chatbench.provision.dsn import check_citus_coordinator, find_citus_coordinator, parse_dsn
+
+    choice = next((c for c in servers if c.backend == "dsn" and c.dsn is not None), None)
+    find = find_citus_coordinator if use_dsn_database else check_citus_coordinator
+    found = None if choice is None or choice.dsn is None else find(parse_dsn(choice.dsn))
+    if found is None:
+        return None
+    try:
+        local = resolve_binaries(None).major
+    except ChatbenchError as exc:
+        return DsnCluster(found, None, f"no single node beside the cluster: {exc}")
+    return beside_coordinator(found, local)
+
+
+def beside_coordinator(found: CitusCoordinator, local_major: int) -> DsnCluster:
+    """A single node beside a ``--dsn`` coordinator: the embedded PostgreSQL (``--pg-bin`` does not go with
+    ``--dsn``) when its major (``local_major``) is the coordinator's, else none and why: the same rows on two
+    majors would not compare the distribution alone."""
+    if local_major == found.major:
+        return DsnCluster(found, ServerChoice("local"))
+    return DsnCluster(found, None, f"no single node beside the cluster: the coordinator runs PostgreSQL "
+                                   f"{found.major} and the PostgreSQL chatbench starts here (embedded) is "
+                                   f"{local_major}; the same rows on two majors would not compare the distribution "
+                                   "alone")
 
 
 @dataclass(frozen=True)
@@ -74,11 +117,24 @@ class SignoffOptions:
     history: str = ""  # the results store --baseline history:BRANCH reads (--history, else the default store)
     scaling_rounds: int = 300
     thresholds: Thresholds = field(default_factory=Thresholds)
+    citus_distribution: str = field(default_factory=lambda: str(default("citus_distribution")))
+    dsn_cluster: DsnCluster | None = None  # the --dsn server, when it is a Citus coordinator (``dsn_cluster``)
 
     @property
     def citus(self) -> bool:
-        """A Citus sign-off (``--backend citus``): readiness is judged, and a single node runs beside the cluster."""
-        return any(choice.backend == "citus" for choice in self.servers)
+        """A Citus sign-off (``--backend citus``, or a ``--dsn`` Citus coordinator): readiness is judged, and a
+        single node runs beside the cluster where one can."""
+        return self.dsn_cluster is not None or any(choice.backend == "citus" for choice in self.servers)
+
+    def on_cluster(self, choice: ServerChoice) -> bool:
+        """``choice`` is a Citus cluster: its seed stage distributes the tables (variant ``citus_distribution``)."""
+        return choice.backend == "citus" or (choice.backend == "dsn" and self.dsn_cluster is not None)
+
+    @property
+    def no_comparison(self) -> str | None:
+        """Why a Citus sign-off has no single node beside the cluster (None: it has one, or is not on Citus)."""
+        return self.dsn_cluster.why_alone if self.dsn_cluster is not None and self.dsn_cluster.beside is None \
+            else None
 
     def targets(self) -> tuple[ServerChoice, ...]:
         """The servers the pipeline runs on: the chosen ones, and for each Citus cluster a single local node of
@@ -89,6 +145,8 @@ class SignoffOptions:
             if choice.backend == "citus" and choice.citus is not None:
                 binaries = choice.citus.source.binaries
                 out.append(ServerChoice("local", pg_bin=str(binaries.bin_dir) if binaries.source == "pg-bin" else None))
+            elif self.on_cluster(choice) and self.dsn_cluster is not None and self.dsn_cluster.beside is not None:
+                out.append(self.dsn_cluster.beside)
         return tuple(out)
 
     @property

@@ -18,7 +18,7 @@ from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.errors import redact
 from chatbench.loadgen.spec import Spec
 from chatbench.provision.choice import ServerChoice, choice_text
-from chatbench.reports.signoff import SeedSummary, ServerSummary, Signoff, StageTiming, TargetSignoff
+from chatbench.reports.signoff import CitusRun, SeedSummary, ServerSummary, Signoff, StageTiming, TargetSignoff
 from chatbench.signoff.baseline import check_baseline_profile, resolve_baselines
 from chatbench.signoff.display import Display
 from chatbench.signoff.evidence import Evidence, StageContext
@@ -46,6 +46,8 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
     }
     for note in sorted({p.note for p in placements.values() if p.note}):
         display.note(note)
+    if options.no_comparison:
+        display.note(options.no_comparison)
     started = time.perf_counter()
     baselines, baseline_name = resolve_baselines(options)
     check_baseline_profile(baselines, options)
@@ -53,7 +55,8 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
     targets = []
     for index, choice in enumerate(choices, start=1):
         if len(choices) > 1:
-            beside = " (the single node beside the cluster)" if options.citus and choice.backend == "local" else ""
+            beside = " (the single node beside the cluster)" if options.citus and choice.backend == "local" else (
+                f" (a Citus cluster, distributed {options.citus_distribution})" if options.on_cluster(choice) else "")
             display.console.rule(f"server {index} of {len(choices)}: {choice_text(choice)}{beside}")
         targets.append(run_target(choice, options, display, baselines, found_secrets, placements[choice].run_dir,
                                   specs=(spec, smaller)))
@@ -67,6 +70,7 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
         baseline=baseline_name,
         command=redact(options.command),
         notes=(f"pipeline wall time {time.perf_counter() - started:.1f} s",),
+        citus=CitusRun(options.citus_distribution, options.no_comparison) if options.citus else None,
     )
     return signoff, frozenset(found_secrets)
 

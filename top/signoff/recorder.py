@@ -74,6 +74,11 @@ class Recorder:
     def check(self, stage: str, name: str, passed: bool, message: str, severity: Severity = "error") -> None:
         self.checks.append(CheckItem(stage, name, "passed" if passed else "failed", redact(message), severity))
 
+    def skipped(self, stage: str, name: str, message: str) -> None:
+        """An item not run by design, with why (a canonical query on a schema whose roles the map renames):
+        neither a failure nor a pass."""
+        self.checks.append(CheckItem(stage, name, "skipped", redact(message), "info"))
+
     def undecided(self, stage: str, name: str, message: str) -> None:
         """An item that ran but that the measured noise left undecided (INCONCLUSIVE, not a failure)."""
         self.checks.append(CheckItem(stage, name, "inconclusive", redact(message)))

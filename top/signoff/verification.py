@@ -4,8 +4,9 @@ Citus sign-off) distribution readiness.
 Each turns what ``chatbench.verify`` reports into checks; the verification results travel on in
 ``Evidence.verification`` (and the plans with the benchmark run, for an exact comparison later).
 
-On a Citus cluster (``--backend citus``: the seed stage distributed the tables) drift does not fail the
-primary key the distribution step re-keyed on purpose (``verify.citus.declared_by_variant``), and the plan
+On a Citus cluster (``--backend citus`` or a ``--dsn`` coordinator: the seed stage distributed the tables as
+``citus_distribution``) drift does not fail the keys the distribution step changed on purpose
+(``verify.citus.declared_by_variant``), and the plan
 contracts are not judged: the coordinator's plan of every query is one ``Custom Scan (Citus Adaptive)``
 and Citus cannot plan a parameterised ``append_message`` at all; the readiness stage judges routing there,
 and the single node beside the cluster judges the plan contracts on the same rows.
@@ -23,7 +24,8 @@ from chatbench.reports.signoff import StageTiming
 from chatbench.schema.distributed import variant
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.recorder import Recorder
-from chatbench.verify.citus import declared_by_variant
+from chatbench.verify.citus import declared_by_variant, judging
+from chatbench.verify.mapped import SKIPPED
 from chatbench.verify.result import VerificationResult
 
 READINESS_GROUP = "citus"
@@ -42,8 +44,8 @@ def drift_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     with rec.stage("drift") as note:
         with ctx.display.status(f"drift ({options.drift_mode})") as update:
             result = verify_schema(evidence.need_server(), evidence.seed, package=options.package,
-                                   mode=options.drift_mode, only=["drift"], progress=update)
-        _findings(result, rec, "drift", declared=ctx.on_cluster)
+                                   mode=options.drift_mode, only=["drift"], progress=update, roles=options.roles)
+        _findings(result, rec, "drift", declared=options.citus_distribution if ctx.on_cluster else None)
         on_purpose = sum(1 for c in rec.checks if c.stage == "drift" and c.passed and DECLARED in c.message)
         note.detail = (f"{len(result.checks)} checks, {len(result.errors) - on_purpose} errors "
                        f"({result.mode} against {result.expected})"
@@ -62,7 +64,7 @@ def health_and_plans_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
         with ctx.display.status("index health and plan contracts") as update:
             result = verify_schema(evidence.need_server(), evidence.need_seed(), package=ctx.options.package,
                                    mode=ctx.options.drift_mode, only=["health"] if cluster else ["health", "plans"],
-                                   progress=update)
+                                   progress=update, roles=ctx.options.roles)
             if ctx.options.queries is not None and not cluster:
                 result = _judge_app_queries(ctx, evidence, result, update)
     except Exception as exc:
@@ -118,8 +120,9 @@ def readiness_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     rec, server, seed = ctx.rec, evidence.need_server(), evidence.need_seed()
     with rec.stage("readiness") as note:
         with ctx.display.status("distribution readiness") as update:
-            result = verify_schema(server, seed, package=ctx.options.package, mode=ctx.options.drift_mode,
-                                   only=[READINESS_GROUP], progress=update)
+            with judging(ctx.options.citus_distribution):  # the single node's preview: against the sign-off's
+                result = verify_schema(server, seed, package=ctx.options.package, mode=ctx.options.drift_mode,
+                                       only=[READINESS_GROUP], progress=update)
             with psycopg.connect(server.conninfo(), autocommit=True) as conn:
                 costs = query_costs(conn, seed.params)
         _findings(result, rec, READINESS_GROUP, stage="readiness")
@@ -127,23 +130,29 @@ def readiness_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
         routed = [c for c in costs if c.tasks != 0]
         routing = (f", {sum(c.router for c in routed)} of {len(routed)} read scenarios router" if routed
                    else ", a preview on a single node")
-        note.detail = f"{len(result.findings)} findings, {errors} errors{routing}"
+        note.detail = (f"{len(result.findings)} findings, {errors} errors{routing}; "
+                       f"variant {ctx.options.citus_distribution}")
         note.status = rec.status_of("readiness")
     return replace(evidence, verification=replace(evidence.verification, readiness=result), query_costs=costs)
 
 
 def _findings(result: VerificationResult, rec: Recorder, group: str, *, stage: str | None = None,
-              declared: bool = False) -> None:
-    """Findings become checks (error fails, warning shows); checks with no finding are recorded as passed.
+              declared: str | None = None) -> None:
+    """Findings become checks (error fails, warning shows, a canonical query not run on a schema whose roles the
+    map renames is skipped, with why); checks with no finding are recorded as passed.
 
-    ``stage``: the stage they are recorded under (default ``group``); ``declared``: a drift finding the
-    distribution step made on purpose is recorded as passed, with what it is."""
+    ``stage``: the stage they are recorded under (default ``group``); ``declared``: the variant the tables were
+    distributed as, whose drift findings the distribution step made on purpose are recorded as passed, with
+    what they are."""
     stage = stage or group
-    chosen = variant()
+    chosen = variant(declared)
     for finding in result.findings:
+        if finding.check == group and finding.kind == SKIPPED:
+            rec.skipped(stage, finding.object, f"{finding.object}: {finding.actual}")
+            continue
         if finding.check != group or finding.severity == "info":
             continue
-        if declared and declared_by_variant(finding, chosen):
+        if declared is not None and declared_by_variant(finding, chosen):
             rec.check(stage, finding.object, True, f"{finding.message()} ({DECLARED}, variant {chosen.name})")
             continue
         rec.check(stage, finding.object, False, finding.message(), finding.severity)

@@ -34,6 +34,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from chatbench.commands.appqueries import role_map
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError
 from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
@@ -226,7 +227,7 @@ class FixtureSession:
             if self.builds_from_package:
                 with self._new_template() as db:
                     result = loadgen.seed(db, spec, seed=self.settings.seed, use_cache=False, progress=False,
-                                          package=self.package)
+                                          package=self.package, roles=role_map())
             else:
                 with self._new_template(self.schema_template()["database"]) as db:
                     result = self._seed_into_app_schema(db, spec)
@@ -257,7 +258,7 @@ class FixtureSession:
         from chatbench import loadgen
 
         return loadgen.seed(db, spec, seed=self.settings.seed, use_cache=False, progress=False, package=self.package,
-                            prebuilt=True)
+                            prebuilt=True, roles=role_map())
 
     @contextlib.contextmanager
     def _new_template(self, source: str | None = None) -> Iterator[Server]:
