@@ -203,6 +203,7 @@ def test_exact_mode_compares_the_canonical_names(chatbot: tuple[Server, SeedResu
     assert not verify(server, result, mode="contract", only=["drift.roles"]).findings
 
 
+@pytest.mark.slow  # a whole sign-off: not in the fast tier
 def test_cli_signoff_judges_the_application_queries_not_the_canonical_ones(tmp_path: Path) -> None:
     """``chatbench signoff`` on the mapped schema reaches a verdict (FAIL, not ERROR): the two defects are
     failing with their evidence, their twins pass their plan contracts, the drift findings are warnings, and

@@ -65,9 +65,10 @@ def test_a_failed_build_is_one_line_and_leaves_no_partial(tmp_path: Path) -> Non
     assert [p.name for p in (cache / "citus").iterdir()] == [".lock"]
 
 
-def _stop_at(stage: str, faults: Path, env: dict[str, str], *argv: str) -> subprocess.Popen[str]:
+def _stop_at(stage: str, faults: Path, env: dict[str, str], *argv: str, command: str = "server"
+             ) -> subprocess.Popen[str]:
     faults.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "server", "--backend", "citus", *argv],
+    proc = subprocess.Popen([sys.executable, "-m", "chatbench", command, "--backend", "citus", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                             env={**os.environ, **env, STOP_AT: stage, REPORT_DIR: str(faults)})
     deadline = time.monotonic() + 300
@@ -106,6 +107,21 @@ def test_ctrl_c_during_the_start_leaves_nothing(tmp_path: Path, run_dir: Path) -
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert sorted(p.name for p in run_dir.iterdir()) == []
+
+
+def test_ctrl_c_during_the_clusters_seed_leaves_nothing(tmp_path: Path, run_dir: Path) -> None:
+    """A sign-off on the cluster stopped mid-COPY (the rows going into the distributed tables, or the single
+    node's beside it, whichever seeds first): exit 130, no node, no owner record, no report staging left."""
+    out = tmp_path / "out"
+    proc = _stop_at("seed.copy.rows", tmp_path / "faults", {"CHATBENCH_RUN_DIR": str(run_dir),
+                                                            TARBALL_ENV: str(citus_tarball())},
+                    "--profile", "smoke", "--no-cache", "--scaling", "none", "--out", str(out), command="signoff")
+    assert len(_postmasters(run_dir)) >= 3  # the coordinator and its two workers up, the seed paused in its COPY
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert sorted(p.name for p in run_dir.iterdir()) == []
+    assert not [p for p in out.iterdir() if p.name.startswith(".chatbench-staging")] if out.exists() else True
 
 
 def test_after_sigkill_clean_removes_every_node(tmp_path: Path, run_dir: Path) -> None:
