@@ -40,9 +40,11 @@ from chatbench.loadgen import SeedResult, Spec, load_spec, seed
 from chatbench.loadgen.ddl import create_bare
 from chatbench.loadgen.result import SeedParameters
 from chatbench.provision import Server
+from chatbench.provision.choice import provision_from
 from chatbench.provision.citus import drop_citus_database, enable_citus
 from chatbench.provision.databases import create_database
 from chatbench.schema import distributed
+from chatbench.settings import CITUS_DISTRIBUTIONS, SERVER_SETTINGS, resolve
 from chatbench.verify.citus import explain_routing, is_citus
 
 TABLES = ("users", "conversations", "messages")
@@ -268,9 +270,6 @@ def render(result: SideBySide) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from chatbench.provision.choice import provision_from
-    from chatbench.settings import CITUS_DISTRIBUTIONS, SERVER_SETTINGS, resolve
-
     parser = argparse.ArgumentParser(prog="python -m chatbench.benchmarks.citus", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci")
     parser.add_argument("--citus-distribution", default=distributed.DEFAULT_VARIANT, choices=CITUS_DISTRIBUTIONS)

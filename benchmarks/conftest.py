@@ -24,15 +24,18 @@ from typing import Any
 
 import pytest
 
+from chatbench import loadgen, output
 from chatbench.benchmarks.flags import refusal
 from chatbench.benchmarks.options import SUITE_COMMAND, SUITE_SETTINGS
 from chatbench.benchmarks.publish import show_run
-from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.benchmarks.results import BenchmarkRun, write
 from chatbench.benchmarks.session import BenchSession, open_session
 from chatbench.benchmarks.targets import load_targets
 from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
 from chatbench.output import Output, Stage, console_for
+from chatbench.provision.choice import provision_from
+from chatbench.schema.package import canonical, load_models
 from chatbench.settings import Settings, resolve_pytest
 from chatbench.settings import pytest_option as plugin_spelling  # a pytest_* name in a conftest is read as a hook
 
@@ -109,9 +112,6 @@ def bench_profile(bench_settings: Settings) -> str:
 
 @pytest.fixture(scope="session")
 def bench_server(pytestconfig: pytest.Config, bench_settings: Settings) -> Iterator[Any]:
-    from chatbench import output
-    from chatbench.provision.choice import provision_from
-
     try:
         with contextlib.ExitStack() as stack:
             with _uncaptured(pytestconfig):
@@ -126,9 +126,6 @@ def bench_seeded(pytestconfig: pytest.Config, bench_settings: Settings, bench_se
                  bench_profile: str) -> tuple[Any, Any]:
     """(server pointed at the seeded database, SeedResult): seeded once, through the snapshot cache, in the
     schema the seeder builds from the package (the canonical models, or ``--chatbench-models``)."""
-    from chatbench import loadgen
-    from chatbench.schema.package import canonical, load_models
-
     try:
         package = canonical() if bench_settings.models is None else load_models(
             bench_settings.models, setting=plugin_spelling("models"))
@@ -224,7 +221,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     out = _output(config)
     if session is None or not session.results or out is None:
         return
-    from chatbench.benchmarks.results import write
 
     run = _finished_run(config, session)
     settings = resolve_pytest(config, SUITE_COMMAND, ("results",))

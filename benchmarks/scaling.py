@@ -8,10 +8,11 @@ different environments are refused (a faster machine is not a flatter curve).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from chatbench.benchmarks.results import BenchmarkRun
+from chatbench.benchmarks.results import BenchmarkRun, read
 from chatbench.benchmarks.stats import fit_growth
 from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
@@ -64,10 +65,6 @@ def render(fits: dict[str, dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m chatbench.benchmarks.scaling RUN.json RUN.json ...``: growth class per scenario over data size."""
-    import argparse
-
-    from chatbench.benchmarks.results import read
-
     parser = argparse.ArgumentParser(prog="python -m chatbench.benchmarks.scaling", description=main.__doc__)
     parser.add_argument("runs", nargs="+", help="chatbench results JSON of one profile each (bench-run.json)")
     args = parser.parse_args(argv)

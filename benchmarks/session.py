@@ -24,6 +24,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from chatbench.benchmarks import scenarios as sc
+from chatbench.benchmarks.app_scenarios import app_scenarios
 from chatbench.benchmarks.environment import fingerprint
 from chatbench.benchmarks.noise import CalibrationProbe, CpuClock, calibrate, machine_window, pooled, timed_with_cpu
 from chatbench.benchmarks.pinning import PinMode, PinningResult, pin, restore_client
@@ -306,7 +307,7 @@ def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets
                       retries: int = DEFAULT_RETRIES, retry_budget_s: float = DEFAULT_RETRY_BUDGET_S,
                       timed: TimedRounds = time_rounds, rounds_of: RoundsOf | None = None,
                       progress: Stage | None = None, app: AppQueries | None = None,
-                      roles: RoleMap = CANONICAL) -> MeasuredRun:
+                      roles: RoleMap = CANONICAL, select: Callable[[str], bool] | None = None) -> MeasuredRun:
     """The one path from a command (``chatbench bench``, the sign-off) into the benchmark session.
 
     Opens the session on the seeded database, measures ``scenarios`` in order through
@@ -322,6 +323,8 @@ def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets
     rows; a query the server refuses is recorded in ``skipped``, not a broken run. A canonical scenario
     whose query reads a table or column ``roles`` renames is not run (``verify.mapped``: the canonical
     queries are the reference for the canonical names): ``skipped`` and ``MeasuredRun.not_run`` say why.
+    ``select``: which application scenarios to measure, by name (``chatbench bench -k``, the predicate the
+    caller chose ``scenarios`` with): they are named only once bound, so they are chosen here; None: all.
     """
     with open_session(server, seed, profile=profile, targets=targets, pin_mode=pin_mode, rounds=rounds,
                       warmup=warmup, driver=driver, retries=retries, retry_budget_s=retry_budget_s) as session:
@@ -332,9 +335,10 @@ def measure_scenarios(server: Server, seed: SeedResult, *, profile: str, targets
         session.skipped.update(not_run)
         queue: list[sc.Scenario] = [s for s in scenarios if s.name not in not_run]
         if app is not None:
-            from chatbench.benchmarks.app_scenarios import app_scenarios
-
             bound, unbound = app_scenarios(session.conn, seed.params, app, roles)
+            if select is not None:
+                bound = tuple(s for s in bound if select(s.name))
+                unbound = {name: why for name, why in unbound.items() if select(name)}
             session.skipped.update(unbound)
             writes_at = next((i for i, s in enumerate(queue) if s.kind == "write"), len(queue))
             queue[writes_at:writes_at] = bound

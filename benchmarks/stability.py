@@ -40,6 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import psycopg
+
+from chatbench.provision import provision, terminate_as_exit
+from chatbench.schema import ddl
+
 PHASES = ("baseline", "quiet", "hog", "slow", "broken")
 HISTORY_INDEX = "ix_messages_conversation_id_created_at_id"
 TRIGGER_FUNCTION = "chatbench_touch_conversation_on_message"
@@ -90,8 +96,6 @@ def cpu_hog(limit_s: float = HOG_LIMIT_S) -> Iterator[int]:
 
 def slow_append_ddl(iterations: int) -> str:
     """The canonical DDL with the append trigger function burning ``iterations`` loop steps of CPU first."""
-    from chatbench.schema import ddl
-
     text = ddl()
     head = f"CREATE FUNCTION {TRIGGER_FUNCTION}() RETURNS trigger\nLANGUAGE plpgsql AS $$\nBEGIN\n"
     if head not in text:
@@ -104,17 +108,11 @@ def slow_append_ddl(iterations: int) -> str:
 
 def broken_ddl() -> str:
     """The canonical DDL without the history index: plans turn into sorts and scans, buffers multiply."""
-    from chatbench.schema import ddl
-
     return "\n".join(line for line in ddl().splitlines() if HISTORY_INDEX not in line) + "\n"
 
 
 def loop_step_ns() -> float:
     """What one step of the trigger's plpgsql loop costs on this machine (backend CPU, ns), measured once."""
-    import psycopg
-
-    from chatbench.provision import provision
-
     with (provision("local", announce=lambda _m: None) as server,
           psycopg.connect(server.conninfo(), autocommit=True) as conn):
         conn.execute("CREATE FUNCTION pg_temp.burn(n int) RETURNS bigint LANGUAGE plpgsql AS $$ "
@@ -181,8 +179,6 @@ def run_signoff(args: Sequence[str], out: Path, log: Path) -> tuple[int, dict[st
 
 
 def _append_cpu_p50(report: dict[str, Any] | None) -> float | None:
-    import numpy as np
-
     if not report:
         return None
     for target in report.get("targets", ()):
@@ -259,7 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = ["--profile", args.profile, "--backend", "local", *shlex.split(args.signoff_args)]
     baseline = args.baseline if args.baseline is not None else work / "baseline-01" / "signoff.json"
     done: list[Phase] = []
-    from chatbench.provision import terminate_as_exit
 
     stack = contextlib.ExitStack()
     stack.enter_context(terminate_as_exit())  # SIGTERM/SIGHUP unwind like Ctrl-C: hog stopped, child waited for

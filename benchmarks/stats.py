@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import binom
 
 from chatbench import convert
 
@@ -145,6 +144,9 @@ def percentile_interval(
     data = np.sort(np.asarray(samples_ms, dtype=float))
     if data.size == 0 or not np.all(np.isfinite(data)):
         raise ValueError("cannot compute a percentile interval: no samples, or NaN/infinity among them")
+    # lazy: scipy.stats costs 0.86 s to import (-X importtime), and every command imports this module
+    from scipy.stats import binom
+
     n, q = int(data.size), percent / 100.0
     tail = (1.0 - confidence) / 2.0
     low_rank = min(max(int(binom.ppf(tail, n, q)), 1), n)  # 1-based ranks

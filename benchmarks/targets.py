@@ -16,6 +16,7 @@ from typing import Any
 
 from chatbench.benchmarks.results import Target
 from chatbench.errors import ConfigError
+from chatbench.loadgen.spec import profiles
 
 DEFAULT_TARGETS = Path(__file__).with_name("targets.toml")
 _BUDGET_KEYS = {"p95_ms": float, "p99_ms": float, "buffers": int}
@@ -67,8 +68,7 @@ def parse_targets(text: str, source: str = "targets.toml", *, label: str | None 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{named}: not valid TOML ({exc}); fix the file") from None
-    from chatbench.benchmarks.scenarios import SCENARIOS_BY_NAME
-    from chatbench.loadgen.spec import profiles
+    from chatbench.benchmarks.scenarios import SCENARIOS_BY_NAME  # lazy: import cycle (scenarios imports this module)
 
     budgets: dict[tuple[str, str], Target] = {}
     known_profiles = profiles()

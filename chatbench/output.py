@@ -32,6 +32,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from chatbench.errors import redact
+from chatbench.settings import current
+
 __all__ = ["Output", "Stage", "print_document", "stderr", "stdout"]
 
 
@@ -99,8 +102,6 @@ class Output:
     @property
     def progress_seconds(self) -> float:
         if self._progress_seconds is None:
-            from chatbench.settings import current
-
             self._progress_seconds = float(current("progress_seconds"))
         return self._progress_seconds
 
@@ -254,8 +255,6 @@ def stdout() -> Output:
 def print_document(text: str) -> None:
     """A result document (``--format json``) on stdout, alone, ending with one newline; scrubbed of every
     secret the run knows, like the report files."""
-    from chatbench.errors import redact
-
     shown = redact(text)
     sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
     sys.stdout.flush()

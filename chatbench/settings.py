@@ -19,6 +19,7 @@ one line, exit 2, before any server starts. An unknown key is the same error in 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -112,8 +113,8 @@ def _shell_words(value: str) -> str | None:
 
 
 def _database_url(value: str) -> str | None:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from sqlalchemy.engine import make_url  # lazy: start-up, sqlalchemy +0.2 s on --version/--help's 0.07 s
+    from sqlalchemy.exc import ArgumentError  # lazy: start-up, sqlalchemy +0.2 s on the pytest plugin's 0.17 s
 
     try:
         url = make_url(value)
@@ -128,8 +129,6 @@ def _database_url(value: str) -> str | None:
 
 def profile_names() -> tuple[str, ...]:
     """The data profiles shipped with chatbench (``loadgen/profiles/*.toml``), found without importing loadgen."""
-    import importlib.util
-
     found = importlib.util.find_spec("chatbench.loadgen")
     folders = [] if found is None or found.submodule_search_locations is None else found.submodule_search_locations
     return tuple(sorted({p.stem for folder in folders for p in (Path(folder) / "profiles").glob("*.toml")}))
@@ -252,7 +251,8 @@ class Settings:
         "migration (with --models: exact against them)", choices=DRIFT_MODES, metavar="MODE")
     queries: str | None = setting(
         None, "the application's own queries (-- name: blocks, :role parameters): judged by plan contracts, "
-        "page walks and benchmarks beside the canonical ones; a missing index comes with a proven fix",
+        "page walks, benchmarks and scaling beside the canonical ones, and run in a rehearsal's live load; a "
+        "missing index comes with a proven fix",
         kind="path", must_exist="file", metavar="FILE.sql")
     # -- migration rehearsal -------------------------------------------------------------------------
     from_file: str | None = setting(
@@ -609,13 +609,34 @@ def resolve(
         else:
             sources[name] = "default"
             continue
-        where = _where(name, source, raw, file, spelling)
-        value = _parse(name, raw, where)
-        if name == "scaling" and value in ((), ("none",)):
-            value = ()
-        _check(name, value, where)
-        values[name], sources[name] = value, source
+        values[name] = _parsed_and_checked(name, raw, _where(name, source, raw, file, spelling))
+        sources[name] = source
+    check_unused_file_values(file, used={name for name, source in sources.items() if source == "file"})
     return Settings(**values, sources=sources)
+
+
+def check_unused_file_values(file: FileSettings, used: Iterable[str]) -> None:
+    """Parse and check the file's values this command did not take.
+
+    The settings file is written once for every command; a typo in a value one command does not read
+    (``citus_distribution = "nope"`` under ``verify``) would otherwise pass until the day another
+    command meets it, far from the edit that made it. The environment stays unchecked outside a
+    command's own names: a shell's variables are shared with other tools and runs.
+    """
+    taken = set(used)
+    for name, raw in file.values.items():
+        if name in taken or raw is None:
+            continue
+        _parsed_and_checked(name, raw, _where(name, "file", raw, file))
+
+
+def _parsed_and_checked(name: str, raw: Any, where: str) -> Any:
+    """One raw value as its setting's type, checked against its declaration (``where`` names it in errors)."""
+    value = _parse(name, raw, where)
+    if name == "scaling" and value in ((), ("none",)):
+        value = ()
+    _check(name, value, where)
+    return value
 
 
 def current(name: str, *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Any:

@@ -5,15 +5,19 @@ Why its own layer, between the top and ``reports``: it reads the result files th
 sign-off, bench and rehearse commands (the top) record into it; ``reports`` renders one run or one
 comparison and never needs the history, so nothing below imports it.
 
-Runs enter the store through ``chatbench history add RESULT.json``, and from ``chatbench signoff`` and
-``chatbench bench`` given ``--history``: each calls ``record_file`` on the result document it wrote, so
-there is one way into the store. ``signoff --baseline history:BRANCH`` takes its baseline from
+Runs enter the store through ``chatbench history add RESULT.json``, and from ``chatbench signoff``,
+``chatbench bench`` and ``chatbench rehearse`` given ``--history``: each calls ``record_file`` on the result
+document it wrote, so there is one way into the store (a ``rehearsal.json`` becomes ``rehearse:*`` series,
+``records.rehearsal_rows``). ``signoff --baseline history:BRANCH`` takes its baseline from
 ``baseline_from_history``: the median run of the branch's last ``BASELINE_RUNS``, compared with the
-current run by ``chatbench.reports.compare`` as a baseline file would be.
+current run by ``chatbench.reports.compare`` as a baseline file would be; ``changes_on_run`` puts the
+current run at the end of the branch's series and returns the detector's change points on it, which
+the sign-off re-measures before it calls them a FAIL.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -21,11 +25,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatbench.benchmarks.results import BenchmarkRun
-from chatbench.history.records import Provenance, decode_run, encode_run, measurements, run_record
+from chatbench.errors import ChatbenchError, redact
+from chatbench.history.records import (
+    REHEARSAL_KIND,
+    Provenance,
+    decode_run,
+    encode_run,
+    is_rehearsal_document,
+    machine_fingerprint,
+    measurements,
+    rehearsal_rows,
+    run_record,
+)
+from chatbench.history.series import ChangePoint, appeared, build_series
 from chatbench.history.store import StoredValue, opened
+from chatbench.reports.inputs import read_runs
 
-__all__ = ["Added", "BaselineRun", "HistoryBaseline", "baseline_from_history", "is_history_baseline", "record_file",
-           "record_run"]
+__all__ = ["Added", "BaselineRun", "HistoryBaseline", "baseline_from_history", "changes_on_run",
+           "is_history_baseline", "record_file", "record_run"]
 
 BASELINE_PREFIX = "history:"
 BASELINE_RUNS = 10
@@ -56,10 +73,23 @@ def record_run(location: str, run: BenchmarkRun, label: str, provenance: Provena
 
 
 def record_file(location: str, path: str | Path, provenance: Provenance) -> tuple[Added, ...]:
-    """Every run in a result file chatbench wrote (bench-run.json, bench.json, signoff.json)."""
-    from chatbench.reports.inputs import read_runs
-
+    """Every run in a result file chatbench wrote (bench-run.json, bench.json, signoff.json, rehearsal.json)."""
+    rehearsal = _rehearsal_document(Path(path))
+    if rehearsal is not None:
+        record, values = rehearsal_rows(rehearsal, provenance, str(path))
+        with opened(location) as store:  # no document: a rehearsal is never a baseline, nothing reads it back
+            new = store.add(record, values)
+        return (Added(record.label, record.run_id, len(values), new),)
     return tuple(record_run(location, run, label, provenance) for label, run in read_runs(path))
+
+
+def _rehearsal_document(path: Path) -> dict[str, object] | None:
+    """The document when ``path`` is a ``rehearsal.json``; None for anything else (``read_runs`` judges it)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if is_rehearsal_document(data) else None
 
 
 def is_history_baseline(spec: str) -> bool:
@@ -85,14 +115,16 @@ class BaselineRun:
 
 @dataclass(frozen=True)
 class HistoryBaseline:
-    """The last runs of a branch, per (scenario, metric), and the median run of each server label among them:
-    what ``--baseline history:BRANCH`` judges against."""
+    """The last runs of a branch (of the sign-off's profile, benchmark runs only), per (scenario, metric), and the
+    median run of each server label among them: what ``--baseline history:BRANCH`` judges against.
+    ``branch_rows``: every stored run of the branch, the series ``changes_on_run`` extends with the current run."""
 
     branch: str
     runs: int
     rows: tuple[StoredValue, ...]
     chosen: tuple[BaselineRun, ...] = ()
     store: str = ""
+    branch_rows: tuple[StoredValue, ...] = ()
 
     def series(self, scenario: str, metric: str) -> list[float]:
         return [r.measurement.value for r in self.rows
@@ -111,12 +143,10 @@ def baseline_from_history(location: str, spec: str, *, runs: int = BASELINE_RUNS
                           profile: str | None = None) -> HistoryBaseline:
     """``history:BRANCH`` -> the last ``runs`` runs recorded on BRANCH per server label (of ``profile`` when
     given), and the median one of each label; refused in one line when there is none."""
-    from chatbench.errors import ChatbenchError, redact
-
     branch = spec.removeprefix(BASELINE_PREFIX) or "main"
     with opened(location) as store:
         name = redact(store.name)
-        rows = store.values(branch=branch)
+        rows = [r for r in store.values(branch=branch) if r.run.kind != REHEARSAL_KIND]  # never a baseline
         if not rows:
             raise ChatbenchError(f"--baseline {spec}: the history store {name} has no run on branch {branch!r}; "
                                  "add runs with --history, or give a branch it has")
@@ -134,7 +164,7 @@ def baseline_from_history(location: str, spec: str, *, runs: int = BASELINE_RUNS
                 keys.append(row.run.run_key)
         kept = {key for keys in labels.values() for key in keys[-runs:]}
         documents = store.documents(sorted(kept))
-    rows = [r for r in rows if r.run.run_key in kept]
+    every, rows = tuple(rows), [r for r in rows if r.run.run_key in kept]
     chosen = []
     for label, keys in labels.items():
         candidates = [k for k in keys[-runs:] if k in documents]
@@ -148,7 +178,39 @@ def baseline_from_history(location: str, spec: str, *, runs: int = BASELINE_RUNS
         raise ChatbenchError(f"--baseline {spec}: the runs on branch {branch!r} in {name} were added by an older "
                              "chatbench, without their result document; add new runs with --history (or "
                              "`history add` their result files again into a new store)")
-    return HistoryBaseline(branch, len(kept), tuple(rows), tuple(chosen), name)
+    return HistoryBaseline(branch, len(kept), tuple(rows), tuple(chosen), name, every)
+
+
+DETECT_MIN_RUNS = 5
+"""Earlier runs a series needs before the detector judges the current run against it: with fewer, the
+level before is itself a guess (and the detector's load window is 5 runs)."""
+
+
+def changes_on_run(rows: Sequence[StoredValue], run: BenchmarkRun, label: str, *, min_change: float,
+                   scenarios: Sequence[str] | None = None) -> tuple[ChangePoint, ...]:
+    """The detector's change points that ``run`` makes appear (``series.appeared``) when it is added after ``rows`` (a
+    branch's stored runs): in the series of its server label, profile and machine, on the latency a comparison
+    judges (``BASELINE_METRICS``: CPU time p10, else wall p50), upwards (slower) by at least ``min_change``.
+    ``scenarios``: only these (None: every scenario of the run). Nothing is written to the store."""
+    record = run_record(run, label, Provenance("", ""))
+    mine = [v for v in measurements(run) if scenarios is None or v.scenario in scenarios]
+    judged: dict[str, str] = {}
+    for metric in reversed(BASELINE_METRICS):  # the preferred metric last: it overrides
+        judged.update({v.scenario: metric for v in mine if v.metric == metric})
+    same = [r for r in rows if (r.run.label, r.run.profile, r.run.machine) == (record.label, record.profile,
+                                                                               machine_fingerprint(run))
+            and r.run.run_key != record.run_key and judged.get(r.measurement.scenario) is not None]
+    position = max((r.position for r in rows), default=0) + 1
+    current = [StoredValue(record, v, position) for v in mine if v.scenario in judged]
+    found = []
+    for series in build_series([*same, *current]):
+        key = series.key
+        if (judged.get(key.scenario) != key.metric or series.points[-1].run.run_key != record.run_key
+                or len(series.points) - 1 < DETECT_MIN_RUNS):
+            continue
+        # the change points this run made appear (``appeared``): a step is found a few runs after it began
+        found += [change for change in appeared(series) if change.change >= min_change]
+    return tuple(found)
 
 
 def median_run(rows: Sequence[StoredValue], candidates: Sequence[str]) -> str:

@@ -1,21 +1,24 @@
 """Benchmark of the change-point detector: false change points on A/A series, detection delay of injected
 steps, and agreement with Apache Otava run on the same series.
 
-    python -m chatbench.history.bench --history A_A_STORE [--otava-python /tmp/otava-venv/bin/python]
+    python -m chatbench.history.bench --history A_A_STORE [--quiet-runs N] [--otava-python PYTHON]
 
 - A/A: every series of a store filled with repeated runs of one commit (``chatbench signoff --profile
-  ci`` on one machine, added with ``history add``): every change point found there is false. Then longer
-  synthetic series drawn (with replacement) from each series' measured values: false change points
-  per series of ``--length`` runs.
-- Delay: the same synthetic series with a step of +10% (and +3%) injected at run ``--length // 2``;
-  the detector is run after each new run, and the delay is the number of runs after the step until a
-  change point within two runs of it is reported (missed: not within ``--horizon`` runs).
-- Agreement: the real A/A series and the synthetic stepped ones given to ``otava.analysis.
+  ci`` on one machine, added with ``history add``): every change point found there is false. The first
+  ``--quiet-runs`` runs are the A/A reference; the whole store (runs after those measured under load)
+  is reported apart, with how many of its change points name the machine load as their likely cause.
+  Then longer synthetic series drawn (with replacement) from each series' quiet runs (value, interval
+  and load together): false change points per series of ``--length`` runs.
+- Delay: synthetic series of 60 runs with a step of +10% (and +3%) injected at run 30; the detector is
+  run after each new run, and the delay is the number of runs after the step until a change point
+  within two runs of it is reported (missed: not within ``--horizon`` runs).
+- Agreement: the real A/A series and stepped synthetic ones given to ``otava.analysis.
   compute_change_points`` (its defaults: window 50, p 0.001) in another venv (Otava pins numpy and
-  pulls cloud SDKs, so it never enters chatbench's); the share of series where both report the same
-  change points.
+  pulls cloud SDKs, so it never enters chatbench's), against ``edivisive.OTAVA``: the share of series
+  where both report the same change points.
 
-Prints numbers; asserts nothing (speed and quality targets are read, not tested).
+Every setting in ``SETTINGS`` is measured on the same synthetic series (one seed). Prints a block per
+setting and a summary table that fit 80 columns; asserts nothing (quality targets are read, not tested).
 """
 
 from __future__ import annotations
@@ -25,17 +28,38 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from chatbench.history import edivisive
+from chatbench.history.edivisive import Options
 from chatbench.history.records import EXACT_METRICS
-from chatbench.history.series import Series, build_series
+from chatbench.history.series import Series, build_series, detect, noise, splits
 from chatbench.history.store import opened
 
 LOW_NOISE = ("cpu_p10", *EXACT_METRICS)
+GROUPS = ("low-noise", "wall p50", "wall p95/p99")
+"""low-noise: cpu_p10, buffers, rows; then the wall-clock median apart from its tail: the median is as
+steady as CPU time, the tail is where other processes on the machine show."""
+STEADY = 0.02
+"""A series is steady when its A/A runs' robust spread (1.4826 MAD / median) is at most 2%: a 10% step
+is then 5 spreads; in a noisier series the bench also reports it, apart."""
+STEPS = (0.10, 0.03)
+STEP_AT, STEP_LENGTH, WITHIN = 30, 60, 5
+SETTINGS: tuple[Options, ...] = (
+    edivisive.OTAVA,
+    Options(max_pvalue=0.0001, min_magnitude=0.05),
+    Options(test="ranks", max_pvalue=0.001, min_magnitude=0.05),
+    Options(test="ranks", max_pvalue=0.001, min_magnitude=0.05, min_segment=5),
+    edivisive.DEFAULT,
+    Options(test="ranks", max_pvalue=0.001, min_magnitude=0.05, min_segment=5, suspect_load=1.5, noise_factor=1.0),
+    Options(test="ranks", max_pvalue=0.002, min_magnitude=0.05, min_segment=5, suspect_load=1.5),
+    Options(test="ranks", max_pvalue=0.001, min_magnitude=0.03, min_segment=5, suspect_load=1.5),
+)
+"""Otava's defaults; the t-test at the best threshold it had; the rank test, each addition in turn up to
+``DEFAULT``; then the candidates it was chosen over (noise floor, a looser p, a smaller minimum change)."""
 OTAVA_SCRIPT = """
 import json, sys
 from otava.analysis import compute_change_points
@@ -46,75 +70,167 @@ json.dump(out, sys.stdout)
 """
 
 
-def _group(series: Series) -> str:
-    return "low-noise (cpu_p10, buffers, rows)" if series.key.metric in LOW_NOISE else "wall (p50, p95, p99)"
+def group(metric: str) -> str:
+    return "low-noise" if metric in LOW_NOISE else ("wall p50" if metric == "wall_p50" else "wall p95/p99")
 
 
 @dataclass(frozen=True)
-class Detector:
-    """One configuration of the detector being measured."""
+class Sample:
+    """One series as the detector reads it: values, each run's relative interval half-width, its load."""
 
-    max_pvalue: float = edivisive.MAX_PVALUE
-    min_magnitude: float = edivisive.MIN_MAGNITUDE
+    group: str
+    values: np.ndarray
+    noise: np.ndarray
+    loads: tuple[float | None, ...]
+    steady: bool = False  # the measured series it is drawn from is steady (``STEADY``)
 
-    def indices(self, values: Sequence[float] | np.ndarray) -> list[int]:
-        return [s.index for s in edivisive.change_points(np.asarray(values, dtype=float), max_pvalue=self.max_pvalue,
-                                                         min_magnitude=self.min_magnitude)]
+    @classmethod
+    def of(cls, series: Series, runs: int) -> Sample:
+        points = series.points[:runs]
+        values = np.asarray([p.measurement.value for p in points], dtype=float)
+        middle = float(np.median(values))
+        spread = 1.4826 * float(np.median(np.abs(values - middle))) / middle if middle else 0.0
+        return cls(group(series.key.metric), values, np.asarray(noise(points), dtype=float),
+                   tuple(p.run.load_per_cpu for p in points), spread <= STEADY)
 
+    def drawn(self, length: int, rng: np.random.Generator) -> Sample:
+        """``length`` runs drawn with replacement (value, interval and load of one run together)."""
+        picked = rng.integers(0, len(self.values), size=length)
+        return replace(self, values=self.values[picked], noise=self.noise[picked],
+                       loads=tuple(self.loads[i] for i in picked))
 
-CONFIGS: tuple[Detector, ...] = (Detector(0.001, 0.0), Detector(0.001, 0.05), Detector(0.0001, 0.05))
-"""Otava's defaults first, then with a minimum relative change and a lower p."""
-OTAVA_DEFAULTS = Detector()
+    def stepped(self, at: int, step: float) -> Sample:
+        values = self.values.copy()
+        values[at:] *= 1.0 + step
+        return replace(self, values=values)
 
+    def first(self, runs: int) -> Sample:
+        return replace(self, values=self.values[:runs], noise=self.noise[:runs], loads=self.loads[:runs])
 
-Tally = dict[str, tuple[int, int, int]]
-"""group -> (series, series with a false change point, false change points)."""
+    def indices(self, options: Options) -> list[int]:
+        return [index for _, index, _ in splits(list(self.values), list(self.noise), self.loads, options)]
 
-
-def _tally(found: Iterable[tuple[Series, list[int]]]) -> Tally:
-    result: dict[str, list[int]] = {}
-    for series, points in found:
-        counts = result.setdefault(_group(series), [0, 0, 0])
-        counts[0] += 1
-        counts[1] += bool(points)
-        counts[2] += len(points)
-    return {k: (v[0], v[1], v[2]) for k, v in result.items()}
-
-
-def aa_real(all_series: Sequence[Series], detector: Detector) -> Tally:
-    return _tally((series, detector.indices(series.values())) for series in all_series)
-
-
-def synthetic(series: Series, length: int, rng: np.random.Generator) -> np.ndarray:
-    return rng.choice(np.asarray(series.values(), dtype=float), size=length, replace=True)
-
-
-def aa_synthetic(all_series: Sequence[Series], length: int, trials: int, rng: np.random.Generator,
-                 detector: Detector) -> Tally:
-    return _tally((series, detector.indices(synthetic(series, length, rng)))
-                  for series in all_series for _ in range(trials))
+    def constant(self) -> bool:
+        return bool(np.ptp(self.values) == 0)
 
 
-def delay(values: np.ndarray, at: int, horizon: int, detector: Detector) -> int | None:
+@dataclass(frozen=True)
+class Inputs:
+    """What every setting is measured on: the same real and synthetic series."""
+
+    reference: tuple[Sample, ...]  # the real series, their first quiet runs
+    quiet_runs: int
+    whole: tuple[Series, ...]
+    whole_runs: int
+    synthetic: tuple[Sample, ...]
+    stepped: dict[float, tuple[Sample, ...]]
+
+
+@dataclass(frozen=True)
+class Quality:
+    """One setting's numbers, per group."""
+
+    options: Options
+    real: dict[str, tuple[int, int]]  # group -> (series with a false change point, series)
+    whole: dict[str, tuple[int, int, int]]  # group -> (series with a change point, of them naming load, series)
+    synthetic: dict[str, tuple[int, int]]
+    delays: dict[float, dict[str, list[tuple[int | None, bool]]]]  # step -> group -> (delay, steady series)
+    seconds: float
+
+
+def _flagged(samples: Sequence[Sample], options: Options) -> dict[str, tuple[int, int]]:
+    counts = {g: [0, 0] for g in GROUPS}
+    for sample in samples:
+        counts[sample.group][0] += bool(sample.indices(options))
+        counts[sample.group][1] += 1
+    return {g: (c[0], c[1]) for g, c in counts.items()}
+
+
+def _whole(all_series: Sequence[Series], options: Options) -> dict[str, tuple[int, int, int]]:
+    counts = {g: [0, 0, 0] for g in GROUPS}
+    for series in all_series:
+        found = detect(series, options)
+        counts[group(series.key.metric)][0] += bool(found)
+        counts[group(series.key.metric)][1] += any("machine load" in c.cause for c in found)
+        counts[group(series.key.metric)][2] += 1
+    return {g: (c[0], c[1], c[2]) for g, c in counts.items()}
+
+
+def delay(sample: Sample, at: int, horizon: int, options: Options) -> int | None:
     """Runs after the step (1 = found on the first run at the new level) until it is reported near ``at``."""
-    for seen in range(at + 1, min(at + horizon, len(values)) + 1):
-        if any(abs(i - at) <= 2 for i in detector.indices(values[:seen])):
+    for seen in range(at + 1, min(at + horizon, len(sample.values)) + 1):
+        if any(abs(i - at) <= 2 for i in sample.first(seen).indices(options)):
             return seen - at
     return None
 
 
-def delays(all_series: Sequence[Series], step: float, length: int, horizon: int, trials: int,
-           rng: np.random.Generator, detector: Detector) -> dict[str, list[int | None]]:
-    result: dict[str, list[int | None]] = {}
-    at = length // 2
-    for series in all_series:
-        if series.key.metric in EXACT_METRICS and np.ptp(series.values()) == 0:
-            continue  # a constant exact series: any step is certain at once (p = 0); counted apart below
-        for _ in range(trials):
-            values = synthetic(series, length, rng)
-            values[at:] *= 1.0 + step
-            result.setdefault(_group(series), []).append(delay(values, at, horizon, detector))
-    return result
+def measure(inputs: Inputs, options: Options, horizon: int) -> Quality:
+    started = time.perf_counter()
+    delays: dict[float, dict[str, list[tuple[int | None, bool]]]] = {}
+    for step, samples in inputs.stepped.items():
+        by_group: dict[str, list[tuple[int | None, bool]]] = {g: [] for g in GROUPS}
+        for sample in samples:
+            by_group[sample.group].append((delay(sample, STEP_AT, horizon, options), sample.steady))
+        delays[step] = by_group
+    return Quality(options, _flagged(inputs.reference, options), _whole(inputs.whole, options),
+                   _flagged(inputs.synthetic, options), delays, time.perf_counter() - started)
+
+
+def _share(count: int, total: int) -> str:
+    if not total:
+        return "-"
+    share = count / total
+    return f"{count}/{total} {share:.1%}" if share < 0.1 else f"{count}/{total} {share:.0%}"
+
+
+def _found(delays: Sequence[int | None]) -> tuple[int, int, str]:
+    """(found within WITHIN runs, steps, median delay of those found within the horizon)."""
+    hits = sorted(d for d in delays if d is not None)
+    within = sum(1 for d in hits if d <= WITHIN)
+    return within, len(delays), (f"{hits[len(hits) // 2]}" if hits else "-")
+
+
+LABEL, CELL = 38, 14
+
+
+def block(quality: Quality, inputs: Inputs, length: int, trials: int, shipped: bool) -> list[str]:
+    """One setting, one line per measurement, a column per group: 80 columns wide."""
+    lines = [f"== {quality.options.describe()}" + ("  [default]" if shipped else ""),
+             " " * LABEL + "".join(f"{g:>{CELL}}" for g in GROUPS)]
+
+    def row(label: str, cells: Sequence[str]) -> None:
+        lines.append(f"{label:{LABEL}}" + "".join(f"{c:>{CELL}}" for c in cells))
+
+    row(f"A/A real, {inputs.quiet_runs} runs: series with a CP", [_share(*quality.real[g]) for g in GROUPS])
+    if inputs.whole_runs > inputs.quiet_runs:
+        row(f"A/A real, all {inputs.whole_runs} runs: with a CP",
+            [_share(quality.whole[g][0], quality.whole[g][2]) for g in GROUPS])
+        row("  of them naming the machine load", [str(quality.whole[g][1]) for g in GROUPS])
+    row(f"A/A synthetic, {length} runs x{trials}: with a CP", [_share(*quality.synthetic[g]) for g in GROUPS])
+    for step, by_group in quality.delays.items():
+        found = [_found([d for d, _ in by_group[g]]) for g in GROUPS]
+        steady = [_found([d for d, quiet in by_group[g] if quiet]) for g in GROUPS]
+        row(f"+{step:.0%} step found within {WITHIN} runs", [_share(f[0], f[1]) for f in found])
+        row(f"  in steady series (spread <= {STEADY:.0%})", [_share(f[0], f[1]) for f in steady])
+        row("  median delay (runs)", [f[2] for f in found])
+    lines.append(f"measured in {quality.seconds:.1f} s")
+    return lines
+
+
+def summary(qualities: Sequence[Quality]) -> list[str]:
+    """Every setting in two lines: its name, then % of series per group (low-noise/wall p50/wall p95-p99)."""
+    lines = ["summary, % of series: low-noise / wall p50 / wall p95-p99",
+             "  " + "".join(f"{h:<16}" for h in ("A/A real", "A/A synthetic", f"+10% <= {WITHIN} runs",
+                                                  f"+3% <= {WITHIN} runs")).rstrip()]
+    for q in qualities:
+        def shares(cells: Sequence[tuple[int, int]], digits: int) -> str:
+            return "/".join(f"{100 * c[0] / c[1]:.{digits}f}" if c[1] else "-" for c in cells)
+
+        found = [shares([_found([d for d, _ in q.delays[s][g]])[:2] for g in GROUPS], 0) for s in STEPS]
+        cells = [shares([q.real[g] for g in GROUPS], 0), shares([q.synthetic[g] for g in GROUPS], 1), *found]
+        lines.append(q.options.describe() + ("  [default]" if q.options == edivisive.DEFAULT else ""))
+        lines.append(("  " + "".join(f"{c:<16}" for c in cells)).rstrip())
+    return lines
 
 
 def otava_indices(python: str, batch: Sequence[Sequence[float]]) -> list[list[int]]:
@@ -123,75 +239,64 @@ def otava_indices(python: str, batch: Sequence[Sequence[float]]) -> list[list[in
     return [list(map(int, found)) for found in json.loads(done.stdout)]
 
 
-def _summary(found: list[int | None]) -> str:
-    hits = sorted(d for d in found if d is not None)
-    if not found:
-        return "no series"
-    within5 = sum(1 for d in hits if d <= 5)
-    median = f"median {hits[len(hits) // 2]} runs" if hits else "none detected"
-    missed = len(found) - len(hits)
-    return f"{within5}/{len(found)} ({within5 / len(found):.0%}) within 5 runs, {median}, {missed} missed"
+def agreement(inputs: Inputs, python: str) -> list[str]:
+    lines = []
+    real = [list(s.values) for s in inputs.reference]
+    stepped = [list(s.values) for s in inputs.stepped[STEPS[0]]][: len(real)]
+    for name, batch in (("A/A real", real), ("+10% step", stepped)):
+        theirs = otava_indices(python, batch)
+        ours = [Sample("", np.asarray(v), np.zeros(len(v)), (None,) * len(v)).indices(edivisive.OTAVA) for v in batch]
+        same = sum(1 for a, b in zip(ours, theirs, strict=True) if a == b)
+        extra = sum(1 for a, b in zip(ours, theirs, strict=True) if set(a) < set(b))
+        lines.append(f"apache-otava vs t-test (Otava) on {name}: {same}/{len(batch)} identical, otava has extra "
+                     f"points in {extra}")
+    lines.append("(extra points: Otava's merge step keeps a stale p-value for the left neighbour of a removed one)")
+    return lines
+
+
+def inputs_of(location: str, quiet_runs: int | None, length: int, trials: int, seed: int) -> Inputs:
+    with opened(location) as store:
+        rows = store.values()
+    whole = tuple(s for s in build_series(rows) if len(s.points) >= 2)
+    whole_runs = max(len(s.points) for s in whole)
+    runs = min(quiet_runs or whole_runs, whole_runs)
+    reference = tuple(Sample.of(s, runs) for s in whole)
+    rng = np.random.default_rng(seed)
+    synthetic = tuple(s.drawn(length, rng) for s in reference for _ in range(trials))
+    stepped = {}
+    for step in STEPS:
+        # a constant exact series: any step is certain at once (p = 0), whatever the setting; left out
+        stepped[step] = tuple(s.drawn(STEP_LENGTH, rng).stepped(STEP_AT, step)
+                              for s in reference if not s.constant() for _ in range(trials))
+    return Inputs(reference, runs, whole, whole_runs, synthetic, stepped)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--history", required=True, help="a store of A/A runs (one commit, one machine)")
-    parser.add_argument("--length", type=int, default=200, help="runs per synthetic series")
-    parser.add_argument("--trials", type=int, default=5, help="synthetic series per measured series")
+    parser.add_argument("--quiet-runs", type=int, default=None,
+                        help="the first N runs are the A/A reference (default all; later ones ran under load)")
+    parser.add_argument("--length", type=int, default=200, help="runs per synthetic A/A series")
+    parser.add_argument("--trials", type=int, default=10, help="synthetic series per measured series")
     parser.add_argument("--horizon", type=int, default=10, help="runs after a step before it counts as missed")
     parser.add_argument("--otava-python", default=None, help="python of a venv with apache-otava installed")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=None, help="only the first N runs of the store")
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    with opened(args.history) as store:
-        rows = store.values()
-    if args.runs is not None:
-        kept = set(list(dict.fromkeys(r.run.run_key for r in rows))[: args.runs])
-        rows = [r for r in rows if r.run.run_key in kept]
-    all_series = [s for s in build_series(rows) if len(s.points) >= 2]
-    runs = max(len(s.points) for s in all_series)
-    print(f"A/A store {args.history}: {len(all_series)} series, {runs} runs")
-    for detector in CONFIGS:
-        print(f"-- detector: max p-value {detector.max_pvalue:g}, min change {detector.min_magnitude:.0%}")
-        _quality(all_series, runs, args, rng, detector)
-    if args.otava_python:
-        _agreement(all_series, args.otava_python, rng)
-    return 0
-
-
-def _quality(all_series: Sequence[Series], runs: int, args: argparse.Namespace, rng: np.random.Generator,
-             detector: Detector) -> None:
     started = time.perf_counter()
-    for group, (count, flagged, total) in sorted(aa_real(all_series, detector).items()):
-        print(f"A/A real ({runs} runs) {group}: {flagged}/{count} series with a false change point "
-              f"({flagged / count:.1%}), {total} false change points")
-    for group, (count, flagged, total) in sorted(aa_synthetic(all_series, args.length, args.trials, rng,
-                                                                            detector).items()):
-        print(f"A/A synthetic ({args.length} runs, {args.trials} per series) {group}: {flagged}/{count} series "
-              f"with a false change point ({flagged / count:.1%}), {total} false change points")
-    for step in (0.10, 0.03):
-        for group, found in sorted(delays(all_series, step, 60, args.horizon, args.trials, rng,
-                                                    detector).items()):
-            print(f"step +{step:.0%} at run 30 of 60, {group}: {_summary(found)}")
-    print(f"detector time: {time.perf_counter() - started:.1f} s")
-
-
-def _agreement(all_series: Sequence[Series], python: str, rng: np.random.Generator) -> None:
-    stepped: list[np.ndarray] = []
-    real = [s.values() for s in all_series]
-    for series in all_series:
-        values = synthetic(series, 60, rng)
-        values[30:] *= 1.10
-        stepped.append(values)
-    for name, batch in (("A/A real", real), ("synthetic +10% step", [list(v) for v in stepped])):
-        theirs = otava_indices(python, batch)
-        ours = [OTAVA_DEFAULTS.indices(v) for v in batch]
-        same = sum(1 for a, b in zip(ours, theirs, strict=True) if a == b)
-        extra = sum(1 for a, b in zip(ours, theirs, strict=True) if set(a) < set(b))
-        print(f"agreement with apache-otava, {name}: {same}/{len(batch)} series identical change points "
-              f"({same / len(batch):.0%}); otava reports extra points in {extra} (its merge step keeps a "
-              "stale p-value for the left neighbour of a removed point)")
+    inputs = inputs_of(args.history, args.quiet_runs, args.length, args.trials, args.seed)
+    print(f"A/A store {args.history}: {len(inputs.reference)} series, {inputs.whole_runs} runs, the first "
+          f"{inputs.quiet_runs} the reference; steps at run {STEP_AT} of {STEP_LENGTH}, "
+          f"{len(inputs.stepped[STEPS[0]])} series per step")
+    qualities = []
+    for options in SETTINGS:
+        quality = measure(inputs, options, args.horizon)
+        qualities.append(quality)
+        print("\n".join(block(quality, inputs, args.length, args.trials, options == edivisive.DEFAULT)), flush=True)
+    print("\n".join(summary(qualities)))
+    if args.otava_python:
+        print("\n".join(agreement(inputs, args.otava_python)))
+    print(f"bench time: {time.perf_counter() - started:.0f} s")
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,17 +16,22 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from chatbench.history.records import UNITS
+from chatbench.history.records import REHEARSAL_KIND, UNITS
 from chatbench.history.store import StoredValue
 
 FORMATS = ("bmf", "github-action-benchmark", "otava-csv")
 
 
 def latest_run(rows: Sequence[StoredValue]) -> list[StoredValue]:
+    """The latest run's rows, and beside them the latest run of the other kind (a rehearsal beside a sign-off or
+    bench run, or the other way round) when it measured the same commit: its ``rehearse:*`` benchmarks are
+    names of their own, and a rehearsal of an older commit is not re-reported at this one."""
     if not rows:
         return []
-    last = rows[-1].run.run_key
-    return [row for row in rows if row.run.run_key == last]
+    last = rows[-1].run
+    latest = {row.run.kind == REHEARSAL_KIND: row.run for row in rows}  # rows are in run order: the last wins
+    keys = {run.run_key for run in latest.values() if run.run_key == last.run_key or run.commit == last.commit}
+    return [row for row in rows if row.run.run_key in keys]
 
 
 def bmf(rows: Sequence[StoredValue]) -> dict[str, dict[str, dict[str, float]]]:

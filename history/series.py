@@ -5,13 +5,16 @@ and backend), profile and machine fingerprint; mixing machines or versions would
 from one to the other as a change in the code. Points are in the order the runs happened.
 
 The likely cause of a change point is what changed between the last run before it and the first at
-it: the query's plan hash, the scenario's buffers, the data checksum, or the PostgreSQL version.
+it: the query's plan hash, the scenario's buffers, the data checksum, the PostgreSQL version, or the
+machine's load. Runs measured under much more load than the series' usual are left out of the detection
+(``Options.suspect_load``, ``suspect_loads``); the detector itself is ``chatbench.history.edivisive``.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chatbench.history import edivisive
 from chatbench.history.records import EXACT_METRICS, Measurement, RunRecord
@@ -60,15 +63,15 @@ class ChangePoint:
     recorded_at: str
     change: float  # relative change of the mean (0.10: 10% higher)
     pvalue: float
-    mean_before: float
-    mean_after: float
+    level_before: float  # the mean (t-test) or median (rank test) of the runs before it
+    level_after: float
     cause: str  # "" when nothing recorded changed at the same point
 
     def line(self) -> str:
         direction = "slower/higher" if self.change > 0 else "faster/lower"
         cause = f"; likely cause: {self.cause}" if self.cause else "; no plan, buffer or data change at this point"
         return (f"{self.series.scenario} {self.series.metric}: {self.change:+.1%} ({direction}, "
-                f"{self.mean_before:.4g} -> {self.mean_after:.4g}) at run {self.index + 1}, commits "
+                f"{self.level_before:.4g} -> {self.level_after:.4g}) at run {self.index + 1}, commits "
                 f"{_short(self.first_commit)}..{_short(self.last_commit)}, p={self.pvalue:.2g}{cause}")
 
 
@@ -87,19 +90,59 @@ def build_series(rows: Sequence[StoredValue]) -> list[Series]:
     return [Series(key, queries[key], tuple(points)) for key, points in grouped.items()]
 
 
-def detect(series: Series, *, window: int = edivisive.WINDOW, max_pvalue: float = edivisive.MAX_PVALUE,
-           min_magnitude: float = edivisive.MIN_MAGNITUDE, buffers: Series | None = None) -> list[ChangePoint]:
+def detect(series: Series, options: edivisive.Options = edivisive.DEFAULT, *,
+           buffers: Series | None = None) -> list[ChangePoint]:
     """Change points of one series; ``buffers``: the same scenario's buffers series, to name a cause."""
-    splits = edivisive.change_points(series.values(), window=window, max_pvalue=max_pvalue,
-                                     min_magnitude=min_magnitude)
+    points = series.points
     found = []
-    for split in splits:
-        before, at = series.points[split.index - 1], series.points[split.index]
-        found.append(ChangePoint(series.key, split.index, before.run.commit, at.run.commit, at.run.recorded_at,
-                                 split.change, split.pvalue, split.mean_before, split.mean_after,
+    for previous, index, split in splits([p.measurement.value for p in points], noise(points),
+                                         [p.run.load_per_cpu for p in points], options):
+        before, at = points[previous], points[index]
+        found.append(ChangePoint(series.key, index, before.run.commit, at.run.commit, at.run.recorded_at,
+                                 split.change, split.pvalue, split.level_before, split.level_after,
                                  likely_cause(before, at, buffers, series.key.metric,
-                                              load=_load_change(series, split.index))))
+                                              load=_load_change(series, index))))
     return found
+
+
+def appeared(series: Series, options: edivisive.Options = edivisive.DEFAULT, *, buffers: Series | None = None,
+             near: int = 2) -> list[ChangePoint]:
+    """The change points the series' latest run made appear: found with it, none within ``near`` runs
+    found without it.
+
+    Why not "a change point at the latest run": the rank test needs a few runs at a new level before its
+    p-value can pass (3 runs after 30), so a step is found a few runs after it began, at its first run;
+    what a CI job asks of its run is what that run added to the series."""
+    if len(series.points) < 2:
+        return []
+    earlier = [c.index for c in detect(replace(series, points=series.points[:-1]), options)]
+    return [c for c in detect(series, options, buffers=buffers) if all(abs(c.index - i) > near for i in earlier)]
+
+
+def splits(values: Sequence[float], noise: Sequence[float], loads: Sequence[float | None],
+           options: edivisive.Options) -> list[tuple[int, int, edivisive.Split]]:
+    """(index of the last run before, index of the first at the new level, its split) per change point.
+
+    Runs recorded under suspect load (``suspect_loads``) are left out: never a change point themselves,
+    and on neither side of one; their values say more about the other processes than about the code."""
+    kept = [i for i, bad in enumerate(suspect_loads(loads, options.suspect_load)) if not bad]
+    found = edivisive.change_points([values[i] for i in kept], options, noise=[noise[i] for i in kept])
+    return [(kept[s.index - 1], kept[s.index], s) for s in found]
+
+
+def noise(points: Sequence[Point]) -> list[float]:
+    """Each run's relative interval half-width: how well the run itself knows its value (0 when exact)."""
+    return [(p.measurement.high - p.measurement.low) / (2 * p.measurement.value) if p.measurement.value > 0
+            else 0.0 for p in points]
+
+
+def suspect_loads(loads: Sequence[float | None], factor: float) -> list[bool]:
+    """Runs whose load per CPU was above ``factor`` times the series' median load (``factor`` 0: none)."""
+    recorded = [load for load in loads if load is not None]
+    if not factor or not recorded:
+        return [False] * len(loads)
+    median = statistics.median(recorded)
+    return [load is not None and median > 0 and load > factor * median for load in loads]
 
 
 def _load_change(series: Series, index: int, runs: int = 5) -> tuple[float, float] | None:
@@ -132,11 +175,11 @@ def likely_cause(before: Point, at: Point, buffers: Series | None, metric: str,
     return "; ".join(causes)
 
 
-def detect_all(all_series: Sequence[Series], **options: float | int) -> list[ChangePoint]:
+def detect_all(all_series: Sequence[Series], options: edivisive.Options = edivisive.DEFAULT) -> list[ChangePoint]:
     buffers = {(s.key.scenario, s.key.label, s.key.profile, s.key.machine): s
                for s in all_series if s.key.metric == "buffers"}
     found: list[ChangePoint] = []
     for series in all_series:
         partner = buffers.get((series.key.scenario, series.key.label, series.key.profile, series.key.machine))
-        found += detect(series, buffers=partner, **options)  # type: ignore[arg-type]
+        found += detect(series, options, buffers=partner)
     return found

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from chatbench.files import write_atomically
 from chatbench.history.records import UNITS
 from chatbench.history.series import ChangePoint, Series
 from chatbench.output import Output
@@ -57,14 +58,16 @@ def show_table(all_series: Sequence[Series], changes: Sequence[ChangePoint], out
 
 
 def trend_svg(series: Series, changes: Sequence[ChangePoint]) -> str:
-    import matplotlib.pyplot as plt
-
-    from chatbench.reports.plots import PALETTE, to_svg
-
     x = list(range(1, len(series.points) + 1))
     values = series.values()
     low = [p.measurement.low for p in series.points]
     high = [p.measurement.high for p in series.points]
+    # lazy: matplotlib costs 0.6 s to import (-X importtime); only the HTML page draws, and every command
+    # that prints a report imports this module
+    import matplotlib.pyplot as plt
+
+    from chatbench.reports.plots import PALETTE, to_svg
+
     fig, ax = plt.subplots(figsize=(9.0, 2.6), dpi=100)
     ax.fill_between(x, low, high, color=PALETTE[0], alpha=0.15, linewidth=0, label="interval")
     ax.plot(x, values, marker="o", markersize=2.5, linewidth=1.2, color=PALETTE[0], label="value")
@@ -87,8 +90,6 @@ def trend_svg(series: Series, changes: Sequence[ChangePoint]) -> str:
 
 
 def write_html(all_series: Sequence[Series], changes: Sequence[ChangePoint], path: Path, *, store: str) -> Path:
-    from chatbench.files import write_atomically
-
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>chatbench history</title>"
              f"<style>{CSS}</style></head><body><h1>chatbench history</h1>"
              f"<p class=muted>store {e(store)}; dashed red lines: change points (E-divisive means, t-test); purple "

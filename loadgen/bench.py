@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from chatbench import loadgen
@@ -55,6 +56,7 @@ from chatbench.loadgen.size import check_space, estimate
 from chatbench.loadgen.spec import Spec
 from chatbench.provision import Server, provision
 from chatbench.provision.paths import disk_run_root_path
+from chatbench.schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
 from chatbench.schema.package import SchemaPackage
 
 SEED_PHASES = ("plan", "schema", "copy", "vacuum_analyze", "children", "indexes", "constraints", "sequences")
@@ -244,10 +246,6 @@ def _stats(values: list[float]) -> str:
 def superset_package() -> SchemaPackage:
     """The canonical models plus what a release adds: three columns on messages (a nullable timestamptz, a
     nullable integer, a jsonb with a server default) and an attachments table hanging from messages."""
-    import sqlalchemy as sa
-
-    from chatbench.schema.models import TRIGGER_FUNCTIONS, TRIGGERS, metadata
-
     extended = sa.MetaData(naming_convention=metadata.naming_convention)
     for table in metadata.sorted_tables:
         table.to_metadata(extended)

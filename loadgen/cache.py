@@ -36,16 +36,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+import faker
+import numpy
 import psycopg
 from psycopg import sql
 
 from chatbench.convert import to_plain
+from chatbench.faults import checkpoint
 from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
 from chatbench.loadgen.spec import Spec
 from chatbench.provision import cache_names
+from chatbench.provision.local import DATABASE
+from chatbench.provision.owner import current_tag
+from chatbench.provision.paths import seed_snapshot_root
 from chatbench.provision.server import Server
 from chatbench.schema.ddl import fingerprint as canonical_fingerprint
 from chatbench.schema.rolemap import CANONICAL, RoleMap
+from chatbench.settings import current
 
 GENERATOR_VERSION = 6  # bump whenever the generated contents (or their physical state) change
 
@@ -68,9 +75,6 @@ def cache_key(server: Server, spec: Spec, seed: int, order: str, *, schema: str 
               roles: RoleMap = CANONICAL) -> str:
     """``schema`` names the schema seeded (default: the canonical models' fingerprint); ``roles`` the map that
     said which of its tables and columns took the history (the same schema mapped otherwise is another seed)."""
-    import faker
-    import numpy
-
     material = {
         "schema": schema if schema is not None else canonical_fingerprint(),
         "map": [list(entry) for entry in roles.entries()],
@@ -97,8 +101,6 @@ def _hit(result: SeedResult, server: Server, seconds: float, kind: str) -> SeedR
 
 def snapshot_root() -> Path:
     """Where seeded snapshots live: ``<cache_root>/seeds``."""
-    from chatbench.provision.paths import seed_snapshot_root
-
     return seed_snapshot_root()
 
 
@@ -158,8 +160,6 @@ class SnapshotStore:
 
     def evict(self, keep: str) -> None:
         """Keep the ``seed_snapshots`` setting's most recently used snapshots (1M messages take ~0.6 GB)."""
-        from chatbench.settings import current
-
         limit = int(current("seed_snapshots"))
         entries = sorted((p for p in self.root.iterdir() if p.is_dir() and "." not in p.name),
                          key=lambda p: p.stat().st_mtime, reverse=True)
@@ -252,9 +252,6 @@ class TemplateStore:
         return _hit(result, server, time.perf_counter() - started, self.kind)
 
     def save(self, server: Server, key: str, result: SeedResult) -> None:
-        from chatbench.faults import checkpoint
-        from chatbench.provision.owner import current_tag
-
         partial = cache_names.template_partial(key)
         described = {**current_tag(server.run_id).to_json(), "seed": seed_result_to_json(result), "used": time.time()}
         with self._admin(server) as conn:
@@ -277,8 +274,6 @@ class TemplateStore:
 
     def evict(self, conn: psycopg.Connection, keep: str) -> list[str]:
         """Drop the least recently used complete templates beyond the ``seed_snapshots`` setting."""
-        from chatbench.settings import current
-
         limit = int(current("seed_snapshots"))
         rows = conn.execute(
             "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
@@ -328,8 +323,6 @@ def store_for(server: Server) -> SeedCache | None:
     None for a database chatbench did not create (seeded with --allow-destructive): a template hit
     drops and re-creates the whole database, which is more than seeding its tables.
     """
-    from chatbench.provision.local import DATABASE
-
     if not server.owns_database:
         return None
     if server.cluster is not None and server.database == DATABASE:

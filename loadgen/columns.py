@@ -143,7 +143,11 @@ def render(fill: ColumnFill, chunk: Chunk) -> Field:
     if fill.kind == "row":
         return row_value(fill.column, fill.row_tag, fill.row_span, chunk.numbers)
     null = chunk.rng.random(chunk.rows) < fill.null_share if fill.null_share else None
-    if fill.kind in ("reference", "row_reference"):  # the same draws for every column of one foreign key
+    if fill.kind == "reference" and fill.column.unique:  # a key (or part of one): no referenced row twice
+        referenced = distinct_rows(chunk.numbers, fill.reference_rows)
+        values = fill.codec.field(referenced) if fill.codec is not None else \
+            row_value(fill.column, fill.row_tag, fill.row_span, referenced)
+    elif fill.kind in ("reference", "row_reference"):  # the same draws for every column of one foreign key
         referenced = chunk.rng.integers(1, max(1, fill.reference_rows) + 1, chunk.rows)
         if fill.codec is not None:
             values = fill.codec.field(referenced)
@@ -157,6 +161,17 @@ def render(fill: ColumnFill, chunk: Chunk) -> Field:
     if null is None:
         return values
     return VarField(with_nulls(_as_rows(values), null))  # always variable: see ``is_fixed``
+
+
+_SPREAD = 2_654_435_761
+"""A prime above any table's rows: multiplying row numbers by it modulo the rows permutes them."""
+
+
+def distinct_rows(numbers: np.ndarray, rows: int) -> np.ndarray:
+    """Referenced row numbers (1-based), a different one for each of the table's row numbers while there are
+    no more of them than ``rows``, spread over the referenced table rather than in its order."""
+    n = max(1, rows)
+    return ((numbers.astype(np.int64) - 1) * (_SPREAD % n) % n) + 1
 
 
 def _as_rows(values: Field) -> list[bytes]:

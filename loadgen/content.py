@@ -21,6 +21,7 @@ much of it PostgreSQL stores out of line; with ``--url`` it reads a seeded datab
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import json
@@ -32,7 +33,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from chatbench.loadgen.spec import ContentSpec, Spec
+from chatbench.errors import ChatbenchError
+from chatbench.loadgen.spec import ContentSpec, Spec, load_spec
 
 TOAST_THRESHOLD_BYTES = 2032
 """PostgreSQL's TOAST_TUPLE_THRESHOLD with 8 kB pages: a row wider than this has its long values
@@ -344,7 +346,7 @@ def _stats(role: str, sizes: np.ndarray) -> RoleStats:
 
 def pool_distribution(spec: Spec, seed: int = 0) -> tuple[RoleStats, ...]:
     """Per role, the lengths of the pool a seed of ``spec`` picks its texts from, uniformly."""
-    from chatbench.loadgen.pools import ROLES, build_pools  # pools builds its texts with this module
+    from chatbench.loadgen.pools import ROLES, build_pools  # lazy: import cycle (pools imports this module)
 
     pools = build_pools(spec.locales, spec.non_ascii_share, seed, spec.content)
     out = []
@@ -394,11 +396,6 @@ def distribution_table(stats: Sequence[RoleStats]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from chatbench.errors import ChatbenchError
-    from chatbench.loadgen.spec import load_spec
-
     parser = argparse.ArgumentParser(prog="python -m chatbench.loadgen.content",
                                      description="chatbench's message content distribution per role")
     parser.add_argument("--profile", default="ci")

@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import select
 import struct
 import threading
 import time
@@ -37,6 +38,7 @@ from chatbench.errors import ChatbenchError, redact
 from chatbench.loadgen.encode import SIGNATURE, TRAILER, TableLayout, message_pieces, message_rows
 from chatbench.loadgen.plan import RenderInputs, read_bucket
 from chatbench.loadgen.pools import Pools
+from chatbench.settings import current
 
 OnRows = Callable[[int], None]
 _HEADER = struct.Struct("<q")
@@ -102,8 +104,6 @@ def _read_blocking(fd: int, size: int) -> bytes | None:
 
 def _read_exactly(fd: int, size: int, deadline: Callable[[], None]) -> bytearray:
     """``size`` bytes from a pipe; ``deadline()`` is called while waiting (it raises on a stall)."""
-    import select
-
     out = bytearray(size)
     view = memoryview(out)
     got = 0
@@ -248,8 +248,6 @@ class RenderWorkers:
         """(rows, bytes) of every message piece, in id order, as buckets become ready. A piece (50k rows by
         default) renders in a few tens of milliseconds: a worker whose turn it is that sends nothing for
         the ``copy_stall_seconds`` setting is stuck, and the seed fails instead of hanging."""
-        from chatbench.settings import current
-
         stall_seconds = float(current("copy_stall_seconds"))
         while (ready := self._ready.get()) is not None:
             if isinstance(ready, BaseException):

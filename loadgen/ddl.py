@@ -25,6 +25,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from sqlalchemy.engine import URL
 
 from chatbench.provision.paths import memory_available
 from chatbench.schema import package as schema_package
@@ -208,9 +210,6 @@ def create_bare(conninfo: str, package: SchemaPackage | None = None) -> None:
 
 def conninfo_url(conninfo: str) -> str:
     """A SQLAlchemy URL (psycopg 3 driver) for a libpq conninfo string."""
-    from psycopg.conninfo import conninfo_to_dict
-    from sqlalchemy.engine import URL
-
     params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items()}
     host, port = params.pop("host", None), params.pop("port", None)
     user, password, dbname = params.pop("user", None), params.pop("password", None), params.pop("dbname", None)

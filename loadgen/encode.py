@@ -38,6 +38,7 @@ from chatbench.loadgen.fields import (
 )
 from chatbench.loadgen.plan import MessageRows, Plan, RenderInputs
 from chatbench.loadgen.pools import Pools
+from chatbench.schema.rolemap import ROLE_COLUMNS, ROLE_KEYS
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
@@ -94,9 +95,6 @@ class TableLayout:
 
 def canonical_layout(role: str) -> TableLayout:
     """A canonical table's layout: bigint keys, no other column (what the canonical models declare)."""
-    from chatbench.loadgen.target import ROLE_KEYS
-    from chatbench.schema.rolemap import ROLE_COLUMNS
-
     return TableLayout(role, role, ROLE_COLUMNS[role], {c: INT8 for c in ROLE_KEYS[role]}, ())
 
 

@@ -7,7 +7,10 @@ The three history tables (the tables playing the roles, through the role map) ta
 other columns are filled by ``columns.plan_fill``. Every other table is a child: its rows hang from the
 rows of the table its first foreign key references (``Spec.rows_per_parent``), its own key numbers its
 rows, and its other foreign keys reference random rows of their tables (a foreign key of several columns,
-the key and others, references whole existing rows: see ``columns.row_value``).
+the key and others, references whole existing rows: see ``columns.row_value``). Keys are never repeated: a
+child whose parent column is a key of its own (a 1:1 table, ``user_settings.user_id``) gets at most one row
+per parent, and a foreign key that is, or is part of, a primary key or UNIQUE constraint references distinct
+rows (``columns.distinct_rows``).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from chatbench.loadgen.encode import TableLayout
 from chatbench.loadgen.fields import KEY_KINDS, KeyCodec
 from chatbench.loadgen.plan import DAY_US, PG_EPOCH, to_pg_us
 from chatbench.loadgen.spec import Spec
-from chatbench.loadgen.target import ROLE_KEYS, TargetColumn, TargetSchema, TargetTable
-from chatbench.schema.rolemap import ROLE_COLUMNS, ROLE_TABLES
+from chatbench.loadgen.target import TargetColumn, TargetSchema, TargetTable
+from chatbench.schema.rolemap import ROLE_COLUMNS, ROLE_KEYS, ROLE_TABLES
 
 _TIMESTAMPS = frozenset({"timestamptz", "timestamp"})
 _INTEGER_KEYS = frozenset({"int8", "int4", "int2"})
@@ -48,6 +51,7 @@ class ChildLoad:
     layout: TableLayout
     rows: int
     parent_rows: int  # rows of the parent table (the parent column numbers them)
+    distinct_parents: bool = False  # the parent column is a key of its own (one row per parent at most: 1:1)
 
 
 @dataclass(frozen=True)
@@ -117,13 +121,22 @@ def build_layouts(target: TargetSchema, spec: Spec, counts: dict[str, int]) -> L
         parent_rows = rows.get(table.parent, 0) if table.parent else 0
         ratio = spec.rows_per_parent(table.name, table.parent and _role_of(target, table.parent))
         rows[table.name] = round(parent_rows * ratio) if table.parent else round(ratio * 100)
+        if _distinct_parents(table):  # a 1:1 table (``user_settings.user_id`` its key): no more rows than parents
+            rows[table.name] = min(rows[table.name], parent_rows)
     t0 = to_pg_us(spec.start_datetime)
     tables = _Tables(target, codecs, rows, (t0, t0 + spec.time.days * DAY_US))  # every table's rows known
     children = tuple(ChildLoad(_child_layout(table, tables), rows[table.name],
-                               rows.get(table.parent, 0) if table.parent else 0) for table in target.children)
+                               rows.get(table.parent, 0) if table.parent else 0, _distinct_parents(table))
+                     for table in target.children)
     roles = {r: _role_layout(target.role(r), r, tables) for r in ROLE_TABLES}
     return Layouts(roles["users"], roles["conversations"], roles["messages"], children, codecs,
                    frozenset(t.name for t in target.tables if t.partitioned))
+
+
+def _distinct_parents(table: TargetTable) -> bool:
+    """The child's parent column is unique on its own: each parent has at most one row."""
+    column = table.column(table.parent_column) if table.parent and table.parent_column else None
+    return column is not None and column.unique
 
 
 def _role_of(target: TargetSchema, name: str) -> str:
@@ -202,8 +215,8 @@ def _extras(table: TargetTable, planned: set[str], tables: _Tables) -> tuple[Col
         else:
             ref = column.references
             reference = (codecs[ref[0]], rows.get(ref[0], 0)) if ref and ref[0] in codecs else None
-            if column.name in table.primary_key and reference is None:  # part of a composite key: keep it unique
-                column = _unique(column)
+            if table.in_unique_key(column.name):  # part of a key of several columns: keep it unique (a
+                column = _unique(column)           # reference: distinct rows, ``columns.render``)
             fill = plan_fill(column, key=None, reference=reference)
         if fill is not None:
             fills.append(fill)
@@ -269,8 +282,11 @@ def _unique(column: TargetColumn) -> TargetColumn:
 
 
 def child_parents(load: ChildLoad, seed: int) -> np.ndarray:
-    """Parent row numbers of a child's rows, in order: random parents, sorted (rows of one parent together)."""
+    """Parent row numbers of a child's rows, in order: random parents, sorted (rows of one parent together);
+    each parent at most once when the parent column is a key of its own (``distinct_parents``)."""
     rng = np.random.default_rng([seed, 0x43484C44, load.layout.tag])  # "CHLD"
     if load.parent_rows == 0:
         return np.arange(1, load.rows + 1, dtype=np.int64)
+    if load.distinct_parents:
+        return np.sort(rng.choice(load.parent_rows, load.rows, replace=False).astype(np.int64) + 1)
     return np.sort(rng.integers(1, load.parent_rows + 1, load.rows))

@@ -23,15 +23,18 @@ checksum) does not depend on block or bucket sizes.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
+from chatbench.errors import ConfigError
 from chatbench.loadgen.pools import LONG_TITLES, TITLES
 from chatbench.loadgen.spec import ConversationsSpec, Spec
 from chatbench.provision.owner import STAGING_PREFIX, Lease
@@ -58,8 +61,6 @@ def to_pg_us(value: datetime) -> int:
 
 
 def from_pg_us(value: int) -> datetime:
-    from datetime import timedelta
-
     return PG_EPOCH + timedelta(microseconds=int(value))
 
 
@@ -524,8 +525,6 @@ def build_plan(
     as soon as it is complete, in load order: a COPY can start long before the plan is done.
     """
     if order not in ORDERS:
-        from chatbench.errors import ConfigError
-
         raise ConfigError(f"--order {order!r} is not an order; use one of {', '.join(ORDERS)}")
     token = secrets.token_hex(4)
     directory = (scratch or run_root()) / f"{STAGING_PREFIX}skeleton-{token}"
@@ -544,9 +543,6 @@ def build_plan(
 def _return_freed_memory() -> None:
     """Give the drawing's temporaries back to the OS (glibc keeps freed heap otherwise): the process
     that then feeds the COPY for minutes should hold only the plan itself."""
-    import ctypes
-    import ctypes.util
-
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.malloc_trim(0)

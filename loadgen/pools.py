@@ -25,12 +25,14 @@ import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import faker
 import numpy as np
 from faker import Faker
 
 from chatbench.loadgen.content import Vocabulary, ai_texts
 from chatbench.loadgen.fields import text_field
 from chatbench.loadgen.spec import ContentSpec
+from chatbench.provision.paths import cache_root
 from chatbench.schema.models import TITLE_MAX_LENGTH
 
 ROLES: tuple[str, ...] = ("user", "assistant", "system", "tool")
@@ -115,10 +117,6 @@ POOLS_VERSION = 3  # bump when the pools' contents change for the same inputs
 
 
 def _disk_path(locales: tuple[str, ...], non_ascii_share: float, seed: int, content: ContentSpec) -> Path:
-    import faker
-
-    from chatbench.provision.paths import cache_root
-
     material = json.dumps([POOLS_VERSION, faker.VERSION, np.__version__, list(locales), non_ascii_share, seed,
                            asdict(content)], sort_keys=True)
     return cache_root() / "pools" / f"{hashlib.sha256(material.encode()).hexdigest()[:16]}.pickle"

@@ -38,11 +38,12 @@ cached unless the integrity check passed.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -50,7 +51,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from chatbench.convert import to_plain
-from chatbench.errors import ChatbenchError, ConfigError
+from chatbench.errors import ChatbenchError, ConfigError, redact
 from chatbench.loadgen import ddl, dropbehind
 from chatbench.loadgen.cache import SeedCache, SnapshotStore, cache_key, store_for
 from chatbench.loadgen.copy import RenderWorkers, copy_bytes, copy_messages
@@ -149,11 +150,6 @@ def _schema_identity(server: Server, package: SchemaPackage, prebuilt: bool) -> 
 
 def _save(store: SeedCache, server: Server, key: str, result: SeedResult) -> SeedResult:
     """Publish a verified seed; a cache that cannot be written (no CREATEDB, full disk) is not fatal."""
-    import sys
-    from dataclasses import replace
-
-    from chatbench.errors import redact
-
     started = time.perf_counter()
     try:
         store.save(server, key, result)

@@ -21,12 +21,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import psycopg
+
+from chatbench import loadgen
 from chatbench.errors import ConfigError
+from chatbench.loadgen.ddl import load_ddl
 from chatbench.loadgen.spec import Spec
+from chatbench.provision import provision
 from chatbench.provision.paths import (
     FreeSpace,
     cache_root_path,
@@ -198,15 +205,7 @@ def check_seed_space(
 
 def measure(messages: int, pg_bin: str | None, seed: int = 0) -> str:
     """Seed ``messages`` on a throwaway local server; the per-row constants as Python source."""
-    import threading
-    import time
-
-    import psycopg
-
-    from chatbench import loadgen
-    from chatbench.loadgen.bench import bench_spec
-    from chatbench.loadgen.ddl import load_ddl
-    from chatbench.provision import provision
+    from chatbench.loadgen.bench import bench_spec  # lazy: import cycle (bench imports this module at its top)
 
     spec = bench_spec("release", messages)
     with provision("local", pg_bin=pg_bin) as server:
@@ -271,7 +270,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.measure:
         print(measure(args.messages, args.pg_bin))
         return 0
-    from chatbench import loadgen
 
     spec = loadgen.load_spec(args.profile or "release")
     print(f"{spec.name}: {estimate(spec).describe()}")

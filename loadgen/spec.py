@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from faker.config import AVAILABLE_LOCALES
+
 from chatbench import convert
 from chatbench.convert import fields_plain
 from chatbench.errors import ConfigError
@@ -284,8 +286,6 @@ def _check_field(section: str, name: str, value: Any) -> Any:
 
 
 def _check_locales(value: list[Any]) -> tuple[str, ...]:
-    from faker.config import AVAILABLE_LOCALES
-
     if not value:
         raise ConfigError("spec field locales = []: must list at least one Faker locale, e.g. ['en_US']")
     for locale in value:

@@ -26,11 +26,6 @@ from chatbench.errors import ConfigError
 from chatbench.schema.package import TOOL_TABLES
 from chatbench.schema.rolemap import CANONICAL, ROLE_TABLES, RoleMap
 
-ROLE_KEYS: dict[str, dict[str, str]] = {  # role -> key column -> the role whose rows it numbers
-    "users": {"id": "users"},
-    "conversations": {"id": "conversations", "user_id": "users"},
-    "messages": {"id": "messages", "conversation_id": "conversations", "user_id": "users"},
-}
 _IN_LIST = re.compile(r"\(?\(?(\w+)\)?(?:::\w+(?: \w+)*)? = ANY \(\(?ARRAY\[(.*?)\]\)?(?:::[\w\[\] ]+)?\)")
 _IN_PLAIN = re.compile(r"\(?(\w+)\)? IN \((.*?)\)")
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
@@ -70,6 +65,12 @@ class TargetTable:
     role_columns: Mapping[str, str] = field(default_factory=dict)
     # foreign keys of several columns: (its columns, the referenced table, the referenced columns)
     composite_references: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...] = ()
+    # the columns of every primary key and UNIQUE constraint: what the filled rows must not repeat
+    unique_keys: tuple[tuple[str, ...], ...] = ()
+
+    def in_unique_key(self, column: str) -> bool:
+        """Part of a key of several columns (a single-column one is ``TargetColumn.unique``)."""
+        return any(column in key for key in self.unique_keys if len(key) > 1)
 
     def column(self, name: str) -> TargetColumn | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -254,9 +255,10 @@ def _table(name: str, partitioned: bool, leaves: tuple[str, ...], cols: list[tup
     fk = next(((k[3][0], k[4]) for k in constraints if k[2] == "f" and len(k[3]) == 1 and k[4] != name), None)
     parent = fk if fk and role is None else None
     composites = tuple((tuple(k[3]), k[4], tuple(k[5])) for k in constraints if k[2] == "f" and len(k[3]) > 1)
+    keys = tuple(tuple(k[3]) for k in constraints if k[2] in ("p", "u"))
     return TargetTable(name, role, tuple(out), primary, partitioned, leaves,
                        parent=parent[1] if parent else None, parent_column=parent[0] if parent else None,
-                       role_columns=role_columns, composite_references=composites)
+                       role_columns=role_columns, composite_references=composites, unique_keys=keys)
 
 
 def _check_facts(column: str, checks: list[str]) -> tuple[tuple[str, ...], int | None, int | None, int | None]:

@@ -24,6 +24,7 @@ __all__ = ["Rehearsal", "RehearsalPlan", "rehearse"]
 
 
 def __getattr__(name: str) -> Any:
+    # lazy: start-up; each app client process imports this package (appclient with psycopg 0.15 s, stage +1.9 s)
     if name == "Rehearsal":
         from chatbench.rehearse.result import Rehearsal
 

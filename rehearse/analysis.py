@@ -17,7 +17,7 @@ statement that waited about T seconds for its lock and then gave up had a lock_t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 
@@ -41,6 +41,7 @@ from chatbench.rehearse.result import (
 )
 from chatbench.rehearse.runner import MigrationOutcome, Trace
 from chatbench.rehearse.sampler import Activity, Samples
+from chatbench.rehearse.statements import kind_of
 
 _RELATIONS = """
 SELECT c.oid::int8, c.relname, coalesce(t.relname, c.relname), c.relkind::text
@@ -204,8 +205,6 @@ class Analysis:
         return out
 
     def _from_activity(self, activity: Sequence[Activity]) -> list[StatementRun]:
-        from chatbench.rehearse.statements import kind_of
-
         changed = [oid for oid, node in self.outcome.storage_before.items()
                    if self.outcome.storage_after.get(oid, node) != node]
         out: list[StatementRun] = []
@@ -249,11 +248,13 @@ class Analysis:
         """App queries seen waiting behind the migration, attributed to the statement holding the lock; those
         first seen while the migration itself waited for its lock are that statement's queue."""
         counts: dict[tuple[int, Access], list[float]] = {}
+        operations: dict[tuple[int, Access], set[str]] = {}
         queues: dict[tuple[int, str, Access], list[float]] = {}
         waits = [(b - self.t0, e - self.t0) for b, e in self._waits(self.outcome.start, self.outcome.end)]
         spans = []
         for query in self.samples.blocked.values():
-            access = access_of_query(query.query)
+            operation = self.requests.operation_of(query.query)
+            access = operation.access if operation is not None else access_of_query(query.query)
             relation = self.names.get(query.relation or -1)
             first = query.start - self.t0
             seen = query.first - self.t0
@@ -268,15 +269,18 @@ class Analysis:
                 active = [r for r in statements if _begin(r) - self.interval <= first <= r.release_s + self.interval]
                 owner = active[-1].index if active else None
             spans.append(BlockedSpan(first, query.last - self.t0, access,
-                                     relation.name if relation else query.mode, owner))
+                                     relation.name if relation else query.mode, owner,
+                                     None if operation is None else operation.name))
             if owner is not None:
                 counts.setdefault((owner, access), []).append(query.longest_s)
+                if operation is not None:
+                    operations.setdefault((owner, access), set()).add(operation.name)
                 if relation is not None and any(b - self.interval <= seen <= e + self.interval for b, e in waits):
                     queues.setdefault((owner, relation.table, access), []).append(query.longest_s)
         updated = []
         for run in statements:
-            blocked = {a: Blocked(len(counts.get((run.index, a), [])), max(counts.get((run.index, a), [0.0])))
-                       for a in ACCESSES}
+            blocked = {a: Blocked(len(counts.get((run.index, a), [])), max(counts.get((run.index, a), [0.0])),
+                                  tuple(sorted(operations.get((run.index, a), ())))) for a in ACCESSES}
             queue = tuple(Queued(table, access, len(items), max(items))
                           for (index, table, access), items in sorted(queues.items()) if index == run.index)
             updated.append(_replace(run, blocked=blocked, queue=queue))
@@ -364,6 +368,4 @@ def _begin(run: StatementRun) -> float:
 
 
 def _replace(run: StatementRun, **changes: object) -> StatementRun:
-    from dataclasses import replace
-
     return replace(run, **changes)  # type: ignore[arg-type]

@@ -4,7 +4,8 @@ A plain subprocess, not multiprocessing: it imports only psycopg, so it starts i
 second whatever the parent's main module is (multiprocessing's spawn would import that again).
 The parent writes a pickled ``ClientTask`` to its stdin; the client connects, prepares every
 statement, writes one byte (ready) to stdout, and runs until SIGUSR1; then it writes its requests,
-pickled, and exits. Ctrl-C is the parent's to handle: the client ignores SIGINT.
+pickled, and exits. Ctrl-C is the parent's to handle: the client ignores SIGINT. An operation marked
+``rolled_back`` (the application's own writes) runs between a BEGIN and a ROLLBACK every request.
 
 Open loop: arrivals follow a Poisson schedule at the client's share of the fixed rate, and each
 request's latency is measured from its intended start, so a request stuck behind the migration's
@@ -21,8 +22,10 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import psycopg
 
 APP_PREFIX = "chatbench-rehearse-app-"
 MAX_ERROR_SAMPLES = 5
@@ -41,11 +44,10 @@ class ClientTask:
     pools: Mapping[str, list[dict[str, Any]]]
     rate_per_s: float  # this client's arrival rate
     seed: int
+    rolled_back: Mapping[str, bool] = field(default_factory=dict)  # operation -> run in a transaction rolled back
 
 
 def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, float, float, bool]], list[str]]:
-    import psycopg
-
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
@@ -63,10 +65,17 @@ def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, floa
 
     def one(name: str) -> bool:
         nonlocal conn
+        rolled_back = task.rolled_back.get(name, False)
         try:
-            cur = conn.execute(task.sql[name], rng.choice(task.pools[name]), prepare=True)
-            if task.returns_rows[name]:
-                cur.fetchall()
+            if rolled_back:  # sent as they are: psycopg's transaction() would DEALLOCATE the prepared statements
+                conn.pgconn.exec_(b"BEGIN")
+            try:
+                cur = conn.execute(task.sql[name], rng.choice(task.pools[name]), prepare=True)
+                if task.returns_rows[name]:
+                    cur.fetchall()
+            finally:
+                if rolled_back and not conn.closed:
+                    conn.pgconn.exec_(b"ROLLBACK")
             return True
         except psycopg.Error as exc:
             if len(errors) < MAX_ERROR_SAMPLES:

@@ -24,6 +24,8 @@ negative). Format history (``FORMAT_VERSION``):
   of the block names the statement it stopped at. ``server.settings`` holds ``wal_level`` and
   ``full_page_writes`` as the rehearsal ran with them (a throwaway server is restarted with ``replica`` and
   ``on`` for it, so WAL is measured as a production primary writes it).
+- 6 (2026-12-08): ``blocked[].operations`` per statement and access, and ``operation`` per blocked span: the
+  live load's operations seen blocked, the application's own (``--queries``, ``app:QUERY``) among them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from chatbench import convert
 from chatbench.convert import to_plain
 from chatbench.verify.result import VerificationResult  # at run time: the converter reads the annotations
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 Access = Literal["reads", "appends"]
 ACCESSES: tuple[Access, ...] = ("reads", "appends")
 Verdict = Literal["PASS", "WARN", "FAIL", "ERROR"]
@@ -62,6 +64,7 @@ class Blocked:
 
     count: int = 0
     longest_s: float = 0.0
+    operations: tuple[str, ...] = ()  # the load's operations seen blocked (``app:QUERY``: the application's own)
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,7 @@ class BlockedSpan:
     access: Access
     relation: str
     statement: int | None
+    operation: str | None = None  # the load's operation it was (None: a text no operation has)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ For each of two data sizes (the profile's and a smaller one), smaller first:
    (``--from`` / ``--from-cmd``), build it and seed it where it stands (``loadgen.seed(...,
    prebuilt=True)``): that database is the template of the run;
 2. clone the template, measure the locks the app's queries take, start the live load (open loop,
-   fixed rate) and the lock sampler, wait ``baseline_s``, open the long transaction (``longtx``: it
+   fixed rate: the canonical operations of ``--mix`` and the application's own queries of ``--queries``,
+   ``appload``) and the lock sampler, wait ``baseline_s``, open the long transaction (``longtx``: it
    reads the tables the app uses and commits ``long_transaction_s`` after the migration started), run
    the migration (a statement that gives up on its lock_timeout is retried, ``lock_retries``), wait
    ``baseline_s``; read what the migration left behind (``residue``);
@@ -14,7 +15,9 @@ For each of two data sizes (the profile's and a smaller one), smaller first:
    (``verify.schema_check.verify_schema``: drift against the schema the release must reach, health, plan
    contracts): the application's models exactly when given (``--models``), else the canonical
    contracts in contract mode, so a lock-safe release that adds a column passes and one that drops
-   or weakens a canonical contract fails, naming it.
+   or weakens a canonical contract fails, naming it. The role map (``[tool.chatbench.map]``) is read
+   there as the sign-off reads it, and the seed of an application's before-schema fills its tables
+   through it.
 
 The WAL is measured as a production primary writes it (``production_wal``): a throwaway local server, which
 runs with ``wal_level = minimal`` and ``full_page_writes = off`` for benchmarks (where a new index or a
@@ -42,6 +45,7 @@ from pathlib import Path
 
 import psycopg
 
+from chatbench import loadgen
 from chatbench.errors import ChatbenchError
 from chatbench.faults import checkpoint
 from chatbench.loadgen.result import SeedResult
@@ -50,7 +54,7 @@ from chatbench.provision import BENCHMARK_SETTINGS, Server
 from chatbench.provision.databases import temporary_database
 from chatbench.rehearse.analysis import Analysis, Relation, relations
 from chatbench.rehearse.appclient import APP_PREFIX
-from chatbench.rehearse.appload import app_load, canonical_operations
+from chatbench.rehearse.appload import AppOperation, app_load, app_operations, canonical_operations
 from chatbench.rehearse.applocks import measure_app_locks
 from chatbench.rehearse.budgets import Budgets
 from chatbench.rehearse.extrapolate import extrapolate, extrapolate_wal
@@ -61,8 +65,13 @@ from chatbench.rehearse.rules import judge
 from chatbench.rehearse.runner import MigrationOutcome, SqlRunner, run_command
 from chatbench.rehearse.sampler import INTERVAL_S, SAMPLER_NAME, LockSampler, Samples
 from chatbench.rehearse.statements import Statement
+from chatbench.schema.appqueries import AppQueries
+from chatbench.schema.migrations import build_from_cmd, build_from_sql, database_env
 from chatbench.schema.package import SchemaPackage, canonical
+from chatbench.schema.rolemap import CANONICAL, ROLE_TABLES, RoleMap
 from chatbench.settings import DriftMode
+from chatbench.verify.appcheck import merged_result, verify_app_queries
+from chatbench.verify.mapped import quoted
 from chatbench.verify.result import VerificationResult
 from chatbench.verify.schema_check import verify_schema
 
@@ -98,6 +107,8 @@ class RehearsalPlan:
     drift_mode: DriftMode = "contract"  # exact with the application's models (--models), else contract
     long_transaction_s: float = 0.0  # a session that read the app's tables, open across the migration's start
     lock_retries: int = 0  # tries after a statement (or a command) gave up on its lock_timeout
+    queries: AppQueries | None = None  # the application's own queries (--queries): in the live load too
+    roles: RoleMap = CANONICAL  # the application's names for the roles ([tool.chatbench.map])
 
     @property
     def before_source(self) -> str:
@@ -110,8 +121,6 @@ class RehearsalPlan:
 
 def smaller_spec(spec: Spec) -> Spec:
     """The second size: the next smaller profile, or a tenth of a custom spec's messages."""
-    from chatbench import loadgen
-
     if spec.name in SMALLER_PROFILE:
         return loadgen.load_spec(SMALLER_PROFILE[spec.name])
     return loadgen.load_spec("smoke")
@@ -125,9 +134,6 @@ def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progres
     The canonical before-schema comes from the seed cache; a ``--from``/``--from-cmd`` schema is built
     and then seeded where it stands (``prebuilt``), whatever its tables and key types.
     """
-    from chatbench import loadgen
-    from chatbench.schema.migrations import build_from_cmd, build_from_sql
-
     if plan.before_file is None and plan.before_cmd is None:
         with temporary_database(server, "cbr_seed") as db:
             progress(f"seeding {spec.name} ({spec.messages.count:,} messages)")
@@ -147,7 +153,8 @@ def _template(server: Server, spec: Spec, plan: RehearsalPlan, progress: Progres
         progress(f"seeding {spec.name} ({spec.messages.count:,} messages) into the before-schema")
         # Seeded where it was built (every table and key type of it), never from the cache: the database
         # is the run's template and must stay the one built here.
-        seeded = loadgen.seed(before, spec, seed=plan.seed, use_cache=False, progress=False, prebuilt=True)
+        seeded = loadgen.seed(before, spec, seed=plan.seed, use_cache=False, progress=False, prebuilt=True,
+                              roles=plan.roles)
         yield before, seeded
 
 
@@ -272,8 +279,6 @@ def _migrate(run: Server, plan: RehearsalPlan, progress: Progress) -> MigrationO
                          on_statement=lambda s: progress(f"statement {s.index}/{len(statements)}: {s.short(60)}"),
                          on_retry=lambda w, n, p: progress(f"{w} gave up on its lock_timeout (attempt {n}); "
                                                            f"again in {p:g} s")).run()
-    from chatbench.schema.migrations import database_env
-
     assert plan.migration_cmd is not None
     progress(f"running {plan.migration_cmd!r}")
     return run_command(plan.migration_cmd, database_env(run), timeout_s=plan.timeout_s, conninfo=run.conninfo(),
@@ -305,6 +310,7 @@ class SizeOutcome:
     verification: VerificationResult | None
     database: Server  # the migrated database (dropped when the ``rehearse_size`` block ends)
     seed: SeedResult  # the history it was filled with, pointed at ``database``
+    left_out: Mapping[str, str] = field(default_factory=dict)  # application query -> why not in the live load
 
 
 @contextlib.contextmanager
@@ -319,8 +325,9 @@ def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Pro
         with _template(server, spec, plan, progress) as (template, seeded):
             run = kept.enter_context(temporary_database(server, "cbr_run", template=template.database))
             conninfo = run.conninfo()
-            # The seam for the application's own queries (issue 24): their AppOperations join these.
-            operations = canonical_operations(conninfo, seeded.params, plan.weights)
+            operations, left_out = _operations(conninfo, seeded, plan)
+            for name, why in left_out.items():
+                progress(f"{spec.name}: {name} is not in the live load: {why}")
             locks = app_locks if app_locks is not None else measure_app_locks(conninfo, operations)
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 names = relations(conn)
@@ -352,8 +359,9 @@ def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Pro
                 samples = sampler.stop()
         with psycopg.connect(conninfo, autocommit=True) as conn:
             names = {**names, **relations(conn)}
-            counts = {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
-                      for t in ("users", "conversations", "messages") if any(r.name == t for r in names.values())}
+            counts = {role: int(conn.execute(f"SELECT count(*) FROM {quoted(table)}").fetchone()[0])  # type: ignore[index]
+                      for role in ROLE_TABLES for table in [plan.roles.table(role)]
+                      if any(r.name == table for r in names.values())}
             left = residue(catalog, read_catalog(conn), plan.package, _ran(plan, outcome, samples))
         long_tx = None if opened is None else LongTransaction(opened.pid, opened.tables, opened.start - outcome.start,
                                                               opened.end - outcome.start)
@@ -366,8 +374,31 @@ def rehearse_size(server: Server, spec: Spec, plan: RehearsalPlan, progress: Pro
         if verify and outcome.outcome == "completed":
             progress(f"{spec.name}: verifying the migrated schema ({plan.drift_mode} against {plan.package.name})")
             verification = verify_schema(run, migrated, package=plan.package, mode=plan.drift_mode,
-                                         progress=lambda n: progress(f"verifying: {n}"))
-        yield SizeOutcome(size, locks, verification, run, migrated)
+                                         progress=lambda n: progress(f"verifying: {n}"), roles=plan.roles)
+            if plan.queries is not None and len(plan.queries):  # the application's plans on the migrated schema
+                judged = verify_app_queries(run, migrated.params, plan.queries, roles=plan.roles, prove=False,
+                                            production_messages=plan.production_messages,
+                                            progress=lambda n: progress(f"verifying: {n}"))
+                verification = merged_result(verification, judged)
+        yield SizeOutcome(size, locks, verification, run, migrated, left_out)
+
+
+def _operations(conninfo: str, seeded: SeedResult, plan: RehearsalPlan) -> tuple[tuple[AppOperation, ...],
+                                                                                   dict[str, str]]:
+    """The live load: the canonical operations of the mix and the application's queries (``--queries``), each of
+    those weighing an equal part of the mix's total (so the application's queries together run as often as the
+    canonical ones); and why an application query is left out."""
+    operations = canonical_operations(conninfo, seeded.params, plan.weights, plan.roles)
+    own: tuple[AppOperation, ...] = ()
+    left_out: dict[str, str] = {}
+    if plan.queries is not None and len(plan.queries):
+        total = sum(o.weight for o in operations) or 1.0
+        own, left_out = app_operations(conninfo, seeded.params, plan.queries, weight=total / len(plan.queries),
+                                       roles=plan.roles)
+    if not operations and not own:
+        raise ChatbenchError("rehearse: no query of the live load runs on this schema (every canonical one reads a "
+                             "name the role map renames, and no --queries query runs); give --queries FILE.sql")
+    return (*operations, *own), left_out
 
 
 @dataclass(frozen=True)
@@ -402,6 +433,7 @@ def rehearsed(server: Server, plan: RehearsalPlan, progress: Progress = lambda _
     app_locks: AppLocks | None = None
     last: SizeOutcome | None = None
     notes = []
+    left_out: dict[str, str] = {}
     with contextlib.ExitStack() as kept:
         with production_wal(server, progress) as wal_live:
             for spec in (plan.small_spec, plan.spec):
@@ -415,6 +447,7 @@ def rehearsed(server: Server, plan: RehearsalPlan, progress: Progress = lambda _
                         pass
                 sizes.append(outcome.size)
                 app_locks = outcome.app_locks
+                left_out.update(outcome.left_out)
                 if outcome.size.outcome != "completed":
                     skipped = "; the larger size was not run" if spec is not plan.spec else ""
                     notes.append(f"the migration {outcome.size.outcome} at {outcome.size.messages:,} messages{skipped}")
@@ -424,6 +457,7 @@ def rehearsed(server: Server, plan: RehearsalPlan, progress: Progress = lambda _
         wal_estimates = extrapolate_wal(sizes[0], sizes[-1], plan.production_messages, plan.budgets.wal) \
             if len(sizes) == 2 else ()
         notes.append(wal_live.note())
+        notes += [f"the application's query {name} is not in the live load: {why}" for name, why in left_out.items()]
         if plan.migration is None:
             notes.append("a --migration-cmd's statements are known only from the lock sampler (every "
                          f"{INTERVAL_S * 1000:g} ms): a statement shorter than that may be missed; its lock_timeout "

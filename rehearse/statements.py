@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pglast import parser
+from pglast.parser import ParseError
+
 from chatbench.errors import ConfigError
 
 
@@ -74,9 +77,6 @@ def _transaction_control(node: object) -> str | None:
 
 def split_sql(text: str, source: str) -> tuple[Statement, ...]:
     """The statements of ``text`` (a migration); ``source`` names it in errors."""
-    from pglast import parser
-    from pglast.parser import ParseError
-
     try:
         raw = parser.parse_sql(text)
     except ParseError as exc:
@@ -110,9 +110,6 @@ def read_migration(path: Path, option: str = "--migration") -> tuple[Statement, 
 
 def kind_of(sql: str) -> str:
     """The parse node of one statement's text (a command's sampled statement), or '' if it does not parse."""
-    from pglast import parser
-    from pglast.parser import ParseError
-
     try:
         raw = parser.parse_sql(sql)
     except ParseError:

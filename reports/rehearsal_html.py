@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.html_page import CSS, e
-from chatbench.reports.rehearsal_plot import timeline
 from chatbench.reports.rehearsal_tables import (
     FINDING_SECTIONS,
     Table,
@@ -41,6 +40,10 @@ def section(r: Rehearsal, level: int = 2) -> str:
             parts.append(f"<{h}>{title}</{h}><ul class='{css}'>" + "".join(
                 f"<li><b>{e(f.rule)}</b>: {e(f.evidence)}<br><i>{fix}</i>: {e(f.rewrite)}</li>" for f in items)
                 + "</ul>")
+    # lazy: matplotlib costs 0.6 s to import (-X importtime); only the HTML page draws, and every command
+    # that prints a report imports this module
+    from chatbench.reports.rehearsal_plot import timeline
+
     svg = timeline(size)
     parts.append(f"<{h}>Timeline</{h}>" + (f"<figure>{svg}<figcaption>locks held by the migration on top; the app's "
                                            "latency and blocked queries below, on one time axis</figcaption></figure>"

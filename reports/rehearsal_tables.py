@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from chatbench.rehearse.locks import short
-from chatbench.rehearse.result import ACCESSES, Latency, Rehearsal, SizeRun, StatementRun
+from chatbench.rehearse.result import ACCESSES, Access, Latency, Rehearsal, SizeRun, StatementRun
 from chatbench.rehearse.rules import attempts_text, queue_text, wal_size
 
 Table = tuple[tuple[str, ...], list[tuple[str, ...]]]
@@ -31,14 +31,22 @@ def _locks(run: StatementRun) -> str:
                      + (f" (blocks {', '.join(h.blocks)})" if h.blocks else "") for h in run.locks)
 
 
+def _blocked(run: StatementRun, access: Access) -> str:
+    """``n, longest s`` and which of the load's operations they were (the application's own: ``app:QUERY``)."""
+    if access not in run.blocked:
+        return "–"
+    blocked = run.blocked[access]
+    named = f" ({', '.join(blocked.operations)})" if blocked.operations else ""
+    return f"{blocked.count}, {blocked.longest_s:.3f}{named}"
+
+
 def statements(size: SizeRun) -> Table:
     header = ("#", "statement", "duration s", "strongest lock per relation (held s)", "rewrite",
               "reads blocked (n, longest s)", "appends blocked (n, longest s)", "app while it ran",
               "lock_timeout", "waited for its lock s", "queued behind its waiting lock", "tries", "WAL")
     rows = []
     for run in size.statements:
-        blocked = tuple(f"{run.blocked[a].count}, {run.blocked[a].longest_s:.3f}" if a in run.blocked else "–"
-                        for a in ACCESSES)
+        blocked = tuple(_blocked(run, a) for a in ACCESSES)
         rows.append((str(run.index) + (f" (line {run.line})" if run.line else ""), run.sql[:200] + (
             f" — ERROR {run.error}" if run.error else ""), f"{run.duration_s:.3f}", _locks(run),
                      ", ".join(run.rewrites) or "no", *blocked,

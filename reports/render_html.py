@@ -13,7 +13,7 @@ from typing import Any
 from chatbench.benchmarks.explain import LATENCY_RULE, interval_cell, noise_summary, verdict_words
 from chatbench.benchmarks.results import BenchmarkRun
 from chatbench.convert import to_plain
-from chatbench.reports import plots, rehearsal_html
+from chatbench.reports import rehearsal_html
 from chatbench.reports.compare import STATUS_ORDER, Comparison, ScenarioComparison
 from chatbench.reports.html_page import CSS, e
 from chatbench.reports.signoff import (
@@ -134,6 +134,10 @@ def _side_by_side(targets: Sequence[TargetSignoff]) -> str:
 
 
 def _plots(signoff: Signoff) -> str:
+    # lazy: matplotlib costs 0.6 s to import (-X importtime); only the HTML page draws, and every command
+    # that prints a report imports this module
+    from chatbench.reports import plots
+
     runs = [(t.label, t.benchmark) for t in signoff.targets if t.benchmark is not None]
     figures = [
         (

@@ -2,7 +2,8 @@
 
 CI dashboards (GitLab, Jenkins, GitHub test reporters) then show each failing check, missed
 target or regression by name. A stage that errored is an ``<error>``; a failing item a ``<failure>``
-whose message is the same one line the Markdown shows; an item the measured noise left undecided
+whose message is the same one line the Markdown shows (a stage's own one line, e.g. what the confirm stage
+re-measured, is the suite's ``detail`` property); an item the measured noise left undecided
 (INCONCLUSIVE) is ``<skipped>`` with that line as its reason: not a failure, and not a pass; so is an item
 skipped by design (a canonical query on a schema whose roles the map renames), with why.
 """
@@ -42,6 +43,8 @@ def _suites(target: TargetSignoff, multi: bool) -> list[ET.Element]:
     suites = []
     for stage in target.stages:
         suite = ET.Element("testsuite", name=f"{prefix}{stage.stage}", time=f"{stage.seconds:.3f}")
+        if stage.detail:  # what the stage did as a whole (the confirm stage: what it re-measured, what agreed)
+            ET.SubElement(ET.SubElement(suite, "properties"), "property", name="detail", value=stage.detail)
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         items = by_stage.pop(stage.stage, [])
         if stage.status in ("error", "skipped") or not items:

@@ -32,6 +32,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from pglast import ast, enums, parse_sql
+from pglast.parser import ParseError
+
 from chatbench.errors import ConfigError
 
 # -- the roles a parameter can play -------------------------------------------------------------
@@ -104,6 +107,9 @@ class QueryShape:
     has_offset: bool
     or_across_columns: bool
     aggregate: bool  # count(*), sum(...) over the rows
+    # the columns an INSERT lists or an UPDATE sets, of the table it writes: in the tree they are only target
+    # names (no column reference), so what reads a write's columns asks for these
+    written: tuple[ColumnUse, ...] = ()
 
     def columns_of(self, uses: tuple[ColumnUse, ...], table: str) -> tuple[ColumnUse, ...]:
         return tuple(u for u in uses if u.table == table or (u.table is None and len(self.tables) == 1))
@@ -365,9 +371,6 @@ def read_overrides(path: Path, queries: AppQueries) -> Mapping[str, ContractOver
 
 def analyse(positional: str, order: tuple[str, ...], where: str) -> QueryShape:
     """The ``QueryShape`` of one statement with ``$n`` parameters (``order[n-1]`` names ``$n``)."""
-    from pglast import ast, enums, parse_sql
-    from pglast.parser import ParseError
-
     try:
         statements = parse_sql(positional)
     except ParseError as exc:
@@ -466,8 +469,12 @@ def analyse(positional: str, order: tuple[str, ...], where: str) -> QueryShape:
         aggregate = any(isinstance(t, ast.ResTarget) and isinstance(t.val, ast.FuncCall) and t.val.funcname
                         and t.val.funcname[-1].sval in ("count", "sum", "avg", "max", "min")
                         for t in stmt.targetList or ())
+    written: list[ColumnUse] = []
+    if isinstance(stmt, ast.InsertStmt | ast.UpdateStmt) and stmt.relation is not None:
+        target, targets = str(stmt.relation.relname), stmt.cols if isinstance(stmt, ast.InsertStmt) else stmt.targetList
+        written = [ColumnUse(target, str(t.name)) for t in targets or () if isinstance(t, ast.ResTarget) and t.name]
     return QueryShape(kind, tuple(tables), _unique(equality), _unique(wrapped), tuple(order_by), _unique(cursor),
-                      _unique(joins), has_limit, has_offset, or_across, aggregate)
+                      _unique(joins), has_limit, has_offset, or_across, aggregate, _unique(written))
 
 
 def _unique(items: list[ColumnUse]) -> tuple[ColumnUse, ...]:
@@ -476,8 +483,6 @@ def _unique(items: list[ColumnUse]) -> tuple[ColumnUse, ...]:
 
 def _walk(node: Any) -> Iterator[Any]:
     """Every node of a pglast tree, depth first."""
-    from pglast import ast
-
     if isinstance(node, tuple | list):
         for item in node:
             yield from _walk(item)

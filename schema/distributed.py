@@ -37,7 +37,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import psycopg
+
 from chatbench.provision import Server
+from chatbench.provision.citus import enable_citus
+from chatbench.schema import apply
 from chatbench.schema.models import NAMING_CONVENTION, TRIGGERS, metadata
 from chatbench.settings import CITUS_DISTRIBUTIONS, default
 
@@ -241,10 +245,6 @@ def distribute(server: Server, chosen: DistributionVariant) -> None:
     ``--backend citus``, or a ``dsn`` coordinator), turn the canonical schema (empty or seeded) into
     ``chosen``, then drop the coordinator's local copy of the rows that moved into the shards and
     refresh the statistics."""
-    import psycopg
-
-    from chatbench.provision.citus import enable_citus
-
     server.require_destructive("distribute the tables")
     enable_citus(server)
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:
@@ -272,11 +272,6 @@ def seeding_distributed(server: Server, chosen: DistributionVariant) -> Iterator
     DDL on the reference table after its parallel DDL on a table referring to it in one transaction, and
     re-creates a trigger on a distributed table only with ``citus.enable_unsafe_triggers`` in the session.
     Measured: README, "Citus" (``python -m chatbench.benchmarks.citus``)."""
-    import psycopg
-
-    from chatbench.provision.citus import enable_citus
-    from chatbench.schema import apply
-
     server.require_destructive("distribute the tables")
     apply(server.url)  # the schema the seeder fills where it stands (``prebuilt``)
     enable_citus(server)
@@ -292,8 +287,6 @@ def seeding_distributed(server: Server, chosen: DistributionVariant) -> Iterator
 def cluster_details(server: Server) -> dict[str, str]:
     """What a report records about the cluster behind ``server``'s (distributed) database: Citus's version and
     its active workers, as that database has them (the same for ``--backend citus`` and a ``dsn`` coordinator)."""
-    import psycopg
-
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:
         version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()
         workers = conn.execute("SELECT node_name, node_port FROM citus_get_active_worker_nodes() ORDER BY 1, 2"

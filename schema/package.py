@@ -24,6 +24,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from chatbench.errors import ConfigError
+from chatbench.schema.ddl import apply as apply_canonical
+from chatbench.schema.ddl import ddl_statements as canonical_ddl_statements
+from chatbench.schema.ddl import fingerprint as canonical_fingerprint
+from chatbench.schema.models import metadata as canonical_metadata
 
 CANONICAL_NAME = "canonical"
 TOOL_TABLES = frozenset({"alembic_version", "flyway_schema_history", "schema_migrations", "django_migrations"})
@@ -48,18 +52,14 @@ class SchemaPackage:
     def fingerprint(self) -> str:
         """A stable short hash of the DDL: equal fingerprints mean the same schema."""
         if self.canonical:
-            from chatbench.schema.ddl import fingerprint
-
-            return fingerprint()
+            return canonical_fingerprint()
         normalised = " ".join(" ".join(self.ddl_statements()).split())
         return hashlib.sha256(normalised.encode()).hexdigest()[:16]
 
     def apply(self, url: str | URL) -> None:
         """Create the schema in the (empty) database at ``url``."""
         if self.canonical:
-            from chatbench.schema.ddl import apply
-
-            apply(url)
+            apply_canonical(url)
             return
         engine = sa.create_engine(url)
         try:
@@ -72,9 +72,7 @@ class SchemaPackage:
 @cache
 def _captured_ddl(package: SchemaPackage) -> tuple[str, ...]:
     if package.canonical:
-        from chatbench.schema.ddl import ddl_statements
-
-        return tuple(ddl_statements())
+        return tuple(canonical_ddl_statements())
     captured: list[str] = []
 
     def record(sql: Any, *args: Any, **kwargs: Any) -> None:
@@ -92,9 +90,7 @@ def canonical() -> SchemaPackage:
 
 @cache
 def _canonical() -> SchemaPackage:
-    from chatbench.schema.models import metadata
-
-    return SchemaPackage(CANONICAL_NAME, metadata)
+    return SchemaPackage(CANONICAL_NAME, canonical_metadata)
 
 
 def load_models(reference: str, *, setting: str = "--models") -> SchemaPackage:

@@ -36,6 +36,13 @@ ROLE_COLUMNS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "messages": ("id", "conversation_id", "user_id", "created_at", "role", "content"),
 })
 """The columns each role's rows carry (what the canonical models declare)."""
+ROLE_KEYS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "users": MappingProxyType({"id": "users"}),
+    "conversations": MappingProxyType({"id": "conversations", "user_id": "users"}),
+    "messages": MappingProxyType({"id": "messages", "conversation_id": "conversations", "user_id": "users"}),
+})
+"""role -> its key columns -> the role whose rows each numbers: the columns the seed fills with a key of the
+owner's type (``KeyCodec``), declared beside the columns they are part of."""
 
 
 @dataclass(frozen=True)

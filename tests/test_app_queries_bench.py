@@ -65,7 +65,7 @@ def test_bench_measures_the_app_queries_and_compare_sees_an_edited_one(tmp_path:
     queries = tmp_path / "app.sql"
     queries.write_text(_blocks("history_numeric", "history_numeric_fixed", "rename_chat") + BROKEN)
     first, bench_json = tmp_path / "first.json", tmp_path / "bench.json"
-    done = chatbench("bench", *FAST, "-k", "latest_page", "--schema-from", str(TENANT / "schema.sql"),
+    done = chatbench("bench", *FAST, "-k", "latest_page or app:", "--schema-from", str(TENANT / "schema.sql"),
                      "--queries", str(queries), "--results", str(first), "--json", str(bench_json), timeout=600)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     run = read(first)
@@ -95,7 +95,7 @@ def test_bench_measures_the_app_queries_and_compare_sees_an_edited_one(tmp_path:
                               edit={"history_numeric_fixed": ("SELECT id, created_at, content, raw",
                                                               "SELECT id, created_at, content")}))
     second = tmp_path / "second.json"
-    done = chatbench("bench", *FAST, "-k", "latest_page", "--schema-from", str(TENANT / "schema.sql"),
+    done = chatbench("bench", *FAST, "-k", "latest_page or app:", "--schema-from", str(TENANT / "schema.sql"),
                      "--queries", str(edited), "--results", str(second), "--json", str(tmp_path / "b2.json"),
                      timeout=600)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]

@@ -244,3 +244,31 @@ def test_cli_signoff_judges_the_application_queries_not_the_canonical_ones(tmp_p
     cases = {case.get("name"): case for case in ElementTree.parse(out / "signoff.junit.xml").getroot().iter("testcase")}
     mark = cases["latest_messages"].find("skipped")
     assert mark is not None and "skipped: needs messages.user_id" in (mark.get("message") or "")
+
+
+def test_a_write_is_judged_by_the_columns_it_writes() -> None:
+    """An INSERT's or UPDATE's target columns are names, not column references: they are read from PostgreSQL's
+    parse (``QueryShape.written``, the parser of the application's queries), so a write whose only use of a
+    renamed column is to write it is still not run on the mapped schema."""
+    from chatbench.schema.appqueries import ColumnUse, parse_queries
+    from chatbench.schema.queries import CANONICAL_QUERIES
+    from chatbench.schema.rolemap import ROLE_COLUMNS
+    from chatbench.verify.mapped import not_run, uses
+
+    by_name = {q.name: q for q in CANONICAL_QUERIES}
+    assert {("messages", c) for c in ("conversation_id", "user_id", "role", "content")} <= uses(
+        by_name["append_message"])[1]
+    assert ("conversations", "title") in uses(by_name["rename_conversation"])[1]
+    # messages.role is only written by append_message (no read selects it from that statement)
+    roles = parse_map({"messages.role": "kind"})
+    live = {(t, roles.column(t, c)) for t, cols in ROLE_COLUMNS.items() for c in cols}
+    why = not_run(roles, live, [by_name["append_message"]])
+    assert why == {"append_message": 'skipped: written on the canonical names, and here messages.role is "kind" '
+                                     "(a mapped schema is judged on the application's own queries)"}
+    shapes = parse_queries('-- name: add\nINSERT INTO "Message" ("chatId", parts) VALUES (:conversation_id, '
+                           ':content)\n-- name: retitle\nUPDATE "Chat" c SET title = :title, (a, b) = (1, 2) '
+                           'WHERE c.id = :conversation_id\n-- name: read\nSELECT 1 FROM "Chat" WHERE id = '
+                           ':conversation_id')
+    assert [q.shape.written for q in shapes] == [
+        (ColumnUse("Message", "chatId"), ColumnUse("Message", "parts")),
+        (ColumnUse("Chat", "title"), ColumnUse("Chat", "a"), ColumnUse("Chat", "b")), ()]

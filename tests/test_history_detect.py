@@ -1,5 +1,6 @@
-"""The change-point detector (E-divisive means with a t-test) and the exports, checked on series whose
-answer is known, and the exported files against the formats their tools publish."""
+"""The change-point detector (E-divisive means with a t-test as Otava, and the rank-test setting ``history detect``
+uses) and the exports, checked on series whose answer is known, and the exported files against the formats their
+tools publish."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import csv
 import io
 import itertools
 import json
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -15,9 +18,10 @@ import pytest
 from history_fixtures import result_file
 
 from chatbench.history import baseline_from_history, record_file
-from chatbench.history.edivisive import _candidate, change_points
+from chatbench.history.edivisive import DEFAULT, OTAVA, _candidate, change_points, rank_test
 from chatbench.history.export import render
-from chatbench.history.records import Provenance
+from chatbench.history.records import Measurement, Provenance, RunRecord
+from chatbench.history.series import Point, Series, SeriesKey, appeared, detect
 from chatbench.history.store import opened
 
 # Bencher Metric Format, as published in Bencher's reference ("Bencher Metric Format (BMF) JSON Schema").
@@ -73,6 +77,86 @@ def test_a_step_is_found_where_it_is_and_noise_alone_is_not() -> None:
     assert found.index == 80 and found.change == pytest.approx(0.10, abs=0.01) and found.pvalue < 0.001
     exact = np.array([57.0] * 20 + [300.0] * 5)  # buffers: deterministic, any change is certain
     assert [s.index for s in change_points(exact)] == [20]
+
+
+def _series(values: np.ndarray | list[float], loads: list[float] | None = None, metric: str = "wall_p95") -> Series:
+    """A stored series of ``values`` (one run each, in order), its runs' load per CPU ``loads`` (default 1.0)."""
+    points = []
+    for i, value in enumerate(values):
+        run = RunRecord(f"key{i}", f"run{i}", "PostgreSQL 18 (local)", "bench", f"{i:040d}", "main",
+                        f"2026-12-01T00:{i // 60:02d}:{i % 60:02d}+00:00", "machine", "18", "ci", "data", "schema",
+                        loads[i] if loads is not None else 1.0)
+        value = float(value)
+        points.append(Point(run, Measurement("q", "latest_page", metric, value, value * 0.98, value * 1.02, "p")))
+    return Series(SeriesKey("latest_page", metric, "PostgreSQL 18 (local)", "ci", "machine"), "q", tuple(points))
+
+
+def _heavy_tailed(rng: np.random.Generator, runs: int) -> np.ndarray:
+    """A/A wall p95/p99 as this machine measures them: a steady bulk (2% spread), and in a third of the runs a
+    busy second that makes the run 1.1-20x slower."""
+    values = 0.2 * (1 + rng.normal(0, 0.02, runs))
+    busy = rng.random(runs) < 0.3
+    values[busy] *= np.exp(np.abs(rng.normal(0, 1.2, busy.sum())))
+    return values
+
+
+def test_the_default_finds_a_ten_percent_step_at_its_first_run_within_five_runs() -> None:
+    rng = np.random.default_rng(11)
+    values = 100 * (1 + rng.normal(0, 0.02, 40))
+    values[30:] *= 1.10
+    assert change_points(values[:31], DEFAULT) == []  # one run at the new level is never a change point
+    (found,) = change_points(values[:35], DEFAULT)
+    assert found.index == 30 and found.change == pytest.approx(0.10, abs=0.03) and found.pvalue <= 0.001
+    assert [s.index for s in change_points(values, DEFAULT)] == [30]
+
+
+def test_heavy_tailed_a_a_runs_have_no_change_point_where_the_t_test_reports_some() -> None:
+    values = _heavy_tailed(np.random.default_rng(3), 150)
+    assert change_points(values, DEFAULT) == []
+    assert change_points(values, OTAVA) != []  # the t-test reads the busy runs' mean as levels,
+    assert change_points(values, replace(DEFAULT, test="t")) != []  # even with the default's other additions
+
+
+def test_runs_under_machine_load_are_left_out() -> None:
+    rng = np.random.default_rng(4)
+    values = list(100 * (1 + rng.normal(0, 0.02, 36)))
+    values[30:] = [v * 1.4 for v in values[30:]]  # the last 6 runs shared the machine: 3x the load, 40% slower
+    series = _series(values, loads=[1.0] * 30 + [3.0] * 6)
+    assert detect(series, DEFAULT) == []
+    (found,) = detect(series, replace(DEFAULT, suspect_load=0.0))
+    assert found.index == 30 and "machine load 1.0 -> 3.0" in found.cause
+    quiet = _series(values)  # the same values, no load recorded higher: a change in the code
+    assert [c.index for c in detect(quiet, DEFAULT)] == [30]
+
+
+def test_a_burst_of_busy_runs_is_a_blip_not_two_change_points() -> None:
+    rng = np.random.default_rng(8)
+    values = 100 * (1 + rng.normal(0, 0.01, 80))
+    values[45:49] *= 1.5  # four runs, then back
+    assert change_points(values, DEFAULT) == []
+    assert [s.index for s in change_points(values, replace(DEFAULT, min_segment=0))] == [45, 49]
+
+
+def test_the_rank_test_is_exact_even_with_ties() -> None:
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(1)
+    for n, m in ((3, 4), (5, 30), (12, 17), (25, 25)):
+        before, after = rng.normal(0, 1, n), rng.normal(0.8, 1, m)
+        assert rank_test(before, after)[0] == pytest.approx(mannwhitneyu(before, after, method="exact").pvalue)
+    before = np.repeat(np.arange(10.0), 3)  # 30 runs, every value three times
+    after = np.array([20.0, 21.0, 21.0, 22.0, 23.0])
+    assert rank_test(before, after)[0] == pytest.approx(2 / math.comb(35, 5))  # scipy's default: 4e-4
+    assert rank_test(np.full(20, 57.0), np.full(5, 300.0))[0] == 0.0  # exact metrics: any difference is certain
+
+
+def test_a_step_appears_once_on_the_run_that_makes_it_certain() -> None:
+    rng = np.random.default_rng(11)
+    values = 100 * (1 + rng.normal(0, 0.02, 40))
+    values[30:] *= 1.10
+    series = _series(values)
+    seen = {runs: [c.index for c in appeared(replace(series, points=series.points[:runs]))] for runs in range(20, 41)}
+    assert {runs: found for runs, found in seen.items() if found} == {35: [30]}  # the 5th run at the new level
 
 
 def test_exports_validate_against_the_published_formats(tmp_path: Path) -> None:

@@ -187,3 +187,29 @@ def test_history_columns_are_cut_to_their_limits_and_missing_ones_left_out(fresh
     with psycopg.connect(fresh_db.conninfo()) as conn:
         longest = conn.execute("SELECT max(char_length(content)), count(DISTINCT user_id) FROM messages").fetchone()
     assert longest is not None and longest[0] <= 500 and longest[1] > 1
+
+
+def test_keys_made_of_foreign_keys_are_never_repeated(fresh_db: Server) -> None:
+    """A 1:1 table keyed by its parent (``user_settings.user_id``), a UNIQUE foreign key, and a key of two foreign
+    keys (a vote per message of a chat): random parents and references would repeat a key and the COPY would
+    fail; each parent gets at most one row, and the referenced rows are drawn without repeats. The spec asks for
+    more settings than there are users: the table gets one per user."""
+    for statement in canonical().ddl_statements():
+        _sql(fresh_db, statement)
+    _sql(fresh_db, """
+        CREATE TABLE user_settings (user_id bigint PRIMARY KEY REFERENCES users(id), theme text NOT NULL);
+        CREATE TABLE pins (id bigint PRIMARY KEY, conversation_id bigint NOT NULL REFERENCES conversations(id),
+                           message_id bigint NOT NULL UNIQUE REFERENCES messages(id));
+        CREATE TABLE votes (conversation_id bigint NOT NULL REFERENCES conversations(id),
+                            message_id bigint NOT NULL REFERENCES messages(id), up boolean NOT NULL,
+                            PRIMARY KEY (conversation_id, message_id));
+        """)
+    spec = loadgen.load_spec("smoke", overrides={**SMALL, "tables.user_settings.per_parent": 1.5,
+                                                 "tables.pins.per_parent": 1.0, "tables.votes.per_parent": 4.0})
+    result = loadgen.seed(fresh_db, spec, seed=3, use_cache=False, progress=False, prebuilt=True)
+    assert result.counts["user_settings"] == SMALL["users.count"]
+    assert (result.counts["pins"], result.counts["votes"]) == (300, 1200)
+    with psycopg.connect(fresh_db.conninfo()) as conn:
+        spread = conn.execute("SELECT count(DISTINCT conversation_id), count(DISTINCT message_id) "
+                              "FROM votes").fetchone()
+    assert spread is not None and spread[0] > 100 and spread[1] == 1200  # random chats, never one message twice

@@ -216,3 +216,16 @@ def test_two_ways_of_giving_one_thing_are_refused_naming_each_as_given(
     (tmp_path / "chatbench.toml").unlink()
     one = resolve("verify", {"schema_from": "m.sql"}, env={}, cwd=tmp_path)
     refuse_both(one, "schema_from", "schema_from_cmd")  # one of them: nothing to refuse
+
+
+def test_a_bad_file_value_is_refused_by_a_command_that_does_not_take_it(tmp_path: Path) -> None:
+    """The file is checked whole, so a typo shows at the next command, not the day another command reads it;
+    the environment, shared with other tools, is checked only for the command's own names."""
+    (tmp_path / "pyproject.toml").write_text('[tool.chatbench]\ncitus_distribution = "nope"\n')
+    with pytest.raises(ConfigError) as raised:
+        resolve("verify", {}, names=("profile",), env={}, cwd=tmp_path)
+    assert str(raised.value) == ("pyproject.toml [tool.chatbench] citus_distribution = nope: "
+                                 "not one of by_conversation, by_user")
+    (tmp_path / "pyproject.toml").write_text('[tool.chatbench]\nprofile = "smoke"\n')
+    settings = resolve("verify", {}, names=("profile",), env={env_var("citus_distribution"): "nope"}, cwd=tmp_path)
+    assert settings.profile == "smoke"

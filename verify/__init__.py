@@ -108,7 +108,7 @@ def verify(
     selected = _selected_checks(only)
     with contextlib.ExitStack() as stack:
         conn = stack.enter_context(connect(server, read_only=read_only))
-        params, source = _plan_parameters(conn, seed_result, selected, timings)
+        params, source = _plan_parameters(conn, seed_result, selected, timings, roles)
         t = time.perf_counter()
         ctx = build_context(
             server,
@@ -152,16 +152,16 @@ def _selected_checks(only: Iterable[str] | None) -> list[str]:
 
 
 def _plan_parameters(conn: psycopg.Connection, seed_result: SeedResult | None, selected: list[str],
-                     timings: dict[str, float]) -> tuple[SeedParameters | None, str]:
+                     timings: dict[str, float], roles: RoleMap) -> tuple[SeedParameters | None, str]:
     """The plan scenarios' parameters and where they came from: the seed's, else discovered from the data
-    (only when a plan check runs), else none."""
+    through the role map (only when a plan check runs), else none."""
     if seed_result is not None:
         return seed_result.params, "seed"
     if not any(n.startswith("plans.") for n in selected):
         return None, "none"
     t = time.perf_counter()
     try:
-        return discover(conn), "discovered"
+        return discover(conn, roles), "discovered"
     except psycopg.Error as exc:  # e.g. no messages table: drift says why, plans report no scenarios
         return None, f"discovery failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
     finally:

@@ -19,7 +19,6 @@ With an empty map nothing is skipped: a schema without the canonical tables and 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterable
 from functools import cache
 from typing import Any, cast
@@ -29,13 +28,12 @@ from sqlalchemy import Column, Table
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ClauseElement
 
+from chatbench.schema.appqueries import analyse
 from chatbench.schema.queries import CANONICAL_QUERIES, CanonicalQuery
 from chatbench.schema.rolemap import ROLE_COLUMNS, ROLE_TABLES, RoleMap
 
 SKIPPED = "skipped"
 """The kind of the finding (and the start of the reason) of a canonical query not run on a mapped schema."""
-
-_DML_TARGET = re.compile(r"^\s*(?:INSERT INTO (\w+) \(([^)]*)\)|UPDATE (\w+) SET (.*?) WHERE)", re.S)
 
 
 def quoted(name: str) -> str:
@@ -66,7 +64,8 @@ def uses(query: CanonicalQuery) -> tuple[frozenset[str], frozenset[tuple[str, st
     """The role tables and role columns (``(role, column)``) a canonical query reads or writes.
 
     The statement's columns are found by walking it; an INSERT's or UPDATE's target columns are only names
-    in it, so they are read from its text (``INSERT INTO t (a, b)``, ``UPDATE t SET a=...``)."""
+    in it, so they are read from PostgreSQL's parse of its text (``QueryShape.written``, the parser the
+    application's queries are read with)."""
     tables: set[str] = set()
     columns: set[tuple[str, str]] = set()
     # every canonical statement is a ClauseElement (a select, insert or update) behind its Executable type
@@ -76,12 +75,12 @@ def uses(query: CanonicalQuery) -> tuple[frozenset[str], frozenset[tuple[str, st
         elif isinstance(element, Column) and isinstance(element.table, Table) and element.table.name in ROLE_TABLES:
             tables.add(element.table.name)
             columns.add((element.table.name, element.name))
-    target = _DML_TARGET.match(query.sql())
-    if target is not None:
-        table = target.group(1) or target.group(3)
-        listed = target.group(2) or ",".join(part.split("=")[0] for part in target.group(4).split(","))
-        tables.add(table)
-        columns.update((table, name.strip()) for name in listed.split(",") if name.strip() in ROLE_COLUMNS[table])
+    if query.kind == "write":
+        for target in analyse(*query.sql_positional(), query.name).written:
+            if target.table in ROLE_TABLES:
+                tables.add(target.table)
+                if target.column in ROLE_COLUMNS[target.table]:
+                    columns.add((target.table, target.column))
     return frozenset(tables), frozenset(columns)
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from chatbench.loadgen.result import SeedParameters
 from chatbench.schema.appqueries import AppQuery
@@ -100,8 +101,6 @@ def page_size(conn: psycopg.Connection[Any], subject: Subject, forward: bool) ->
     """A page size near ``PAGE_SIZE`` that ends a page inside a block of rows sharing one time value, when the
     subject has such a block: the walk then crosses a tie at a page boundary, where a cursor without a
     tie-breaker loses or repeats rows (deterministic: the same data gives the same size)."""
-    from psycopg import sql
-
     time_col, id_col = subject.order_columns
     direction = sql.SQL("ASC" if forward else "DESC")
     times = [r[0] for r in conn.execute(
@@ -190,8 +189,6 @@ def walk(conn: psycopg.Connection[Any], query: AppQuery, base: Mapping[str, Any]
 
 
 def _table_ids(conn: psycopg.Connection[Any], subject: Subject, id_col: str) -> list[dict[str, Any]]:
-    from psycopg import sql
-
     query = sql.SQL("SELECT {i} AS id FROM {t} WHERE {k} = %s").format(
         i=sql.Identifier(id_col), t=sql.Identifier(subject.table), k=sql.Identifier(subject.key_column))
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:

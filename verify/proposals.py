@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 
 from chatbench.loadgen.result import SeedParameters
+from chatbench.loadgen.target import read_target
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
 from chatbench.schema.appqueries import AppQueries, AppQuery, ColumnUse
@@ -166,8 +167,6 @@ def _side(conn: psycopg.Connection[Any], server: Server, params: SeedParameters,
 def _append_cost(conn: psycopg.Connection[Any], table: str) -> float | None:
     """µs per row of appending ``APPEND_ROWS`` copies of existing rows (rolled back); None when a unique column
     without a default makes a copy impossible."""
-    from chatbench.loadgen.target import read_target
-
     target = read_target(conn).table(table)
     if target is None:
         return None

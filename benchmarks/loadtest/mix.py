@@ -16,8 +16,11 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from chatbench.benchmarks import scenarios as sc
+from chatbench.benchmarks.session import CITUS_REFUSALS
 from chatbench.errors import ConfigError
 from chatbench.loadgen.result import SeedParameters
+from chatbench.schema.queries import QUERIES_BY_NAME
+from chatbench.verify.citus import is_citus
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,6 @@ def not_measurable(conninfo: str, operations: Mapping[str, str],
     errors on every try. Citus cannot plan the canonical ``append_message`` (``INSERT ... SELECT`` with bound
     parameters; the readiness check reports it with its rewrite). Each is tried once with its first parameter
     set, in a transaction rolled back; on any other server nothing is tried (its errors are the load's)."""
-    from chatbench.benchmarks.session import CITUS_REFUSALS
-    from chatbench.schema.queries import QUERIES_BY_NAME
-    from chatbench.verify.citus import is_citus
-
     refused: dict[str, str] = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         if not is_citus(conn):

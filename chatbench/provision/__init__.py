@@ -15,8 +15,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import make_url
+
 from chatbench.errors import ConfigError, register_secret
 from chatbench.faults import checkpoint
+from chatbench.provision.citus import provision_citus
+from chatbench.provision.container import docker_available, start_container
+from chatbench.provision.dsn import check_reachable, create_run_database, drop_database, libpq, parse_dsn
+from chatbench.provision.local import start_local_cluster
+from chatbench.provision.owner import Lease
+from chatbench.provision.probe import read_version_and_settings, wait_until_ready
 from chatbench.provision.server import BENCHMARK_SETTINGS, Server
 from chatbench.settings import BACKENDS, default
 
@@ -60,8 +68,6 @@ def resolve_backend(backend: str, *, dsn: str | None, announce: Announce) -> str
     if backend == "dsn":
         raise ConfigError("--backend dsn needs --dsn postgresql://user:password@host:port/db")
     if backend == "auto":
-        from chatbench.provision.container import docker_available
-
         picked = "container" if docker_available() else "local"
         announce(
             f"backend auto: picked {picked} ({'a' if picked == 'container' else 'no'} Docker engine answered)"
@@ -94,7 +100,6 @@ def provision(
     run_id = new_run_id()
     wanted = dict(BENCHMARK_SETTINGS if settings is None else settings)
     timeout = float(default("start_timeout")) if start_timeout is None else start_timeout
-    from chatbench.provision.owner import Lease
 
     with terminate_as_exit(), contextlib.ExitStack() as stack:
         # The owner record exists (locked) before anything it describes, and goes after all of it.
@@ -104,8 +109,6 @@ def provision(
         elif chosen == "container":
             server = _container(run_id, image, wanted, stack, timeout)
         elif chosen == "citus":
-            from chatbench.provision.citus import provision_citus
-
             server = provision_citus(run_id, citus, wanted, stack, announce, timeout)
         else:
             assert dsn is not None
@@ -123,9 +126,6 @@ def _local(
     timeout: float,
     run_dir: Path | None = None,
 ) -> Server:
-    from chatbench.provision.local import start_local_cluster
-    from chatbench.provision.probe import read_version_and_settings
-
     cluster = start_local_cluster(run_id, pg_bin, settings, timeout=timeout, run_dir=run_dir)
     stack.callback(cluster.stop)
     if cluster.user.switched:
@@ -154,11 +154,6 @@ def _local(
 def _container(
     run_id: str, image: str | None, settings: dict[str, str], stack: contextlib.ExitStack, timeout: float
 ) -> Server:
-    from sqlalchemy.engine import make_url
-
-    from chatbench.provision.container import start_container
-    from chatbench.provision.probe import read_version_and_settings, wait_until_ready
-
     container = start_container(run_id, image, settings)
     stack.callback(container.stop)
     url = make_url(container.get_connection_url()).set(host="127.0.0.1")
@@ -183,9 +178,6 @@ def _container(
 def _dsn(
     run_id: str, dsn: str, use_dsn_database: bool, allow_destructive: bool, stack: contextlib.ExitStack, field: str
 ) -> Server:
-    from chatbench.provision.dsn import check_reachable, create_run_database, drop_database, libpq, parse_dsn
-    from chatbench.provision.probe import read_version_and_settings
-
     admin = parse_dsn(dsn, field=field)
     check_reachable(admin, field=field)
     if use_dsn_database:

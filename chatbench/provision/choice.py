@@ -20,6 +20,7 @@ from pathlib import Path
 
 from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision import Server, provision, resolve_backend
+from chatbench.provision.binaries import embedded_bin_dir, resolve_binaries
 from chatbench.provision.citus import CitusRequest, citus_request
 from chatbench.settings import Settings, option, where
 
@@ -104,7 +105,6 @@ def _version_choice(backend: str, version: str) -> ServerChoice:
         return ServerChoice("container", image=f"postgres:{version}", version_hint=version)
     if backend == "dsn":
         raise ConfigError("--pg-versions starts servers; it cannot be combined with --backend dsn")
-    from chatbench.provision.binaries import embedded_bin_dir, resolve_binaries
 
     probed = []
     embedded = embedded_bin_dir()

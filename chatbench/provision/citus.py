@@ -29,10 +29,13 @@ from chatbench.faults import checkpoint
 from chatbench.files import write_atomically
 from chatbench.provision.binaries import runnable_binaries
 from chatbench.provision.citus_build import CitusBuild, CitusSource, check_source, ensure_build
+from chatbench.provision.databases import drop_database
+from chatbench.provision.dsn import check_citus_coordinator, enable_run_database
 from chatbench.provision.local import CLUSTER_PREFIX, DATABASE, SUPERUSER, LocalCluster, free_port, pristine_data_dir
 from chatbench.provision.osuser import server_os_user
 from chatbench.provision.owner import current_tag
 from chatbench.provision.paths import run_root
+from chatbench.provision.probe import read_version_and_settings
 from chatbench.provision.server import Server
 from chatbench.settings import Settings, option, where
 
@@ -150,8 +153,6 @@ def enable_citus(server: Server) -> None:
     if enabled and nodes and nodes[0]:
         return
     if server.backend == "dsn" and server.owns_database:
-        from chatbench.provision.dsn import check_citus_coordinator, enable_run_database
-
         found = check_citus_coordinator(server.admin_url)
         if found is not None:
             enable_run_database(server.admin_url, server.url, found)
@@ -208,8 +209,6 @@ def provision_citus(
     announce: Announce, timeout: float,
 ) -> Server:
     """The ``citus`` branch of ``provision()``: the coordinator is the run's server; teardown on ``stack``."""
-    from chatbench.provision.probe import read_version_and_settings
-
     if request is None:
         raise ConfigError("--backend citus: no build asked for; choose the server with chatbench.provision.choice")
     cluster = start_citus_cluster(run_id, request, settings, announce=announce, timeout=timeout)
@@ -244,8 +243,6 @@ def provision_citus(
 
 def drop_citus_database(server: Server) -> None:
     """Drop the server's database on the coordinator and on every worker it was created on."""
-    from chatbench.provision.databases import drop_database
-
     drop_database(server)
     for port in _worker_ports(server):
         with psycopg.connect(_node_conninfo(port, "postgres"), autocommit=True) as conn:

@@ -11,7 +11,15 @@ import os
 import secrets
 from typing import Any
 
+import docker
+
+try:
+    from testcontainers.community.postgres import PostgresContainer
+except ImportError:  # testcontainers < 4.10
+    from testcontainers.postgres import PostgresContainer
+
 from chatbench.errors import ProvisionError, register_secret
+from chatbench.provision.owner import current_tag
 
 DEFAULT_IMAGE = "postgres:18"
 LABEL_MANAGED = "org.chatbench.managed"
@@ -26,8 +34,6 @@ def default_image() -> str:
 
 def docker_client(timeout: float = 3.0) -> Any:
     """A docker SDK client that has answered a ping, or a ProvisionError saying how to get one."""
-    import docker
-
     try:
         client = docker.from_env(timeout=int(max(timeout, 1)))
         client.ping()
@@ -50,13 +56,6 @@ def docker_available(timeout: float = 2.0) -> bool:
 
 def start_container(run_id: str, image: str | None, settings: dict[str, str]) -> Any:
     """Start a PostgresContainer with benchmark settings; the caller must ``stop()`` it."""
-    try:
-        from testcontainers.community.postgres import PostgresContainer
-    except ImportError:  # testcontainers < 4.10
-        from testcontainers.postgres import PostgresContainer
-
-    from chatbench.provision.owner import current_tag
-
     docker_client().close()
     password = secrets.token_urlsafe(18)
     register_secret(password)

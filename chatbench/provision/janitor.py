@@ -24,11 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
+import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL
 
 from chatbench.provision import cache_names
 from chatbench.provision.container import LABEL_LEASE, LABEL_MANAGED, LABEL_OWNER, LABEL_RUN, docker_client
+from chatbench.provision.dsn import check_reachable, drop_database, libpq, parse_dsn
 from chatbench.provision.local import CLUSTER_PREFIX
 from chatbench.provision.owner import (
     GRACE_SECONDS,
@@ -154,8 +157,6 @@ def _kill_postmaster(data: Path) -> None:
 def clean_containers() -> list[Removed]:
     """Containers of dead runs. Listed sparsely (no per-container inspect): a container that goes away
     between the list and its inspection (a run tearing down) is not an error."""
-    import docker.errors
-
     client = docker_client()
     removed: list[Removed] = []
     try:
@@ -184,10 +185,6 @@ def clean_containers() -> list[Removed]:
 
 def _owned_databases(url: URL) -> dict[str, OwnerTag | None]:
     """Databases named like a run's, with the owner tag of their comment (None: no tag)."""
-    import psycopg
-
-    from chatbench.provision.dsn import libpq
-
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         rows = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database").fetchall()
     return {str(name): OwnerTag.parse(comment) for name, comment in rows if RUN_DATABASE.match(str(name))}
@@ -207,10 +204,6 @@ def dead_databases(url: URL, *, grace: float = DATABASE_GRACE_SECONDS,
 
 
 def clean_dsn(dsn: str) -> list[Removed]:
-    import psycopg
-
-    from chatbench.provision.dsn import check_reachable, drop_database, libpq, parse_dsn
-
     url = parse_dsn(dsn)
     check_reachable(url)  # a wrong password or host is one line, not a traceback
     removed: list[Removed] = []

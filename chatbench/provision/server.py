@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL
@@ -71,8 +71,6 @@ class Server:
 
     def with_database(self, database: str, *, owns_database: bool) -> Server:
         """The same server pointed at another database (e.g. one cloned from a template)."""
-        from dataclasses import replace
-
         return replace(self, url=self.url.set(database=database), database=database, owns_database=owns_database)
 
     def require_destructive(self, what: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -20,9 +22,6 @@ __all__ = ["SERVER_SETTINGS", "announce", "command_line", "out", "require_writab
 
 def command_line() -> str:
     """The command as run, quoted so it can be pasted back into a shell (what reports record)."""
-    import shlex
-    import sys
-
     return "chatbench " + shlex.join(sys.argv[1:])
 
 
@@ -61,7 +60,7 @@ def judged_scenarios(settings: Settings) -> set[str]:
     Checked before any server starts: a file that does not parse, names an unknown scenario or
     profile, or has no budget for the profile (a run that would judge nothing and PASS) is one line.
     """
-    from chatbench.benchmarks.targets import load_targets
+    from chatbench.benchmarks.targets import load_targets  # lazy: start-up, every command imports this module: +1.4 s
 
     label = where(settings, "targets") if settings.targets is not None else None
     targets = load_targets(settings.targets, label=label)

@@ -12,10 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import psycopg
+
 from chatbench.commands._common import out
 from chatbench.schema.appqueries import AppQueries, load_queries
 from chatbench.schema.rolemap import RoleMap, read_map
 from chatbench.settings import Settings, read_file, where
+from chatbench.verify.appcheck import merged_result, verify_app_queries
+from chatbench.verify.context import connect
+from chatbench.verify.discover import discover
 
 if TYPE_CHECKING:
     from chatbench.loadgen.result import SeedParameters
@@ -56,7 +61,6 @@ def judge_app_queries(server: Server, params: SeedParameters | None, app: AppQue
     Without seed parameters (``--url``), they are discovered from the data as the canonical scenarios are."""
     if app is None:
         return result
-    from chatbench.verify.appcheck import merged_result, verify_app_queries
 
     if params is None:
         params = _discovered(server, app.roles)
@@ -66,15 +70,8 @@ def judge_app_queries(server: Server, params: SeedParameters | None, app: AppQue
 
 
 def _discovered(server: Server, roles: RoleMap) -> SeedParameters | None:
-    import psycopg
-
-    from chatbench.verify.context import connect
-    from chatbench.verify.discover import discover
-
-    if not roles.empty:
-        return None  # discovery reads the canonical names; a mapped schema is judged on seeded data
     try:
         with connect(server, read_only=True) as conn:
-            return discover(conn)
+            return discover(conn, roles)
     except psycopg.Error:
         return None

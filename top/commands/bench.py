@@ -2,13 +2,14 @@
 
 A throwaway server (or the one the settings name) seeded with the profile (snapshot cache reused), then
 ``benchmarks.session.measure_scenarios``, the function the sign-off's benchmark stage measures through:
-one session, the selected scenarios (``-k``, pytest's keyword expression over the suite's test ids) in
-order, undecided ones measured again. The run is written as the results JSON (``--results``) and as
-``bench.json`` (``--json``: pytest-benchmark's format built from the same run, raw samples in
-``extra_info``, the whole run under ``"chatbench"``), shown as a table of p50/p95/p99 with target and
-verdict, and recorded with ``--history``. ``pytest benchmarks`` (the suite, for pytest users) measures
-through the same ``BenchSession.measure``, one test per scenario. ``--fidelity`` instead compares the
-harness with pgbench -M prepared.
+one session, the selected scenarios (``-k``, pytest's keyword expression over the suite's test ids, and over
+the application's ``app:QUERY/ROLE`` scenarios by the same rule) in order, undecided ones measured again.
+The run is written as the results JSON (``--results``) and as ``bench.json`` (``--json``:
+pytest-benchmark's format built from the same run, raw samples in ``extra_info``, the whole run under
+``"chatbench"``), shown as a table of p50/p95/p99 with target and verdict, and recorded with
+``--history``. ``pytest benchmarks`` (the suite, for pytest users) measures through the same
+``BenchSession.measure``, one test per scenario. ``--fidelity`` instead compares the harness with
+pgbench -M prepared.
 Exit 0 when every target is met, 1 when one is missed, 3 when none is missed but the noise measured on
 this machine left one undecided (INCONCLUSIVE), 2 on bad input.
 """
@@ -17,26 +18,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import psycopg
+from _pytest.mark.expression import Expression
 
 from chatbench import loadgen, output
+from chatbench.benchmarks import fidelity
+from chatbench.benchmarks.app_scenarios import scenario_name
 from chatbench.benchmarks.options import SUITE_SETTINGS
+from chatbench.benchmarks.publish import show_run, write_bench_json
+from chatbench.benchmarks.results import BenchmarkRun, write
+from chatbench.benchmarks.scenarios import SCENARIOS, Scenario
+from chatbench.benchmarks.session import measure_scenarios, open_session
+from chatbench.benchmarks.targets import load_targets
 from chatbench.commands._common import judged_scenarios, out, require_writable, server_from
 from chatbench.commands.appqueries import AppQueryChoice, app_queries, role_map
+from chatbench.commands.history import record_result
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.provision import Server
 from chatbench.provision.choice import one_server
+from chatbench.reports.signoff import EXIT_CODES
+from chatbench.schema.appqueries import SCENARIO_ROLES
+from chatbench.schema.migrations import build_from_cmd, build_from_sql
 from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.settings import Settings, refuse_both, where
+from chatbench.signoff.recorder import one_line
 
-if TYPE_CHECKING:  # the benchmark stack itself is imported where it runs (see ``run``)
-    from chatbench.benchmarks.scenarios import Scenario
+if TYPE_CHECKING:
     from chatbench.loadgen.result import SeedResult
     from chatbench.schema.package import SchemaPackage
 
@@ -53,6 +66,7 @@ class BenchInputs:
     scenarios: tuple[Scenario, ...]
     app: AppQueryChoice | None  # --queries
     package: SchemaPackage  # the schema the seed builds (canonical or --models)
+    select: Callable[[str], bool] | None = None  # -k: picks the app:QUERY/ROLE scenarios once they are bound
 
 
 def check_inputs(settings: Settings) -> BenchInputs:
@@ -60,11 +74,10 @@ def check_inputs(settings: Settings) -> BenchInputs:
 
     A bad ``--targets``, ``-k``, server option, ``--models`` or ``--queries`` is one line naming the option;
     a selection of scenarios none of which has a budget for the profile would judge nothing and PASS, so
-    it is refused too (the application's queries are measured whatever ``-k`` selects: they are bound to
-    the data once the server runs, ``app:QUERY/ROLE``).
+    it is refused too. ``-k`` picks the application's scenarios (``app:QUERY/ROLE``) by the same rule; they
+    are bound to the data once the server runs, so here it is checked against every role each query could
+    take (``app_candidates``), and the run applies it to the ones bound (``measure_scenarios``' ``select``).
     """
-    from chatbench.benchmarks.scenarios import SCENARIOS
-
     require_writable(settings, "bench seeds the data")
     refuse_both(settings, "schema_from", "schema_from_cmd")
     one_server(settings)  # the server options agree
@@ -73,21 +86,32 @@ def check_inputs(settings: Settings) -> BenchInputs:
     judged = judged_scenarios(settings)
     if settings.select is None:
         return BenchInputs(SCENARIOS, app, package)
-    chosen = selected_scenarios(settings.select, [s.name for s in SCENARIOS])
-    if not chosen:
+    picks = scenario_filter(settings.select)
+    chosen = [s.name for s in SCENARIOS if picks(s.name)]
+    candidates = () if app is None else app_candidates(app)
+    apps = [name for name in candidates if picks(name)]  # an application query's scenario has targets
+    if not chosen and not apps:
+        also = (f"; the application's are app:QUERY/ROLE of {', '.join(q.name for q in app.queries)}"
+                if app is not None else "")
         raise ConfigError(f"{where(settings, 'select')}: matches no scenario; scenarios are "
-                          f"{', '.join(s.name for s in SCENARIOS)}")
-    if not judged & set(chosen):
+                          f"{', '.join(s.name for s in SCENARIOS)}{also}")
+    if not judged & set(chosen) and not apps:
         raise ConfigError(f"{where(settings, 'select')}: selects only scenarios without a budget for profile "
                           f"{settings.profile} ({', '.join(chosen)}), so nothing would be judged")
-    return BenchInputs(tuple(s for s in SCENARIOS if s.name in chosen), app, package)
+    return BenchInputs(tuple(s for s in SCENARIOS if s.name in chosen), app, package, picks)
 
 
-def selected_scenarios(expression: str, names: list[str]) -> list[str]:
-    """The scenarios a pytest ``-k`` expression picks (its keyword rules: case-insensitive substrings of
-    the suite's test ids), so ``-k`` selects the same scenarios here as in ``pytest benchmarks -k``."""
-    from _pytest.mark.expression import Expression
+def app_candidates(app: AppQueryChoice) -> tuple[str, ...]:
+    """``app:QUERY/ROLE`` for every scenario role each query could be bound to (``SCENARIO_ROLES`` its
+    ``-- scenarios:`` line allows, and ``all``): which it is bound to is known only on the data."""
+    return tuple(scenario_name(q.name, role) for q in app.queries for role in (*SCENARIO_ROLES, "all")
+                 if q.allows(role))
 
+
+def scenario_filter(expression: str) -> Callable[[str], bool]:
+    """Whether a pytest ``-k`` expression picks a scenario, by name (its keyword rules: case-insensitive
+    substrings of the suite's test ids), so ``-k`` selects the same scenarios here as in
+    ``pytest benchmarks -k``; an application's ``app:QUERY/ROLE`` scenario by its name the same way."""
     try:
         compiled = Expression.compile(expression)
     except SyntaxError as exc:
@@ -99,22 +123,12 @@ def selected_scenarios(expression: str, names: list[str]) -> list[str]:
         return compiled.evaluate(lambda sub, /, **kwargs: not kwargs and any(sub.lower() in k.lower()
                                                                            for k in keywords))
 
-    return [name for name in names if picks(name)]
+    return picks
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.fidelity:
         return _fidelity(settings)
-    # Measured: the benchmark stack (scipy, the reports) costs over a second of imports, which
-    # `chatbench bench --help` must not pay.
-    from chatbench.benchmarks.publish import show_run, write_bench_json
-    from chatbench.benchmarks.results import write
-    from chatbench.benchmarks.session import measure_scenarios
-    from chatbench.benchmarks.targets import load_targets
-    from chatbench.commands.history import record_result
-    from chatbench.reports.signoff import EXIT_CODES
-    from chatbench.signoff.recorder import one_line
-
     inputs = check_inputs(settings)
     scenarios, app = inputs.scenarios, inputs.app
     assert settings.json is not None and settings.results is not None  # the bench command's defaults are files
@@ -128,7 +142,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 scenarios=scenarios, pin_mode=settings.pin, rounds=settings.rounds, warmup=settings.warmup,
                 driver=settings.driver, retries=settings.retries, retry_budget_s=settings.retry_budget,
                 progress=progress, app=None if app is None else app.queries,
-                roles=CANONICAL if app is None else app.roles)
+                roles=CANONICAL if app is None else app.roles, select=inputs.select)
     except psycopg.Error as exc:  # no verdict: one line and exit 2, as a sign-off's ERROR
         raise ChatbenchError(f"the benchmarks stopped: the server failed ({one_line(exc)})") from None
     run, pinning = measured.run, measured.pinning.describe()
@@ -150,8 +164,6 @@ def _seeded(settings: Settings, package: SchemaPackage, roles: RoleMap) -> Itera
     profile through the snapshot cache, in the schema built from the package (canonical or ``--models``), or
     in the application's own (``--schema-from``/``--schema-from-cmd``, built first and then filled through
     ``roles``, the map of its tables)."""
-    from chatbench.schema.migrations import build_from_cmd, build_from_sql
-
     with server_from(settings) as server:
         if settings.schema_from is not None:
             build_from_sql(server, Path(settings.schema_from))
@@ -164,11 +176,6 @@ def _seeded(settings: Settings, package: SchemaPackage, roles: RoleMap) -> Itera
 
 
 def _fidelity(settings: Settings) -> int:
-    from chatbench.benchmarks import fidelity
-    from chatbench.benchmarks.results import BenchmarkRun, write
-    from chatbench.benchmarks.session import open_session
-    from chatbench.benchmarks.targets import load_targets
-
     require_writable(settings, "bench seeds the data")
     with (_seeded(settings, schema_choice(settings).package, role_map()) as (server, seed),
           open_session(server, seed, profile=settings.profile, targets=load_targets(settings.targets),

@@ -13,6 +13,7 @@ from rich.text import Text
 from chatbench.commands._common import out
 from chatbench.errors import ProvisionError
 from chatbench.provision import janitor
+from chatbench.provision.dsn import check_reachable, parse_dsn
 from chatbench.settings import Settings
 
 NAME = "clean"
@@ -22,8 +23,6 @@ SETTINGS = ("dsn",)
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     if settings.dsn is not None:
-        from chatbench.provision.dsn import check_reachable, parse_dsn
-
         check_reachable(parse_dsn(settings.dsn))  # a wrong password is one line, before anything is touched
     removed = janitor.clean_local() + janitor.clean_snapshot_partials()
     try:

@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from chatbench import output
 from chatbench.commands._common import out
+from chatbench.reports import render_json
+from chatbench.reports.compare import Thresholds, check_comparable, compare_runs
+from chatbench.reports.inputs import read_one
+from chatbench.reports.output import write_comparison
+from chatbench.reports.render_terminal import render_comparison
 from chatbench.settings import Settings
 
 NAME = "compare"
@@ -31,13 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from chatbench import output
-    from chatbench.reports import render_json
-    from chatbench.reports.compare import Thresholds, check_comparable, compare_runs
-    from chatbench.reports.inputs import read_one
-    from chatbench.reports.output import write_comparison
-    from chatbench.reports.render_terminal import render_comparison
-
     _, current = read_one(args.current, label=settings.label)
     _, baseline = read_one(args.baseline, label=settings.label)
     check_comparable(current, baseline, allow_different_sizes=settings.allow_different_sizes)

@@ -2,9 +2,9 @@
 
   chatbench history add RESULT.json...   add runs after the fact (bench-run.json, bench.json, signoff.json)
   chatbench history show [SCENARIO...]   latest values with their trend; writes OUT/history.html (trend plots)
-  chatbench history detect [SCENARIO...] change points per series (E-divisive means with a t-test, as Apache
-                                         Otava): commit range, change, p-value, likely cause; exit 1 if any
-                                         is on the latest run
+  chatbench history detect [SCENARIO...] change points per series (E-divisive means, as Apache Otava, with a
+                                         rank test): commit range, change, p-value, likely cause; exit 1 if
+                                         the latest run made one appear
   chatbench history export FORMAT        bmf | github-action-benchmark | otava-csv, on stdout
 
 The store is --history (a SQLite file, default history.sqlite in the cache dir, or a postgresql:// URL).
@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatbench.commands._common import out
-from chatbench.errors import ConfigError
+from chatbench.errors import ConfigError, redact
+from chatbench.history import record_file
+from chatbench.history.export import FORMATS, render
+from chatbench.history.provenance import provenance
+from chatbench.history.series import appeared, build_series, detect_all
+from chatbench.history.show import show_table, write_html
+from chatbench.history.store import default_location, opened
+from chatbench.output import print_document
+from chatbench.provision.paths import cache_root_path
 from chatbench.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,22 +47,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def location(settings: Settings) -> str:
     if settings.history is not None:
         return settings.history
-    from chatbench.history.store import default_location
-    from chatbench.provision.paths import cache_root_path
 
     return default_location(cache_root_path())
 
 
 def record_result(settings: Settings, path: Path) -> None:
-    """``signoff``/``bench --history``: add the runs of the result document the command just wrote, through
+    """``signoff``/``bench``/``rehearse --history``: add the runs of the result document the command just wrote, through
     ``record_file`` as ``history add`` does, and say in one line what went where.
 
     Without ``--history`` nothing is recorded (not even in the default store): a run on a laptop or a
     PR's experiment is not history; an application's CI opts in where it keeps the series."""
-    from chatbench.errors import redact
-    from chatbench.history import record_file
-    from chatbench.history.provenance import provenance
-
     if settings.history is None:
         return
     found = provenance(settings.commit, settings.branch)
@@ -76,10 +78,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _add(settings: Settings, files: list[str]) -> int:
-    from chatbench.errors import redact
-    from chatbench.history import record_file
-    from chatbench.history.provenance import provenance
-
     if not files:
         raise ConfigError("history add: give the result files to add, e.g. out/signoff.json")
     for name in files:  # every file is checked before the first is added
@@ -97,8 +95,6 @@ def _add(settings: Settings, files: list[str]) -> int:
 
 
 def _rows(settings: Settings, scenarios: list[str]) -> tuple[list[StoredValue], str]:
-    from chatbench.history.store import opened
-
     with opened(location(settings)) as store:
         rows = store.values(branch=settings.branch, scenarios=scenarios)
         name = store.name
@@ -110,21 +106,23 @@ def _rows(settings: Settings, scenarios: list[str]) -> tuple[list[StoredValue], 
 
 
 def _show(settings: Settings, scenarios: list[str], *, detect_only: bool) -> int:
-    from chatbench.history.series import build_series, detect_all
-    from chatbench.history.show import show_table, write_html
-
     rows, name = _rows(settings, scenarios)
     all_series = build_series(rows)
     with out.stage("history: change points") as stage:
         stage.step(f"{len(all_series)} series")
         changes = detect_all(all_series)
     if detect_only:
-        for change in changes:
-            out.line(change.line())
-        lengths = {s.key: len(s.points) for s in all_series}
-        latest = [c for c in changes if c.index == lengths[c.series] - 1]
+        # What the latest run added: a step is found a few runs after it began (the rank test needs them), at
+        # its first run, so "made by the latest run" is a change point found with it and not without it.
+        made = {(c.series, c.index) for series in all_series for c in appeared(series)}
+        latest = [c for c in changes if (c.series, c.index) in made]
+        for change in changes:  # one measurement can be disturbed: the latest run's is a suspicion until re-measured
+            out.line(change.line() + ("; made by the latest run: unconfirmed until re-measured"
+                                      if change in latest else ""))
         out.line(f"{len(changes)} change point(s) in {len(all_series)} series"
-                 + (f"; {len(latest)} on the latest run (confirm with a re-measurement)" if latest else ""))
+                 + (f"; {len(latest)} made by the latest run, unconfirmed until re-measured (signoff --baseline "
+                    "history:BRANCH measures a suspect again and fails only when the re-measurement agrees)"
+                    if latest else ""))
         return 1 if latest else 0
     show_table(all_series, changes, out)
     if settings.out is not None:
@@ -134,9 +132,6 @@ def _show(settings: Settings, scenarios: list[str], *, detect_only: bool) -> int
 
 
 def _export(settings: Settings, items: list[str]) -> int:
-    from chatbench.history.export import FORMATS, render
-    from chatbench.output import print_document
-
     if len(items) != 1 or items[0] not in FORMATS:
         raise ConfigError(f"history export: give one format, one of {' | '.join(FORMATS)}")
     rows, _ = _rows(settings, [])

@@ -14,11 +14,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import psycopg
+from rich.table import Table
+
+from chatbench import loadgen, output
+from chatbench.benchmarks.environment import fingerprint
+from chatbench.benchmarks.loadtest import LoadConfig, parse_weights, run_load
+from chatbench.benchmarks.loadtest.mix import parameter_pools
+from chatbench.benchmarks.pinning import PinningResult
+from chatbench.benchmarks.results import BenchmarkRun, write
+from chatbench.commands._common import out, require_writable, server_from
 from chatbench.convert import to_plain
 from chatbench.settings import SERVER_SETTINGS, Settings
 
 if TYPE_CHECKING:
-    from chatbench.benchmarks.results import BenchmarkRun
     from chatbench.output import Output
 
 NAME = "load"
@@ -28,16 +37,6 @@ SETTINGS = (*SERVER_SETTINGS, "profile", "seed", "clients", "duration", "warmup_
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    import psycopg
-
-    from chatbench import loadgen, output
-    from chatbench.benchmarks.environment import fingerprint
-    from chatbench.benchmarks.loadtest import LoadConfig, parse_weights, run_load
-    from chatbench.benchmarks.loadtest.mix import parameter_pools
-    from chatbench.benchmarks.pinning import PinningResult
-    from chatbench.benchmarks.results import BenchmarkRun, write
-    from chatbench.commands._common import out, require_writable, server_from
-
     weights = parse_weights(settings.mix)
     config = LoadConfig(clients=settings.clients, duration_s=settings.duration, warmup_s=settings.warmup_seconds,
                         rate_per_s=settings.rate, weights=weights, seed=settings.seed)
@@ -69,8 +68,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 def render(run: BenchmarkRun, out: Output) -> None:
     """A load run for people: per operation count, errors and corrected percentiles (a table on a
     terminal, one line per operation in a log)."""
-    from rich.table import Table
-
     load = run.load
     assert load is not None
     mode = "closed loop" if load.mode == "closed" else f"open loop at {load.rate_per_s:g}/s"

@@ -3,14 +3,20 @@
 The schema before the release (the canonical one, ``--from FILE.sql`` or ``--from-cmd CMD``) is seeded
 with ``--profile`` and with the next smaller profile; on each, the migration (``--migration FILE.sql``,
 run statement by statement as psql would, or ``--migration-cmd CMD`` such as 'alembic upgrade head',
-run with DATABASE_URL set) runs while the app's canonical reads and appends run open loop at
-``--rate`` from ``--clients`` processes and a sampler records every lock the migration holds or waits
-for and every app query it blocks. Blocking times are extrapolated linearly to
-``--production-messages`` and judged against the ``[rehearsal]`` budgets of the targets file; the
-migrated schema is verified (drift, health, plan contracts): exactly against the application's models
-when ``--models MODULE:ATTR`` names them (the schema the release must reach), else against the canonical
-contracts in contract mode (a lock-safe release that adds a column passes). Writes rehearsal.md/.html/.json
-and JUnit XML.
+run with DATABASE_URL set) runs while the app's canonical reads and appends, and the application's own
+queries of ``--queries FILE.sql`` (writes rolled back), run open loop at ``--rate`` from ``--clients``
+processes and a sampler records every lock the migration holds or waits for and every app query it
+blocks, by name. Blocking times are extrapolated linearly to ``--production-messages`` and judged against
+the ``[rehearsal]`` budgets of the targets file; the migrated schema is verified (drift, health, plan
+contracts) through the role map (``[tool.chatbench.map]``): exactly against the application's models when
+``--models MODULE:ATTR`` names them (the schema the release must reach), else against the canonical
+contracts in contract mode (a lock-safe release that adds a column passes). Writes
+rehearsal.md/.html/.json and JUnit XML.
+
+With --history (a SQLite file or a postgresql:// URL) the rehearsal is added to the results store, as
+signoff and bench add theirs: its rehearse:reads, rehearse:appends and rehearse:migration series (blocking
+measured and extrapolated, app queries blocked, the app's p99 meanwhile, duration, lock wait, WAL), at
+--commit on --branch (default: the CI's variables, else git).
 
 Exit 0 PASS or WARN, 1 FAIL (a budget exceeded, the migration failed or hung, verification failed),
 2 could not run, or ERROR: the lock sampler stopped before the migration ended (the reports are written,
@@ -22,33 +28,35 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from rich.text import Text
+
+from chatbench import loadgen
+from chatbench.benchmarks.loadtest import parse_weights
 from chatbench.commands._common import SERVER_SETTINGS, announce, command_line, out, server_from
+from chatbench.commands.appqueries import app_queries, role_map
+from chatbench.commands.history import record_result
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ConfigError
+from chatbench.output import print_document
+from chatbench.provision import resolve_backend
+from chatbench.rehearse.budgets import load_budgets
+from chatbench.rehearse.stage import SMALLER_PROFILE, RehearsalPlan, rehearsal_server_settings, rehearse, smaller_spec
+from chatbench.rehearse.statements import read_migration
+from chatbench.reports.rehearsal_output import write_rehearsal
 from chatbench.settings import Settings, refuse_both, where
-
-if TYPE_CHECKING:
-    from chatbench.rehearse import RehearsalPlan
 
 NAME = "rehearse"
 HELP = "rehearse a migration on seeded volume under live load: locks, blocked app queries, extrapolation (exit 1 FAIL)"
 SETTINGS = (
     *SERVER_SETTINGS, "profile", "seed", "cache", "from_file", "from_cmd", "migration", "migration_cmd",
     "production_messages", "clients", "rate", "mix", "baseline_seconds", "targets", "command_timeout", "out",
-    "format", "models", "drift_mode", "long_transaction", "lock_retries",
+    "format", "models", "drift_mode", "long_transaction", "lock_retries", "queries", "history", "commit", "branch",
 )
 
 
 def plan_from(settings: Settings) -> RehearsalPlan:
     """The rehearsal plan, every input checked before any server starts (``signoff --migration`` too)."""
-    from chatbench import loadgen
-    from chatbench.benchmarks.loadtest import parse_weights
-    from chatbench.rehearse.budgets import load_budgets
-    from chatbench.rehearse.stage import SMALLER_PROFILE, RehearsalPlan, smaller_spec
-    from chatbench.rehearse.statements import read_migration
-
     if settings.migration is None and settings.migration_cmd is None:
         raise ConfigError("rehearse needs the migration: give --migration FILE.sql or --migration-cmd CMD (one)")
     refuse_both(settings, "migration", "migration_cmd")
@@ -62,6 +70,7 @@ def plan_from(settings: Settings) -> RehearsalPlan:
                           f"{spec.messages.count:,}; give the production table's size (e.g. 2e9)")
     migration = None if settings.migration is None else read_migration(Path(settings.migration))
     choice = schema_choice(settings)
+    app = app_queries(settings)  # --queries parsed and its roles checked before any server starts
     assert settings.rate is not None  # rehearse's default rate
     return RehearsalPlan(
         migration=migration,
@@ -86,23 +95,19 @@ def plan_from(settings: Settings) -> RehearsalPlan:
         drift_mode=choice.mode,
         long_transaction_s=settings.long_transaction,
         lock_retries=settings.lock_retries,
+        queries=None if app is None else app.queries,
+        roles=role_map() if app is None else app.roles,  # as the sign-off reads it: the seed and verify use it
     )
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from rich.text import Text
-
-    from chatbench.output import print_document
-    from chatbench.provision import resolve_backend
-    from chatbench.rehearse import rehearse
-    from chatbench.rehearse.stage import rehearsal_server_settings
-    from chatbench.reports.rehearsal_output import write_rehearsal
-
     plan = plan_from(settings)
     assert settings.out is not None  # rehearse's default is a folder
     out.line(Text.assemble(("chatbench rehearse", "bold"), f": {plan.migration_source} on {plan.before_source}, "
                            f"profile {plan.spec.name} and {plan.small_spec.name}, {plan.clients} app clients at "
-                           f"{plan.rate_per_s:g}/s; verified {plan.drift_mode} against {plan.package.name}"))
+                           f"{plan.rate_per_s:g}/s"
+                           + (f" (with {len(plan.queries)} queries of {plan.queries.source})" if plan.queries else "")
+                           + f"; verified {plan.drift_mode} against {plan.package.name}"))
     # Resolved once, here: a container must start with production's WAL settings (its settings are its command line).
     resolved = replace(settings, backend=resolve_backend(settings.backend, dsn=settings.dsn, announce=announce))
     with server_from(resolved, server_settings=rehearsal_server_settings(resolved.backend)) as server:
@@ -117,6 +122,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         for error in result.verification.errors:
             out.line(Text.assemble(("FAIL", "red"), f" verification: {error.message()}"))
     out.note(f"reports: {', '.join(str(p) for p in written.values())}")
+    measured = result.measured
+    if settings.history is not None and (measured.outcome != "completed" or measured.sampler_error):
+        out.line(f"history: nothing recorded (at {measured.messages:,} messages the migration "
+                 + (f"{measured.outcome}" if measured.outcome != "completed" else "ran while the lock sampler "
+                    "had stopped") + ": its times are not the migration's)")
+    else:
+        record_result(settings, written["rehearsal.json"])  # nothing without --history
     color = {"PASS": "green", "WARN": "yellow", "FAIL": "red"}.get(result.verdict, "yellow")
     out.line(result.headline(), style=f"bold {color}")
     if settings.format == "json":

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from chatbench.schema.package import canonical, load_models
 from chatbench.settings import DriftMode, Settings, env_var, option, read_file
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ def schema_choice(settings: Settings, *, spelling: Callable[[str], str] = option
     ``spelling`` names an argument in errors the way its command line spells it (``--models``;
     pytest: ``--chatbench-models``).
     """
-    from chatbench.schema.package import canonical, load_models
-
     if settings.models is None:
         package = canonical()
     else:

@@ -9,6 +9,7 @@ import psycopg
 from chatbench import schema
 from chatbench.commands._common import out
 from chatbench.errors import ConfigError, ProvisionError, redact
+from chatbench.provision.dsn import check_reachable, parse_dsn
 from chatbench.settings import Settings
 
 NAME = "schema"
@@ -29,8 +30,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     elif args.action == "fingerprint":
         print(schema.fingerprint())
     else:
-        from chatbench.provision.dsn import check_reachable, parse_dsn
-
         if settings.url is None:
             raise ConfigError("schema apply needs --url postgresql://user:password@host:port/db (an empty database)")
         url = parse_dsn(settings.url, field="--url")

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import argparse
 import time
+import tomllib
 from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from chatbench import loadgen
 from chatbench.commands._common import SERVER_SETTINGS, out, require_writable, server_from
 from chatbench.commands.appqueries import role_map
 from chatbench.commands.schema_choice import schema_choice
+from chatbench.loadgen.size import check_space
 from chatbench.settings import Settings
 
 if TYPE_CHECKING:
@@ -26,8 +29,6 @@ SETTINGS = (*SERVER_SETTINGS, "profile", "spec", "set", "seed", "workers", "orde
 
 def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
     """``FIELD=VALUE`` pairs (checked for shape by the settings) with TOML-typed values."""
-    import tomllib
-
     out: dict[str, object] = {}
     for pair in pairs:
         key, _, raw = pair.partition("=")
@@ -39,9 +40,6 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, object]:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from chatbench import loadgen
-    from chatbench.loadgen.size import check_space
-
     spec = loadgen.load_spec(settings.profile, settings.spec, _overrides(settings.set))
     package = schema_choice(settings).package  # --models imported and checked before any server starts
     roles = role_map()  # [tool.chatbench.map]: the --models tables that take the history (a bad map: exit 2 here)

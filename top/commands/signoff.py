@@ -19,17 +19,30 @@ undecided; each such line names the noise).
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.text import Text
+
+from chatbench import loadgen
 from chatbench.commands._common import announce, command_line, judged_scenarios, out, require_writable
+from chatbench.commands.appqueries import app_queries, role_map
+from chatbench.commands.history import location as history_location
+from chatbench.commands.history import record_result
+from chatbench.commands.rehearse import plan_from
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ConfigError
+from chatbench.output import print_document
+from chatbench.provision.choice import choose_servers
+from chatbench.reports.output import write_signoff
 from chatbench.settings import SERVER_SETTINGS, Settings, default, refuse_both, where, with_values
+from chatbench.signoff import Display, SignoffOptions, run_signoff
+from chatbench.signoff.display import show_summary
+from chatbench.signoff.options import dsn_cluster
 
 if TYPE_CHECKING:
     from chatbench.rehearse import RehearsalPlan
-    from chatbench.signoff import SignoffOptions
 
 NAME = "signoff"
 HELP = ("run the whole pre-release sign-off and write signoff.md/.html/.json + JUnit "
@@ -48,16 +61,15 @@ MIGRATION_ONLY = ("from_file", "from_cmd", "production_messages", "baseline_seco
 
 
 def options_from(settings: Settings) -> SignoffOptions:
-    from chatbench.commands.appqueries import app_queries, role_map
-    from chatbench.commands.history import location as history_location
-    from chatbench.provision.choice import choose_servers
-    from chatbench.signoff import SignoffOptions
-    from chatbench.signoff.options import dsn_cluster
-
     refuse_both(settings, "schema_from", "schema_from_cmd")
-    choice = schema_choice(settings)  # --models imported and checked before any server starts
-    app = app_queries(settings)  # --queries parsed and its roles checked before any server starts
     migration = migration_plan(settings)
+    if migration is not None:  # the plan read --models and --queries as rehearse reads them: once
+        package, mode, queries, roles = migration.package, migration.drift_mode, migration.queries, migration.roles
+    else:
+        choice = schema_choice(settings)  # --models imported and checked before any server starts
+        app = app_queries(settings)  # --queries parsed and its roles checked before any server starts
+        package, mode = choice.package, choice.mode
+        queries, roles = (None, role_map()) if app is None else (app.queries, app.roles)
     assert settings.out is not None  # the signoff default is a folder
     servers = choose_servers(settings, announce=announce)
     return SignoffOptions(
@@ -85,10 +97,10 @@ def options_from(settings: Settings) -> SignoffOptions:
         retries=settings.retries,
         retry_budget_s=settings.retry_budget,
         allow_different_sizes=settings.allow_different_sizes,
-        package=choice.package,
-        drift_mode=choice.mode,
-        queries=None if app is None else app.queries,
-        roles=role_map() if app is None else app.roles,  # the seed fills the application's tables through it
+        package=package,
+        drift_mode=mode,
+        queries=queries,
+        roles=roles,  # the seed fills the application's tables through it
         production_messages=settings.production_messages,
         command=command_line(),
         migration=migration,
@@ -105,8 +117,6 @@ def migration_plan(settings: Settings) -> RehearsalPlan | None:
 
     ``--long-transaction`` and ``--lock-retries`` keep rehearse's defaults: the sign-off must see the queue
     behind a long transaction that production always has, or it would pass a migration rehearse fails."""
-    from chatbench.commands.rehearse import plan_from
-
     if settings.migration is None and settings.migration_cmd is None:
         given = [name for name in MIGRATION_ONLY if settings.source(name) == "argument"
                  and not (name == "production_messages" and settings.queries is not None)]  # proofs read it
@@ -123,17 +133,6 @@ def migration_plan(settings: Settings) -> RehearsalPlan | None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    import time
-
-    from rich.text import Text
-
-    from chatbench import loadgen
-    from chatbench.commands.history import record_result
-    from chatbench.output import print_document
-    from chatbench.reports.output import write_signoff
-    from chatbench.signoff import Display, run_signoff
-    from chatbench.signoff.display import show_summary
-
     loadgen.load_spec(settings.profile)  # a bad profile is a usage error before any server starts
     require_writable(settings, "the sign-off seeds the data")
     judged_scenarios(settings)  # a targets file that judges nothing, before any server starts

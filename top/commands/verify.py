@@ -19,12 +19,18 @@ import argparse
 from pathlib import Path
 
 from chatbench.commands._common import SERVER_SETTINGS, announce, out, require_writable, server_from
+from chatbench.commands.appqueries import app_queries, judge_app_queries, role_map
 from chatbench.commands.schema_choice import SchemaChoice, schema_choice
 from chatbench.errors import ConfigError
+from chatbench.loadgen import load_spec, seed
 from chatbench.loadgen.result import SeedResult
-from chatbench.provision import Server
+from chatbench.output import print_document
+from chatbench.provision import Server, provision
+from chatbench.schema.migrations import build_from_cmd, build_from_sql
 from chatbench.schema.rolemap import RoleMap
 from chatbench.settings import Settings, refuse_both
+from chatbench.verify.render import render_json, render_terminal, write_json
+from chatbench.verify.schema_check import verify_schema
 
 NAME = "verify"
 HELP = "check drift, index health and plan contracts (exit 1 on FAIL)"
@@ -34,12 +40,6 @@ SETTINGS = (*SERVER_SETTINGS, "url", "profile", "seed", "json", "schema_from", "
 
 def _seed(server: Server, profile: str, seed_number: int, choice: SchemaChoice, roles: RoleMap,
           prebuilt: bool = False) -> SeedResult:
-    try:
-        from chatbench.loadgen import load_spec, seed
-    except ImportError as exc:
-        raise ConfigError(
-            f"--profile {profile}: the loader is not available ({exc}); install chatbench fully"
-        ) from None
     result = seed(server, load_spec(profile), seed=seed_number, package=choice.package, prebuilt=prebuilt,
                   roles=roles)
     assert isinstance(result, SeedResult)
@@ -50,8 +50,6 @@ def prepare(server: Server, settings: Settings, choice: SchemaChoice, roles: Rol
     """Seed ``server``'s database: the seeder builds the schema from the package, unless the application
     builds it its own way first (then the seeder fills the schema it finds: ``prebuilt``), the history
     going into the tables and columns ``roles`` (``[tool.chatbench.map]``) names."""
-    from chatbench.schema.migrations import build_from_cmd, build_from_sql
-
     if settings.schema_from is None and settings.schema_from_cmd is None:
         return _seed(server, settings.profile, settings.seed, choice, roles)  # the seed shows its own progress
     if settings.schema_from is not None:
@@ -71,11 +69,6 @@ def _one_pg_bin(settings: Settings) -> str | None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    from chatbench.commands.appqueries import app_queries, judge_app_queries, role_map
-    from chatbench.output import print_document
-    from chatbench.verify.render import render_json, render_terminal, write_json
-    from chatbench.verify.schema_check import verify_schema
-
     refuse_both(settings, "schema_from", "schema_from_cmd")
     choice = schema_choice(settings)  # --models imported and checked before any server starts
     app = app_queries(settings, read_only=settings.url is not None)  # --queries parsed before any server
@@ -86,7 +79,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 "--url verifies an existing database read-only; --schema-from/--schema-from-cmd "
                 "need a throwaway server (drop --url)"
             )
-        from chatbench.provision import provision
 
         with (
             provision("dsn", dsn=settings.url, use_dsn_database=True, dsn_field="--url", announce=announce) as server,
@@ -98,8 +90,6 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                                    progress=stage.step, pg_bin=_one_pg_bin(settings), roles=roles)
             result = judge_app_queries(server, None, app, result, settings, read_only=True, progress=stage.step)
     else:
-        from chatbench.loadgen import load_spec
-
         load_spec(settings.profile)  # a bad profile is a usage error before any server starts
         require_writable(settings, "verify without --url seeds the data")
         with server_from(settings) as server:

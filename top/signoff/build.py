@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from chatbench.provision import resolve_backend
+from chatbench.provision import Server, resolve_backend
 from chatbench.provision.choice import provision_choice
 from chatbench.rehearse.stage import rehearsal_server_settings
+from chatbench.schema.migrations import build_from_cmd, build_from_sql
 from chatbench.signoff.evidence import Evidence, StageContext
+from chatbench.signoff.options import SignoffOptions
 
 
 def provision_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
@@ -34,17 +36,22 @@ def schema_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     options = ctx.options
     server = evidence.need_server()
     with ctx.rec.stage("schema") as note:
-        if options.schema_from is not None:
-            from chatbench.schema.migrations import build_from_sql
-
-            build_from_sql(server, options.schema_from)
-            note.detail = f"built by {options.schema_source}"
-        elif options.schema_from_cmd is not None:
-            from chatbench.schema.migrations import build_from_cmd
-
-            build_from_cmd(server, options.schema_from_cmd, timeout=options.command_timeout)
+        if build_application_schema(server, options):
             note.detail = f"built by {options.schema_source}"
         else:
             note.detail = ("canonical models (built whole, then taken apart around the bulk load)"
                            if options.package.canonical else f"--models {options.package.name}, built by the seed")
     return evidence
+
+
+def build_application_schema(server: Server, options: SignoffOptions) -> bool:
+    """The application's schema (``--schema-from``/``--schema-from-cmd``) built on ``server``'s database; False
+    when the schema is the package's, which the seed builds. The scaling stage's smaller databases are built
+    here too, so they are measured on the application's schema, not the canonical one."""
+    if options.schema_from is not None:
+        build_from_sql(server, options.schema_from)
+        return True
+    if options.schema_from_cmd is not None:
+        build_from_cmd(server, options.schema_from_cmd, timeout=options.command_timeout)
+        return True
+    return False

@@ -14,14 +14,15 @@ from dataclasses import replace
 
 import psycopg
 
+from chatbench import loadgen
+from chatbench.loadgen.ddl import drop_schema
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
+from chatbench.schema import distributed
 from chatbench.signoff.evidence import Evidence, StageContext
 
 
 def seed_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
-    from chatbench import loadgen
-
     options = ctx.options
     server = evidence.need_server()
     with ctx.rec.stage("seed") as note:
@@ -45,10 +46,6 @@ def seed_distributed(ctx: StageContext, server: Server) -> tuple[SeedResult, str
     step of ``chatbench.schema.distributed``), then the rows seeded through the coordinator into the shards
     where they stand; every later stage judges and measures the distributed schema. Never from the seed
     cache: a cached database is one node's copy, and the shards live on the workers."""
-    from chatbench import loadgen
-    from chatbench.loadgen.ddl import drop_schema
-    from chatbench.schema import distributed
-
     options, chosen = ctx.options, distributed.variant(ctx.options.citus_distribution)
     started = time.perf_counter()
     server.require_destructive("distribute the tables")
@@ -68,8 +65,6 @@ def seeds_in_place(name: str) -> bool:
     """Whether the variant ``name`` is seeded into its distributed tables where they stand: the seed checks the
     rows it loaded with joins on the conversation key, which Citus runs only when a conversation's messages
     share its shard (``conversations_colocated``); any other variant is seeded first and distributed after."""
-    from chatbench.schema import distributed
-
     return distributed.variant(name).conversations_colocated
 
 
@@ -77,8 +72,6 @@ def distribute(server: Server, name: str) -> str:
     """On a Citus cluster, after the seed (an application-built schema, ``--schema-from``, or a variant not
     seeded in place): the seeded rows move into the shards of the variant ``name`` (the distribution step of
     ``chatbench.schema.distributed``)."""
-    from chatbench.schema import distributed
-
     chosen = distributed.variant(name)
     started = time.perf_counter()
     distributed.distribute(server, chosen)
@@ -88,8 +81,6 @@ def distribute(server: Server, name: str) -> str:
 def on_cluster(server: Server, name: str) -> Server:
     """``server`` as a report describes a cluster: Citus's version and workers (read from its database, whatever
     backend brought it) and the variant its tables are distributed as."""
-    from chatbench.schema import distributed
-
     return replace(server, details={**distributed.cluster_details(server), **server.details, "distribution": name})
 
 
@@ -100,8 +91,6 @@ def cache_allowed(ctx: StageContext) -> bool:
 
 
 def integrity_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
-    from chatbench import loadgen
-
     seed, options = evidence.need_seed(), ctx.options
     with ctx.rec.stage("integrity") as note:
         with ctx.display.status("integrity check"):

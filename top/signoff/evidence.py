@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatbench.benchmarks.citus import QueryCost
 from chatbench.benchmarks.results import BenchmarkRun
@@ -25,6 +26,10 @@ from chatbench.signoff.display import Display
 from chatbench.signoff.options import SignoffOptions
 from chatbench.signoff.recorder import Recorder
 
+if TYPE_CHECKING:
+    from chatbench.history import HistoryBaseline
+    from chatbench.signoff.baseline import Suspect
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -36,7 +41,8 @@ class Evidence:
     verification: VerificationEvidence = field(default_factory=VerificationEvidence)
     benchmark: BenchmarkRun | None = None
     scaling: tuple[ScalingPoint, ...] = ()
-    comparison: Comparison | None = None
+    comparison: Comparison | None = None  # after the confirm stage: its re-measured regressions settled
+    suspects: tuple[Suspect, ...] = ()  # what the compare stage leaves the confirm stage to re-measure
     migration: Rehearsal | None = None
     query_costs: tuple[QueryCost, ...] = ()  # the readiness stage's buffers (all shards) and routing per scenario
     halted: str | None = None  # why the remaining stages cannot run, when that is a verdict and not an error
@@ -71,6 +77,7 @@ class StageContext:
     secrets: set[str]  # passwords met on the way (scrubbed from every report file)
     run_dir: Path | None = None  # where a local cluster lives when the size check chose the disk over tmpfs
     scaling_specs: tuple[Spec, ...] = ()  # the data specs of ``options.scaling()``, in that order
+    history: HistoryBaseline | None = None  # ``--baseline history:BRANCH``: the branch's stored runs
 
     @property
     def on_cluster(self) -> bool:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 
 import psycopg
 
+from chatbench import loadgen
+from chatbench.benchmarks.app_scenarios import is_app
+from chatbench.benchmarks.loadtest import DEFAULT_WEIGHTS, LoadConfig, run_load
+from chatbench.benchmarks.loadtest.mix import parameter_pools
 from chatbench.benchmarks.results import BenchmarkRun, LoadResult, MachineLoad, PlanRecord
 from chatbench.benchmarks.scenarios import SCENARIOS, SCENARIOS_BY_NAME, Scenario
 from chatbench.benchmarks.session import MeasuredRun, TimedRounds, measure_scenarios, rounds_for, time_rounds
@@ -24,6 +28,7 @@ from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
 from chatbench.reports.signoff import ScalingPoint, StageTiming
+from chatbench.signoff.build import build_application_schema
 from chatbench.signoff.display import Display
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.options import CONTRAST_ROUNDS, SCALING_SCENARIOS, SIGNOFF_ROUNDS, SignoffOptions
@@ -90,8 +95,6 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
 
     Evidence, not a check: a failure here is shown as a warning and does not fail the sign-off.
     """
-    from chatbench import loadgen
-
     options, rec, server = ctx.options, ctx.rec, evidence.need_server()
     if ctx.on_cluster:  # the smaller seeds would sit undistributed on the coordinator: not the cluster's figures
         rec.add(StageTiming("scaling", 0.0, "skipped", "not on a cluster: the single node beside it measures "
@@ -100,7 +103,7 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:
         not_run = not_run_on(conn, options.roles)  # the canonical queries the role map keeps from running
     kept = [name for name in SCALING_SCENARIOS if SCENARIOS_BY_NAME[name].query not in not_run]
-    if not kept:  # nothing to re-measure: not worth seeding the smaller databases
+    if not kept and options.queries is None:  # nothing to re-measure: not worth seeding the smaller databases
         why = not_run[SCENARIOS_BY_NAME[SCALING_SCENARIOS[0]].query]
         rec.add(StageTiming("scaling", 0.0, "skipped",
                             f"its canonical scenarios are not run on this schema ({SCALING_SCENARIOS[0]}: {why})"))
@@ -108,19 +111,22 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     points: list[ScalingPoint] = []
     started = time.perf_counter()
     measured = []
+    app_names: set[str] = set()
     try:
         for profile, spec in zip(options.scaling(), ctx.scaling_specs, strict=True):
             with temporary_database(server, "cbs_scale") as sibling:
+                built = build_application_schema(sibling, options)  # the application's schema, as the main seed's
                 small = loadgen.seed(sibling, spec, seed=options.seed, use_cache=options.use_cache, progress=False,
-                                     package=options.package, roles=options.roles)
+                                     package=options.package, prebuilt=built, roles=options.roles)
                 target = small.server_for(sibling)
-                small_run = measure(  # the canonical reads this schema runs (``kept``)
+                small_run = measure(  # the canonical reads this schema runs (``kept``) and the application's queries
                     target,
                     small,
                     options,
                     ctx.display,
                     profile=profile,
                     only=kept,
+                    with_app=True,
                     rounds=options.scaling_rounds,
                     warmup=max(10, options.scaling_rounds // 10),
                     retries=0,
@@ -129,13 +135,16 @@ def scaling_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
                 ScalingPoint(r.scenario, int(small.counts.get("messages", 0)), r.stats.p50, r.stats.p95, profile)
                 for r in small_run.scenarios
             ]
+            app_names = {r.scenario for r in small_run.scenarios if is_app(r.scenario)}
+            for name, why in small_run.skipped.items():  # e.g. a role the smaller data has no conversation for
+                rec.check("scaling", name, False, f"{name}: not measured on {profile}: {why}", "warning")
             measured.append(f"{profile} ({small.counts.get('messages', 0):,} messages)")
         rec.add(
             StageTiming(
                 "scaling",
                 time.perf_counter() - started,
                 "ok",
-                f"{len(kept)} scenarios re-measured on {', '.join(measured)}",
+                f"{len(kept) + len(app_names)} scenarios re-measured on {', '.join(measured)}",
             )
         )
     except (ChatbenchError, psycopg.Error, LookupError) as exc:
@@ -169,6 +178,8 @@ def measure(
     *,
     profile: str,
     only: Sequence[str] | None = None,
+    with_app: bool | None = None,
+    select: Callable[[str], bool] | None = None,
     rounds: int | None = None,
     warmup: int | None = None,
     retries: int | None = None,
@@ -177,6 +188,9 @@ def measure(
     with the application's queries (``--queries``) as ``app:QUERY/ROLE`` scenarios in the main run; the
     canonical scenarios the role map keeps from running are in ``MeasuredRun.not_run``.
 
+    ``only``: the canonical scenarios to measure (None: all); ``with_app``: the application's scenarios too
+    (None: only when ``only`` is None; the scaling stage asks for them with its canonical few); ``select``:
+    which of those to measure, by name (None: all; the confirm stage re-measures its suspects only).
     ``retries``: re-measurements of an undecided scenario (None: the options'; the scaling stage, whose
     numbers are evidence and not judged, passes 0)."""
     targets = load_targets(options.targets_file)
@@ -202,8 +216,9 @@ def measure(
             timed=budgeted_rounds(options.scenario_budget_s),
             rounds_of=partial(contrast_rounds, rounds, warmup),
             progress=progress,
-            app=options.queries if only is None else None,  # the scaling stage re-measures canonical reads only
+            app=options.queries if (only is None if with_app is None else with_app) else None,
             roles=options.roles,
+            select=select,
         )
     run = measured.run
     # The machine's load while measuring: a comparison warns when either run shared the machine.
@@ -227,7 +242,7 @@ def main_points(seed_result: SeedResult, run: BenchmarkRun, profile: str) -> lis
     return [
         ScalingPoint(r.scenario, messages, r.stats.p50, r.stats.p95, profile)
         for r in run.scenarios
-        if r.scenario in SCALING_SCENARIOS
+        if r.scenario in SCALING_SCENARIOS or is_app(r.scenario)
     ]
 
 
@@ -241,9 +256,6 @@ def budgeted_rounds(budget_s: float | None) -> TimedRounds:
 
 
 def run_load_stage(server: Server, seed_result: SeedResult, options: SignoffOptions, display: Display) -> LoadResult:
-    from chatbench.benchmarks.loadtest import DEFAULT_WEIGHTS, LoadConfig, run_load
-    from chatbench.benchmarks.loadtest.mix import parameter_pools
-
     weights = dict(DEFAULT_WEIGHTS)
     with psycopg.connect(server.conninfo(), autocommit=True) as conn:
         pools = parameter_pools(conn, seed_result.params, weights)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from chatbench.rehearse.result import Rehearsal
+from chatbench.rehearse.stage import rehearsed
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.recorder import Recorder
 
@@ -28,8 +29,6 @@ STAGE = "migration"
 
 
 def migration_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
-    from chatbench.rehearse.stage import rehearsed
-
     plan = ctx.options.migration
     assert plan is not None  # the stage applies only with a migration
     plan = replace(plan, verify=False, verified_by=VERIFIED_BY)

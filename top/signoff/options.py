@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chatbench.errors import ChatbenchError
+from chatbench.provision.binaries import resolve_binaries
 from chatbench.provision.choice import ServerChoice
-from chatbench.provision.dsn import CitusCoordinator
+from chatbench.provision.dsn import CitusCoordinator, check_citus_coordinator, find_citus_coordinator, parse_dsn
 from chatbench.reports.compare import Thresholds
 from chatbench.settings import DriftMode, default
 
@@ -50,10 +52,6 @@ def dsn_cluster(servers: tuple[ServerChoice, ...], *, use_dsn_database: bool) ->
     one line and exit 2 when a database chatbench creates there could not be distributed; with
     ``--use-dsn-database`` the DSN's own database is the one distributed), with the local node to run beside it
     (``beside_coordinator``)."""
-    from chatbench.errors import ChatbenchError
-    from chatbench.provision.binaries import resolve_binaries
-    from chatbench.provision.dsn import check_citus_coordinator, find_citus_coordinator, parse_dsn
-
     choice = next((c for c in servers if c.backend == "dsn" and c.dsn is not None), None)
     find = find_citus_coordinator if use_dsn_database else check_citus_coordinator
     found = None if choice is None or choice.dsn is None else find(parse_dsn(choice.dsn))

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chatbench.benchmarks.results import BenchmarkRun
+from chatbench import __version__ as version
+from chatbench import loadgen
 from chatbench.errors import redact
+from chatbench.loadgen.size import check_space
 from chatbench.loadgen.spec import Spec
 from chatbench.provision.choice import ServerChoice, choice_text
 from chatbench.reports.signoff import CitusRun, SeedSummary, ServerSummary, Signoff, StageTiming, TargetSignoff
-from chatbench.signoff.baseline import check_baseline_profile, resolve_baselines
+from chatbench.signoff.baseline import Baselines, check_baseline_profile, resolve_baselines
 from chatbench.signoff.display import Display
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.options import SignoffOptions
@@ -33,10 +34,6 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
     The size check runs first, for every server: a profile too large for the disk is refused (one
     line, exit 2) before any server starts; a local cluster too large for tmpfs goes to disk.
     """
-    from chatbench import __version__ as version
-    from chatbench import loadgen
-    from chatbench.loadgen.size import check_space
-
     spec = loadgen.load_spec(options.profile)
     smaller = tuple(loadgen.load_spec(p) for p in options.scaling())
     choices = options.targets()
@@ -49,8 +46,8 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
     if options.no_comparison:
         display.note(options.no_comparison)
     started = time.perf_counter()
-    baselines, baseline_name = resolve_baselines(options)
-    check_baseline_profile(baselines, options)
+    baselines = resolve_baselines(options)
+    check_baseline_profile(baselines.pairs, options)
     found_secrets: set[str] = set()
     targets = []
     for index, choice in enumerate(choices, start=1):
@@ -67,7 +64,7 @@ def run_signoff(options: SignoffOptions, display: Display) -> tuple[Signoff, fro
         schema_fingerprint=options.package.fingerprint(),
         chatbench_version=version,
         targets=tuple(targets),
-        baseline=baseline_name,
+        baseline=baselines.name,
         command=redact(options.command),
         notes=(f"pipeline wall time {time.perf_counter() - started:.1f} s",),
         citus=CitusRun(options.citus_distribution, options.no_comparison) if options.citus else None,
@@ -79,19 +76,20 @@ def run_target(
     choice: ServerChoice,
     options: SignoffOptions,
     display: Display,
-    baselines: Sequence[tuple[str, BenchmarkRun]],
+    baselines: Baselines,
     found_secrets: set[str],
     run_dir: Path | None = None,
     *,
     specs: tuple[Spec, tuple[Spec, ...]],
 ) -> TargetSignoff:
     """The whole pipeline on one server. Never raises for a stage failure: it is recorded instead.
-    ``specs``: the profile's data spec and the scaling profiles' (loaded once per sign-off)."""
+    ``specs``: the profile's data spec and the scaling profiles' (loaded once per sign-off); ``baselines``: what
+    ``--baseline`` resolved to."""
     rec = Recorder(display)
     evidence = Evidence()
     stack = contextlib.ExitStack()
-    ctx = StageContext(options, choice, display, rec, stack, specs[0], tuple(baselines), found_secrets, run_dir,
-                       scaling_specs=specs[1])
+    ctx = StageContext(options, choice, display, rec, stack, specs[0], baselines.pairs, found_secrets, run_dir,
+                       scaling_specs=specs[1], history=baselines.history)
     try:
         for stage in stages_for(options):
             evidence = stage.run(ctx, evidence)

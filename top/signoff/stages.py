@@ -9,7 +9,8 @@ so its drift check comes after the seed. With ``--migration`` the ``migration`` 
 of schema, seed and integrity: it seeds the before-schema, migrates it under live load and hands the
 migrated database on (its rows are the seed's plus what the app appended meanwhile, so the seed's
 checksum no longer describes them: the seed was verified when it was made), and drift, health,
-plans and benchmarks judge that database.
+plans and benchmarks judge that database. Against ``--baseline history:BRANCH`` a ``confirm`` stage follows
+the comparison: what it found slower on this run is measured again before it may FAIL (``baseline``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chatbench.signoff.baseline import compare_stage
+from chatbench.history import is_history_baseline
+from chatbench.signoff.baseline import CONFIRM, compare_stage, confirm_stage
 from chatbench.signoff.build import provision_stage, schema_stage
 from chatbench.signoff.data import integrity_stage, seed_stage
 from chatbench.signoff.evidence import Evidence, StageContext
@@ -50,6 +52,10 @@ def _built_here(options: SignoffOptions) -> bool:
     return options.migration is None
 
 
+def _against_history(options: SignoffOptions) -> bool:
+    return options.baseline is not None and is_history_baseline(options.baseline)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage(("provision",), provision_stage),
     Stage(("schema",), schema_stage, _built_here),
@@ -64,6 +70,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(("scaling",), scaling_stage, lambda o: bool(o.scaling())),
     Stage(("load",), load_stage, lambda o: o.load),
     Stage(("compare",), compare_stage, lambda o: o.baseline is not None),
+    Stage((CONFIRM,), confirm_stage, _against_history),
 )
 TEARDOWN = "teardown"
 """Always last, always run (the pipeline's ``finally``): it is not a step a stage can skip."""

@@ -20,13 +20,16 @@ from dataclasses import replace
 
 import psycopg
 
+from chatbench.benchmarks.citus import query_costs
 from chatbench.reports.signoff import StageTiming
 from chatbench.schema.distributed import variant
 from chatbench.signoff.evidence import Evidence, StageContext
 from chatbench.signoff.recorder import Recorder
+from chatbench.verify.appcheck import merged_result, verify_app_queries
 from chatbench.verify.citus import declared_by_variant, judging
 from chatbench.verify.mapped import SKIPPED
 from chatbench.verify.result import VerificationResult
+from chatbench.verify.schema_check import verify_schema
 
 READINESS_GROUP = "citus"
 APP_GROUP = "queries"
@@ -38,8 +41,6 @@ def drift_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     """Drift against the package in the run's mode (before the seed when the application built the schema):
     exactly against ``--models`` (and the canonical contracts), else the canonical schema, exact when
     chatbench built it and contract when the application or a migration did."""
-    from chatbench.verify.schema_check import verify_schema
-
     rec, options = ctx.rec, ctx.options
     with rec.stage("drift") as note:
         with ctx.display.status(f"drift ({options.drift_mode})") as update:
@@ -56,8 +57,6 @@ def drift_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
 
 def health_and_plans_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     """One verification call for both (one catalog read); its own timings split the wall time."""
-    from chatbench.verify.schema_check import verify_schema
-
     rec, cluster = ctx.rec, ctx.on_cluster
     started = time.perf_counter()
     try:
@@ -98,8 +97,6 @@ def _judge_app_queries(ctx: StageContext, evidence: Evidence, result: Verificati
 
     ``verify`` reaches the same two calls through ``chatbench.commands.appqueries.judge_app_queries``; the
     sign-off may not import the commands (one-way layers), so it calls ``verify.appcheck`` itself."""
-    from chatbench.verify.appcheck import merged_result, verify_app_queries
-
     options = ctx.options
     assert options.queries is not None
     judged = verify_app_queries(evidence.need_server(), evidence.need_seed().params, options.queries,
@@ -114,9 +111,6 @@ def readiness_stage(ctx: StageContext, evidence: Evidence) -> Evidence:
     On the cluster a violated rule fails the sign-off; on the single node beside it the static rules are a
     preview (``info``) of what Citus would refuse. The buffers (every shard's counted) and routing are taken
     here, on each server, for the side-by-side ``benchmarks.citus.side_by_side`` builds from the two."""
-    from chatbench.benchmarks.citus import query_costs
-    from chatbench.verify.schema_check import verify_schema
-
     rec, server, seed = ctx.rec, evidence.need_server(), evidence.need_seed()
     with rec.stage("readiness") as note:
         with ctx.display.status("distribution readiness") as update:

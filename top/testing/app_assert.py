@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from chatbench.commands.appqueries import role_map
 from chatbench.errors import ConfigError
+from chatbench.provision import Server
 from chatbench.schema.appqueries import AppQueries, load_queries
+from chatbench.settings import resolve, where
 from chatbench.verify.appcheck import AppVerification, verify_app_queries
+from chatbench.verify.context import connect
+from chatbench.verify.discover import discover
 
 
 def queries_file(queries: str | Path | None) -> AppQueries:
     """The queries named by ``queries``, else by the ``queries`` setting (environment or settings file)."""
-    from chatbench.settings import resolve, where
-
     if queries is not None:
         return load_queries(queries)
     settings = resolve("fixtures", names=("queries", "targets"))
@@ -31,14 +34,10 @@ def queries_file(queries: str | Path | None) -> AppQueries:
 
 def judge_by_name(server: object, name: str, queries: str | Path | None) -> AppVerification:
     """The named query judged on ``server``'s database (plans and its page walk; no index proof)."""
-    from chatbench.commands.appqueries import role_map
-    from chatbench.provision import Server
-    from chatbench.verify.context import connect
-    from chatbench.verify.discover import discover
-
     assert isinstance(server, Server)
     found = queries_file(queries)
     one = AppQueries(found.source, (found.named(name),), found.overrides)
+    roles = role_map()
     with connect(server, read_only=True) as conn:
-        params = discover(conn)
-    return verify_app_queries(server, params, one, roles=role_map(), prove=False)
+        params = discover(conn, roles)
+    return verify_app_queries(server, params, one, roles=roles, prove=False)

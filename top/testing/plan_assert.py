@@ -31,7 +31,9 @@ from sqlalchemy.dialects import postgresql
 from chatbench.errors import ConfigError
 from chatbench.schema.contracts import BIG_TABLES, IndexAccess, PlanContract
 from chatbench.schema.rolemap import CANONICAL as CANONICAL_ROLES
+from chatbench.testing.app_assert import judge_by_name
 from chatbench.testing.databases import ChatDatabase, ChatServer
+from chatbench.verify.appplans import contract_for
 from chatbench.verify.catalog import read_catalog
 from chatbench.verify.context import build_context
 from chatbench.verify.plans import MODES, Breach, Measurement, Plan, explain_plan, judge, read_as_parents
@@ -241,8 +243,6 @@ def _by_name(db: ChatDatabase | ChatServer, name: str, queries: str | Path | Non
     """An application query of the queries file, judged by its own contract over its scenarios
     (``chatbench.testing.app_assert``); the breaches read like ``chatbench verify --queries`` findings."""
     __tracebackhide__ = True
-    from chatbench.testing.app_assert import judge_by_name
-    from chatbench.verify.appplans import contract_for
 
     judged = judge_by_name(db.server, name, queries)
     query = judged.queries.named(name)

@@ -34,17 +34,21 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from chatbench import loadgen
 from chatbench.commands.appqueries import role_map
 from chatbench.commands.schema_choice import schema_choice
 from chatbench.errors import ChatbenchError
 from chatbench.loadgen.result import SeedResult, seed_result_from_json, seed_result_to_json
 from chatbench.provision.choice import provision_from
 from chatbench.provision.databases import create_database, drop_database
+from chatbench.provision.dsn import RUN_DATABASE_PREFIX
 from chatbench.provision.server import Server
+from chatbench.schema.migrations import build_from_cmd, build_from_sql
 from chatbench.schema.package import SchemaPackage
 from chatbench.settings import Settings, pytest_option
 from chatbench.testing.databases import ChatDatabase, ChatServer, DeepCursor, SeededChatDatabase
 from chatbench.testing.sharing import Lease, entries, locked, made_once, read_json, write_json
+from chatbench.verify.scenarios import build_scenarios
 
 TEMPLATE_PREFIX = "cbfx_tpl"
 CLONE_PREFIX = "cbfx_db"
@@ -213,8 +217,6 @@ class FixtureSession:
 
     def seeded_template(self, profile: str | None) -> dict[str, Any]:
         """The database holding a profile's seeded history in the schema, made once per run."""
-        from chatbench import loadgen
-
         spec_file = self.settings.spec if profile is None else None
         name = self.settings.profile if profile is None else profile
         source = self.schema_source()
@@ -245,8 +247,6 @@ class FixtureSession:
         return entry
 
     def _build_schema(self, db: Server) -> None:
-        from chatbench.schema.migrations import build_from_cmd, build_from_sql
-
         if self.settings.schema_from is not None:
             build_from_sql(db, Path(self.settings.schema_from))
         elif self.settings.schema_from_cmd is not None:
@@ -255,8 +255,6 @@ class FixtureSession:
             self.package.apply(db.url)
 
     def _seed_into_app_schema(self, db: Server, spec: Any) -> SeedResult:
-        from chatbench import loadgen
-
         return loadgen.seed(db, spec, seed=self.settings.seed, use_cache=False, progress=False, package=self.package,
                             prebuilt=True, roles=role_map())
 
@@ -285,8 +283,6 @@ class FixtureSession:
         """A database of this run. On a dsn server it is named like a run database (and, as every
         database chatbench creates, tagged with the run's owner record), so ``chatbench clean --dsn``
         drops it if the run is killed."""
-        from chatbench.provision.dsn import RUN_DATABASE_PREFIX
-
         dsn = self.server.backend == "dsn"
         try:
             return create_database(self.server, f"{RUN_DATABASE_PREFIX}{prefix}" if dsn else prefix,
@@ -306,8 +302,6 @@ def _file_digest(path: str) -> str:
 
 def _deep_cursors(db: Server, result: SeedResult) -> list[dict[str, Any]]:
     """Cursors into the largest conversation at the verifier's depths (its keyset scenarios)."""
-    from chatbench.verify.scenarios import build_scenarios
-
     with psycopg.connect(db.conninfo()) as conn:
         scenarios = build_scenarios(conn, result.params)
     return [

@@ -33,3 +33,9 @@ SELECT id, title, "createdAt", visibility FROM "Chat"
 -- name: votes_of_chat
 -- The thumbs shown beside a chat's messages (the key of "Vote_v2" leads with "chatId").
 SELECT "messageId", "isUpvoted" FROM "Vote_v2" WHERE "chatId" = :conversation_id;
+
+-- name: save_message
+-- Saving the user's turn as the chat route does: one row, its json parts built on the server.
+INSERT INTO "Message_v2" (id, "chatId", role, parts, attachments, "createdAt")
+VALUES (gen_random_uuid(), :conversation_id, 'user',
+        json_build_array(json_build_object('type', 'text', 'text', 'one more question')), '[]'::json, now());
