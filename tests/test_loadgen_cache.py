@@ -123,8 +123,11 @@ def test_a_save_leaves_another_live_runs_partial_alone(run_dir: Path) -> None:
         lease_path(run_id).unlink(missing_ok=True)
 
 
-def test_clean_removes_a_dead_runs_partial_and_keeps_a_live_one(run_dir: Path) -> None:
-    seeds = snapshot_root()
+def test_clean_removes_a_dead_runs_partial_and_keeps_a_live_one(run_dir: Path, tmp_path: Path) -> None:
+    # A cache of its own: a `chatbench clean` of another test (another xdist worker) would otherwise remove the
+    # stale partial first, and this clean would not name it.
+    cache = tmp_path / "cache"
+    seeds = cache / "seeds"
     seeds.mkdir(parents=True, exist_ok=True)
     (living, live, _), (dying, dead, _) = _holder(seeds, secrets.token_hex(8), run_dir), \
         _holder(seeds, secrets.token_hex(8), run_dir)
@@ -139,7 +142,7 @@ def test_clean_removes_a_dead_runs_partial_and_keeps_a_live_one(run_dir: Path) -
         dying.wait(timeout=10)
         assert dead.exists()
         done = subprocess.run([sys.executable, "-m", "chatbench", "clean"], capture_output=True, text=True,
-                              timeout=120, env=_env(run_dir))
+                              timeout=120, env={**_env(run_dir), "CHATBENCH_CACHE_DIR": str(cache)})
         assert done.returncode == 0, done.stderr
         assert dead.name in done.stderr and stale.name in done.stderr
         assert not dead.exists() and not stale.exists()
