@@ -41,7 +41,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -299,15 +299,22 @@ def _load_small_tables(conninfo: str, plan: Plan, pools: Pools, prepared: _Prepa
         for table in small:
             for sql in steps.attach.get(table, ()):
                 conn.execute(sql)
-        _put_back_foreign_keys(conn, steps, layouts.conversations.table)
+        # only the keys to rows that exist now: one to a table loaded later (a folder) waits for its rows
+        _put_back_foreign_keys(conn, steps, layouts.conversations.table, to=small)
         ddl.set_sequences(conn, small)
 
 
-def _put_back_foreign_keys(conn: psycopg.Connection, steps: ddl.LoadDdl, table: str) -> None:
-    """``table``'s foreign keys after its rows arrived: kept ones proven, dropped ones added (validated)."""
-    _prove_foreign_keys(conn, steps.kept_foreign_keys.get(table, ()))
+def _put_back_foreign_keys(conn: psycopg.Connection, steps: ddl.LoadDdl, table: str, *,
+                           to: Collection[str] | None = None, but: Collection[str] = ()) -> None:
+    """``table``'s foreign keys after its rows arrived: kept ones proven, dropped ones added (validated); only
+    those referencing a table of ``to`` (None: any) and none of ``but``."""
+    def wanted(key: ddl.ForeignKey) -> bool:
+        return (to is None or key.ref_table in to) and key.ref_table not in but
+
+    _prove_foreign_keys(conn, tuple(k for k in steps.kept_foreign_keys.get(table, ()) if wanted(k)))
     for fk in steps.foreign_keys.get(table, ()):
-        conn.execute(fk.step.sql)
+        if wanted(fk):
+            conn.execute(fk.step.sql)
 
 
 def _finish_small_tables(conninfo: str, tables: tuple[str, ...]) -> None:
@@ -510,8 +517,10 @@ def _put_back_constraints(conninfo: str, prepared: _Prepared, big: tuple[str, ..
         for table in big:
             for sql in steps.attach.get(table, ()):
                 conn.execute(sql)
-        for table in sorted({*steps.foreign_keys, *steps.kept_foreign_keys} - {layouts.conversations.table}):
-            _put_back_foreign_keys(conn, steps, table)
+        small = (layouts.users.table, layouts.conversations.table)
+        for table in sorted({*steps.foreign_keys, *steps.kept_foreign_keys}):
+            # the conversations' keys to users and conversations went back with their rows (_load_small_tables)
+            _put_back_foreign_keys(conn, steps, table, but=small if table == layouts.conversations.table else ())
         for step in steps.triggers:
             conn.execute(step.sql)
 

@@ -213,3 +213,26 @@ def test_keys_made_of_foreign_keys_are_never_repeated(fresh_db: Server) -> None:
         spread = conn.execute("SELECT count(DISTINCT conversation_id), count(DISTINCT message_id) "
                               "FROM votes").fetchone()
     assert spread is not None and spread[0] > 100 and spread[1] == 1200  # random chats, never one message twice
+
+
+def test_a_conversation_key_to_a_table_loaded_later_is_put_back_after_its_rows(fresh_db: Server) -> None:
+    """``conversations.folder_id`` references ``folders``, a table of the application's loaded after the history:
+    the conversations' keys to users go back with their rows, this one once the folders are there (before, the
+    seed failed with "there is no unique constraint matching given keys for referenced table")."""
+    for statement in canonical().ddl_statements():
+        _sql(fresh_db, statement)
+    _sql(fresh_db, """
+        CREATE TABLE folders (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                              user_id bigint NOT NULL REFERENCES users(id), name varchar(64) NOT NULL,
+                              UNIQUE (user_id, name));
+        ALTER TABLE conversations ADD COLUMN folder_id uuid REFERENCES folders(id);
+        CREATE INDEX ON conversations (folder_id);
+        """)
+    result = _seed(fresh_db, prebuilt=True)
+    assert result.counts["folders"] > 0
+    with psycopg.connect(fresh_db.conninfo()) as conn:
+        keys = conn.execute("SELECT count(*) FILTER (WHERE convalidated) FROM pg_constraint "
+                            "WHERE conrelid = 'conversations'::regclass AND contype = 'f'").fetchone()
+        filed = conn.execute("SELECT count(*) FROM conversations c JOIN folders f ON f.id = c.folder_id").fetchone()
+    assert keys == (2,)  # to users and to folders, both back and validated
+    assert filed is not None and filed[0] > 0
