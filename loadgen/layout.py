@@ -174,11 +174,8 @@ def _role_layout(table: TargetTable, role: str, tables: _Tables) -> TableLayout:
         found = table.role_column(name)
         if found is None:
             continue
-        codec = tables.codecs.get(tables.target.role(owner).name, KeyCodec("int8"))
-        kind = KEY_KINDS.get(found.base)
-        if kind is not None and kind != codec.kind and {kind, codec.kind} <= _INTEGER_KEYS:
-            codec = replace(codec, kind=kind)  # an integer column holding another integer type's keys
-        elif kind != codec.kind:
+        codec = _held_by(found, tables.codecs.get(tables.target.role(owner).name, KeyCodec("int8")))
+        if KEY_KINDS.get(found.base) != codec.kind:
             raise ConfigError(f"{table.name}.{found.name} is {found.type_name} but the key it holds is {codec.kind}")
         keys[name] = codec
     extras = _extras(table, set(table.role_columns.values()), tables)
@@ -192,7 +189,9 @@ def _child_layout(table: TargetTable, tables: _Tables) -> TableLayout:
     planned: tuple[str, ...] = ()
     keys: dict[str, KeyCodec] = {}
     if table.parent_column and table.parent in tables.codecs:
-        planned, keys = (table.parent_column,), {table.parent_column: tables.codecs[table.parent]}
+        parent = table.column(table.parent_column)
+        assert parent is not None
+        planned, keys = (table.parent_column,), {table.parent_column: _held_by(parent, tables.codecs[table.parent])}
     return TableLayout(table.name, "child", planned, keys, _extras(table, set(planned), tables), tables.tag(table))
 
 
@@ -214,7 +213,7 @@ def _extras(table: TargetTable, planned: set[str], tables: _Tables) -> tuple[Col
             fill = ColumnFill(column, "row", row_tag=tables.tag(table), row_span=tables.span)
         else:
             ref = column.references
-            reference = (codecs[ref[0]], rows.get(ref[0], 0)) if ref and ref[0] in codecs else None
+            reference = (_held_by(column, codecs[ref[0]]), rows.get(ref[0], 0)) if ref and ref[0] in codecs else None
             if table.in_unique_key(column.name):  # part of a key of several columns: keep it unique (a
                 column = _unique(column)           # reference: distinct rows, ``columns.render``)
             fill = plan_fill(column, key=None, reference=reference)
@@ -259,7 +258,8 @@ def _composite_fills(table: TargetTable, tables: _Tables) -> dict[str, ColumnFil
         stream, rows = _COMPOSITE_STREAMS + k, tables.rows.get(ref_table, 0)
         for column, ref_name in zip(own, ref_columns, strict=True):
             assert column is not None
-            out[column.name] = ColumnFill(column, "reference", tables.codecs[ref_table], rows, share, stream) \
+            out[column.name] = ColumnFill(column, "reference", _held_by(column, tables.codecs[ref_table]), rows, share,
+                                          stream) \
                 if ref_name == key.name else \
                 ColumnFill(column, "row_reference", None, rows, share, stream, tables.tag(referenced), tables.span)
     return out
@@ -275,6 +275,15 @@ def _spelt_columns(table: TargetTable, tables: _Tables) -> set[str]:
                 key = _key_column(table)
                 out.update(name for name in ref_columns if key is None or name != key.name)
     return out
+
+
+def _held_by(column: TargetColumn, codec: KeyCodec) -> KeyCodec:
+    """``codec``'s keys as ``column`` stores them: an integer column may hold another integer type's keys (an
+    ``integer`` foreign key to a ``bigint`` key, left behind when an application widened its ids)."""
+    kind = KEY_KINDS.get(column.base)
+    if kind is not None and kind != codec.kind and {kind, codec.kind} <= _INTEGER_KEYS:
+        return replace(codec, kind=kind)
+    return codec
 
 
 def _unique(column: TargetColumn) -> TargetColumn:

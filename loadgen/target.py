@@ -141,8 +141,22 @@ SELECT c.relname, k.conname, k.contype::text,
   LEFT JOIN pg_class f ON f.oid = k.confrelid
  WHERE n.nspname = %(schema)s AND NOT c.relispartition AND k.contype IN ('p', 'u', 'f', 'c')
    AND k.conparentid = 0
- ORDER BY c.relname, k.conname
+UNION ALL
+SELECT c.relname, i.relname, 'i',
+       ARRAY(SELECT a.attname::text FROM unnest(x.indkey::int2[]) WITH ORDINALITY u(num, ord)
+               JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = u.num ORDER BY u.ord),
+       NULL, ARRAY[]::text[], pg_get_indexdef(x.indexrelid)
+  FROM pg_index x
+  JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND NOT c.relispartition AND x.indisunique
+   AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid)
+   AND 0 <> ALL (x.indkey::int2[])
+ ORDER BY 1, 2
 """
+_KEYS = ("p", "u", "i")
+"""Primary keys, UNIQUE constraints and unique indexes that are no constraint (``CREATE UNIQUE INDEX``, as
+migrations often write them; expression indexes left out): what the filled rows must not repeat."""
 
 
 def read_target(conn: psycopg.Connection[Any], schema: str = "public", *, keep_filled: bool = False,
@@ -231,7 +245,7 @@ def _holds_rows(conn: psycopg.Connection[Any], table: str) -> bool:
 
 def _table(name: str, partitioned: bool, leaves: tuple[str, ...], cols: list[tuple[Any, ...]],
            constraints: list[tuple[Any, ...]], roles: RoleMap) -> TargetTable:
-    unique = {k[3][0] for k in constraints if k[2] in ("p", "u") and len(k[3]) == 1}
+    unique = {k[3][0] for k in constraints if k[2] in _KEYS and len(k[3]) == 1}
     references = {k[3][0]: (k[4], k[5][0]) for k in constraints if k[2] == "f" and len(k[3]) == 1}
     checks = [k[6] for k in constraints if k[2] == "c"]
     primary = next((tuple(k[3]) for k in constraints if k[2] == "p"), ())
@@ -255,7 +269,7 @@ def _table(name: str, partitioned: bool, leaves: tuple[str, ...], cols: list[tup
     fk = next(((k[3][0], k[4]) for k in constraints if k[2] == "f" and len(k[3]) == 1 and k[4] != name), None)
     parent = fk if fk and role is None else None
     composites = tuple((tuple(k[3]), k[4], tuple(k[5])) for k in constraints if k[2] == "f" and len(k[3]) > 1)
-    keys = tuple(tuple(k[3]) for k in constraints if k[2] in ("p", "u"))
+    keys = tuple(tuple(k[3]) for k in constraints if k[2] in _KEYS)
     return TargetTable(name, role, tuple(out), primary, partitioned, leaves,
                        parent=parent[1] if parent else None, parent_column=parent[0] if parent else None,
                        role_columns=role_columns, composite_references=composites, unique_keys=keys)

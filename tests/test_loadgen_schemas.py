@@ -236,3 +236,29 @@ def test_a_conversation_key_to_a_table_loaded_later_is_put_back_after_its_rows(f
         filed = conn.execute("SELECT count(*) FROM conversations c JOIN folders f ON f.id = c.folder_id").fetchone()
     assert keys == (2,)  # to users and to folders, both back and validated
     assert filed is not None and filed[0] > 0
+
+
+def test_integer_keys_to_bigint_rows_and_unique_indexes_are_filled(fresh_db: Server) -> None:
+    """Shaped like a Rails helpdesk's schema: ``integer`` foreign keys to ``bigint`` keys (the COPY refused the
+    8-byte keys: "incorrect binary data format"), and a uniqueness written as ``CREATE UNIQUE INDEX`` rather
+    than a constraint (its pairs repeated: "could not create unique index")."""
+    for statement in canonical().ddl_statements():
+        _sql(fresh_db, statement)
+    _sql(fresh_db, """
+        CREATE TABLE accounts (id bigserial PRIMARY KEY, name varchar NOT NULL);
+        CREATE TABLE inboxes (id bigserial PRIMARY KEY, account_id integer NOT NULL REFERENCES accounts(id));
+        ALTER TABLE conversations ADD COLUMN account_id integer NOT NULL REFERENCES accounts(id),
+                                  ADD COLUMN display_id integer NOT NULL;
+        CREATE UNIQUE INDEX conversations_account_display ON conversations (account_id, display_id);
+        ALTER TABLE messages ADD COLUMN inbox_id integer REFERENCES inboxes(id);
+        """)
+    spec = loadgen.load_spec("smoke", overrides={**SMALL, "tables.accounts.per_parent": 0.02})  # two accounts:
+    result = loadgen.seed(fresh_db, spec, seed=3, use_cache=False, progress=False,  # random pairs would repeat
+                          prebuilt=True)
+    assert result.counts["accounts"] == 2 and result.counts["inboxes"] > 0
+    with psycopg.connect(fresh_db.conninfo()) as conn:
+        pairs = conn.execute("SELECT count(*), count(DISTINCT (account_id, display_id)), count(DISTINCT account_id) "
+                             "FROM conversations").fetchone()
+        filed = conn.execute("SELECT count(*) FROM messages m JOIN inboxes i ON i.id = m.inbox_id").fetchone()
+    assert pairs is not None and pairs[0] == pairs[1] == SMALL["conversations.count"] and pairs[2] == 2
+    assert filed is not None and filed[0] > 0
