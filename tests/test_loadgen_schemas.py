@@ -18,6 +18,8 @@ from chatbench.loadgen.bench import superset_package
 from chatbench.provision import Server
 from chatbench.schema.package import SchemaPackage, canonical
 from chatbench.schema.queries import QUERIES_BY_NAME
+from chatbench.schema.rolemap import parse_map
+from chatbench.verify import verify
 from chatbench.verify.catalog import read_catalog
 
 SMALL = {"messages.count": 6000, "conversations.count": 300, "users.count": 80, "whales.count": 2,
@@ -262,3 +264,18 @@ def test_integer_keys_to_bigint_rows_and_unique_indexes_are_filled(fresh_db: Ser
         filed = conn.execute("SELECT count(*) FROM messages m JOIN inboxes i ON i.id = m.inbox_id").fetchone()
     assert pairs is not None and pairs[0] == pairs[1] == SMALL["conversations.count"] and pairs[2] == 2
     assert filed is not None and filed[0] > 0
+
+
+def test_an_extra_index_on_a_schema_whose_users_the_map_renames_is_judged_without_a_failed_check(
+        fresh_db: Server) -> None:
+    """The append-cost probe of an extra index writes canonical rows on the canonical names; with ``users`` mapped to
+    ``members`` it failed ("relation users does not exist", a ``check_failed`` error). It is not run there; the
+    extra index is still reported."""
+    for statement in canonical().ddl_statements():
+        _sql(fresh_db, statement)
+    _sql(fresh_db, "ALTER TABLE users RENAME TO members; CREATE INDEX messages_by_role ON messages (role)")
+    roles = parse_map({"users": "members"})
+    result = _seed(fresh_db, prebuilt=True, roles=roles)
+    judged = verify(fresh_db, result, mode="contract", only=["drift.indexes"], roles=roles)
+    assert not [f for f in judged.findings if f.kind == "check_failed"], [f.message() for f in judged.findings]
+    assert [f.object for f in judged.findings if f.kind == "extra_index"] == ["messages.messages_by_role"]
