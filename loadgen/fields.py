@@ -34,7 +34,9 @@ KEY_KINDS: dict[str, KeyKind] = {
 _INT_DTYPES = {"int8": ">i8", "int4": ">i4", "int2": ">i2"}
 _UUID_DTYPE = np.dtype([("hi", ">u8"), ("lo", ">u8")])
 _CROCKFORD = np.frombuffer(b"0123456789ABCDEFGHJKMNPQRSTVWXYZ", dtype=np.uint8)
-_TEXT_KEY_CHARS = 26
+TEXT_KEY_CHARS = 26
+MIN_TEXT_KEY_CHARS = 8
+"""The shortest text key the row numbers fit: the last 8 base32 digits hold 40 bits, past any table's rows."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class KeyCodec:
     kind: KeyKind
     tag: int = 0  # 12 bits: tells tables apart in uuid/text keys
     epoch_ms: int = 0  # the uuid's timestamp field: the data set's start
+    width: int = TEXT_KEY_CHARS  # a text key's characters: the last ``width`` of its 26 (a ``varchar(21)`` key)
 
     def field(self, numbers: np.ndarray) -> Field:
         numbers = np.asarray(numbers, dtype=np.int64)
@@ -124,7 +127,8 @@ class KeyCodec:
             values = np.empty(len(numbers), dtype=_UUID_DTYPE)
             values["hi"], values["lo"] = hi, lo
             return FixedField(_UUID_DTYPE, values)
-        return VarField([b"\x00\x00\x00\x1a" + s for s in self._text(hi, lo)])
+        prefix = struct.pack(">i", self.width)
+        return VarField([prefix + s[-self.width:] for s in self._text(hi, lo)])
 
     def value(self, number: int) -> int | str:
         """The key of row ``number`` as a query parameter (psycopg sends a str untyped: the server casts it)."""
@@ -133,7 +137,7 @@ class KeyCodec:
         hi, lo = self._bits(np.array([number], dtype=np.int64))
         if self.kind == "uuid":
             return str(uuid.UUID(int=(int(hi[0]) << 64) | int(lo[0])))
-        return self._text(hi, lo)[0].decode()
+        return self._text(hi, lo)[0].decode()[-self.width:]
 
     def _bits(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         hi = np.full(len(numbers), ((self.epoch_ms & 0xFFFF_FFFF_FFFF) << 16) | 0x7000 | (self.tag & 0xFFF), np.uint64)
@@ -143,9 +147,9 @@ class KeyCodec:
     @staticmethod
     def _text(hi: np.ndarray, lo: np.ndarray) -> list[bytes]:
         """128 bits as 26 Crockford base32 digits, most significant first (two leading bits padded)."""
-        digits = np.empty((len(hi), _TEXT_KEY_CHARS), dtype=np.uint8)
-        for position in range(_TEXT_KEY_CHARS):
-            shift = 5 * (_TEXT_KEY_CHARS - 1 - position)  # bit offset of this digit in the 130-bit number
+        digits = np.empty((len(hi), TEXT_KEY_CHARS), dtype=np.uint8)
+        for position in range(TEXT_KEY_CHARS):
+            shift = 5 * (TEXT_KEY_CHARS - 1 - position)  # bit offset of this digit in the 130-bit number
             if shift >= 64:
                 part = hi >> np.uint64(shift - 64)
             elif shift > 59:  # the digit straddles the two words
@@ -154,7 +158,7 @@ class KeyCodec:
                 part = lo >> np.uint64(shift)
             digits[:, position] = _CROCKFORD[(part & np.uint64(31)).astype(np.intp)]
         raw = digits.tobytes()
-        return [raw[i : i + _TEXT_KEY_CHARS] for i in range(0, len(raw), _TEXT_KEY_CHARS)]
+        return [raw[i : i + TEXT_KEY_CHARS] for i in range(0, len(raw), TEXT_KEY_CHARS)]
 
 
 INT8 = KeyCodec("int8")

@@ -22,7 +22,7 @@ import numpy as np
 from chatbench.errors import ConfigError
 from chatbench.loadgen.columns import NULL_SHARE, ROW_VALUE_BASES, ColumnFill, plan_fill
 from chatbench.loadgen.encode import TableLayout
-from chatbench.loadgen.fields import KEY_KINDS, KeyCodec
+from chatbench.loadgen.fields import KEY_KINDS, MIN_TEXT_KEY_CHARS, TEXT_KEY_CHARS, KeyCodec
 from chatbench.loadgen.plan import DAY_US, PG_EPOCH, to_pg_us
 from chatbench.loadgen.spec import Spec
 from chatbench.loadgen.target import TargetColumn, TargetSchema, TargetTable
@@ -105,7 +105,12 @@ def _codec(table: TargetTable, tag: int, epoch_ms: int) -> KeyCodec | None:
             f"{table.name}.{key.name} is a {key.type_name} key; chatbench seeds bigint, integer, smallint, uuid "
             "and text keys"
         )
-    return KeyCodec(kind, tag, epoch_ms)
+    if kind != "text" or key.max_length is None or key.max_length >= TEXT_KEY_CHARS:
+        return KeyCodec(kind, tag, epoch_ms)
+    if key.max_length < MIN_TEXT_KEY_CHARS:
+        raise ConfigError(f"{table.name}.{key.name} is {key.type_name}: too short for chatbench's text keys; give it "
+                          f"at least {MIN_TEXT_KEY_CHARS} characters")
+    return KeyCodec(kind, tag, epoch_ms, width=key.max_length)  # a nanoid-sized key: the row number's digits
 
 
 def build_layouts(target: TargetSchema, spec: Spec, counts: dict[str, int]) -> Layouts:

@@ -279,3 +279,27 @@ def test_an_extra_index_on_a_schema_whose_users_the_map_renames_is_judged_withou
     judged = verify(fresh_db, result, mode="contract", only=["drift.indexes"], roles=roles)
     assert not [f for f in judged.findings if f.kind == "check_failed"], [f.message() for f in judged.findings]
     assert [f.object for f in judged.findings if f.kind == "extra_index"] == ["messages.messages_by_role"]
+
+
+def test_a_nanoid_sized_text_key_is_filled_within_its_length(fresh_db: Server) -> None:
+    """``varchar(21)`` keys (nanoid's default length) got chatbench's 26-character text keys: "value too long".
+    They are the keys' last 21 characters now, unique and referenced alike; a key too short to number the rows
+    is refused in one line."""
+    for statement in canonical().ddl_statements():
+        _sql(fresh_db, statement)
+    _sql(fresh_db, """
+        CREATE TABLE share_links (id varchar(21) PRIMARY KEY,
+                                  conversation_id bigint NOT NULL REFERENCES conversations(id));
+        CREATE TABLE link_visits (id bigserial PRIMARY KEY, link_id varchar(21) NOT NULL REFERENCES share_links(id));
+        """)
+    result = _seed(fresh_db, prebuilt=True)
+    assert result.counts["share_links"] > 0 and result.counts["link_visits"] > 0
+    with psycopg.connect(fresh_db.conninfo()) as conn:
+        keys = conn.execute("SELECT count(DISTINCT id), max(length(id)), min(length(id)) FROM share_links").fetchone()
+        visited = conn.execute("SELECT count(*) FROM link_visits v JOIN share_links s ON s.id = v.link_id").fetchone()
+    assert keys == (result.counts["share_links"], 21, 21)
+    assert visited == (result.counts["link_visits"],)
+    _sql(fresh_db, "DROP TABLE link_visits; TRUNCATE share_links; "
+                   "ALTER TABLE share_links ALTER COLUMN id TYPE varchar(5)")
+    with pytest.raises(ConfigError, match=r"share_links.id is character varying\(5\): too short"):
+        _seed(fresh_db, prebuilt=True)
