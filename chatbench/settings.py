@@ -611,7 +611,8 @@ def resolve(
             continue
         values[name] = _parsed_and_checked(name, raw, _where(name, source, raw, file, spelling))
         sources[name] = source
-    check_unused_file_values(file, used={name for name, source in sources.items() if source == "file"})
+    if command is not None:  # a command's settings, once; not each machine-level lookup (``current``)
+        check_unused_file_values(file, used={name for name, source in sources.items() if source == "file"})
     return Settings(**values, sources=sources)
 
 
