@@ -191,6 +191,9 @@ def _integer(dtype: str, limit: int) -> Callable[[TargetColumn, Chunk], Field]:
     def draw(column: TargetColumn, chunk: Chunk) -> Field:
         if column.unique:
             return FixedField(np.dtype(dtype), chunk.numbers)
+        if column.choices:  # CHECK (rating IN (-1, 1))
+            allowed = np.array([int(c) for c in column.choices], dtype=np.int64)
+            return FixedField(np.dtype(dtype), allowed[chunk.rng.integers(0, len(allowed), chunk.rows)])
         low = column.minimum if column.minimum is not None else 0
         high = column.maximum if column.maximum is not None else min(limit, low + 4096)
         return FixedField(np.dtype(dtype), chunk.rng.integers(low, max(low, high) + 1, chunk.rows))

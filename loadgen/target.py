@@ -29,6 +29,7 @@ from chatbench.schema.rolemap import CANONICAL, ROLE_TABLES, RoleMap
 _IN_LIST = re.compile(r"\(?\(?(\w+)\)?(?:::\w+(?: \w+)*)? = ANY \(\(?ARRAY\[(.*?)\]\)?(?:::[\w\[\] ]+)?\)")
 _IN_PLAIN = re.compile(r"\(?(\w+)\)? IN \((.*?)\)")
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
+_NUMBERS = re.compile(r"\s*'?-?\d+'?(?:::\w+)?(?:\s*,\s*'?-?\d+'?(?:::\w+)?)*\s*")
 _BOUND = re.compile(r"^CHECK \(\(?(\w+) (>=|>|<=|<) \(?(-?\d+)\)?\)?\)$")
 _LENGTH = re.compile(r"(?:char_length|length)\(\(?(\w+)\)?(?:::text)?\) <= (\d+)")
 
@@ -283,7 +284,7 @@ def _check_facts(column: str, checks: list[str]) -> tuple[tuple[str, ...], int |
         for pattern in (_IN_LIST, _IN_PLAIN):
             match = pattern.search(definition)
             if match and match.group(1) == column:
-                choices = tuple(v.replace("''", "'") for v in _LITERAL.findall(match.group(2)))
+                choices = _listed(match.group(2))
         bound = _BOUND.match(definition)
         if bound and bound.group(1) == column:
             value = int(bound.group(3))
@@ -295,6 +296,15 @@ def _check_facts(column: str, checks: list[str]) -> tuple[tuple[str, ...], int |
         if length and length.group(1) == column:
             limit = int(length.group(2))
     return choices, low, high, limit
+
+
+def _listed(items: str) -> tuple[str, ...]:
+    """The values of a CHECK's IN list as written: quoted strings, or the numbers of an integer column's list
+    (``ARRAY['-1'::integer, 1]``)."""
+    quoted = _LITERAL.findall(items)
+    if quoted and not _NUMBERS.fullmatch(items):
+        return tuple(v.replace("''", "'") for v in quoted)
+    return tuple(n for n in re.findall(r"-?\d+", re.sub(r"::\w+", "", items)))
 
 
 def _dependency_order(tables: list[TargetTable]) -> tuple[TargetTable, ...]:

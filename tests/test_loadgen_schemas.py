@@ -303,3 +303,16 @@ def test_a_nanoid_sized_text_key_is_filled_within_its_length(fresh_db: Server) -
                    "ALTER TABLE share_links ALTER COLUMN id TYPE varchar(5)")
     with pytest.raises(ConfigError, match=r"share_links.id is character varying\(5\): too short"):
         _seed(fresh_db, prebuilt=True)
+
+
+def test_an_integer_check_in_list_is_filled_from_its_values(fresh_db: Server) -> None:
+    """``CHECK (rating IN (-1, 1))`` (thumbs down and up): integers were drawn from 0..4096 and the COPY refused
+    them; they are drawn from the list now."""
+    for statement in canonical().ddl_statements():
+        _sql(fresh_db, statement)
+    _sql(fresh_db, "CREATE TABLE feedback (id bigserial PRIMARY KEY, message_id bigint NOT NULL REFERENCES "
+                   "messages(id), rating smallint NOT NULL CHECK (rating IN (-1, 1)))")
+    _seed(fresh_db, prebuilt=True)
+    with psycopg.connect(fresh_db.conninfo()) as conn:
+        ratings = {r[0] for r in conn.execute("SELECT DISTINCT rating FROM feedback")}
+    assert ratings == {-1, 1}
