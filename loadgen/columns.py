@@ -47,6 +47,7 @@ class ColumnFill:
 
     column: TargetColumn
     kind: str  # "key" | "reference" | "value" | "row" (row_value of the row) | "row_reference" (of a referenced row)
+    # | "message_time" (the created_at of a referenced message, from the plan)
     codec: KeyCodec | None = None  # keys and references
     reference_rows: int = 0  # rows of the referenced table (references)
     null_share: float = 0.0
@@ -70,6 +71,7 @@ class Chunk:
     rng: np.random.Generator
     texts: tuple[str, ...]  # plain texts to draw strings from
     span_us: tuple[int, int] = (0, 0)  # the data set's time range, for rows without a time of their own
+    message_times: np.ndarray | None = None  # int64 µs: every message's created_at by row number - 1 ("message_time")
 
 
 def plan_fill(
@@ -143,14 +145,16 @@ def render(fill: ColumnFill, chunk: Chunk) -> Field:
     if fill.kind == "row":
         return row_value(fill.column, fill.row_tag, fill.row_span, chunk.numbers)
     null = chunk.rng.random(chunk.rows) < fill.null_share if fill.null_share else None
-    if fill.kind == "reference" and fill.column.unique:  # a key (or part of one): no referenced row twice
-        referenced = distinct_rows(chunk.numbers, fill.reference_rows)
-        values = fill.codec.field(referenced) if fill.codec is not None else \
-            row_value(fill.column, fill.row_tag, fill.row_span, referenced)
-    elif fill.kind in ("reference", "row_reference"):  # the same draws for every column of one foreign key
-        referenced = chunk.rng.integers(1, max(1, fill.reference_rows) + 1, chunk.rows)
+    if fill.kind in ("reference", "row_reference", "message_time"):  # the same draws for every column of one
+        # foreign key; a key (or part of one) references no row twice
+        referenced = distinct_rows(chunk.numbers, fill.reference_rows) if fill.column.unique else \
+            chunk.rng.integers(1, max(1, fill.reference_rows) + 1, chunk.rows)
         if fill.codec is not None:
             values = fill.codec.field(referenced)
+        elif fill.kind == "message_time":
+            if chunk.message_times is None:
+                raise ValueError(f"{fill.column.name} references messages' created_at: the chunk needs message_times")
+            values = FixedField(np.dtype(">i8"), chunk.message_times[referenced - 1])
         else:
             values = row_value(fill.column, fill.row_tag, fill.row_span, referenced)
     elif fill.null_share >= 1.0:

@@ -104,13 +104,14 @@ USERS_COPY = canonical_layout("users").copy_statement()
 
 
 def _extras(layout: TableLayout, seed: int, chunk: int, rows: int, numbers: np.ndarray, times: np.ndarray | None,
-            texts: tuple[str, ...], span: tuple[int, int], lo: int = 0, hi: int | None = None) -> list[Field]:
+            texts: tuple[str, ...], span: tuple[int, int], lo: int = 0, hi: int | None = None,
+            message_times: np.ndarray | None = None) -> list[Field]:
     """The layout's other columns for a whole chunk of ``rows`` rows, cut to rows ``lo .. hi`` of it."""
     out: list[Field] = []
     for index, fill in enumerate(layout.extras):
         stream = index if fill.stream is None else fill.stream  # a composite foreign key's columns share one
         rng = np.random.default_rng([seed, _EXTRA_STREAM, layout.tag, stream, chunk])
-        field = render(fill, Chunk(rows, numbers, times, rng, texts, span))
+        field = render(fill, Chunk(rows, numbers, times, rng, texts, span, message_times))
         out.append(cut(field, lo, rows if hi is None else hi))
     return out
 
@@ -291,12 +292,14 @@ def user_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None, layo
 
 
 def child_rows(layout: TableLayout, seed: int, parents: np.ndarray, first: int, texts: tuple[str, ...],
-               span: tuple[int, int]) -> bytes:
-    """Binary COPY rows of a child table: row ``first + k + 1`` hangs from parent row ``parents[k]``."""
+               span: tuple[int, int], message_times: np.ndarray | None = None) -> bytes:
+    """Binary COPY rows of a child table: row ``first + k + 1`` hangs from parent row ``parents[k]``;
+    ``message_times`` (every message's created_at) when a foreign key names a message by (id, created_at)."""
     rows = len(parents)
     numbers = np.arange(first + 1, first + rows + 1, dtype=np.int64)
     fields: list[Field] = []
     if layout.planned:
         fields.append(layout.keys[layout.planned[0]].field(parents))
-    fields += _extras(layout, seed, first // SMALL_ROWS, rows, numbers, None, texts, span)
+    fields += _extras(layout, seed, first // SMALL_ROWS, rows, numbers, None, texts, span,
+                      message_times=message_times)
     return assemble(rows, fields)

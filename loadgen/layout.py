@@ -7,7 +7,8 @@ The three history tables (the tables playing the roles, through the role map) ta
 other columns are filled by ``columns.plan_fill``. Every other table is a child: its rows hang from the
 rows of the table its first foreign key references (``Spec.rows_per_parent``), its own key numbers its
 rows, and its other foreign keys reference random rows of their tables (a foreign key of several columns,
-the key and others, references whole existing rows: see ``columns.row_value``). Keys are never repeated: a
+the key and others, references whole existing rows: see ``columns.row_value``; beside a message's id,
+its ``created_at`` is the plan's own, ``Chunk.message_times``). Keys are never repeated: a
 child whose parent column is a key of its own (a 1:1 table, ``user_settings.user_id``) gets at most one row
 per parent, and a foreign key that is, or is part of, a primary key or UNIQUE constraint references distinct
 rows (``columns.distinct_rows``).
@@ -238,9 +239,17 @@ def _composite_target(ref_table: str, ref_columns: tuple[str, ...], tables: _Tab
         return None
     for name in ref_columns:
         column = referenced.column(name)
-        if column is None or (name != key.name and not _spellable(referenced, column)):
+        if column is None or (name != key.name and not _spellable(referenced, column)
+                              and not _is_message_time(referenced, column)):
             return None
     return referenced
+
+
+def _is_message_time(table: TargetTable, column: TargetColumn) -> bool:
+    """The messages' ``created_at``: the plan's own time of each message, which a foreign key into a
+    messages table partitioned by time must name beside the id (``(message_id, message_created_at)``)."""
+    playing = table.role_column("created_at") if table.role == "messages" else None
+    return playing is not None and playing.name == column.name and column.base in _TIMESTAMPS
 
 
 def _spellable(table: TargetTable, column: TargetColumn) -> bool:
@@ -260,13 +269,21 @@ def _composite_fills(table: TargetTable, tables: _Tables) -> dict[str, ColumnFil
         key = _key_column(referenced)
         assert key is not None
         share = 0.0 if any(c is not None and c.not_null for c in own) else NULL_SHARE  # NULL in the same rows
+        if any(c is not None and table.in_unique_key(c.name) for c in own):  # a key: distinct referenced rows
+            own = [_unique(c) if c is not None else None for c in own]
         stream, rows = _COMPOSITE_STREAMS + k, tables.rows.get(ref_table, 0)
         for column, ref_name in zip(own, ref_columns, strict=True):
             assert column is not None
-            out[column.name] = ColumnFill(column, "reference", _held_by(column, tables.codecs[ref_table]), rows, share,
-                                          stream) \
-                if ref_name == key.name else \
-                ColumnFill(column, "row_reference", None, rows, share, stream, tables.tag(referenced), tables.span)
+            referenced_column = referenced.column(ref_name)
+            assert referenced_column is not None
+            if ref_name == key.name:
+                out[column.name] = ColumnFill(column, "reference", _held_by(column, tables.codecs[ref_table]), rows,
+                                              share, stream)
+            elif _is_message_time(referenced, referenced_column):
+                out[column.name] = ColumnFill(column, "message_time", None, rows, share, stream)
+            else:
+                out[column.name] = ColumnFill(column, "row_reference", None, rows, share, stream,
+                                              tables.tag(referenced), tables.span)
     return out
 
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Generic, TypeVar
 
+import numpy as np
 import psycopg
 from psycopg.conninfo import make_conninfo
 
@@ -325,7 +326,8 @@ def _finish_small_tables(conninfo: str, tables: tuple[str, ...]) -> None:
             conn.execute(f'ANALYZE "{table}"')
 
 
-def _load_children(conninfo: str, prepared: _Prepared, spec: Spec, seed: int, pools: Pools, deferred: bool) -> None:
+def _load_children(conninfo: str, prepared: _Prepared, spec: Spec, seed: int, pools: Pools, deferred: bool,
+                   message_times: np.ndarray | None) -> None:
     """Every table beyond the history's, each by one COPY FREEZE in the transaction that truncated it."""
     t0 = to_pg_us(spec.start_datetime)
     span = (t0, t0 + spec.time.days * DAY_US)
@@ -338,7 +340,7 @@ def _load_children(conninfo: str, prepared: _Prepared, spec: Spec, seed: int, po
             conn.execute(f'TRUNCATE "{layout.table}"')
             freeze = layout.table not in prepared.layouts.partitioned
             copy_bytes(conn, layout.copy_statement(freeze=freeze),
-                       (child_rows(layout, seed, parents[lo:hi], lo, pools.contents, span)
+                       (child_rows(layout, seed, parents[lo:hi], lo, pools.contents, span, message_times)
                         for lo, hi in chunk_slices(child.rows, SMALL_ROWS)))
 
 
@@ -454,7 +456,7 @@ def seed_fresh(
             vacuum_until_visible(conn, (messages,))
             conn.execute(f'ANALYZE "{messages}"')
         with report.phase("children"):
-            _load_children(conninfo, copied.prepared, spec, seed, pools, deferred)
+            _load_children(conninfo, copied.prepared, spec, seed, pools, deferred, copied.plan.message_times)
         big = (messages, *(c.layout.table for c in layouts.children))
         with report.phase("indexes"):
             built = _build_indexes(conninfo, copied.prepared, big, spec.messages.count)
@@ -544,6 +546,13 @@ class _PlanFacts:
     params: SeedParameters
     buckets: int
     seconds: float
+    # every message's created_at by row number (8 bytes a message), kept only when a child table's foreign
+    # key names a message by (id, created_at): the messages table is partitioned by time
+    message_times: np.ndarray | None = None
+
+
+def _names_message_times(layouts: Layouts) -> bool:
+    return any(fill.kind == "message_time" for child in layouts.children for fill in child.layout.extras)
 
 
 @dataclass(frozen=True)
@@ -578,8 +587,10 @@ def _copy_history(server: Server, spec: Spec, conninfo: str, report: Reporter, p
                 raise
             plans.append(plan)  # closed here once the workers are done with its skeleton, whatever happens
             renderers.done()
+            layouts = schema_made.join().layouts
             facts = _PlanFacts(dict(plan.counts), seed_parameters(plan), plan.skeleton.buckets,
-                               time.perf_counter() - drawing)
+                               time.perf_counter() - drawing,
+                               plan.skeleton.load_all().time if _names_message_times(layouts) else None)
             _load_small_tables(conninfo, plan, pools, schema_made.join(), deferred)
             return facts
 

@@ -30,7 +30,7 @@ from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
 from chatbench.schema.package import CANONICAL_NAME, SchemaPackage
 from chatbench.schema.package import canonical as canonical_package
-from chatbench.schema.rolemap import CANONICAL, RoleMap
+from chatbench.schema.rolemap import CANONICAL, ROLE_TABLES, RoleMap
 from chatbench.settings import DriftMode
 from chatbench.verify.catalog import CatalogFacts, read_catalog
 from chatbench.verify.mapped import mapped_roles
@@ -68,11 +68,17 @@ class VerificationContext:
 
     @property
     def mapped(self) -> frozenset[str]:
-        """The roles drift judges through the map (``drift_roles.py``): those the map renames, in contract mode
-        against the canonical schema. Exact mode compares the canonical names (``drift.roles`` says so in one
-        line when there is a map); an application's own models (``--models``) are already on its names."""
+        """The roles drift judges through the map (``drift_roles.py``): all three once the map renames any, in
+        contract mode against the canonical schema. Why all: a role the map leaves on its canonical name is
+        still the application's table, read by its own queries, not the canonical ones (those reading a
+        renamed role are not run); judging it by the canonical catalog made its lacking owner column an
+        error while the same column missing from a renamed role was a warning. Exact mode compares the
+        canonical names (``drift.roles`` says so in one line when there is a map); an application's own
+        models (``--models``) are already on its names."""
         canonical = self.expected == CANONICAL_NAME
-        return mapped_roles(self.roles) if self.mode == "contract" and canonical else frozenset()
+        if self.mode != "contract" or not canonical or not mapped_roles(self.roles):
+            return frozenset()
+        return frozenset(ROLE_TABLES)
 
     def scratch_server(self) -> Server:
         """The throwaway local server of this verification (started on first use)."""

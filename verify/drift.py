@@ -58,7 +58,9 @@ from chatbench.verify.registry import check
 # there is measured (``costs.py``).
 APPEND_TABLES = frozenset({"messages", "conversations"})
 # Column types with one behaviour up to a length limit, which the length contracts probe.
-_STRING_TYPE = re.compile(r"^(text|character varying(\(\d+\))?)$")
+# citext (the extension's case-insensitive text) is a string spelling too: what it changes for the
+# canonical contract (no length limit) is what the behaviour probes judge.
+_STRING_TYPE = re.compile(r"^((\w+\.)?citext|text|character varying(\(\d+\))?)$")
 
 T = TypeVar("T")
 

@@ -13,7 +13,8 @@ finding named in the role's words and the application's (``messages ("Message_v2
   another kind (``column_type``);
 * a foreign key between roles that is missing (``missing_foreign_key``), deletes otherwise than the
   canonical cascade (``no_cascade``) or was never validated (``not_validated``);
-* a canonical index of a role that no index of the application's table serves (``missing_index``).
+* a canonical index of a role that no index of the application's table serves (``missing_index``), and
+  an index of the application's that serves none (``extra_index``, info: every write maintains it).
 
 Severity. The canonical queries are not run on a renamed role (``mapped.py``): what they alone would need
 cannot fail the verdict. What the application's own queries need is judged where they run, on the same
@@ -210,19 +211,29 @@ def _indexes(ctx: VerificationContext) -> Iterator[Finding]:
     """Each canonical index of a renamed role (not a key's) served by an index of the application's table:
     the same leading columns in order, in the same or the opposite direction throughout."""
     r = ctx.roles
+    serving: set[str] = set()  # the application's indexes that serve a canonical one
     for e in sorted((i for i in ctx.canonical.indexes.values() if i.table in ctx.mapped and i.constraint is None),
                     key=lambda i: (i.table, i.name)):
         table = r.table(e.table)
         keys = [(r.column(e.table, unquoted(k.split()[0])), "DESC" in k.split()[1:]) for k in e.keys]
         if table not in ctx.live.tables or any((table, c) not in ctx.live.columns for c, _ in keys):
             continue  # the table or column finding says what cannot be indexed
-        if any(_serves(i, keys) for i in ctx.live.indexes_of(table)):
+        served = [i.name for i in ctx.live.indexes_of(table) if _serves(i, keys)]
+        serving.update(served)
+        if served:
             continue
         wanted = ", ".join(quoted(c) + (" DESC" if d else "") for c, d in keys)
         yield _finding(
             "missing_index", named(r, e.table), f"an index on ({wanted}) (the canonical {e.name})", "absent",
             "warning", "the canonical history reads go through it; the application's own queries are judged on "
             "their plans (queries/no_index) and a proven index is proposed there")
+    for role in sorted(ctx.mapped):
+        for a in sorted(ctx.live.indexes_of(r.table(role)), key=lambda i: i.name):
+            if a.constraint is None and a.name not in serving:
+                yield _finding("extra_index", f"{named(r, role)}.{a.name}", "absent",
+                               f"every write maintains it: {a.definition}", "info",
+                               "an index the canonical schema does not have; the application's own queries "
+                               "show whether it serves them")
 
 
 def _serves(index: IndexFact, keys: list[tuple[str, bool]]) -> bool:

@@ -29,12 +29,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from chatbench.errors import ChatbenchError, redact
 from chatbench.provision import Server, provision
 from chatbench.provision.binaries import PgBinaries, resolve_binaries
 from chatbench.provision.databases import temporary_database
 
 DUMP_TIMEOUT_S = 300
+
+# Extensions the copy never carries: plpgsql is in every database already, and Citus's own
+# extensions would make a throwaway single server a coordinator (the copy needs the schema, not the
+# cluster).
+_EXTENSIONS_NOT_COPIED = ("plpgsql", "citus", "citus_columnar")
 
 
 class LocalScratch:
@@ -85,8 +92,24 @@ def _last_lines(text: str, count: int = 2) -> str:
     return redact(" | ".join(lines[-count:]))
 
 
+def schema_extensions(live: Server) -> tuple[str, ...]:
+    """The extensions installed in the live database, to dump with the schema.
+
+    Why: ``pg_dump --schema=public`` leaves extensions out, so a column typed by one (``citext``,
+    ``vector``, ``hstore``) failed to restore and took its table, and every probe on it, with it.
+    """
+    with psycopg.connect(live.conninfo(), autocommit=True, application_name="chatbench-verify",
+                         options="-c default_transaction_read_only=on") as conn:
+        rows = conn.execute(
+            "SELECT extname FROM pg_extension WHERE extname <> ALL(%s) ORDER BY extname",
+            (list(_EXTENSIONS_NOT_COPIED),),
+        ).fetchall()
+    return tuple(str(name) for (name,) in rows)
+
+
 def dump_schema(live: Server, tools: PgBinaries, schema: str) -> bytes:
-    """``pg_dump --schema-only`` of ``schema`` in the live database, custom format (read-only on the live side)."""
+    """``pg_dump --schema-only`` of ``schema`` and the extensions it may use, custom format (read-only
+    on the live side). An extension the copy's server lacks is one ``copy_incomplete`` line, not a crash."""
     live_major = live.version_num // 10000
     if live_major > tools.major:
         raise ChatbenchError(
@@ -103,6 +126,7 @@ def dump_schema(live: Server, tools: PgBinaries, schema: str) -> bytes:
         "--schema-only",
         "--format=custom",
         f"--schema={schema}",
+        *(f"--extension={name}" for name in schema_extensions(live)),
         "--no-owner",
         "--no-privileges",
         "--no-publications",
