@@ -14,6 +14,7 @@ from commandline import chatbench
 
 from chatbench.errors import ConfigError
 from chatbench.schema.appqueries import PARAM_ROLES, load_queries, parse_queries, placeholders
+from chatbench.verify.pagewalk import Walk, findings
 
 GOOD = """-- name: history_page
 -- The chat screen scrolled up.
@@ -133,3 +134,20 @@ def test_map_table_in_pyproject_is_not_a_setting(tmp_path: Path) -> None:
                                              '[tool.chatbench.map]\nmessages = "Message"\n')
     file = read_file(tmp_path)
     assert dict(file.values) == {"profile": "smoke"} and file.tables["map"] == {"messages": "Message"}
+
+
+def test_a_walk_that_lost_rows_names_the_missing_tie_breaker_of_its_cursor_or_its_order() -> None:
+    """A cursor on one column loses the rows sharing the cursor's value; an OFFSET page has no cursor, and its
+    ORDER BY on one column returns rows of equal value in any order from one page's execution to the next."""
+    queries = parse_queries(
+        "-- name: by_cursor\nSELECT id FROM messages WHERE conversation_id = :conversation_id "
+        "AND created_at < :before_created_at ORDER BY created_at DESC LIMIT :limit;\n\n"
+        "-- name: by_offset\nSELECT id FROM messages WHERE conversation_id = :conversation_id "
+        "ORDER BY created_at DESC LIMIT :limit OFFSET :offset;\n")
+    walks = tuple(Walk(name, "conversation 1 (100 messages)", 10, 10, 99, 100, lost=((7, 3, None),),
+                       repeated=((8, 2, 3),), reference="the query as one page") for name in ("by_cursor", "by_offset"))
+    found = {(f.query, f.kind): f.detail for f in findings(walks, {q.name: q for q in queries})}
+    assert "cursor_without_tiebreaker" in found[("by_cursor", "lost_rows")]
+    assert "cursor_without_tiebreaker" in found[("by_cursor", "repeated_rows")]
+    assert "order_without_tiebreaker" in found[("by_offset", "lost_rows")]
+    assert "order_without_tiebreaker" in found[("by_offset", "repeated_rows")]

@@ -21,7 +21,10 @@ from app_queries_support import CORPUS, DEFECTS, PROVEN, SeededApp, roles_of, se
 from commandline import chatbench
 from servers import DEBIAN_PG15
 
+from chatbench.loadgen import load_spec, seed
 from chatbench.provision import Server, provision
+from chatbench.schema.appqueries import parse_queries
+from chatbench.schema.package import canonical
 from chatbench.verify.appcheck import verify_app_queries
 
 NAMES = tuple(DEFECTS)
@@ -162,3 +165,25 @@ def test_assert_plan_by_name(app: SeededApp) -> None:
     assert "implicit_cast" in str(caught.value) and "Seq Scan on messages" in str(caught.value)
     with pytest.raises(PlanContractError, match="repeated_rows"):
         assert_plan(db, "sync_inclusive", queries=queries)
+
+
+def test_a_planner_that_walks_another_index_when_the_asked_one_exists_is_a_warning(fresh_db: Server) -> None:
+    """The canonical schema has the index a keyset page asks for (conversation_id, created_at, id); with an
+    index on created_at beside it, the planner reads the whale (an eighth of the smoke data's messages) through
+    created_at and filters, within the page's budgets. That is the planner's choice on this data, not a missing
+    index: a warning naming the index the table has, and no index is proposed (it exists)."""
+    with psycopg.connect(fresh_db.conninfo(), autocommit=True) as conn:
+        for statement in canonical().ddl_statements():
+            conn.execute(statement)
+        conn.execute("CREATE INDEX messages_created_at_idx ON messages (created_at)")
+    result = seed(fresh_db, load_spec("smoke"), seed=1, use_cache=False, progress=False, prebuilt=True)
+    queries = parse_queries(
+        "-- name: history_after\nSELECT id, created_at, content FROM messages WHERE conversation_id = "
+        ":conversation_id AND (created_at, id) > (:after_created_at, :after_id) ORDER BY created_at, id "
+        "LIMIT :limit;\n")
+    judged = verify_app_queries(fresh_db, result.params, queries, production_messages=1e8)
+    assert not judged.errors_of("history_after"), judged.errors_of("history_after")
+    chosen = [f for f in judged.findings if f.kind == "index_not_chosen"]
+    assert chosen and all(f.severity == "warning" and "ix_messages_conversation_id_created_at_id" in (f.detail or "")
+                          and "messages_created_at_idx" in f.actual for f in chosen), chosen
+    assert not [f for f in judged.findings if f.kind in ("proposed_index", "no_index_fix")]

@@ -31,9 +31,10 @@ from chatbench.provision import Server
 from chatbench.schema.appqueries import AppQueries, AppQuery, ContractOverride
 from chatbench.schema.contracts import PAGE_SIZE, IndexAccess, PlanContract
 from chatbench.schema.rolemap import CANONICAL, RoleMap
-from chatbench.verify.catalog import CatalogFacts, read_catalog
+from chatbench.verify.catalog import CatalogFacts, IndexFact, read_catalog
 from chatbench.verify.context import VerificationContext
 from chatbench.verify.findings import Finding
+from chatbench.verify.index_candidate import big_tables, candidate, driving_table, existing_index
 from chatbench.verify.plans import MODES, Breach, Measurement, Plan, explain_plan, judge, read_as_parents
 from chatbench.verify.scenarios import Scenario, build_app_scenarios
 
@@ -83,18 +84,6 @@ class AppPlanRun:
     refused: tuple[str, ...]  # writes not sent (read-only)
     failed: Mapping[str, str]  # query -> why it could not be measured
     seconds: float
-
-
-def big_tables(roles: RoleMap) -> frozenset[str]:
-    return frozenset({roles.table("messages"), roles.table("conversations")})
-
-
-def driving_table(query: AppQuery, big: frozenset[str]) -> str | None:
-    """The table the query pages through: the one its ORDER BY or cursor names, else the first big table it reads."""
-    for use in (*query.shape.order_by, *query.shape.cursor):
-        if use.table in big:
-            return use.table
-    return next((t for t in query.shape.tables if t in big), None)
 
 
 def contract_for(query: AppQuery, roles: RoleMap, override: ContractOverride | None = None,
@@ -261,12 +250,37 @@ def judge_app(ctx: VerificationContext, queries: AppQueries, run: AppPlanRun, ro
                 continue
             named.sort(key=lambda n: PRECEDENCE.index(n[0]))
             primary, breach, m = named[0]
+            serving = _serving_index(query, named, roles, ctx.live)
+            if serving is not None:
+                out.append(_index_not_chosen(query, mode, breach, m, serving))
+                continue
             others = sorted({n for n, _, _ in named[1:] if n != primary}, key=PRECEDENCE.index)
             also = f"; also {', '.join(others)}" if others else ""
             out.append(Finding(CHECK, primary, breach.object, breach.expected, breach.actual, "error",
                                query=f"{query.name} ({mode} plan)", scenario=m.scenario.key,
                                detail=f"{DEFECTS[primary]}; {breach.kind}: {breach.node}{also}"))
     return out
+
+
+def _serving_index(query: AppQuery, named: list[tuple[str, Breach, Measurement]], roles: RoleMap,
+                   live: CatalogFacts) -> IndexFact | None:
+    """The index the query asks for (``index_candidate``), when the table has it and the plan's only breach
+    is reading the table through another index: within its buffer and sort budgets, the planner chose
+    another path on this data, which is not a missing index (and no proposal can add it)."""
+    if {b.kind for _, b, _ in named} != {"index_access"}:
+        return None
+    cand = candidate(query, [n for n, _, _ in named], [b.object for _, b, _ in named], roles)
+    return existing_index(cand, live) if cand is not None else None
+
+
+def _index_not_chosen(query: AppQuery, mode: str, breach: Breach, m: Measurement, serving: IndexFact) -> Finding:
+    return Finding(
+        CHECK, "index_not_chosen", breach.object, breach.expected, breach.actual, "warning",
+        query=f"{query.name} ({mode} plan)", scenario=m.scenario.key,
+        detail=f"the table has the index the query asks for ({serving.name}), and the planner read it through "
+               f"another within the page's buffer and sort budgets ({m.plan.buffers} buffers): on this data the "
+               "conversation is a large share of the table, so walking another index and filtering is as cheap; "
+               f"on production volume it is a smaller share and {serving.name} wins; {breach.kind}: {breach.node}")
 
 
 SEQ_SCAN_MIN_ROWS = 5000

@@ -222,7 +222,16 @@ def findings(found: tuple[Walk, ...], queries: Mapping[str, AppQuery]) -> list[F
     out: list[Finding] = []
     for w in found:
         query = queries[w.query]
-        tiebreak = len(query.shape.cursor) == 1 or (query.shape.has_offset and len(query.shape.order_by) < 2)
+        offset_ties = query.shape.has_offset and len(query.shape.order_by) < 2
+        tiebreak = len(query.shape.cursor) == 1 or offset_ties
+        # an OFFSET page has no cursor: rows of equal ORDER BY value come in any order from one execution to the
+        # next, so a page boundary inside a tie loses one and repeats another
+        lost_why, repeated_why = (
+            ("order_without_tiebreaker: rows sharing the ORDER BY value come in another order on the next page",
+             "order_without_tiebreaker: rows sharing the ORDER BY value come in another order on the next page")
+            if offset_ties else
+            ("cursor_without_tiebreaker: rows sharing the cursor's value fall between pages",
+             "cursor_without_tiebreaker: rows sharing the cursor's value come again"))
         what = f"{w.pages} pages of {w.page_size} over {w.subject}"
         if w.lost:
             shown = ", ".join(f"id {k}" + (f" at {t.isoformat() if hasattr(t, 'isoformat') else t}" if t else "")
@@ -230,16 +239,14 @@ def findings(found: tuple[Walk, ...], queries: Mapping[str, AppQuery]) -> list[F
             out.append(Finding(CHECK, "lost_rows", w.query, f"every one of {w.expected} rows exactly once",
                                f"{len(w.lost)} rows never returned", "error", query=w.query, scenario="page-walk",
                                detail=f"{what}: {shown}{', ...' if len(w.lost) > MAX_SHOWN else ''}"
-                               + ("; cursor_without_tiebreaker: rows sharing the cursor's value fall between pages"
-                                  if tiebreak else "")))
+                               + (f"; {lost_why}" if tiebreak else "")))
         if w.repeated:
             shown = ", ".join(f"id {k} x{n} (page {p})" for k, n, p in w.repeated[:MAX_SHOWN])
             out.append(Finding(CHECK, "repeated_rows", w.query, f"every one of {w.expected} rows exactly once",
                                f"{len(w.repeated)} rows returned more than once", "error", query=w.query,
                                scenario="page-walk",
                                detail=f"{what}: {shown}{', ...' if len(w.repeated) > MAX_SHOWN else ''}"
-                               + ("; cursor_without_tiebreaker: rows sharing the cursor's value come again"
-                                  if tiebreak else "")))
+                               + (f"; {repeated_why}" if tiebreak else "")))
         if w.skipped:
             out.append(Finding(CHECK, "page_walk_skipped", w.query, "every page walked", w.skipped, "warning",
                                query=w.query, scenario="page-walk", detail=w.subject))

@@ -30,13 +30,11 @@ from chatbench.loadgen.result import SeedParameters
 from chatbench.loadgen.target import read_target
 from chatbench.provision import Server
 from chatbench.provision.databases import temporary_database
-from chatbench.schema.appqueries import AppQueries, AppQuery, ColumnUse
+from chatbench.schema.appqueries import AppQueries, AppQuery
 from chatbench.schema.rolemap import CANONICAL, RoleMap
 from chatbench.verify.appplans import (
     CHECK,
     app_context,
-    big_tables,
-    driving_table,
     judge_app,
     measure_app,
     time_query,
@@ -44,41 +42,12 @@ from chatbench.verify.appplans import (
 from chatbench.verify.catalog import read_catalog
 from chatbench.verify.context import connect
 from chatbench.verify.findings import Finding
+from chatbench.verify.index_candidate import Candidate, candidate, existing_index, identifier
 
 INDEX_DEFECTS = frozenset({"no_index", "unbounded_sort", "join_without_index", "over_budget"})
 APPEND_ROWS = 200
 APPEND_ROUNDS = 5
 BENCH_ROUNDS = 40
-
-
-@dataclass(frozen=True)
-class Candidate:
-    table: str
-    keys: tuple[ColumnUse, ...]
-
-    @property
-    def name(self) -> str:
-        return "ix_cb_" + "_".join([self.table.lower(), *(k.column.lower() for k in self.keys)])[:57]
-
-    @property
-    def columns(self) -> str:
-        return ", ".join(_quote(k.column) + (" DESC" if k.direction == "DESC" else "") for k in self.keys)
-
-    def definition(self, concurrently: bool = True) -> str:
-        return (f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}{_quote(self.name)} "
-                f"ON {_quote(self.table)} ({self.columns})")
-
-    def build_statements(self, leaves: Sequence[str]) -> tuple[str, ...]:
-        """How a release builds it without blocking writes: CONCURRENTLY, or for a partitioned table (which
-        PostgreSQL cannot index concurrently) the parent's index ON ONLY, each leaf's CONCURRENTLY, attached."""
-        if not leaves:
-            return (self.definition(),)
-        out = [f"CREATE INDEX {_quote(self.name)} ON ONLY {_quote(self.table)} ({self.columns})"]
-        for i, leaf in enumerate(leaves, start=1):
-            part = _quote(f"{self.name[:55]}_p{i}")
-            out.append(f"CREATE INDEX CONCURRENTLY {part} ON {_quote(leaf)} ({self.columns})")
-            out.append(f"ALTER INDEX {_quote(self.name)} ATTACH PARTITION {part}")
-        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -125,37 +94,13 @@ class Proposal:
                        f"({', '.join(self.defects)})", "info", query=self.query, scenario="copy", detail=evidence)
 
 
-def _quote(name: str) -> str:
-    return name if name.islower() and name.replace("_", "").isalnum() else '"' + name.replace('"', '""') + '"'
-
-
-def candidate(query: AppQuery, defects: Sequence[str], objects: Sequence[str], roles: RoleMap) -> Candidate | None:
-    """The index read off the query: equality columns, then ORDER BY, then the cursor (module docstring)."""
-    shape = query.shape
-    big = big_tables(roles)
-    if "join_without_index" in defects:
-        table = next((o for o in objects if o in shape.tables and o != driving_table(query, big)), None)
-        if table is not None:
-            joined = [u for u in shape.columns_of(shape.joins, table)]
-            uses = [*shape.columns_of(shape.equality, table), *joined[:1]]
-            return Candidate(table, tuple(dict.fromkeys(ColumnUse(table, k.column) for k in uses))) if uses else None
-    table = driving_table(query, big)
-    if table is None:
-        return None
-    keys: list[ColumnUse] = []
-    for use in (*shape.columns_of(shape.equality, table), *shape.columns_of(shape.order_by, table),
-                *shape.columns_of(shape.cursor, table)):
-        if use.column not in {k.column for k in keys}:
-            keys.append(ColumnUse(table, use.column, use.direction))
-    return Candidate(table, tuple(keys)) if keys else None
-
-
 def _side(conn: psycopg.Connection[Any], server: Server, params: SeedParameters, queries: AppQueries, query: AppQuery,
           roles: RoleMap, table: str) -> Side:
     one = AppQueries(queries.source, (query,), queries.overrides)
     ctx = app_context(server, conn, params, False)
     run = measure_app(ctx, one, roles)
-    errors = [f for f in judge_app(ctx, one, run, roles) if f.severity == "error"]
+    # the index built but not chosen by the planner does not fix the query on this data either
+    errors = [f for f in judge_app(ctx, one, run, roles) if f.severity == "error" or f.kind == "index_not_chosen"]
     worst = max(run.measurements, key=lambda m: m.measurement.plan.buffers, default=None)
     p95 = 0.0
     if worst is not None:
@@ -173,8 +118,8 @@ def _append_cost(conn: psycopg.Connection[Any], table: str) -> float | None:
     columns = [c for c in target.columns if not c.generated and not c.identity and not (c.unique and c.has_default)]
     if any(c.unique for c in columns):
         return None
-    names = ", ".join(_quote(c.name) for c in columns)
-    statement = f"INSERT INTO {_quote(table)} ({names}) SELECT {names} FROM {_quote(table)} LIMIT {APPEND_ROWS}"
+    names = ", ".join(identifier(c.name) for c in columns)
+    statement = f"INSERT INTO {identifier(table)} ({names}) SELECT {names} FROM {identifier(table)} LIMIT {APPEND_ROWS}"
     samples = []
     for _ in range(APPEND_ROUNDS):
         try:
@@ -197,16 +142,17 @@ def prove(server: Server, params: SeedParameters, queries: AppQueries, query: Ap
         before = _side(conn, copy, params, queries, query, roles, cand.table)
         leaves = [str(r[0]) for r in conn.execute(
             "SELECT relid::regclass::text FROM pg_partition_tree(to_regclass(%s)) WHERE isleaf AND relid <> "
-            "to_regclass(%s)", (_quote(cand.table), _quote(cand.table)))]
+            "to_regclass(%s)", (identifier(cand.table), identifier(cand.table)))]
         started = time.perf_counter()
         for statement in cand.build_statements(leaves):
             conn.execute(statement)
         build = time.perf_counter() - started
-        conn.execute(f"ANALYZE {_quote(cand.table)}")
+        conn.execute(f"ANALYZE {identifier(cand.table)}")
         size = conn.execute("SELECT greatest(pg_relation_size(to_regclass(%(i)s)), (SELECT sum(pg_relation_size("
-                            "relid)) FROM pg_partition_tree(to_regclass(%(i)s))))", {"i": _quote(cand.name)}).fetchone()
-        rows = conn.execute(f"SELECT count(*) FROM {_quote(cand.table)}").fetchone()
-        messages = conn.execute(f"SELECT count(*) FROM {_quote(roles.table('messages'))}").fetchone()
+                            "relid)) FROM pg_partition_tree(to_regclass(%(i)s))))",
+                            {"i": identifier(cand.name)}).fetchone()
+        rows = conn.execute(f"SELECT count(*) FROM {identifier(cand.table)}").fetchone()
+        messages = conn.execute(f"SELECT count(*) FROM {identifier(roles.table('messages'))}").fetchone()
         after = _side(conn, copy, params, queries, query, roles, cand.table)
     table_rows = int(rows[0]) if rows else 0
     message_rows = max(int(messages[0]) if messages else 1, 1)
@@ -234,8 +180,7 @@ def propose_and_prove(server: Server, params: SeedParameters, queries: AppQuerie
         if live is None:
             with connect(server, read_only=True) as conn:
                 live = read_catalog(conn)
-        wanted = tuple(k.key() for k in cand.keys)
-        if any(i.keys[:len(wanted)] == wanted and i.valid for i in live.indexes_of(cand.table)):
+        if existing_index(cand, live) is not None:
             continue  # the index exists: more of it will not help
         out.append(prove(server, params, queries, query, cand, defects, roles, production_messages))
     return tuple(out)
