@@ -449,8 +449,13 @@ def read_file(cwd: Path | None = None) -> FileSettings:
             if name in FILE_TABLES and isinstance(value, dict):
                 tables[name] = value
                 continue
+            if name == "tool" and label == "chatbench.toml" and isinstance(value, dict) and "chatbench" in value:
+                raise ConfigError("chatbench.toml: [tool.chatbench...] is pyproject.toml's spelling; in chatbench.toml "
+                                  "the settings are top-level: write profile = \"ci\" and [map], not "
+                                  "[tool.chatbench] and [tool.chatbench.map]")
             if name not in DECLARATIONS:
-                raise ConfigError(f"{label}: unknown key {key!r}; allowed: {', '.join(sorted(DECLARATIONS))}")
+                raise ConfigError(f"{label}: unknown key {key!r}; allowed: {', '.join(sorted(DECLARATIONS))}, "
+                                  f"and the tables [{'], ['.join(sorted(FILE_TABLES))}]")
             if name in values:
                 raise ConfigError(f"{label}: {key!r} is given twice (hyphen and underscore spelling); keep one")
             values[name] = value

@@ -112,6 +112,12 @@ def test_an_unknown_key_is_the_same_error_in_both_files(tmp_path: Path, file_nam
         resolve("seed", env={}, cwd=tmp_path)
 
 
+def test_pyprojects_spelling_in_chatbench_toml_says_how_chatbench_toml_spells_it(tmp_path: Path) -> None:
+    (tmp_path / "chatbench.toml").write_text('[tool.chatbench.map]\nconversations = "topics"\n')
+    with pytest.raises(ConfigError, match=r"pyproject.toml's spelling; .* write profile = \"ci\" and \[map\]"):
+        resolve("seed", env={}, cwd=tmp_path)
+
+
 def test_profile_in_pyproject_is_read(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.chatbench]\nprofile = "smoke"\n')
     assert resolve("signoff", env={}, cwd=tmp_path).profile == "smoke"
