@@ -89,6 +89,11 @@ def _list(css: str, lines: Iterable[str]) -> str:
 def _failing(signoff: Signoff) -> str:
     lines = signoff.failing_lines()
     out = f"<h2>Failing ({len(lines)})</h2>" + _list("failing", lines) if lines else ""
+    fixes = signoff.index_fix_lines()
+    if fixes:
+        out += (f"<h2>Proposed indexes ({len(fixes)})</h2><p class='muted'>Each built CONCURRENTLY on a copy of the "
+                "seeded database and the query judged again: proposed only if its contract then passes.</p>"
+                + _list("fixes", fixes))
     undecided = signoff.inconclusive_lines()
     if undecided:
         out += (

@@ -73,6 +73,11 @@ def _signoff_head(signoff: Signoff, max_chars: int = MAX_CHARS) -> str:
         if shown < len(failing):
             lines.append(f"- … and {len(failing) - shown} more failing items (all of them in signoff.json)")
         lines.append("")
+    fixes = signoff.index_fix_lines()
+    if fixes:
+        lines += [f"### Proposed indexes ({len(fixes)})", "",
+                  "_Each built CONCURRENTLY on a copy of the seeded database and the query judged again: "
+                  "proposed only if its contract then passes._", "", *[f"- {_escape(line)}" for line in fixes], ""]
     undecided = signoff.inconclusive_lines()
     if undecided:
         lines += [

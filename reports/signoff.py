@@ -32,6 +32,9 @@ from chatbench.reports.compare import Comparison
 from chatbench.verify.citus import HISTORY_QUERIES
 from chatbench.verify.result import VerificationResult
 
+INDEX_FIX_KINDS = ("proposed_index", "no_index_fix")
+"""The findings that answer a query's missing index (``verify.proposals``): shown beside the failing list."""
+
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE", "ERROR"]
 StageStatus = Literal["ok", "failed", "inconclusive", "error", "skipped"]
 Severity = Literal["error", "warning", "info"]
@@ -259,6 +262,16 @@ class TargetSignoff:
         return tuple(c for c in self.checks if c.outcome == "skipped")
 
     @property
+    def index_fixes(self) -> tuple[str, ...]:
+        """The fix for each application query that failed for want of an index, one line each: the index
+        proven on a copy of the database with its before and after, or why no index from the query fixes it.
+        They are info findings, so they would otherwise sit only in the JSON beside the errors they answer."""
+        found = self.verification.health_plans if self.verification is not None else None
+        if found is None:
+            return ()
+        return tuple(f"{f.query}: {f.actual} ({f.detail})" for f in found.findings if f.kind in INDEX_FIX_KINDS)
+
+    @property
     def verdict(self) -> Verdict:
         if self.error is not None or any(s.status == "error" for s in self.stages):
             return "ERROR"
@@ -391,6 +404,10 @@ class Signoff:
                 lines.append(f"{prefix}error: {target.error}")
             lines.extend(f"{prefix}{c.line()}" for c in target.failing)
         return tuple(lines)
+
+    def index_fix_lines(self) -> tuple[str, ...]:
+        """Every proposed index (and every query no index fixes), prefixed by the server when several."""
+        return tuple(f"[{t.label}] {line}" if self.multi else line for t in self.targets for line in t.index_fixes)
 
     def inconclusive_lines(self) -> tuple[str, ...]:
         """Every item the measured noise left undecided, one line each (prefixed by the server when several)."""

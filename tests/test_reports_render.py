@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 from reports_fixtures import make_run, make_signoff, make_target
@@ -17,7 +18,9 @@ from servers import unavailable
 from chatbench.reports import render_html, render_json, render_junit, render_markdown
 from chatbench.reports.compare import compare_runs
 from chatbench.reports.output import scrub, write_signoff
-from chatbench.reports.signoff import benchmark_runs_in
+from chatbench.reports.signoff import VerificationEvidence, benchmark_runs_in
+from chatbench.verify.findings import Finding
+from chatbench.verify.result import VerificationResult
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -198,3 +201,29 @@ def test_inconclusive_is_its_own_state_in_every_rendering() -> None:
     assert len(skipped) == 1 and root.get("failures") == "0"
     html = render_html.render_signoff(signoff)
     assert 'class="banner INCONCLUSIVE"' in html and "Inconclusive (1)" in html
+
+
+def test_a_proposed_index_is_shown_beside_the_failing_list_in_markdown_and_html() -> None:
+    """The fix for a query that failed for want of an index is an info finding of the plans stage: without its
+    own section it sat only in signoff.json, while the failing list named the missing index."""
+    wanted = "an index that makes the contract pass"
+    proposed = Finding("queries", "proposed_index", "messages.ix_cb_messages_user_id_created_at_id", wanted,
+                       "CREATE INDEX CONCURRENTLY ix_cb_messages_user_id_created_at_id ON messages "
+                       "(user_id, created_at)",
+                       "info", query="feed_no_index", scenario="copy",
+                       detail="before: 2 errors, 1601 buffers; after: 0")
+    unfixable = Finding("queries", "no_index_fix", "history_numeric", wanted,
+                        "CREATE INDEX CONCURRENTLY ix_cb ON messages (x) leaves 1 errors: fix the query "
+                        "(implicit_cast)", "info", query="history_numeric", scenario="copy",
+                        detail="before: 1 errors; after: 1 errors")
+    plans = VerificationResult({}, "", "seed", False, "", (proposed, unfixable), (), (), (), {})
+    target = replace(make_target(make_run(seed=1), failing=("feed_no_index",)),
+                     verification=VerificationEvidence(health_plans=plans))
+    signoff = make_signoff(target)
+    markdown = render_markdown.render_signoff(signoff)
+    section = markdown.split("### Proposed indexes (2)", 1)[1].split("###", 1)[0]
+    assert "feed_no_index: CREATE INDEX CONCURRENTLY ix_cb_messages_user_id_created_at_id" in section
+    assert "before: 2 errors, 1601 buffers" in section and "fix the query (implicit_cast)" in section
+    assert markdown.index("### Failing") < markdown.index("### Proposed indexes") < markdown.index("### Evidence")
+    html = render_html.render_signoff(signoff)
+    assert "<h2>Proposed indexes (2)</h2>" in html and "ix_cb_messages_user_id_created_at_id" in html
