@@ -47,7 +47,7 @@ class ClientTask:
     rolled_back: Mapping[str, bool] = field(default_factory=dict)  # operation -> run in a transaction rolled back
 
 
-def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, float, float, bool]], list[str]]:
+def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, float, float, bool, bool]], list[str]]:
     stopping = False
 
     def stop(_signum: int, _frame: object) -> None:
@@ -58,7 +58,7 @@ def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, floa
     rng = random.Random(task.seed * 1000 + task.index)
     names = [n for n, w in task.weights.items() if w > 0]
     weights = [task.weights[n] for n in names]
-    events: list[tuple[int, float, float, float, bool]] = []
+    events: list[tuple[int, float, float, float, bool, bool]] = []  # (op, due, sent, done, ok, served)
     errors: list[str] = []
     app_name = f"{APP_PREFIX}{task.index}"
     conn = psycopg.connect(task.conninfo, autocommit=True, application_name=app_name)
@@ -90,7 +90,7 @@ def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, floa
         sys.stdout.buffer.write(READY)
         sys.stdout.buffer.flush()
         intended = time.monotonic()
-        while not stopping:
+        while True:
             intended += rng.expovariate(task.rate_per_s)
             while not stopping and (delay := intended - time.monotonic()) > 0:
                 time.sleep(min(delay, 0.05))
@@ -99,7 +99,14 @@ def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, floa
             operation = rng.choices(range(len(names)), weights)[0]
             sent = time.monotonic()
             ok = one(names[operation])
-            events.append((operation, intended, sent, time.monotonic(), ok))
+            events.append((operation, intended, sent, time.monotonic(), ok, True))
+        # The backlog: requests already due when the load stopped, never sent because the client was still
+        # working off earlier ones. Dropping them would make a saturated load look idle; each waited at least
+        # until now (its latency is a lower bound) and is marked not served.
+        stopped = time.monotonic()
+        while intended <= stopped:
+            events.append((rng.choices(range(len(names)), weights)[0], intended, stopped, stopped, True, False))
+            intended += rng.expovariate(task.rate_per_s)
     finally:
         conn.close()
     return names, events, errors

@@ -56,6 +56,7 @@ class Request:
     intended: float  # time.monotonic()
     done: float
     ok: bool
+    served: bool = True  # False: due before the load stopped, never sent (``done`` is the stop: a lower bound)
 
     @property
     def latency_ms(self) -> float:
@@ -89,10 +90,11 @@ class AppRequests:
     @staticmethod
     def _latency(requests: list[Request], errors: int) -> Latency:
         ok = np.array([r.latency_ms for r in requests if r.ok])
+        unserved = sum(1 for r in requests if not r.served)
         if not len(ok):
-            return Latency(len(requests), errors)
+            return Latency(len(requests), errors, unserved=unserved)
         p50, p99 = np.percentile(ok, [50, 99])
-        return Latency(len(requests), errors, float(p50), float(p99), float(ok.max()))
+        return Latency(len(requests), errors, float(p50), float(p99), float(ok.max()), unserved)
 
 
 _PLACEHOLDER = re.compile(r"%\(\w+\)s|\$\d+")
@@ -221,9 +223,9 @@ class AppLoad:
                 raise ChatbenchError(f"app load: client {index} did not hand back its requests within "
                                      f"{STOP_TIMEOUT_S:g} s") from None
             errors += samples
-            for operation, intended, _sent, done, ok in events:
+            for operation, intended, _sent, done, ok, served in events:
                 name = names[operation]
-                requests.append(Request(name, self.operations[name].access, intended, done, ok))
+                requests.append(Request(name, self.operations[name].access, intended, done, ok, served))
         requests.sort(key=lambda r: r.intended)
         return AppRequests(tuple(requests), tuple(errors), self.description, dict(self.operations))
 

@@ -76,6 +76,7 @@ class Latency:
     p50_ms: float = math.nan
     p99_ms: float = math.nan
     max_ms: float = math.nan
+    unserved: int = 0  # due in the window, never sent before the load stopped (their latency: a lower bound)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class AppWindow:
     @property
     def requests(self) -> int:
         return self.reads.requests + self.appends.requests
+
+    @property
+    def unserved(self) -> int:
+        return self.reads.unserved + self.appends.unserved
 
     @property
     def errors(self) -> int:
@@ -294,6 +299,7 @@ class RuleFinding:
     """A verdict rule that fired: its evidence and the safe way to write the statement."""
 
     rule: str  # blocking | lock_timeout | lock_retries | wal | residue | failed | timed_out | sampler | app_errors
+    # | load_saturated
     severity: Literal["FAIL", "WARN", "ERROR"]  # ERROR: the evidence is incomplete, the rule could not judge
     statement: int | None
     sql: str

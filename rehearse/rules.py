@@ -21,6 +21,10 @@
   dropped, a deadlock, a prepared statement whose result type changed). When requests failed before
   the migration too, the load does not fit the before-schema and the failures cannot be laid at the
   migration's door (WARN).
+- ``load_saturated`` (ERROR): requests of the live load due while the rehearsal watched were never sent:
+  the clients were still working off a queue of their own when the load stopped, so the server does not
+  serve this load at this rate (the application's own slow queries, or ``--rate`` too high). A queue the
+  load builds by itself hides the one the migration builds: ``blocking`` cannot be told from it.
 - ``sampler`` (ERROR): the lock sampler lost its connection before the migration ended, so the
   locks after that moment were not seen and ``blocking`` could not judge them. Without it a lost
   sampler would read as "nothing blocked"; the rehearsal has to run again.
@@ -64,6 +68,7 @@ def judge(sizes: tuple[SizeRun, ...], estimates: tuple[Estimate, ...], budgets: 
                 "fix the statement (or raise --command-timeout if the migration is just slow) and rehearse again"))
             return tuple(findings)
     findings += [f for f in map(_app_errors, sizes) if f is not None]
+    findings += [f for f in map(_saturated, sizes) if f is not None]
     for size in sizes:
         if size.sampler_error is not None:
             findings.append(RuleFinding(
@@ -199,6 +204,26 @@ def _residue(sizes: tuple[SizeRun, ...]) -> list[RuleFinding]:
             findings.append(RuleFinding("residue", "FAIL", r.statement, r.sql, r.table, None, None, None, None,
                                         f"at {size.messages:,} messages: {r.detail}{by}", r.fix))
     return findings
+
+
+def _saturated(size: SizeRun) -> RuleFinding | None:
+    """The live load not kept up with at one size (see the module docstring)."""
+    before, during, after = (size.phases.get(name, AppWindow()) for name in ("before", "during", "after"))
+    unserved = before.unserved + during.unserved + after.unserved
+    if not unserved:
+        return None
+    due = before.requests + during.requests + after.requests
+    waited = "; ".join(f"{name}: p50 {w.reads.p50_ms:.0f} ms" for name, w in (("before it", before),
+                                                                              ("during it", during))
+                       if w.reads.requests and w.reads.p50_ms == w.reads.p50_ms)
+    clients = size.load.split(", mix ")[0]
+    return RuleFinding(
+        "load_saturated", "ERROR", None, "", None, None, None, None, None,
+        f"at {size.messages:,} messages: {unserved} of the {due} app requests due around the migration were never "
+        f"sent, the clients still working off their own queue when the load stopped ({clients}; reads "
+        f"{waited or 'not measured'}): what the migration blocked cannot be told from a queue the load builds by "
+        "itself",
+        "lower --rate, or fix the app's slow queries (the verification names them), and rehearse again")
 
 
 def _app_errors(size: SizeRun) -> RuleFinding | None:

@@ -47,7 +47,8 @@ def timeline(size: SizeRun) -> str | None:
                        label="errors")
     middle.set_yscale("log")
     middle.set_ylabel("app latency ms", fontsize=8)
-    middle.legend(fontsize=7, loc="upper left")
+    if middle.get_legend_handles_labels()[0]:  # a size whose load recorded no request has nothing to label
+        middle.legend(fontsize=7, loc="upper left")
     if size.app:
         times = np.linspace(min(p.t_s for p in size.app), max(p.t_s for p in size.app), 400)
         waiting = [sum(1 for b in size.blocked if b.start_s <= t <= b.end_s) for t in times]

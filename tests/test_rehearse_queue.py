@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS
 from chatbench.provision import Server, provision
 from chatbench.provision.choice import ServerChoice, provision_choice
 from chatbench.rehearse import Rehearsal, RehearsalPlan, rehearse
+from chatbench.rehearse.appload import AppOperation, app_load
 from chatbench.rehearse.budgets import load_budgets
 from chatbench.rehearse.longtx import LONG_TX_NAME
 from chatbench.rehearse.stage import production_wal, rehearsal_server_settings, smaller_spec, wal_settings
@@ -237,3 +239,21 @@ def test_a_container_for_a_rehearsal_starts_with_the_wal_a_primary_writes() -> N
         with production_wal(server, lambda _said: None) as live:
             assert live.like_production and not live.restarted
             assert "as a production primary with replicas writes it" in live.note()
+
+
+def test_requests_due_when_the_load_stops_are_kept_as_not_served(pg: Server) -> None:
+    """One client asked for 40 requests/s of a query that takes 50 ms can send 20: the rest pile up behind it.
+    They are kept (latency from when they were due to the stop: a lower bound) and counted as not served,
+    so that a saturated load reads as saturated, not as an empty window."""
+    slow = AppOperation("slow", "SELECT pg_sleep(0.05)", True, "reads", 1.0, ({},))
+    with app_load(pg.conninfo(), (slow,), clients=1, rate_per_s=40, seed=1) as load:
+        started = time.monotonic()
+        time.sleep(1.5)
+        stopped = time.monotonic()
+        requests = load.stop()
+    served = [r for r in requests.requests if r.served]
+    unserved = [r for r in requests.requests if not r.served]
+    assert served and unserved, (len(served), len(unserved))
+    assert all(r.ok and r.intended <= r.done for r in unserved)
+    window = requests.window(started, stopped + 5)
+    assert window.unserved == len([r for r in unserved if r.intended >= started]) > 0

@@ -15,7 +15,17 @@ from chatbench.errors import ConfigError
 from chatbench.rehearse.budgets import load_budgets, parse_budgets
 from chatbench.rehearse.extrapolate import extrapolate, extrapolate_wal
 from chatbench.rehearse.locks import MODES, conflicts, short
-from chatbench.rehearse.result import AppWindow, Attempt, Blocked, LockHold, Queued, Residue, SizeRun, StatementRun
+from chatbench.rehearse.result import (
+    AppWindow,
+    Attempt,
+    Blocked,
+    Latency,
+    LockHold,
+    Queued,
+    Residue,
+    SizeRun,
+    StatementRun,
+)
 from chatbench.rehearse.rules import judge
 
 
@@ -242,3 +252,17 @@ def test_the_shipped_wal_budget_is_the_default_and_a_targets_file_can_change_it(
     text = "[rehearsal]\ndefault = { reads_blocked_s = 1, appends_blocked_s = 1 }\nwal = { lag_allowed_s = 60 }\n"
     changed = parse_budgets(text, "t.toml").wal
     assert changed.lag_allowed_s == 60.0 and changed.replica_apply_mb_s == 100.0
+
+
+def test_a_load_that_left_requests_unsent_makes_the_rehearsal_unable_to_judge_blocking() -> None:
+    """Requests due while the rehearsal watched and never sent mean the load queued behind itself: an ERROR
+    (the evidence cannot tell the migration's queue from the load's), not a silent empty window."""
+    saturated = replace(_size(200_000), phases={
+        "before": AppWindow(Latency(40, 0, 261.0, 3300.0, 3400.0, unserved=0)),
+        "during": AppWindow(Latency(60, 0, 2400.0, 3100.0, 3300.0, unserved=25)),
+    })
+    findings = [f for f in judge((_size(20_000), saturated), (), load_budgets()) if f.rule == "load_saturated"]
+    assert [(f.severity, f.rule) for f in findings] == [("ERROR", "load_saturated")]
+    assert "25 of the 100 app requests" in findings[0].evidence and "lower --rate" in findings[0].rewrite
+    kept_up = replace(_size(200_000), phases={"during": AppWindow(Latency(60, 0, 2.0, 9.0, 12.0))})
+    assert not [f for f in judge((_size(20_000), kept_up), (), load_budgets()) if f.rule == "load_saturated"]
