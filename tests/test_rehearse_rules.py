@@ -266,3 +266,8 @@ def test_a_load_that_left_requests_unsent_makes_the_rehearsal_unable_to_judge_bl
     assert "25 of the 100 app requests" in findings[0].evidence and "lower --rate" in findings[0].rewrite
     kept_up = replace(_size(200_000), phases={"during": AppWindow(Latency(60, 0, 2.0, 9.0, 12.0))})
     assert not [f for f in judge((_size(20_000), kept_up), (), load_budgets()) if f.rule == "load_saturated"]
+
+
+def test_a_request_left_by_each_client_at_the_stop_is_no_saturation() -> None:
+    stragglers = replace(_size(200_000), phases={"after": AppWindow(Latency(300, 0, 2.0, 9.0, 12.0, unserved=3))})
+    assert not [f for f in judge((_size(20_000), stragglers), (), load_budgets()) if f.rule == "load_saturated"]
