@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from app_queries_support import CORPUS, DEFECTS, PROVEN, SeededApp, roles_of, seeded_app
-from commandline import chatbench
+from commandline import in_process
 from servers import DEBIAN_PG15
 
 from chatbench.loadgen import load_spec, seed
@@ -132,12 +132,12 @@ def test_tenant_schema_on_pg15() -> None:
                 assert not _errors(seeded, query.name), (query.name, seeded.judged.errors_of(query.name))
 
 
-def test_cli_verify_with_queries(tmp_path: Path) -> None:
+def test_cli_verify_with_queries(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``chatbench verify --schema-from --queries``: the app's findings in the report and its JSON, exit 1."""
     folder = CORPUS / "chat_tenant"
     out = tmp_path / "verify.json"
-    done = chatbench("verify", "--profile", "smoke", "--backend", "local", "--schema-from", str(folder / "schema.sql"),
-                     "--queries", str(folder / "queries.sql"), "--json", str(out), timeout=600)
+    done = in_process(capsys, "verify", "--profile", "smoke", "--backend", "local", "--schema-from",
+                      str(folder / "schema.sql"), "--queries", str(folder / "queries.sql"), "--json", str(out))
     assert done.returncode == 1, done.stderr[-3000:]
     data = json.loads(out.read_text())
     mine = [f for f in data["findings"] if f["check"] == "queries"]
@@ -187,3 +187,25 @@ def test_a_planner_that_walks_another_index_when_the_asked_one_exists_is_a_warni
     assert chosen and all(f.severity == "warning" and "ix_messages_conversation_id_created_at_id" in (f.detail or "")
                           and "messages_created_at_idx" in f.actual for f in chosen), chosen
     assert not [f for f in judged.findings if f.kind in ("proposed_index", "no_index_fix")]
+
+
+def test_an_index_proposed_is_proven_when_the_planner_still_walks_another_for_the_whale(fresh_db: Server) -> None:
+    """Without (conversation_id, created_at, id) the keyset page fails; built on the copy, the index serves every
+    plan but the whale's custom one, which the planner still reads through created_at within budget: the
+    contract passes as verify judges a schema that has the index, so it is proposed, and the evidence says
+    which plan went another way."""
+    with psycopg.connect(fresh_db.conninfo(), autocommit=True) as conn:
+        for statement in canonical().ddl_statements():
+            conn.execute(statement)
+        conn.execute("DROP INDEX ix_messages_conversation_id_created_at_id")
+        conn.execute("CREATE INDEX messages_created_at_idx ON messages (created_at)")
+    result = seed(fresh_db, load_spec("smoke"), seed=1, use_cache=False, progress=False, prebuilt=True)
+    queries = parse_queries(
+        "-- name: history_after\nSELECT id, created_at, content FROM messages WHERE conversation_id = "
+        ":conversation_id AND (created_at, id) > (:after_created_at, :after_id) ORDER BY created_at, id "
+        "LIMIT :limit;\n")
+    judged = verify_app_queries(fresh_db, result.params, queries, production_messages=1e8)
+    assert judged.errors_of("history_after")
+    (proposed,) = [f for f in judged.findings if f.kind == "proposed_index"]
+    assert "(conversation_id, created_at, id)" in proposed.actual
+    assert "after: 0 errors (1 plan(s) read through another index within budget" in (proposed.detail or "")
