@@ -1,28 +1,65 @@
-"""``chatbench --version`` and ``--help`` import no command (each pulls in provisioning, SQLAlchemy and
-psycopg, about a second), yet list every command as importing them would. Deterministic: the modules
-loaded are checked, not a time (the time is measured with hyperfine, docs/design.md)."""
+"""``chatbench --version``, ``--help`` and every ``chatbench COMMAND --help`` start without the stack.
+
+The top level imports no command (each command's implementation pulls in provisioning, SQLAlchemy, psycopg
+and numpy, about a second), yet lists every command as importing them would; a command's ``--help`` imports
+its interface alone (``chatbench.commands``), yet shows every option the whole parser gives it.
+Deterministic: the modules loaded are checked, not a time (the time is measured with hyperfine,
+docs/design.md)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+from importlib import import_module
 
 import pytest
 
-from chatbench.cli import build_parser, command_entries, command_modules
+from chatbench.cli import CommandEntry, build_parser, command_entries, command_modules, implementation
+from chatbench.settings import option
 
 HEAVY = ("chatbench.commands.", "chatbench.provision", "sqlalchemy", "psycopg", "numpy", "scipy", "cattrs")
+COLUMNS = "100"  # one help width in the subprocess and in this process, so the two texts compare equal
+
+
+def _run_main(argv: list[str]) -> tuple[str, list[str]]:
+    """``chatbench.cli.main(argv)`` in a fresh interpreter: what it printed, and every module it loaded."""
+    code = (f"import json, sys\nfrom chatbench.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n"
+            "    pass\nprint(json.dumps(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": COLUMNS})
+    assert done.returncode == 0, done.stderr
+    printed, _, loaded = done.stdout.rstrip("\n").rpartition("\n")
+    return printed, json.loads(loaded)
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["--help"], []])
 def test_the_top_level_imports_no_command(argv: list[str]) -> None:
-    code = (f"import json, sys\nfrom chatbench.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n"
-            "    pass\nprint(json.dumps(sorted(sys.modules)))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    _, loaded = _run_main(argv)
     assert not [name for name in loaded if name.startswith(HEAVY)], [n for n in loaded if n.startswith(HEAVY)]
+
+
+@pytest.mark.parametrize("entry", command_entries(), ids=lambda entry: entry.name)
+def test_a_command_help_imports_its_interface_alone_and_lists_every_setting(
+        entry: CommandEntry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    printed, loaded = _run_main([entry.name, "--help"])
+    interface = f"chatbench.commands.{entry.module}"
+    assert [name for name in loaded if name.startswith(HEAVY) and name != interface] == []
+    monkeypatch.setenv("COLUMNS", COLUMNS)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([entry.name, "--help"])  # every command imported: the whole parser's help
+    assert printed == capsys.readouterr().out.rstrip("\n")
+    missing = [option(name) for name in import_module(interface).SETTINGS
+               if not re.search(rf"(?<![\w-]){re.escape(option(name))}(?![\w-])", printed)]
+    assert missing == [], f"chatbench {entry.name} --help lacks {missing}"
+
+
+def test_every_command_runs_through_its_implementation() -> None:
+    for module in command_modules():
+        assert callable(implementation(module).run), module.__name__
+        assert not hasattr(module, "run"), f"{module.__name__}: the CLI runs chatbench.commands.impl's run, not this"
 
 
 def test_the_listing_read_from_source_is_what_the_modules_say() -> None:

@@ -158,7 +158,7 @@ def test_the_recorded_line_never_shows_a_store_password(tmp_path: Path, dsn: Dsn
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     import psycopg
 
-    from chatbench.commands.history import record_result
+    from chatbench.commands.impl.history import record_result
     from chatbench.settings import resolve
 
     name = f"history_{secrets.token_hex(4)}"

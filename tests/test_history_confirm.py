@@ -51,7 +51,7 @@ class Measured:
 
 @pytest.fixture(scope="module")
 def measured(pg: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Measured]:
-    from chatbench.commands.signoff import options_from
+    from chatbench.commands.impl.signoff import options_from
 
     cwd = tmp_path_factory.mktemp("confirm")
     options = options_from(resolve("signoff", GIVEN, env={}, cwd=cwd))

@@ -334,7 +334,8 @@ def test_a_role_the_map_leaves_on_its_name_is_judged_by_meaning_like_the_renamed
     result = _seed(fresh_db, prebuilt=True, roles=roles)
     judged = verify(fresh_db, result, mode="contract", only=["drift.tables", "drift.columns", "drift.roles"],
                     roles=roles)
-    about_owner = [(f.kind, f.severity) for f in judged.findings if "user_id" in f.object or f.kind == "no_owner_column"]
+    about_owner = [(f.kind, f.severity) for f in judged.findings
+                   if "user_id" in f.object or f.kind == "no_owner_column"]
     assert about_owner == [("no_owner_column", "warning")], [f.message() for f in judged.findings]
     assert not [f for f in judged.findings if f.severity == "error"], [f.message() for f in judged.findings]
 

@@ -159,8 +159,8 @@ def test_pytest_fixtures_refuse_bad_models_before_any_test(app_project: Path, ru
 def test_the_commands_hand_the_choice_to_the_stages(app_project: Path) -> None:
     """``SignoffOptions`` and ``RehearsalPlan`` (the frozen options the stages read) carry the package and
     the resolved mode; ``signoff --migration`` hands its rehearsal the same."""
-    from chatbench.commands.rehearse import plan_from
-    from chatbench.commands.signoff import options_from
+    from chatbench.commands.impl.rehearse import plan_from
+    from chatbench.commands.impl.signoff import options_from
 
     options = options_from(resolve("signoff", {"backend": "local", "models": "badapp.models:Base"}))
     assert (options.package.name, options.drift_mode) == ("badapp.models:Base", "exact")

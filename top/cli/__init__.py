@@ -1,9 +1,11 @@
 """The ``chatbench`` command: subcommands are the modules of ``chatbench.commands``.
 
-Each command module defines ``NAME``, ``HELP``, ``SETTINGS`` (the names of the settings it takes,
-declared once in ``chatbench.settings``), optionally ``add_arguments(parser)`` for positional
-arguments, and ``run(settings, args) -> int``. The options themselves are built here from the
-declarations, so a command cannot spell, default or check a setting differently from another.
+Each command's interface, ``chatbench.commands.<name>``, defines ``NAME``, ``HELP``, ``SETTINGS`` (the
+names of the settings it takes, declared once in ``chatbench.settings``) and optionally
+``add_arguments(parser)`` for positional arguments; its implementation, ``chatbench.commands.impl.<name>``,
+defines ``run(settings, args) -> int`` and is imported only to run the command, so ``COMMAND --help`` loads
+none of its stack. The options themselves are built here from the declarations, so a command cannot spell,
+default or check a setting differently from another.
 
 Exit codes: 0 success / PASS, 1 ran but the verdict is FAIL, 2 usage or environment error (one line on
 stderr, no traceback), 130 interrupted.
@@ -85,11 +87,11 @@ class CommandEntry:
 
 
 def command_entries() -> list[CommandEntry]:
-    """Every command module's ``NAME`` and ``HELP``, read from the source (literal assignments).
+    """Every command interface's ``NAME`` and ``HELP``, read from the source (literal assignments).
 
-    Why not import them: a command module imports its whole stack (provisioning, SQLAlchemy, psycopg),
-    about a second, and ``chatbench --version`` or ``--help`` needs none of it. Only the module of the
-    command being run (or whose help is asked) is imported.
+    Why not import them: ``chatbench --version`` or ``--help`` needs no command module at all. Only the
+    interface of the command being run (or whose help is asked) is imported, and its implementation
+    (the whole stack, about a second) only to run it (``implementation``).
     """
     entries = []
     for info in pkgutil.iter_modules(commands.__path__):
@@ -109,7 +111,8 @@ def command_entries() -> list[CommandEntry]:
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser; with ``only``, the other commands are listed (name and help) but not imported."""
+    """The whole parser from the commands' interfaces; with ``only``, the other commands are listed (name and
+    help) but not imported."""
     parser = _Parser(prog="chatbench", description="Benchmark and sign-off harness for the chat-history schema.")
     parser.add_argument("--version", action="version", version=f"chatbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -128,6 +131,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             add_setting(group, name, module.NAME)
         command.set_defaults(_module=module)
     return parser
+
+
+def implementation(module: ModuleType) -> ModuleType:
+    """The module that runs the command whose interface is ``module``: ``chatbench.commands.impl.<its name>``.
+
+    Imported only when the command runs: it imports the command's whole stack (provisioning, SQLAlchemy,
+    psycopg, numpy), 1-2 s, which the command's ``--help`` (0.1 s) does not need.
+    """
+    name = module.__name__.rpartition(".")[2]
+    return importlib.import_module(f"chatbench.commands.impl.{name}")  # lazy: start-up, 1-2 s on COMMAND --help
 
 
 def _command_named(argv: Sequence[str]) -> str:
@@ -155,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with terminate_as_exit():  # SIGTERM/SIGHUP unwind like Ctrl-C: teardown and cleanup run, at any stage
-            return int(module.run(settings_for(module, args), args))
+            settings = settings_for(module, args)  # a bad setting: one line, before the implementation is imported
+            return int(implementation(module).run(settings, args))
     except ChatbenchError as exc:
         print(f"chatbench {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

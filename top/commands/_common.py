@@ -1,4 +1,4 @@
-"""What every server-using command shares: its settings, the output people read, and provisioning from them."""
+"""What the commands' implementations share: the output people read, and provisioning from the settings."""
 
 from __future__ import annotations
 
@@ -12,12 +12,10 @@ from chatbench import output
 from chatbench.errors import ConfigError
 from chatbench.provision import Server
 from chatbench.provision.choice import provision_from
-from chatbench.settings import SERVER_SETTINGS, Settings, where
+from chatbench.settings import Settings, where
 
 out = output.stderr()
 """Progress, findings and verdicts (stderr): a terminal gets rich tables, a log whole lines."""
-
-__all__ = ["SERVER_SETTINGS", "announce", "command_line", "out", "require_writable", "server_from"]
 
 
 def command_line() -> str:
@@ -60,7 +58,7 @@ def judged_scenarios(settings: Settings) -> set[str]:
     Checked before any server starts: a file that does not parse, names an unknown scenario or
     profile, or has no budget for the profile (a run that would judge nothing and PASS) is one line.
     """
-    from chatbench.benchmarks.targets import load_targets  # lazy: start-up, every command imports this module: +1.4 s
+    from chatbench.benchmarks.targets import load_targets  # lazy: start-up, every command's run imports this: +1.4 s
 
     label = where(settings, "targets") if settings.targets is not None else None
     targets = load_targets(settings.targets, label=label)
