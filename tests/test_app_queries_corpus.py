@@ -25,7 +25,7 @@ from chatbench.loadgen import load_spec, seed
 from chatbench.provision import Server, provision
 from chatbench.schema.appqueries import parse_queries
 from chatbench.schema.package import canonical
-from chatbench.verify.appcheck import verify_app_queries
+from chatbench.verify.appcheck import AppVerification, verify_app_queries
 
 NAMES = tuple(DEFECTS)
 
@@ -167,21 +167,29 @@ def test_assert_plan_by_name(app: SeededApp) -> None:
         assert_plan(db, "sync_inclusive", queries=queries)
 
 
+def _keyset_after_on_canonical(db: Server, *, without_history_index: bool) -> AppVerification:
+    """A keyset page read forward, judged on the canonical schema seeded at smoke with an index on created_at
+    beside its own (and, ``without_history_index``, without (conversation_id, created_at, id))."""
+    with psycopg.connect(db.conninfo(), autocommit=True) as conn:
+        for statement in canonical().ddl_statements():
+            conn.execute(statement)
+        if without_history_index:
+            conn.execute("DROP INDEX ix_messages_conversation_id_created_at_id")
+        conn.execute("CREATE INDEX messages_created_at_idx ON messages (created_at)")
+    result = seed(db, load_spec("smoke"), seed=1, use_cache=False, progress=False, prebuilt=True)
+    queries = parse_queries(
+        "-- name: history_after\nSELECT id, created_at, content FROM messages WHERE conversation_id = "
+        ":conversation_id AND (created_at, id) > (:after_created_at, :after_id) ORDER BY created_at, id "
+        "LIMIT :limit;\n")
+    return verify_app_queries(db, result.params, queries, production_messages=1e8)
+
+
 def test_a_planner_that_walks_another_index_when_the_asked_one_exists_is_a_warning(fresh_db: Server) -> None:
     """The canonical schema has the index a keyset page asks for (conversation_id, created_at, id); with an
     index on created_at beside it, the planner reads the whale (an eighth of the smoke data's messages) through
     created_at and filters, within the page's budgets. That is the planner's choice on this data, not a missing
     index: a warning naming the index the table has, and no index is proposed (it exists)."""
-    with psycopg.connect(fresh_db.conninfo(), autocommit=True) as conn:
-        for statement in canonical().ddl_statements():
-            conn.execute(statement)
-        conn.execute("CREATE INDEX messages_created_at_idx ON messages (created_at)")
-    result = seed(fresh_db, load_spec("smoke"), seed=1, use_cache=False, progress=False, prebuilt=True)
-    queries = parse_queries(
-        "-- name: history_after\nSELECT id, created_at, content FROM messages WHERE conversation_id = "
-        ":conversation_id AND (created_at, id) > (:after_created_at, :after_id) ORDER BY created_at, id "
-        "LIMIT :limit;\n")
-    judged = verify_app_queries(fresh_db, result.params, queries, production_messages=1e8)
+    judged = _keyset_after_on_canonical(fresh_db, without_history_index=False)
     assert not judged.errors_of("history_after"), judged.errors_of("history_after")
     chosen = [f for f in judged.findings if f.kind == "index_not_chosen"]
     assert chosen and all(f.severity == "warning" and "ix_messages_conversation_id_created_at_id" in (f.detail or "")
@@ -194,17 +202,7 @@ def test_an_index_proposed_is_proven_when_the_planner_still_walks_another_for_th
     plan but the whale's custom one, which the planner still reads through created_at within budget: the
     contract passes as verify judges a schema that has the index, so it is proposed, and the evidence says
     which plan went another way."""
-    with psycopg.connect(fresh_db.conninfo(), autocommit=True) as conn:
-        for statement in canonical().ddl_statements():
-            conn.execute(statement)
-        conn.execute("DROP INDEX ix_messages_conversation_id_created_at_id")
-        conn.execute("CREATE INDEX messages_created_at_idx ON messages (created_at)")
-    result = seed(fresh_db, load_spec("smoke"), seed=1, use_cache=False, progress=False, prebuilt=True)
-    queries = parse_queries(
-        "-- name: history_after\nSELECT id, created_at, content FROM messages WHERE conversation_id = "
-        ":conversation_id AND (created_at, id) > (:after_created_at, :after_id) ORDER BY created_at, id "
-        "LIMIT :limit;\n")
-    judged = verify_app_queries(fresh_db, result.params, queries, production_messages=1e8)
+    judged = _keyset_after_on_canonical(fresh_db, without_history_index=True)
     assert judged.errors_of("history_after")
     (proposed,) = [f for f in judged.findings if f.kind == "proposed_index"]
     assert "(conversation_id, created_at, id)" in proposed.actual

@@ -102,3 +102,23 @@ def test_django_default_foreign_key_indexes_pass_with_a_warning(tmp_path: Path) 
     redundant = {f["object"] for f in findings if f["kind"] == "redundant_index"}
     assert any("messages_conversation_id_7c5a1f3e" in o for o in redundant)
     assert all(f["severity"] == "warning" for f in findings if f["kind"] == "redundant_index")
+
+
+def test_an_extension_type_is_carried_into_the_behaviour_probes_copy(tmp_path: Path) -> None:
+    """The email as citext (the extension's case-insensitive text) with the same length CHECK: the probes' copy
+    is dumped with ``--schema=public``, which leaves extensions out, so without them users did not restore and
+    every probe on it failed. It passes like the text spelling it is built from."""
+    source = (CORPUS / "varchar_text_bigserial.sql").read_text()
+    assert "email text NOT NULL" in source
+    schema = tmp_path / "citext_email.sql"
+    schema.write_text("CREATE EXTENSION IF NOT EXISTS citext;\n" + source.replace("email text NOT NULL",
+                                                                                  "email citext NOT NULL"))
+    out = tmp_path / "result.json"
+    code = main(["verify", "--backend", "local", "--profile", "smoke", "--schema-from", str(schema),
+                 "--json", str(out)])
+    data = json.loads(out.read_text())
+    errors = [f"{f['kind']} {f['object']}: {f['actual']}" for f in data["findings"] if f["severity"] == "error"]
+    assert code == 0 and not errors, errors
+    assert not [f for f in data["findings"] if f["kind"] in ("copy_incomplete", "probe_error")]
+    email = next(f for f in data["findings"] if (f["kind"], f["object"]) == ("column_type", "users.email"))
+    assert email["severity"] == "warning" and "email_length holds" in email["detail"], email
