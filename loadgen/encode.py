@@ -37,7 +37,7 @@ from chatbench.loadgen.fields import (
     text_field,
 )
 from chatbench.loadgen.plan import MessageRows, Plan, RenderInputs
-from chatbench.loadgen.pools import Pools
+from chatbench.loadgen.pools import ROLES, Pools
 from chatbench.schema.rolemap import ROLE_COLUMNS, ROLE_KEYS
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -68,6 +68,9 @@ class TableLayout:
     names: Mapping[str, str] = field(default_factory=dict)  # planned column -> the table's column, where they differ
     documents: Mapping[str, str] = field(default_factory=dict)  # planned column filled as json/jsonb -> that type
     required: frozenset[str] = frozenset()  # planned columns that are NOT NULL (a title is then never NULL)
+    # the value written for each of the plan's roles, in ``ROLES`` order: the canonical names, or the ones the
+    # column allows when its enum or CHECK has fewer or other labels (``layout.role_values``)
+    role_values: tuple[str, ...] = ROLES
 
     def planned_fixed(self, column: str) -> bool:
         codec = self.keys.get(column)
@@ -154,7 +157,7 @@ def _document_fields(texts: tuple[str, ...], kind: str) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-_ROLE_FIELDS = tuple(text_field(r) for r in ("user", "assistant", "system", "tool"))
+_ROLE_FIELDS = tuple(text_field(r) for r in ROLES)
 
 
 @lru_cache(maxsize=4)
@@ -209,14 +212,19 @@ def message_rows(inputs: RenderInputs, pools: Pools, rows: MessageRows, lo: int,
         "created_at": FixedField(np.dtype(">i8"), times),
     }
     document = layout.documents.get("content")  # a json content: [{"type": "text", "text": ...}]
-    if "content" in layout.limits or not {"role", "content"} <= set(layout.planned):
-        named["role"] = VarField(pick(_ROLE_FIELDS, roles.astype(np.int64)))
+    respelled = layout.role_values != ROLES  # the pre-joined pool entries spell the canonical roles
+    if respelled or "content" in layout.limits or not {"role", "content"} <= set(layout.planned):
+        role_fields = _ROLE_FIELDS if not respelled else tuple(text_field(r) for r in layout.role_values)
+        named["role"] = VarField(pick(role_fields, roles.astype(np.int64)))
         contents = _document_fields(pools.contents, document) if document else \
             _text_fields(pools.contents, layout.limits.get("content"))
         named["content"] = VarField(pick(contents, entry))
-    pairs = _role_and_document(pools.contents, pools.role_offsets, pools.role_sizes, document) if document \
-        else pools.message_fields
-    fields = _planned(layout, named, ("role", "content"), VarField(pick(pairs, entry), count=2))
+    joined: Field | None = None
+    if not respelled:
+        pairs = _role_and_document(pools.contents, pools.role_offsets, pools.role_sizes, document) if document \
+            else pools.message_fields
+        joined = VarField(pick(pairs, entry), count=2)
+    fields = _planned(layout, named, ("role", "content"), joined)
     if layout.extras:
         full_times = np.zeros(size, dtype=np.int64)
         full_times[lo - first : hi - first] = times

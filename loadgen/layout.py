@@ -25,6 +25,7 @@ from chatbench.loadgen.columns import NULL_SHARE, ROW_VALUE_BASES, ColumnFill, p
 from chatbench.loadgen.encode import TableLayout
 from chatbench.loadgen.fields import KEY_KINDS, MIN_TEXT_KEY_CHARS, TEXT_KEY_CHARS, KeyCodec
 from chatbench.loadgen.plan import DAY_US, PG_EPOCH, to_pg_us
+from chatbench.loadgen.pools import ROLES
 from chatbench.loadgen.spec import Spec
 from chatbench.loadgen.target import TargetColumn, TargetSchema, TargetTable
 from chatbench.schema.rolemap import ROLE_COLUMNS, ROLE_KEYS, ROLE_TABLES
@@ -187,8 +188,29 @@ def _role_layout(table: TargetTable, role: str, tables: _Tables) -> TableLayout:
     extras = _extras(table, set(table.role_columns.values()), tables)
     names = {name: table.role_columns[name] for name in planned if table.role_columns[name] != name}
     required = frozenset(name for name in planned if (c := table.role_column(name)) is not None and c.not_null)
+    playing_role = table.role_column("role") if role == "messages" else None
     return TableLayout(table.name, role, planned, keys, extras, tables.tag(table), limits, names, documents,
-                       required)
+                       required, role_values(playing_role) if playing_role is not None else ROLES)
+
+
+# The labels an application may use for each of the plan's roles (lower-cased), in order of preference.
+_ROLE_SPELLINGS = {"user": ("user", "human"), "assistant": ("assistant", "ai", "bot", "model"),
+                   "system": ("system", "assistant", "ai", "bot", "model"),
+                   "tool": ("tool", "function", "assistant", "ai", "bot", "model")}
+
+
+def role_values(column: TargetColumn) -> tuple[str, ...]:
+    """The value written for each of the plan's roles (``ROLES`` order) into a role column whose enum or CHECK
+    allows other labels (``('user', 'assistant')``: system and tool turns are written as the assistant's; an
+    enum ``('HUMAN', 'AI')``: its own spelling). Why: the plan's four roles would break the column's
+    constraint on the first system or tool turn; a label the plan cannot match takes the allowed label of
+    the same rank."""
+    allowed = column.enum_labels or column.choices
+    if not allowed:
+        return ROLES
+    by_lower = {label.lower(): label for label in allowed}
+    return tuple(next((by_lower[c] for c in _ROLE_SPELLINGS[role] if c in by_lower), allowed[min(k, len(allowed) - 1)])
+                 for k, role in enumerate(ROLES))
 
 
 def _child_layout(table: TargetTable, tables: _Tables) -> TableLayout:

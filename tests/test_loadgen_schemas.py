@@ -375,3 +375,28 @@ def test_an_integer_check_in_list_is_filled_from_its_values(fresh_db: Server) ->
     with psycopg.connect(fresh_db.conninfo()) as conn:
         ratings = {r[0] for r in conn.execute("SELECT DISTINCT rating FROM feedback")}
     assert ratings == {-1, 1}
+
+
+@pytest.mark.parametrize("allowed,expected", [
+    ("CHECK (role IN ('user', 'assistant'))", {"user", "assistant"}),
+    ("enum", {"HUMAN", "AI"}),
+])
+def test_a_role_column_allowing_fewer_or_other_labels_gets_them(fresh_db: Server, allowed: str,
+                                                                 expected: set[str]) -> None:
+    """The plan writes four roles (user, assistant, system, tool); a column that allows two, or spells them its
+    own way, gets its own labels: system and tool turns are written as the assistant's."""
+    for statement in canonical().ddl_statements():
+        if statement.startswith("CREATE TABLE messages"):
+            statement = statement.replace("CONSTRAINT ck_messages_role_allowed CHECK (role IN ('user', 'assistant', "
+                                          "'system', 'tool')), ", "")
+            if allowed == "enum":
+                _sql(fresh_db, "CREATE TYPE speaker AS ENUM ('HUMAN', 'AI')")
+                statement = statement.replace("role TEXT NOT NULL", "role speaker NOT NULL")
+            else:
+                statement = statement.replace("role TEXT NOT NULL", f"role TEXT NOT NULL {allowed}")
+            assert "ck_messages_role_allowed" not in statement and "role TEXT NOT NULL," not in statement
+        _sql(fresh_db, statement)
+    result = _seed(fresh_db, prebuilt=True)
+    with psycopg.connect(fresh_db.conninfo()) as conn:
+        roles = {str(r[0]) for r in conn.execute("SELECT DISTINCT role FROM messages")}
+    assert result.counts["messages"] == 6000 and roles == expected
