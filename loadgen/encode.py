@@ -71,6 +71,12 @@ class TableLayout:
     # the value written for each of the plan's roles, in ``ROLES`` order: the canonical names, or the ones the
     # column allows when its enum or CHECK has fewer or other labels (``layout.role_values``)
     role_values: tuple[str, ...] = ROLES
+    time_digits: Mapping[str, int] = field(default_factory=dict)  # planned time column -> digits (< 6) it keeps
+
+    def times(self, column: str, values: np.ndarray) -> FixedField:
+        """A planned time column's field: the plan's µs, rounded as the server rounds a ``timestamp(p)``."""
+        digits = self.time_digits.get(column)
+        return FixedField(np.dtype(">i8"), values if digits is None else rounded_us(values, digits))
 
     def planned_fixed(self, column: str) -> bool:
         codec = self.keys.get(column)
@@ -160,6 +166,13 @@ def _document_fields(texts: tuple[str, ...], kind: str) -> tuple[bytes, ...]:
 _ROLE_FIELDS = tuple(text_field(r) for r in ROLES)
 
 
+def rounded_us(values: np.ndarray, digits: int) -> np.ndarray:
+    """µs rounded to ``digits`` fractional digits, half away from zero: PostgreSQL's ``timestamp(p)`` input."""
+    step = 10 ** (6 - digits)
+    values = np.asarray(values, dtype=np.int64)
+    return np.sign(values) * ((np.abs(values) + step // 2) // step * step)
+
+
 @lru_cache(maxsize=4)
 def _role_and_document(texts: tuple[str, ...], offsets: tuple[int, ...], sizes: tuple[int, ...],
                        kind: str) -> tuple[bytes, ...]:
@@ -209,7 +222,7 @@ def message_rows(inputs: RenderInputs, pools: Pools, rows: MessageRows, lo: int,
         "id": _key(layout, "id", np.arange(lo + 1, hi + 1, dtype=np.int64)),
         "conversation_id": _key(layout, "conversation_id", conv.astype(np.int64) + 1),
         "user_id": _key(layout, "user_id", np.asarray(inputs.conv_user[conv], dtype=np.int64)),
-        "created_at": FixedField(np.dtype(">i8"), times),
+        "created_at": layout.times("created_at", times),
     }
     document = layout.documents.get("content")  # a json content: [{"type": "text", "text": ...}]
     respelled = layout.role_values != ROLES  # the pre-joined pool entries spell the canonical roles
@@ -258,8 +271,8 @@ def conversation_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = No
     named: dict[str, Field] = {
         "id": _key(layout, "id", numbers),
         "user_id": _key(layout, "user_id", np.asarray(plan.conv_user[lo:hi], dtype=np.int64)),
-        "created_at": FixedField(np.dtype(">i8"), plan.conv_created[lo:hi]),
-        "updated_at": FixedField(np.dtype(">i8"), plan.conv_updated[lo:hi]),
+        "created_at": layout.times("created_at", plan.conv_created[lo:hi]),
+        "updated_at": layout.times("updated_at", plan.conv_updated[lo:hi]),
         "title": VarField(pick(titles, chosen)),
     }
     fields = _planned(layout, named, ("title", "title"), None)
@@ -289,7 +302,7 @@ def user_rows(plan: Plan, pools: Pools, lo: int = 0, hi: int | None = None, layo
     display = [pools.names[n][:name_limit] for n in names]
     numbers = np.arange(lo + 1, hi + 1, dtype=np.int64)
     named: dict[str, Field] = {
-        "id": _key(layout, "id", numbers), "created_at": FixedField(np.dtype(">i8"), plan.user_created[lo:hi]),
+        "id": _key(layout, "id", numbers), "created_at": layout.times("created_at", plan.user_created[lo:hi]),
         "email": VarField([text_field(e) for e in emails]), "display_name": VarField([text_field(n) for n in display]),
     }
     joined = VarField([text_field(e) + text_field(n) for e, n in zip(emails, display, strict=True)], count=2)

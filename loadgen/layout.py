@@ -16,6 +16,7 @@ rows (``columns.distinct_rows``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -190,7 +191,30 @@ def _role_layout(table: TargetTable, role: str, tables: _Tables) -> TableLayout:
     required = frozenset(name for name in planned if (c := table.role_column(name)) is not None and c.not_null)
     playing_role = table.role_column("role") if role == "messages" else None
     return TableLayout(table.name, role, planned, keys, extras, tables.tag(table), limits, names, documents,
-                       required, role_values(playing_role) if playing_role is not None else ROLES)
+                       required, role_values(playing_role) if playing_role is not None else ROLES,
+                       _time_digits(table, role, tables.target))
+
+
+_TIME_DIGITS = re.compile(r"^timestamp\((\d)\)")
+
+
+def _digits(column: TargetColumn | None) -> int:
+    """The fractional digits a timestamp column keeps: 6 unless declared ``timestamp(p)``."""
+    found = _TIME_DIGITS.match(column.type_name) if column is not None else None
+    return int(found.group(1)) if found else 6
+
+
+def _time_digits(table: TargetTable, role: str, target: TargetSchema) -> dict[str, int]:
+    """Planned time column -> the digits to round it to, where fewer than 6 (``timestamp(3)``).
+
+    Why: the server rounds such a column on input, and a conversation's ``updated_at`` is its last message's
+    ``created_at``; rounded apart, they differ (the seed's integrity check, and the canonical contract). So a
+    conversation's ``updated_at`` is rounded as its messages' ``created_at`` is, then as its own column."""
+    out = {name: _digits(table.role_column(name)) for name in ("created_at", "updated_at")}
+    if role == "conversations":
+        messages = target.role("messages")
+        out["updated_at"] = min(out["updated_at"], _digits(messages.role_column("created_at")))
+    return {name: digits for name, digits in out.items() if digits < 6}
 
 
 # The labels an application may use for each of the plan's roles (lower-cased), in order of preference.

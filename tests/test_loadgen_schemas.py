@@ -400,3 +400,22 @@ def test_a_role_column_allowing_fewer_or_other_labels_gets_them(fresh_db: Server
     with psycopg.connect(fresh_db.conninfo()) as conn:
         roles = {str(r[0]) for r in conn.execute("SELECT DISTINCT role FROM messages")}
     assert result.counts["messages"] == 6000 and roles == expected
+
+
+def test_a_timestamp_of_fewer_digits_is_seeded_as_the_server_rounds_it(fresh_db: Server) -> None:
+    """messages.created_at as timestamp(3): the server rounds each message's time to the millisecond, and a
+    conversation's updated_at (its last message's created_at) is rounded the same way, so the seed's integrity
+    check (updated_at = the last message's created_at) holds."""
+    for statement in canonical().ddl_statements():
+        if statement.startswith("CREATE TABLE messages"):
+            statement = statement.replace("created_at TIMESTAMP WITH TIME ZONE",
+                                          "created_at TIMESTAMP(3) WITH TIME ZONE")
+            assert "TIMESTAMP(3)" in statement
+        _sql(fresh_db, statement)
+    result = _seed(fresh_db, prebuilt=True)
+    with psycopg.connect(fresh_db.conninfo()) as conn:
+        off = conn.execute("SELECT count(*) FROM conversations c WHERE updated_at <> (SELECT max(created_at) "
+                           "FROM messages m WHERE m.conversation_id = c.id)").fetchone()
+        sub_ms = conn.execute("SELECT count(*) FROM messages WHERE extract(microseconds FROM created_at)::bigint "
+                              "% 1000 <> 0").fetchone()
+    assert result.counts["messages"] == 6000 and off == (0,) and sub_ms == (0,)
