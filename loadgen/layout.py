@@ -172,7 +172,8 @@ def _role_layout(table: TargetTable, role: str, tables: _Tables) -> TableLayout:
             fills = "a timestamp" if wanted is _TIMESTAMPS else "text or a json document" if wanted >= _DOCUMENTS \
                 else "text"
             raise ConfigError(f"{table.name}.{column.name} is {column.type_name}; chatbench's history fills it "
-                              f"({role}.{name}) with {fills}")
+                              f"({role}.{name}) with {fills}: name a column of that type in [map] "
+                              f"(\"{role}.{name}\" = \"yourColumn\"), or change the column's type")
         if base in _DOCUMENTS:
             documents[name] = base
         elif column.max_length is not None and name in _CUT:
