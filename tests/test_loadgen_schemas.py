@@ -419,3 +419,15 @@ def test_a_timestamp_of_fewer_digits_is_seeded_as_the_server_rounds_it(fresh_db:
         sub_ms = conn.execute("SELECT count(*) FROM messages WHERE extract(microseconds FROM created_at)::bigint "
                               "% 1000 <> 0").fetchone()
     assert result.counts["messages"] == 6000 and off == (0,) and sub_ms == (0,)
+
+
+def test_a_history_time_of_another_type_is_refused_in_one_line_with_its_fix(fresh_db: Server) -> None:
+    for statement in canonical().ddl_statements():
+        if statement.startswith("CREATE TABLE messages"):
+            statement = statement.replace("created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL",
+                                          "created_at BIGINT NOT NULL")
+            assert "created_at BIGINT" in statement
+        _sql(fresh_db, statement)
+    with pytest.raises(ConfigError, match=r"messages.created_at is bigint; .* with a timestamp: name a column .*"
+                                          r"\[map\] .*or change the column's type"):
+        _seed(fresh_db, prebuilt=True)
