@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from app_queries_support import CORPUS, DEFECTS, queries_of
-from commandline import chatbench
+from commandline import in_process
 
 from chatbench.errors import ConfigError
 from chatbench.schema.appqueries import PARAM_ROLES, load_queries, parse_queries, placeholders
@@ -98,18 +98,18 @@ def test_corpus_files_parse_and_bind() -> None:
     assert sum(len(d) for d in DEFECTS.values()) >= 10
 
 
-def test_cli_refuses_unknown_role_before_any_server(tmp_path: Path) -> None:
+def test_cli_refuses_unknown_role_before_any_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "app.sql"
     bad.write_text("-- name: by_tenant\nSELECT * FROM messages WHERE tenant_id = :tenant LIMIT :limit\n")
-    done = chatbench("verify", "--profile", "smoke", "--queries", str(bad), "--backend", "local", timeout=60)
+    done = in_process(capsys, "verify", "--profile", "smoke", "--queries", str(bad), "--backend", "local")
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "parameter :tenant is not a role" in lines[0] and "Traceback" not in done.stderr
     assert "starting" not in done.stderr.lower() and "provision" not in done.stderr.lower()
 
 
-def test_cli_missing_file_is_one_line(tmp_path: Path) -> None:
-    done = chatbench("verify", "--queries", str(tmp_path / "none.sql"), timeout=60)
+def test_cli_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    done = in_process(capsys, "verify", "--queries", str(tmp_path / "none.sql"))
     assert done.returncode == 2 and "--queries" in done.stderr and "Traceback" not in done.stderr
 
 

@@ -17,7 +17,7 @@ from xml.etree import ElementTree
 import psycopg
 import pytest
 from app_queries_support import CORPUS, queries_of, seeded_app
-from commandline import chatbench
+from commandline import chatbench, in_process
 
 from chatbench.benchmarks.results import read
 from chatbench.benchmarks.session import measure_scenarios
@@ -46,11 +46,12 @@ def _blocks(*names: str, edit: dict[str, tuple[str, str]] | None = None) -> str:
 
 
 @pytest.mark.parametrize("command", ["bench", "signoff"])
-def test_a_bad_queries_file_is_one_line_before_any_server(tmp_path: Path, command: str) -> None:
+def test_a_bad_queries_file_is_one_line_before_any_server(tmp_path: Path, command: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "app.sql"
     bad.write_text("-- name: by_tenant\nSELECT * FROM messages WHERE tenant_id = :tenant LIMIT :limit\n")
-    done = chatbench(command, "--backend", "local", "--profile", "smoke", "--queries", str(bad),
-                     "--out" if command == "signoff" else "--results", str(tmp_path / "out"), timeout=60)
+    done = in_process(capsys, command, "--backend", "local", "--profile", "smoke", "--queries", str(bad),
+                      "--out" if command == "signoff" else "--results", str(tmp_path / "out"))
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "parameter :tenant is not a role" in lines[0], lines

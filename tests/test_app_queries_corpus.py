@@ -30,6 +30,10 @@ from chatbench.verify.appcheck import AppVerification, verify_app_queries
 NAMES = tuple(DEFECTS)
 
 
+# Its module-scoped fixtures (seeded databases) are made once on one xdist worker, not once on each.
+pytestmark = pytest.mark.xdist_group("app_queries_corpus")
+
+
 @pytest.fixture(scope="module", params=NAMES)
 def app(request: pytest.FixtureRequest, pg: Server) -> Iterator[SeededApp]:
     with seeded_app(pg, request.param) as seeded:

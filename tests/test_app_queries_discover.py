@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from app_queries_support import CORPUS, roles_of, seeded_schema
-from commandline import chatbench
+from commandline import in_process
 
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
@@ -46,13 +46,14 @@ def test_discovery_reads_the_mapped_names(chatbot: tuple[Server, SeedResult]) ->
 
 
 def test_verify_url_judges_the_application_queries_from_its_folder(
-    chatbot: tuple[Server, SeedResult], tmp_path: Path
+    chatbot: tuple[Server, SeedResult], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, _ = chatbot
     url = server.url.set(drivername="postgresql").render_as_string(hide_password=False)
     out = tmp_path / "verify.json"
-    done = chatbench("verify", "--url", url, "--queries", "queries.sql", "--json", str(out), cwd=CORPUS / NAME,
-                     timeout=600)
+    monkeypatch.chdir(CORPUS / NAME)  # the folder the application runs it from (its chatbench.toml)
+    done = in_process(capsys, "verify", "--url", url, "--queries", "queries.sql", "--json", str(out))
     assert done.returncode == 1, done.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["read_only"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from app_queries_support import CORPUS
-from commandline import chatbench
+from commandline import chatbench, in_process
 
 from chatbench.benchmarks.results import read
 
@@ -20,10 +21,11 @@ TENANT = CORPUS / "chat_tenant"
 FAST = ("--backend", "local", "--profile", "smoke", "--rounds", "20", "--warmup", "2", "--retries", "0")
 
 
-def test_k_matching_no_canonical_nor_app_scenario_is_one_line_naming_both(tmp_path: Path) -> None:
+def test_k_matching_no_canonical_nor_app_scenario_is_one_line_naming_both(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     """Before any server: an expression no scenario matches is one line naming the application's queries too."""
-    done = chatbench("bench", *FAST, "-k", "no_such_query", "--queries", str(TENANT / "queries.sql"),
-                     "--results", str(tmp_path / "out.json"), timeout=60)
+    done = in_process(capsys, "bench", *FAST, "-k", "no_such_query", "--queries", str(TENANT / "queries.sql"),
+                      "--results", str(tmp_path / "out.json"))
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "-k no_such_query: matches no scenario" in lines[0], lines

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from app_queries_support import CORPUS, queries_of, roles_of
-from commandline import chatbench
+from commandline import in_process
 from rehearse_corpus import SMALL_SPEC, SPEC
 
 from chatbench.provision import Server
@@ -104,13 +104,13 @@ def test_a_mapped_schema_is_seeded_loaded_and_verified_through_its_map(pg: Serve
     assert {("no_limit", "messages_of_chat"), ("lost_rows", "history_before")} <= mine, mine
 
 
-def test_a_bad_queries_file_is_one_line_before_any_server(tmp_path: Path) -> None:
+def test_a_bad_queries_file_is_one_line_before_any_server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "app.sql"
     bad.write_text("-- name: by_tenant\nSELECT * FROM messages WHERE tenant_id = :tenant LIMIT :limit\n")
     migration = tmp_path / "m.sql"
     migration.write_text("CREATE INDEX CONCURRENTLY ix_m ON messages (user_id);\n")
-    done = chatbench("rehearse", "--backend", "local", "--profile", "ci", "--migration", str(migration),
-                     "--queries", str(bad), "--out", str(tmp_path / "out"), timeout=60)
+    done = in_process(capsys, "rehearse", "--backend", "local", "--profile", "ci", "--migration", str(migration),
+                      "--queries", str(bad), "--out", str(tmp_path / "out"))
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "parameter :tenant is not a role" in lines[0], lines

@@ -29,6 +29,10 @@ SELECT id, role, content, created_at FROM messages
 HISTORY_INDEX = "messages(conversation_id, created_at, id)"
 
 
+# Its module-scoped fixtures (seeded databases) are made once on one xdist worker, not once on each.
+pytestmark = pytest.mark.xdist_group("assert_plan")
+
+
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeededChatDatabase]:
     base = tmp_path_factory.mktemp("plans")

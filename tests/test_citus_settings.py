@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from commandline import chatbench
+from commandline import in_process
 from reports_fixtures import make_run, make_signoff, make_target
 
 from chatbench.provision.choice import ServerChoice
@@ -29,10 +29,13 @@ from chatbench.signoff.options import beside_coordinator
     ((), {"CHATBENCH_CITUS_DISTRIBUTION": "by_shard"}, "CHATBENCH_CITUS_DISTRIBUTION"),
 ], ids=["argument", "environment"])
 def test_an_unknown_distribution_is_one_line_before_anything_starts(
-        argv: tuple[str, ...], env: dict[str, str], named: str, tmp_path: Path, run_dir: Path) -> None:
+        argv: tuple[str, ...], env: dict[str, str], named: str, tmp_path: Path, run_dir: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
-    done = chatbench("signoff", "--backend", "citus", "--profile", "smoke", "--out", str(out), *argv,
-                     env={**env, "CHATBENCH_RUN_DIR": str(run_dir)}, cwd=tmp_path)
+    for name, value in {**env, "CHATBENCH_RUN_DIR": str(run_dir)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    done = in_process(capsys, "signoff", "--backend", "citus", "--profile", "smoke", "--out", str(out), *argv)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr

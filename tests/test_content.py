@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +43,30 @@ def _role_lengths(pools: Any, role: str) -> np.ndarray:
     return np.array([len(t.encode()) for t in pools.contents[first : first + size]])
 
 
-def test_pools_are_deterministic_in_their_inputs() -> None:
-    spec = ContentSpec()
-    first = _build_pools(LOCALES, 0.2, 7, spec)
-    again = _build_pools(LOCALES, 0.2, 7, spec)
+@pytest.fixture(scope="session")
+def ci_pools() -> tuple[ContentSpec, Any]:
+    """The ``ci`` profile's content spec and pools built from it (uncached, ``_build_pools``), once for
+    the two tests that read them: each build is seconds of text generation. The two share an xdist
+    group, so one worker builds them; session scope, because xdist need not run them back to back."""
+    spec = loadgen.load_spec("ci").content
+    return spec, _build_pools(LOCALES, 0.2, 0, spec)
+
+
+@pytest.mark.xdist_group("content_ci_pools")
+def test_pools_are_deterministic_in_their_inputs(ci_pools: tuple[ContentSpec, Any]) -> None:
+    spec, first = ci_pools
+    again = _build_pools(LOCALES, 0.2, 0, spec)
     assert first.message_fields == again.message_fields
-    other_seed = _build_pools(LOCALES, 0.2, 8, spec)
+    other_seed = _build_pools(LOCALES, 0.2, 1, spec)
     assert other_seed.message_fields != first.message_fields
-    shorter = _build_pools(LOCALES, 0.2, 7, ContentSpec(assistant_median_bytes=700))
+    shorter = _build_pools(LOCALES, 0.2, 0, replace(spec, assistant_median_bytes=700))
+    assert spec.assistant_median_bytes > 700
     assert np.median(_role_lengths(shorter, "assistant")) < np.median(_role_lengths(first, "assistant"))
 
 
-def test_each_role_follows_its_configured_distribution() -> None:
-    spec = loadgen.load_spec("ci").content
-    pools = _build_pools(LOCALES, 0.2, 0, spec)
+@pytest.mark.xdist_group("content_ci_pools")
+def test_each_role_follows_its_configured_distribution(ci_pools: tuple[ContentSpec, Any]) -> None:
+    spec, pools = ci_pools
     for role in ("assistant", "user", "system", "tool"):
         sizes = _role_lengths(pools, role)
         median, top = getattr(spec, f"{role}_median_bytes"), getattr(spec, f"{role}_max_bytes")
@@ -102,6 +113,7 @@ def test_the_readme_table_is_what_the_command_prints() -> None:
         assert line in section, f"README's content table is stale; run python -m chatbench.loadgen.content: {line}"
 
 
+@pytest.mark.xdist_group("ci_seed_0")  # with test_verify_cli's ci test: the worker's server seeds ci once (template)
 def test_the_ci_seed_stores_messages_out_of_line(pg: Server) -> None:
     with seeded_database(pg, "ci") as (db, _), psycopg.connect(db.conninfo()) as conn:
         row = conn.execute("SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE relname = 'messages'").fetchone()

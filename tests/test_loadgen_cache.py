@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from commandline import in_process
 
 from chatbench import loadgen
 from chatbench.loadgen.cache import generator_source_digest, snapshot_root, source_digest
@@ -123,7 +124,9 @@ def test_a_save_leaves_another_live_runs_partial_alone(run_dir: Path) -> None:
         lease_path(run_id).unlink(missing_ok=True)
 
 
-def test_clean_removes_a_dead_runs_partial_and_keeps_a_live_one(run_dir: Path, tmp_path: Path) -> None:
+def test_clean_removes_a_dead_runs_partial_and_keeps_a_live_one(run_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # A cache of its own: a `chatbench clean` of another test (another xdist worker) would otherwise remove the
     # stale partial first, and this clean would not name it.
     cache = tmp_path / "cache"
@@ -141,8 +144,9 @@ def test_clean_removes_a_dead_runs_partial_and_keeps_a_live_one(run_dir: Path, t
         dying.send_signal(signal.SIGKILL)  # a run killed while saving its snapshot
         dying.wait(timeout=10)
         assert dead.exists()
-        done = subprocess.run([sys.executable, "-m", "chatbench", "clean"], capture_output=True, text=True,
-                              timeout=120, env={**_env(run_dir), "CHATBENCH_CACHE_DIR": str(cache)})
+        monkeypatch.setenv("CHATBENCH_RUN_DIR", str(run_dir))
+        monkeypatch.setenv("CHATBENCH_CACHE_DIR", str(cache))
+        done = in_process(capsys, "clean")
         assert done.returncode == 0, done.stderr
         assert dead.name in done.stderr and stale.name in done.stderr
         assert not dead.exists() and not stale.exists()
@@ -155,7 +159,8 @@ def test_clean_removes_a_dead_runs_partial_and_keeps_a_live_one(run_dir: Path, t
             shutil.rmtree(path, ignore_errors=True)
 
 
-def test_a_killed_seeds_skeleton_is_removed_by_clean(run_dir: Path, tmp_path: Path) -> None:
+def test_a_killed_seeds_skeleton_is_removed_by_clean(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The spilled message skeleton is owned like a report set's staging folder: SIGKILL the seed while
     it copies and ``chatbench clean`` removes the skeleton (and its owner record)."""
     from chatbench.provision.owner import STAGING_PREFIX
@@ -174,8 +179,8 @@ def test_a_killed_seeds_skeleton_is_removed_by_clean(run_dir: Path, tmp_path: Pa
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    done = subprocess.run([sys.executable, "-m", "chatbench", "clean"], capture_output=True, text=True,
-                          timeout=120, env=_env(run_dir))
+    monkeypatch.setenv("CHATBENCH_RUN_DIR", str(run_dir))
+    done = in_process(capsys, "clean")
     assert done.returncode == 0, done.stderr
     assert not list(run_dir.rglob(f"{STAGING_PREFIX}skeleton-*")), done.stderr
     assert not list(run_dir.glob("run-*.owner")), done.stderr

@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 import subprocess
 
-from commandline import chatbench
+import pytest
+from commandline import in_process
 
 
-def _seed(*args: str) -> subprocess.CompletedProcess[str]:
-    return chatbench("seed", "--backend", "local", *args)
+def _seed(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    return in_process(capsys, "seed", "--backend", "local", *args)
 
 
-def test_seed_command_prints_summary_and_checksum() -> None:
-    done = _seed("--profile", "smoke", "--set", "messages.count=8000", "--set", "conversations.count=500",
+def test_seed_command_prints_summary_and_checksum(capsys: pytest.CaptureFixture[str]) -> None:
+    done = _seed(capsys, "--profile", "smoke", "--set", "messages.count=8000", "--set", "conversations.count=500",
                  "--workers", "2", "--no-cache")
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"[0-9a-f]{32}\n", done.stdout)
@@ -23,8 +24,8 @@ def test_seed_command_prints_summary_and_checksum() -> None:
         assert needle in done.stderr, needle
 
 
-def test_seed_command_rejects_bad_spec_in_one_line() -> None:
-    done = _seed("--profile", "smoke", "--set", "whales.count=-1")
+def test_seed_command_rejects_bad_spec_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    done = _seed(capsys, "--profile", "smoke", "--set", "whales.count=-1")
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert any("whales.count = -1" in line and ">= 1" in line for line in lines), done.stderr

@@ -142,12 +142,15 @@ def test_pytest_fixtures_refuse_bad_models_before_any_test(app_project: Path, ru
     (app_project / "tests").mkdir()
     (app_project / "tests" / "test_app.py").write_text("def test_it(chat_db):\n    pass\n")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CHATBENCH_") or k == "CHATBENCH_CACHE_DIR"}
-    environ |= {"CHATBENCH_BACKEND": "local", "CHATBENCH_RUN_DIR": str(run_dir)}
+    # chatbench's plugin alone (-p, entry points off): a second less per run than every installed plugin;
+    # test_pytest_plugin.py's other runs load it through its pytest11 entry point.
+    environ |= {"CHATBENCH_BACKEND": "local", "CHATBENCH_RUN_DIR": str(run_dir), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     for reference, expected in (("badapp.models:NOT_METADATA", "--chatbench-models 'badapp.models:NOT_METADATA': "
                                  "'NOT_METADATA' is not a SQLAlchemy MetaData"),
                                 ("badapp.models", "--chatbench-models badapp.models: is not MODULE:ATTR")):
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--chatbench-models",
-                               reference], cwd=app_project, env=environ, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                               "chatbench.pytest_plugin", "--chatbench-models", reference], cwd=app_project,
+                              env=environ, capture_output=True, text=True, timeout=120)
         assert done.returncode == 4, done.stdout + done.stderr
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("ERROR: chatbench: "), done.stderr
@@ -193,8 +196,9 @@ def test_chat_db_is_built_from_the_application_models(tmp_path: Path, run_dir: P
             assert "trg_messages_touch_conversation" in triggers, triggers
     '''))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CHATBENCH_") or k == "CHATBENCH_CACHE_DIR"}
-    environ |= {"CHATBENCH_BACKEND": "local", "CHATBENCH_RUN_DIR": str(run_dir)}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--chatbench-models",
-                           REFERENCE], cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300)
+    environ |= {"CHATBENCH_BACKEND": "local", "CHATBENCH_RUN_DIR": str(run_dir), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
+                           "chatbench.pytest_plugin", "--chatbench-models", REFERENCE],  # chatbench's plugin alone
+                          cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "template schema --chatbench-models app.models:Base: made once" in done.stdout, done.stdout

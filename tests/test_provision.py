@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from commandline import chatbench, start_server
+from commandline import chatbench, in_process, start_server
 from servers import DEBIAN_PG15, unavailable
 
 from chatbench import schema
@@ -219,14 +219,16 @@ def test_sigterm_on_container_server_removes_the_container() -> None:
         client.close()
 
 
-def test_clean_removes_what_a_sigkilled_server_left(run_dir: Path) -> None:
+def test_clean_removes_what_a_sigkilled_server_left(run_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     proc, _ = _start_server_process("--backend", "local", run_dir=run_dir)
     leftover = next(run_dir.glob("cluster-*"))
     pid = int((leftover / "data" / "postmaster.pid").read_text().split()[0])
     proc.kill()
     proc.wait(timeout=10)
     assert pid_alive(pid) and leftover.exists()  # what SIGKILL leaves behind
-    result = chatbench("clean", env={"CHATBENCH_RUN_DIR": str(run_dir)})
+    monkeypatch.setenv("CHATBENCH_RUN_DIR", str(run_dir))
+    result = in_process(capsys, "clean")
     assert result.returncode == 0, result.stderr
     assert f"cluster {leftover.name}: removed" in result.stderr
     deadline = time.monotonic() + 10
@@ -255,7 +257,7 @@ def test_clean_removes_a_sigkilled_container() -> None:
         client.close()
 
 
-def test_clean_drops_leftover_dsn_run_databases(pg: Server) -> None:
+def test_clean_drops_leftover_dsn_run_databases(pg: Server, capsys: pytest.CaptureFixture[str]) -> None:
     dsn = pg.admin_url.render_as_string(hide_password=False)
     script = (
         "import os, sys\n"
@@ -273,7 +275,7 @@ def test_clean_drops_leftover_dsn_run_databases(pg: Server) -> None:
         for database in (partial, complete):
             conn.execute(f"CREATE DATABASE {database}")
             conn.execute(f"ALTER DATABASE {database} IS_TEMPLATE true")
-    result = chatbench("clean", "--dsn", dsn)
+    result = in_process(capsys, "clean", "--dsn", dsn)
     assert result.returncode == 0, result.stderr
     assert f"database {partial}: removed" in result.stderr
     assert not {name, partial} & _databases(pg)
@@ -283,13 +285,14 @@ def test_clean_drops_leftover_dsn_run_databases(pg: Server) -> None:
         conn.execute(f"DROP DATABASE {complete}")
 
 
-def test_schema_cli_prints_and_applies(fresh_db: Server) -> None:
-    ddl = chatbench("schema", "ddl")
+def test_schema_cli_prints_and_applies(fresh_db: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    ddl = in_process(capsys, "schema", "ddl")
     assert ddl.returncode == 0 and schema.fingerprint() in ddl.stdout and "CREATE TABLE messages" in ddl.stdout
     url = fresh_db.url.render_as_string(hide_password=False)
-    _assert_one_line_usage_error(chatbench("schema", "apply", "--url", url), "--allow-destructive")
-    assert chatbench("schema", "apply", "--url", url, "--allow-destructive").returncode == 0
-    _assert_one_line_usage_error(chatbench("schema", "apply", "--url", url, "--allow-destructive"), "already exists")
+    _assert_one_line_usage_error(in_process(capsys, "schema", "apply", "--url", url), "--allow-destructive")
+    assert in_process(capsys, "schema", "apply", "--url", url, "--allow-destructive").returncode == 0
+    _assert_one_line_usage_error(in_process(capsys, "schema", "apply", "--url", url, "--allow-destructive"),
+                                 "already exists")
 
 
 def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path) -> None:

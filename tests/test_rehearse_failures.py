@@ -19,6 +19,11 @@ from chatbench.rehearse.result import FORMAT_VERSION
 from chatbench.rehearse.stage import smaller_spec
 from chatbench.rehearse.statements import split_sql
 
+# Every rehearsal here seeds the ci profile's history (and its 20,000-message smaller size) with seed 1 on
+# the worker's session server; the seed cache keeps each as a template database on that server, so on one
+# worker the sizes are seeded once for the file instead of once per worker.
+pytestmark = pytest.mark.xdist_group("rehearse_ci_seed_1")
+
 
 def _plan(*, sql: str | None = None, command: str | None = None, timeout_s: float = 60.0) -> RehearsalPlan:
     spec = loadgen.load_spec("ci")

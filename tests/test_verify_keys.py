@@ -39,6 +39,10 @@ def _seeded(pg: Server, key_type: str | None) -> Iterator[Seeded]:
         drop_database(template)
 
 
+# Its module-scoped fixtures (seeded databases) are made once on one xdist worker, not once on each.
+pytestmark = pytest.mark.xdist_group("verify_keys")
+
+
 @pytest.fixture(scope="module", params=KEY_TYPES)
 def keyed(pg: Server, request: pytest.FixtureRequest) -> Iterator[Seeded]:
     yield from _seeded(pg, request.param)

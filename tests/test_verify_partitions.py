@@ -34,6 +34,10 @@ def _partitioned(pg: Server, prefix: str, layout: tuple[str, ...]) -> Iterator[S
         drop_database(db)
 
 
+# Its module-scoped fixtures (seeded databases) are made once on one xdist worker, not once on each.
+pytestmark = pytest.mark.xdist_group("verify_partitions")
+
+
 @pytest.fixture(scope="module")
 def monthly(pg: Server) -> Iterator[Server]:
     yield from _partitioned(pg, "vmonth", monthly_messages())
