@@ -19,14 +19,16 @@ from chatbench.rehearse.result import FORMAT_VERSION
 from chatbench.rehearse.stage import smaller_spec
 from chatbench.rehearse.statements import split_sql
 
-# Every rehearsal here seeds the ci profile's history (and its 20,000-message smaller size) with seed 1 on
-# the worker's session server; the seed cache keeps each as a template database on that server, so on one
-# worker the sizes are seeded once for the file instead of once per worker.
+# Every rehearsal here seeds the ci profile's history scaled to a quarter (its shape and whales kept: what
+# is judged here is a verdict, not a volume) and its 20,000-message smaller size, with seed 1 on the worker's
+# session server; the seed cache keeps each as a template database on that server, so on one worker the
+# sizes are seeded once for the file instead of once per worker.
 pytestmark = pytest.mark.xdist_group("rehearse_ci_seed_1")
+QUARTER_CI = {"messages.count": 50_000, "conversations.count": 3_000, "users.count": 500, "whales.count": 4}
 
 
 def _plan(*, sql: str | None = None, command: str | None = None, timeout_s: float = 60.0) -> RehearsalPlan:
-    spec = loadgen.load_spec("ci")
+    spec = loadgen.load_spec("ci", overrides=QUARTER_CI)
     return RehearsalPlan(
         migration=None if sql is None else split_sql(sql, "t.sql"), migration_source="t", migration_cmd=command,
         before_file=None, before_cmd=None, spec=spec, small_spec=smaller_spec(spec), seed=1,
