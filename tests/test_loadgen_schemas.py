@@ -402,16 +402,21 @@ def test_a_role_column_allowing_fewer_or_other_labels_gets_them(fresh_db: Server
     assert result.counts["messages"] == 6000 and roles == expected
 
 
+def _canonical_with_messages_column(db: Server, column: str, instead: str) -> None:
+    """The canonical schema built on ``db`` with one column definition of ``messages`` written otherwise."""
+    for statement in canonical().ddl_statements():
+        if statement.startswith("CREATE TABLE messages"):
+            assert column in statement, column
+            statement = statement.replace(column, instead)
+        _sql(db, statement)
+
+
 def test_a_timestamp_of_fewer_digits_is_seeded_as_the_server_rounds_it(fresh_db: Server) -> None:
     """messages.created_at as timestamp(3): the server rounds each message's time to the millisecond, and a
     conversation's updated_at (its last message's created_at) is rounded the same way, so the seed's integrity
     check (updated_at = the last message's created_at) holds."""
-    for statement in canonical().ddl_statements():
-        if statement.startswith("CREATE TABLE messages"):
-            statement = statement.replace("created_at TIMESTAMP WITH TIME ZONE",
-                                          "created_at TIMESTAMP(3) WITH TIME ZONE")
-            assert "TIMESTAMP(3)" in statement
-        _sql(fresh_db, statement)
+    _canonical_with_messages_column(fresh_db, "created_at TIMESTAMP WITH TIME ZONE",
+                                    "created_at TIMESTAMP(3) WITH TIME ZONE")
     result = _seed(fresh_db, prebuilt=True)
     with psycopg.connect(fresh_db.conninfo()) as conn:
         off = conn.execute("SELECT count(*) FROM conversations c WHERE updated_at <> (SELECT max(created_at) "
@@ -422,12 +427,8 @@ def test_a_timestamp_of_fewer_digits_is_seeded_as_the_server_rounds_it(fresh_db:
 
 
 def test_a_history_time_of_another_type_is_refused_in_one_line_with_its_fix(fresh_db: Server) -> None:
-    for statement in canonical().ddl_statements():
-        if statement.startswith("CREATE TABLE messages"):
-            statement = statement.replace("created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL",
-                                          "created_at BIGINT NOT NULL")
-            assert "created_at BIGINT" in statement
-        _sql(fresh_db, statement)
+    _canonical_with_messages_column(fresh_db, "created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL",
+                                    "created_at BIGINT NOT NULL")
     with pytest.raises(ConfigError, match=r"messages.created_at is bigint; .* with a timestamp: name a column .*"
                                           r"\[map\] .*or change the column's type"):
         _seed(fresh_db, prebuilt=True)
