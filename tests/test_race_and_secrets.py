@@ -149,7 +149,8 @@ def test_a_password_of_escaping_characters_is_in_no_output_file_or_log(dsn: DsnS
     _, server_err = proc.communicate(timeout=60)
     outputs.append(("server", proc.returncode, url + server_err))
     assert "PGPASSWORD or ~/.pgpass" in " ".join(server_err.split()) and USER in url
-    assert outputs[0][1] == 0 and outputs[1][1] in (0, 1), outputs[:2]  # they ran (a busy machine may FAIL targets)
+    # they ran: a busy machine may FAIL targets or leave them undecided (3); this test judges secrets, not verdicts
+    assert outputs[0][1] == 0 and outputs[1][1] in (0, 1, 3), outputs[:2]
     files = [p for base in (tmp_path, run_dir, cache_dir) if base.exists() for p in base.rglob("*") if p.is_file()]
     assert any(p.name == "signoff.html" for p in files)
     texts = [(name, text) for name, _, text in outputs]
