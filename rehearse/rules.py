@@ -32,6 +32,8 @@
 
 from __future__ import annotations
 
+import math
+
 from chatbench.rehearse import advice
 from chatbench.rehearse.budgets import Budgets
 from chatbench.rehearse.locks import short
@@ -221,12 +223,11 @@ def _saturated(size: SizeRun) -> RuleFinding | None:
         return None  # a request due while each client finished its last one is not a queue
     waited = "; ".join(f"{name}: p50 {w.reads.p50_ms:.0f} ms" for name, w in (("before it", before),
                                                                               ("during it", during))
-                       if w.reads.requests and w.reads.p50_ms == w.reads.p50_ms)
-    clients = size.load.split(", mix ")[0]
+                       if w.reads.requests and not math.isnan(w.reads.p50_ms))
     return RuleFinding(
         "load_saturated", "ERROR", None, "", None, None, None, None, None,
         f"at {size.messages:,} messages: {unserved} of the {due} app requests due around the migration were never "
-        f"sent, the clients still working off their own queue when the load stopped ({clients}; reads "
+        f"sent, the clients still working off their own queue when the load stopped (reads "
         f"{waited or 'not measured'}): what the migration blocked cannot be told from a queue the load builds by "
         "itself",
         "lower --rate, or fix the app's slow queries (the verification names them), and rehearse again")
