@@ -144,7 +144,7 @@ def baseline_from_history(location: str, spec: str, *, runs: int = BASELINE_RUNS
     """``history:BRANCH`` -> the last ``runs`` runs recorded on BRANCH per server label (of ``profile`` when
     given), and the median one of each label; refused in one line when there is none."""
     branch = spec.removeprefix(BASELINE_PREFIX) or "main"
-    with opened(location) as store:
+    with opened(location, create=False) as store:
         name = redact(store.name)
         rows = [r for r in store.values(branch=branch) if r.run.kind != REHEARSAL_KIND]  # never a baseline
         if not rows:

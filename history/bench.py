@@ -255,7 +255,7 @@ def agreement(inputs: Inputs, python: str) -> list[str]:
 
 
 def inputs_of(location: str, quiet_runs: int | None, length: int, trials: int, seed: int) -> Inputs:
-    with opened(location) as store:
+    with opened(location, create=False) as store:
         rows = store.values()
     whole = tuple(s for s in build_series(rows) if len(s.points) >= 2)
     whole_runs = max(len(s.points) for s in whole)

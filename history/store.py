@@ -263,9 +263,15 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
-def open_store(location: str) -> Store:
-    """The store at ``location`` (a path or a URL), created when empty, refused in one line when foreign."""
+def open_store(location: str, *, create: bool = True) -> Store:
+    """The store at ``location`` (a path or a URL), created when empty, refused in one line when foreign.
+
+    ``create=False`` is for readers (show, detect, export, a baseline): a SQLite file that is not there is
+    refused in one line instead of being left behind, empty, by a command that then fails."""
     url = store_url(location)
+    if not create and url.drivername == "sqlite" and url.database and not Path(url.database).exists():
+        raise ChatbenchError(f"--history {shown(url)}: no store there yet; record runs into it first (--history "
+                             "on bench, signoff or rehearse, or `chatbench history add RESULT.json`)")
     engine = _sqlite_engine(url) if url.drivername == "sqlite" else create_engine(url, pool_pre_ping=True)
     store = Store(engine, url)
     try:
@@ -332,8 +338,8 @@ def default_location(cache_dir: Path) -> str:
 
 
 @contextlib.contextmanager
-def opened(location: str) -> Iterator[Store]:
-    store = open_store(location)
+def opened(location: str, *, create: bool = True) -> Iterator[Store]:
+    store = open_store(location, create=create)
     try:
         yield store
     finally:

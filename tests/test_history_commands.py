@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from commandline import chatbench
+from commandline import chatbench, in_process
 from dsn_server import DsnServer, password_forms
 from history_fixtures import result_file
 from reports_fixtures import SCENARIOS, make_run
@@ -106,10 +106,22 @@ def test_a_history_baseline_with_nothing_to_offer_is_refused_in_one_line(tmp_pat
     done = chatbench("signoff", *SMOKE, "--scaling", "none", "--out", str(tmp_path / "out"), "--history", str(store),
                      "--baseline", "history:nope", timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
-    errors = [line for line in done.stderr.splitlines() if "history:nope" in line]
-    assert len(errors) == 1 and "no run on branch 'nope'" in errors[0], done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    expected = "no run on branch 'nope'" if case == "unknown branch" else f"--history {store}: no store there yet"
+    assert len(errors) == 1 and expected in errors[0], done.stderr
     assert "Traceback" not in done.stderr
     assert "provision" not in done.stderr and not (tmp_path / "out" / "signoff.json").exists()  # no server started
+    assert store.exists() == (case == "unknown branch"), "a refused run left an empty store behind"
+
+
+@pytest.mark.parametrize("action", ["show", "detect", "export bmf"])
+def test_reading_a_store_that_is_not_there_is_one_line_and_creates_none(tmp_path: Path, action: str,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "never.sqlite"
+    done = in_process(capsys, "history", *action.split(), "--history", str(store))
+    assert done.returncode == 2 and done.stderr.count("error:") == 1, done.stderr
+    assert f"--history {store}: no store there yet" in done.stderr and "history add" in done.stderr
+    assert not store.exists()
 
 
 def _run_at(folder: Path, index: int, factor: float) -> Path:

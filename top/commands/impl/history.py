@@ -76,7 +76,7 @@ def _add(settings: Settings, files: list[str]) -> int:
 
 
 def _rows(settings: Settings, scenarios: list[str]) -> tuple[list[StoredValue], str]:
-    with opened(location(settings)) as store:
+    with opened(location(settings), create=False) as store:
         rows = store.values(branch=settings.branch, scenarios=scenarios)
         name = store.name
     if not rows:
