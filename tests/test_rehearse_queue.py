@@ -1,6 +1,6 @@
 """The rules the long transaction, WAL and residue brought, judged on their corpus pairs (``rehearse_corpus.PAIRS``)
-on PostgreSQL 18 (embedded) and 15 (Debian): each unsafe version FAILs its rule with the evidence in every report
-format (Markdown, HTML, JSON, JUnit), each safe version passes every rule.
+on PostgreSQL 18 (embedded) and, one pair of each rule, 15 (Debian): each unsafe version FAILs its rule with the
+evidence in every report format (Markdown, HTML, JSON, JUnit), each safe version passes every rule.
 
 - a metadata-only ADD COLUMN behind a long transaction: without lock_timeout the app queues behind its waiting lock
   for as long as the transaction runs (``lock_timeout`` FAIL naming it); with a short one, each try gives up, is
@@ -169,9 +169,17 @@ def test_pairs_pg18(pg: Server, pair: Pair, safe: bool, tmp_path: Path) -> None:
     check_safe(pair, result, tmp_path) if safe else check_unsafe(pair, result, tmp_path)
 
 
+ON_PG15 = ("add_column_long_transaction", "backfill", "concurrent_unique_index")
+"""One pair of each rule on PostgreSQL 15 too (the queue behind a long transaction, WAL, residue): the locks, queue
+and WAL are the server's. The transaction block retried whole and the Alembic command retried are the harness's
+own, the same on either version, and each of the two pairs costs about 25 s a version (the long transaction runs
+at both sizes)."""
+
+
 @pytest.mark.pg15
 @pytest.mark.parametrize("safe", [False, True], ids=["unsafe", "safe"])
-@pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
+@pytest.mark.parametrize("pair", [p for p in PAIRS if p.name in ON_PG15],
+                         ids=[p.name for p in PAIRS if p.name in ON_PG15])
 def test_pairs_pg15(pg15: Server, pair: Pair, safe: bool, tmp_path: Path) -> None:
     result = rehearse(pg15, plan_for(pair, tmp_path, safe=safe))
     check_safe(pair, result, tmp_path) if safe else check_unsafe(pair, result, tmp_path)
