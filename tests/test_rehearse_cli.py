@@ -62,6 +62,7 @@ def test_split_keeps_function_bodies_and_marks_transaction_blocks() -> None:
     assert statements[3].sql.endswith("$$ SELECT 1; $$")
 
 
+@pytest.mark.slow  # a whole ci rehearsal at two sizes, an Alembic run at each: the fast tier's longest test
 def test_alembic_migration_via_migration_cmd(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     index = 'op.create_index("ix_messages_user_id", "messages", ["user_id"])'
