@@ -55,9 +55,9 @@ def no_xdist_worker_variables_in_children() -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``--dist loadgroup`` (the noxfile's WORKERS and FAST_WORKERS) for pytest 9: pytest-xdist sends an ``xdist_group``'s
-    tests to one worker by the ``@group`` suffix its worker writes into ``item._nodeid``, but pytest 9 reads
-    a node's id from ``item._id``: the suffix was lost and every group spread over both workers (each then
+    """``--dist loadgroup`` (the noxfile's WORKERS and FAST_WORKERS) for pytest 9: pytest-xdist sends an
+    ``xdist_group``'s tests to one worker by the ``@group`` suffix its worker writes into ``item._nodeid``, but
+    pytest 9 reads a node's id from ``item._id``: the suffix was lost and every group spread over the workers (each then
     building the module fixtures and seed templates the group exists to share). The suffix is written here
     where pytest 9 reads it, on an xdist worker under loadgroup, when xdist's own did not take. Upstream:
     pytest-dev/pytest-xdist#1386 (open, fix proposed in #1388); drop this hook once a fixed xdist is out."""
