@@ -1,7 +1,8 @@
 """The sessions CI and people run. Each installs the project itself into its own virtualenv.
 
     nox -s fast           the edit loop: every test but the container, PG 15, packaging, crash and slow
-                          ones (markers), three workers; about two minutes
+                          ones (markers), three workers; about two minutes (`nox -R -s fast` skips the
+                          reinstall once the virtualenv exists)
     nox -s tests          the whole test suite CI runs (real servers: embedded PG 18, Debian PG 15, Docker)
     nox -s lint           ruff + mypy
     nox -s signoff        the pre-release sign-off on the embedded default (the README's main job)
