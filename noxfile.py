@@ -42,8 +42,8 @@ WORKERS = ("-n", "2", "--dist", "loadgroup")
 four workers were barely faster, with timing-judged tests rerun); tests that must share a worker (one wheel
 build, a module's expensive fixtures) carry an ``xdist_group`` marker."""
 FAST_WORKERS = ("-n", "3", "--dist", "loadgroup")
-"""Three workers for the fast tier: about a third of its time is waiting (lock timeouts, hanging commands
-stopped at their timeout, concurrent writer processes), which a third worker fills (docs/design.md)."""
+"""Three workers for the fast tier: part of its time is waiting (lock timeouts, hanging commands stopped at
+their timeout, concurrent writer processes), which a third worker fills; measured in docs/design.md."""
 
 
 @nox.session(python=PYTHON)
