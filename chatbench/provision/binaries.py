@@ -6,9 +6,12 @@ any other bin directory, e.g. Debian's ``/usr/lib/postgresql/15/bin``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import os
 import re
+import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,17 +109,7 @@ def runnable_binaries(binaries: PgBinaries, user: OsUser) -> PgBinaries:
     package_dir = install_root.parent
     target = cache_root() / "pg-install" / binaries.key
     if not (target / ".complete").exists():
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(install_root, partial / package_dir.name / install_root.name, symlinks=True)
-        for libs in package_dir.parent.glob(f"{package_dir.name}.libs"):
-            shutil.copytree(libs, partial / libs.name, symlinks=True)
-        for path in [partial, *partial.rglob("*")]:
-            if path.is_dir():
-                path.chmod(0o755)
-        (partial / ".complete").touch()
-        shutil.rmtree(target, ignore_errors=True)
-        partial.rename(target)
+        _publish_copy(install_root, package_dir, target)
     relocated_bin = target / package_dir.name / install_root.name / "bin"
     relocated = PgBinaries(relocated_bin, binaries.version, binaries.major, binaries.source)
     if not user.can_execute(relocated.bin_dir / "postgres"):
@@ -125,3 +118,32 @@ def runnable_binaries(binaries: PgBinaries, user: OsUser) -> PgBinaries:
             "check that its parent directories are world-executable or set CHATBENCH_PG_OS_USER"
         )
     return relocated
+
+
+def _publish_copy(install_root: Path, package_dir: Path, target: Path) -> None:
+    """Copy the build into ``target`` so that any number of processes can do it at once (two xdist workers, two
+    runs started together on a fresh machine): each copies into a partial folder of its own and publishes it with
+    one atomic rename. The first rename wins; a later one finds ``target`` there and throws its own copy away.
+    A shared partial folder let one process delete the copy another was making, and publish what was left (an
+    install without ``share/timezonesets``, on which every initdb then failed)."""
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        shutil.copytree(install_root, partial / package_dir.name / install_root.name, symlinks=True)
+        for libs in package_dir.parent.glob(f"{package_dir.name}.libs"):
+            shutil.copytree(libs, partial / libs.name, symlinks=True)
+        for path in [partial, *partial.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        (partial / ".complete").touch()
+        if target.exists() and not (target / ".complete").exists():  # a copy left half-made by an older chatbench
+            stale = target.with_name(f"{target.name}.stale-{os.getpid()}-{secrets.token_hex(4)}")
+            with contextlib.suppress(FileNotFoundError):
+                target.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            partial.rename(target)
+        except OSError:  # another process published its complete copy first: use that one
+            if not (target / ".complete").exists():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
