@@ -70,9 +70,15 @@ def scaled(run: BenchmarkRun, factor: float, index: int = 0) -> BenchmarkRun:
 
 
 def history_of(store: Path, run: BenchmarkRun, factor: float, label: str) -> None:
-    """Six runs of branch main: ``run`` made ``factor`` times as long, all alike (a level without noise)."""
+    """Six runs of branch main: ``run`` made ``factor`` times as long, all alike (a level without noise).
+
+    Recorded without the machine's load: the detector leaves out a run measured at more than 1.5 times the
+    series' median load (``suspect_loads``), so a re-measurement made while the other xdist worker runs the crash
+    batteries (3.2 per CPU in CI29, against the history's own load) was never a change point, and these tests
+    judged the load, not the confirmation. Without a recorded load in the history, nothing is suspect."""
     for index in range(6):
-        record_run(str(store), scaled(run, factor, index), label, Provenance(f"{index:040d}", "main"))
+        history = replace(scaled(run, factor, index), machine=None)
+        record_run(str(store), history, label, Provenance(f"{index:040d}", "main"))
 
 
 def judged(measured: Measured, store: Path, first: BenchmarkRun) -> TargetSignoff:
