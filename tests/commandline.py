@@ -5,17 +5,48 @@ and returns once it printed its URL (the first line on stdout). ``in_process(cap
 command through ``chatbench.cli.main`` in the test's own process, for a test that needs no process of
 its own (no signal, no exit of a process, no environment the test cannot set with monkeypatch): the
 same exit code and streams without the second or so of imports each child pays.
+
+``chatbench(*argv)`` forks its process from a warm interpreter (``warm_cli.py``, one per test process)
+that has imported every command already: the command still runs in a process of its own, with its own
+streams, environment, working directory, signals and exit code, but without the second of imports, which
+was the largest single share of the suite's CPU time. Two things a fork does not repeat are an
+interpreter's start-up (what an import reads from the environment) and its hash seed, so:
+
+- a command whose environment changes what an import reads (``FRESH_PREFIXES``) starts a fresh
+  interpreter, as does every command when ``CHATBENCH_TESTS_FRESH_CLI=1`` is set;
+- ``python -m chatbench`` itself, from a fresh interpreter, is run by ``start_server``, the crash
+  battery, the start-up, packaging and application-project tests.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
+import locale
 import os
+import selectors
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+FRESH_PREFIXES = ("PYTHON", "LC_", "LANG", "DOCKER_", "TESTCONTAINERS_", "TC_", "RYUK_")
+"""Environment read while importing: by the interpreter (``PYTHON*``, the locale) and by testcontainers,
+whose configuration is read from the environment when it is imported. A command given a different value of
+one of these runs in a fresh interpreter. PYTHONPATH is the exception the warm child applies itself."""
+
+FRESH_SWITCH = "CHATBENCH_TESTS_FRESH_CLI"
+"""Set to 1 to run every command in a fresh interpreter, as before the warm one (to rule it out)."""
+
+WARM_START_TIMEOUT = 120.0
 
 
 def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -26,10 +57,128 @@ def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
 def chatbench(*argv: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 300,
               merged: bool = False) -> subprocess.CompletedProcess[str]:
     """``python -m chatbench ARGV`` to its end, stdout and stderr captured apart, or with ``merged`` as
-    one stream in ``stdout`` (what a CI log shows)."""
+    one stream in ``stdout`` (what a CI log shows); forked from the warm interpreter where it may be."""
+    full = environment(env)
+    warm = _warm_interpreter(full)
+    if warm is not None:
+        return warm.run(list(argv), full, Path.cwd() if cwd is None else cwd, timeout, merged)
     return subprocess.run([sys.executable, "-m", "chatbench", *argv], stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True,
-                          env=environment(env), cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
+                          env=full, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class WarmInterpreter:
+    """The running ``warm_cli.py`` of this test process, the environment it started with and its socket."""
+
+    process: subprocess.Popen[bytes]
+    socket_path: str
+    started_env: Mapping[str, str]
+
+    def serves(self, env: Mapping[str, str]) -> bool:
+        """Whether a command with ``env`` may be forked here: alive, and nothing an import reads changed."""
+        if self.process.poll() is not None:
+            return False
+        keys = {key for key in (*env, *self.started_env) if key.startswith(FRESH_PREFIXES) and key != "PYTHONPATH"}
+        return all(env.get(key) == self.started_env.get(key) for key in keys)
+
+    def run(self, argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float,
+            merged: bool) -> subprocess.CompletedProcess[str]:
+        """The command forked, its streams read to their end, its exit code as ``subprocess`` reports it."""
+        args = [sys.executable, "-m", "chatbench", *argv]
+        deadline = time.monotonic() + timeout
+        out_read, out_write = os.pipe()
+        err_read, err_write = (out_read, out_write) if merged else os.pipe()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        body = json.dumps({"argv": argv, "env": dict(env), "cwd": str(cwd)}).encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            try:
+                conn.connect(self.socket_path)
+                socket.send_fds(conn, [f"{len(body)}\n".encode() + body], [stdin, out_write, err_write])
+            finally:
+                for fd in {stdin, out_write, err_write}:
+                    os.close(fd)
+            replies = conn.makefile("rb")
+            try:
+                conn.settimeout(max(deadline - time.monotonic(), 0.001))
+                pid = int(replies.readline())
+                try:
+                    streams = _read_to_end([out_read] if merged else [out_read, err_read], deadline)
+                    conn.settimeout(max(deadline - time.monotonic(), 0.001))
+                    code = int(replies.readline())
+                except TimeoutError as expired:
+                    os.kill(pid, signal.SIGKILL)
+                    raise subprocess.TimeoutExpired(args, timeout) from expired
+            finally:
+                for fd in {out_read, err_read}:
+                    os.close(fd)
+        out = _text(streams[out_read])
+        err = None if merged else _text(streams[err_read])
+        return subprocess.CompletedProcess(args, code, out, err)
+
+
+_warm: WarmInterpreter | None = None
+_warm_lock = threading.Lock()
+
+
+def _warm_interpreter(env: Mapping[str, str]) -> WarmInterpreter | None:
+    """This test process's warm interpreter, started on first use; None where a fresh one must run."""
+    global _warm
+    if os.environ.get(FRESH_SWITCH) == "1":
+        return None
+    with _warm_lock:
+        if _warm is None or _warm.process.poll() is not None:
+            _warm = _start_warm_interpreter()
+        return _warm if _warm.serves(env) else None
+
+
+def _start_warm_interpreter() -> WarmInterpreter:
+    """``warm_cli.py`` started and ready (its imports done), stopped when this test process ends."""
+    folder = tempfile.mkdtemp(prefix="chatbench-warm-")
+    path = os.path.join(folder, "cli.sock")
+    started_env = dict(os.environ)
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("warm_cli.py")), path],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=started_env, cwd=folder)
+    assert process.stdout is not None and process.stderr is not None
+    ready = _read_to_end([process.stdout.fileno()], time.monotonic() + WARM_START_TIMEOUT, until=b"ready\n")
+    if ready[process.stdout.fileno()] != b"ready\n":
+        process.kill()
+        raise RuntimeError(f"the warm interpreter did not start: {process.stderr.read().decode(errors='replace')}")
+
+    def stop() -> None:
+        process.terminate()
+        process.wait(timeout=30)
+
+    atexit.register(stop)
+    return WarmInterpreter(process, path, started_env)
+
+
+def _read_to_end(fds: list[int], deadline: float, until: bytes | None = None) -> dict[int, bytes]:
+    """Everything written to ``fds`` until each is closed (or ``until`` arrives on the first), reading them
+    at once so a full pipe never blocks the writer; ``TimeoutError`` at ``deadline``."""
+    chunks: dict[int, bytearray] = {fd: bytearray() for fd in fds}
+    with selectors.DefaultSelector() as selector:
+        for fd in fds:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            for key, _ in selector.select(left):
+                data = os.read(key.fd, 1 << 16)
+                if data:
+                    chunks[key.fd] += data
+                else:
+                    selector.unregister(key.fd)
+            if until is not None and chunks[fds[0]] == until:
+                break
+    return {fd: bytes(data) for fd, data in chunks.items()}
+
+
+def _text(data: bytes) -> str:
+    """Bytes as ``subprocess.run(text=True)`` decodes them: the locale's encoding, universal newlines."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def start_server(*argv: str, env: Mapping[str, str] | None = None,

@@ -1,0 +1,168 @@
+"""A warm interpreter: ``python -m chatbench ARGV`` without paying its imports again for every command.
+
+The suite runs about seven hundred chatbench commands as child processes, and a child spends most of a second
+importing (SQLAlchemy, psycopg, numpy, Faker and chatbench's own modules) before it does anything: in a profile
+of the whole suite that was the largest single share of its CPU time (docs/design.md, "The test suite").
+
+Run as ``python warm_cli.py SOCKET``, this process imports every command once, prints ``ready`` and serves
+requests on the UNIX socket: the command's arguments, environment and working directory, with its stdin,
+stdout and stderr passed as file descriptors. For each request it forks a watcher, and the watcher forks the
+command: a process of its own (its own pid, streams, environment, working directory, signals and exit code)
+that runs ``chatbench/__main__.py`` as ``python -m`` would. The watcher waits for it and sends back its pid,
+then its exit code, as ``subprocess`` reports one (negative for a signal). The watcher keeps the server free for
+the next request, so commands run at once from several threads are served at once.
+
+What a fork cannot give is a fresh interpreter's start: anything read from the environment while importing.
+``tests/commandline.py`` therefore runs a command whose environment changes what an import reads (Python's own
+variables, the locale, Docker's and testcontainers' settings) as a fresh process instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import pkgutil
+import runpy
+import signal
+import socket
+import sys
+import traceback
+
+MAX_FDS = 3
+CHUNK = 1 << 16
+
+
+def preload() -> None:
+    """Import the CLI and every command's implementation: what each command's process would import itself."""
+    import chatbench.cli
+    import chatbench.commands.impl as impl
+
+    assert chatbench.cli.main
+    for module in pkgutil.iter_modules(impl.__path__):
+        importlib.import_module(f"{impl.__name__}.{module.name}")
+
+
+def receive(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
+    """One request: a length-prefixed JSON body, the descriptors riding on its first message."""
+    data, fds, _flags, _addr = socket.recv_fds(conn, CHUNK, MAX_FDS)
+    size, _, body = data.partition(b"\n")
+    while len(body) < int(size):
+        more = conn.recv(CHUNK)
+        if not more:
+            raise ConnectionError("the request ended early")
+        body += more
+    return json.loads(body), fds
+
+
+def exit_code_of(exit: SystemExit) -> int:
+    """What the interpreter makes of ``sys.exit(value)``: None is 0, an int itself, anything else printed and 1."""
+    if exit.code is None:
+        return 0
+    if isinstance(exit.code, int):
+        return exit.code
+    print(exit.code, file=sys.stderr)
+    return 1
+
+
+def become_the_command(request: dict[str, object], fds: list[int]) -> None:
+    """In the forked child: take the request's streams, directory and environment, run the command, exit."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in set(fds):
+        if fd > 2:
+            os.close(fd)
+    cwd = str(request["cwd"])
+    env = request["env"]
+    argv = request["argv"]
+    assert isinstance(env, dict) and isinstance(argv, list)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    # ``python -m`` puts the working directory first on the path, then PYTHONPATH's entries.
+    sys.path[0] = os.getcwd()
+    sys.path[1:1] = [entry for entry in str(env.get("PYTHONPATH", "")).split(os.pathsep) if entry]
+    importlib.invalidate_caches()  # files written since this interpreter started (an application's models)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    sys.argv = ["-m", *argv]
+    code = 1
+    try:
+        runpy.run_module("chatbench", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exit:
+        code = exit_code_of(exit)
+    except KeyboardInterrupt:  # as the interpreter does: the traceback, then death by the same signal
+        traceback.print_exc()
+        _finish()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    except BaseException:
+        traceback.print_exc()
+    _finish()
+    os._exit(code)
+
+
+def _finish() -> None:
+    """What an interpreter does on its way out that a bare ``os._exit`` would skip."""
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+
+
+def watch(conn: socket.socket, listener: socket.socket, request: dict[str, object], fds: list[int]) -> None:
+    """In the watcher: fork the command, report its pid and then its exit code, exit."""
+    listener.close()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server ignores it; this process waits for its child
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        become_the_command(request, fds)
+    for fd in set(fds):
+        os.close(fd)
+    try:
+        conn.sendall(f"{pid}\n".encode())
+        _, status = os.waitpid(pid, 0)
+        conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+    finally:
+        os._exit(0)
+
+
+def serve(path: str) -> None:
+    """Accept requests until the process that started this one is gone."""
+    parent = os.getppid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    listener.settimeout(1.0)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # watchers are reaped by the kernel
+    print("ready", flush=True)
+    while os.getppid() == parent:
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        conn.settimeout(None)
+        try:
+            request, fds = receive(conn)
+        except (OSError, ValueError) as error:
+            print(f"warm_cli: a bad request: {error}", file=sys.stderr, flush=True)
+            conn.close()
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork() == 0:
+            watch(conn, listener, request, fds)
+        for fd in set(fds):
+            os.close(fd)
+        conn.close()
+
+
+if __name__ == "__main__":
+    preload()
+    serve(sys.argv[1])
