@@ -47,6 +47,7 @@ FRESH_SWITCH = "CHATBENCH_TESTS_FRESH_CLI"
 """Set to 1 to run every command in a fresh interpreter, as before the warm one (to rule it out)."""
 
 WARM_START_TIMEOUT = 120.0
+FORK_TIMEOUT = 60.0
 
 
 def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -100,7 +101,7 @@ class WarmInterpreter:
                     os.close(fd)
             replies = conn.makefile("rb")
             try:
-                conn.settimeout(max(deadline - time.monotonic(), 0.001))
+                conn.settimeout(FORK_TIMEOUT)  # the fork itself, not the command's time
                 pid = int(replies.readline())
                 try:
                     streams = _read_to_end([out_read] if merged else [out_read, err_read], deadline)

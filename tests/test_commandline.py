@@ -1,0 +1,56 @@
+"""The tests' way of running a command (``commandline.chatbench``): forked from the warm interpreter, it must
+answer as a fresh ``python -m chatbench`` would: the same streams, exit code, environment and directory."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import commandline
+import pytest
+from commandline import chatbench
+
+BAD_PROFILE = "--profile nope: not a profile"
+
+
+def test_a_forked_command_keeps_its_streams_and_exit_code_apart() -> None:
+    version = chatbench("--version")
+    assert (version.returncode, version.stdout, version.stderr) == (0, "chatbench 0.1.0\n", "")
+    bad = chatbench("seed", "--profile", "nope")
+    assert bad.returncode == 2 and bad.stdout == "" and BAD_PROFILE in bad.stderr
+    merged = chatbench("seed", "--profile", "nope", merged=True)
+    assert merged.returncode == 2 and BAD_PROFILE in merged.stdout and merged.stderr is None
+
+
+def test_a_forked_command_reads_its_own_environment_and_directory(tmp_path: Path) -> None:
+    from_env = chatbench("seed", env={"CHATBENCH_PROFILE": "nope"})
+    assert from_env.returncode == 2 and "CHATBENCH_PROFILE" in from_env.stderr
+    (tmp_path / "pyproject.toml").write_text('[tool.chatbench]\nprofile = "nope"\n')
+    from_file = chatbench("seed", cwd=tmp_path)
+    assert from_file.returncode == 2 and "pyproject.toml" in from_file.stderr
+    elsewhere = chatbench("seed", "--profile", "smoke", "--help", cwd=tmp_path.parent)
+    assert elsewhere.returncode == 0
+
+
+def test_what_an_import_reads_starts_a_fresh_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(commandline.FRESH_SWITCH, raising=False)
+    assert commandline._warm_interpreter(commandline.environment()) is not None
+    for changed in ({"PYTHONWARNINGS": "error"}, {"TESTCONTAINERS_RYUK_DISABLED": "maybe"}, {"LC_ALL": "C"}):
+        assert commandline._warm_interpreter(commandline.environment(changed)) is None, changed
+    fresh = chatbench("--version", env={"PYTHONWARNINGS": "ignore"})
+    assert fresh.returncode == 0 and fresh.stdout == "chatbench 0.1.0\n"
+    monkeypatch.setenv(commandline.FRESH_SWITCH, "1")
+    assert commandline._warm_interpreter(commandline.environment()) is None
+
+
+def test_a_forked_command_past_its_timeout_is_killed() -> None:
+    """A server that accepts and never answers keeps the command connecting; the helper kills it at its
+    timeout, as ``subprocess.run`` does, and says so with ``TimeoutExpired``."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(subprocess.TimeoutExpired):
+            chatbench("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none", timeout=1.5)
+        assert time.monotonic() - started < 30
