@@ -328,6 +328,7 @@ def test_runs_relocating_the_same_build_at_once_publish_one_complete_copy(tmp_pa
             assert run.returncode == 0, err
         copied = target / install_root.parent.name / install_root.name
         assert (target / ".complete").exists()
+        assert (target / ".source").read_text() == str(install_root)  # what `chatbench clean` judges it by
         assert sorted(str(p.relative_to(copied)) for p in copied.rglob("*")) == source
         assert (copied / "share" / "timezonesets").is_dir()
         assert [p.name for p in target.parent.iterdir()] == [target.name], "a partial or stale copy was left"
@@ -353,3 +354,44 @@ def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path)
     with provision("local", pg_bin=bin_dir, announce=lambda _: None) as server:
         assert _can_query(server)
         assert not server.details["bin_dir"].startswith(str(tmp_path))
+
+
+def test_clean_removes_the_copies_of_builds_that_are_gone(tmp_path: Path) -> None:
+    """Each virtualenv's build gets its own relocated copy and pristine data dir, keyed by its path: once the
+    build is gone (the virtualenv deleted) they are removed, as are half-made copies of dead processes; a copy
+    of a build that is there, one an older chatbench made without a record, and one whose binaries run stay."""
+    from chatbench.provision import janitor
+
+    there, gone = tmp_path / "venv" / "pginstall", tmp_path / "deleted-venv" / "pginstall"
+    (there / "bin").mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cache = tmp_path / "cache"
+    entries = {"pg-install/18.6-aaaa": there, "pg-install/18.6-bbbb": gone, "pg-install/18.6-cccc": None,
+               f"pg-install/18.6-dddd.partial-{dead.pid}-0123abcd": None,
+               f"pg-install/18.6-dddd.partial-{os.getpid()}-0123abcd": None,
+               "pristine/18.6-aaaa-postgres": there / "bin", "pristine/18.6-bbbb-postgres": gone / "bin",
+               f"pristine/.18.6-eeee-postgres.{dead.pid}": None, "pg-install/18.6-ffff": gone}
+    for name, source in entries.items():
+        (cache / name).mkdir(parents=True)
+        if source is not None:
+            (cache / name / ".source").write_text(str(source))
+    (cache / "pristine" / ".lock").touch()
+    running = cache / "pg-install" / "18.6-ffff" / "bin" / "sleep"  # a server still runs from this copy
+    running.parent.mkdir()
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", running)
+    server = subprocess.Popen([str(running), "60"])
+    try:
+        removed = janitor.clean_builds(cache)
+    finally:
+        server.kill()
+        server.wait()
+    assert sorted(item.name for item in removed if item.ok) == sorted([
+        "pg-install/18.6-bbbb", f"pg-install/18.6-dddd.partial-{dead.pid}-0123abcd",
+        "pristine/18.6-bbbb-postgres", f"pristine/.18.6-eeee-postgres.{dead.pid}"])
+    assert {item.kind for item in removed} == {"build"}
+    left = sorted(f"{folder.name}/{entry.name}" for folder in cache.iterdir() for entry in folder.iterdir())
+    assert left == sorted(["pg-install/18.6-aaaa", "pg-install/18.6-cccc", "pg-install/18.6-ffff",
+                           f"pg-install/18.6-dddd.partial-{os.getpid()}-0123abcd", "pristine/.lock",
+                           "pristine/18.6-aaaa-postgres"])
+    assert [item.name for item in janitor.clean_builds(cache)] == ["pg-install/18.6-ffff"]  # stopped now

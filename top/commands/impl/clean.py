@@ -26,7 +26,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         out.note("containers: no Docker engine answers, nothing to check")
     if settings.dsn is not None:
         removed += janitor.clean_dsn(settings.dsn)
-    removed += janitor.clean_records()
+    removed += janitor.clean_records() + janitor.clean_builds()
     for item in removed:
         status = Text("removed") if item.ok else Text.assemble(("failed", "red"), f" ({item.detail})")
         out.line(Text.assemble(f"{item.kind} {item.name}: ", status))
