@@ -25,6 +25,7 @@ import json
 import locale
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,6 +88,8 @@ class WarmInterpreter:
             merged: bool) -> subprocess.CompletedProcess[str]:
         """The command forked, its streams read to their end, its exit code as ``subprocess`` reports it."""
         args = [sys.executable, "-m", "chatbench", *argv]
+        if not cwd.is_dir():  # where subprocess.run fails too, before any process starts
+            raise FileNotFoundError(f"no such directory: {cwd}")
         deadline = time.monotonic() + timeout
         out_read, out_write = os.pipe()
         err_read, err_write = (out_read, out_write) if merged else os.pipe()
@@ -150,6 +153,7 @@ def _start_warm_interpreter() -> WarmInterpreter:
     def stop() -> None:
         process.terminate()
         process.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
 
     atexit.register(stop)
     return WarmInterpreter(process, path, started_env)

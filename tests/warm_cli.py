@@ -26,6 +26,7 @@ import json
 import os
 import pkgutil
 import runpy
+import shutil
 import signal
 import socket
 import sys
@@ -121,8 +122,11 @@ def watch(conn: socket.socket, listener: socket.socket, request: dict[str, objec
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server ignores it; this process waits for its child
     pid = os.fork()
     if pid == 0:
-        conn.close()
-        become_the_command(request, fds)
+        try:
+            conn.close()
+            become_the_command(request, fds)
+        finally:
+            os._exit(1)  # never back into the watcher's code
     for fd in set(fds):
         os.close(fd)
     try:
@@ -134,7 +138,7 @@ def watch(conn: socket.socket, listener: socket.socket, request: dict[str, objec
 
 
 def serve(path: str) -> None:
-    """Accept requests until the process that started this one is gone."""
+    """Accept requests until the process that started this one is gone, then remove the socket's folder."""
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -142,25 +146,32 @@ def serve(path: str) -> None:
     listener.settimeout(1.0)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # watchers are reaped by the kernel
     print("ready", flush=True)
-    while os.getppid() == parent:
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            continue
-        conn.settimeout(None)
-        try:
-            request, fds = receive(conn)
-        except (OSError, ValueError) as error:
-            print(f"warm_cli: a bad request: {error}", file=sys.stderr, flush=True)
+    try:
+        while os.getppid() == parent:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(None)
+            try:
+                request, fds = receive(conn)
+            except (OSError, ValueError) as error:
+                print(f"warm_cli: a bad request: {error}", file=sys.stderr, flush=True)
+                conn.close()
+                continue
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if os.fork() == 0:
+                try:
+                    watch(conn, listener, request, fds)
+                finally:
+                    os._exit(1)  # never back into the server's loop
+            for fd in set(fds):
+                os.close(fd)
             conn.close()
-            continue
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if os.fork() == 0:
-            watch(conn, listener, request, fds)
-        for fd in set(fds):
-            os.close(fd)
-        conn.close()
+    finally:
+        listener.close()
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)  # the folder its starter made for the socket
 
 
 if __name__ == "__main__":
