@@ -32,6 +32,8 @@ def test_a_forked_command_reads_its_own_environment_and_directory(tmp_path: Path
     assert from_file.returncode == 2 and "pyproject.toml" in from_file.stderr
     elsewhere = chatbench("seed", "--profile", "smoke", "--help", cwd=tmp_path.parent)
     assert elsewhere.returncode == 0
+    with pytest.raises(FileNotFoundError):  # as subprocess.run: no process starts in a missing directory
+        chatbench("--version", cwd=tmp_path / "missing")
 
 
 def test_what_an_import_reads_starts_a_fresh_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
