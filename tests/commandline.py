@@ -21,9 +21,9 @@ interpreter's start-up (what an import reads from the environment) and its hash 
 from __future__ import annotations
 
 import atexit
-import json
 import locale
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from warm_cli import Request
 
 FRESH_PREFIXES = ("PYTHON", "LC_", "LANG", "DOCKER_", "TESTCONTAINERS_", "TC_", "RYUK_")
 """Environment read while importing: by the interpreter (``PYTHON*``, the locale) and by testcontainers,
@@ -94,16 +95,16 @@ class WarmInterpreter:
         out_read, out_write = os.pipe()
         err_read, err_write = (out_read, out_write) if merged else os.pipe()
         stdin = os.open(os.devnull, os.O_RDONLY)
-        body = json.dumps({"argv": argv, "env": dict(env), "cwd": str(cwd)}).encode()
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            try:
-                conn.connect(self.socket_path)
-                socket.send_fds(conn, [f"{len(body)}\n".encode() + body], [stdin, out_write, err_write])
-            finally:
-                for fd in {stdin, out_write, err_write}:
-                    os.close(fd)
-            replies = conn.makefile("rb")
-            try:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                try:
+                    conn.connect(self.socket_path)
+                    socket.send_fds(conn, [Request(tuple(argv), dict(env), str(cwd)).encode()],
+                                    [stdin, out_write, err_write])
+                finally:
+                    for fd in {stdin, out_write, err_write}:
+                        os.close(fd)
+                replies = conn.makefile("rb")
                 conn.settimeout(FORK_TIMEOUT)  # the fork itself, not the command's time
                 pid = int(replies.readline())
                 try:
@@ -113,9 +114,9 @@ class WarmInterpreter:
                 except TimeoutError as expired:
                     os.kill(pid, signal.SIGKILL)
                     raise subprocess.TimeoutExpired(args, timeout) from expired
-            finally:
-                for fd in {out_read, err_read}:
-                    os.close(fd)
+        finally:
+            for fd in {out_read, err_read}:
+                os.close(fd)
         out = _text(streams[out_read])
         err = None if merged else _text(streams[err_read])
         return subprocess.CompletedProcess(args, code, out, err)
@@ -140,15 +141,17 @@ def _start_warm_interpreter() -> WarmInterpreter:
     """``warm_cli.py`` started and ready (its imports done), stopped when this test process ends."""
     folder = tempfile.mkdtemp(prefix="chatbench-warm-")
     path = os.path.join(folder, "cli.sock")
+    log = os.path.join(folder, "warm_cli.log")  # its own errors: a file, which never fills up as a pipe would
     started_env = dict(os.environ)
-    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("warm_cli.py")), path],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=started_env, cwd=folder)
-    assert process.stdout is not None and process.stderr is not None
-    ready = _read_to_end([process.stdout.fileno()], time.monotonic() + WARM_START_TIMEOUT, until=b"ready\n")
-    if ready[process.stdout.fileno()] != b"ready\n":
+    with open(log, "wb") as errors:
+        process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("warm_cli.py")), path],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
+                                   env=started_env, cwd=folder)
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], WARM_START_TIMEOUT)
+    if not ready or process.stdout.readline() != b"ready\n":
         process.kill()
-        raise RuntimeError(f"the warm interpreter did not start: {process.stderr.read().decode(errors='replace')}")
+        raise RuntimeError(f"the warm interpreter did not start: {Path(log).read_text(errors='replace')}")
 
     def stop() -> None:
         process.terminate()
@@ -159,9 +162,9 @@ def _start_warm_interpreter() -> WarmInterpreter:
     return WarmInterpreter(process, path, started_env)
 
 
-def _read_to_end(fds: list[int], deadline: float, until: bytes | None = None) -> dict[int, bytes]:
-    """Everything written to ``fds`` until each is closed (or ``until`` arrives on the first), reading them
-    at once so a full pipe never blocks the writer; ``TimeoutError`` at ``deadline``."""
+def _read_to_end(fds: list[int], deadline: float) -> dict[int, bytes]:
+    """Everything written to ``fds`` until each is closed, reading them at once so a full pipe never blocks
+    the writer; ``TimeoutError`` at ``deadline``."""
     chunks: dict[int, bytearray] = {fd: bytearray() for fd in fds}
     with selectors.DefaultSelector() as selector:
         for fd in fds:
@@ -176,8 +179,6 @@ def _read_to_end(fds: list[int], deadline: float, until: bytes | None = None) ->
                     chunks[key.fd] += data
                 else:
                     selector.unregister(key.fd)
-            if until is not None and chunks[fds[0]] == until:
-                break
     return {fd: bytes(data) for fd, data in chunks.items()}
 
 

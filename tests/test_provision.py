@@ -367,10 +367,12 @@ def test_clean_removes_the_copies_of_builds_that_are_gone(tmp_path: Path) -> Non
     dead = subprocess.Popen(["true"])
     dead.wait()
     cache = tmp_path / "cache"
+    # The pristine data dir of 18.6-bbbb was made from its relocated copy: it goes in the same pass.
     entries = {"pg-install/18.6-aaaa": there, "pg-install/18.6-bbbb": gone, "pg-install/18.6-cccc": None,
                f"pg-install/18.6-dddd.partial-{dead.pid}-0123abcd": None,
                f"pg-install/18.6-dddd.partial-{os.getpid()}-0123abcd": None,
-               "pristine/18.6-aaaa-postgres": there / "bin", "pristine/18.6-bbbb-postgres": gone / "bin",
+               "pristine/18.6-aaaa-postgres": there / "bin",
+               "pristine/18.6-bbbb-postgres": cache / "pg-install/18.6-bbbb",
                f"pristine/.18.6-eeee-postgres.{dead.pid}": None, "pg-install/18.6-ffff": gone}
     for name, source in entries.items():
         (cache / name).mkdir(parents=True)

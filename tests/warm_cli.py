@@ -31,6 +31,8 @@ import signal
 import socket
 import sys
 import traceback
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 MAX_FDS = 3
 CHUNK = 1 << 16
@@ -46,8 +48,27 @@ def preload() -> None:
         importlib.import_module(f"{impl.__name__}.{module.name}")
 
 
-def receive(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
-    """One request: a length-prefixed JSON body, the descriptors riding on its first message."""
+@dataclass(frozen=True)
+class Request:
+    """One command to run: what ``tests/commandline.py`` sends, its streams riding beside it as descriptors."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    cwd: str
+
+    def encode(self) -> bytes:
+        """The wire form: the JSON body's length on a line of its own, then the body."""
+        body = json.dumps({**asdict(self), "env": dict(self.env)}).encode()
+        return f"{len(body)}\n".encode() + body
+
+    @classmethod
+    def decode(cls, body: bytes) -> Request:
+        fields = json.loads(body)
+        return cls(tuple(fields["argv"]), dict(fields["env"]), str(fields["cwd"]))
+
+
+def receive(conn: socket.socket) -> tuple[Request, list[int]]:
+    """One request from ``conn``, and the descriptors that rode on its first message."""
     data, fds, _flags, _addr = socket.recv_fds(conn, CHUNK, MAX_FDS)
     size, _, body = data.partition(b"\n")
     while len(body) < int(size):
@@ -55,7 +76,7 @@ def receive(conn: socket.socket) -> tuple[dict[str, object], list[int]]:
         if not more:
             raise ConnectionError("the request ended early")
         body += more
-    return json.loads(body), fds
+    return Request.decode(body), fds
 
 
 def exit_code_of(exit: SystemExit) -> int:
@@ -68,27 +89,23 @@ def exit_code_of(exit: SystemExit) -> int:
     return 1
 
 
-def become_the_command(request: dict[str, object], fds: list[int]) -> None:
+def become_the_command(request: Request, fds: list[int]) -> None:
     """In the forked child: take the request's streams, directory and environment, run the command, exit."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     for fd in set(fds):
         if fd > 2:
             os.close(fd)
-    cwd = str(request["cwd"])
-    env = request["env"]
-    argv = request["argv"]
-    assert isinstance(env, dict) and isinstance(argv, list)
-    os.chdir(cwd)
+    os.chdir(request.cwd)
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(request.env)
     # ``python -m`` puts the working directory first on the path, then PYTHONPATH's entries.
     sys.path[0] = os.getcwd()
-    sys.path[1:1] = [entry for entry in str(env.get("PYTHONPATH", "")).split(os.pathsep) if entry]
+    sys.path[1:1] = [entry for entry in request.env.get("PYTHONPATH", "").split(os.pathsep) if entry]
     importlib.invalidate_caches()  # files written since this interpreter started (an application's models)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    sys.argv = ["-m", *argv]
+    sys.argv = ["-m", *request.argv]
     code = 1
     try:
         runpy.run_module("chatbench", run_name="__main__", alter_sys=True)
@@ -116,7 +133,7 @@ def _finish() -> None:
                 stream.flush()
 
 
-def watch(conn: socket.socket, listener: socket.socket, request: dict[str, object], fds: list[int]) -> None:
+def watch(conn: socket.socket, listener: socket.socket, request: Request, fds: list[int]) -> None:
     """In the watcher: fork the command, report its pid and then its exit code, exit."""
     listener.close()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server ignores it; this process waits for its child

@@ -133,10 +133,14 @@ def clean_builds(root: Path | None = None) -> list[Removed]:
     """
     removed: list[Removed] = []
     base = root or cache_root_path()
-    running = _running_executables()
+    # Relocated binaries first: a pristine data dir made from a relocated build goes with it, in the same pass.
+    running: list[Path] | None = None  # read once, and only when a copy is gone
     for folder in (base / "pg-install", base / "pristine"):
         for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if not entry.is_dir() or not _gone(entry) or any(exe.is_relative_to(entry) for exe in running):
+            if not entry.is_dir() or not _gone(entry):
+                continue
+            running = _running_executables() if running is None else running
+            if any(exe.is_relative_to(entry) for exe in running):
                 continue
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(Removed("build", f"{folder.name}/{entry.name}", not entry.exists()))
