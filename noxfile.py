@@ -25,6 +25,10 @@ import nox
 
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "uv|virtualenv"
+"""uv makes a session's virtualenv and installs into it in seconds where pip takes 15-25 (``nox[uv]``
+installs it); without uv, nox falls back to virtualenv. A uv virtualenv has no pip: the ``dev`` extra
+names the pip and setuptools the tests build chatbench's wheel with."""
 PYTHON = "3.11"
 ROOT = Path(__file__).resolve().parent
 WORKFLOW_DOCS = ROOT / "docs" / "github-actions.md"

@@ -38,14 +38,22 @@ MAX_FDS = 3
 CHUNK = 1 << 16
 
 
+LAZY_IMPORTS = ("scipy.stats",)
+"""What chatbench imports inside a function, for its start-up's sake (``benchmarks/stats.py``,
+``reports/compare_stats.py``): about 0.4 s more each sign-off, benchmark or comparison would pay itself."""
+
+
 def preload() -> None:
-    """Import the CLI and every command's implementation: what each command's process would import itself."""
+    """Import the CLI, every command's implementation and what they import lazily: what each command's
+    process would import itself."""
     import chatbench.cli
     import chatbench.commands.impl as impl
 
     assert chatbench.cli.main
     for module in pkgutil.iter_modules(impl.__path__):
         importlib.import_module(f"{impl.__name__}.{module.name}")
+    for name in LAZY_IMPORTS:
+        importlib.import_module(name)
 
 
 @dataclass(frozen=True)
