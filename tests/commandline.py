@@ -14,13 +14,19 @@ interpreter's start-up (what an import reads from the environment) and its hash 
 
 - a command whose environment changes what an import reads (``FRESH_PREFIXES``) starts a fresh
   interpreter, as does every command when ``CHATBENCH_TESTS_FRESH_CLI=1`` is set;
-- ``python -m chatbench`` itself, from a fresh interpreter, is run by ``start_server``, the crash
-  battery, the start-up, packaging and application-project tests.
+- ``python -m chatbench`` itself, from a fresh interpreter, is run by ``start_server``, the start-up,
+  packaging and application-project tests.
+
+``start(*argv, output=FILE)`` starts a command and hands it back as a ``subprocess.Popen`` is used (pid,
+``poll``, ``wait``, ``send_signal``, ``kill``), for the crash battery that signals its runs midway. A
+forked command leads a process group of its own: what it forks without an exec (multiprocessing's
+workers) shows the warm interpreter's environment in ``/proc``, and is known as the command's by its group.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import locale
 import os
 import select
@@ -36,6 +42,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Protocol
 
 import pytest
 from warm_cli import Request
@@ -85,41 +92,130 @@ class WarmInterpreter:
         keys = {key for key in (*env, *self.started_env) if key.startswith(FRESH_PREFIXES) and key != "PYTHONPATH"}
         return all(env.get(key) == self.started_env.get(key) for key in keys)
 
+    def start(self, argv: list[str], env: Mapping[str, str], cwd: Path, stdout: int, stderr: int) -> WarmProcess:
+        """The command forked, writing to the descriptors ``stdout`` and ``stderr`` (the caller's to close)."""
+        if not cwd.is_dir():  # where subprocess fails too, before any process starts
+            raise FileNotFoundError(f"no such directory: {cwd}")
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(self.socket_path)
+            socket.send_fds(conn, [Request(tuple(argv), dict(env), str(cwd)).encode()], [stdin, stdout, stderr])
+            return WarmProcess([sys.executable, "-m", "chatbench", *argv], conn)
+        except BaseException:
+            conn.close()
+            raise
+        finally:
+            os.close(stdin)
+
     def run(self, argv: list[str], env: Mapping[str, str], cwd: Path, timeout: float,
             merged: bool) -> subprocess.CompletedProcess[str]:
         """The command forked, its streams read to their end, its exit code as ``subprocess`` reports it."""
-        args = [sys.executable, "-m", "chatbench", *argv]
-        if not cwd.is_dir():  # where subprocess.run fails too, before any process starts
-            raise FileNotFoundError(f"no such directory: {cwd}")
         deadline = time.monotonic() + timeout
         out_read, out_write = os.pipe()
         err_read, err_write = (out_read, out_write) if merged else os.pipe()
-        stdin = os.open(os.devnull, os.O_RDONLY)
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                try:
-                    conn.connect(self.socket_path)
-                    socket.send_fds(conn, [Request(tuple(argv), dict(env), str(cwd)).encode()],
-                                    [stdin, out_write, err_write])
-                finally:
-                    for fd in {stdin, out_write, err_write}:
-                        os.close(fd)
-                replies = conn.makefile("rb")
-                conn.settimeout(FORK_TIMEOUT)  # the fork itself, not the command's time
-                pid = int(replies.readline())
-                try:
-                    streams = _read_to_end([out_read] if merged else [out_read, err_read], deadline)
-                    conn.settimeout(max(deadline - time.monotonic(), 0.001))
-                    code = int(replies.readline())
-                except TimeoutError as expired:
-                    os.kill(pid, signal.SIGKILL)
-                    raise subprocess.TimeoutExpired(args, timeout) from expired
+            try:
+                process = self.start(argv, env, cwd, out_write, err_write)
+            finally:
+                for fd in {out_write, err_write}:
+                    os.close(fd)
+            try:
+                streams = _read_to_end([out_read] if merged else [out_read, err_read], deadline)
+                code = process.wait(max(deadline - time.monotonic(), 0.001))
+            except (TimeoutError, subprocess.TimeoutExpired) as expired:
+                process.kill()
+                raise subprocess.TimeoutExpired(process.args, timeout) from expired
         finally:
             for fd in {out_read, err_read}:
                 os.close(fd)
         out = _text(streams[out_read])
         err = None if merged else _text(streams[err_read])
-        return subprocess.CompletedProcess(args, code, out, err)
+        return subprocess.CompletedProcess(process.args, code, out, err)
+
+
+class WarmProcess:
+    """A command forked by the warm interpreter, used as a ``subprocess.Popen`` is: its pid to signal, and its exit
+    code (``subprocess``'s form, sent by its watcher over the socket once it ended) to poll or wait for."""
+
+    def __init__(self, args: list[str], conn: socket.socket) -> None:
+        self.args = args
+        self.returncode: int | None = None
+        self._conn = conn
+        self._buffer = bytearray()
+        pid = self._line(FORK_TIMEOUT)  # the fork itself, not the command's time
+        if pid is None:
+            raise TimeoutError(f"the warm interpreter did not fork the command in {FORK_TIMEOUT:g} s")
+        self.pid = int(pid)
+
+    def _line(self, timeout: float | None) -> bytes | None:
+        """The watcher's next line, waiting at most ``timeout`` seconds (None: as long as it takes); None when
+        none came in time."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not select.select([self._conn], [], [], left)[0]:
+                return None
+            data = self._conn.recv(64)
+            if not data:
+                raise ConnectionError("the warm interpreter's watcher ended without sending an exit code")
+            self._buffer += data
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        return line
+
+    def _ended(self, line: bytes) -> int:
+        self.returncode = int(line)
+        self._conn.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None and (line := self._line(0.0)) is not None:
+            self._ended(line)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is not None:
+            return self.returncode
+        line = self._line(timeout)
+        if line is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        return self._ended(line)
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended after the poll
+                os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class CommandProcess(Protocol):
+    """A command started and not waited for, warm or fresh: what the crash battery uses of a ``Popen``."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+def start(*argv: str, output: BinaryIO, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None) -> CommandProcess:
+    """``python -m chatbench ARGV`` started and not waited for, its stdout and stderr both into the open file
+    ``output`` (a log); forked from the warm interpreter where it may be."""
+    full = environment(env)
+    warm = _warm_interpreter(full)
+    if warm is not None:
+        return warm.start(list(argv), full, Path.cwd() if cwd is None else cwd, output.fileno(), output.fileno())
+    return subprocess.Popen([sys.executable, "-m", "chatbench", *argv], stdout=output, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=full, cwd=cwd)
 
 
 _warm: WarmInterpreter | None = None

@@ -3,6 +3,9 @@ answer as a fresh ``python -m chatbench`` would: the same streams, exit code, en
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import commandline
 import pytest
-from commandline import chatbench
+from commandline import chatbench, start
 
 BAD_PROFILE = "--profile nope: not a profile"
 
@@ -56,3 +59,34 @@ def test_a_forked_command_past_its_timeout_is_killed() -> None:
         with pytest.raises(subprocess.TimeoutExpired):
             chatbench("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none", timeout=1.5)
         assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["warm", "fresh"])
+def test_a_started_command_is_signalled_and_waited_for_as_a_popen_is(fresh: bool, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``start`` (the crash battery's): the command runs on while the test polls it, Ctrl-C ends it as it ends a
+    fresh one (exit 130, no traceback), and a forked one leads a process group of its own."""
+    if fresh:
+        monkeypatch.setenv(commandline.FRESH_SWITCH, "1")
+    else:
+        monkeypatch.delenv(commandline.FRESH_SWITCH, raising=False)
+    log = tmp_path / "log.txt"
+    with contextlib.ExitStack() as stack, socket.create_server(("127.0.0.1", 0)) as silent, open(log, "wb") as handle:
+        port = silent.getsockname()[1]
+        proc = start("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none",
+                     output=handle, cwd=tmp_path)
+        try:
+            assert isinstance(proc, subprocess.Popen) == fresh
+            silent.settimeout(60)
+            connected, _ = silent.accept()  # it is connecting: past its imports, waiting for an answer that never
+            stack.callback(connected.close)  # comes
+            assert proc.poll() is None and proc.returncode is None
+            assert (os.getpgid(proc.pid) == proc.pid) != fresh  # fresh: the test process's group, as Popen makes
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=60) == 130, log.read_text()
+            assert proc.poll() == 130 and "Traceback" not in log.read_text()
+        finally:
+            proc.kill()
+            proc.wait(timeout=60)

@@ -32,13 +32,12 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from commandline import chatbench
+from commandline import CommandProcess, chatbench, start
 from dsn_server import DsnServer
 
 from chatbench.faults import REPORT_DIR, STOP_AT
@@ -65,7 +64,7 @@ MIGRATION_SQL = "SET lock_timeout = '2s';\nCREATE INDEX CONCURRENTLY ix_messages
 @dataclass
 class Run:
     stage: str
-    proc: subprocess.Popen[bytes]
+    proc: CommandProcess
     faults: Path
     log: Path
     out: Path
@@ -112,10 +111,18 @@ def _start(place: Place, stage: str, name: str, argv: tuple[str, ...]) -> Run:
     log = folder / "log.txt"
     extra = ("--out", str(out)) if argv[0] == "signoff" else ()
     with open(log, "wb") as handle:
-        proc = subprocess.Popen([sys.executable, "-m", "chatbench", *argv, *place.backend_args, *extra],
-                                stdout=handle, stderr=subprocess.STDOUT, cwd=folder,
-                                env={**place.env(), STOP_AT: stage, REPORT_DIR: str(faults)})
+        proc = start(*argv, *place.backend_args, *extra, output=handle, cwd=folder,
+                     env={**place.env(), STOP_AT: stage, REPORT_DIR: str(faults)})
     return Run(stage, proc, faults, log, out)
+
+
+def _warm_cache(place: Place) -> tuple[CommandProcess, Path]:
+    """A seed of the smoke profile started into the place's cache, and its log."""
+    place.root.mkdir(parents=True, exist_ok=True)
+    log = place.root / "warm-cache.log"
+    with open(log, "wb") as handle:
+        return start("seed", "--profile", "smoke", *place.backend_args, output=handle, env=place.env(),
+                     cwd=place.root), log
 
 
 def _wait_reached(run: Run) -> None:
@@ -133,18 +140,20 @@ def _cli(place: Place, *argv: str, timeout: float = 300) -> subprocess.Completed
     return chatbench(*argv, env=place.env(), cwd=place.root, timeout=timeout)
 
 
-def _processes_of(run_dir: Path) -> list[str]:
-    """Live processes started for this battery's runs (their environment names its run directory)."""
+def _processes_of(run_dir: Path, runs: list[Run]) -> list[str]:
+    """Live processes started for this battery's runs: their environment names its run directory, or they are
+    in a run's process group (a run forked from the tests' warm interpreter has a group of its own, and what it
+    forks without an exec shows the warm interpreter's environment)."""
     marker = f"CHATBENCH_RUN_DIR={run_dir}".encode()
+    groups = {str(run.proc.pid) for run in runs}
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()[:120]!r}")
+            state, _parent, group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+            if state != "Z" and (group in groups or marker in (entry / "environ").read_bytes().split(b"\0")):
+                found.append(f"{entry.name}: {(entry / 'cmdline').read_bytes()[:120]!r}")
         except OSError:
             continue
     return found
@@ -168,7 +177,7 @@ def _leftovers(place: Place, runs: list[Run], baseline_databases: set[str]) -> l
     left = [f"run dir: {p.name}" for p in place.run_dir.iterdir()] if place.run_dir.exists() else []
     seeds = place.cache_dir / "seeds"
     left += [f"cache: {p.name}" for p in seeds.glob("*.partial-*")] if seeds.exists() else []
-    left += [f"process {p}" for p in _processes_of(place.run_dir)]
+    left += [f"process {p}" for p in _processes_of(place.run_dir, runs)]
     left += [f"container {c}" for c in _containers_of(place.run_dir)]
     if place.dsn is not None:
         left += [f"database {d}" for d in _databases_of(place, baseline_databases)]
@@ -236,12 +245,9 @@ def test_signals_at_every_stage_leave_nothing(backend: str, tmp_path: Path, requ
     places = {name: _place(tmp_path / name, backend, dsn) for name in _signals(backend)}
     started: list[Run] = []  # every run this battery started, so a failure midway stops them all
     try:
-        warming = [subprocess.Popen([sys.executable, "-m", "chatbench", "seed", "--profile", "smoke",
-                                     *place.backend_args], env=place.env(), stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE)
-                   for place in places.values() if backend != "container"]  # a container's cache dies with it
-        for proc in warming:  # the cache the sign-off runs hit
-            assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+        warming = [_warm_cache(place) for place in places.values() if backend != "container"]  # a container's
+        for proc, log in warming:  # cache dies with it; elsewhere this is the cache the sign-off runs hit
+            assert proc.wait(timeout=300) == 0, log.read_text(errors="replace")[-3000:]
         baseline = dsn.databases() if dsn is not None else set()
         seeds = {name: 1000 + number for number, name in enumerate(SIGNALS)}
         # On one DSN server a run paused mid-COPY holds a backend in COPY FROM STDIN, which does not absorb

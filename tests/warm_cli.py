@@ -31,6 +31,7 @@ import signal
 import socket
 import sys
 import traceback
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -97,6 +98,19 @@ def exit_code_of(exit: SystemExit) -> int:
     return 1
 
 
+def new_testcontainers_session() -> None:
+    """A session id of the command's own, as a fresh interpreter draws one: testcontainers draws it once, when
+    imported (``testcontainers.core.labels.SESSION_ID``), names its Ryuk reaper after it and reaps by it, so
+    commands forked with the server's id would fight over one reaper's name and reap each other's containers."""
+    labels = sys.modules.get("testcontainers.core.labels")
+    if labels is None:
+        return
+    shared, own = labels.SESSION_ID, str(uuid.uuid4())
+    for name, module in list(sys.modules.items()):
+        if name.startswith("testcontainers") and getattr(module, "SESSION_ID", None) == shared:
+            module.SESSION_ID = own
+
+
 def become_the_command(request: Request, fds: list[int]) -> None:
     """In the forked child: take the request's streams, directory and environment, run the command, exit."""
     for target, fd in enumerate(fds):
@@ -111,6 +125,7 @@ def become_the_command(request: Request, fds: list[int]) -> None:
     sys.path[0] = os.getcwd()
     sys.path[1:1] = [entry for entry in request.env.get("PYTHONPATH", "").split(os.pathsep) if entry]
     importlib.invalidate_caches()  # files written since this interpreter started (an application's models)
+    new_testcontainers_session()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.argv = ["-m", *request.argv]
@@ -149,6 +164,9 @@ def watch(conn: socket.socket, listener: socket.socket, request: Request, fds: l
     if pid == 0:
         try:
             conn.close()
+            # A process group of its own: what the command forks without an exec (multiprocessing's workers)
+            # shows this server's environment in /proc, and is still known as the command's by its group.
+            os.setpgid(0, 0)
             become_the_command(request, fds)
         finally:
             os._exit(1)  # never back into the watcher's code
