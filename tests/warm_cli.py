@@ -105,10 +105,10 @@ def new_testcontainers_session() -> None:
     labels = sys.modules.get("testcontainers.core.labels")
     if labels is None:
         return
-    shared, own = labels.SESSION_ID, str(uuid.uuid4())
+    shared, own = vars(labels).get("SESSION_ID"), str(uuid.uuid4())
     for name, module in list(sys.modules.items()):
-        if name.startswith("testcontainers") and getattr(module, "SESSION_ID", None) == shared:
-            module.SESSION_ID = own
+        if name.startswith("testcontainers") and vars(module).get("SESSION_ID") == shared:
+            vars(module)["SESSION_ID"] = own  # the modules that imported it by name hold it too
 
 
 def become_the_command(request: Request, fds: list[int]) -> None:
