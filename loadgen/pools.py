@@ -17,6 +17,7 @@ database round-trips non-ASCII text.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -114,6 +115,10 @@ def _long_title(sentences: list[str], rng: np.random.Generator) -> str:
 
 DEFAULT_CONTENT = ContentSpec()
 POOLS_VERSION = 3  # bump when the pools' contents change for the same inputs
+POOLS_KEPT = 16
+"""Pool files kept on disk, the most recently used: each is 10-50 MB (one per seed, locales, content and
+Faker/numpy version), so a CI that seeds with many seeds, or upgrades Faker, would otherwise fill the
+cache without end (5 GB over a few hundred seeds). A pool evicted is built again in about a second."""
 
 
 def _disk_path(locales: tuple[str, ...], non_ascii_share: float, seed: int, content: ContentSpec) -> Path:
@@ -135,6 +140,8 @@ def build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int,
         with path.open("rb") as file:
             cached = pickle.load(file)
         if isinstance(cached, Pools):
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: evicted last
             return cached
     except (OSError, pickle.PickleError, EOFError, AttributeError, TypeError, ImportError):
         pass  # unreadable, or pickled by an older layout of the classes: rebuild
@@ -145,9 +152,25 @@ def build_pools(locales: tuple[str, ...], non_ascii_share: float, seed: int,
         with partial.open("wb") as file:
             pickle.dump(pools, file, protocol=pickle.HIGHEST_PROTOCOL)
         partial.replace(path)
+        evict_pools(path.parent, keep=path, kept=POOLS_KEPT)
     except OSError:
         pass  # a read-only cache only costs the rebuild
     return pools
+
+
+def evict_pools(folder: Path, *, keep: Path, kept: int) -> None:
+    """Remove all but the ``kept`` most recently used pool files of ``folder`` (never ``keep``, just written).
+    A reader that loses a file it was about to open builds the pools again; one that has it open reads on."""
+    def used(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return -1.0  # gone already
+
+    files = sorted((p for p in folder.glob("*.pickle") if p != keep), key=used, reverse=True)
+    for stale in files[max(kept - 1, 0):]:
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def _human_texts(sentences: list[str], rng: np.random.Generator) -> dict[str, list[str]]:

@@ -66,6 +66,34 @@ def test_pools_are_deterministic_in_their_inputs(monkeypatch: pytest.MonkeyPatch
     assert np.median(_role_lengths(shorter, "assistant")) < np.median(_role_lengths(first, "assistant"))
 
 
+def test_the_pools_kept_on_disk_are_the_most_recently_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pools are cached on disk per seed; past ``POOLS_KEPT`` files the least recently used go (a hit counts as a
+    use), the one just written never."""
+    import os
+
+    monkeypatch.setenv("CHATBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(pools_module, "AI_ENTRIES", {role: n // 16 for role, n in pools_module.AI_ENTRIES.items()})
+    monkeypatch.setattr(pools_module, "POOLS_KEPT", 3)
+    pools_module.build_pools.cache_clear()
+    spec = loadgen.load_spec("ci").content
+    folder = tmp_path / "pools"
+    stamps: dict[int, Path] = {}
+    try:
+        for seed in (101, 102, 103):
+            pools_module.build_pools(LOCALES, 0.2, seed, spec)
+            (stamps[seed],) = set(folder.glob("*.pickle")) - set(stamps.values())
+            os.utime(stamps[seed], (1_000_000 + seed, 1_000_000 + seed))  # written in seed order
+        assert len(list(folder.glob("*.pickle"))) == 3
+        pools_module.build_pools.cache_clear()
+        pools_module.build_pools(LOCALES, 0.2, 101, spec)  # a hit: 101 is now the most recently used
+        pools_module.build_pools(LOCALES, 0.2, 104, spec)  # a fourth: the least recently used (102) goes
+        left = set(folder.glob("*.pickle"))
+        assert len(left) == 3 and stamps[102] not in left and {stamps[101], stamps[103]} <= left
+        assert not list(folder.glob("*.partial"))
+    finally:
+        pools_module.build_pools.cache_clear()
+
+
 def test_each_role_follows_its_configured_distribution(ci_pools: tuple[ContentSpec, Any]) -> None:
     spec, pools = ci_pools
     for role in ("assistant", "user", "system", "tool"):
