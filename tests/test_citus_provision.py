@@ -19,8 +19,9 @@ from commandline import chatbench
 
 from chatbench.faults import REPORT_DIR, STOP_AT
 from chatbench.provision import Server
-from chatbench.provision.binaries import embedded_bin_dir
+from chatbench.provision.binaries import SOURCE_RECORD, embedded_bin_dir
 from chatbench.provision.citus import enable_citus
+from chatbench.provision.citus_build import check_source, citus_root, ensure_build
 from chatbench.provision.owner import lease_path
 from chatbench.provision.process import pid_alive
 
@@ -153,3 +154,12 @@ def test_the_cluster_is_a_coordinator_with_its_workers_on_loopback(citus: Server
     assert [(n[0], n[4]) for n in nodes] == [("127.0.0.1", True), ("127.0.0.1", False), ("127.0.0.1", False)]
     assert {str(n[1]) for n in nodes[1:]} == set(citus.details["worker_ports"].split(","))
     assert preload == ("citus",)
+
+
+def test_the_build_records_the_postgresql_it_was_made_from(citus: Server) -> None:  # noqa: F811
+    """So that `chatbench clean` removes it once that build is gone (a deleted virtualenv's)."""
+    source = check_source(citus_tarball(), None, tarball_where="tarball", pg_bin_where="pg_bin")
+    build = ensure_build(source, announce=lambda _m: None)  # the cluster's, cached
+    assert not build.built
+    assert (citus_root() / build.key / SOURCE_RECORD).read_text() == str(source.binaries.bin_dir.parent)
+    assert citus.details["citus"] == build.citus_version

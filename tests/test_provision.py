@@ -357,9 +357,9 @@ def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path)
 
 
 def test_clean_removes_the_copies_of_builds_that_are_gone(tmp_path: Path) -> None:
-    """Each virtualenv's build gets its own relocated copy and pristine data dir, keyed by its path: once the
-    build is gone (the virtualenv deleted) they are removed, as are half-made copies of dead processes; a copy
-    of a build that is there, one an older chatbench made without a record, and one whose binaries run stay."""
+    """Each virtualenv's build gets its own relocated copy, pristine data dir and Citus build, keyed by its path:
+    once the build is gone (the virtualenv deleted) they are removed, as are half-made copies of dead processes; a
+    copy of a build that is there, one an older chatbench made without a record, and one whose binaries run stay."""
     from chatbench.provision import janitor
 
     there, gone = tmp_path / "venv" / "pginstall", tmp_path / "deleted-venv" / "pginstall"
@@ -373,7 +373,9 @@ def test_clean_removes_the_copies_of_builds_that_are_gone(tmp_path: Path) -> Non
                f"pg-install/18.6-dddd.partial-{os.getpid()}-0123abcd": None,
                "pristine/18.6-aaaa-postgres": there / "bin",
                "pristine/18.6-bbbb-postgres": cache / "pg-install/18.6-bbbb",
-               f"pristine/.18.6-eeee-postgres.{dead.pid}": None, "pg-install/18.6-ffff": gone}
+               f"pristine/.18.6-eeee-postgres.{dead.pid}": None, "pg-install/18.6-ffff": gone,
+               "citus/18.6-aaaa-c1": there, "citus/18.6-bbbb-c1": cache / "pg-install/18.6-bbbb",
+               f"citus/18.6-gggg-c1.partial-{dead.pid}": None, "citus/18.6-hhhh-c1": None}
     for name, source in entries.items():
         (cache / name).mkdir(parents=True)
         if source is not None:
@@ -390,10 +392,11 @@ def test_clean_removes_the_copies_of_builds_that_are_gone(tmp_path: Path) -> Non
         server.wait()
     assert sorted(item.name for item in removed if item.ok) == sorted([
         "pg-install/18.6-bbbb", f"pg-install/18.6-dddd.partial-{dead.pid}-0123abcd",
-        "pristine/18.6-bbbb-postgres", f"pristine/.18.6-eeee-postgres.{dead.pid}"])
+        "pristine/18.6-bbbb-postgres", f"pristine/.18.6-eeee-postgres.{dead.pid}", "citus/18.6-bbbb-c1",
+        f"citus/18.6-gggg-c1.partial-{dead.pid}"])
     assert {item.kind for item in removed} == {"build"}
     left = sorted(f"{folder.name}/{entry.name}" for folder in cache.iterdir() for entry in folder.iterdir())
     assert left == sorted(["pg-install/18.6-aaaa", "pg-install/18.6-cccc", "pg-install/18.6-ffff",
                            f"pg-install/18.6-dddd.partial-{os.getpid()}-0123abcd", "pristine/.lock",
-                           "pristine/18.6-aaaa-postgres"])
+                           "pristine/18.6-aaaa-postgres", "citus/18.6-aaaa-c1", "citus/18.6-hhhh-c1"])
     assert [item.name for item in janitor.clean_builds(cache)] == ["pg-install/18.6-ffff"]  # stopped now

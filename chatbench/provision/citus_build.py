@@ -33,7 +33,7 @@ from pathlib import Path
 from chatbench import external
 from chatbench.errors import ConfigError, ProvisionError
 from chatbench.faults import checkpoint
-from chatbench.provision.binaries import PgBinaries, resolve_binaries
+from chatbench.provision.binaries import SOURCE_RECORD, PgBinaries, resolve_binaries
 from chatbench.provision.paths import cache_root
 from chatbench.settings import env_var, option
 
@@ -132,6 +132,10 @@ def _cached(entry: Path, source: CitusSource, sha: str, key: str) -> CitusBuild 
     if not marker.is_file():
         return None
     binaries = source.binaries
+    record = entry / SOURCE_RECORD
+    if not record.exists():  # built by an older chatbench: recorded now, so `chatbench clean` can judge it later
+        with contextlib.suppress(OSError):
+            record.write_text(str(binaries.bin_dir.parent))
     bin_dir = _installed_bin(entry, binaries)
     relocated = PgBinaries(bin_dir, binaries.version, binaries.major, binaries.source)
     return CitusBuild(relocated, marker.read_text().strip() or "unknown", sha, key, built=False)
@@ -177,6 +181,7 @@ def _build_into(partial: Path, source: CitusSource, timeout: float) -> str:
     install_root = source.binaries.bin_dir.parent
     package_dir = install_root.parent
     partial.mkdir(mode=0o755)
+    (partial / SOURCE_RECORD).write_text(str(install_root))  # `chatbench clean` drops it once that is gone
     shutil.copytree(install_root, partial / package_dir.name / install_root.name, symlinks=True)
     for libs in package_dir.parent.glob(f"{package_dir.name}.libs"):
         shutil.copytree(libs, partial / libs.name, symlinks=True)

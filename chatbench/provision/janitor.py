@@ -121,21 +121,23 @@ def clean_snapshot_partials(root: Path | None = None) -> list[Removed]:
     return removed
 
 
-BUILD_PARTIAL = re.compile(r"^(?:.+\.(?:partial|stale)-(\d+)-[0-9a-f]+|\..+\.(\d+))$")
+BUILD_PARTIAL = re.compile(r"^(?:.+\.(?:partial|stale)-(\d+)(?:-[0-9a-f]+)?|\..+\.(\d+))$")
 """A copy of a build its process was still making: ``<key>.partial-<pid>-<hex>`` and ``<key>.stale-<pid>-<hex>``
-(relocated binaries), ``.<key>-<user>.<pid>`` (a pristine data dir)."""
+(relocated binaries), ``.<key>-<user>.<pid>`` (a pristine data dir), ``<key>.partial-<pid>`` (a Citus build)."""
 
 
 def clean_builds(root: Path | None = None) -> list[Removed]:
-    """Cached copies of PostgreSQL builds that are gone: the relocated binaries and pristine data dirs made from a
-    build whose folder no longer exists (a deleted virtualenv: each one's copies are keyed by its path and would
-    stay forever), and the half-made copies of dead processes. A copy whose binaries a process still runs stays.
+    """Cached copies of PostgreSQL builds that are gone: the relocated binaries, pristine data dirs and Citus
+    builds made from a build whose folder no longer exists (a deleted virtualenv: each one's copies are keyed by
+    its path and would stay forever), and the half-made copies of dead processes. A copy whose binaries a process
+    still runs stays.
     """
     removed: list[Removed] = []
     base = root or cache_root_path()
-    # Relocated binaries first: a pristine data dir made from a relocated build goes with it, in the same pass.
+    # Relocated binaries first: a pristine data dir or Citus build made from a relocated build goes with it, in the
+    # same pass.
     running: list[Path] | None = None  # read once, and only when a copy is gone
-    for folder in (base / "pg-install", base / "pristine"):
+    for folder in (base / "pg-install", base / "pristine", base / "citus"):
         for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
             if not entry.is_dir() or not _gone(entry):
                 continue
