@@ -79,7 +79,9 @@ def test_beside_pypi_schema_in_both_orders(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
     python, chatbench = venv / "bin" / "python", venv / "bin" / "chatbench"
-    pip = (python, "-m", "pip", "install", "-q", "--disable-pip-version-check")
+    # --no-compile: pip byte-compiles every installed module (scipy's, Faker's locales) for 10 s of a 19 s
+    # install; the few modules the checks import compile as they load.
+    pip = (python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile")
     app = _app_project(tmp_path)
     site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=app).strip())
 
