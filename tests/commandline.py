@@ -21,6 +21,8 @@ interpreter's start-up (what an import reads from the environment) and its hash 
 ``poll``, ``wait``, ``send_signal``, ``kill``), for the crash battery that signals its runs midway. A
 forked command leads a process group of its own: what it forks without an exec (multiprocessing's
 workers) shows the warm interpreter's environment in ``/proc``, and is known as the command's by its group.
+So a terminal's Ctrl-C, sent to the foreground group, no longer reaches it: ``chatbench()`` interrupted
+passes it on (SIGINT to the command's group, ``INTERRUPT_GRACE`` seconds to clean up, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ FRESH_SWITCH = "CHATBENCH_TESTS_FRESH_CLI"
 
 WARM_START_TIMEOUT = 120.0
 FORK_TIMEOUT = 60.0
+INTERRUPT_GRACE = 30.0
+"""Seconds a forked command interrupted with its test (Ctrl-C) gets to clean up before it is killed."""
 
 
 def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -126,6 +130,9 @@ class WarmInterpreter:
             except (TimeoutError, subprocess.TimeoutExpired) as expired:
                 process.kill()
                 raise subprocess.TimeoutExpired(process.args, timeout) from expired
+            except BaseException:  # Ctrl-C: what the terminal's would have done to a fresh child in its group
+                process.interrupt()
+                raise
         finally:
             for fd in {out_read, err_read}:
                 os.close(fd)
@@ -189,6 +196,21 @@ class WarmProcess:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+    def interrupt(self, grace: float = INTERRUPT_GRACE) -> None:
+        """What a terminal's Ctrl-C does to a fresh command in its foreground process group, which a forked one
+        (a group of its own) does not get: SIGINT to the command's group, time to clean up, then SIGKILL."""
+        if self.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGINT)
+        try:
+            self.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        except BaseException:  # a second Ctrl-C: no more waiting
+            self.kill()
+            raise
 
 
 class CommandProcess(Protocol):

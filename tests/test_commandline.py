@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -90,3 +91,28 @@ def test_a_started_command_is_signalled_and_waited_for_as_a_popen_is(fresh: bool
         finally:
             proc.kill()
             proc.wait(timeout=60)
+
+
+def test_a_forked_command_is_interrupted_with_the_test_that_runs_it() -> None:
+    """Ctrl-C reaches a fresh command through the terminal's process group, never a forked one (a group of its
+    own): the helper passes it on, waits for the command to end, then raises KeyboardInterrupt itself."""
+    held: list[socket.socket] = []
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        silent.settimeout(60)
+
+        def ctrl_c() -> None:
+            connected, _ = silent.accept()  # the command is connecting: past its imports
+            held.append(connected)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            chatbench("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none", timeout=120)
+        (connected,) = held
+        with connected:
+            connected.settimeout(5)
+            while connected.recv(1024):  # its startup packet, then the end: the command is gone (else a timeout)
+                pass
+        assert time.monotonic() - started < commandline.INTERRUPT_GRACE  # by its Ctrl-C, not killed at the grace
