@@ -190,9 +190,11 @@ class WarmProcess:
         return self._ended(line)
 
     def send_signal(self, sig: int) -> None:
-        if self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):  # it ended after the poll
-                os.kill(self.pid, sig)
+        with contextlib.suppress(ConnectionError):  # its watcher is gone: the pid is all there is to signal
+            if self.poll() is not None:
+                return
+        with contextlib.suppress(ProcessLookupError):  # it ended after the poll
+            os.kill(self.pid, sig)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -207,6 +209,11 @@ class WarmProcess:
         try:
             self.wait(grace)
         except subprocess.TimeoutExpired:
+            self.kill()
+        except ConnectionError:  # its watcher is gone (the warm interpreter killed): watch the pid itself
+            deadline = time.monotonic() + grace
+            while Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
             self.kill()
         except BaseException:  # a second Ctrl-C: no more waiting
             self.kill()

@@ -51,19 +51,21 @@ def test_what_an_import_reads_starts_a_fresh_interpreter(monkeypatch: pytest.Mon
     assert commandline._warm_interpreter(commandline.environment()) is None
 
 
-def test_a_forked_command_past_its_timeout_is_killed() -> None:
+def test_a_forked_command_past_its_timeout_is_killed(run_dir: Path) -> None:
     """A server that accepts and never answers keeps the command connecting; the helper kills it at its
-    timeout, as ``subprocess.run`` does, and says so with ``TimeoutExpired``."""
+    timeout, as ``subprocess.run`` does, and says so with ``TimeoutExpired``. (Its run directory is the test's
+    own: the killed run's owner record stays there, where no other test's ``chatbench clean`` must tidy it.)"""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         port = silent.getsockname()[1]
         started = time.monotonic()
         with pytest.raises(subprocess.TimeoutExpired):
-            chatbench("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none", timeout=1.5)
+            chatbench("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none", timeout=1.5,
+                      env={"CHATBENCH_RUN_DIR": str(run_dir)})
         assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize("fresh", [False, True], ids=["warm", "fresh"])
-def test_a_started_command_is_signalled_and_waited_for_as_a_popen_is(fresh: bool, tmp_path: Path,
+def test_a_started_command_is_signalled_and_waited_for_as_a_popen_is(fresh: bool, tmp_path: Path, run_dir: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """``start`` (the crash battery's): the command runs on while the test polls it, Ctrl-C ends it as it ends a
     fresh one (exit 130, no traceback), and a forked one leads a process group of its own."""
@@ -75,7 +77,7 @@ def test_a_started_command_is_signalled_and_waited_for_as_a_popen_is(fresh: bool
     with contextlib.ExitStack() as stack, socket.create_server(("127.0.0.1", 0)) as silent, open(log, "wb") as handle:
         port = silent.getsockname()[1]
         proc = start("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none",
-                     output=handle, cwd=tmp_path)
+                     output=handle, cwd=tmp_path, env={"CHATBENCH_RUN_DIR": str(run_dir)})
         try:
             assert isinstance(proc, subprocess.Popen) == fresh
             silent.settimeout(60)
@@ -93,7 +95,7 @@ def test_a_started_command_is_signalled_and_waited_for_as_a_popen_is(fresh: bool
             proc.wait(timeout=60)
 
 
-def test_a_forked_command_is_interrupted_with_the_test_that_runs_it() -> None:
+def test_a_forked_command_is_interrupted_with_the_test_that_runs_it(run_dir: Path) -> None:
     """Ctrl-C reaches a fresh command through the terminal's process group, never a forked one (a group of its
     own): the helper passes it on, waits for the command to end, then raises KeyboardInterrupt itself."""
     held: list[socket.socket] = []
@@ -109,7 +111,8 @@ def test_a_forked_command_is_interrupted_with_the_test_that_runs_it() -> None:
         threading.Thread(target=ctrl_c, daemon=True).start()
         started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
-            chatbench("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none", timeout=120)
+            chatbench("seed", "--backend", "dsn", "--dsn", f"postgresql://nobody@127.0.0.1:{port}/none", timeout=120,
+                      env={"CHATBENCH_RUN_DIR": str(run_dir)})
         (connected,) = held
         with connected:
             connected.settimeout(5)

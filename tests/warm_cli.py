@@ -170,6 +170,9 @@ def watch(conn: socket.socket, listener: socket.socket, request: Request, fds: l
             become_the_command(request, fds)
         finally:
             os._exit(1)  # never back into the watcher's code
+    # A Ctrl-C of the test run reaches this process (the server's group), not the command (a group of its own):
+    # the watcher stays to report how the command ended, once its test has passed the Ctrl-C on to it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for fd in set(fds):
         os.close(fd)
     try:
