@@ -63,6 +63,11 @@ INTERRUPT_GRACE = 30.0
 """Seconds a forked command interrupted with its test (Ctrl-C) gets to clean up before it is killed."""
 
 
+def command_line(*argv: str) -> list[str]:
+    """``python -m chatbench ARGV`` as a process's argument list (what a fork reports as its ``args`` too)."""
+    return [sys.executable, "-m", "chatbench", *argv]
+
+
 def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment with ``env`` on top (a log's width fixed at 80 columns)."""
     return {**os.environ, "COLUMNS": "80", **(env or {})}
@@ -76,7 +81,7 @@ def chatbench(*argv: str, env: Mapping[str, str] | None = None, cwd: Path | None
     warm = _warm_interpreter(full)
     if warm is not None:
         return warm.run(list(argv), full, Path.cwd() if cwd is None else cwd, timeout, merged)
-    return subprocess.run([sys.executable, "-m", "chatbench", *argv], stdout=subprocess.PIPE,
+    return subprocess.run(command_line(*argv), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True,
                           env=full, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -105,7 +110,7 @@ class WarmInterpreter:
         try:
             conn.connect(self.socket_path)
             socket.send_fds(conn, [Request(tuple(argv), dict(env), str(cwd)).encode()], [stdin, stdout, stderr])
-            return WarmProcess([sys.executable, "-m", "chatbench", *argv], conn)
+            return WarmProcess(command_line(*argv), conn)
         except BaseException:
             conn.close()
             raise
@@ -243,7 +248,7 @@ def start(*argv: str, output: BinaryIO, env: Mapping[str, str] | None = None,
     warm = _warm_interpreter(full)
     if warm is not None:
         return warm.start(list(argv), full, Path.cwd() if cwd is None else cwd, output.fileno(), output.fileno())
-    return subprocess.Popen([sys.executable, "-m", "chatbench", *argv], stdout=output, stderr=subprocess.STDOUT,
+    return subprocess.Popen(command_line(*argv), stdout=output, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=full, cwd=cwd)
 
 
@@ -315,7 +320,7 @@ def _text(data: bytes) -> str:
 def start_server(*argv: str, env: Mapping[str, str] | None = None,
                  cwd: Path | None = None) -> tuple[subprocess.Popen[str], str]:
     """``chatbench server ARGV`` running, and the URL it printed first (stop it with SIGINT)."""
-    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "server", *argv], stdout=subprocess.PIPE,
+    proc = subprocess.Popen(command_line("server", *argv), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=environment(env), cwd=cwd,
                             stdin=subprocess.DEVNULL)
     assert proc.stdout is not None

@@ -116,10 +116,10 @@ def _start(place: Place, stage: str, name: str, argv: tuple[str, ...]) -> Run:
     return Run(stage, proc, faults, log, out)
 
 
-def _warm_cache(place: Place) -> tuple[CommandProcess, Path]:
+def _seed_cache(place: Place) -> tuple[CommandProcess, Path]:
     """A seed of the smoke profile started into the place's cache, and its log."""
     place.root.mkdir(parents=True, exist_ok=True)
-    log = place.root / "warm-cache.log"
+    log = place.root / "seed-cache.log"
     with open(log, "wb") as handle:
         return start("seed", "--profile", "smoke", *place.backend_args, output=handle, env=place.env(),
                      cwd=place.root), log
@@ -245,7 +245,7 @@ def test_signals_at_every_stage_leave_nothing(backend: str, tmp_path: Path, requ
     places = {name: _place(tmp_path / name, backend, dsn) for name in _signals(backend)}
     started: list[Run] = []  # every run this battery started, so a failure midway stops them all
     try:
-        warming = [_warm_cache(place) for place in places.values() if backend != "container"]  # a container's
+        warming = [_seed_cache(place) for place in places.values() if backend != "container"]  # a container's
         for proc, log in warming:  # cache dies with it; elsewhere this is the cache the sign-off runs hit
             assert proc.wait(timeout=300) == 0, log.read_text(errors="replace")[-3000:]
         baseline = dsn.databases() if dsn is not None else set()
