@@ -7,6 +7,7 @@ the one-line failure message, pinning recorded, histograms decodable.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -158,6 +160,36 @@ def test_measure_scenarios_is_one_session_with_rounds_per_scenario(pg: Server) -
     assert run.settings is not None and (run.settings.rounds, run.settings.warmup) == (11, 1)
     assert run.calibration[-1].before == "end"  # the run is built after the session closed: the last probe is in
     assert measured.pinning.describe() and "benchmarks: started (0/3 scenarios)" in log.getvalue()
+
+
+def test_what_was_alive_before_a_session_is_frozen_while_it_measures(pg: Server) -> None:
+    """Each measurement starts from a collection: it walks only what the session made, never the modules and the
+    caller's objects alive before it (frozen, ``gc.freeze``), and those are back in the collector's reach after.
+    Something that froze objects of its own keeps them frozen, no more and no fewer."""
+    from chatbench.benchmarks.scenarios import SCENARIOS_BY_NAME
+    from chatbench.benchmarks.session import long_lived_objects_frozen, measure_scenarios, time_rounds
+    from chatbench.benchmarks.targets import load_targets
+
+    frozen_while_timed: list[int] = []
+
+    def timed(target: Callable[[], object], rounds: int, warmup: int) -> list[float]:
+        frozen_while_timed.append(gc.get_freeze_count())
+        return time_rounds(target, rounds, warmup)
+
+    assert gc.get_freeze_count() == 0
+    with seeded_database(pg) as (db, seeded):
+        measure_scenarios(db, seeded, profile="smoke", targets=load_targets(), scenarios=(
+            SCENARIOS_BY_NAME["latest_page"],), rounds=5, warmup=1, retries=0, timed=timed)
+    assert len(frozen_while_timed) == 1 and frozen_while_timed[0] > 1000, frozen_while_timed
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        theirs = gc.get_freeze_count()
+        with long_lived_objects_frozen():
+            assert gc.get_freeze_count() == theirs
+        assert gc.get_freeze_count() == theirs
+    finally:
+        gc.unfreeze()
 
 
 @pytest.mark.slow
