@@ -130,17 +130,24 @@ class DropBehind:
 
     def _run(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
-            segments = segment_paths(self._data_dir, self._relation_path)
-            finished = segments[: max(0, len(segments) - 1 - KEEP_SEGMENTS)]
-            for path in finished[self.warmed :]:
-                if not drop_segment(path):
-                    return  # not ours to open (another OS user's server): nothing to do
-                self.dropped += 1
-            if self.warmed < min(self._warm_segments, len(finished)) and len(segments) >= self._warm_after:
-                if not warm_segment(finished[self.warmed], self._stop):
-                    return
-                if not self._stop.is_set():
-                    self.warmed += 1
+            if not self.tick():
+                return
+
+    def tick(self) -> bool:
+        """One pass of the thread: drop the finished segments not warmed, read back the next head segment when
+        due. False when the thread should stop: a segment it cannot open is not its server's to manage."""
+        segments = segment_paths(self._data_dir, self._relation_path)
+        finished = segments[: max(0, len(segments) - 1 - KEEP_SEGMENTS)]
+        for path in finished[self.warmed :]:
+            if not drop_segment(path):
+                return False  # not ours to open (another OS user's server): nothing to do
+            self.dropped += 1
+        if self.warmed < min(self._warm_segments, len(finished)) and len(segments) >= self._warm_after:
+            if not warm_segment(finished[self.warmed], self._stop):
+                return False
+            if not self._stop.is_set():
+                self.warmed += 1
+        return True
 
 
 def relation_path(conn: psycopg.Connection, table: str) -> str:

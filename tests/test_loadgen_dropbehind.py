@@ -48,16 +48,28 @@ def test_segment_paths_in_block_order_up_to_the_first_gap(tmp_path: Path) -> Non
     assert segment_paths(tmp_path, "base/5/99999") == []
 
 
-def test_the_thread_drops_the_finished_segments_but_the_slack_on_every_tick(tmp_path: Path) -> None:
+def test_each_tick_drops_the_finished_segments_but_the_slack(tmp_path: Path) -> None:
     relation = _segments(tmp_path, 4)  # segment 3 being written, 1 and 2 the slack: segment 0 is dropped
-    with DropBehind(tmp_path, relation) as one_behind:
-        time.sleep(dropbehind.TICK_SECONDS * 3.5)
-    assert 2 <= one_behind.dropped <= 4
+    one_behind = DropBehind(tmp_path, relation)
+    assert all(one_behind.tick() for _ in range(3))
+    assert one_behind.dropped == 3  # again on every tick: dirty pages are only dropped on a later call
     small = tmp_path / "small"
-    with DropBehind(small, _segments(small, 3)) as none_behind:  # segments 0 and 1 are the slack
-        time.sleep(dropbehind.TICK_SECONDS * 2.5)
+    none_behind = DropBehind(small, _segments(small, 3))  # segments 0 and 1 are the slack
+    assert all(none_behind.tick() for _ in range(3))
     assert none_behind.dropped == 0
     assert (tmp_path / relation).read_bytes() == b"x" * 8192  # dropping pages never changes data
+
+
+def test_the_thread_ticks_until_it_is_stopped(tmp_path: Path) -> None:
+    relation = _segments(tmp_path, 4)
+    with DropBehind(tmp_path, relation) as dropping:
+        deadline = time.monotonic() + 30
+        while dropping.dropped < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert dropping.dropped >= 2  # two ticks of the thread, each dropping segment 0
+    stopped_at = dropping.dropped
+    time.sleep(dropbehind.TICK_SECONDS * 1.5)
+    assert dropping.dropped == stopped_at  # stopped with the block: no tick after it
 
 
 def test_warm_budget_is_half_the_memory_and_at_most_a_third_of_the_heap() -> None:
@@ -69,18 +81,18 @@ def test_warm_budget_is_half_the_memory_and_at_most_a_third_of_the_heap() -> Non
 
 def test_the_head_is_read_back_past_the_threshold_and_then_left_cached(tmp_path: Path) -> None:
     relation = _segments(tmp_path, 6)  # 0-2 finished, 3-4 the slack, 5 being written
-    with DropBehind(tmp_path, relation, expected_segments=12, warm_segments=2) as warming:
-        time.sleep(dropbehind.TICK_SECONDS * 5.5)
-    assert warming.warmed == 2  # 6 segments reach half of the 12 expected
-    # Every tick drops the finished segments not yet warmed: 0-2, then 1-2, then 2 on each later tick.
-    assert 3 + 2 + 1 <= warming.dropped <= 3 + 2 + 1 * 4
+    warming = DropBehind(tmp_path, relation, expected_segments=12, warm_segments=2)
+    assert all(warming.tick() for _ in range(5))
+    assert warming.warmed == 2  # 6 segments reach half of the 12 expected: one head segment a tick
+    # Each tick drops the finished segments not yet warmed: 0-2, then 1-2, then 2 on each later tick.
+    assert warming.dropped == 3 + 2 + 1 * 3
     early = tmp_path / "early"
-    with DropBehind(early, _segments(early, 6), expected_segments=14, warm_segments=2) as waiting:
-        time.sleep(dropbehind.TICK_SECONDS * 2.5)
+    waiting = DropBehind(early, _segments(early, 6), expected_segments=14, warm_segments=2)
+    assert all(waiting.tick() for _ in range(3))
     assert waiting.warmed == 0  # 6 of 14 expected: not yet half way
     few = tmp_path / "few"
-    with DropBehind(few, _segments(few, 4), expected_segments=4, warm_segments=3) as capped:
-        time.sleep(dropbehind.TICK_SECONDS * 3.5)
+    capped = DropBehind(few, _segments(few, 4), expected_segments=4, warm_segments=3)
+    assert all(capped.tick() for _ in range(3))
     assert capped.warmed == 1  # only finished segments are read back: segment 0 of 4
 
 
@@ -97,8 +109,8 @@ def test_a_segment_that_cannot_be_opened_stops_the_thread_not_the_load(tmp_path:
     (tmp_path / relation).unlink()
     with socket.socket(socket.AF_UNIX) as server:  # a file open() refuses, even to root
         server.bind(str(tmp_path / relation))
-        with DropBehind(tmp_path, relation) as dropping:
-            time.sleep(dropbehind.TICK_SECONDS * 2.5)
+        dropping = DropBehind(tmp_path, relation)
+        assert not dropping.tick()  # the thread's loop ends on it
     assert dropping.dropped == 0
 
 
