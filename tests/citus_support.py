@@ -3,7 +3,8 @@
 The tarball comes from the ``citus_tarball`` setting's environment variable (``CHATBENCH_CITUS_TARBALL``),
 else from the ``shared/citus`` folder beside the checkout (where CI has it). Without one the tests skip,
 and fail under ``CI=true``. Citus is built once per machine (the build cache is keyed by tarball hash and
-PostgreSQL version), so only the first module to start a cluster pays the build (about a minute).
+PostgreSQL build, the same in every virtualenv with the same wheel), so only the first module to start a
+cluster pays the build (about a minute).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,16 @@ def no_xdist_worker_variables_in_children() -> None:
     Those children are runs of their own; a test that wants the variables passes them explicitly."""
     for name in [n for n in os.environ if n.startswith("PYTEST_XDIST_")]:
         del os.environ[name]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_reaches_the_commands() -> None:
+    """A shell without job control starts a background job (``nox -s tests &`` in a script) with SIGINT ignored,
+    and every process inherits that: the commands of the Ctrl-C tests would ignore their Ctrl-C and time out
+    (seen as eight unrelated-looking failures). The session puts Python's own handler back, so the processes it
+    starts begin with the default again."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(trylast=True)

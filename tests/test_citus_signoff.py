@@ -2,7 +2,7 @@
 single-node comparison in Markdown, HTML, JSON and JUnit.
 
 The Citus build is the one every Citus test shares (``citus_support``: built once per machine, cached by
-tarball hash and PostgreSQL version). Rounds are cut to keep the run short; what is asserted is
+tarball hash and PostgreSQL build). Rounds are cut to keep the run short; what is asserted is
 deterministic (rows, routing, the shape of every report), never a latency.
 """
 

