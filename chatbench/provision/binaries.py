@@ -59,7 +59,7 @@ def build_identity(bin_dir: Path) -> str:
         with contextlib.suppress(OSError):
             listed = sorted(line for line in record.read_text().splitlines() if line.startswith(ours))
             if listed:
-                return "wheel:" + "\n".join(listed)
+                return "wheel:" + hashlib.sha256("\n".join(listed).encode()).hexdigest()
     return str(resolved)
 
 

@@ -157,7 +157,7 @@ def ensure_build(source: CitusSource, *, announce: Announce, timeout: float = BU
             shutil.rmtree(stale, ignore_errors=True)
         partial = root / f"{key}.partial-{os.getpid()}"
         announce(f"building Citus from {source.tarball.name} against PostgreSQL {source.binaries.version} "
-                 "(once; cached by tarball hash and PostgreSQL version)")
+                 "(once; cached by tarball hash and PostgreSQL build)")
         try:
             version = _build_into(partial, source, timeout)
             for path in [partial, *partial.rglob("*")]:
