@@ -16,6 +16,7 @@ from typing import Any
 from chatbench import schema
 from chatbench.benchmarks.results import EnvironmentFingerprint
 from chatbench.loadgen.result import SeedResult
+from chatbench.machine import cpu_model
 from chatbench.provision import Server
 
 LIBRARIES = ("chatbench", "psycopg", "psycopg-binary", "sqlalchemy", "pytest-benchmark", "numpy",
@@ -32,17 +33,6 @@ same build and configuration have equal fingerprints."""
 
 def performance_settings(settings: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in settings.items() if name not in INSTANCE_SETTINGS}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:

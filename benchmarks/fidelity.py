@@ -25,14 +25,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from chatbench import convert, external
+from chatbench import external
+from chatbench.benchmarks import scenarios as sc
+from chatbench.benchmarks.fidelity_result import GOAL_RATIO, FidelityReport, FidelityRow
+from chatbench.benchmarks.session import time_rounds
 from chatbench.benchmarks.stats import SampleStats, describe
 from chatbench.convert import to_plain
 from chatbench.errors import ChatbenchError
@@ -42,47 +44,6 @@ from chatbench.provision.binaries import embedded_bin_dir
 FIDELITY_SCENARIOS = ("latest_page", "keyset_page_20", "offset_page_20", "message_count",
                       "conversation_list_first")
 """The scenarios docs/design.md has pgbench numbers for (its measured facts): one per kind of plan."""
-
-GOAL_RATIO = 1.3
-
-
-@dataclass(frozen=True)
-class FidelityRow:
-    scenario: str
-    query: str
-    harness: SampleStats  # full harness path: execute + fetch + decode
-    execute_only: SampleStats  # psycopg execute without decoding rows
-    libpq: SampleStats  # libpq exec_prepared from the same process and timer (no psycopg layers)
-    pgbench: SampleStats
-    rows: int
-
-    @property
-    def ratio(self) -> float:
-        return self.harness.p50 / self.pgbench.p50
-
-    @property
-    def ok(self) -> bool:
-        return self.ratio <= GOAL_RATIO
-
-
-convert.register(FidelityRow, derived=("ratio",), first=("scenario", "query", "rows", "ratio"))
-
-
-@dataclass(frozen=True)
-class FidelityReport:
-    rows: tuple[FidelityRow, ...]
-    round_trip: SampleStats  # SELECT 1 through the harness path
-    pgbench_round_trip: SampleStats  # SELECT 1 through pgbench
-    pinning: Mapping[str, Any]
-    pgbench_pinned: bool
-    pgbench_path: str
-
-    @property
-    def goal_ratio(self) -> float:
-        return GOAL_RATIO
-
-
-convert.register(FidelityReport, derived=("goal_ratio",))  # the goal the ratios were held to, in the document
 
 
 def find_pgbench(server: Server) -> str:
@@ -160,8 +121,6 @@ def run_pgbench(pgbench: str, server: Server, sql_text: str, params: Mapping[str
 
 
 def _timed(target: Callable[[], Any], rounds: int, warmup: int) -> list[float]:
-    from chatbench.benchmarks.session import time_rounds  # lazy: import cycle (session > results > this module)
-
     return [s * 1000.0 for s in time_rounds(target, rounds, warmup)]
 
 
@@ -195,8 +154,6 @@ def check(server: Server, session: Any, *, scenarios: Sequence[str] = FIDELITY_S
     ...), ``rounds // repeats`` timed rounds each, so a slow phase of a shared machine hits all
     variants alike instead of skewing one of them.
     """
-    from chatbench.benchmarks import scenarios as sc  # lazy: import cycle (scenarios > results > this module)
-
     pgbench = find_pgbench(server)
     cpu = session.pinning.cpu if session.pinning.mode != "off" else None
     conn = session.conn

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from chatbench import convert
-from chatbench.benchmarks.fidelity import FidelityReport
+from chatbench.benchmarks.fidelity_result import FidelityReport
 from chatbench.benchmarks.noise import CalibrationProbe
 from chatbench.benchmarks.stats import GrowthFit, SampleStats, describe
 from chatbench.benchmarks.verdict import LatencyJudgement, judge_target

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from chatbench.benchmarks.environment import cpu_model
 from chatbench.benchmarks.results import BenchmarkRun, PlanRecord, ScenarioResult, from_json, to_json
 from chatbench.benchmarks.stats import percentile_interval
 from chatbench.errors import ChatbenchError
+from chatbench.machine import cpu_model
 from chatbench.reports.compare_stats import load_per_cpu
 
 METRICS: tuple[str, ...] = ("cpu_p10", "wall_p50", "wall_p95", "wall_p99", "buffers", "rows")

@@ -19,8 +19,10 @@ from typing import Any
 from chatbench.benchmarks.results import BenchmarkRun, from_json
 from chatbench.convert import from_plain
 from chatbench.errors import ChatbenchError
-from chatbench.reports.signoff import benchmark_runs_in, is_signoff_document
 
+SIGNOFF_KIND = "chatbench-signoff"
+"""The ``kind`` of a ``signoff.json`` (``reports.signoff`` writes it): read here without importing the sign-off
+pipeline, so that ``compare`` and ``history`` start without it."""
 WHAT_TO_PASS = "pass a results JSON (bench-run.json, load-run.json), a bench.json or a signoff.json"
 
 
@@ -92,3 +94,16 @@ def read_one(path: str | Path, *, label: str | None = None) -> tuple[str, Benchm
     if len(runs) > 1:
         raise ChatbenchError(f"{path}: holds {len(runs)} runs ({', '.join(r[0] for r in runs)}); pick one with --label")
     return runs[0]
+
+
+def benchmark_runs_in(data: Mapping[str, Any]) -> tuple[tuple[str, BenchmarkRun], ...]:
+    """(label, run) pairs found in a ``signoff.json`` document (what ``compare`` reads from one)."""
+    runs = []
+    for target in data.get("targets", ()):
+        if target.get("benchmark"):
+            runs.append((str(target.get("label", "")), from_plain(BenchmarkRun, target["benchmark"])))
+    return tuple(runs)
+
+
+def is_signoff_document(data: Any) -> bool:
+    return isinstance(data, Mapping) and data.get("kind") == SIGNOFF_KIND

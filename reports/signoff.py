@@ -24,11 +24,12 @@ from typing import Any, ClassVar, Literal
 from chatbench import convert
 from chatbench.benchmarks.citus import QueryComparison, QueryCost, route_text, side_by_side
 from chatbench.benchmarks.results import BenchmarkRun
-from chatbench.convert import fields_plain, from_plain, to_plain
+from chatbench.convert import fields_plain, to_plain
 from chatbench.loadgen.result import SeedResult
 from chatbench.provision import Server
 from chatbench.rehearse.result import Rehearsal
 from chatbench.reports.compare import Comparison
+from chatbench.reports.inputs import SIGNOFF_KIND
 from chatbench.verify.citus import HISTORY_QUERIES
 from chatbench.verify.result import VerificationResult
 
@@ -55,7 +56,7 @@ Format history:
   that were not known are left out, as before), ``seed`` (``SeedSummary``), ``verification``
   (``{"drift": .., "health_plans": ..}``, each a ``chatbench.verify`` result or null). ``benchmark``
   is a results-format 3 run: its ``notes`` became typed fields (see ``chatbench.benchmarks.results``).
-  ``benchmark_runs_in`` reads both versions (a version 1 file's run upgrades through the results
+  ``reports.inputs.benchmark_runs_in`` reads both versions (a version 1 file's run upgrades through the results
   format's own upgrade path).
   A fourth verdict, ``INCONCLUSIVE`` (exit 3): top-level and per-target ``inconclusive[]`` lines;
   each check has ``outcome`` (passed | failed | inconclusive) beside ``passed`` and ``failing``; a stage
@@ -440,11 +441,12 @@ class Signoff:
 
 
 def _document(signoff: Signoff) -> dict[str, Any]:
-    """A rendering, not a round trip (a reader takes only its benchmark runs back, ``benchmark_runs_in``): the
-    kind, version, verdict and its lines lead, computed for readers that do not recompute them."""
+    """A rendering, not a round trip (a reader takes only its benchmark runs back,
+    ``reports.inputs.benchmark_runs_in``): the kind, version, verdict and its lines lead, computed for readers
+    that do not recompute them."""
     fields = fields_plain(signoff)
     return {
-        "kind": "chatbench-signoff",
+        "kind": SIGNOFF_KIND,
         "format_version": SIGNOFF_FORMAT,
         "verdict": signoff.verdict,
         "headline": signoff.headline(),
@@ -457,16 +459,3 @@ def _document(signoff: Signoff) -> dict[str, Any]:
 
 
 convert.register(Signoff, write=_document)
-
-
-def benchmark_runs_in(data: Mapping[str, Any]) -> tuple[tuple[str, BenchmarkRun], ...]:
-    """(label, run) pairs found in a ``signoff.json`` document (what ``compare`` reads from one)."""
-    runs = []
-    for target in data.get("targets", ()):
-        if target.get("benchmark"):
-            runs.append((str(target.get("label", "")), from_plain(BenchmarkRun, target["benchmark"])))
-    return tuple(runs)
-
-
-def is_signoff_document(data: Any) -> bool:
-    return isinstance(data, Mapping) and data.get("kind") == "chatbench-signoff"

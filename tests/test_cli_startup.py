@@ -56,6 +56,24 @@ def test_a_command_help_imports_its_interface_alone_and_lists_every_setting(
     assert missing == [], f"chatbench {entry.name} --help lacks {missing}"
 
 
+MEASURING = ("chatbench.provision", "chatbench.schema", "chatbench.loadgen", "chatbench.verify", "chatbench.rehearse",
+             "chatbench.reports.signoff", "chatbench.benchmarks.fidelity", "chatbench.benchmarks.citus",
+             "chatbench.benchmarks.environment", "chatbench.benchmarks.session", "docker", "testcontainers")
+
+
+def test_reading_and_recording_a_result_file_imports_no_measuring_stage() -> None:
+    """``history`` records a file and ``compare`` reads one without the modules that measure (provisioning, the
+    schema, the sign-off pipeline, the fidelity check): about 0.8 s of imports for every recording process."""
+    code = ("import json, sys\nimport chatbench.history, chatbench.reports.inputs\n"
+            "print(json.dumps(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert "chatbench.benchmarks.fidelity_result" in loaded  # the result model is read, not the check
+    assert [name for name in loaded if name.split(".")[0] in ("docker", "testcontainers")
+            or any(name == m or name.startswith(f"{m}.") for m in MEASURING)] == []
+
+
 def test_every_command_runs_through_its_implementation() -> None:
     for module in command_modules():
         assert callable(implementation(module).run), module.__name__

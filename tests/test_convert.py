@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from reports_fixtures import environment, make_run
 
-from chatbench.benchmarks.fidelity import FidelityReport, FidelityRow
+from chatbench.benchmarks.fidelity_result import FidelityReport, FidelityRow
 from chatbench.benchmarks.noise import CalibrationProbe
 from chatbench.benchmarks.pinning import PinningResult
 from chatbench.benchmarks.results import (

@@ -17,8 +17,9 @@ from servers import unavailable
 
 from chatbench.reports import render_html, render_json, render_junit, render_markdown
 from chatbench.reports.compare import compare_runs
+from chatbench.reports.inputs import benchmark_runs_in
 from chatbench.reports.output import scrub, write_signoff
-from chatbench.reports.signoff import VerificationEvidence, benchmark_runs_in
+from chatbench.reports.signoff import VerificationEvidence
 from chatbench.verify.findings import Finding
 from chatbench.verify.result import VerificationResult
 
