@@ -23,7 +23,8 @@ from chatbench.rehearse.statements import split_sql
 # is judged here is a verdict, not a volume) and its 20,000-message smaller size, with seed 1 on the worker's
 # session server; the seed cache keeps each as a template database on that server, so on one worker the
 # sizes are seeded once for the file instead of once per worker.
-pytestmark = pytest.mark.xdist_group("rehearse_ci_seed_1")
+pytestmark = [pytest.mark.slow,  # whole rehearsals (about 20 s of the fast tier's worker time): not in the edit loop
+              pytest.mark.xdist_group("rehearse_ci_seed_1")]
 QUARTER_CI = {"messages.count": 50_000, "conversations.count": 3_000, "users.count": 500, "whales.count": 4}
 
 
