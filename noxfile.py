@@ -80,8 +80,9 @@ def tests(session: nox.Session) -> None:
     _install(session, "dev")
     # Whole rehearsals and sign-offs judge timings on two cores the other worker loads too: a test that fails
     # is run again (at most twice, the rerun shown in the log) before it counts; a real failure fails each time.
-    # The slowest tests are listed at the end: the suite's time budget is spent where the log shows.
-    session.run("pytest", "tests", *WORKERS, "--reruns", "2", "--reruns-delay", "1", "--durations", "25",
+    # The slowest tests are listed at the end: the suite's time budget is spent where the log shows; so are the tests
+    # that were rerun (``-raR``), by name, for a flaky test to be found from the log of the run that passed.
+    session.run("pytest", "tests", *WORKERS, "--reruns", "2", "--reruns-delay", "1", "-raR", "--durations", "25",
                 *session.posargs, env=PYTEST_ENV)
 
 
