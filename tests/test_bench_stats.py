@@ -197,6 +197,22 @@ def test_percentile_interval_brackets_the_percentile() -> None:
         percentile_interval([], 95.0)
 
 
+def test_the_interval_ranks_are_the_binomials_quantiles() -> None:
+    """The ranks and confidence computed from scipy.special's binomial CDF (light to import) are scipy.stats.binom's."""
+    from scipy.stats import binom
+
+    for rounds in (1, 2, 3, 10, 40, 104, 300, 528, 2000):
+        for percent in (50.0, 95.0, 99.0, 99.9):
+            for confidence in (0.95, 0.99):
+                interval = percentile_interval(np.arange(1.0, rounds + 1), percent, confidence)
+                n, q, tail = rounds, percent / 100, (1 - confidence) / 2
+                low = min(max(int(binom.ppf(tail, n, q)), 1), n)
+                high = min(max(int(binom.ppf(1 - tail, n, q)) + 1, 1), n)
+                assert (interval.low, interval.high) == (low, high), (rounds, percent, confidence)
+                reached = binom.cdf(high - 1, n, q) - binom.cdf(low - 1, n, q)
+                assert interval.confidence == pytest.approx(reached, abs=1e-9)
+
+
 @pytest.mark.parametrize(("rounds", "percent"), [(300, 99.0), (40, 99.0), (60, 95.0)])
 def test_too_few_rounds_report_the_confidence_they_reach(rounds: int, percent: float) -> None:
     """The slowest round is above the true percentile with probability 1 - q**n (smoke's 300 rounds: ~95%
