@@ -68,16 +68,18 @@ def command_line(*argv: str) -> list[str]:
     return [sys.executable, "-m", "chatbench", *argv]
 
 
-def environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment with ``env`` on top (a log's width fixed at 80 columns)."""
-    return {**os.environ, "COLUMNS": "80", **(env or {})}
+def environment(env: Mapping[str, str] | None = None, *, inherit: bool = True) -> dict[str, str]:
+    """This process's environment with ``env`` on top (a log's width fixed at 80 columns); without ``inherit``,
+    ``env`` alone (a command given a bare environment: a variable unset, or a user's minimal ``PATH``)."""
+    return {**(os.environ if inherit else {}), "COLUMNS": "80", **(env or {})}
 
 
-def chatbench(*argv: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 300,
-              merged: bool = False) -> subprocess.CompletedProcess[str]:
+def chatbench(*argv: str, env: Mapping[str, str] | None = None, inherit: bool = True, cwd: Path | None = None,
+              timeout: float = 300, merged: bool = False) -> subprocess.CompletedProcess[str]:
     """``python -m chatbench ARGV`` to its end, stdout and stderr captured apart, or with ``merged`` as
-    one stream in ``stdout`` (what a CI log shows); forked from the warm interpreter where it may be."""
-    full = environment(env)
+    one stream in ``stdout`` (what a CI log shows); forked from the warm interpreter where it may be. ``env``
+    and ``inherit``: ``environment``'s."""
+    full = environment(env, inherit=inherit)
     warm = _warm_interpreter(full)
     if warm is not None:
         return warm.run(list(argv), full, Path.cwd() if cwd is None else cwd, timeout, merged)
@@ -240,11 +242,12 @@ class CommandProcess(Protocol):
     def kill(self) -> None: ...
 
 
-def start(*argv: str, output: BinaryIO, env: Mapping[str, str] | None = None,
+def start(*argv: str, output: BinaryIO, env: Mapping[str, str] | None = None, inherit: bool = True,
           cwd: Path | None = None) -> CommandProcess:
     """``python -m chatbench ARGV`` started and not waited for, its stdout and stderr both into the open file
-    ``output`` (a log); forked from the warm interpreter where it may be."""
-    full = environment(env)
+    ``output`` (a log); forked from the warm interpreter where it may be. ``env`` and ``inherit``:
+    ``environment``'s."""
+    full = environment(env, inherit=inherit)
     warm = _warm_interpreter(full)
     if warm is not None:
         return warm.start(list(argv), full, Path.cwd() if cwd is None else cwd, output.fileno(), output.fileno())

@@ -8,14 +8,13 @@ import gzip
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 from citus_support import TARBALL_ENV, citus, citus_tarball  # noqa: F401
-from commandline import chatbench
+from commandline import CommandProcess, chatbench, start
 
 from chatbench.faults import REPORT_DIR, STOP_AT
 from chatbench.provision import Server
@@ -44,8 +43,7 @@ def test_bad_inputs_are_one_line_before_anything_starts(tmp_path: Path) -> None:
     _one_line_error(chatbench("server", "--backend", "citus", "--citus-tarball", str(tmp_path / "none.tar.gz")),
                     "--citus-tarball", "none.tar.gz")
     unset = {k: v for k, v in os.environ.items() if k != TARBALL_ENV}
-    done = subprocess.run([sys.executable, "-m", "chatbench", "server", "--backend", "citus"], capture_output=True,
-                          text=True, env=unset, cwd=tmp_path, timeout=120, stdin=subprocess.DEVNULL)
+    done = chatbench("server", "--backend", "citus", env=unset, inherit=False, cwd=tmp_path, timeout=120)
     _one_line_error(done, "--citus-tarball", "not set", TARBALL_ENV)
     no_pg_config = tmp_path / "bin"
     no_pg_config.mkdir()
@@ -66,15 +64,17 @@ def test_a_failed_build_is_one_line_and_leaves_no_partial(tmp_path: Path) -> Non
     assert [p.name for p in (cache / "citus").iterdir()] == [".lock"]
 
 
-def _stop_at(stage: str, faults: Path, env: dict[str, str], *argv: str, command: str = "server"
-             ) -> subprocess.Popen[str]:
+def _stop_at(stage: str, faults: Path, env: dict[str, str], *argv: str, command: str = "server") -> CommandProcess:
+    """``chatbench COMMAND --backend citus ARGV`` started and paused at ``stage`` (its output in a log beside
+    ``faults``)."""
     faults.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "chatbench", command, "--backend", "citus", *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **env, STOP_AT: stage, REPORT_DIR: str(faults)})
+    log = faults.with_suffix(".log")
+    with log.open("wb") as output:
+        proc = start(command, "--backend", "citus", *argv, output=output,
+                     env={**env, STOP_AT: stage, REPORT_DIR: str(faults)})
     deadline = time.monotonic() + 300
     while not any(faults.iterdir()):
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, log.read_text(errors="replace")
         assert time.monotonic() < deadline, f"{stage} not reached"
         time.sleep(0.05)
     return proc
@@ -95,7 +95,7 @@ def test_ctrl_c_during_the_build_removes_the_partial_build(tmp_path: Path) -> No
                                                          TARBALL_ENV: str(citus_tarball())})
     assert [p.name for p in (cache / "citus").iterdir() if ".partial-" in p.name]  # mid-build
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     assert proc.returncode == 130
     assert [p.name for p in (cache / "citus").iterdir()] == [".lock"]
 
@@ -105,7 +105,7 @@ def test_ctrl_c_during_the_start_leaves_nothing(tmp_path: Path, run_dir: Path) -
                                                          TARBALL_ENV: str(citus_tarball())})
     assert len(_postmasters(run_dir)) == 3  # coordinator + two workers up
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)
     assert proc.returncode == 130
     assert sorted(p.name for p in run_dir.iterdir()) == []
 
@@ -119,7 +119,7 @@ def test_ctrl_c_during_the_clusters_seed_leaves_nothing(tmp_path: Path, run_dir:
                     "--profile", "smoke", "--no-cache", "--scaling", "none", "--out", str(out), command="signoff")
     assert len(_postmasters(run_dir)) >= 3  # the coordinator and its two workers up, the seed paused in its COPY
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
+    proc.wait(timeout=120)
     assert proc.returncode == 130
     assert sorted(p.name for p in run_dir.iterdir()) == []
     assert not [p for p in out.iterdir() if p.name.startswith(".chatbench-staging")] if out.exists() else True
@@ -131,7 +131,7 @@ def test_after_sigkill_clean_removes_every_node(tmp_path: Path, run_dir: Path) -
     pids = _postmasters(run_dir)
     assert len(pids) == 4
     proc.kill()
-    proc.communicate(timeout=30)
+    proc.wait(timeout=30)
     done = chatbench("clean", env=env)
     assert done.returncode == 0, done.stderr
     assert [p.name for p in run_dir.iterdir()] == []

@@ -16,11 +16,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from commandline import in_process
+from commandline import chatbench, in_process, start
 
 from chatbench import loadgen
 from chatbench.loadgen.cache import generator_source_digest, snapshot_root, source_digest
@@ -32,18 +32,8 @@ from chatbench.provision.paths import run_root
 SMALL = ("--profile", "smoke", "--set", "messages.count=8000", "--set", "conversations.count=500")
 
 
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    """A run directory of this test's own (the server's OS user can enter it, unlike tmp_path)."""
-    path = run_root() / f"test-cache-{secrets.token_hex(4)}"
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _env(run_dir: Path) -> dict[str, str]:
-    return {**os.environ, "CHATBENCH_RUN_DIR": str(run_dir)}
+    return {"CHATBENCH_RUN_DIR": str(run_dir)}
 
 
 def _holder(seeds: Path, key: str, run_dir: Path) -> tuple[subprocess.Popen[str], Path, str]:
@@ -70,19 +60,18 @@ def _holder(seeds: Path, key: str, run_dir: Path) -> tuple[subprocess.Popen[str]
 
 def test_two_cold_seeds_of_one_spec_at_once_both_succeed_and_publish_one_entry(run_dir: Path) -> None:
     seed = str(10_000 + secrets.randbelow(10**6))  # a key nobody has cached
-    command = [sys.executable, "-m", "chatbench", "seed", "--backend", "local", *SMALL, "--seed", seed]
-    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(run_dir))
-             for _ in range(2)]
-    outputs = [proc.communicate(timeout=300) for proc in procs]
+    with ThreadPoolExecutor(2) as pool:  # both at once, each to its end
+        done = list(pool.map(lambda _: chatbench("seed", "--backend", "local", *SMALL, "--seed", seed,
+                                                 env=_env(run_dir)), range(2)))
     key = ""
     try:
-        for proc, (_, stderr) in zip(procs, outputs, strict=True):
-            assert proc.returncode == 0, stderr
-            assert "Traceback" not in stderr and "not saved" not in stderr
-            found = re.search(r"cache key ([0-9a-f]{16})", stderr)
-            assert found is not None, stderr
+        for run in done:
+            assert run.returncode == 0, run.stderr
+            assert "Traceback" not in run.stderr and "not saved" not in run.stderr
+            found = re.search(r"cache key ([0-9a-f]{16})", run.stderr)
+            assert found is not None, run.stderr
             key = found.group(1)
-        checksums = {stdout.strip() for stdout, _ in outputs}
+        checksums = {run.stdout.strip() for run in done}
         assert len(checksums) == 1
         seeds = snapshot_root()
         mine = sorted(p.name for p in seeds.iterdir() if p.name.startswith(key))
@@ -167,12 +156,13 @@ def test_a_killed_seeds_skeleton_is_removed_by_clean(run_dir: Path, tmp_path: Pa
 
     env = {**_env(run_dir), "CHATBENCH_FAULT_STOP_AT": "seed.copy.rows", "CHATBENCH_FAULT_DIR": str(tmp_path)}
     run_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "chatbench", "seed", "--backend", "local", *SMALL, "--no-cache"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    log = tmp_path / "seed.log"
+    with log.open("wb") as output:
+        proc = start("seed", "--backend", "local", *SMALL, "--no-cache", output=output, env=env)
     try:
         deadline = time.monotonic() + 120
         while not list(run_dir.rglob(f"{STAGING_PREFIX}skeleton-*")) and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, log.read_text(errors="replace")
             time.sleep(0.05)
         skeletons = list(run_dir.rglob(f"{STAGING_PREFIX}skeleton-*"))
         assert skeletons

@@ -5,11 +5,10 @@ Free space is injected through the check's own interface (``free=``): no test fi
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from commandline import chatbench
 
 from chatbench import loadgen
 from chatbench.errors import ConfigError
@@ -120,12 +119,9 @@ def test_seed_checks_the_server_it_got(tmp_path: Path) -> None:
 def test_cli_refuses_an_oversized_count_before_anything_starts(tmp_path: Path) -> None:
     """A real refusal (no injection): 5*10^8 messages need far more than this machine's disk."""
     run, cache = tmp_path / "run", tmp_path / "cache"
-    done = subprocess.run(
-        [sys.executable, "-m", "chatbench", "seed", "--backend", "local", "--profile", "scale",
-         "--set", "messages.count=500000000"],
-        capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "CHATBENCH_RUN_DIR": str(run), "CHATBENCH_CACHE_DIR": str(cache)},
-    )
+    done = chatbench("seed", "--backend", "local", "--profile", "scale", "--set", "messages.count=500000000",
+                     env={"PATH": "/usr/bin:/bin", "CHATBENCH_RUN_DIR": str(run), "CHATBENCH_CACHE_DIR": str(cache)},
+                     inherit=False, timeout=60)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in done.stderr
