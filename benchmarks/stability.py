@@ -56,9 +56,19 @@ HOG_LIMIT_S = 4 * 3600.0
 # --- the CPU hog ---------------------------------------------------------------------------------
 
 
+HOG_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+"""Blocked while a hog process is forked, until it has set its own dispositions (``cpu_hog``)."""
+
+
 def _spin(cpu: int, parent: int, limit_s: float) -> None:
-    """Busy-loop on ``cpu`` until the parent is gone or ``limit_s`` passed (runs in a child process)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark stops it; Ctrl-C goes to the benchmark
+    """Busy-loop on ``cpu`` until the parent is gone or ``limit_s`` passed (runs in a child process).
+
+    It starts with ``HOG_SIGNALS`` blocked (``cpu_hog``): it ignores Ctrl-C (the benchmark stops it), and SIGTERM
+    (``terminate``) ends it at once, as the kernel's default, before any Python handler inherited from the
+    benchmark (``terminate_as_exit``) could turn it into an exception the fork's own start-up swallows."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HOG_SIGNALS)  # a signal sent meanwhile is handled here, as set
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {cpu})
     deadline = time.monotonic() + limit_s
@@ -71,15 +81,26 @@ def _spin(cpu: int, parent: int, limit_s: float) -> None:
 
 
 @contextlib.contextmanager
-def cpu_hog(limit_s: float = HOG_LIMIT_S) -> Iterator[int]:
-    """One busy process per core this process may use, pinned; always stopped on exit. Yields the count."""
+def cpu_hog(limit_s: float = HOG_LIMIT_S) -> Iterator[list[multiprocessing.process.BaseProcess]]:
+    """One busy process per core this process may use, pinned; always stopped on exit (SIGTERM, SIGKILL after
+    5 s). Yields the processes.
+
+    Each is forked with ``HOG_SIGNALS`` blocked: a child inherits the benchmark's Python handlers, and a SIGTERM
+    that reached one while the fork was still running its at-fork hooks raised ``SystemExit`` there, which
+    Python reports as ignored: the hog then spun on both cores until the kill (seen when a run was stopped
+    right after a phase began)."""
     cpus = sorted(os.sched_getaffinity(0))
     context = multiprocessing.get_context("fork")
-    processes = [context.Process(target=_spin, args=(cpu, os.getpid(), limit_s), daemon=True) for cpu in cpus]
+    processes: list[multiprocessing.process.BaseProcess] = [
+        context.Process(target=_spin, args=(cpu, os.getpid(), limit_s), daemon=True) for cpu in cpus]
     try:
-        for process in processes:
-            process.start()
-        yield len(processes)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HOG_SIGNALS)
+        try:
+            for process in processes:
+                process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        yield processes
     finally:
         for process in processes:
             if process.is_alive():
@@ -287,8 +308,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path.write_text(broken_ddl())
                 schema = ["--schema-from", str(path)]
             hogged = name in ("hog", "slow", "broken")
-            with cpu_hog() if hogged else contextlib.nullcontext(0) as hogs:
-                print(f"phase {name}: {'a CPU hog on each of ' + str(hogs) + ' cores' if hogged else 'no hog'}, "
+            hog: contextlib.AbstractContextManager[list[multiprocessing.process.BaseProcess]] = \
+                cpu_hog() if hogged else contextlib.nullcontext([])
+            with hog as hogs:
+                print(f"phase {name}: {'a CPU hog on each of ' + str(len(hogs)) + ' cores' if hogged else 'no hog'}, "
                       f"load average {os.getloadavg()[0]:.2f}", flush=True)
                 signoffs(phase, runs, [*common, *schema, *against], work)
     except KeyboardInterrupt:
