@@ -143,6 +143,7 @@ def test_the_readme_table_is_what_the_command_prints() -> None:
 
 
 @pytest.mark.xdist_group("ci_seed_0")  # with test_verify_cli's ci test: the worker's server seeds ci once (template)
+@pytest.mark.slow  # the ci profile (200,000 messages): its seed is most of the pair's 7.5 core-seconds
 def test_the_ci_seed_stores_messages_out_of_line(pg: Server) -> None:
     with seeded_database(pg, "ci") as (db, _), psycopg.connect(db.conninfo()) as conn:
         row = conn.execute("SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE relname = 'messages'").fetchone()

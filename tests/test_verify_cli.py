@@ -27,6 +27,7 @@ def _ddl_with(replace: tuple[str, str] | None = None) -> str:
 
 
 @pytest.mark.xdist_group("ci_seed_0")  # with test_content's ci test: the worker's server seeds ci once (template)
+@pytest.mark.slow  # the ci profile (200,000 messages): its seed is most of the pair's 7.5 core-seconds
 def test_ci_profile_passes_and_gives_the_same_verdict_twice(pg: Server) -> None:
     db = create_database(pg, "vci")
     try:
