@@ -87,8 +87,8 @@ def cpu_hog(limit_s: float = HOG_LIMIT_S) -> Iterator[list[multiprocessing.proce
 
     Each is forked with ``HOG_SIGNALS`` blocked: a child inherits the benchmark's Python handlers, and a SIGTERM
     that reached one while the fork was still running its at-fork hooks raised ``SystemExit`` there, which
-    Python reports as ignored: the hog then spun on both cores until the kill (seen when a run was stopped
-    right after a phase began)."""
+    Python reports as ignored: the hog then spun on its core until the kill (the test suite's hog, stopped as it
+    started, did; docs/design.md)."""
     cpus = sorted(os.sched_getaffinity(0))
     context = multiprocessing.get_context("fork")
     processes: list[multiprocessing.process.BaseProcess] = [

@@ -120,7 +120,8 @@ class RehearsalPlan:
 
 
 def smaller_spec(spec: Spec) -> Spec:
-    """The second size: the next smaller profile, or a tenth of a custom spec's messages."""
+    """The second size: the next smaller profile; smoke for any other spec (one built in Python: the commands
+    refuse a profile ``SMALLER_PROFILE`` does not name)."""
     if spec.name in SMALLER_PROFILE:
         return loadgen.load_spec(SMALLER_PROFILE[spec.name])
     return loadgen.load_spec("smoke")
