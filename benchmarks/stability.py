@@ -47,6 +47,8 @@ from chatbench.provision import provision, terminate_as_exit
 from chatbench.schema import ddl
 
 PHASES = ("baseline", "quiet", "hog", "slow", "broken")
+COMPARED_PHASES = ("hog", "slow", "broken")
+"""The phases judged against the quiet baseline's sign-off (``--baseline``, or the baseline phase's)."""
 HISTORY_INDEX = "ix_messages_conversation_id_created_at_id"
 TRIGGER_FUNCTION = "chatbench_touch_conversation_on_message"
 HOG_LIMIT_S = 4 * 3600.0
@@ -272,9 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or args.runs < 1:
         parser.error(f"--phases: unknown {', '.join(unknown)}" if unknown else "--runs must be at least 1")
     work: Path = args.work
+    baseline = args.baseline if args.baseline is not None else work / "baseline-01" / "signoff.json"
+    compared = [p for p in phases if p in COMPARED_PHASES]
+    made_first = "baseline" in phases and compared and phases.index("baseline") < phases.index(compared[0])
+    if compared and not baseline.is_file() and not made_first:  # checked before anything is made or started
+        parser.error(f"--phases {compared[0]} compares with a quiet baseline and {baseline} does not exist: "
+                     f"put baseline before it in --phases, or pass --baseline FILE")
     work.mkdir(parents=True, exist_ok=True)
     common = ["--profile", args.profile, "--backend", "local", *shlex.split(args.signoff_args)]
-    baseline = args.baseline if args.baseline is not None else work / "baseline-01" / "signoff.json"
     done: list[Phase] = []
 
     stack = contextlib.ExitStack()
@@ -286,10 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             phase = Phase(name)
             done.append(phase)
             runs = 1 if name == "baseline" else args.runs
-            if name in ("hog", "slow", "broken") and not baseline.is_file():
+            if name in COMPARED_PHASES and not baseline.is_file():  # the baseline phase made none
                 raise SystemExit(f"stability: phase {name} compares with a quiet baseline; run the baseline phase "
                                  f"first (or pass --baseline): {baseline} does not exist")
-            against = ["--baseline", str(baseline)] if name in ("hog", "slow", "broken") else []
+            against = ["--baseline", str(baseline)] if name in COMPARED_PHASES else []
             schema: list[str] = []
             if name == "slow":
                 base_append = _append_cpu_p50(json.loads(baseline.read_text()))

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -349,3 +350,20 @@ def test_the_stability_benchmarks_hog_always_stops_and_its_schemas_differ_only_w
         "DECLARE burned bigint := 0;\nBEGIN\n    FOR step IN 1..1234 LOOP burned := burned + step; END LOOP;\n",
         "BEGIN\n") == canonical
     assert HISTORY_INDEX in canonical and HISTORY_INDEX not in broken_ddl()
+
+
+@pytest.mark.parametrize("phases", ["hog", "quiet,slow", "broken,baseline"])
+def test_a_compared_phase_without_a_baseline_is_refused_before_anything_is_made(
+        phases: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m chatbench.benchmarks.stability``: a phase judged against the quiet baseline, with no baseline file
+    and no baseline phase before it, is a usage error (exit 2) naming ``--phases`` and the fix; no work folder is
+    made and no sign-off starts."""
+    from chatbench.benchmarks.stability import main as stability
+
+    work = tmp_path / "work"
+    with pytest.raises(SystemExit) as exited:
+        stability(["--runs", "1", "--phases", phases, "--work", str(work)])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--phases" in error and "--baseline FILE" in error and "put baseline before it" in error, error
+    assert not work.exists()
