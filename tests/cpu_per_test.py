@@ -1,0 +1,46 @@
+"""A pytest plugin that measures the suite (not a test): each test's wall time and the machine's CPU while it ran.
+
+``PYTHONPATH=tests pytest tests -p cpu_per_test``, with no ``-n`` (with workers, the machine's busy time is
+theirs together), writes one JSON line per test to ``$CHATBENCH_CPU_PER_TEST`` (default ``cpu-per-test.jsonl``):
+``id``; ``wall`` seconds; ``busy`` and ``idle`` core-seconds of the whole machine from ``/proc/stat`` (the servers
+and every process a test starts are in ``busy``); ``own``, this process's CPU and its waited-for children's.
+docs/design.md's facts on where the suite's work goes were measured with it, summed by file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+OUTPUT = Path(os.environ.get("CHATBENCH_CPU_PER_TEST", "cpu-per-test.jsonl"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _machine() -> tuple[float, float]:
+    """Busy (user, nice, system, irq, softirq) and idle core-seconds since boot."""
+    with open("/proc/stat") as handle:
+        user, nice, system, idle, _iowait, irq, softirq = (int(v) for v in handle.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / TICKS, idle / TICKS
+
+
+def _own() -> float:
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    busy, idle = _machine()
+    own, started = _own(), time.monotonic()
+    yield
+    busy_after, idle_after = _machine()
+    row = {"id": item.nodeid, "wall": time.monotonic() - started, "busy": busy_after - busy,
+           "idle": idle_after - idle, "own": _own() - own}
+    with OUTPUT.open("a") as out:
+        out.write(json.dumps(row) + "\n")
