@@ -48,7 +48,8 @@ from chatbench.schema import ddl
 
 PHASES = ("baseline", "quiet", "hog", "slow", "broken")
 COMPARED_PHASES = ("hog", "slow", "broken")
-"""The phases judged against the quiet baseline's sign-off (``--baseline``, or the baseline phase's)."""
+"""The phases run under the CPU hog and judged against the quiet baseline's sign-off (``--baseline``, or the
+baseline phase's)."""
 HISTORY_INDEX = "ix_messages_conversation_id_created_at_id"
 TRIGGER_FUNCTION = "chatbench_touch_conversation_on_message"
 HOG_LIMIT_S = 4 * 3600.0
@@ -276,8 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     work: Path = args.work
     baseline = args.baseline if args.baseline is not None else work / "baseline-01" / "signoff.json"
     compared = [p for p in phases if p in COMPARED_PHASES]
-    made_first = "baseline" in phases and compared and phases.index("baseline") < phases.index(compared[0])
-    if compared and not baseline.is_file() and not made_first:  # checked before anything is made or started
+    if compared and not baseline.is_file() and "baseline" not in phases[:phases.index(compared[0])]:
+        # checked before anything is made or started
         parser.error(f"--phases {compared[0]} compares with a quiet baseline and {baseline} does not exist: "
                      f"put baseline before it in --phases, or pass --baseline FILE")
     work.mkdir(parents=True, exist_ok=True)
@@ -314,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 path = work / "broken.sql"
                 path.write_text(broken_ddl())
                 schema = ["--schema-from", str(path)]
-            hogged = name in ("hog", "slow", "broken")
+            hogged = name in COMPARED_PHASES
             hog: contextlib.AbstractContextManager[list[multiprocessing.process.BaseProcess]] = \
                 cpu_hog() if hogged else contextlib.nullcontext([])
             with hog as hogs:
