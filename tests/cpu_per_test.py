@@ -2,9 +2,9 @@
 
 ``PYTHONPATH=tests pytest tests -p cpu_per_test``, with no ``-n`` (with workers, the machine's busy time is
 theirs together), writes one JSON line per test to ``$CHATBENCH_CPU_PER_TEST`` (default ``cpu-per-test.jsonl``):
-``id``; ``wall`` seconds; ``busy`` and ``idle`` core-seconds of the whole machine from ``/proc/stat`` (the servers
-and every process a test starts are in ``busy``); ``own``, this process's CPU and its waited-for children's.
-docs/design.md's facts on where the suite's work goes were measured with it, summed by file.
+``id``; ``wall`` seconds; ``busy`` and ``idle`` (with iowait) core-seconds of the whole machine from
+``/proc/stat`` (the servers and every process a test starts are in ``busy``); ``own``, this process's CPU and its
+waited-for children's. docs/design.md's facts on where the suite's work goes were measured with it, by file.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ from pathlib import Path
 
 import pytest
 
+from chatbench.benchmarks.noise import MachineCounters
+
 OUTPUT = Path(os.environ.get("CHATBENCH_CPU_PER_TEST", "cpu-per-test.jsonl"))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _machine() -> tuple[float, float]:
-    """Busy (user, nice, system, irq, softirq) and idle core-seconds since boot."""
-    with open("/proc/stat") as handle:
-        user, nice, system, idle, _iowait, irq, softirq = (int(v) for v in handle.readline().split()[1:8])
-    return (user + nice + system + irq + softirq) / TICKS, idle / TICKS
+    """Busy and not-busy (idle, iowait) core-seconds since boot, from the counters the benchmarks record."""
+    counters = MachineCounters.read()
+    assert counters is not None, "no /proc/stat: this plugin measures Linux machines only"
+    return counters.busy / TICKS, (counters.total - counters.busy - counters.steal) / TICKS
 
 
 def _own() -> float:
