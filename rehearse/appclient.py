@@ -1,10 +1,20 @@
-"""One app client process of the rehearsal's live load: ``python -m chatbench.rehearse.appclient``.
+"""The app clients of the rehearsal's live load, as they run: ``python -m chatbench.rehearse.appclient`` is
+the launcher, and each client is a process the launcher forks.
 
-A plain subprocess, not multiprocessing: it imports only psycopg, so it starts in a fraction of a
-second whatever the parent's main module is (multiprocessing's spawn would import that again).
-The parent writes a pickled ``ClientTask`` to its stdin; the client connects, prepares every
-statement, writes one byte (ready) to stdout, and runs until SIGUSR1; then it writes its requests,
-pickled, and exits. Ctrl-C is the parent's to handle: the client ignores SIGINT. An operation marked
+The launcher is a plain subprocess, not multiprocessing: it imports only psycopg (its spawn or forkserver
+would import the parent's main module again, the whole CLI), and it starts once per parent process
+(``rehearse.launcher``): a client forked from it starts in about a millisecond where a fresh interpreter
+took 0.15 s, four of them per rehearsal. The parent sends it, over its stdin (a Unix socket), one byte
+and two file descriptors per client: the client's channel (one end of a socket pair) and the stderr the
+client's errors go to (the parent's, as it is when the client starts). The launcher forks the client and
+answers with a pidfd of it, so the parent can wait for it and kill it without pid races; it reaps its
+exited clients and leaves when the parent closes the control socket. Neither reacts to Ctrl-C: that is the
+parent's to handle.
+
+A client reads its ``ClientTask`` (length-prefixed pickle) from its channel, connects, prepares every
+statement, writes one byte (ready) and runs until the parent writes the stop byte; then it writes its
+requests (length-prefixed pickle) and exits. A closed channel (the parent is gone, even by SIGKILL) stops
+it too, so no client outlives its parent by more than the request it is in. An operation marked
 ``rolled_back`` (the application's own writes) runs between a BEGIN and a ROLLBACK every request.
 
 Open loop: arrivals follow a Poisson schedule at the client's share of the fixed rate, and each
@@ -16,11 +26,16 @@ on Linux, shared with the parent's sampler and migration runner.
 
 from __future__ import annotations
 
+import os
 import pickle
 import random
+import select
 import signal
+import socket
+import struct
 import sys
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +44,13 @@ import psycopg
 
 APP_PREFIX = "chatbench-rehearse-app-"
 MAX_ERROR_SAMPLES = 5
-READY = b"R"
+READY = b"R"  # client -> parent: connected, statements prepared
+STOP = b"S"  # parent -> client: stop and hand back the requests
+LAUNCH = b"L"  # parent -> launcher, with the client's channel and stderr
+LENGTH = struct.Struct("!Q")  # the prefix of a pickled message on a channel
+REAP_EVERY_S = 1.0  # how often an idle launcher reaps its exited clients
+
+Events = list[tuple[int, float, float, float, bool, bool]]  # (op, due, sent, done, ok, served)
 
 
 @dataclass(frozen=True)
@@ -47,18 +68,47 @@ class ClientTask:
     rolled_back: Mapping[str, bool] = field(default_factory=dict)  # operation -> run in a transaction rolled back
 
 
-def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, float, float, bool, bool]], list[str]]:
+def send_message(channel: socket.socket, message: object) -> None:
+    """A pickled message, length first: the reader knows where it ends without waiting for EOF."""
+    data = pickle.dumps(message)
+    channel.sendall(LENGTH.pack(len(data)) + data)
+
+
+def read_exactly(channel: socket.socket, size: int, deadline: float | None = None) -> bytes:
+    """``size`` bytes from ``channel``; EOFError when it closes first, TimeoutError past ``deadline``
+    (``time.monotonic``; None: wait as long as it takes)."""
+    chunks: list[bytes] = []
+    while size:
+        if deadline is not None and not select.select([channel], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise TimeoutError
+        chunk = channel.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_message(channel: socket.socket, deadline: float | None = None) -> Any:
+    """The next message ``send_message`` wrote (errors as ``read_exactly``'s)."""
+    (size,) = LENGTH.unpack(read_exactly(channel, LENGTH.size, deadline))
+    return pickle.loads(read_exactly(channel, size, deadline))
+
+
+def run_client(task: ClientTask, channel: socket.socket) -> tuple[list[str], Events, list[str]]:
+    """Run the task's open-loop load until the parent writes ``STOP`` (or closes the channel); the requests."""
     stopping = False
 
-    def stop(_signum: int, _frame: object) -> None:
+    def wait(seconds: float) -> None:
+        """Sleep ``seconds``, or less when the parent asks to stop (a closed channel asks too)."""
         nonlocal stopping
-        stopping = True
+        if select.select([channel], [], [], max(0.0, seconds))[0]:
+            stopping = True
 
-    signal.signal(signal.SIGUSR1, stop)
     rng = random.Random(task.seed * 1000 + task.index)
     names = [n for n, w in task.weights.items() if w > 0]
     weights = [task.weights[n] for n in names]
-    events: list[tuple[int, float, float, float, bool, bool]] = []  # (op, due, sent, done, ok, served)
+    events: Events = []
     errors: list[str] = []
     app_name = f"{APP_PREFIX}{task.index}"
     conn = psycopg.connect(task.conninfo, autocommit=True, application_name=app_name)
@@ -87,13 +137,11 @@ def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, floa
     try:
         for name in names:  # prepare every statement before the clock starts
             one(name)
-        sys.stdout.buffer.write(READY)
-        sys.stdout.buffer.flush()
+        channel.sendall(READY)
         intended = time.monotonic()
         while True:
             intended += rng.expovariate(task.rate_per_s)
-            while not stopping and (delay := intended - time.monotonic()) > 0:
-                time.sleep(min(delay, 0.05))
+            wait(intended - time.monotonic())
             if stopping:
                 break
             operation = rng.choices(range(len(names)), weights)[0]
@@ -112,12 +160,65 @@ def run_client(task: ClientTask) -> tuple[list[str], list[tuple[int, float, floa
     return names, events, errors
 
 
+def _client(channel: socket.socket) -> int:
+    """A forked client's whole life; its exit code."""
+    try:
+        task = read_message(channel)
+        send_message(channel, run_client(task, channel))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return 0  # the parent is gone: nobody to hand the requests to
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+def _reap() -> None:
+    """Collect the exit status of every client that has exited (the parent waits on its pidfd instead)."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def serve(control: socket.socket) -> None:
+    """The launcher: fork a client for each ``LAUNCH`` on ``control`` until the parent closes it."""
+    while True:
+        if not select.select([control], [], [], REAP_EVERY_S)[0]:
+            _reap()
+            continue
+        try:
+            message, fds, _flags, _address = socket.recv_fds(control, 1, 2)
+        except ConnectionResetError:
+            message, fds = b"", []
+        if not message:
+            return  # the parent is gone or done
+        channel_fd, stderr_fd = fds
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            os.dup2(stderr_fd, 2)
+            os.close(stderr_fd)
+            code = _client(socket.socket(fileno=channel_fd))
+            sys.stderr.flush()
+            os._exit(code)
+        pidfd = os.pidfd_open(pid)  # before any reaping: the pid is this child's until then
+        try:
+            socket.send_fds(control, [LAUNCH], [pidfd])
+        except OSError:
+            return  # the parent went while it asked: its client sees its channel closed and stops
+        finally:
+            for fd in (pidfd, channel_fd, stderr_fd):
+                os.close(fd)
+        _reap()
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    task = pickle.load(sys.stdin.buffer)
-    result = run_client(task)
-    sys.stdout.buffer.write(pickle.dumps(result))
-    sys.stdout.buffer.flush()
+    serve(socket.socket(fileno=sys.stdin.fileno()))
 
 
 if __name__ == "__main__":

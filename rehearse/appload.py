@@ -22,10 +22,6 @@ from __future__ import annotations
 import contextlib
 import pickle
 import re
-import select
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +34,8 @@ from chatbench.benchmarks.app_scenarios import PREFIX, app_scenarios
 from chatbench.benchmarks.loadtest.mix import OPERATIONS, parameter_pools
 from chatbench.errors import ChatbenchError
 from chatbench.loadgen.result import SeedParameters
-from chatbench.rehearse.appclient import READY, ClientTask
+from chatbench.rehearse.appclient import ClientTask
+from chatbench.rehearse.launcher import ClientLauncher, ClientProcess
 from chatbench.rehearse.result import Access, AppWindow, Latency
 from chatbench.schema.appqueries import AppQueries
 from chatbench.schema.queries import QUERIES_BY_NAME
@@ -174,7 +171,8 @@ def app_operations(conninfo: str, params: SeedParameters, queries: AppQueries, *
 
 class AppLoad:
     """Client processes running against one database until ``stop()``; ``close()`` always ends them
-    (stop, then kill what does not stop)."""
+    (stop, then kill what does not stop). The clients are forked by this process's launcher
+    (``rehearse.launcher``)."""
 
     def __init__(self, conninfo: str, operations: Sequence[AppOperation], *, clients: int, rate_per_s: float,
                  seed: int) -> None:
@@ -189,36 +187,32 @@ class AppLoad:
                        seed, {n: o.rolled_back for n, o in self.operations.items()})
             for index in range(clients)
         ]
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self._processes: list[ClientProcess] = []
 
     def start(self) -> None:
+        launcher = ClientLauncher.shared()
         for task in self._tasks:
-            process = subprocess.Popen([sys.executable, "-m", "chatbench.rehearse.appclient"], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, bufsize=0)
+            process = launcher.launch()
             self._processes.append(process)
-            assert process.stdin is not None
-            process.stdin.write(pickle.dumps(task))
-            process.stdin.close()
+            process.send(task)
         deadline = time.monotonic() + READY_TIMEOUT_S
         for index, process in enumerate(self._processes):
-            assert process.stdout is not None
-            while not select.select([process.stdout], [], [], 0.05)[0]:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise ChatbenchError(f"app load: client {index} did not connect (exit code {process.poll()}); "
-                                         "see its error above")
-            if process.stdout.read(1) != READY:
+            ready = process.ready(deadline)
+            if ready is None:
+                raise ChatbenchError(f"app load: client {index} did not connect within {READY_TIMEOUT_S:g} s")
+            if not ready:
                 raise ChatbenchError(f"app load: client {index} failed before it was ready; see its error above")
 
     def stop(self) -> AppRequests:
         """Stop the clients and collect every request they made."""
         for process in self._processes:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGUSR1)
+            process.stop()
         requests: list[Request] = []
         errors: list[str] = []
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for index, process in enumerate(self._processes):
             try:
-                names, events, samples = pickle.loads(_read_all(process, time.monotonic() + STOP_TIMEOUT_S))
+                names, events, samples = process.requests(deadline)
             except (TimeoutError, pickle.UnpicklingError, EOFError, ValueError):
                 raise ChatbenchError(f"app load: client {index} did not hand back its requests within "
                                      f"{STOP_TIMEOUT_S:g} s") from None
@@ -231,22 +225,8 @@ class AppLoad:
 
     def close(self) -> None:
         for process in self._processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=5.0)
-
-
-def _read_all(process: subprocess.Popen[bytes], deadline: float) -> bytes:
-    assert process.stdout is not None
-    chunks: list[bytes] = []
-    while True:
-        if not select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            raise TimeoutError
-        chunk = process.stdout.read(1 << 20)
-        if not chunk:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            return b"".join(chunks)
-        chunks.append(chunk)
+            process.close()
+        self._processes.clear()
 
 
 @contextlib.contextmanager
