@@ -74,6 +74,28 @@ def test_reading_and_recording_a_result_file_imports_no_measuring_stage() -> Non
             or any(name == m or name.startswith(f"{m}.") for m in MEASURING)] == []
 
 
+CLIENT_MODULES = {
+    "chatbench.benchmarks.loadtest.worker": {"chatbench", "chatbench.errors", "chatbench.benchmarks",
+                                             "chatbench.benchmarks.loadtest", "chatbench.benchmarks.loadtest.worker"},
+    "chatbench.rehearse.appclient": {"chatbench", "chatbench.errors", "chatbench.rehearse",
+                                     "chatbench.rehearse.appclient"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(CLIENT_MODULES))
+def test_a_client_process_imports_no_stage_of_chatbench(module: str) -> None:
+    """A ``chatbench load`` client (spawned afresh, one per client) and the rehearsal's app-client launcher import
+    psycopg and nothing of chatbench beyond their own modules: the queries come compiled in their tasks. Through
+    the load's package and the schema they took 1.5 s of CPU each."""
+    code = f"import json, sys\nimport {module}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout))
+    assert {n for n in loaded if n.split(".")[0] == "chatbench"} == CLIENT_MODULES[module]
+    assert not {n for n in loaded if n.split(".")[0] in ("sqlalchemy", "numpy", "scipy")}
+    assert "psycopg" in loaded
+
+
 def test_every_command_runs_through_its_implementation() -> None:
     for module in command_modules():
         assert callable(implementation(module).run), module.__name__

@@ -18,6 +18,7 @@ from chatbench.benchmarks.loadtest.mix import OPERATIONS, not_measurable
 from chatbench.benchmarks.loadtest.worker import ClientTask, new_histogram, run_client
 from chatbench.benchmarks.results import LoadResult, OperationLoadResult
 from chatbench.errors import ConfigError
+from chatbench.schema.queries import QUERIES_BY_NAME
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
 
@@ -75,7 +76,9 @@ def run_load(conninfo: str, config: LoadConfig, pools: Mapping[str, list[dict[st
     per_client_rate = None if config.rate_per_s is None else config.rate_per_s / config.clients
     context = multiprocessing.get_context("spawn")  # no inherited connections or locks
     start_at = time.time() + 1.0 + 0.3 * config.clients  # let every process import and connect first
-    tasks = [ClientTask(i, conninfo, {n: OPERATIONS[n].query for n in weights}, weights,
+    queries = {n: QUERIES_BY_NAME[OPERATIONS[n].query] for n in weights}
+    tasks = [ClientTask(i, conninfo, {n: q.sql() for n, q in queries.items()},
+                        {n: q.returns_rows for n, q in queries.items()}, weights,
                         {n: list(pools[n]) for n in weights}, config.warmup_s, config.duration_s,
                         per_client_rate, config.seed, start_at) for i in range(config.clients)]
     loop = "closed loop" if config.rate_per_s is None else f"open loop at {config.rate_per_s:.0f}/s"

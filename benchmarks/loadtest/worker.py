@@ -1,5 +1,9 @@
 """One load client (a process): its own connection, the weighted mix, HDR histograms per operation.
 
+It imports psycopg and hdrh and nothing of chatbench's stages: a spawned client imports this module afresh,
+and the queries' SQL comes compiled in its ``ClientTask`` (the schema package, SQLAlchemy with it, and the
+benchmarks took 1.5 s of CPU per client to import).
+
 Closed loop (no ``rate``): operations back to back; each latency is recorded corrected for
 coordinated omission with HdrHistogram's ``record_corrected_value`` using the client's warm-up
 median as the expected interval (a stall of L ms hides L/interval requests that would have
@@ -20,8 +24,6 @@ from typing import Any
 import psycopg
 from hdrh.histogram import HdrHistogram
 
-from chatbench.schema.queries import QUERIES_BY_NAME
-
 HIGHEST_US = 60_000_000  # one minute: anything slower is clipped (and counted)
 SIGNIFICANT_DIGITS = 3
 MAX_ERROR_SAMPLES = 5
@@ -37,7 +39,8 @@ class ClientTask:
 
     index: int
     conninfo: str
-    operations: Mapping[str, str]  # operation -> canonical query name
+    sql: Mapping[str, str]  # operation -> its query's SQL, with %(name)s placeholders
+    returns_rows: Mapping[str, bool]  # operation -> whether its query returns rows to fetch
     weights: Mapping[str, float]
     pools: Mapping[str, list[dict[str, Any]]]
     warmup_s: float
@@ -69,8 +72,8 @@ def run_client(task: ClientTask) -> dict[str, Any]:
     rng = random.Random(task.seed * 1000 + task.index)
     names = [n for n in task.weights if task.weights[n] > 0]
     weights = [task.weights[n] for n in names]
-    sql = {n: QUERIES_BY_NAME[task.operations[n]].sql() for n in names}
-    returns = {n: QUERIES_BY_NAME[task.operations[n]].returns_rows for n in names}
+    sql = {n: task.sql[n] for n in names}
+    returns = {n: task.returns_rows[n] for n in names}
     histograms = {n: new_histogram() for n in names}
     raw = {n: new_histogram() for n in names}
     counts = dict.fromkeys(names, 0)

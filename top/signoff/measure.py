@@ -17,8 +17,8 @@ import psycopg
 
 from chatbench import loadgen
 from chatbench.benchmarks.app_scenarios import is_app
-from chatbench.benchmarks.loadtest import DEFAULT_WEIGHTS, LoadConfig, run_load
-from chatbench.benchmarks.loadtest.mix import parameter_pools
+from chatbench.benchmarks.loadtest.mix import DEFAULT_WEIGHTS, parameter_pools
+from chatbench.benchmarks.loadtest.runner import LoadConfig, run_load
 from chatbench.benchmarks.results import BenchmarkRun, LoadResult, MachineLoad, PlanRecord
 from chatbench.benchmarks.scenarios import SCENARIOS, SCENARIOS_BY_NAME, Scenario
 from chatbench.benchmarks.session import MeasuredRun, TimedRounds, measure_scenarios, rounds_for, time_rounds

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from chatbench import loadgen, output
 from chatbench.benchmarks.environment import fingerprint
-from chatbench.benchmarks.loadtest import LoadConfig, parse_weights, run_load
-from chatbench.benchmarks.loadtest.mix import parameter_pools
+from chatbench.benchmarks.loadtest.mix import parameter_pools, parse_weights
+from chatbench.benchmarks.loadtest.runner import LoadConfig, run_load
 from chatbench.benchmarks.pinning import PinningResult
 from chatbench.benchmarks.results import BenchmarkRun, write
 from chatbench.commands._common import out, require_writable, server_from

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.text import Text
 
 from chatbench import loadgen
-from chatbench.benchmarks.loadtest import parse_weights
+from chatbench.benchmarks.loadtest.mix import parse_weights
 from chatbench.commands._common import announce, command_line, out, server_from
 from chatbench.commands.appqueries import app_queries, role_map
 from chatbench.commands.impl.history import record_result
