@@ -213,7 +213,7 @@ class AppLoad:
         for index, process in enumerate(self._processes):
             try:
                 names, events, samples = process.requests(deadline)
-            except (TimeoutError, pickle.UnpicklingError, EOFError, ValueError):
+            except (OSError, pickle.UnpicklingError, EOFError, ValueError):  # OSError: TimeoutError too
                 raise ChatbenchError(f"app load: client {index} did not hand back its requests within "
                                      f"{STOP_TIMEOUT_S:g} s") from None
             errors += samples

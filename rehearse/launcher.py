@@ -7,7 +7,8 @@ interpreter importing psycopg (0.15 s of CPU each). It is stopped at exit; a pro
 (the tests' warm interpreter) starts its own, so no two processes share one control socket.
 
 A ``ClientProcess`` is what ``AppLoad`` holds: the client's channel (task, ready, stop, requests) and a
-pidfd, with which the parent waits for it and kills it, though it is the launcher's child and not its own.
+pidfd, with which the parent waits for it and kills it, though it is the launcher's child and not its own
+(``os.pidfd_open``: Linux 5.3 or later, as chatbench's ``/proc`` readings already need Linux).
 """
 
 from __future__ import annotations
