@@ -47,11 +47,11 @@ def _test_environment() -> dict[str, str]:
     """The test sessions' own environment on top of the caller's.
 
     They write Python's bytecode caches whatever the caller's environment says. The suite starts hundreds of
-    fresh interpreters (the rehearsals' app clients, the packaging and application-project venvs, the commands
-    that cannot be forked), and a uv virtualenv is installed without bytecode: where ``PYTHONDONTWRITEBYTECODE``
-    is set (CI's image sets it), each of them compiled every module it imports from source, 3.7-4.9 s against
-    1.2-1.4 s for chatbench's CLI with a sign-off. Empty, the variable is unset for Python: the first import of a
-    module writes its cache and every later process reads it.
+    fresh interpreters (the app-client launchers and load clients, the packaging and application-project
+    venvs, the commands that cannot be forked), and a uv virtualenv is installed without bytecode: where
+    ``PYTHONDONTWRITEBYTECODE`` is set (CI's image sets it), each of them compiled every module it imports from
+    source, 3.7-4.9 s against 1.2-1.4 s for chatbench's CLI with a sign-off. Empty, the variable is unset for
+    Python: the first import of a module writes its cache and every later process reads it.
 
     Their temporary files (pytest's ``tmp_path``, the wheel, the virtualenvs and pip's unpacking) go to tmpfs
     where the machine has one: on this kind of VM's ext4 root, creating a file costs about 0.5 ms against
