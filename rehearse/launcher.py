@@ -34,7 +34,7 @@ KILL_WAIT_S = 5.0  # how long a killed client has to be gone
 STDERR = 2  # the descriptor, as a subprocess inherits it (pytest's sys.stderr may have none)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClientProcess:
     """One app client, forked by the launcher: its channel and a pidfd of it."""
 
@@ -42,14 +42,19 @@ class ClientProcess:
     pidfd: int
 
     def send(self, task: ClientTask) -> None:
-        send_message(self.channel, task)
+        """Hand the client its task; a client already gone is reported by ``ready``, not here."""
+        with contextlib.suppress(OSError):
+            send_message(self.channel, task)
 
     def ready(self, deadline: float) -> bool | None:
         """True once the client is ready, False if it ended before, None while it is still starting (waits
         until ``deadline`` at most)."""
         if not select.select([self.channel], [], [], max(0.0, deadline - time.monotonic()))[0]:
             return None
-        return self.channel.recv(1) == READY
+        try:
+            return self.channel.recv(1) == READY
+        except ConnectionError:  # it ended with part of its task unread
+            return False
 
     def stop(self) -> None:
         """Ask the client to stop (it stops after the request it is in) and hand back its requests."""
