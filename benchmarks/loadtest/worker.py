@@ -72,8 +72,6 @@ def run_client(task: ClientTask) -> dict[str, Any]:
     rng = random.Random(task.seed * 1000 + task.index)
     names = [n for n in task.weights if task.weights[n] > 0]
     weights = [task.weights[n] for n in names]
-    sql = {n: task.sql[n] for n in names}
-    returns = {n: task.returns_rows[n] for n in names}
     histograms = {n: new_histogram() for n in names}
     raw = {n: new_histogram() for n in names}
     counts = dict.fromkeys(names, 0)
@@ -87,8 +85,8 @@ def run_client(task: ClientTask) -> dict[str, Any]:
     def one(name: str) -> bool:
         nonlocal conn, cur
         try:
-            cur.execute(sql[name], rng.choice(task.pools[name]), prepare=True)
-            if returns[name]:
+            cur.execute(task.sql[name], rng.choice(task.pools[name]), prepare=True)
+            if task.returns_rows[name]:
                 cur.fetchall()
             return True
         except psycopg.Error as exc:
