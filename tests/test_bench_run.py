@@ -217,7 +217,7 @@ def test_a_stall_in_a_closed_loop_is_corrected_for_coordinated_omission(pg: Serv
     config = LoadConfig(clients=1, duration_s=3.0, warmup_s=0.3, weights={"latest_page": 1})
     with seeded_database(pg) as (db, seeded), psycopg.connect(db.conninfo(), autocommit=True) as conn:
         pools = parameter_pools(conn, seeded.params, config.weights)
-        stall = threading.Thread(target=_stall_the_measured_phase, args=(db, time.time() + 1.3, config.warmup_s))
+        stall = threading.Thread(target=_stall_the_measured_phase, args=(db, config.warmup_s))
         stall.start()
         try:
             load = run_load(db.conninfo(), config, pools)
@@ -232,20 +232,41 @@ def test_a_stall_in_a_closed_loop_is_corrected_for_coordinated_omission(pg: Serv
     assert p99 > STALL_S * 1000 / 4 and p99 > 2 * naive, (p99, naive)
 
 
+@pytest.mark.slow
+def test_a_client_that_cannot_connect_fails_the_load_with_its_own_error(pg: Server) -> None:
+    """Three clients, a role allowed two connections: one client's connection is refused. It breaks the start
+    barrier, so the two connected clients stop waiting for it, and the load raises the refused client's error
+    (not the barrier's), whichever client that was. No client session is left behind."""
+    config = LoadConfig(clients=3, duration_s=1.0, warmup_s=0.1, weights={"latest_page": 1})
+    with seeded_database(pg) as (db, seeded), psycopg.connect(db.conninfo(), autocommit=True) as conn:
+        pools = parameter_pools(conn, seeded.params, config.weights)
+        conn.execute("CREATE ROLE cb_two_connections LOGIN CONNECTION LIMIT 2")
+        try:
+            conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO cb_two_connections")
+            limited = db.url.set(username="cb_two_connections", password=None, drivername="postgresql")
+            with pytest.raises(psycopg.OperationalError, match="too many connections for role"):
+                run_load(limited.render_as_string(hide_password=False), config, pools)
+            left = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'cb_two_connections'")
+            assert left.fetchone() == (0,)
+        finally:
+            conn.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM cb_two_connections")
+            conn.execute("DROP ROLE cb_two_connections")
+
+
 STALL_S = 0.6
 
 
-def _stall_the_measured_phase(db: Server, start_at: float, warmup_s: float) -> None:
+def _stall_the_measured_phase(db: Server, warmup_s: float) -> None:
     """Hold an exclusive lock on messages for STALL_S once the client measures: every query of the mix
-    waits. The client starts at ``start_at`` (run_load's 1.3 s to spawn and connect) or when it has
-    connected, if later (a busy machine), then warms up for ``warmup_s``."""
+    waits. The client starts once it has connected (the only client: nobody else to wait for), then warms
+    up for ``warmup_s``."""
     with psycopg.connect(db.conninfo(), autocommit=True) as watcher:
         client = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                   "AND application_name = 'chatbench-load-0'")
         while watcher.execute(client).fetchone() != (1,):
             time.sleep(0.01)
         connected = time.time()
-    time.sleep(max(0.0, max(start_at, connected) + warmup_s + 0.5 - time.time()))
+    time.sleep(max(0.0, connected + warmup_s + 0.5 - time.time()))
     with psycopg.connect(db.conninfo()) as conn, conn.transaction():
         conn.execute("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
         time.sleep(STALL_S)

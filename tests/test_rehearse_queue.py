@@ -141,9 +141,11 @@ def check_safe(pair: Pair, result: Rehearsal, folder: Path) -> None:
             if pair.safe.startswith("BEGIN"):  # each try was the whole block, rolled back at the ALTER, run again
                 assert all(a.block_stopped_at == run.index for a in run.attempts[:-1]), run.attempts
                 assert run.lock_timeout == "500ms", run.lock_timeout  # its SET LOCAL ran again on the last try
-        first = result.measured.statements[1].attempts[0].waited_for
-        assert first is not None and LONG_TX_NAME in first
-        in_every_format(first, result, folder)  # each try, and whom it waited for
+        # The 5 ms lock sampler can miss one try's wait on a loaded machine (seen under a profiler): the first try
+        # it saw names the long transaction, and that evidence is in every format.
+        seen = [a.waited_for for a in result.measured.statements[1].attempts if a.waited_for]
+        assert seen and LONG_TX_NAME in seen[0], result.measured.statements[1].attempts
+        in_every_format(seen[0], result, folder)  # each try, and whom it waited for
     if pair.alembic:  # the command gave up on env.py's lock_timeout, was run again, and succeeded
         tries = result.measured.command_tries
         assert len(tries) >= 2 and tries[0].outcome == "lock timeout" and tries[-1].outcome == "completed", tries

@@ -7,17 +7,18 @@ latencies, and the GIL would make N threads measure Python, not PostgreSQL.
 from __future__ import annotations
 
 import multiprocessing
-import time
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.context import SpawnContext
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from chatbench.benchmarks.loadtest.mix import OPERATIONS, not_measurable
-from chatbench.benchmarks.loadtest.worker import ClientTask, new_histogram, run_client
+from chatbench.benchmarks.loadtest.worker import START_TIMEOUT_S, ClientTask, join_start, new_histogram, run_client
 from chatbench.benchmarks.results import LoadResult, OperationLoadResult
-from chatbench.errors import ConfigError
+from chatbench.errors import ChatbenchError, ConfigError
 from chatbench.schema.queries import QUERIES_BY_NAME
 
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99.9": 99.9}
@@ -58,6 +59,31 @@ def _operation(name: str, query: str, histogram: HdrHistogram, raw: HdrHistogram
                                histogram.encode().decode())
 
 
+def _run_clients(context: SpawnContext, tasks: list[ClientTask]) -> list[dict[str, Any]]:
+    """One process per task, started together once all have connected (a barrier, not a guessed delay: a
+    client's start-up is 0.2 s on a quiet machine and seconds on a busy one).
+
+    A client that fails aborts the barrier, so the others raise ``BrokenBarrierError``: the error raised
+    here is the failing client's own, whichever client's result arrives first."""
+    barrier = context.Barrier(len(tasks))
+    with context.Pool(len(tasks), initializer=join_start, initargs=(barrier,)) as pool:
+        pending = [pool.apply_async(run_client, (task,)) for task in tasks]
+        outputs: list[dict[str, Any]] = []
+        failures: list[Exception] = []
+        for result in pending:
+            try:
+                outputs.append(result.get())
+            except threading.BrokenBarrierError as exc:
+                failures.append(exc)
+            except Exception as exc:  # a client's own error: raised in preference to a broken barrier
+                failures.insert(0, exc)
+    if failures and isinstance(failures[0], threading.BrokenBarrierError):
+        raise ChatbenchError(f"load: not all {len(tasks)} clients connected within {START_TIMEOUT_S:g} s")
+    if failures:
+        raise failures[0]
+    return outputs
+
+
 def run_load(conninfo: str, config: LoadConfig, pools: Mapping[str, list[dict[str, Any]]],
              progress: Callable[[str], None] = lambda _m: None) -> LoadResult:
     """Run ``config.clients`` processes for warm-up + duration and merge what they measured.
@@ -75,16 +101,14 @@ def run_load(conninfo: str, config: LoadConfig, pools: Mapping[str, list[dict[st
                           "give weight to another operation")
     per_client_rate = None if config.rate_per_s is None else config.rate_per_s / config.clients
     context = multiprocessing.get_context("spawn")  # no inherited connections or locks
-    start_at = time.time() + 1.0 + 0.3 * config.clients  # let every process import and connect first
     queries = {n: QUERIES_BY_NAME[OPERATIONS[n].query] for n in weights}
     tasks = [ClientTask(i, conninfo, {n: q.sql() for n, q in queries.items()},
                         {n: q.returns_rows for n, q in queries.items()}, weights,
                         {n: list(pools[n]) for n in weights}, config.warmup_s, config.duration_s,
-                        per_client_rate, config.seed, start_at) for i in range(config.clients)]
+                        per_client_rate, config.seed) for i in range(config.clients)]
     loop = "closed loop" if config.rate_per_s is None else f"open loop at {config.rate_per_s:.0f}/s"
     progress(f"{config.clients} client(s), {loop}, {config.warmup_s:g} s warm-up + {config.duration_s:g} s")
-    with context.Pool(config.clients) as pool:
-        outputs = pool.map(run_client, tasks)
+    outputs = _run_clients(context, tasks)
     merged = {n: new_histogram() for n in weights}
     raw_merged = {n: new_histogram() for n in weights}
     errors = dict.fromkeys(weights, 0)

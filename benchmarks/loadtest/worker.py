@@ -19,10 +19,13 @@ import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from hdrh.histogram import HdrHistogram
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Barrier
 
 HIGHEST_US = 60_000_000  # one minute: anything slower is clipped (and counted)
 SIGNIFICANT_DIGITS = 3
@@ -47,7 +50,20 @@ class ClientTask:
     duration_s: float
     rate_per_s: float | None  # this client's arrival rate (open loop) or None (closed loop)
     seed: int
-    start_at: float  # time.time() at which all clients start together
+
+
+START_TIMEOUT_S = 60.0
+"""How long a connected client waits for the others to connect before the load gives up."""
+
+_start: Barrier | None = None
+"""The barrier every client of one load passes once connected, so that all start together (set by ``join_start``,
+the pool's initializer: a synchronisation primitive reaches a spawned process only at its start)."""
+
+
+def join_start(barrier: Barrier) -> None:
+    """Pool initializer: the clients of this pool start together, when the last one has connected."""
+    global _start
+    _start = barrier
 
 
 SPIN_S = 0.0002
@@ -79,7 +95,12 @@ def run_client(task: ClientTask) -> dict[str, Any]:
     samples: list[str] = []
     clock = time.perf_counter
 
-    conn = psycopg.connect(task.conninfo, autocommit=True, application_name=f"chatbench-load-{task.index}")
+    try:
+        conn = psycopg.connect(task.conninfo, autocommit=True, application_name=f"chatbench-load-{task.index}")
+    except BaseException:
+        if _start is not None:
+            _start.abort()  # the others stop waiting for a client that will never come
+        raise
     cur = conn.cursor()
 
     def one(name: str) -> bool:
@@ -99,9 +120,8 @@ def run_client(task: ClientTask) -> dict[str, Any]:
             return False
 
     try:
-        delay = task.start_at - time.time()
-        if delay > 0:
-            time.sleep(delay)
+        if _start is not None:
+            _start.wait(START_TIMEOUT_S)
         # warm-up: prepared statements, caches; its latencies estimate the closed-loop interval
         warm: list[float] = []
         warm_end = clock() + task.warmup_s
