@@ -7,7 +7,9 @@ own database on it (dropped afterwards), ``schema_db`` the same with the canonic
 a run directory of the test's own, ``wheel`` the project's wheel, built once per session (per xdist
 worker: the packaging tests share an xdist group so they share one build).
 Container tests need a Docker engine: they skip with the reason when none answers, except under
-``CI=true`` where a missing engine is a failure (CI brings one up).
+``CI=true`` where a missing engine is a failure (CI brings one up). A test rerun after a failure (``--reruns``)
+has its failure's error lines printed at the end of the run ("why tests were rerun"), so a flake in a CI log can be
+read and fixed.
 """
 
 from __future__ import annotations
@@ -84,6 +86,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         suffix = "@" + "_".join(sorted(names))
         if names and hasattr(item, "_id") and not item.nodeid.endswith(suffix):
             item._id = NodeId.parse(item.nodeid + suffix)
+
+
+RERUN_REASON_LINES = 15
+_rerun_reasons: list[tuple[str, str]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Keep why a test was rerun: pytest-rerunfailures' summary (``-rR``) names a rerun test, never its failure,
+    and a flake is fixed from its failure. (With xdist the controller receives every worker's reports.)"""
+    if report.outcome == "rerun":
+        lines = report.longreprtext.strip().splitlines()
+        errors = [line for line in lines if line.startswith("E ")]  # the error and the assertion's message
+        kept = [*errors[:RERUN_REASON_LINES], lines[-1]] if errors else lines[-RERUN_REASON_LINES:]
+        _rerun_reasons.append((f"{report.nodeid} ({report.when})", "\n".join(kept)))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _rerun_reasons:
+        terminalreporter.section("why tests were rerun")
+        for test, why in _rerun_reasons:
+            terminalreporter.write_line(f"RERUN {test}:")
+            terminalreporter.write_line(why)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
