@@ -75,7 +75,7 @@ from chatbench.verify.mapped import quoted
 from chatbench.verify.result import VerificationResult
 from chatbench.verify.schema_check import verify_schema
 
-SMALLER_PROFILE = {"ci": "smoke", "release": "ci", "scale": "release"}
+SMALLER_PROFILE = {"smoke": "smoke_fifth", "ci": "smoke", "release": "ci", "scale": "release"}
 WARMUP_S = 0.3
 Progress = Callable[[str], None]
 

@@ -15,9 +15,7 @@ from pathlib import Path
 from chatbench import loadgen, schema
 
 SPEC = loadgen.load_spec("smoke")
-SMALL_SPEC = loadgen.load_spec("smoke", overrides={
-    "name": "smoke_fifth", "messages.count": 4000, "conversations.count": 240, "users.count": 60,
-    "whales.count": 2, "whales.max_messages": 1200})
+SMALL_SPEC = loadgen.load_spec("smoke_fifth")
 """The two sizes each case is rehearsed at: smoke (20k messages) and a fifth of it that still holds
 1000+ message whales. What a case is judged on is a lock, a rewrite or a queue and its extrapolation to
 ``production_messages``, which two small sizes show as the ci profile's 200k did, in a third of the time."""

@@ -213,7 +213,7 @@ def test_rehearse(place: Place) -> None:
     migration = place.root / "migration.sql"
     migration.write_text(MIGRATION)
     out = place.root / "rehearsal"
-    log = place.run("rehearse", *BACKEND, "--profile", "ci", "--migration", str(migration), "--rate", "60",
+    log = place.run("rehearse", *BACKEND, "--profile", "smoke", "--migration", str(migration), "--rate", "60",
                     "--clients", "1", "--baseline-seconds", "0.3", "--out", str(out), "--format", "json",
                     document=True)
     assert log.code in (0, 1), log.text[-3000:]

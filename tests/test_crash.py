@@ -97,7 +97,7 @@ def _argv(stage: str, seed: int) -> tuple[str, ...]:
     if stage == "provision":
         return ("seed", "--profile", "smoke")
     if stage == "rehearse.migrate":  # a sign-off's migration stage: live load, lock sampler, the clone migrating
-        return ("signoff", "--profile", "ci", "--scaling", "none", "--rounds", "20", "--warmup", "2",
+        return ("signoff", "--profile", "smoke", "--scaling", "none", "--rounds", "20", "--warmup", "2",
                 "--migration", MIGRATION_FILE, "--baseline-seconds", "0.2")
     return SIGNOFF
 

@@ -1,6 +1,6 @@
 """``chatbench rehearse --history`` adds its rehearsal to the results store as ``rehearse:*`` series (per app access
 and for the migration), through ``record_file`` as ``history add`` does; ``history show/detect/export`` list them,
-and a rehearsal is never a ``history:BRANCH`` baseline. A real rehearsal (ci and smoke sizes, the cheapest a
+and a rehearsal is never a ``history:BRANCH`` baseline. A real rehearsal (smoke and smoke_fifth sizes, the cheapest a
 rehearsal measures), a real SQLite store."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from chatbench.cli import main
 from chatbench.history import baseline_from_history, record_file
 from chatbench.history.records import Provenance
 
-pytestmark = pytest.mark.slow  # every test reads one real rehearsal (ci and smoke sizes): out of the edit loop
+pytestmark = pytest.mark.slow  # every test reads one real rehearsal (smoke and smoke_fifth sizes): out of the edit loop
 RECORDED = re.compile(r"^history: recorded 1 run\(s\) of commit (\w+) on (\S+) \((.+)\) in (.+)$", re.M)
 SERIES = ("rehearse:reads blocked_s", "rehearse:appends blocked_prod_s", "rehearse:appends blocked_queries",
           "rehearse:migration duration_s")
@@ -38,9 +38,10 @@ def rehearsed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     os.chdir(place)
     try:
         with contextlib.redirect_stderr(log):
-            code = main(["rehearse", "--backend", "local", "--migration", "m.sql", "--rate", "100", "--clients", "2",
-                         "--baseline-seconds", "0.3", "--long-transaction", "0", "--out", str(place / "out"),
-                         "--history", str(store), "--commit", "r" * 40, "--branch", "main"])
+            code = main(["rehearse", "--backend", "local", "--profile", "smoke", "--migration", "m.sql",
+                         "--rate", "100", "--clients", "2", "--baseline-seconds", "0.3", "--long-transaction", "0",
+                         "--out", str(place / "out"), "--history", str(store), "--commit", "r" * 40,
+                         "--branch", "main"])
     finally:
         os.chdir(cwd)
     assert code in (0, 1), log.getvalue()[-3000:]  # the verdict is the rehearsal's; it must have run

@@ -14,7 +14,8 @@ from chatbench.loadgen.plan import build_plan
 
 
 def test_profiles_load_with_whales_and_target_sizes() -> None:
-    sizes = {"smoke": 20_000, "ci": 200_000, "release": 1_000_000, "scale": 10_000_000, "scale100": 100_000_000}
+    sizes = {"smoke_fifth": 4_000, "smoke": 20_000, "ci": 200_000, "release": 1_000_000, "scale": 10_000_000,
+             "scale100": 100_000_000}
     assert set(loadgen.profiles()) == set(sizes)
     for name, messages in sizes.items():
         spec = loadgen.load_spec(name)

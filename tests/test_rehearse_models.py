@@ -4,7 +4,7 @@
 ``--models`` the migrated database is judged in contract mode against the canonical schema, where an
 extra nullable column is what applications add. With ``--models app.models:Base`` it is judged exactly
 against the application's models: it passes when they declare the column and fails, naming it, when they
-do not. Real servers, real live load (ci profile, smoke as the second size), through the command line.
+do not. Real servers, real live load (smoke profile, smoke_fifth as the second size), through the command line.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def _rehearse(project: Path, *options: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, dict[str, Any]]:
     out = project / "out"
     # no long transaction: the queue behind one is test_rehearse_queue's; these judge the migrated schema
-    code = main(["rehearse", "--backend", "local", *options, "--migration", "add_column.sql", "--rate", "100",
-                 "--clients", "2", "--baseline-seconds", "0.3", "--long-transaction", "0", "--out", str(out)])
+    code = main(["rehearse", "--backend", "local", "--profile", "smoke", *options, "--migration", "add_column.sql",
+                 "--rate", "100", "--clients", "2", "--baseline-seconds", "0.3", "--long-transaction", "0",
+                 "--out", str(out)])
     err = capsys.readouterr().err
     return code, err, json.loads((out / "rehearsal.json").read_text())
 

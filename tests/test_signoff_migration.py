@@ -2,8 +2,10 @@
 
 The before-schema is the canonical one without ``ix_messages_user_id`` (the corpus' first case), the
 migration creates it: safely (CONCURRENTLY, with a lock_timeout) or not. Real server, real live load,
-ci profile (the rehearsal's two sizes: 200k and 20k messages). Latency budgets are generous (a shared
-machine's noise must not decide a test); buffer budgets and the rehearsal's budgets are the shipped ones.
+smoke profile (the rehearsal's two sizes: smoke's 20k and smoke_fifth's 4k messages: what is judged here is how the
+migration's verdict joins the sign-off, which the rehearsal corpus shows two small sizes judge as the ci profile's
+would). Latency budgets are generous (a shared machine's noise must not decide a test); buffer budgets and the
+rehearsal's budgets are the shipped ones.
 Bad input to the new options is in tests/test_bad_inputs.py, Ctrl-C at the migration in tests/test_crash.py.
 """
 
@@ -26,24 +28,25 @@ from chatbench.reports.signoff import SIGNOFF_FORMAT
 
 pytestmark = pytest.mark.slow  # whole sign-offs, rehearsals or a Citus cluster: not in the fast tier
 
+PROFILE, SIZES = "smoke", (4_000, 20_000)  # the profile and its rehearsal's two sizes, smaller first
 CASE = CASES[0]  # ix_messages_user_id: CREATE INDEX with and without CONCURRENTLY
-FAST = ["--profile", "ci", "--rounds", "40", "--warmup", "5", "--scaling", "none", "--baseline-seconds", "0.3",
+FAST = ["--profile", PROFILE, "--rounds", "40", "--warmup", "5", "--scaling", "none", "--baseline-seconds", "0.3",
         "--backend", "local"]
 MIGRATED_STAGES = ["provision", "migration", "drift", "health", "plans", "benchmarks", "teardown"]
 
 
 @pytest.fixture(scope="module")
-def ci_targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped targets with latency budgets no noise reaches at ci; buffers and [rehearsal] as shipped."""
+def targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped targets with latency budgets no noise reaches at PROFILE; buffers and [rehearsal] as shipped."""
     shipped = tomllib.loads(DEFAULT_TARGETS.read_text())
     lines = []
     for name, table in shipped.items():
-        if name == REHEARSAL_SECTION or not isinstance(table, dict) or "ci" not in table:
+        if name == REHEARSAL_SECTION or not isinstance(table, dict) or PROFILE not in table:
             continue
-        buffers = table["ci"].get("buffers")
+        buffers = table[PROFILE].get("buffers")
         extra = f", buffers = {buffers}" if buffers is not None else ""
         lines += [f"[{name}]", 'why = "test budgets: latency generous, buffers as shipped"',
-                  f"ci = {{ p95_ms = 5000.0, p99_ms = 5000.0{extra} }}", ""]
+                  f"{PROFILE} = {{ p95_ms = 5000.0, p99_ms = 5000.0{extra} }}", ""]
     lines.append(f"[{REHEARSAL_SECTION}]")
     lines += [f"{table} = {{ " + ", ".join(f"{key} = {value}" for key, value in budget.items()) + " }"
               for table, budget in shipped[REHEARSAL_SECTION].items() if isinstance(budget, dict)]
@@ -60,8 +63,8 @@ def _signoff(folder: Path, targets: Path, *, safe: bool) -> tuple[int, dict[str,
     return code, {name: (out / name).read_text(encoding="utf-8") for name in SIGNOFF_FILES}
 
 
-def test_a_safe_migration_passes_and_every_format_carries_it(tmp_path: Path, ci_targets: Path) -> None:
-    code, files = _signoff(tmp_path, ci_targets, safe=True)
+def test_a_safe_migration_passes_and_every_format_carries_it(tmp_path: Path, targets: Path) -> None:
+    code, files = _signoff(tmp_path, targets, safe=True)
     report = json.loads(files["signoff.json"])
     assert code == 0 and report["verdict"] == "PASS", report["failing"]
     assert report["format_version"] == SIGNOFF_FORMAT
@@ -73,10 +76,10 @@ def test_a_safe_migration_passes_and_every_format_carries_it(tmp_path: Path, ci_
     # canonical models have, so drift passes only on the schema the migration produced.
     assert target["server"]["database"].startswith("cbr_run_")
     assert any(c["stage"] == "drift" and c["passed"] for c in target["checks"])
-    assert target["benchmark"]["scenarios"] and target["seed"]["profile"] == "ci"
+    assert target["benchmark"]["scenarios"] and target["seed"]["profile"] == PROFILE
     migration = target["migration"]
     assert migration["verdict"] == "PASS" and migration["findings"] == []
-    assert [s["messages"] for s in migration["sizes"]] == [20_000, 200_000]
+    assert tuple(s["messages"] for s in migration["sizes"]) == SIZES
     assert migration["verification"] is None and migration["verified_by"]
     assert "CREATE INDEX CONCURRENTLY" in migration["sizes"][-1]["statements"][-1]["sql"]
     items = [c for c in target["checks"] if c["stage"] == "migration"]
@@ -84,10 +87,10 @@ def test_a_safe_migration_passes_and_every_format_carries_it(tmp_path: Path, ci_
 
     md = files["signoff.md"]
     assert md.startswith("## ✅ chatbench sign-off: **PASS**")
-    assert "#### ✅ Migration rehearsal: PASS" in md and "##### Statements at 200,000 messages (ci)" in md
+    assert "#### ✅ Migration rehearsal: PASS" in md and f"##### Statements at {SIZES[1]:,} messages ({PROFILE})" in md
     assert "##### The app before, during and after the migration" in md and "##### Sizes measured" in md
     html = files["signoff.html"]
-    assert "<h3>Migration rehearsal: " in html and "rehearsal-timeline-ci" in html  # the timeline plot
+    assert "<h3>Migration rehearsal: " in html and f"rehearsal-timeline-{PROFILE}" in html  # the timeline plot
     assert "http://" not in html and "https://" not in html
     junit = ET.fromstring(files["signoff.junit.xml"])
     [suite] = [s for s in junit.iter("testsuite") if s.get("name") == "migration"]
@@ -96,8 +99,8 @@ def test_a_safe_migration_passes_and_every_format_carries_it(tmp_path: Path, ci_
     assert junit.get("failures") == "0"
 
 
-def test_an_unsafe_migration_fails_naming_statement_lock_and_blocked_time(tmp_path: Path, ci_targets: Path) -> None:
-    code, files = _signoff(tmp_path, ci_targets, safe=False)
+def test_an_unsafe_migration_fails_naming_statement_lock_and_blocked_time(tmp_path: Path, targets: Path) -> None:
+    code, files = _signoff(tmp_path, targets, safe=False)
     report = json.loads(files["signoff.json"])
     assert code == 1 and report["verdict"] == "FAIL"
     [target] = report["targets"]
@@ -131,7 +134,7 @@ def test_an_unsafe_migration_fails_naming_statement_lock_and_blocked_time(tmp_pa
                                          is not None)
 
 
-def test_a_migration_that_fails_leaves_nothing_to_verify_and_fails(tmp_path: Path, ci_targets: Path) -> None:
+def test_a_migration_that_fails_leaves_nothing_to_verify_and_fails(tmp_path: Path, targets: Path) -> None:
     """Ran and failed (exit 1), not could-not-run (2): the statement is named, the later stages are not run.
 
     The ALTER takes its ACCESS EXCLUSIVE lock on messages before PostgreSQL looks up the table it references,
@@ -142,7 +145,7 @@ def test_a_migration_that_fails_leaves_nothing_to_verify_and_fails(tmp_path: Pat
     migration.write_text("SET lock_timeout = '1s';\n"
                          "ALTER TABLE messages ADD COLUMN broken int REFERENCES nowhere (id);\n")
     out = tmp_path / "out"
-    code = main(["signoff", *FAST, "--targets", str(ci_targets), "--migration", str(migration), "--out", str(out),
+    code = main(["signoff", *FAST, "--targets", str(targets), "--migration", str(migration), "--out", str(out),
                  "--long-transaction", "2", "--lock-retries", "3"])
     report = json.loads((out / "signoff.json").read_text())
     assert code == 1 and report["verdict"] == "FAIL"
@@ -157,7 +160,7 @@ def test_a_migration_that_fails_leaves_nothing_to_verify_and_fails(tmp_path: Pat
     assert line.startswith("migration: failed: statement 2:") and "nowhere" in line and "line 2" in line
     assert "tries: 1: " in line and "lock timeout after" in line and "chatbench-rehearse-long-transaction" in line
     [size] = target["migration"]["sizes"]
-    assert size["messages"] == 20_000  # the larger size was not run
+    assert size["messages"] == SIZES[0]  # the larger size was not run
     outcomes = [a["outcome"] for a in size["statements"][-1]["attempts"]]
     assert outcomes[0] == "lock timeout" and outcomes[-1] == "failed" and len(outcomes) <= 4, outcomes
     # the sign-off's --long-transaction and --lock-retries reached the rehearsal
@@ -165,7 +168,7 @@ def test_a_migration_that_fails_leaves_nothing_to_verify_and_fails(tmp_path: Pat
                for n in target["migration"]["notes"]), target["migration"]["notes"]
 
 
-def test_a_lost_lock_sampler_is_an_error_with_the_rehearsal_kept(tmp_path: Path, ci_targets: Path) -> None:
+def test_a_lost_lock_sampler_is_an_error_with_the_rehearsal_kept(tmp_path: Path, targets: Path) -> None:
     """Could not judge (exit 2), not PASS: the migration terminates the rehearsal's lock sampler; the
     stage errs naming it, the later stages do not run, and the rehearsal is in the report."""
     from chatbench.rehearse.sampler import SAMPLER_NAME
@@ -174,7 +177,7 @@ def test_a_lost_lock_sampler_is_an_error_with_the_rehearsal_kept(tmp_path: Path,
     migration.write_text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = "
                          f"'{SAMPLER_NAME}';\nSELECT pg_sleep(0.3);\n")
     out = tmp_path / "out"
-    code = main(["signoff", *FAST, "--targets", str(ci_targets), "--migration", str(migration), "--out", str(out)])
+    code = main(["signoff", *FAST, "--targets", str(targets), "--migration", str(migration), "--out", str(out)])
     report = json.loads((out / "signoff.json").read_text())
     assert code == 2 and report["verdict"] == "ERROR"
     [target] = report["targets"]
@@ -185,14 +188,14 @@ def test_a_lost_lock_sampler_is_an_error_with_the_rehearsal_kept(tmp_path: Path,
     assert target["migration"]["verdict"] == "ERROR"
     assert all(s["sampler_error"] for s in target["migration"]["sizes"])
     [line] = report["failing"]  # nothing failed: the stage's error, the one reason it could not be judged
-    assert line.startswith("error: migration: lock evidence incomplete at 20,000 and 200,000 messages") and \
-        "terminating connection" in line
+    incomplete = f"error: migration: lock evidence incomplete at {SIZES[0]:,} and {SIZES[1]:,} messages"
+    assert line.startswith(incomplete) and "terminating connection" in line
     assert target["error"] == line.removeprefix("error: ")
 
 
 @pytest.mark.parametrize("models", [False, True], ids=["contract", "models-lacking-the-column"])
 def test_a_release_that_adds_a_column_is_judged_against_the_schema_it_must_reach(
-    tmp_path: Path, ci_targets: Path, monkeypatch: pytest.MonkeyPatch, models: bool
+    tmp_path: Path, targets: Path, monkeypatch: pytest.MonkeyPatch, models: bool
 ) -> None:
     """``signoff --migration add_column.sql``: the migrated database is judged in contract mode against the
     canonical schema (an extra nullable column passes); with ``--models`` exactly against the application's
@@ -205,7 +208,7 @@ def test_a_release_that_adds_a_column_is_judged_against_the_schema_it_must_reach
     if models:
         write_app(tmp_path, declares_edited_at=False)
     try:
-        code = main(["signoff", *FAST, "--targets", str(ci_targets), *given, "--migration", "add_column.sql",
+        code = main(["signoff", *FAST, "--targets", str(targets), *given, "--migration", "add_column.sql",
                      "--out", str(out)])
     finally:
         forget_app()

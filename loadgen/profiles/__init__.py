@@ -1,1 +1,3 @@
-"""Named data specs (TOML): smoke, ci, release, scale. A package so that wheels ship the files."""
+"""Named data specs (TOML): smoke_fifth, smoke, ci, release, scale, scale100.
+
+A package so that wheels ship the files."""
