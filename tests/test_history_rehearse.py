@@ -39,7 +39,7 @@ def rehearsed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     try:
         with contextlib.redirect_stderr(log):
             code = main(["rehearse", "--backend", "local", "--profile", "smoke", "--migration", "m.sql",
-                         "--rate", "100", "--clients", "2", "--baseline-seconds", "0.3", "--long-transaction", "0",
+                         "--rate", "40", "--clients", "2", "--baseline-seconds", "0.3", "--long-transaction", "0",
                          "--out", str(place / "out"), "--history", str(store), "--commit", "r" * 40,
                          "--branch", "main"])
     finally:

@@ -72,7 +72,7 @@ def test_alembic_migration_via_migration_cmd(tmp_path: Path, capsys: pytest.Capt
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     code, err = _run(["--backend", "local", "--profile", "smoke", "--from", str(before), "--migration-cmd", alembic,
-                      "--rate", "100", "--clients", "2", "--baseline-seconds", "0.3", "--out", str(out)], capsys)
+                      "--rate", "40", "--clients", "2", "--baseline-seconds", "0.3", "--out", str(out)], capsys)
     assert code == 1, err
     report = json.loads((out / "rehearsal.json").read_text())
     assert report["verdict"] == "FAIL"

@@ -19,17 +19,17 @@ from chatbench.rehearse.result import FORMAT_VERSION
 from chatbench.rehearse.stage import smaller_spec
 from chatbench.rehearse.statements import split_sql
 
-# Every rehearsal here seeds the ci profile's history scaled to a quarter (its shape and whales kept: what
-# is judged here is a verdict, not a volume) and its 20,000-message smaller size, with seed 1 on the worker's
-# session server; the seed cache keeps each as a template database on that server, so on one worker the
-# sizes are seeded once for the file instead of once per worker.
+# Every rehearsal here seeds the smoke profile and its smaller size (smoke_fifth, 4,000 messages: what is judged
+# here is a verdict, not a volume), with seed 1 on the worker's session server; the seed cache keeps each as a
+# template database on that server (the rehearsal corpus uses the same two), so on one worker the sizes are
+# seeded once for the file instead of once per worker.
 pytestmark = [pytest.mark.slow,  # whole rehearsals (about 20 s of the fast tier's worker time): not in the edit loop
-              pytest.mark.xdist_group("rehearse_ci_seed_1")]
-QUARTER_CI = {"messages.count": 50_000, "conversations.count": 3_000, "users.count": 500, "whales.count": 4}
+              pytest.mark.xdist_group("rehearse_smoke_seed_1")]
+SMALL_MESSAGES = 4_000  # smoke_fifth: the size a failing migration stops at
 
 
 def _plan(*, sql: str | None = None, command: str | None = None, timeout_s: float = 60.0) -> RehearsalPlan:
-    spec = loadgen.load_spec("ci", overrides=QUARTER_CI)
+    spec = loadgen.load_spec("smoke")
     return RehearsalPlan(
         migration=None if sql is None else split_sql(sql, "t.sql"), migration_source="t", migration_cmd=command,
         before_file=None, before_cmd=None, spec=spec, small_spec=smaller_spec(spec), seed=1,
@@ -44,7 +44,7 @@ def _left_over(pg: Server) -> list[str]:
 
 def _only_small_and_failed(result: Rehearsal, rule: str) -> None:
     assert result.verdict == "FAIL" and result.exit_code == 1
-    assert len(result.sizes) == 1 and result.sizes[0].messages == 20_000
+    assert len(result.sizes) == 1 and result.sizes[0].messages == SMALL_MESSAGES
     assert result.verification is None
     (finding,) = [f for f in result.findings if f.severity == "FAIL"]
     assert finding.rule == rule, finding.line()
@@ -97,7 +97,7 @@ def test_a_lost_lock_sampler_makes_the_verdict_error_not_pass(pg: Server, tmp_pa
     assert [f.rule for f in errors] == ["sampler", "sampler"]
     # The server's word for it depends on when the sampler next reads: the termination notice, or a closed socket.
     assert any(w in errors[0].evidence for w in ("terminat", "closed the connection")), errors[0].evidence
-    assert "20,000 messages" in errors[0].evidence
+    assert f"{SMALL_MESSAGES:,} messages" in errors[0].evidence
     assert "incomplete lock evidence" in result.headline() and len(result.failing_lines()) == 2
     written = write_rehearsal(result, tmp_path)
     assert "## Could not judge" in written["rehearsal.md"].read_text(encoding="utf-8")

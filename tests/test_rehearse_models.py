@@ -40,7 +40,7 @@ def _rehearse(project: Path, *options: str, capsys: pytest.CaptureFixture[str]) 
     out = project / "out"
     # no long transaction: the queue behind one is test_rehearse_queue's; these judge the migrated schema
     code = main(["rehearse", "--backend", "local", "--profile", "smoke", *options, "--migration", "add_column.sql",
-                 "--rate", "100", "--clients", "2", "--baseline-seconds", "0.3", "--long-transaction", "0",
+                 "--rate", "40", "--clients", "2", "--baseline-seconds", "0.3", "--long-transaction", "0",
                  "--out", str(out)])
     err = capsys.readouterr().err
     return code, err, json.loads((out / "rehearsal.json").read_text())
