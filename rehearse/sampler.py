@@ -201,7 +201,8 @@ class LockSampler:
             if wait_type == "Lock" and granted is False:
                 what = f"{mode} on relation {relation}" if locktype == "relation" else f"a {locktype} lock"
                 activity.waiting_for = what
-                activity.blockers = tuple(blockers or ())
+                if blockers:  # a sample that reads the wait as the lock is released sees no blocker: keep the last seen
+                    activity.blockers = tuple(blockers)
                 activity.wait_first = activity.wait_first or t
                 if locktype == "relation" and relation is not None and mode is not None:
                     activity.wait_lock = (relation, mode)
