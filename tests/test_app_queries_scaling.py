@@ -28,17 +28,17 @@ def _queries(names: tuple[str, ...]) -> str:
 def test_scaling_curves_carry_the_application_queries_on_its_schema(tmp_path: Path) -> None:
     (tmp_path / "app.sql").write_text(_queries(QUERIES))
     out = tmp_path / "out"
-    done = chatbench("signoff", "--backend", "local", "--profile", "ci", "--scaling", "smoke", "--rounds", "20",
-                     "--warmup", "2", "--retries", "0", "--schema-from", str(TENANT / "schema.sql"),
+    done = chatbench("signoff", "--backend", "local", "--profile", "smoke", "--scaling", "smoke_fifth",
+                     "--rounds", "20", "--warmup", "2", "--retries", "0", "--schema-from", str(TENANT / "schema.sql"),
                      "--queries", str(tmp_path / "app.sql"), "--out", str(out), timeout=900)
     assert done.returncode == 1, done.stderr[-3000:]  # history_numeric's implicit cast fails its contract
     (target,) = json.loads((out / "signoff.json").read_text())["targets"]
     points = {(p["scenario"], p["profile"]) for p in target["scaling"]}
     for query in QUERIES:
         for role in ("whale", "small"):
-            assert {(f"app:{query}/{role}", "ci"), (f"app:{query}/{role}", "smoke")} <= points, sorted(points)
-    assert ("latest_page", "smoke") in points
+            assert {(f"app:{query}/{role}", "smoke"), (f"app:{query}/{role}", "smoke_fifth")} <= points, sorted(points)
+    assert ("latest_page", "smoke_fifth") in points
     scaling = next(s for s in target["stages"] if s["stage"] == "scaling")
-    assert scaling["status"] == "ok" and "9 scenarios re-measured on smoke" in scaling["detail"], scaling
+    assert scaling["status"] == "ok" and "9 scenarios re-measured on smoke_fifth" in scaling["detail"], scaling
     # nothing of the smaller run was refused: its database has the application's columns (tenant_id, raw)
     assert not [c for c in target["checks"] if c["stage"] == "scaling"], target["checks"]
