@@ -217,7 +217,7 @@ class Settings:
         cli=False)
     # -- data ---------------------------------------------------------------------------------
     profile: str = setting(
-        "ci", "data profile: smoke (20k messages), ci (200k), release (1M), scale (10M)",
+        "ci", "data profile: smoke_fifth (4k messages), smoke (20k), ci (200k), release (1M), scale (10M)",
         defaults={"signoff": "release", "seed": "smoke", "fixtures": "smoke"}, metavar="NAME", check=_profile)
     spec: str | None = setting(None, "a TOML data spec file (instead of --profile)", kind="path",
                                must_exist="file", metavar="FILE")

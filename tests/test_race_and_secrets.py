@@ -171,8 +171,8 @@ def test_pgpassword_reaches_the_migration_command_unchanged(dsn: DsnServer, tmp_
         "    conn.execute(schema.ddl().encode())\n"
     )
     no_password = dsn.dsn.replace(dsn.dsn.split("//", 1)[1].split("@", 1)[0], USER)
-    done = chatbench("verify", "--dsn", no_password, "--schema-from-cmd", f"{sys.executable} {migrate}",
-                      env={"PGPASSWORD": PASSWORD}, cwd=tmp_path)
+    done = chatbench("verify", "--dsn", no_password, "--profile", "smoke", "--schema-from-cmd",
+                     f"{sys.executable} {migrate}", env={"PGPASSWORD": PASSWORD}, cwd=tmp_path)
     assert done.returncode in (0, 1), done.stderr[-2000:]  # ran to a verdict: the command could connect
     assert "--schema-from-cmd" not in done.stderr, done.stderr[-2000:]
     assert not any(spelled in done.stdout + done.stderr for spelled in password_forms().values())
