@@ -184,7 +184,8 @@ class Phase:
 
 def run_signoff(args: Sequence[str], out: Path, log: Path) -> tuple[int, dict[str, Any] | None]:
     """One ``chatbench signoff`` child; its report, or None when it wrote none. Ctrl-C: wait for its teardown."""
-    command = [sys.executable, "-m", "chatbench", "signoff", *args, "--out", str(out)]
+    # -P: a folder named chatbench in the working directory (a checkout of chatbench) is not what runs
+    command = [sys.executable, "-P", "-m", "chatbench", "signoff", *args, "--out", str(out)]
     with log.open("w") as handle:
         child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
         try:

@@ -93,7 +93,9 @@ class ClientLauncher:
         self.owner = os.getpid()
         self._control, theirs = socket.socketpair()
         try:
-            self._process = subprocess.Popen([sys.executable, "-m", "chatbench.rehearse.appclient"],
+            # -P: not the working directory first on sys.path, where a folder named chatbench (chatbench's own
+            # checkout beside an installed chatbench) would be imported instead of the chatbench running here
+            self._process = subprocess.Popen([sys.executable, "-P", "-m", "chatbench.rehearse.appclient"],
                                              stdin=theirs.fileno(), stdout=subprocess.DEVNULL)
         except BaseException:
             self._control.close()

@@ -125,6 +125,19 @@ def test_a_client_that_cannot_connect_fails_the_load_with_its_error_shown(capfd:
     assert "OperationalError" in capfd.readouterr().err
 
 
+def test_a_chatbench_folder_in_the_working_directory_is_not_imported(fresh_db: Server, tmp_path: Path) -> None:
+    """chatbench run from a folder that holds a ``chatbench`` package of its own (chatbench's own checkout beside
+    an installed chatbench, where ``chatbench/`` is the base package without the stages): the launcher must import
+    the chatbench its parent runs, not the folder's (``python -P``). The parent here starts as a console script
+    does, without its working directory on ``sys.path``."""
+    (tmp_path / "chatbench").mkdir()
+    (tmp_path / "chatbench" / "__init__.py").write_text('raise ImportError("the working directory\'s chatbench")\n')
+    done = subprocess.run([sys.executable, "-P", "-c", LOADED_SCRIPT, fresh_db.conninfo(), "stop"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the working directory's chatbench" not in done.stderr
+
+
 @pytest.mark.parametrize("ending", ["exits", "is killed"])
 def test_no_client_outlives_its_parent(fresh_db: Server, ending: str) -> None:
     parent = subprocess.Popen([sys.executable, "-c", LOADED_SCRIPT, fresh_db.conninfo(),
