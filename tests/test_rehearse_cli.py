@@ -31,6 +31,8 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]
         (["--migration", "MIGRATION", "--production-messages", "lots"], "--production-messages lots"),
         (["--migration", "MIGRATION", "--profile", "smoke_fifth"],
          "--profile smoke_fifth: a rehearsal measures two sizes"),
+        (["--migration-cmd", "true", "--profile", "smoke"],
+         "--profile smoke: a --migration-cmd's statements are seen only by the lock sampler"),
         (["--migration", "MIGRATION", "--from", "MIGRATION", "--from-cmd", "true"],
          "--from MIGRATION and --from-cmd true: give one of them, not both (neither: the canonical schema)"),
         (["--migration-cmd", "no-such-program-xyz up"], "not on PATH"),
@@ -63,7 +65,7 @@ def test_split_keeps_function_bodies_and_marks_transaction_blocks() -> None:
     assert statements[3].sql.endswith("$$ SELECT 1; $$")
 
 
-@pytest.mark.slow  # a whole rehearsal at two sizes, an Alembic run at each: the fast tier's longest test
+@pytest.mark.slow  # a whole ci rehearsal at two sizes, an Alembic run at each: the fast tier's longest test
 def test_alembic_migration_via_migration_cmd(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     index = 'op.create_index("ix_messages_user_id", "messages", ["user_id"])'
@@ -71,8 +73,8 @@ def test_alembic_migration_via_migration_cmd(tmp_path: Path, capsys: pytest.Capt
     before = CASES[0].before_sql(tmp_path, safe=False)  # the canonical schema without ix_messages_user_id
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
-    code, err = _run(["--backend", "local", "--profile", "smoke", "--from", str(before), "--migration-cmd", alembic,
-                      "--rate", "40", "--clients", "2", "--baseline-seconds", "0.3", "--out", str(out)], capsys)
+    code, err = _run(["--backend", "local", "--from", str(before), "--migration-cmd", alembic,
+                      "--rate", "100", "--clients", "2", "--baseline-seconds", "0.3", "--out", str(out)], capsys)
     assert code == 1, err
     report = json.loads((out / "rehearsal.json").read_text())
     assert report["verdict"] == "FAIL"

@@ -1,11 +1,11 @@
 """Rehearse a release's migration on seeded volume, under live load, and say how long the chat was blocked.
 
 The schema before the release (the canonical one, ``--from FILE.sql`` or ``--from-cmd CMD``) is seeded with
-``--profile`` and with the next smaller profile (``--profile smoke``, 20,000 and 4,000 messages, takes
-seconds: the edit loop's; judge a release at ci, the default, or larger); on each, the migration
-(``--migration FILE.sql``, run statement by statement as psql would, or ``--migration-cmd CMD`` such as
-'alembic upgrade head', run with DATABASE_URL set) runs while the app's canonical reads and appends, and the
-application's own queries of ``--queries FILE.sql`` (writes rolled back), run open loop at ``--rate`` from
+``--profile`` and with the next smaller profile (``--profile smoke``, 20,000 and 4,000 messages, takes seconds
+with ``--migration FILE.sql``: the edit loop's; judge a release at ci, the default, or larger); on each, the
+migration (``--migration FILE.sql``, run statement by statement as psql would, or ``--migration-cmd CMD`` such
+as 'alembic upgrade head', run with DATABASE_URL set) runs while the app's canonical reads and appends, and
+the application's own queries of ``--queries FILE.sql`` (writes rolled back), run open loop at ``--rate`` from
 ``--clients`` processes and a sampler records every lock the migration holds or waits for and every app query
 it blocks, by name. Blocking times are extrapolated linearly to ``--production-messages`` and judged against
 the ``[rehearsal]`` budgets of the targets file; the migrated schema is verified (drift, health, plan

@@ -37,6 +37,12 @@ def plan_from(settings: Settings) -> RehearsalPlan:
     if spec.name not in SMALLER_PROFILE:
         raise ConfigError(f"{where(settings, 'profile')}: a rehearsal measures two sizes, the profile and the next "
                           f"smaller one; use one of {', '.join(SMALLER_PROFILE)}")
+    if settings.migration_cmd is not None and spec.name == "smoke":
+        # A command's statements are seen only by the lock sampler: at smoke's sizes an index build takes a few
+        # milliseconds and can finish between two samples, unseen, and the rehearsal would PASS it.
+        raise ConfigError(f"{where(settings, 'profile')}: a --migration-cmd's statements are seen only by the lock "
+                          "sampler, and at smoke's sizes a short one can finish unseen between two samples; "
+                          "rehearse a command at ci or larger, or give the migration as --migration FILE.sql")
     if settings.production_messages < spec.messages.count:
         raise ConfigError(f"{where(settings, 'production_messages')}: fewer messages than the profile's "
                           f"{spec.messages.count:,}; give the production table's size (e.g. 2e9)")
