@@ -69,18 +69,19 @@ def _run_clients(context: SpawnContext, tasks: list[ClientTask]) -> list[dict[st
     with context.Pool(len(tasks), initializer=join_start, initargs=(barrier,)) as pool:
         pending = [pool.apply_async(run_client, (task,)) for task in tasks]
         outputs: list[dict[str, Any]] = []
-        failures: list[Exception] = []
+        own_errors: list[Exception] = []
+        broken = False
         for result in pending:
             try:
                 outputs.append(result.get())
-            except threading.BrokenBarrierError as exc:
-                failures.append(exc)
-            except Exception as exc:  # a client's own error: raised in preference to a broken barrier
-                failures.insert(0, exc)
-    if failures and isinstance(failures[0], threading.BrokenBarrierError):
+            except threading.BrokenBarrierError:
+                broken = True
+            except Exception as exc:
+                own_errors.append(exc)
+    if own_errors:
+        raise own_errors[0]
+    if broken:
         raise ChatbenchError(f"load: not all {len(tasks)} clients connected within {START_TIMEOUT_S:g} s")
-    if failures:
-        raise failures[0]
     return outputs
 
 
